@@ -1,0 +1,97 @@
+/** Typed configuration of every run: network, EDM constants, ECT schedule, optimiser, data and trainer. */
+
+/** The DDPM++ ("SongUNet") family of ect-spec.md section 4. */
+export interface NetworkConfig {
+  resolution: number;        // image side in pixels (32 for CIFAR-10, 28 for Fashion-MNIST)
+  imageChannels: number;     // 3 for CIFAR-10, 1 for Fashion-MNIST
+  modelChannels: number;     // base channel count (128 in the paper)
+  channelMult: number[];     // per-resolution multipliers ([2, 2, 2] in the paper)
+  numBlocks: number;         // residual blocks per resolution (4 in the paper)
+  attnResolutions: number[]; // resolutions with self-attention ([16] in the paper)
+  dropout: number;           // dropout probability inside residual blocks
+  embedMult: number;         // noise-embedding width = embedMult * modelChannels (4 in the paper)
+}
+
+/** Preconditioning variant: training mode gives D(x, 0) = x; eval mode gives D(x, sigmaMin) = x. */
+export type PrecondMode = 'train' | 'eval';
+
+/** EDM constants (ect-spec.md sections 2, 3 and 5). */
+export interface EdmConfig {
+  sigmaData: number;      // data standard deviation, 0.5
+  sigmaMin: number;       // Heun sampler's smallest noise level, 0.002
+  sigmaMax: number;       // largest noise level, 80
+  rho: number;            // Heun time-step exponent, 7
+  heunSteps: number;      // number of Heun time steps, 18 (35 network evaluations)
+  pMean: number;          // log-normal mean of sigma for EDM pretraining, -1.2
+  pStd: number;           // log-normal std of sigma for EDM pretraining, 1.2
+  evalSigmaMin: number;   // CM boundary for eval-mode preconditioning, 0.003
+}
+
+export type MappingName = 'sigmoid' | 'constant' | 'log2cap' | 'powcap';
+export type WeightingName = 'inv_dt' | 'snr_k' | 'uniform';
+
+/** ECT tuning (ect-spec.md section 6). */
+export interface EctConfig {
+  pMean: number;          // log t ~ Normal(pMean, pStd): -1.1
+  pStd: number;           // 2.0
+  mapping: MappingName;   // mapping function n(t)
+  q: number;              // stage base: r = t (1 - n(t) / q^(s+1)), 2 on CIFAR-10
+  stageIters: number;     // iterations per stage d, 25000 on CIFAR-10
+  k: number;              // mapping strength, 8
+  b: number;              // sigmoid slope, 1
+  nCap: number;           // cap on n(t) for the log2cap and powcap mappings, 4
+  huberC: number;        // pseudo-Huber c; 0 gives the plain L2 norm
+  weighting: WeightingName; // w(t, r): inv_dt = 1/(t - r) (default), snr_k = 1/t^2 + 1/sigmaData^2
+  samplePrecond: PrecondMode; // preconditioning used when sampling the tuned model
+  midT: number[];         // intermediate times of the multistep sampler (0.821 on CIFAR-10)
+}
+
+export type OptimizerName = 'adam' | 'radam';
+
+export interface OptimizerConfig {
+  name: OptimizerName;
+  lr: number;             // base learning rate
+  beta1: number;
+  beta2: number;
+  eps: number;
+  rampupKimg: number;     // linear lr ramp-up length in thousands of images (0: none)
+}
+
+/** EMA: either a fixed per-step beta, or EDM's half-life in kimg with a ramp-up ratio. */
+export interface EmaConfig {
+  beta?: number;          // fixed decay per step (ECT: 0.9999)
+  halfLifeKimg?: number;  // EDM: 500 (0.5 Mimg)
+  rampupRatio?: number;   // EDM: 0.05 (half-life <= ratio * images seen)
+}
+
+export type DatasetName = 'cifar10' | 'fashion-mnist' | 'synthetic';
+
+export interface DataConfig {
+  name: DatasetName;
+  dir?: string;           // where the files are; default depends on the dataset
+  flip: boolean;          // random horizontal flips
+  limit?: number;         // use only the first N training images (0 or absent: all)
+}
+
+export type RunKind = 'pretrain' | 'tune';
+
+/** A whole run: what `ect pretrain` / `ect tune` resolve from presets and flags. */
+export interface RunConfig {
+  kind: RunKind;
+  name: string;           // preset or run name
+  data: DataConfig;
+  net: NetworkConfig;
+  edm: EdmConfig;
+  ect: EctConfig;
+  optimizer: OptimizerConfig;
+  ema: EmaConfig;
+  batch: number;
+  iters: number;          // total training iterations
+  seed: number;
+  logEvery: number;       // iterations between metrics.csv rows
+  ckptEvery: number;      // iterations between checkpoints
+  sampleEvery: number;    // iterations between sample grids (0: only at the end)
+  evalEvery: number;      // kimg between metric evaluations (0: never)
+  evalN: number;          // samples per evaluation
+  init?: string;          // checkpoint to start from (tuning)
+}

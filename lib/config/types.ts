@@ -79,6 +79,7 @@ export type RunKind = 'pretrain' | 'tune';
 export interface RunConfig {
   kind: RunKind;
   name: string;           // preset or run name
+  description?: string;   // what the preset reproduces and where its numbers come from
   data: DataConfig;
   net: NetworkConfig;
   edm: EdmConfig;

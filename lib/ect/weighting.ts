@@ -1,0 +1,25 @@
+/** ECT's loss metric and time weighting (ect-spec.md section 6.6), as functions of plain numbers and tensors. */
+import * as tf from '@tensorflow/tfjs-core';
+import type { WeightingName } from '../config/types';
+
+export const WEIGHTINGS: readonly WeightingName[] = ['inv_dt', 'snr_k', 'uniform'];
+
+/** w(t, r): inv_dt 1/(t - r) (default); snr_k 1/t^2 + 1/sigma_d^2; uniform 1. */
+export function timeWeight(t: number, r: number, name: WeightingName, sigmaData: number): number {
+  switch (name) {
+    case 'inv_dt': return 1 / (t - r);
+    case 'snr_k': return 1 / (t * t) + 1 / (sigmaData * sigmaData);
+    case 'uniform': return 1;
+    default: throw new Error(`unknown weighting '${String(name)}'; known: ${WEIGHTINGS.join(', ')}`);
+  }
+}
+
+/** rho(u) on a squared norm u: sqrt(u) when c = 0 (L2 norm), else pseudo-Huber sqrt(u + c^2) - c. */
+export function pseudoHuber(squaredNorm: number, c: number): number {
+  return c > 0 ? Math.sqrt(squaredNorm + c * c) - c : Math.sqrt(squaredNorm);
+}
+
+/** The same rho on a tensor of squared norms. */
+export function pseudoHuberTensor(squaredNorm: tf.Tensor, c: number): tf.Tensor {
+  return c > 0 ? tf.sub(tf.sqrt(tf.add(squaredNorm, c * c)), c) : tf.sqrt(squaredNorm);
+}

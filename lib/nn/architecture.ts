@@ -1,0 +1,110 @@
+/**
+ * The layer plan of the DDPM++ UNet (EDM's SongUNet) derived from a NetworkConfig: which blocks exist,
+ * their channels, resolutions and names. The network and the FLOPs counter both walk this plan.
+ */
+import type { NetworkConfig } from '../config/types';
+
+export type Resample = 'none' | 'down' | 'up';
+
+/** One residual block (optionally followed by self-attention). */
+export interface BlockPlan {
+  name: string;          // stable parameter prefix, e.g. 'enc.16x16_block1'
+  inChannels: number;    // after any skip concatenation
+  outChannels: number;
+  resolution: number;    // resolution of the block's output
+  resample: Resample;
+  attention: boolean;
+  skipConv: boolean;     // 1x1 conv on the shortcut (channels or resolution change)
+  concatSkip: boolean;   // decoder blocks concatenate one stored encoder output first
+}
+
+export interface UNetPlan {
+  embedChannels: number;        // width of the noise embedding after the mapping MLP
+  inputConv: { name: string; inChannels: number; outChannels: number; resolution: number };
+  encoder: BlockPlan[];
+  decoder: BlockPlan[];         // the two middle blocks come first, as in EDM
+  output: { name: string; inChannels: number; outChannels: number; resolution: number };
+}
+
+/** Checks a network config and explains the first problem found. */
+export function validateNetworkConfig(cfg: NetworkConfig): void {
+  const positiveInts: Array<[string, number]> = [
+    ['resolution', cfg.resolution], ['imageChannels', cfg.imageChannels], ['modelChannels', cfg.modelChannels],
+    ['numBlocks', cfg.numBlocks], ['embedMult', cfg.embedMult]];
+  for (const [key, value] of positiveInts) {
+    if (!Number.isInteger(value) || value <= 0) throw new Error(`net.${key} must be a positive integer, got ${value}`);
+  }
+  if (!Array.isArray(cfg.channelMult) || cfg.channelMult.length === 0 || cfg.channelMult.some((m) => !Number.isInteger(m) || m <= 0)) {
+    throw new Error(`net.channelMult must be a non-empty list of positive integers, got ${JSON.stringify(cfg.channelMult)}`);
+  }
+  if (cfg.modelChannels % 2) throw new Error(`net.modelChannels must be even (positional embedding), got ${cfg.modelChannels}`);
+  const levels = cfg.channelMult.length;
+  if (cfg.resolution % 2 ** (levels - 1)) {
+    throw new Error(`net.resolution ${cfg.resolution} cannot be halved ${levels - 1} times (channelMult has ${levels} levels)`);
+  }
+  if (!(cfg.dropout >= 0 && cfg.dropout < 1)) throw new Error(`net.dropout must be in [0, 1), got ${cfg.dropout}`);
+  for (const mult of [1, ...cfg.channelMult]) {
+    const c = cfg.modelChannels * mult;
+    if (c % 4) throw new Error(`net: ${c} channels cannot form GroupNorm groups of 4`);
+  }
+}
+
+/** Derives the block plan: encoder, middle, decoder, as EDM's SongUNet lays them out. */
+export function planUNet(cfg: NetworkConfig): UNetPlan {
+  validateNetworkConfig(cfg);
+  const encoder: BlockPlan[] = [];
+  const decoder: BlockPlan[] = [];
+  const skips: number[] = [];
+  const block = (name: string, inChannels: number, outChannels: number, resolution: number,
+    resample: Resample, attention: boolean, concatSkip = false): BlockPlan => ({
+    name, inChannels, outChannels, resolution, resample, attention, concatSkip,
+    skipConv: inChannels !== outChannels || resample !== 'none',
+  });
+
+  // encoder: input conv at full resolution, then per level an optional down block and numBlocks blocks
+  let channels = cfg.modelChannels;
+  const inputConv = { name: `enc.${cfg.resolution}x${cfg.resolution}_conv`, inChannels: cfg.imageChannels, outChannels: channels, resolution: cfg.resolution };
+  skips.push(channels);
+  cfg.channelMult.forEach((mult, level) => {
+    const res = cfg.resolution >> level;
+    if (level > 0) {
+      encoder.push(block(`enc.${res}x${res}_down`, channels, channels, res, 'down', false));
+      skips.push(channels);
+    }
+    for (let i = 0; i < cfg.numBlocks; i++) {
+      const out = cfg.modelChannels * mult;
+      encoder.push(block(`enc.${res}x${res}_block${i}`, channels, out, res, 'none', cfg.attnResolutions.includes(res)));
+      channels = out;
+      skips.push(channels);
+    }
+  });
+
+  // decoder: middle blocks at the lowest resolution, then per level numBlocks+1 blocks with skips and an up block
+  for (let level = cfg.channelMult.length - 1; level >= 0; level--) {
+    const res = cfg.resolution >> level;
+    const mult = cfg.channelMult[level];
+    if (level === cfg.channelMult.length - 1) {
+      decoder.push(block(`dec.${res}x${res}_in0`, channels, channels, res, 'none', true));
+      decoder.push(block(`dec.${res}x${res}_in1`, channels, channels, res, 'none', false));
+    } else {
+      decoder.push(block(`dec.${res}x${res}_up`, channels, channels, res, 'up', false));
+    }
+    for (let i = 0; i <= cfg.numBlocks; i++) {
+      const skip = skips.pop();
+      if (skip === undefined) throw new Error('internal: UNet skip stack exhausted');
+      const out = cfg.modelChannels * mult;
+      // EDM puts decoder attention only on the last block of a level
+      decoder.push(block(`dec.${res}x${res}_block${i}`, channels + skip, out, res, 'none',
+        i === cfg.numBlocks && cfg.attnResolutions.includes(res), true));
+      channels = out;
+    }
+  }
+  if (skips.length) throw new Error('internal: UNet skip stack not consumed');
+  return {
+    embedChannels: cfg.embedMult * cfg.modelChannels,
+    inputConv,
+    encoder,
+    decoder,
+    output: { name: 'out', inChannels: channels, outChannels: cfg.imageChannels, resolution: cfg.resolution },
+  };
+}

@@ -1,0 +1,145 @@
+/** Building blocks of the DDPM++ UNet: seeded parameter initialisation and the pure layer functions. */
+import * as tf from '@tensorflow/tfjs-core';
+import seedrandom from 'seedrandom';
+
+/** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"). */
+export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones'; scale?: number; fanIn?: number; fanOut?: number }
+
+/** Creates named parameters deterministically from one seed (the same seed gives the same network on any backend). */
+export class ParamFactory {
+  readonly params = new Map<string, tf.Variable>();
+  private readonly rng: seedrandom.PRNG;
+  private static instance = 0;
+  private readonly prefix: string;
+
+  constructor(seed: number) {
+    this.rng = seedrandom(`ect-init-${seed}`);
+    // tfjs needs globally unique variable names; our stable names live in the map keys.
+    this.prefix = `p${ParamFactory.instance++}_`;
+  }
+
+  /** Adds a parameter of the given shape and initialisation under a stable name. */
+  add(name: string, shape: number[], init: InitSpec): tf.Variable {
+    if (this.params.has(name)) throw new Error(`duplicate parameter name ${name}`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(size);
+    if (init.kind === 'ones') values.fill(1);
+    if (init.kind === 'xavier') {
+      // xavier uniform: U(-a, a) with a = sqrt(6 / (fanIn + fanOut)), times an optional gain
+      const bound = (init.scale ?? 1) * Math.sqrt(6 / ((init.fanIn ?? 1) + (init.fanOut ?? 1)));
+      for (let i = 0; i < size; i++) values[i] = (this.rng() * 2 - 1) * bound;
+    }
+    const variable = tf.variable(tf.tensor(values, shape), true, this.prefix + name);
+    this.params.set(name, variable);
+    return variable;
+  }
+}
+
+/** Parameter lookup: the network's own variables, or another set of weights (for example the EMA). */
+export type WeightSource = (name: string) => tf.Tensor;
+
+/** Dropout masks cached by layer name, so the target pass and the student pass drop the same units. */
+export class DropoutMasks {
+  private readonly masks = new Map<string, tf.Tensor>();
+  private counter = 0;
+
+  /** seed: one value per training step; rate: drop probability. */
+  constructor(private readonly seed: number, readonly rate: number) {}
+
+  /** The mask for a layer (scaled by 1/(1-rate)), created on first use and replayed afterwards. */
+  mask(name: string, shape: number[]): tf.Tensor {
+    const known = this.masks.get(name);
+    if (known) {
+      if (known.shape.join() !== shape.join()) throw new Error(`dropout mask ${name}: shape ${known.shape} reused for ${shape}`);
+      return known;
+    }
+    const keep = 1 - this.rate;
+    const layerSeed = (this.seed * 7919 + 104729 * ++this.counter) % 2147483647;
+    const mask = tf.tidy(() =>
+      tf.div(tf.cast(tf.less(tf.randomUniform(shape, 0, 1, 'float32', layerSeed), keep), 'float32'), keep));
+    this.masks.set(name, tf.keep(mask));
+    return mask;
+  }
+
+  /** Frees every mask. */
+  dispose(): void {
+    for (const m of this.masks.values()) m.dispose();
+    this.masks.clear();
+  }
+}
+
+/** SiLU(x) = x * sigmoid(x). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/** Fully connected layer: x [N, in] -> [N, out]. */
+export function linear(w: WeightSource, name: string, x: tf.Tensor2D): tf.Tensor2D {
+  return tf.add(tf.matMul(x, w(`${name}.weight`) as tf.Tensor2D), w(`${name}.bias`)) as tf.Tensor2D;
+}
+
+/** Convolution with 'same' padding, NHWC; 1x1 convolutions run as one matrix product. */
+export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
+  const weight = w(`${name}.weight`) as tf.Tensor4D;
+  const [kh, , cin, cout] = weight.shape;
+  if (kh === 1) {
+    const [b, h, wd] = x.shape;
+    const flat = tf.matMul(tf.reshape(x, [b * h * wd, cin]), tf.reshape(weight, [cin, cout]));
+    return tf.reshape(tf.add(flat, w(`${name}.bias`)), [b, h, wd, cout]);
+  }
+  return tf.add(tf.conv2d(x, weight, 1, 'same'), w(`${name}.bias`)) as tf.Tensor4D;
+}
+
+/** GroupNorm over NHWC with groups = min(32, C/4) (EDM), affine gamma/beta per channel. */
+export function groupNorm(w: WeightSource, name: string, x: tf.Tensor4D, eps = 1e-6): tf.Tensor4D {
+  const [b, h, wd, c] = x.shape;
+  const groups = groupCount(c);
+  const grouped = tf.reshape(x, [b, h * wd, groups, c / groups]);
+  const { mean, variance } = tf.moments(grouped, [1, 3], true);
+  const normed = tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, eps)));
+  return tf.add(tf.mul(tf.reshape(normed, [b, h, wd, c]), w(`${name}.weight`)), w(`${name}.bias`)) as tf.Tensor4D;
+}
+
+/** Number of GroupNorm groups for C channels: min(32, C/4). */
+export function groupCount(channels: number): number {
+  return Math.max(1, Math.min(32, Math.floor(channels / 4)));
+}
+
+/** 2x2 average pooling (NHWC) written as a reshape and a mean, which every backend can differentiate. */
+export function downsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const [b, h, wd, c] = x.shape;
+  if (h % 2 || wd % 2) throw new Error(`downsample2x needs even sizes, got ${h}x${wd}`);
+  return tf.mean(tf.reshape(x, [b, h / 2, 2, wd / 2, 2, c]), [2, 4]) as tf.Tensor4D;
+}
+
+/** Nearest-neighbour x2 upsampling (NHWC) by broadcasting against ones. */
+export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const [b, h, wd, c] = x.shape;
+  const spread = tf.mul(tf.reshape(x, [b, h, 1, wd, 1, c]), tf.ones([1, 1, 2, 1, 2, 1]));
+  return tf.reshape(spread, [b, 2 * h, 2 * wd, c]);
+}
+
+/**
+ * Positional embedding of c_noise with `channels` features: f_i = (1/10000)^(i/(half-1)),
+ * emb = concat(cos(c_noise f), sin(c_noise f)).
+ */
+export function positionalEmbedding(cNoise: tf.Tensor1D, channels: number): tf.Tensor2D {
+  const half = channels / 2;
+  const freqs = new Float32Array(half);
+  for (let i = 0; i < half; i++) freqs[i] = Math.pow(1 / 10000, i / Math.max(half - 1, 1));
+  const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.tensor2d(freqs, [1, half]));
+  return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
+}
+
+/**
+ * Single-head self-attention over the H*W positions: q, k, v from one 1x1 convolution whose output
+ * channels interleave them (channel 3c+j is q, k, v for j = 0, 1, 2, as in EDM, so weights port).
+ */
+export function selfAttention(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
+  const [b, h, wd, c] = x.shape;
+  const qkv = tf.reshape(conv2d(w, `${name}.qkv`, groupNorm(w, `${name}.norm`, x)), [b, h * wd, c, 3]);
+  const [q, k, v] = tf.unstack(qkv, 3) as tf.Tensor3D[];
+  const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c)));  // [b, query, key]
+  const attended = tf.reshape(tf.matMul(weights as tf.Tensor3D, v), [b, h, wd, c]) as tf.Tensor4D;
+  return conv2d(w, `${name}.proj`, attended);
+}

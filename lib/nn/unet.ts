@@ -1,0 +1,149 @@
+/** The DDPM++ UNet (EDM's SongUNet) of ect-spec.md section 4: raw network F(c_in x, c_noise), NHWC. */
+import * as tf from '@tensorflow/tfjs-core';
+import type { NetworkConfig } from '../config/types';
+import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
+import {
+  conv2d, downsample2x, DropoutMasks, groupNorm, linear, ParamFactory, positionalEmbedding,
+  selfAttention, silu, upsample2x, type WeightSource,
+} from './layers';
+
+export { DropoutMasks } from './layers';
+
+const SKIP_SCALE = Math.SQRT1_2;   // residual sums are scaled by sqrt(1/2)
+const ATTN_GAIN = Math.sqrt(0.2);  // EDM's init gain for the qkv projection
+const ZERO_INIT = 1e-5;            // EDM's "init_zero": tiny xavier weights on the last layer of a branch
+
+export interface ForwardOptions {
+  training?: boolean;                // enables dropout
+  dropout?: DropoutMasks;            // shared masks (ECT target and student passes); fresh ones otherwise
+  weights?: Map<string, tf.Tensor>;  // run with other weights (for example the EMA) instead of the variables
+}
+
+/** The UNet: its parameters under stable names and a pure forward function. */
+export class UNet {
+  readonly plan: UNetPlan;
+  readonly params: Map<string, tf.Variable>;
+  private stepSeed = 1;
+
+  constructor(readonly cfg: NetworkConfig, seed: number) {
+    this.plan = planUNet(cfg);
+    const factory = new ParamFactory(seed);
+    this.createParams(factory);
+    this.params = factory.params;
+  }
+
+  /** Number of scalar parameters. */
+  paramCount(): number {
+    let total = 0;
+    for (const p of this.params.values()) total += p.size;
+    return total;
+  }
+
+  /** Shapes of every parameter, by name (for checkpoint validation). */
+  paramShapes(): Map<string, { shape: number[] }> {
+    return new Map([...this.params].map(([name, p]) => [name, { shape: p.shape.slice() }]));
+  }
+
+  /**
+   * F(x, c_noise): x is the c_in-scaled input [B, H, W, C]; cNoise is [B]. Returns [B, H, W, C].
+   * Call inside tf.tidy (or dispose the result).
+   */
+  forward(x: tf.Tensor4D, cNoise: tf.Tensor1D, opts: ForwardOptions = {}): tf.Tensor4D {
+    const [batch, h, w, c] = x.shape;
+    if (h !== this.cfg.resolution || w !== this.cfg.resolution || c !== this.cfg.imageChannels) {
+      throw new Error(`UNet expects [B, ${this.cfg.resolution}, ${this.cfg.resolution}, ${this.cfg.imageChannels}] input, got [${x.shape}]`);
+    }
+    if (cNoise.shape[0] !== batch) throw new Error(`c_noise has ${cNoise.shape[0]} entries for a batch of ${batch}`);
+    const weights = this.weightSource(opts.weights);
+    const useDropout = (opts.training ?? false) && this.cfg.dropout > 0;
+    const ownMasks = useDropout && !opts.dropout ? new DropoutMasks(this.stepSeed++, this.cfg.dropout) : undefined;
+    const masks = useDropout ? (opts.dropout ?? ownMasks) : undefined;
+    try {
+      return tf.tidy(() => {
+        // noise embedding: positional features -> Linear -> SiLU -> Linear -> SiLU
+        let emb = positionalEmbedding(cNoise, this.cfg.modelChannels);
+        emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
+        emb = silu(linear(weights, 'map.layer1', emb)) as tf.Tensor2D;
+
+        let hidden = conv2d(weights, this.plan.inputConv.name, x);
+        const skips: tf.Tensor4D[] = [hidden];
+        for (const block of this.plan.encoder) {
+          hidden = this.block(weights, block, hidden, emb, masks);
+          skips.push(hidden);
+        }
+        for (const block of this.plan.decoder) {
+          if (block.concatSkip) hidden = tf.concat([hidden, skips.pop() as tf.Tensor4D], 3);
+          hidden = this.block(weights, block, hidden, emb, masks);
+        }
+        const out = this.plan.output.name;
+        return conv2d(weights, `${out}.conv`, silu(groupNorm(weights, `${out}.norm`, hidden)) as tf.Tensor4D);
+      });
+    } finally {
+      ownMasks?.dispose();
+    }
+  }
+
+  /** Frees the parameters. */
+  dispose(): void {
+    for (const p of this.params.values()) p.dispose();
+  }
+
+  private weightSource(override?: Map<string, tf.Tensor>): WeightSource {
+    const table: Map<string, tf.Tensor> = override ?? this.params;
+    return (name: string) => {
+      const value = table.get(name);
+      if (!value) throw new Error(`UNet: no weight named ${name}`);
+      return value;
+    };
+  }
+
+  /** One residual block: GN-SiLU-(resample)-conv, add embedding, GN-SiLU-dropout-conv, shortcut, attention. */
+  private block(w: WeightSource, plan: BlockPlan, x: tf.Tensor4D, emb: tf.Tensor2D, masks?: DropoutMasks): tf.Tensor4D {
+    const resample = (t: tf.Tensor4D) => (plan.resample === 'down' ? downsample2x(t) : plan.resample === 'up' ? upsample2x(t) : t);
+    const name = plan.name;
+    let h = conv2d(w, `${name}.conv0`, resample(silu(groupNorm(w, `${name}.norm0`, x)) as tf.Tensor4D));
+    const shift = tf.reshape(linear(w, `${name}.affine`, emb), [-1, 1, 1, plan.outChannels]);
+    h = silu(groupNorm(w, `${name}.norm1`, tf.add(h, shift))) as tf.Tensor4D;
+    if (masks) h = tf.mul(h, masks.mask(`${name}.dropout`, h.shape));
+    h = conv2d(w, `${name}.conv1`, h);
+    const shortcut = plan.skipConv ? conv2d(w, `${name}.skip`, resample(x)) : x;
+    h = tf.mul(tf.add(h, shortcut), SKIP_SCALE);
+    if (plan.attention) h = tf.mul(tf.add(h, selfAttention(w, `${name}.attn`, h)), SKIP_SCALE);
+    return h;
+  }
+
+  private createParams(f: ParamFactory): void {
+    const conv = (name: string, k: number, cin: number, cout: number, scale = 1) => {
+      f.add(`${name}.weight`, [k, k, cin, cout], { kind: 'xavier', fanIn: cin * k * k, fanOut: cout * k * k, scale });
+      f.add(`${name}.bias`, [cout], { kind: 'zeros' });
+    };
+    const dense = (name: string, cin: number, cout: number) => {
+      f.add(`${name}.weight`, [cin, cout], { kind: 'xavier', fanIn: cin, fanOut: cout });
+      f.add(`${name}.bias`, [cout], { kind: 'zeros' });
+    };
+    const norm = (name: string, c: number) => {
+      f.add(`${name}.weight`, [c], { kind: 'ones' });
+      f.add(`${name}.bias`, [c], { kind: 'zeros' });
+    };
+    const { plan } = this;
+    dense('map.layer0', this.cfg.modelChannels, plan.embedChannels);
+    dense('map.layer1', plan.embedChannels, plan.embedChannels);
+    conv(plan.inputConv.name, 3, plan.inputConv.inChannels, plan.inputConv.outChannels);
+    for (const block of [...plan.encoder, ...plan.decoder]) {
+      const { name, inChannels: cin, outChannels: cout } = block;
+      norm(`${name}.norm0`, cin);
+      conv(`${name}.conv0`, 3, cin, cout);
+      dense(`${name}.affine`, plan.embedChannels, cout);
+      norm(`${name}.norm1`, cout);
+      conv(`${name}.conv1`, 3, cout, cout, ZERO_INIT);
+      if (block.skipConv) conv(`${name}.skip`, 1, cin, cout);
+      if (block.attention) {
+        norm(`${name}.attn.norm`, cout);
+        conv(`${name}.attn.qkv`, 1, cout, cout * 3, ATTN_GAIN);
+        conv(`${name}.attn.proj`, 1, cout, cout, ZERO_INIT);
+      }
+    }
+    norm(`${plan.output.name}.norm`, plan.output.inChannels);
+    conv(`${plan.output.name}.conv`, 3, plan.output.inChannels, plan.output.outChannels, ZERO_INIT);
+  }
+}

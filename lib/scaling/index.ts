@@ -1,0 +1,4 @@
+/** Scaling-law fitting: power laws with and without a floor, bootstrap intervals, table helpers. */
+export * from './levenberg-marquardt';
+export * from './power-law';
+export * from './table';

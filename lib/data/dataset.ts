@@ -1,0 +1,86 @@
+/** The in-memory image dataset every reader returns, and small helpers shared by the readers. */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** A whole split of an image dataset held in memory as uint8 pixels. */
+export interface ImageDataset {
+  name: string;
+  split: 'train' | 'test';
+  source: string;          // file or folder it came from
+  count: number;           // number of images
+  height: number;
+  width: number;
+  channels: number;
+  images: Uint8Array;      // count * height * width * channels, NHWC, uint8
+  labels: Uint8Array;      // count
+  classNames?: string[];
+}
+
+export type Split = ImageDataset['split'];
+
+/** Bytes of one image of the dataset. */
+export function imageSize(dataset: Pick<ImageDataset, 'height' | 'width' | 'channels'>): number {
+  return dataset.height * dataset.width * dataset.channels;
+}
+
+/**
+ * Keeps the first `limit` images (views into the same buffers, no copy).
+ * 0 or undefined keeps everything; a limit above the count keeps everything too.
+ */
+export function limitDataset(dataset: ImageDataset, limit?: number): ImageDataset {
+  if (limit === undefined || limit === 0) return dataset;
+  if (!Number.isInteger(limit) || limit < 0) {
+    throw new Error(`data.limit must be a non-negative integer (0 means all images), got ${limit}`);
+  }
+  if (limit >= dataset.count) return dataset;
+  return {
+    ...dataset,
+    count: limit,
+    images: dataset.images.subarray(0, limit * imageSize(dataset)),
+    labels: dataset.labels.subarray(0, limit),
+  };
+}
+
+/** Checks that a dataset's buffers agree with its declared shape; throws naming the source otherwise. */
+export function checkDataset(dataset: ImageDataset): void {
+  const expectedPixels = dataset.count * imageSize(dataset);
+  if (dataset.images.length !== expectedPixels) {
+    throw new Error(`${dataset.source}: ${dataset.count} images of ${dataset.height}x${dataset.width}x${dataset.channels} ` +
+      `need ${expectedPixels} bytes, found ${dataset.images.length}`);
+  }
+  if (dataset.labels.length !== dataset.count) {
+    throw new Error(`${dataset.source}: ${dataset.count} images but ${dataset.labels.length} labels`);
+  }
+}
+
+/** Reads a whole file, with an error that names the file and says what the dataset needs. */
+export function readRequiredFile(file: string, what: string): Buffer {
+  if (!fs.existsSync(file)) throw new Error(`${what}: missing file ${file}`);
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new Error(`${what}: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Folders a relative dataset path is looked up in: the current directory first, then the root of this
+ * package (so `data/...` works whether the CLI runs from the repository or elsewhere).
+ */
+export function candidateDirs(relativeOrAbsolute: string): string[] {
+  if (path.isAbsolute(relativeOrAbsolute)) return [relativeOrAbsolute];
+  const fromCwd = path.resolve(relativeOrAbsolute);
+  const fromPackage = path.resolve(packageRoot(), relativeOrAbsolute);
+  return fromCwd === fromPackage ? [fromCwd] : [fromCwd, fromPackage];
+}
+
+/** The folder holding this package's package.json (found by walking up from this file, src or dist). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return process.cwd();
+    dir = parent;
+  }
+}

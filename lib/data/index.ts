@@ -1,0 +1,33 @@
+/** Datasets: one entry point that loads the dataset a DataConfig names, plus the readers and the loader. */
+import { DataConfig } from '../config/types';
+import { loadCifar10 } from './cifar10';
+import { ImageDataset, Split, limitDataset } from './dataset';
+import { loadFashionMnist } from './idx';
+import { makeSyntheticDataset } from './synthetic';
+
+export * from './dataset';
+export * from './cifar10';
+export * from './idx';
+export * from './synthetic';
+export * from './loader';
+
+/**
+ * Loads one split of the dataset `cfg` names. `cfg.limit` (0 or absent: all) keeps the first N images
+ * of the training split, as DataConfig documents; the test split is always whole.
+ */
+export function loadDataset(cfg: DataConfig, split: Split): ImageDataset {
+  const limit = split === 'train' ? cfg.limit : undefined;
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
+    throw new Error(`data.limit must be a non-negative integer (0 means all images), got ${limit}`);
+  }
+  switch (cfg.name) {
+    case 'cifar10':
+      return limitDataset(loadCifar10(split, cfg.dir, limit), limit);
+    case 'fashion-mnist':
+      return limitDataset(loadFashionMnist(split, cfg.dir), limit);
+    case 'synthetic':
+      return limitDataset(makeSyntheticDataset(split), limit);
+    default:
+      throw new Error(`data.name: unknown dataset "${(cfg as { name: unknown }).name}" (expected cifar10, fashion-mnist or synthetic)`);
+  }
+}

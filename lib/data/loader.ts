@@ -1,0 +1,121 @@
+/** Seeded batch loader: shuffled epochs, optional horizontal flips, and a JSON state for exact resume. */
+import * as tf from '@tensorflow/tfjs-core';
+import seedrandom from 'seedrandom';
+import { ImageDataset, imageSize } from './dataset';
+
+export interface BatchLoaderOptions {
+  batch: number;    // images per batch
+  seed: number;     // same seed, same sequence of batches
+  flip: boolean;    // mirror each image left-right with probability 1/2
+}
+
+/** Everything needed to continue the exact sequence of batches; plain JSON. */
+export interface LoaderState {
+  seed: number;
+  count: number;                          // dataset size, checked on restore
+  epoch: number;                          // epochs started so far minus one (0 in the first epoch)
+  position: number;                       // index of the next image in this epoch's order
+  flipRngState: seedrandom.State.Arc4;    // the flip generator, mid-stream
+}
+
+/**
+ * Draws batches without replacement; each epoch visits every image once in a fresh order. A batch that
+ * runs past the end of an epoch is completed from the next one, so every batch is full.
+ * Each epoch's order depends only on (seed, epoch); the flips come from one generator whose state is saved.
+ */
+export class BatchLoader {
+  readonly batch: number;
+  readonly seed: number;
+  readonly flip: boolean;
+  private epoch = 0;
+  private position = 0;
+  private order: Uint32Array;
+  private flipRng: seedrandom.StatefulPRNG<seedrandom.State.Arc4>;
+
+  constructor(readonly dataset: ImageDataset, options: BatchLoaderOptions) {
+    if (!Number.isInteger(options.batch) || options.batch <= 0) {
+      throw new Error(`BatchLoader: batch must be a positive integer, got ${options.batch}`);
+    }
+    if (!Number.isFinite(options.seed)) throw new Error(`BatchLoader: seed must be a number, got ${options.seed}`);
+    if (dataset.count <= 0) throw new Error(`BatchLoader: dataset ${dataset.name} (${dataset.source}) is empty`);
+    this.batch = options.batch;
+    this.seed = options.seed;
+    this.flip = options.flip;
+    this.order = epochOrder(dataset.count, this.seed, 0);
+    this.flipRng = seedrandom(`ect-loader-flip-${this.seed}`, { state: true });
+  }
+
+  /** Images drawn so far, over all epochs. */
+  get imagesSeen(): number {
+    return this.epoch * this.dataset.count + this.position;
+  }
+
+  /** The next batch: float32 NHWC in [-1, 1] (uint8 / 127.5 - 1). The caller disposes it. */
+  next(): tf.Tensor4D {
+    const { height, width, channels, images } = this.dataset;
+    const size = imageSize(this.dataset);
+    const rowBytes = width * channels;
+    const out = new Float32Array(this.batch * size);
+    for (let b = 0; b < this.batch; b++) {
+      if (this.position >= this.dataset.count) this.startEpoch(this.epoch + 1);
+      const source = this.order[this.position++] * size;
+      const target = b * size;
+      const mirrored = this.flip && this.flipRng() < 0.5;
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const sourceX = mirrored ? width - 1 - x : x;
+          const from = source + y * rowBytes + sourceX * channels;
+          const to = target + y * rowBytes + x * channels;
+          for (let c = 0; c < channels; c++) out[to + c] = images[from + c] / 127.5 - 1;
+        }
+      }
+    }
+    return tf.tensor4d(out, [this.batch, height, width, channels]);
+  }
+
+  /** A JSON-safe snapshot; setState of it makes the following batches identical to this loader's. */
+  getState(): LoaderState {
+    return {
+      seed: this.seed,
+      count: this.dataset.count,
+      epoch: this.epoch,
+      position: this.position,
+      flipRngState: this.flipRng.state(),
+    };
+  }
+
+  /** Restores a snapshot taken by getState (from a loader over the same dataset and seed). */
+  setState(state: LoaderState): void {
+    if (state.seed !== this.seed || state.count !== this.dataset.count) {
+      throw new Error(`BatchLoader.setState: state is for seed ${state.seed} over ${state.count} images, ` +
+        `this loader has seed ${this.seed} over ${this.dataset.count} images (${this.dataset.source})`);
+    }
+    if (!Number.isInteger(state.epoch) || state.epoch < 0 ||
+        !Number.isInteger(state.position) || state.position < 0 || state.position > state.count) {
+      throw new Error(`BatchLoader.setState: bad epoch ${state.epoch} or position ${state.position} for ${state.count} images`);
+    }
+    this.startEpoch(state.epoch);
+    this.position = state.position;
+    this.flipRng = seedrandom('', { state: state.flipRngState });
+  }
+
+  private startEpoch(epoch: number): void {
+    this.epoch = epoch;
+    this.position = 0;
+    this.order = epochOrder(this.dataset.count, this.seed, epoch);
+  }
+}
+
+/** A permutation of 0..count-1 that depends only on (seed, epoch): Fisher-Yates with a seeded generator. */
+export function epochOrder(count: number, seed: number, epoch: number): Uint32Array {
+  const rng = seedrandom(`ect-loader-order-${seed}-${epoch}`);
+  const order = new Uint32Array(count);
+  for (let i = 0; i < count; i++) order[i] = i;
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const swap = order[i];
+    order[i] = order[j];
+    order[j] = swap;
+  }
+  return order;
+}

@@ -1,0 +1,47 @@
+/** Float images in [-1, 1] to uint8 pixels and to PNG image grids (pngjs). */
+import * as tf from '@tensorflow/tfjs-core';
+import { PNG } from 'pngjs';
+
+/** uint8 = clamp(x * 127.5 + 128, 0, 255), truncated (ect-spec.md section 7); NHWC order kept. */
+export function toUint8Images(x: tf.Tensor4D): Uint8Array {
+  const scaled = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 127.5), 128), 0, 255));
+  const values = scaled.dataSync();
+  scaled.dispose();
+  // assigning floats in [0, 255] to a Uint8Array truncates toward zero, as a cast to uint8 does
+  return Uint8Array.from(values);
+}
+
+/**
+ * Tiles a batch of NHWC images in [-1, 1] (1 or 3 channels) into one PNG: `cols` images per row
+ * (default: a near-square grid), `pad` black pixels between and around images (default 2).
+ * Returns the PNG file bytes.
+ */
+export function imagesToGridPng(images: tf.Tensor4D, cols?: number, pad = 2): Buffer {
+  const [count, height, width, channels] = images.shape;
+  if (channels !== 1 && channels !== 3) {
+    throw new Error(`imagesToGridPng: images must have 1 or 3 channels, got shape [${images.shape.join(', ')}]`);
+  }
+  if (count === 0) throw new Error('imagesToGridPng: no images to tile');
+  const columns = cols ?? Math.ceil(Math.sqrt(count));
+  if (!Number.isInteger(columns) || columns <= 0) throw new Error(`imagesToGridPng: cols must be a positive integer, got ${cols}`);
+  if (!Number.isInteger(pad) || pad < 0) throw new Error(`imagesToGridPng: pad must be a non-negative integer, got ${pad}`);
+  const rows = Math.ceil(count / columns);
+  const pixels = toUint8Images(images);
+
+  const png = new PNG({ width: columns * (width + pad) + pad, height: rows * (height + pad) + pad });
+  // RGBA canvas: black, opaque
+  png.data.fill(0);
+  for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
+  for (let n = 0; n < count; n++) {
+    const left = pad + (n % columns) * (width + pad);
+    const top = pad + Math.floor(n / columns) * (height + pad);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const from = ((n * height + y) * width + x) * channels;
+        const to = ((top + y) * png.width + left + x) * 4;
+        for (let c = 0; c < 3; c++) png.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
+      }
+    }
+  }
+  return PNG.sync.write(png, { colorType: channels === 3 ? 2 : 0 });
+}

@@ -1,0 +1,2 @@
+/** Results as data: run directories into tidy arquero tables. */
+export * from './runs';

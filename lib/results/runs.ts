@@ -1,0 +1,206 @@
+/**
+ * Results as data: reads run directories (config.json + metrics.csv) into one tidy arquero table with
+ * the varying config fields, images seen, training FLOPs, wall time, backend and every metric column.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as aq from 'arquero';
+import type ColumnTable from 'arquero/dist/types/table/column-table';
+import type { RunConfig } from '../config/types';
+import { PASSES_PER_IMAGE, forwardFlopsPerImage } from '../nn/flops';
+import { readMetrics } from '../train/metrics-log';
+
+type Scalar = string | number | boolean | null;
+
+/** A run directory as read from disk. */
+export interface RunRecord {
+  id: string;                                   // the directory's name
+  dir: string;                                  // absolute path
+  config: RunConfig & { backend?: unknown; environment?: unknown };
+  metrics: Array<Record<string, Scalar>>;       // metrics.csv rows, numbers parsed, empty cells null
+}
+
+export interface LoadRunsOptions {
+  /** Add the compute of the pretraining run a tuning run started from (config.init) to train_flops. */
+  includePretraining?: boolean;
+  /** Keep these config fields even when they do not vary (dotted names, e.g. 'net.modelChannels'). */
+  keepConfig?: string[];
+}
+
+/** Reads config.json and metrics.csv of one run directory, with errors naming the file. */
+export function readRun(dir: string): RunRecord {
+  const absolute = path.resolve(dir);
+  const configFile = path.join(absolute, 'config.json');
+  if (!fs.existsSync(configFile)) throw new Error(`${configFile}: missing; is ${absolute} a run directory?`);
+  let config: RunRecord['config'];
+  try {
+    config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  } catch (err) {
+    throw new Error(`${configFile}: not valid JSON (${(err as Error).message})`);
+  }
+  for (const key of ['kind', 'net', 'batch'] as const) {
+    if (config[key] === undefined) throw new Error(`${configFile}: no '${key}' field; not a run config`);
+  }
+  const metricsFile = path.join(absolute, 'metrics.csv');
+  if (!fs.existsSync(metricsFile)) throw new Error(`${metricsFile}: missing; the run has not logged yet`);
+  const { rows } = readMetrics(metricsFile);
+  const metrics = rows.map((row, i) => parseMetricsRow(row, metricsFile, i + 2));
+  return { id: path.basename(absolute), dir: absolute, config, metrics };
+}
+
+function parseMetricsRow(row: Record<string, string>, file: string, line: number): Record<string, Scalar> {
+  const parsed: Record<string, Scalar> = {};
+  for (const [key, raw] of Object.entries(row)) {
+    const text = (raw ?? '').trim();
+    if (text === '') parsed[key] = null;
+    else if (Number.isFinite(Number(text)) || text === 'NaN') parsed[key] = Number(text);
+    else parsed[key] = text;
+  }
+  for (const key of ['iter', 'kimg']) {
+    if (typeof parsed[key] !== 'number') throw new Error(`${file}: line ${line}: '${key}' is not a number (${row[key]})`);
+  }
+  return parsed;
+}
+
+/** Flattens nested config objects to dotted keys; arrays become their JSON text so they compare as values. */
+export function flattenConfig(value: unknown, prefix = '', out: Record<string, Scalar> = {}): Record<string, Scalar> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [key, inner] of Object.entries(value as Record<string, unknown>)) {
+      flattenConfig(inner, prefix ? `${prefix}.${key}` : key, out);
+    }
+  } else if (Array.isArray(value)) {
+    out[prefix] = JSON.stringify(value);
+  } else if (value === undefined) {
+    out[prefix] = null;
+  } else {
+    out[prefix] = value as Scalar;
+  }
+  return out;
+}
+
+/** Dotted config fields whose values differ between runs (the experiment's independent variables). */
+export function varyingConfigFields(runs: RunRecord[]): string[] {
+  // backend and environment facts have their own columns; they are not experiment settings
+  const flat = runs.map((r) => flattenConfig({ ...r.config, backend: undefined, environment: undefined }));
+  const keys = new Set(flat.flatMap((f) => Object.keys(f)));
+  return [...keys].filter((key) => new Set(flat.map((f) => JSON.stringify(f[key] ?? null))).size > 1).sort();
+}
+
+/** The backend name recorded in config.json (BackendInfo object or plain string). */
+export function backendName(config: RunRecord['config']): string {
+  const backend = config.backend;
+  if (typeof backend === 'string') return backend;
+  if (backend && typeof backend === 'object') {
+    const info = backend as Record<string, unknown>;
+    const name = info.name ?? info.backend ?? info.id;
+    if (typeof name === 'string') return name;
+  }
+  return 'unknown';
+}
+
+/** Forward-pass equivalents per training image: ECT 4 (student fwd+bwd, target fwd), EDM 3. */
+export function passesPerImage(config: RunConfig): number {
+  return config.kind === 'tune' ? PASSES_PER_IMAGE.ect : PASSES_PER_IMAGE.edm;
+}
+
+/** Training FLOPs after `imagesSeen` images: per-image forward cost × passes per image × images. */
+export function trainingFlops(config: RunConfig, imagesSeen: number): number {
+  return forwardFlopsPerImage(config.net) * passesPerImage(config) * imagesSeen;
+}
+
+/** Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). */
+export function findRunDirOf(initPath: string, relativeTo: string[]): string {
+  const candidates = path.isAbsolute(initPath) ? [initPath] : relativeTo.map((base) => path.resolve(base, initPath));
+  for (const candidate of candidates) {
+    let dir = candidate;
+    for (let depth = 0; depth < 4; depth++) {
+      if (fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'))) return dir;
+      dir = path.dirname(dir);
+    }
+  }
+  throw new Error(`cannot find the pretraining run of init '${initPath}' (looked from ${candidates.join(', ')})`);
+}
+
+/** Total training FLOPs of a finished run: its last logged images seen times its cost per image. */
+export function totalRunFlops(run: RunRecord): number {
+  const last = run.metrics[run.metrics.length - 1];
+  return last ? trainingFlops(run.config, Math.round((last.kimg as number) * 1000)) : 0;
+}
+
+/**
+ * Loads run directories into one tidy table, one row per metrics.csv row: run_id, the config fields
+ * that vary across the runs, iter, kimg, images_seen, forward_flops_per_image, train_flops,
+ * pretrain_flops, pretrain_flops_included, wall_s, backend, kind, then every metrics.csv column.
+ */
+export function loadRunsTable(dirs: string[], options: LoadRunsOptions = {}): ColumnTable {
+  if (dirs.length === 0) throw new Error('loadRunsTable: no run directories given');
+  const runs = dirs.map(readRun);
+  const ids = runs.map((r) => r.id);
+  const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (duplicate) throw new Error(`loadRunsTable: two runs are named '${duplicate}'; run ids must be unique`);
+  const configColumns = [...new Set([...varyingConfigFields(runs), ...(options.keepConfig ?? [])])];
+  const rows: Array<Record<string, Scalar>> = [];
+  for (const run of runs) {
+    const flat = flattenConfig(run.config);
+    const perImage = forwardFlopsPerImage(run.config.net);
+    let pretrainFlops = 0;
+    if (options.includePretraining && run.config.kind === 'tune' && run.config.init) {
+      const pretrainDir = findRunDirOf(run.config.init, [path.dirname(run.dir), run.dir, process.cwd()]);
+      pretrainFlops = totalRunFlops(readRun(pretrainDir));
+    }
+    for (const metric of run.metrics) {
+      const imagesSeen = Math.round((metric.kimg as number) * 1000);
+      const row: Record<string, Scalar> = { run_id: run.id };
+      for (const key of configColumns) row[key] = flat[key] ?? null;
+      Object.assign(row, {
+        iter: metric.iter,
+        kimg: metric.kimg,
+        images_seen: imagesSeen,
+        forward_flops_per_image: perImage,
+        train_flops: perImage * passesPerImage(run.config) * imagesSeen + pretrainFlops,
+        pretrain_flops: pretrainFlops,
+        pretrain_flops_included: pretrainFlops > 0,
+        wall_s: metric.wall_s ?? null,
+        backend: backendName(run.config),
+        kind: run.config.kind,
+      });
+      for (const [key, value] of Object.entries(metric)) if (!(key in row)) row[key] = value;
+      rows.push(row);
+    }
+  }
+  // every row gets every column (runs may have evaluated different metrics)
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return aq.from(rows.map((r) => Object.fromEntries(columns.map((c) => [c, r[c] ?? null]))));
+}
+
+/** Run directories under a results folder: every folder (up to `depth` levels down) with a config.json. */
+export function findRunDirs(root: string, depth = 3): string[] {
+  if (!fs.existsSync(root)) throw new Error(`${root}: no such results folder`);
+  const found: string[] = [];
+  const walk = (dir: string, level: number): void => {
+    if (fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'))) {
+      found.push(dir);
+      return; // checkpoints inside a run are not runs
+    }
+    if (level >= depth) return;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(path.join(dir, entry.name), level + 1);
+    }
+  };
+  walk(path.resolve(root), 0);
+  return found.sort();
+}
+
+/** The last logged row of each run that has a value in `column` (e.g. final FD per run). */
+export function lastEvaluatedRows(table: ColumnTable, column: string): ColumnTable {
+  if (!table.columnNames().includes(column)) {
+    throw new Error(`lastEvaluatedRows: no column '${column}' (columns: ${table.columnNames().join(', ')})`);
+  }
+  const latest = new Map<string, Record<string, unknown>>();
+  for (const row of table.objects() as Array<Record<string, unknown>>) {
+    if (row[column] === null || row[column] === undefined) continue;
+    const previous = latest.get(row.run_id as string);
+    if (!previous || (row.iter as number) >= (previous.iter as number)) latest.set(row.run_id as string, row);
+  }
+  return aq.from([...latest.values()]);
+}

@@ -1,0 +1,101 @@
+/** Tests of the run loader: tidy table from run directories, FLOPs columns, clear errors on bad runs. */
+import { strict as assert } from 'assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { defaultRunConfig } from '../lib/config/defaults';
+import { networkPreset } from '../lib/nn/presets';
+import { forwardFlopsPerImage } from '../lib/nn/flops';
+import { findRunDirs, lastEvaluatedRows, loadRunsTable, readRun } from '../lib/results';
+import type { RunConfig } from '../lib/config/types';
+
+/** Writes a run directory the way the trainer does: config.json and metrics.csv. */
+function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {
+  const dir = path.join(root, id);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  fs.writeFileSync(path.join(dir, 'metrics.csv'), csv);
+  return dir;
+}
+
+describe('results: loading runs into one table', () => {
+  let root: string;
+  let pretrainDir: string;
+  let tuneSmall: string;
+  let tuneBase: string;
+
+  before(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-results-'));
+    const pretrain = { ...defaultRunConfig('pretrain'), net: networkPreset('fmnist-tiny'), backend: { name: 'cpu' } };
+    pretrainDir = writeRun(root, 'edm-tiny', pretrain,
+      'iter,kimg,loss,lr,stage,img_per_s,wall_s\n100,12.8,0.5,0.001,0,50,256\n200,25.6,0.4,0.001,0,50,512\n');
+    const tune = defaultRunConfig('tune');
+    tuneSmall = writeRun(root, 'ect-small', {
+      ...tune, net: networkPreset('fmnist-small'), init: path.join(pretrainDir, 'checkpoints', 'final.json'), backend: { name: 'wasm' },
+    }, 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_1step\n10,1.28,0.3,0.0001,0,40,32,\n20,2.56,0.2,0.0001,0,40,64,41.5\n');
+    tuneBase = writeRun(root, 'ect-base', { ...tune, net: networkPreset('fmnist-base'), backend: 'cpu' },
+      'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_1step,fd_2step\n10,1.28,0.3,0.0001,0,20,64,50.1,40.2\n');
+  });
+
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('finds run directories under a results folder', () => {
+    assert.deepEqual(findRunDirs(root).map((d) => path.basename(d)), ['ect-base', 'ect-small', 'edm-tiny']);
+  });
+
+  it('makes one tidy row per logged row with varying config, FLOPs, backend and every metric', () => {
+    const table = loadRunsTable([tuneSmall, tuneBase]);
+    assert.equal(table.numRows(), 3);
+    const names = table.columnNames();
+    for (const column of ['run_id', 'iter', 'images_seen', 'train_flops', 'pretrain_flops_included', 'wall_s', 'backend', 'loss', 'fd_1step', 'fd_2step']) {
+      assert.ok(names.includes(column), `missing ${column} in ${names}`);
+    }
+    // only what differs between the two runs becomes a config column
+    assert.ok(names.includes('net.modelChannels'));
+    assert.ok(!names.includes('ect.q'));
+    const rows = table.objects() as Array<Record<string, unknown>>;
+    const small20 = rows.find((r) => r.run_id === 'ect-small' && r.iter === 20)!;
+    assert.equal(small20.images_seen, 2560);
+    // ECT: student forward + backward (3 forward passes) + target forward (1) per image
+    const expected = forwardFlopsPerImage(networkPreset('fmnist-small')) * 4 * 2560;
+    assert.equal(small20.train_flops, expected);
+    assert.equal(small20.pretrain_flops_included, false);
+    assert.equal(small20.backend, 'wasm');
+    assert.equal(small20.fd_1step, 41.5);
+    const small10 = rows.find((r) => r.run_id === 'ect-small' && r.iter === 10)!;
+    assert.equal(small10.fd_1step, null);   // not evaluated at that iteration
+    assert.equal(small10.fd_2step, null);   // this run never evaluated 2-step
+    assert.equal(rows.find((r) => r.run_id === 'ect-base')!.backend, 'cpu');
+  });
+
+  it('adds the pretraining run\'s compute when asked, and says so', () => {
+    const table = loadRunsTable([tuneSmall], { includePretraining: true });
+    const row = (table.objects() as Array<Record<string, unknown>>).find((r) => r.iter === 20)!;
+    // EDM pretraining: forward + backward = 3 forward passes per image, 25,600 images
+    const pretrainFlops = forwardFlopsPerImage(networkPreset('fmnist-tiny')) * 3 * 25600;
+    assert.equal(row.pretrain_flops, pretrainFlops);
+    assert.equal(row.train_flops, forwardFlopsPerImage(networkPreset('fmnist-small')) * 4 * 2560 + pretrainFlops);
+    assert.equal(row.pretrain_flops_included, true);
+  });
+
+  it('keeps the last evaluated row per run', () => {
+    const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_1step');
+    assert.equal(last.numRows(), 2);
+    assert.deepEqual((last.array('fd_1step') as number[]).slice().sort(), [41.5, 50.1]);
+  });
+
+  it('names the file and the problem for broken runs', () => {
+    const broken = path.join(root, 'broken');
+    fs.mkdirSync(broken, { recursive: true });
+    assert.throws(() => readRun(broken), /broken\/config\.json: missing/);
+    fs.writeFileSync(path.join(broken, 'config.json'), '{ not json');
+    assert.throws(() => readRun(broken), /broken\/config\.json: not valid JSON/);
+    fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify(defaultRunConfig('tune')));
+    assert.throws(() => readRun(broken), /broken\/metrics\.csv: missing/);
+    fs.writeFileSync(path.join(broken, 'metrics.csv'), 'iter,kimg\n1,2\n');
+    assert.throws(() => readRun(broken), /metrics\.csv: missing columns loss/);
+    fs.writeFileSync(path.join(broken, 'metrics.csv'), 'iter,kimg,loss,lr,stage,img_per_s,wall_s\nten,1,0,0,0,0,0\n');
+    assert.throws(() => readRun(broken), /metrics\.csv: line 2: 'iter' is not a number/);
+    fs.rmSync(broken, { recursive: true });
+  });
+});

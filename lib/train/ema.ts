@@ -1,0 +1,99 @@
+/** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
+import * as tf from '@tensorflow/tfjs-core';
+import { EmaConfig } from '../config/types';
+
+/** Floor on the half-life so that beta is 0 (copy the weights) rather than NaN when no images were seen (EDM). */
+const MIN_HALF_LIFE_IMAGES = 1e-8;
+
+/** Throws a clear error unless exactly one EMA schedule is configured with valid values. */
+function validateConfig(cfg: EmaConfig): void {
+  const hasBeta = cfg.beta !== undefined;
+  const hasHalfLife = cfg.halfLifeKimg !== undefined;
+  if (hasBeta === hasHalfLife) {
+    throw new Error(`invalid ema config: set exactly one of beta and halfLifeKimg, got ${JSON.stringify(cfg)}`);
+  }
+  if (hasBeta && !(cfg.beta! >= 0 && cfg.beta! <= 1)) throw new Error(`invalid ema config: beta must be in [0, 1], got ${cfg.beta}`);
+  if (hasHalfLife && !(Number.isFinite(cfg.halfLifeKimg!) && cfg.halfLifeKimg! >= 0)) {
+    throw new Error(`invalid ema config: halfLifeKimg must be a finite number >= 0, got ${cfg.halfLifeKimg}`);
+  }
+  if (cfg.rampupRatio !== undefined) {
+    if (hasBeta) throw new Error('invalid ema config: rampupRatio only applies with halfLifeKimg, not with a fixed beta');
+    if (!(Number.isFinite(cfg.rampupRatio) && cfg.rampupRatio >= 0)) {
+      throw new Error(`invalid ema config: rampupRatio must be a finite number >= 0, got ${cfg.rampupRatio}`);
+    }
+  }
+}
+
+/**
+ * EMA decay for one step of `batch` images taken after `imagesSeen` images.
+ * Fixed: cfg.beta. EDM: beta = 0.5^(batch / max(halfLife, 1e-8)),
+ * halfLife = min(halfLifeKimg * 1000, imagesSeen * rampupRatio) when rampupRatio is set.
+ */
+export function emaBeta(cfg: EmaConfig, imagesSeen: number, batch: number): number {
+  if (cfg.beta !== undefined) return cfg.beta;
+  let halfLifeImages = cfg.halfLifeKimg! * 1000;
+  if (cfg.rampupRatio !== undefined) halfLifeImages = Math.min(halfLifeImages, imagesSeen * cfg.rampupRatio);
+  return 0.5 ** (batch / Math.max(halfLifeImages, MIN_HALF_LIFE_IMAGES));
+}
+
+/** Lists names missing from, unexpected in, or with a different shape in `weights` compared with `params`. */
+function describeMismatch(params: Map<string, tf.Variable>, weights: Map<string, tf.Tensor>): string[] {
+  const problems: string[] = [];
+  for (const [name, param] of params) {
+    const weight = weights.get(name);
+    if (weight === undefined) problems.push(`missing ${name}`);
+    else if (!tf.util.arraysEqual(weight.shape, param.shape)) problems.push(`${name} has shape [${weight.shape}], parameter has [${param.shape}]`);
+  }
+  for (const name of weights.keys()) if (!params.has(name)) problems.push(`unexpected ${name}`);
+  return problems;
+}
+
+/** Moving average of a set of named parameters; the averaged weights are non-trainable variables updated in place. */
+export class Ema {
+  private readonly averages = new Map<string, tf.Variable>();
+
+  /**
+   * Starts the average from `initial` (same names and shapes as `params`) or, without it, from a copy of `params`.
+   * The caller keeps ownership of `initial`.
+   */
+  constructor(private readonly params: Map<string, tf.Variable>, private readonly cfg: EmaConfig, initial?: Map<string, tf.Tensor>) {
+    validateConfig(cfg);
+    const start: Map<string, tf.Tensor> = initial ?? params;
+    const problems = describeMismatch(params, start);
+    if (problems.length > 0) throw new Error(`ema: initial weights do not match the parameters: ${problems.join('; ')}`);
+    for (const name of params.keys()) this.averages.set(name, tf.variable(start.get(name)!, false));
+  }
+
+  /** The averaged weights by parameter name (live variables: they change on update; do not dispose them). */
+  get weights(): Map<string, tf.Tensor> {
+    return this.averages;
+  }
+
+  /** The decay used for a step of `batch` images taken after `imagesSeen` images. */
+  beta(imagesSeen: number, batch: number): number {
+    return emaBeta(this.cfg, imagesSeen, batch);
+  }
+
+  /** Moves the average towards the current parameters: ema = beta * ema + (1 - beta) * param. */
+  update(imagesSeen: number, batch: number): void {
+    const beta = this.beta(imagesSeen, batch);
+    for (const [name, average] of this.averages) {
+      const param = this.params.get(name)!;
+      // written as ema + (1 - beta)(param - ema): keeps precision when beta is close to 1
+      tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
+    }
+  }
+
+  /** Overwrites the averaged weights (e.g. from a checkpoint); the caller keeps ownership of `weights`. */
+  setWeights(weights: Map<string, tf.Tensor>): void {
+    const problems = describeMismatch(this.params, weights);
+    if (problems.length > 0) throw new Error(`ema: weights do not match the parameters: ${problems.join('; ')}`);
+    for (const [name, average] of this.averages) average.assign(weights.get(name)!);
+  }
+
+  /** Frees the averaged weights (not the parameters). */
+  dispose(): void {
+    for (const average of this.averages.values()) average.dispose();
+    this.averages.clear();
+  }
+}

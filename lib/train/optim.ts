@@ -1,0 +1,207 @@
+/** Optimisers for training: Adam (EDM pretraining) and RAdam (ECT tuning), with EDM's learning-rate ramp-up. */
+import * as tf from '@tensorflow/tfjs-core';
+import { OptimizerConfig } from '../config/types';
+
+/** Everything needed to resume an optimiser: the update count and its moment tensors. */
+export interface OptimizerState {
+  step: number;                   // updates applied so far
+  slots: Map<string, tf.Tensor>;  // 'm/<param>' (first moment) and 'v/<param>' (second moment)
+}
+
+/** An optimiser that updates a fixed set of named variables in place. */
+export interface Optimizer {
+  /** Updates applied so far. */
+  readonly step: number;
+  /** The learning rate for a step taken after `imagesSeen` training images (with the linear ramp-up). */
+  learningRate(imagesSeen: number): number;
+  /** Applies one update from the gradients (sanitised first); the caller keeps ownership of `grads`. */
+  apply(grads: Map<string, tf.Tensor>, imagesSeen: number): void;
+  /** A copy of the state; the caller disposes its tensors. */
+  getState(): OptimizerState;
+  /** Replaces the state by a copy of `state`; the caller keeps ownership of its tensors. */
+  setState(state: OptimizerState): void;
+  /** Frees the moment tensors (not the parameters). */
+  dispose(): void;
+}
+
+/** Value that replaces an infinite gradient entry (with its sign), as in EDM and ECT (ect-spec.md 6.7). */
+const GRADIENT_INF_REPLACEMENT = 1e5;
+
+/** RAdam uses the rectified adaptive step only once the variance estimate is tractable: rho_t > 5. */
+const RADAM_RHO_THRESHOLD = 5;
+
+/**
+ * Replaces NaN entries of a gradient by 0 and +-infinity by +-1e5 (torch.nan_to_num as in EDM and ECT).
+ * Returns a new tensor; the input is not disposed.
+ */
+export function sanitizeGradient(g: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const noNaN = tf.where(tf.isNaN(g), tf.zerosLike(g), g);
+    const capped = tf.mul(tf.sign(noNaN), GRADIENT_INF_REPLACEMENT);
+    return tf.where(tf.isInf(noNaN), capped, noNaN);
+  });
+}
+
+/** Throws a clear error unless the optimiser configuration is usable. */
+function validateConfig(cfg: OptimizerConfig): void {
+  const problems: string[] = [];
+  if (cfg.name !== 'adam' && cfg.name !== 'radam') problems.push(`name must be 'adam' or 'radam', got ${JSON.stringify(cfg.name)}`);
+  if (!(Number.isFinite(cfg.lr) && cfg.lr >= 0)) problems.push(`lr must be a finite number >= 0, got ${cfg.lr}`);
+  if (!(cfg.beta1 >= 0 && cfg.beta1 < 1)) problems.push(`beta1 must be in [0, 1), got ${cfg.beta1}`);
+  if (!(cfg.beta2 >= 0 && cfg.beta2 < 1)) problems.push(`beta2 must be in [0, 1), got ${cfg.beta2}`);
+  if (!(Number.isFinite(cfg.eps) && cfg.eps > 0)) problems.push(`eps must be a finite number > 0, got ${cfg.eps}`);
+  if (!(Number.isFinite(cfg.rampupKimg) && cfg.rampupKimg >= 0)) problems.push(`rampupKimg must be a finite number >= 0, got ${cfg.rampupKimg}`);
+  if (problems.length > 0) throw new Error(`invalid optimizer config: ${problems.join('; ')}`);
+}
+
+/**
+ * EDM's learning-rate ramp-up: lr * min(imagesSeen / (rampupKimg * 1000), 1); rampupKimg = 0 means no ramp.
+ */
+export function rampedLearningRate(lr: number, rampupKimg: number, imagesSeen: number): number {
+  if (rampupKimg <= 0) return lr;
+  return lr * Math.min(Math.max(imagesSeen, 0) / (rampupKimg * 1000), 1);
+}
+
+/** The scalars of one update that are the same for every parameter. */
+interface StepCoefficients {
+  momentumScale: number;   // multiplies m
+  adaptive: boolean;       // whether the step divides by sqrt(v)
+  sqrtVScale: number;      // denominator = sqrt(v) * sqrtVScale + eps
+}
+
+/** Adam (torch.optim.Adam as used by EDM): step = lr * m_hat / (sqrt(v_hat) + eps). */
+function adamCoefficients(cfg: OptimizerConfig, lr: number, step: number): StepCoefficients {
+  const biasCorrection1 = 1 - cfg.beta1 ** step;
+  const biasCorrection2 = 1 - cfg.beta2 ** step;
+  return { momentumScale: lr / biasCorrection1, adaptive: true, sqrtVScale: 1 / Math.sqrt(biasCorrection2) };
+}
+
+/** RAdam's length of the approximated simple moving average at step t: rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t). */
+export function radamRho(beta2: number, step: number): { rhoInf: number; rhoT: number } {
+  const rhoInf = 2 / (1 - beta2) - 1;
+  const rhoT = rhoInf - (2 * step * beta2 ** step) / (1 - beta2 ** step);
+  return { rhoInf, rhoT };
+}
+
+/**
+ * RAdam (torch.optim.RAdam, no weight decay): if rho_t > 5,
+ * step = lr * r_t * m_hat * sqrt(1 - beta2^t) / (sqrt(v) + eps) with
+ * r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)); otherwise step = lr * m_hat.
+ * (As in torch, eps is added to sqrt(v) before the bias correction of v, unlike Adam.)
+ */
+function radamCoefficients(cfg: OptimizerConfig, lr: number, step: number): StepCoefficients {
+  const biasCorrection1 = 1 - cfg.beta1 ** step;
+  const biasCorrection2 = 1 - cfg.beta2 ** step;
+  const { rhoInf, rhoT } = radamRho(cfg.beta2, step);
+  if (rhoT <= RADAM_RHO_THRESHOLD) {
+    return { momentumScale: lr / biasCorrection1, adaptive: false, sqrtVScale: 1 };
+  }
+  const rectification = Math.sqrt(((rhoT - 4) * (rhoT - 2) * rhoInf) / ((rhoInf - 4) * (rhoInf - 2) * rhoT));
+  // lr * r_t * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
+  return {
+    momentumScale: (lr * rectification * Math.sqrt(biasCorrection2)) / biasCorrection1,
+    adaptive: true,
+    sqrtVScale: 1,
+  };
+}
+
+/** Adam-family optimiser with per-parameter first and second moments kept as tensors. */
+class MomentOptimizer implements Optimizer {
+  private stepCount = 0;
+  private readonly firstMoment = new Map<string, tf.Tensor>();
+  private readonly secondMoment = new Map<string, tf.Tensor>();
+
+  constructor(private readonly cfg: OptimizerConfig, private readonly params: Map<string, tf.Variable>) {
+    for (const [name, param] of params) {
+      this.firstMoment.set(name, tf.keep(tf.zerosLike(param)));
+      this.secondMoment.set(name, tf.keep(tf.zerosLike(param)));
+    }
+  }
+
+  get step(): number {
+    return this.stepCount;
+  }
+
+  learningRate(imagesSeen: number): number {
+    return rampedLearningRate(this.cfg.lr, this.cfg.rampupKimg, imagesSeen);
+  }
+
+  apply(grads: Map<string, tf.Tensor>, imagesSeen: number): void {
+    for (const [name, grad] of grads) {
+      const param = this.params.get(name);
+      if (param === undefined) throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
+      if (!tf.util.arraysEqual(grad.shape, param.shape)) {
+        throw new Error(`optimizer: gradient for '${name}' has shape [${grad.shape}], parameter has [${param.shape}]`);
+      }
+    }
+    const step = this.stepCount + 1;
+    const lr = this.learningRate(imagesSeen);
+    const coefficients = this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
+    const { beta1, beta2, eps } = this.cfg;
+    // Parameters without a gradient this step keep their value and moments (as torch skips them).
+    for (const [name, grad] of grads) {
+      const param = this.params.get(name)!;
+      const oldM = this.firstMoment.get(name)!;
+      const oldV = this.secondMoment.get(name)!;
+      const [m, v] = tf.tidy(() => {
+        const g = sanitizeGradient(grad);
+        const newM = tf.add(tf.mul(oldM, beta1), tf.mul(g, 1 - beta1));           // m_t = beta1 m + (1 - beta1) g
+        const newV = tf.add(tf.mul(oldV, beta2), tf.mul(tf.square(g), 1 - beta2)); // v_t = beta2 v + (1 - beta2) g^2
+        let update = tf.mul(newM, coefficients.momentumScale);
+        if (coefficients.adaptive) update = tf.div(update, tf.add(tf.mul(tf.sqrt(newV), coefficients.sqrtVScale), eps));
+        param.assign(tf.sub(param, update));
+        return [newM, newV];
+      });
+      oldM.dispose();
+      oldV.dispose();
+      // kept: the moments outlive any tf.tidy the caller runs apply() in
+      this.firstMoment.set(name, tf.keep(m));
+      this.secondMoment.set(name, tf.keep(v));
+    }
+    this.stepCount = step;
+  }
+
+  getState(): OptimizerState {
+    const slots = new Map<string, tf.Tensor>();
+    for (const [name, m] of this.firstMoment) slots.set(`m/${name}`, m.clone());
+    for (const [name, v] of this.secondMoment) slots.set(`v/${name}`, v.clone());
+    return { step: this.stepCount, slots };
+  }
+
+  setState(state: OptimizerState): void {
+    if (!(Number.isInteger(state.step) && state.step >= 0)) throw new Error(`optimizer state: step must be an integer >= 0, got ${state.step}`);
+    const problems: string[] = [];
+    for (const [name, param] of this.params) {
+      for (const prefix of ['m', 'v']) {
+        const slot = state.slots.get(`${prefix}/${name}`);
+        if (slot === undefined) problems.push(`missing slot ${prefix}/${name}`);
+        else if (!tf.util.arraysEqual(slot.shape, param.shape)) problems.push(`slot ${prefix}/${name} has shape [${slot.shape}], parameter has [${param.shape}]`);
+      }
+    }
+    for (const key of state.slots.keys()) {
+      const name = key.slice(2);
+      if (!(key.startsWith('m/') || key.startsWith('v/')) || !this.params.has(name)) problems.push(`unexpected slot ${key}`);
+    }
+    if (problems.length > 0) throw new Error(`optimizer state does not match the parameters: ${problems.join('; ')}`);
+    for (const name of this.params.keys()) {
+      this.firstMoment.get(name)!.dispose();
+      this.secondMoment.get(name)!.dispose();
+      this.firstMoment.set(name, tf.keep(state.slots.get(`m/${name}`)!.clone()));
+      this.secondMoment.set(name, tf.keep(state.slots.get(`v/${name}`)!.clone()));
+    }
+    this.stepCount = state.step;
+  }
+
+  dispose(): void {
+    for (const m of this.firstMoment.values()) m.dispose();
+    for (const v of this.secondMoment.values()) v.dispose();
+    this.firstMoment.clear();
+    this.secondMoment.clear();
+  }
+}
+
+/** Creates the optimiser named by `cfg` ('adam' or 'radam') over the given parameters, with zero moments. */
+export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>): Optimizer {
+  validateConfig(cfg);
+  return new MomentOptimizer(cfg, params);
+}

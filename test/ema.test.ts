@@ -30,22 +30,24 @@ describe('ema', () => {
     assert.equal(emaBeta({ halfLifeKimg: 500, rampupRatio: 0.05 }, 0, 512), 0);
   });
 
-  it('updates ema = beta * ema + (1 - beta) * param, starting from a copy of the parameters', () => {
-    const param = tf.variable(tf.tensor1d([1, -2, 4]));
-    const params = new Map([['w', param]]);
-    const ema = new Ema(params, { beta: 0.75 });
-    assertClose(ema.weights.get('w')!.dataSync(), [1, -2, 4], 0, 'initial ema');
-    param.assign(tf.tensor1d([5, 2, 0]));
-    ema.update(0, 1);
-    // 0.75 * [1, -2, 4] + 0.25 * [5, 2, 0] = [2, -1, 3]
-    assertClose(ema.weights.get('w')!.dataSync(), [2, -1, 3], 1e-6, 'after one update');
-    ema.update(0, 1);
-    // 0.75 * [2, -1, 3] + 0.25 * [5, 2, 0] = [2.75, -0.25, 2.25]
-    assertClose(ema.weights.get('w')!.dataSync(), [2.75, -0.25, 2.25], 1e-6, 'after two updates');
-    assertClose(param.dataSync(), [5, 2, 0], 0, 'the parameter is unchanged');
-    ema.dispose();
-    param.dispose();
-  });
+  for (const kernel of ['tensor', 'fused'] as const) {
+    it(`updates ema = beta * ema + (1 - beta) * param, starting from a copy of the parameters (${kernel} kernel)`, () => {
+      const param = tf.variable(tf.tensor1d([1, -2, 4]));
+      const params = new Map([['w', param]]);
+      const ema = new Ema(params, { beta: 0.75 }, undefined, kernel);
+      assertClose(ema.weights.get('w')!.dataSync(), [1, -2, 4], 0, 'initial ema');
+      param.assign(tf.tensor1d([5, 2, 0]));
+      ema.update(0, 1);
+      // 0.75 * [1, -2, 4] + 0.25 * [5, 2, 0] = [2, -1, 3]
+      assertClose(ema.weights.get('w')!.dataSync(), [2, -1, 3], 1e-6, 'after one update');
+      ema.update(0, 1);
+      // 0.75 * [2, -1, 3] + 0.25 * [5, 2, 0] = [2.75, -0.25, 2.25]
+      assertClose(ema.weights.get('w')!.dataSync(), [2.75, -0.25, 2.25], 1e-6, 'after two updates');
+      assertClose(param.dataSync(), [5, 2, 0], 0, 'the parameter is unchanged');
+      ema.dispose();
+      param.dispose();
+    });
+  }
 
   it('uses the half-life beta in update: first step copies the weights when rampupRatio is set', () => {
     const param = tf.variable(tf.tensor1d([3, 3]));
@@ -101,6 +103,11 @@ describe('ema', () => {
     for (let i = 1; i <= 50; i++) ema.update(i * 16, 16);
     assert.equal(tf.memory().numTensors, afterFirst);
     ema.dispose();
+    const tensorKernelEma = new Ema(params, { beta: 0.9 }, undefined, 'tensor');
+    const afterCreate = tf.memory().numTensors;
+    for (let i = 1; i <= 20; i++) tensorKernelEma.update(0, 16);
+    assert.equal(tf.memory().numTensors, afterCreate);
+    tensorKernelEma.dispose();
     for (const p of params.values()) p.dispose();
     assert.equal(tf.memory().numTensors, before);
   });

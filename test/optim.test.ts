@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { OptimizerConfig } from '../lib/config/types';
-import { createOptimizer, radamRho, rampedLearningRate, sanitizeGradient } from '../lib/train/optim';
+import { UpdateKernel, createOptimizer, radamRho, rampedLearningRate, sanitizeGradient } from '../lib/train/optim';
 
 const ADAM: OptimizerConfig = { name: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, rampupKimg: 0 };
 const RADAM: OptimizerConfig = { name: 'radam', lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, rampupKimg: 0 };
@@ -45,10 +45,10 @@ function referenceSteps(cfg: OptimizerConfig, start: number[], steps: number): n
 }
 
 /** Runs our optimiser for `steps` steps on the same gradients and returns the parameter after each step. */
-function ourSteps(cfg: OptimizerConfig, start: number[], steps: number): number[][] {
+function ourSteps(cfg: OptimizerConfig, start: number[], steps: number, kernel: UpdateKernel): number[][] {
   const param = tf.variable(tf.tensor1d(start));
   const params = new Map([['layer.weight', param]]);
-  const optimizer = createOptimizer(cfg, params);
+  const optimizer = createOptimizer(cfg, params, kernel);
   const history: number[][] = [];
   for (let t = 1; t <= steps; t++) {
     const grad = tf.tensor1d(gradientAt(t, start.length));
@@ -78,37 +78,39 @@ describe('optimisers', () => {
     assert.ok(Math.abs(radamRho(0.999, 6).rhoInf - 1999) < 1e-9);
   });
 
-  it('Adam matches the plain-number reference for 10 steps', () => {
-    const start = [0.5, -1.0, 2.0, 0.0];
-    const ours = ourSteps(ADAM, start, 10);
-    const reference = referenceSteps(ADAM, start, 10);
-    ours.forEach((row, t) => assertClose(row, reference[t], 2e-6, `adam step ${t + 1}`));
-    // the first Adam step moves every entry by about lr against the gradient's sign
-    const g1 = gradientAt(1, start.length);
-    assertClose(ours[0].map((x, i) => start[i] - x), g1.map((g) => ADAM.lr * Math.sign(g)), 1e-7, 'adam step 1 size');
-  });
+  for (const kernel of ['tensor', 'fused'] as const) {
+    it(`Adam matches the plain-number reference for 10 steps (${kernel} kernel)`, () => {
+      const start = [0.5, -1.0, 2.0, 0.0];
+      const ours = ourSteps(ADAM, start, 10, kernel);
+      const reference = referenceSteps(ADAM, start, 10);
+      ours.forEach((row, t) => assertClose(row, reference[t], 2e-6, `adam step ${t + 1}`));
+      // the first Adam step moves every entry by about lr against the gradient's sign
+      const g1 = gradientAt(1, start.length);
+      assertClose(ours[0].map((x, i) => start[i] - x), g1.map((g) => ADAM.lr * Math.sign(g)), 1e-7, 'adam step 1 size');
+    });
 
-  it('RAdam matches the reference, with momentum-only steps up to step 5 and rectified steps from step 6', () => {
-    const start = [0.5, -1.0, 2.0, 0.0];
-    const ours = ourSteps(RADAM, start, 9);
-    const reference = referenceSteps(RADAM, start, 9);
-    ours.forEach((row, t) => assertClose(row, reference[t], 1e-6, `radam step ${t + 1}`));
-    // step 1 is momentum-only: theta_1 = theta_0 - lr * g_1 (m_hat = g_1)
-    const g1 = gradientAt(1, start.length);
-    assertClose(ours[0], start.map((x, i) => x - RADAM.lr * g1[i]), 1e-7, 'radam step 1');
-    // Hand check of the switch: step 5 (rho_5 = 4.996) is momentum-only, theta_4 - theta_5 = lr * m_hat_5;
-    // step 6 (rho_6 = 5.994) is rectified with r_6 ~ 0.026, far smaller than a momentum-only step.
-    const biasCorrectedMomentum = (t: number): number[] => {
-      let m = start.map(() => 0);
-      for (let s = 1; s <= t; s++) m = m.map((value, i) => RADAM.beta1 * value + (1 - RADAM.beta1) * gradientAt(s, start.length)[i]);
-      return m.map((value) => value / (1 - RADAM.beta1 ** t));
-    };
-    const step5 = ours[3].map((x, i) => x - ours[4][i]);
-    assertClose(step5, biasCorrectedMomentum(5).map((m) => RADAM.lr * m), 1e-7, 'radam step 5 is momentum-only');
-    const step6 = ours[4].map((x, i) => x - ours[5][i]);
-    const momentumOnly6 = biasCorrectedMomentum(6).map((m) => RADAM.lr * m);
-    step6.forEach((d, i) => assert.ok(Math.abs(d) < 0.1 * Math.abs(momentumOnly6[i]), `radam step 6 is rectified: ${d} vs ${momentumOnly6[i]}`));
-  });
+    it(`RAdam matches the reference: momentum-only up to step 5, rectified from step 6 (${kernel} kernel)`, () => {
+      const start = [0.5, -1.0, 2.0, 0.0];
+      const ours = ourSteps(RADAM, start, 9, kernel);
+      const reference = referenceSteps(RADAM, start, 9);
+      ours.forEach((row, t) => assertClose(row, reference[t], 1e-6, `radam step ${t + 1}`));
+      // step 1 is momentum-only: theta_1 = theta_0 - lr * g_1 (m_hat = g_1)
+      const g1 = gradientAt(1, start.length);
+      assertClose(ours[0], start.map((x, i) => x - RADAM.lr * g1[i]), 1e-7, 'radam step 1');
+      // Hand check of the switch: step 5 (rho_5 = 4.996) is momentum-only, theta_4 - theta_5 = lr * m_hat_5;
+      // step 6 (rho_6 = 5.994) is rectified with r_6 ~ 0.026, far smaller than a momentum-only step.
+      const biasCorrectedMomentum = (t: number): number[] => {
+        let m = start.map(() => 0);
+        for (let s = 1; s <= t; s++) m = m.map((value, i) => RADAM.beta1 * value + (1 - RADAM.beta1) * gradientAt(s, start.length)[i]);
+        return m.map((value) => value / (1 - RADAM.beta1 ** t));
+      };
+      const step5 = ours[3].map((x, i) => x - ours[4][i]);
+      assertClose(step5, biasCorrectedMomentum(5).map((m) => RADAM.lr * m), 1e-7, 'radam step 5 is momentum-only');
+      const step6 = ours[4].map((x, i) => x - ours[5][i]);
+      const momentumOnly6 = biasCorrectedMomentum(6).map((m) => RADAM.lr * m);
+      step6.forEach((d, i) => assert.ok(Math.abs(d) < 0.1 * Math.abs(momentumOnly6[i]), `radam step 6 is rectified: ${d} vs ${momentumOnly6[i]}`));
+    });
+  }
 
   it('ramps the learning rate linearly over rampupKimg', () => {
     const cfg = { ...ADAM, rampupKimg: 10 };
@@ -131,12 +133,38 @@ describe('optimisers', () => {
     param.dispose();
   });
 
-  it('sanitises NaN to 0 and +-infinity to +-1e5, leaving finite values alone', () => {
-    const g = tf.tensor1d([NaN, Infinity, -Infinity, 3.5, -2e6]);
-    const clean = sanitizeGradient(g);
-    assert.deepEqual(Array.from(clean.dataSync()), [0, 1e5, -1e5, 3.5, -2e6]);
+  it('sanitises NaN to 0 and +-infinity to +-1e5, leaving finite values alone (both kernels)', () => {
+    const g = tf.tensor1d([NaN, Infinity, -Infinity, 3.5, -2e6, -0]);
+    for (const kernel of ['tensor', 'fused'] as const) {
+      const clean = sanitizeGradient(g, kernel);
+      assert.deepEqual(Array.from(clean.dataSync()), [0, 1e5, -1e5, 3.5, -2e6, -0], kernel);
+      clean.dispose();
+    }
+    assert.ok(Number.isNaN(g.dataSync()[0]), 'the input is left unchanged');
     g.dispose();
-    clean.dispose();
+  });
+
+  it('the fused and tensor kernels agree over many steps on a larger parameter', () => {
+    for (const cfg of [ADAM, RADAM]) {
+      const start = tf.randomNormal([64, 33], 0, 1, 'float32', 7);
+      const a = tf.variable(start.clone());
+      const b = tf.variable(start.clone());
+      start.dispose();
+      const optA = createOptimizer(cfg, new Map([['w', a]]), 'tensor');
+      const optB = createOptimizer(cfg, new Map([['w', b]]), 'fused');
+      for (let t = 1; t <= 20; t++) {
+        tf.tidy(() => {
+          const grads = new Map([['w', tf.randomNormal([64, 33], 0, 1 + t, 'float32', t)]]);
+          optA.apply(grads, 0);
+          optB.apply(grads, 0);
+        });
+      }
+      const difference = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+      const moved = tf.tidy(() => tf.max(tf.abs(tf.sub(a, tf.randomNormal([64, 33], 0, 1, 'float32', 7)))).dataSync()[0]);
+      assert.ok(moved > 10 * cfg.lr, `${cfg.name}: parameters moved (${moved})`);
+      assert.ok(difference < 1e-6, `${cfg.name}: kernels differ by ${difference}`);
+      [optA, optB, a, b].forEach((x) => x.dispose());
+    }
   });
 
   it('sanitises gradients inside apply, so a NaN gradient leaves the parameter finite', () => {
@@ -198,11 +226,11 @@ describe('optimisers', () => {
 
   it('does not leak tensors over many steps', () => {
     const params = new Map([
-      ['a', tf.variable(tf.randomNormal([4, 3]))],
-      ['b', tf.variable(tf.randomNormal([5]))],
+      ['a', tf.tidy(() => tf.variable(tf.randomNormal([4, 3])))],
+      ['b', tf.tidy(() => tf.variable(tf.randomNormal([5])))],
     ]);
-    for (const cfg of [ADAM, RADAM]) {
-      const optimizer = createOptimizer(cfg, params);
+    for (const [cfg, kernel] of [[ADAM, 'tensor'], [RADAM, 'tensor'], [ADAM, 'fused'], [RADAM, 'fused']] as const) {
+      const optimizer = createOptimizer(cfg, params, kernel);
       const step = (): void => tf.tidy(() => {
         const grads = new Map([...params].map(([name, p]) => [name, tf.randomNormal(p.shape)] as [string, tf.Tensor]));
         optimizer.apply(grads, 1000);
@@ -210,7 +238,7 @@ describe('optimisers', () => {
       step();
       const before = tf.memory().numTensors;
       for (let i = 0; i < 50; i++) step();
-      assert.equal(tf.memory().numTensors, before, `${cfg.name}: tensor count after 50 steps`);
+      assert.equal(tf.memory().numTensors, before, `${cfg.name} (${kernel}): tensor count after 50 steps`);
       optimizer.dispose();
     }
     for (const p of params.values()) p.dispose();

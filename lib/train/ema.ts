@@ -1,6 +1,7 @@
 /** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
 import * as tf from '@tensorflow/tfjs-core';
 import { EmaConfig } from '../config/types';
+import { UpdateKernel, hasJsTensorStorage } from './optim';
 
 /** Floor on the half-life so that beta is 0 (copy the weights) rather than NaN when no images were seen (EDM). */
 const MIN_HALF_LIFE_IMAGES = 1e-8;
@@ -54,14 +55,18 @@ export class Ema {
 
   /**
    * Starts the average from `initial` (same names and shapes as `params`) or, without it, from a copy of `params`.
-   * The caller keeps ownership of `initial`.
+   * The caller keeps ownership of `initial`. `kernel` chooses how updates are computed (see createOptimizer).
    */
-  constructor(private readonly params: Map<string, tf.Variable>, private readonly cfg: EmaConfig, initial?: Map<string, tf.Tensor>) {
+  constructor(private readonly params: Map<string, tf.Variable>, private readonly cfg: EmaConfig, initial?: Map<string, tf.Tensor>,
+              private readonly kernel: UpdateKernel = 'auto') {
     validateConfig(cfg);
     const start: Map<string, tf.Tensor> = initial ?? params;
     const problems = describeMismatch(params, start);
     if (problems.length > 0) throw new Error(`ema: initial weights do not match the parameters: ${problems.join('; ')}`);
-    for (const name of params.keys()) this.averages.set(name, tf.variable(start.get(name)!, false));
+    for (const [name, param] of params) {
+      if (param.dtype !== 'float32') throw new Error(`ema: parameter '${name}' has dtype ${param.dtype}; only float32 is supported`);
+      this.averages.set(name, tf.variable(start.get(name)!, false));
+    }
   }
 
   /** The averaged weights by parameter name (live variables: they change on update; do not dispose them). */
@@ -77,10 +82,20 @@ export class Ema {
   /** Moves the average towards the current parameters: ema = beta * ema + (1 - beta) * param. */
   update(imagesSeen: number, batch: number): void {
     const beta = this.beta(imagesSeen, batch);
+    const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
     for (const [name, average] of this.averages) {
       const param = this.params.get(name)!;
       // written as ema + (1 - beta)(param - ema): keeps precision when beta is close to 1
-      tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
+      if (!fused) {
+        tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
+        continue;
+      }
+      // one loop instead of three kernels; dataSync may return the backend's own arrays, so write a fresh one
+      const current = average.dataSync() as Float32Array;
+      const target = param.dataSync() as Float32Array;
+      const next = new Float32Array(current.length);
+      for (let i = 0; i < next.length; i++) next[i] = current[i] + (target[i] - current[i]) * (1 - beta);
+      tf.tidy(() => average.assign(tf.tensor(next, average.shape, 'float32')));
     }
   }
 

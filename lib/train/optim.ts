@@ -1,5 +1,6 @@
 /** Optimisers for training: Adam (EDM pretraining) and RAdam (ECT tuning), with EDM's learning-rate ramp-up. */
 import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OptimizerConfig } from '../config/types';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
@@ -30,16 +31,46 @@ const GRADIENT_INF_REPLACEMENT = 1e5;
 /** RAdam uses the rectified adaptive step only once the variance estimate is tractable: rho_t > 5. */
 const RADAM_RHO_THRESHOLD = 5;
 
+/** One gradient entry with NaN -> 0 and +-infinity -> +-1e5. */
+function sanitizedValue(x: number): number {
+  if (Number.isNaN(x)) return 0;
+  if (x === Infinity) return GRADIENT_INF_REPLACEMENT;
+  if (x === -Infinity) return -GRADIENT_INF_REPLACEMENT;
+  return x;
+}
+
+/**
+ * Whether the current backend keeps tensors in JS typed arrays (cpu, and the onednn backend built on it).
+ * There one fused loop per parameter is far faster than the ~15 separate element-wise kernels of an update
+ * (25M parameters: ~8 s per RAdam step with kernels on 2 cores).
+ */
+export function hasJsTensorStorage(): boolean {
+  return tf.backend() instanceof MathBackendCPU;
+}
+
+/**
+ * How updates are computed: 'tensor' with tfjs kernels, 'fused' in one JS loop per parameter (works on any
+ * backend via dataSync, fast where tensors live in JS memory), 'auto' fused exactly there.
+ */
+export type UpdateKernel = 'auto' | 'tensor' | 'fused';
+
 /**
  * Replaces NaN entries of a gradient by 0 and +-infinity by +-1e5 (torch.nan_to_num as in EDM and ECT).
- * Returns a new tensor; the input is not disposed.
+ * Returns a new tensor; the input is not disposed. `kernel` as in createOptimizer.
  */
-export function sanitizeGradient(g: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const noNaN = tf.where(tf.isNaN(g), tf.zerosLike(g), g);
-    const capped = tf.mul(tf.sign(noNaN), GRADIENT_INF_REPLACEMENT);
-    return tf.where(tf.isInf(noNaN), capped, noNaN);
-  });
+export function sanitizeGradient(g: tf.Tensor, kernel: UpdateKernel = 'auto'): tf.Tensor {
+  const fused = kernel === 'fused' || (kernel === 'auto' && hasJsTensorStorage());
+  if (!fused || g.dtype !== 'float32') {
+    return tf.tidy(() => {
+      const noNaN = tf.where(tf.isNaN(g), tf.zerosLike(g), g);
+      const capped = tf.mul(tf.sign(noNaN), GRADIENT_INF_REPLACEMENT);
+      return tf.where(tf.isInf(noNaN), capped, noNaN);
+    });
+  }
+  const values = g.dataSync() as Float32Array;
+  const clean = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) clean[i] = sanitizedValue(values[i]);
+  return tf.tensor(clean, g.shape, 'float32');
 }
 
 /** Throws a clear error unless the optimiser configuration is usable. */
@@ -111,7 +142,7 @@ class MomentOptimizer implements Optimizer {
   private readonly firstMoment = new Map<string, tf.Tensor>();
   private readonly secondMoment = new Map<string, tf.Tensor>();
 
-  constructor(private readonly cfg: OptimizerConfig, private readonly params: Map<string, tf.Variable>) {
+  constructor(private readonly cfg: OptimizerConfig, private readonly params: Map<string, tf.Variable>, private readonly kernel: UpdateKernel) {
     for (const [name, param] of params) {
       this.firstMoment.set(name, tf.keep(tf.zerosLike(param)));
       this.secondMoment.set(name, tf.keep(tf.zerosLike(param)));
@@ -137,21 +168,13 @@ class MomentOptimizer implements Optimizer {
     const step = this.stepCount + 1;
     const lr = this.learningRate(imagesSeen);
     const coefficients = this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
-    const { beta1, beta2, eps } = this.cfg;
+    const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
     // Parameters without a gradient this step keep their value and moments (as torch skips them).
     for (const [name, grad] of grads) {
       const param = this.params.get(name)!;
       const oldM = this.firstMoment.get(name)!;
       const oldV = this.secondMoment.get(name)!;
-      const [m, v] = tf.tidy(() => {
-        const g = sanitizeGradient(grad);
-        const newM = tf.add(tf.mul(oldM, beta1), tf.mul(g, 1 - beta1));           // m_t = beta1 m + (1 - beta1) g
-        const newV = tf.add(tf.mul(oldV, beta2), tf.mul(tf.square(g), 1 - beta2)); // v_t = beta2 v + (1 - beta2) g^2
-        let update = tf.mul(newM, coefficients.momentumScale);
-        if (coefficients.adaptive) update = tf.div(update, tf.add(tf.mul(tf.sqrt(newV), coefficients.sqrtVScale), eps));
-        param.assign(tf.sub(param, update));
-        return [newM, newV];
-      });
+      const [m, v] = fused ? this.fusedUpdate(param, grad, oldM, oldV, coefficients) : this.tensorUpdate(param, grad, oldM, oldV, coefficients);
       oldM.dispose();
       oldV.dispose();
       // kept: the moments outlive any tf.tidy the caller runs apply() in
@@ -159,6 +182,44 @@ class MomentOptimizer implements Optimizer {
       this.secondMoment.set(name, tf.keep(v));
     }
     this.stepCount = step;
+  }
+
+  /** One parameter's update with tfjs kernels; returns the new moments. */
+  private tensorUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
+    const { beta1, beta2, eps } = this.cfg;
+    return tf.tidy(() => {
+      const g = sanitizeGradient(grad, 'tensor');
+      const newM = tf.add(tf.mul(oldM, beta1), tf.mul(g, 1 - beta1));           // m_t = beta1 m + (1 - beta1) g
+      const newV = tf.add(tf.mul(oldV, beta2), tf.mul(tf.square(g), 1 - beta2)); // v_t = beta2 v + (1 - beta2) g^2
+      let update = tf.mul(newM, c.momentumScale);
+      if (c.adaptive) update = tf.div(update, tf.add(tf.mul(tf.sqrt(newV), c.sqrtVScale), eps));
+      param.assign(tf.sub(param, update));
+      return [newM, newV];
+    });
+  }
+
+  /** The same update as tensorUpdate in one loop over the typed arrays (no float32 rounding of intermediates). */
+  private fusedUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
+    const { beta1, beta2, eps } = this.cfg;
+    // on cpu backends dataSync returns the backend's own arrays: read them, write only fresh ones
+    const theta = param.dataSync() as Float32Array;
+    const g = grad.dataSync() as Float32Array;
+    const m = oldM.dataSync() as Float32Array;
+    const v = oldV.dataSync() as Float32Array;
+    const newTheta = new Float32Array(theta.length);
+    const newM = new Float32Array(theta.length);
+    const newV = new Float32Array(theta.length);
+    for (let i = 0; i < theta.length; i++) {
+      const gi = sanitizedValue(g[i]);
+      const mi = beta1 * m[i] + (1 - beta1) * gi;
+      const vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+      const update = c.adaptive ? (c.momentumScale * mi) / (Math.sqrt(vi) * c.sqrtVScale + eps) : c.momentumScale * mi;
+      newTheta[i] = theta[i] - update;
+      newM[i] = mi;
+      newV[i] = vi;
+    }
+    tf.tidy(() => param.assign(tf.tensor(newTheta, param.shape, 'float32')));
+    return [tf.tensor(newM, param.shape, 'float32'), tf.tensor(newV, param.shape, 'float32')];
   }
 
   getState(): OptimizerState {
@@ -200,8 +261,14 @@ class MomentOptimizer implements Optimizer {
   }
 }
 
-/** Creates the optimiser named by `cfg` ('adam' or 'radam') over the given parameters, with zero moments. */
-export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>): Optimizer {
+/**
+ * Creates the optimiser named by `cfg` ('adam' or 'radam') over the given float32 parameters, with zero moments.
+ * `kernel` chooses how updates are computed (default 'auto': fused on cpu-storage backends, tfjs kernels elsewhere).
+ */
+export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>, kernel: UpdateKernel = 'auto'): Optimizer {
   validateConfig(cfg);
-  return new MomentOptimizer(cfg, params);
+  for (const [name, param] of params) {
+    if (param.dtype !== 'float32') throw new Error(`optimizer: parameter '${name}' has dtype ${param.dtype}; only float32 is supported`);
+  }
+  return new MomentOptimizer(cfg, params, kernel);
 }

@@ -1,0 +1,28 @@
+/** Shared test fixtures: a tiny network config and a run config around it. */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '../lib/tf-gradients';
+import type { NetworkConfig, RunConfig, RunKind } from '../lib/config/types';
+import { resolveRunConfig } from '../lib/config/resolve';
+
+/** Uses the plain cpu backend: slow for big convolutions, exact and always available for tiny ones. */
+export async function useCpuBackend(): Promise<void> {
+  await tf.setBackend('cpu');
+  await tf.ready();
+}
+
+/** An 8x8 single-channel UNet with every kind of block (down, up, attention, skips, dropout). */
+export const TINY_NET: NetworkConfig = {
+  resolution: 8, imageChannels: 1, modelChannels: 8, channelMult: [1, 2], numBlocks: 1, attnResolutions: [4], dropout: 0.1, embedMult: 2,
+};
+
+/** A small run on the synthetic dataset at 8x8. */
+export function tinyRunConfig(kind: RunKind, patch: Record<string, unknown> = {}): RunConfig {
+  return resolveRunConfig(kind, undefined, [{
+    name: `tiny-${kind}`, net: TINY_NET as never, data: { name: 'synthetic', flip: false }, batch: 4, iters: 6, logEvery: 1, ckptEvery: 3,
+    sampleEvery: 0, evalEvery: 0, evalN: 0, ect: { stageIters: 3 }, edm: { heunSteps: 3 },
+    optimizer: { lr: kind === 'pretrain' ? 2e-3 : 1e-3, rampupKimg: 0 },
+    ema: kind === 'pretrain' ? { halfLifeKimg: 0.05, rampupRatio: 0.5 } : { beta: 0.9 },
+    ...patch,
+  } as never]);
+}

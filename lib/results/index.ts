@@ -1,2 +1,3 @@
-/** Results as data: run directories into tidy arquero tables. */
+/** Results as data: run directories into tidy arquero tables, and the paper's published numbers. */
 export * from './runs';
+export * from './paper';

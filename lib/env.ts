@@ -1,0 +1,146 @@
+/**
+ * Facts about the machine and software a result came from (CPU, memory, OS, Node, tfjs and backend
+ * versions, oneDNN, GPU and CUDA), as data and as environment.md / environment.json.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadAddon } from './backend/onednn/addon';
+
+export interface EnvironmentFacts {
+  writtenAt: string;
+  cpuModel: string;
+  cores: number;                       // logical CPUs Node sees
+  memoryGiB: number;
+  os: string;                          // distribution name where known, kernel and architecture
+  node: string;
+  packages: Record<string, string>;    // tfjs and backend package versions, 'not installed' if absent
+  onednn: string;                      // the native addon's oneDNN version, or why it cannot be used
+  gpus: string[];                      // from nvidia-smi; empty when none
+  cuda: string;                        // CUDA toolkit (nvcc) and driver versions, or 'none'
+}
+
+/** Packages whose versions decide numerical behaviour and speed. */
+export const RECORDED_PACKAGES = [
+  '@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm',
+  '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'tslab', 'plotly.js-dist', 'arquero',
+];
+
+function packageVersion(name: string): string {
+  try {
+    const file = require.resolve(`${name}/package.json`);
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+/** Runs a command briefly; undefined when it is missing or fails (no GPU, no toolkit). */
+function tryCommand(command: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function operatingSystem(): string {
+  let distribution = '';
+  try {
+    const release = fs.readFileSync('/etc/os-release', 'utf8');
+    distribution = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1] ?? '';
+  } catch {
+    // not Linux, or a minimal container: the kernel line below still says what it is
+  }
+  const kernel = `${os.type()} ${os.release()} ${os.arch()}`;
+  return distribution ? `${distribution} (${kernel})` : kernel;
+}
+
+function onednnVersion(): string {
+  const { addon, reason } = loadAddon();
+  if (!addon) return `not in use: ${reason}`;
+  return `oneDNN ${addon.version()} available (native addon, ${addon.threads()} threads; used when the backend is 'onednn')`;
+}
+
+function gpuFacts(): { gpus: string[]; cuda: string } {
+  const smi = tryCommand('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader']);
+  const gpus = smi ? smi.split('\n').map((l) => l.trim()).filter(Boolean) : [];
+  const nvcc = tryCommand('nvcc', ['--version']);
+  const toolkit = nvcc ? /release ([0-9.]+)/.exec(nvcc)?.[1] : undefined;
+  const parts = [];
+  if (toolkit) parts.push(`CUDA toolkit ${toolkit} (nvcc)`);
+  if (gpus.length) parts.push(`driver ${gpus[0].split(',').pop()?.trim()}`);
+  return { gpus, cuda: parts.length ? parts.join(', ') : 'none' };
+}
+
+/** Collects the facts about this machine and the installed packages. */
+export function collectEnvironment(): EnvironmentFacts {
+  const cpus = os.cpus();
+  return {
+    writtenAt: new Date().toISOString(),
+    cpuModel: cpus[0]?.model?.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: operatingSystem(),
+    node: process.version,
+    packages: Object.fromEntries(RECORDED_PACKAGES.map((name) => [name, packageVersion(name)])),
+    onednn: onednnVersion(),
+    ...gpuFacts(),
+  };
+}
+
+/** The facts as a short markdown document. */
+export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environment'): string {
+  const lines = [
+    `# ${title}`,
+    '',
+    `Written ${facts.writtenAt} by \`npm run env\` (lib/env.ts).`,
+    '',
+    '| fact | value |',
+    '| --- | --- |',
+    `| CPU | ${facts.cpuModel} |`,
+    `| logical cores | ${facts.cores} |`,
+    `| memory | ${facts.memoryGiB} GiB |`,
+    `| OS | ${facts.os} |`,
+    `| Node | ${facts.node} |`,
+    ...Object.entries(facts.packages).map(([name, version]) => `| ${name} | ${version} |`),
+    `| oneDNN | ${facts.onednn} |`,
+    `| GPU | ${facts.gpus.length ? facts.gpus.join('; ') : 'none'} |`,
+    `| CUDA | ${facts.cuda} |`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Writes environment.md and environment.json into a folder (e.g. a results folder); returns their paths. */
+export function writeEnvironment(folder: string, facts: EnvironmentFacts = collectEnvironment()): { markdown: string; json: string } {
+  fs.mkdirSync(folder, { recursive: true });
+  const markdown = path.join(folder, 'environment.md');
+  const json = path.join(folder, 'environment.json');
+  fs.writeFileSync(markdown, environmentMarkdown(facts));
+  fs.writeFileSync(json, JSON.stringify(facts, null, 2) + '\n');
+  return { markdown, json };
+}
+
+export type NotebookMode = 'small' | 'full';
+
+/**
+ * The notebooks' mode from ECT_NOTEBOOK_MODE: 'small' (CI: tiny runs in seconds, outputs labelled as
+ * such) or 'full' (read results/). Unset means 'full' in Jupyter; the headless runner sets 'small'.
+ */
+export function notebookMode(value = process.env.ECT_NOTEBOOK_MODE): NotebookMode {
+  if (value === undefined || value === '' || value === 'full') return 'full';
+  if (value === 'small') return 'small';
+  throw new Error(`ECT_NOTEBOOK_MODE must be 'small' or 'full', got '${value}'`);
+}
+
+/** The repository root (holding package.json), found from this compiled file's location. */
+export function repositoryRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    dir = path.dirname(dir);
+  }
+  throw new Error(`repositoryRoot: no package.json above ${__dirname}`);
+}

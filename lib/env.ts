@@ -144,3 +144,16 @@ export function repositoryRoot(): string {
   }
   throw new Error(`repositoryRoot: no package.json above ${__dirname}`);
 }
+
+/** Where a notebook reads runs and writes figures in each mode. */
+export interface NotebookPaths {
+  runs: string;      // small: build/notebook-runs (scratch, tiny runs); full: results/
+  figures: string;   // small: build/notebooks/figures; full: results/figures (committed images)
+}
+
+/** Small mode keeps its scratch runs and images out of results/, so CI never overwrites real figures. */
+export function notebookPaths(mode: NotebookMode, root = repositoryRoot()): NotebookPaths {
+  return mode === 'small'
+    ? { runs: path.join(root, 'build', 'notebook-runs'), figures: path.join(root, 'build', 'notebooks', 'figures') }
+    : { runs: path.join(root, 'results'), figures: path.join(root, 'results', 'figures') };
+}

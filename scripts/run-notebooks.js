@@ -3,7 +3,7 @@
  * Executes the notebooks headlessly with the tslab kernel (Debian's Jupyter nbconvert) and fails on any
  * cell error: `npm run notebooks [-- --full] [--html] [names...]`. Small mode (ECT_NOTEBOOK_MODE=small,
  * the default) is the CI check; --full runs them on results/. Executed copies go to build/notebooks/
- * (and .html with --html), so notebooks/ keeps clean sources.
+ * (and .html with --html), so notebooks/ keeps clean sources. --dir runs another folder's notebooks.
  */
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -11,8 +11,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const notebookDir = path.join(root, 'notebooks');
 const args = process.argv.slice(2);
+const notebookDir = path.resolve(valueOf('--dir') ?? path.join(root, 'notebooks'));
 const mode = args.includes('--full') ? 'full' : 'small';
 const exportHtml = args.includes('--html');
 const outDir = path.resolve(valueOf('--out') ?? path.join(root, 'build', 'notebooks'));
@@ -24,7 +24,7 @@ function valueOf(flag) {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-const flagsWithValues = new Set(['--out', '--cell-timeout']);
+const flagsWithValues = new Set(['--out', '--cell-timeout', '--dir']);
 const named = args.filter((a, i) => !a.startsWith('--') && !flagsWithValues.has(args[i - 1]));
 const notebooks = (named.length ? named.map((n) => (n.endsWith('.ipynb') ? n : `${n}.ipynb`)) :
   fs.readdirSync(notebookDir).filter((f) => f.endsWith('.ipynb')).sort())

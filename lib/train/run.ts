@@ -1,0 +1,93 @@
+/** Run directories: config.json, checkpoint discovery, and loading a trained model for sampling or evaluation. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { RunConfig } from '../config/types';
+import type { BackendInfo } from '../backend/select';
+import { UNet } from '../nn/unet';
+import { assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
+
+export const CHECKPOINT_DIR = 'checkpoints';
+export const CHECKPOINTS_KEPT = 3;
+
+/** A trained model ready to sample: the online network (its variables) and the EMA weights samplers use. */
+export interface LoadedModel {
+  config: RunConfig;
+  net: UNet;
+  ema: Map<string, tf.Tensor>;
+  iteration: number;
+  checkpoint: string;
+  runDir: string;
+}
+
+/** Minimal facts about the machine, recorded with every run. */
+export function basicEnvironment(): Record<string, unknown> {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`, node: process.version,
+  };
+}
+
+/** Writes <run>/config.json: the resolved config plus the backend and machine that ran it. */
+export function writeRunConfig(runDir: string, cfg: RunConfig, backend?: BackendInfo, environment?: Record<string, unknown>): void {
+  const record = { ...cfg, backend: backend ?? null, environment: environment ?? basicEnvironment(), writtenAt: new Date().toISOString() };
+  const file = path.join(runDir, 'config.json');
+  fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(record, null, 2) + '\n');
+  fs.renameSync(`${file}.tmp-${process.pid}`, file);
+}
+
+/** A checkpoint file from a file path, a run directory or its checkpoints/ folder (the newest one). */
+export function resolveCheckpointFile(target: string): string {
+  if (!fs.existsSync(target)) throw new Error(`checkpoint ${target}: no such file or directory`);
+  if (fs.statSync(target).isFile()) return target;
+  const found = latestCheckpoint(path.join(target, CHECKPOINT_DIR)) ?? latestCheckpoint(target);
+  if (!found) throw new Error(`checkpoint ${target}: a directory with no ckpt-*.ckpt files (looked in it and in its ${CHECKPOINT_DIR}/)`);
+  return found;
+}
+
+/** Builds the network a checkpoint was trained with and loads its weights (EMA kept as plain tensors). */
+export function modelFromCheckpoint(file: string): LoadedModel {
+  const ckpt = loadCheckpoint(file);
+  const config = ckpt.meta.config as RunConfig | undefined;
+  if (!config?.net) {
+    disposeCheckpoint(ckpt);
+    throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
+  }
+  const { params, ema } = ckpt.groups;
+  if (!params || !ema) {
+    disposeCheckpoint(ckpt);
+    throw new Error(`${file}: checkpoint lacks the params or ema group`);
+  }
+  const net = new UNet(config.net, config.seed ?? 0);
+  try {
+    assertParamsMatch(file, net.paramShapes(), params);
+    assertParamsMatch(file, net.paramShapes(), ema);
+  } catch (err) {
+    net.dispose();
+    disposeCheckpoint(ckpt);
+    throw err;
+  }
+  for (const [name, p] of net.params) p.assign(params.get(name) as tf.Tensor);
+  for (const [group, tensors] of Object.entries(ckpt.groups)) if (group !== 'ema') tensors.forEach((t) => t.dispose());
+  const dir = path.dirname(file);
+  const runDir = path.basename(dir) === CHECKPOINT_DIR ? path.dirname(dir) : dir;
+  return { config, net, ema, iteration: Number(ckpt.meta.iteration ?? 0), checkpoint: file, runDir };
+}
+
+/** Loads a model from a run directory, its checkpoints/ folder or a checkpoint file. */
+export async function loadRunModel(target: string): Promise<LoadedModel> {
+  return modelFromCheckpoint(resolveCheckpointFile(target));
+}
+
+/** The sampler view of a loaded model: EMA weights, its EDM constants and sampling settings. */
+export function samplerModelOf(model: LoadedModel) {
+  return { net: model.net, weights: model.ema, edm: model.config.edm, samplePrecond: model.config.ect.samplePrecond, midT: model.config.ect.midT };
+}
+
+/** Frees a loaded model. */
+export function disposeModel(model: LoadedModel): void {
+  model.net.dispose();
+  model.ema.forEach((t) => t.dispose());
+}

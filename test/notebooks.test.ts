@@ -68,7 +68,12 @@ describe('notebooks: headless execution with the tslab kernel', function () {
   // the whole suite in small mode: a few minutes on two cores
   this.timeout(30 * 60 * 1000);
   let outDir: string;
-  before(() => { outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-notebooks-')); });
+  before(() => {
+    // the project's own script registers the kernel (idempotent): Debian's Jupyter, this checkout's tslab
+    const register = spawnSync(process.execPath, [path.join(root, 'scripts', 'register-kernel.js')], { encoding: 'utf8' });
+    assert.equal(register.status, 0, `kernel registration failed:\n${register.stdout}\n${register.stderr}`);
+    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-notebooks-'));
+  });
   after(() => fs.rmSync(outDir, { recursive: true, force: true }));
 
   it('reports a cell error as a failure, naming the notebook', () => {

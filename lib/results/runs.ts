@@ -204,3 +204,19 @@ export function lastEvaluatedRows(table: ColumnTable, column: string): ColumnTab
   }
   return aq.from([...latest.values()]);
 }
+
+/** Sample-quality metric columns of a runs table (FD/FID/KID/precision/recall...), those with any value. */
+export function metricColumns(table: ColumnTable): string[] {
+  return table.columnNames().filter((name) => /^(fd|fid|kid|precision|recall|is_)/i.test(name)
+    && (Array.from(table.array(name) as ArrayLike<unknown>)).some((v) => v !== null && v !== undefined));
+}
+
+/** How far a run directory got: its planned iterations, the last logged one, and whether it finished. */
+export function runProgress(dir: string): { exists: boolean; iters: number; lastIter: number; finished: boolean } {
+  if (!fs.existsSync(path.join(dir, 'config.json')) || !fs.existsSync(path.join(dir, 'metrics.csv'))) {
+    return { exists: false, iters: 0, lastIter: 0, finished: false };
+  }
+  const run = readRun(dir);
+  const lastIter = run.metrics.length ? (run.metrics[run.metrics.length - 1].iter as number) : 0;
+  return { exists: true, iters: run.config.iters, lastIter, finished: lastIter >= run.config.iters };
+}

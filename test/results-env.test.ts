@@ -1,0 +1,52 @@
+/** Tests of the environment record (npm run env) and the notebook mode and paths. */
+import { strict as assert } from 'assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { collectEnvironment, environmentMarkdown, notebookMode, notebookPaths, repositoryRoot, writeEnvironment } from '../lib/env';
+
+describe('environment record', () => {
+  it('collects this machine\'s facts', () => {
+    const facts = collectEnvironment();
+    assert.equal(facts.cores, os.cpus().length);
+    assert.equal(facts.node, process.version);
+    assert.ok(facts.memoryGiB > 0);
+    assert.match(facts.packages['@tensorflow/tfjs-core'], /^\d+\.\d+\.\d+$/);
+    assert.ok(facts.onednn.length > 0);
+    const markdown = environmentMarkdown(facts);
+    for (const fact of ['| CPU |', '| logical cores |', '| memory |', '| OS |', '| Node |', '| oneDNN |', '| GPU |', '| CUDA |']) {
+      assert.ok(markdown.includes(fact), `missing ${fact}`);
+    }
+  });
+
+  it('the script writes environment.md and environment.json into a folder', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-env-'));
+    try {
+      const run = spawnSync(process.execPath, [path.join(repositoryRoot(), 'scripts', 'write-environment.js'), dir], { encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      const json = JSON.parse(fs.readFileSync(path.join(dir, 'environment.json'), 'utf8'));
+      assert.equal(json.cores, os.cpus().length);
+      assert.match(fs.readFileSync(path.join(dir, 'environment.md'), 'utf8'), /^# Environment/);
+      const again = writeEnvironment(path.join(dir, 'nested'));
+      assert.ok(fs.existsSync(again.markdown));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('notebook mode and paths', () => {
+  it('reads ECT_NOTEBOOK_MODE, defaulting to full, and rejects other values', () => {
+    assert.equal(notebookMode(undefined), 'full');
+    assert.equal(notebookMode('small'), 'small');
+    assert.throws(() => notebookMode('tiny'), /ECT_NOTEBOOK_MODE must be 'small' or 'full', got 'tiny'/);
+  });
+
+  it('keeps small-mode runs and figures out of results/', () => {
+    const small = notebookPaths('small', '/repo');
+    const full = notebookPaths('full', '/repo');
+    assert.ok(!small.runs.startsWith('/repo/results') && !small.figures.startsWith('/repo/results'));
+    assert.equal(full.figures, '/repo/results/figures');
+  });
+});

@@ -1,7 +1,58 @@
-/** Placeholder for the oneDNN-backed TensorFlow.js backend (native addon); replaced when the addon lands. */
-export interface OnednnStatus { ok: boolean; reason?: string; version?: string }
+/** The `onednn` TensorFlow.js backend: the cpu backend with its heavy kernels replaced by the native oneDNN addon. */
+import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { loadAddon, type OnednnAddon } from './addon';
+import { nativeKernels, withCpuFallback } from './kernels';
 
-/** Registers the `onednn` backend if its native addon loads; otherwise says why not. */
+export { kernelCounters, resetKernelCounters } from './kernels';
+export { addonPath, loadAddon } from './addon';
+
+/** Outcome of trying to register the backend: ok, or why not; the oneDNN version when loaded. */
+export interface OnednnStatus { ok: boolean; reason?: string; version?: string; threads?: number }
+
+/** Name under which the backend registers. */
+export const ONEDNN_BACKEND = 'onednn';
+// Between wasm (2) and tfjs-node (3), so tfjs's own automatic choice follows the project's order too.
+const ONEDNN_PRIORITY = 2.5;
+
+/** The cpu backend under another name: same tensor storage (TypedArrays), so every cpu kernel works on it. */
+class OnednnBackend extends MathBackendCPU {}
+
+let registered: OnednnStatus | undefined;
+let loadedAddon: OnednnAddon | undefined;
+
+/** Registers the `onednn` backend if its native addon loads; otherwise says why not. Safe to call twice. */
 export async function tryRegisterOnednn(): Promise<OnednnStatus> {
-  return { ok: false, reason: 'the oneDNN addon is not part of this build yet' };
+  if (registered) return registered;
+  const { addon, reason } = loadAddon();
+  if (!addon) {
+    registered = { ok: false, reason };
+    return registered;
+  }
+  try {
+    registerBackendWith(addon);
+    loadedAddon = addon;
+    registered = { ok: true, version: `oneDNN ${addon.version()}`, threads: addon.threads() };
+  } catch (error) {
+    registered = { ok: false, reason: `registering the onednn backend failed: ${(error as Error).message}` };
+  }
+  return registered;
+}
+
+/** The loaded addon (after a successful tryRegisterOnednn), for tests and benchmarks. */
+export function onednnAddon(): OnednnAddon | undefined {
+  return loadedAddon;
+}
+
+function registerBackendWith(addon: OnednnAddon): void {
+  const cpuKernels = tf.getKernelsForBackend('cpu');
+  if (cpuKernels.length === 0) throw new Error('the tfjs cpu kernels are not registered (import @tensorflow/tfjs-backend-cpu)');
+  if (tf.findBackendFactory(ONEDNN_BACKEND)) return;
+  tf.registerBackend(ONEDNN_BACKEND, () => new OnednnBackend(), ONEDNN_PRIORITY);
+  const overrides = nativeKernels(addon);
+  for (const config of cpuKernels) {
+    const native = overrides[config.kernelName];
+    const kernelFunc = native ? withCpuFallback(config.kernelName, native, config.kernelFunc) : config.kernelFunc;
+    tf.registerKernel({ ...config, backendName: ONEDNN_BACKEND, kernelFunc });
+  }
 }

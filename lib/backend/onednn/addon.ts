@@ -1,0 +1,69 @@
+/** Finds and loads the native oneDNN addon (native/, built by scripts/build-native.js) and types its functions. */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** Activation codes shared with native/src/onednn_ops.h. */
+export const ACTIVATION_CODES: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, sigmoid: 4, elu: 5 };
+/** Binary op codes shared with native/src/cpu_loops.h. */
+export enum BinaryCode { Add = 0, Sub = 1, Mul = 2, Div = 3, SquaredDifference = 4, Maximum = 5, Minimum = 6 }
+/** Unary op codes shared with native/src/cpu_loops.h. */
+export enum UnaryCode { Sigmoid = 0, Exp = 1, Neg = 2, Square = 3, Rsqrt = 4, Sqrt = 5, Relu = 6, Log = 7, Abs = 8, Tanh = 9, Reciprocal = 10, Scale = 11 }
+/** Reduction codes shared with native/src/cpu_loops.h. */
+export enum ReduceCode { Sum = 0, Mean = 1, Max = 2, Min = 3 }
+
+/**
+ * Convolution geometry as the addon reads it: [batch, inH, inW, inC, outH, outW, outC, kH, kW,
+ * strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight].
+ */
+export type ConvGeometry = number[];
+
+/** The functions native/src/addon.cc exports. Every array argument is a Float32Array used in place. */
+export interface OnednnAddon {
+  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number): void;
+  convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
+  convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array): void;
+  /** geometry: [batchA, batchB, m, k, n, transposeA, transposeB]. */
+  matMul(g: number[], a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array, activation: number, alpha: number): void;
+  /** oneDNN's implementation name for a convolution (which: 0 forward, 1 backward data, 2 backward filter). */
+  convImplementation(g: ConvGeometry, which: number): string;
+  binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
+  unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;
+  reduce(op: ReduceCode, x: Float32Array, shape: number[], axes: number[], out: Float32Array): void;
+  transpose(x: Float32Array, shape: number[], perm: number[], out: Float32Array): void;
+  slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
+  version(): string;
+  cachedPrimitives(): number;
+  threads(): number;
+}
+
+const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'ect_onednn.node');
+
+/** Where the addon binary should be: $ECT_ONEDNN_ADDON, else native/build/Release under the package root. */
+export function addonPath(): string {
+  if (process.env.ECT_ONEDNN_ADDON) return path.resolve(process.env.ECT_ONEDNN_ADDON);
+  // Walk up from this file (lib/ or dist/lib/) to the directory holding package.json.
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, ADDON_RELATIVE_PATH);
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..', '..', '..', ADDON_RELATIVE_PATH);
+}
+
+/** Loads the addon, or returns the reason it cannot be used (missing build, missing libdnnl, ...). */
+export function loadAddon(): { addon?: OnednnAddon; reason?: string } {
+  const file = addonPath();
+  if (!fs.existsSync(file)) {
+    return { reason: `the oneDNN addon was not built (${file} is missing; needs libdnnl-dev and a C++ compiler, then \`npm run build:native\`)` };
+  }
+  // OpenMP threads that spin between kernels steal the cores that the JavaScript thread and other
+  // processes need; sleeping at once measured ~2x faster steps on a busy 2-core machine. Read at load time.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return { addon: require(file) as OnednnAddon };
+  } catch (error) {
+    return { reason: `the oneDNN addon ${file} failed to load: ${(error as Error).message}` };
+  }
+}

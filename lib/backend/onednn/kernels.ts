@@ -1,0 +1,314 @@
+/** The `onednn` backend's own kernels: oneDNN convolutions / matrix products and native loops, cpu fallback otherwise. */
+import * as tf from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import {
+  ACTIVATION_CODES, BinaryCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
+} from './addon';
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
+
+/** How often each overridden kernel ran natively or fell back to the cpu kernel (and why, first time). */
+export interface KernelCounters {
+  native: Record<string, number>;
+  fallback: Record<string, number>;
+  fallbackReasons: Record<string, string>;
+}
+
+/** Shared counters, read by tests (the native path really ran) and the bench. */
+export const kernelCounters: KernelCounters = { native: {}, fallback: {}, fallbackReasons: {} };
+
+/** Clears the counters. */
+export function resetKernelCounters(): void {
+  kernelCounters.native = {};
+  kernelCounters.fallback = {};
+  kernelCounters.fallbackReasons = {};
+}
+
+function floatValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const values = backend.data.get(t.dataId).values;
+  return values instanceof Float32Array ? values : null;
+}
+
+function output(backend: MathBackendCPU, shape: number[], values: Float32Array): tf.TensorInfo {
+  return backend.makeTensorInfo(shape, 'float32', values);
+}
+
+function convGeometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
+  const p = info.padInfo;
+  return [info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
+    info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
+    p.top, p.left, p.bottom, p.right];
+}
+
+type ConvAttrs = {
+  strides: number | [number, number]; pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW'; dilations?: number | [number, number];
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+};
+
+function conv2dNative(addon: OnednnAddon, fused: boolean): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const a = attrs as unknown as ConvAttrs & { activation?: string; leakyreluAlpha?: number };
+    const { x, filter, bias } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias?: tf.TensorInfo };
+    if (a.dataFormat === 'NCHW') return null;
+    const activation = fused ? ACTIVATION_CODES[a.activation ?? 'linear'] : 0;
+    if (activation === undefined) return null;  // prelu: the cpu kernel handles it
+    const xs = floatValues(backend, x), ws = floatValues(backend, filter);
+    const bs = bias ? floatValues(backend, bias) : null;
+    if (!xs || !ws || (bias && (!bs || bs.length !== filter.shape[3]))) return null;
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const y = new Float32Array(tf.util.sizeFromShape(info.outShape));
+    addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2);
+    return output(backend, info.outShape, y);
+  };
+}
+
+function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+    const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+    if (a.dataFormat === 'NCHW') return null;
+    const dys = floatValues(backend, dy), ws = floatValues(backend, filter);
+    if (!dys || !ws) return null;
+    const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number],
+      a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const dx = new Float32Array(tf.util.sizeFromShape(a.inputShape));
+    addon.convBackwardData(convGeometry(info), dys, ws, dx);
+    return output(backend, a.inputShape.slice(), dx);
+  };
+}
+
+function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
+    const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    if (a.dataFormat === 'NCHW') return null;
+    const xs = floatValues(backend, x), dys = floatValues(backend, dy);
+    if (!xs || !dys) return null;
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape,
+      a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const dw = new Float32Array(tf.util.sizeFromShape(a.filterShape));
+    addon.convBackwardFilter(convGeometry(info), xs, dys, dw);
+    return output(backend, a.filterShape.slice(), dw);
+  };
+}
+
+function matMulNative(addon: OnednnAddon, fused: boolean): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { transposeA, transposeB, activation: act, leakyreluAlpha } =
+      attrs as unknown as { transposeA: boolean; transposeB: boolean; activation?: string; leakyreluAlpha?: number };
+    const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
+    const activation = fused ? ACTIVATION_CODES[act ?? 'linear'] : 0;
+    if (activation === undefined) return null;
+    const as = floatValues(backend, a), bs = floatValues(backend, b);
+    const biasValues = bias ? floatValues(backend, bias) : null;
+    if (!as || !bs || a.shape.length < 2 || b.shape.length < 2) return null;
+    const ra = a.shape.length, rb = b.shape.length;
+    const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+    const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    const kB = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+    if (k !== kB) return null;  // the cpu kernel raises tfjs's own error message
+    // The bias must broadcast along the last axis only (one value per output column).
+    if (bias && (!biasValues || biasValues.length !== n || bias.shape[bias.shape.length - 1] !== n)) return null;
+    const batchShape = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2)), batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+    const batch = tf.util.sizeFromShape(batchShape);
+    if (!(batchA === batchB || batchA === 1 || batchB === 1) || batch !== Math.max(batchA, batchB)) return null;
+    const c = new Float32Array(batch * m * n);
+    if (c.length > 0 && k > 0) {
+      addon.matMul([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0], as, bs, biasValues, c, activation, leakyreluAlpha ?? 0.2);
+    } else if (c.length > 0 && biasValues) {
+      return null;  // empty inner dimension: leave it to the cpu kernel
+    }
+    return output(backend, [...batchShape, m, n], c);
+  };
+}
+
+function binaryNative(addon: OnednnAddon, op: BinaryCode): NativeKernel {
+  return ({ inputs }, backend) => {
+    const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const as = floatValues(backend, a), bs = floatValues(backend, b);
+    if (!as || !bs) return null;
+    const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const out = new Float32Array(tf.util.sizeFromShape(shape));
+    if (out.length > 0) addon.binary(op, as, a.shape, bs, b.shape, out, shape);
+    return output(backend, shape, out);
+  };
+}
+
+function unaryNative(addon: OnednnAddon, op: UnaryCode): NativeKernel {
+  return ({ inputs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const out = new Float32Array(xs.length);
+    addon.unary(op, xs, out, 0);
+    return output(backend, x.shape.slice(), out);
+  };
+}
+
+function reduceNative(addon: OnednnAddon, op: ReduceCode, axisAttr: 'axis' | 'reductionIndices'): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const a = attrs as unknown as Record<string, number | number[] | boolean>;
+    const axes = tf.util.parseAxisParam(a[axisAttr] as number | number[], x.shape);
+    if ((op === ReduceCode.Max || op === ReduceCode.Min) && xs.length === 0) return null;
+    const keptShape = x.shape.filter((_, i) => !axes.includes(i));
+    const outShape = a.keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : keptShape;
+    const out = new Float32Array(tf.util.sizeFromShape(keptShape));
+    addon.reduce(op, xs, x.shape, axes, out);
+    return output(backend, outShape, out);
+  };
+}
+
+function transposeNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const { perm } = attrs as unknown as { perm: number[] };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const out = new Float32Array(xs.length);
+    addon.transpose(xs, x.shape, perm, out);
+    return output(backend, perm.map((p) => x.shape[p]), out);
+  };
+}
+
+/** Copies the box [begin, begin + size) of x into a new tensor of shape `size`. */
+function sliceBox(addon: OnednnAddon, backend: MathBackendCPU, x: tf.TensorInfo, xs: Float32Array, begin: number[], size: number[]): tf.TensorInfo {
+  const out = new Float32Array(tf.util.sizeFromShape(size));
+  if (out.length > 0) addon.slice(xs, x.shape, begin, size, out);
+  return output(backend, size, out);
+}
+
+function sliceNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const { begin, size } = attrs as unknown as { begin: number | number[]; size: number | number[] };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const [from, extent] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+    return sliceBox(addon, backend, x, xs, from, extent);
+  };
+}
+
+function splitNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const { numOrSizeSplits, axis } = attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const $axis = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, $axis);
+    const begin = new Array(x.shape.length).fill(0);
+    return sizes.map((s) => {
+      const size = x.shape.slice();
+      size[$axis] = s;
+      const piece = sliceBox(addon, backend, x, xs, begin.slice(), size);
+      begin[$axis] += s;
+      return piece;
+    });
+  };
+}
+
+function unpackNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { value } = inputs as { value: tf.TensorInfo };
+    const { axis } = attrs as unknown as { axis: number };
+    const xs = floatValues(backend, value);
+    if (!xs) return null;
+    const $axis = axis < 0 ? axis + value.shape.length : axis;
+    const size = value.shape.slice();
+    size[$axis] = 1;
+    const outShape = value.shape.filter((_, i) => i !== $axis);
+    const begin = new Array(value.shape.length).fill(0);
+    return Array.from({ length: value.shape[$axis] }, (_, i) => {
+      begin[$axis] = i;
+      const out = new Float32Array(tf.util.sizeFromShape(outShape));
+      if (out.length > 0) addon.slice(xs, value.shape, begin, size, out);
+      return output(backend, outShape, out);
+    });
+  };
+}
+
+function softmaxNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const { logits } = inputs as { logits: tf.TensorInfo };
+    const { dim } = attrs as unknown as { dim: number };
+    const xs = floatValues(backend, logits);
+    const rank = logits.shape.length;
+    if (!xs || rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
+    const cols = logits.shape[rank - 1];
+    const out = new Float32Array(xs.length);
+    if (xs.length > 0) addon.softmax(xs, xs.length / cols, cols, out);
+    return output(backend, logits.shape.slice(), out);
+  };
+}
+
+/** Native implementations by tfjs kernel name. Each returns null when it does not handle the case. */
+export function nativeKernels(addon: OnednnAddon): Record<string, NativeKernel> {
+  return {
+    [tf.Conv2D]: conv2dNative(addon, false),
+    [tf.FusedConv2D]: conv2dNative(addon, true),
+    [tf.Conv2DBackpropInput]: conv2dBackpropInputNative(addon),
+    [tf.Conv2DBackpropFilter]: conv2dBackpropFilterNative(addon),
+    [tf.BatchMatMul]: matMulNative(addon, false),
+    [tf._FusedMatMul]: matMulNative(addon, true),
+    [tf.Add]: binaryNative(addon, BinaryCode.Add),
+    [tf.Sub]: binaryNative(addon, BinaryCode.Sub),
+    [tf.Multiply]: binaryNative(addon, BinaryCode.Mul),
+    [tf.RealDiv]: binaryNative(addon, BinaryCode.Div),
+    [tf.SquaredDifference]: binaryNative(addon, BinaryCode.SquaredDifference),
+    [tf.Maximum]: binaryNative(addon, BinaryCode.Maximum),
+    [tf.Minimum]: binaryNative(addon, BinaryCode.Minimum),
+    [tf.Sigmoid]: unaryNative(addon, UnaryCode.Sigmoid),
+    [tf.Exp]: unaryNative(addon, UnaryCode.Exp),
+    [tf.Neg]: unaryNative(addon, UnaryCode.Neg),
+    [tf.Square]: unaryNative(addon, UnaryCode.Square),
+    [tf.Rsqrt]: unaryNative(addon, UnaryCode.Rsqrt),
+    [tf.Sqrt]: unaryNative(addon, UnaryCode.Sqrt),
+    [tf.Relu]: unaryNative(addon, UnaryCode.Relu),
+    [tf.Log]: unaryNative(addon, UnaryCode.Log),
+    [tf.Abs]: unaryNative(addon, UnaryCode.Abs),
+    [tf.Tanh]: unaryNative(addon, UnaryCode.Tanh),
+    [tf.Reciprocal]: unaryNative(addon, UnaryCode.Reciprocal),
+    [tf.Sum]: reduceNative(addon, ReduceCode.Sum, 'axis'),
+    [tf.Mean]: reduceNative(addon, ReduceCode.Mean, 'axis'),
+    [tf.Max]: reduceNative(addon, ReduceCode.Max, 'reductionIndices'),
+    [tf.Min]: reduceNative(addon, ReduceCode.Min, 'axis'),
+    [tf.Transpose]: transposeNative(addon),
+    [tf.Softmax]: softmaxNative(addon),
+    [tf.Slice]: sliceNative(addon),
+    [tf.SplitV]: splitNative(addon),
+    [tf.Unpack]: unpackNative(addon),
+  };
+}
+
+/**
+ * Wraps a native kernel so that unhandled cases (other dtypes, NCHW, prelu, ...) and native errors run
+ * the cpu kernel instead, counting both paths.
+ */
+export function withCpuFallback(name: string, native: NativeKernel, cpuKernel: tf.KernelFunc): tf.KernelFunc {
+  // tfjs types kernel results as TensorInfo | TensorInfo[], the same union native kernels return.
+  return (args) => {
+    const backend = args.backend as MathBackendCPU;
+    let reason = 'case not handled natively (dtype, layout or activation)';
+    try {
+      const result = native(args, backend);
+      if (result) {
+        kernelCounters.native[name] = (kernelCounters.native[name] ?? 0) + 1;
+        return result;
+      }
+    } catch (error) {
+      reason = (error as Error).message;
+    }
+    kernelCounters.fallback[name] = (kernelCounters.fallback[name] ?? 0) + 1;
+    kernelCounters.fallbackReasons[name] ??= reason;
+    return cpuKernel(args);
+  };
+}

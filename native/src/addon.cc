@@ -1,0 +1,182 @@
+// Node-API entry points of the oneDNN addon: unpack typed arrays (no copies) and call the kernels.
+#include <napi.h>
+
+#include <string>
+
+#include "cpu_loops.h"
+#include "onednn_ops.h"
+
+namespace {
+
+// Pointer to a Float32Array's elements (honours its byte offset), or null for null/undefined.
+const float* floatsOrNull(const Napi::Value& value) {
+  if (value.IsNull() || value.IsUndefined()) return nullptr;
+  return value.As<Napi::Float32Array>().Data();
+}
+
+float* floats(const Napi::Value& value) { return value.As<Napi::Float32Array>().Data(); }
+
+int64_t integerAt(const Napi::Array& list, uint32_t index) {
+  return list.Get(index).As<Napi::Number>().Int64Value();
+}
+
+bool checkFloatArrays(const Napi::CallbackInfo& info, std::initializer_list<int> positions) {
+  for (int p : positions) {
+    if (!info[p].IsTypedArray() || info[p].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      Napi::TypeError::New(info.Env(), "argument " + std::to_string(p) + " must be a Float32Array")
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+  }
+  return true;
+}
+
+// geometry: [batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, dilH, dilW, top, left, bottom, right]
+ect::ConvGeometry convGeometry(const Napi::Value& value) {
+  Napi::Array list = value.As<Napi::Array>();
+  ect::ConvGeometry g;
+  int64_t* fields[] = {&g.batch, &g.inHeight, &g.inWidth, &g.inChannels, &g.outHeight, &g.outWidth,
+                       &g.outChannels, &g.filterHeight, &g.filterWidth, &g.strideHeight, &g.strideWidth,
+                       &g.dilationHeight, &g.dilationWidth, &g.padTop, &g.padLeft, &g.padBottom, &g.padRight};
+  for (uint32_t i = 0; i < 17; i++) *fields[i] = integerAt(list, i);
+  return g;
+}
+
+// Runs a kernel, turning oneDNN / std exceptions into JavaScript errors.
+template <typename Body>
+Napi::Value guarded(const Napi::CallbackInfo& info, Body body) {
+  try {
+    body();
+  } catch (const std::exception& error) {
+    Napi::Error::New(info.Env(), std::string("onednn addon: ") + error.what()).ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+// convForward(geometry, x, filter, bias|null, y, activation, alpha)
+Napi::Value ConvForward(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::convForward(convGeometry(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
+                     static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
+                     info[6].As<Napi::Number>().FloatValue());
+  });
+}
+
+// convBackwardData(geometry, dy, filter, dx)
+Napi::Value ConvBackwardData(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
+  return guarded(info, [&] { ect::convBackwardData(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3])); });
+}
+
+// convBackwardFilter(geometry, x, dy, dfilter)
+Napi::Value ConvBackwardFilter(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
+  return guarded(info, [&] { ect::convBackwardFilter(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3])); });
+}
+
+// matMul([batchA, batchB, m, k, n, transposeA, transposeB], a, b, bias|null, c, activation, alpha)
+Napi::Value MatMul(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    Napi::Array list = info[0].As<Napi::Array>();
+    ect::MatMulGeometry g{integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3),
+                          integerAt(list, 4), integerAt(list, 5) != 0, integerAt(list, 6) != 0};
+    ect::matMul(g, floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
+                static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
+                info[6].As<Napi::Number>().FloatValue());
+  });
+}
+
+// convImplementation(geometry, which: 0 forward, 1 backward data, 2 backward filter) -> oneDNN's implementation name
+Napi::Value ConvImplementation(const Napi::CallbackInfo& info) {
+  std::string name;
+  guarded(info, [&] { name = ect::convImplementation(convGeometry(info[0]), info[1].As<Napi::Number>().Int32Value()); });
+  return Napi::String::New(info.Env(), name);
+}
+
+std::vector<int64_t> shapeOf(const Napi::Value& value) {
+  Napi::Array list = value.As<Napi::Array>();
+  std::vector<int64_t> shape(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) shape[i] = integerAt(list, i);
+  return shape;
+}
+
+// binary(op, a, aShape, b, bShape, out, outShape): broadcasting elementwise op (cpu_loops.h BinaryOp)
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 3, 5})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::binary(static_cast<ect::BinaryOp>(info[0].As<Napi::Number>().Int32Value()), floats(info[1]), shapeOf(info[2]),
+                floats(info[3]), shapeOf(info[4]), floats(info[5]), shapeOf(info[6]));
+  });
+}
+
+// unary(op, x, y, alpha): elementwise op over the whole array (cpu_loops.h UnaryOp)
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    auto x = info[1].As<Napi::Float32Array>();
+    ect::unary(static_cast<ect::UnaryOp>(info[0].As<Napi::Number>().Int32Value()), x.Data(), floats(info[2]),
+               static_cast<int64_t>(x.ElementLength()), info[3].As<Napi::Number>().FloatValue());
+  });
+}
+
+// reduce(op, x, shape, axes, out): sum / mean / max / min over the given axes (cpu_loops.h ReduceOp)
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 4})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::reduce(static_cast<ect::ReduceOp>(info[0].As<Napi::Number>().Int32Value()), floats(info[1]), shapeOf(info[2]),
+                shapeOf(info[3]), floats(info[4]));
+  });
+}
+
+// transpose(x, shape, perm, out)
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
+  return guarded(info, [&] { ect::transpose(floats(info[0]), shapeOf(info[1]), shapeOf(info[2]), floats(info[3])); });
+}
+
+// slice(x, shape, begin, size, out)
+Napi::Value Slice(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {0, 4})) return info.Env().Undefined();
+  return guarded(info, [&] { ect::slice(floats(info[0]), shapeOf(info[1]), shapeOf(info[2]), shapeOf(info[3]), floats(info[4])); });
+}
+
+// softmax(x, rows, cols, out): softmax over the last axis
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::softmax(floats(info[0]), info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int64Value(),
+                 floats(info[3]));
+  });
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::onednnVersion()); }
+
+Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ect::cachedPrimitiveCount()));
+}
+
+Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ect::threadCount()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("convForward", Napi::Function::New(env, ConvForward));
+  exports.Set("convBackwardData", Napi::Function::New(env, ConvBackwardData));
+  exports.Set("convBackwardFilter", Napi::Function::New(env, ConvBackwardFilter));
+  exports.Set("matMul", Napi::Function::New(env, MatMul));
+  exports.Set("convImplementation", Napi::Function::New(env, ConvImplementation));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("transpose", Napi::Function::New(env, Transpose));
+  exports.Set("slice", Napi::Function::New(env, Slice));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("version", Napi::Function::New(env, Version));
+  exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
+  exports.Set("threads", Napi::Function::New(env, Threads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(ect_onednn, Init)

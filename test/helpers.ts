@@ -1,14 +1,15 @@
 /** Shared test fixtures: a tiny network config and a run config around it. */
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+import { initBackend, type BackendChoice } from '../lib/backend/select';
 import '../lib/tf-gradients';
 import type { NetworkConfig, RunConfig, RunKind } from '../lib/config/types';
 import { resolveRunConfig } from '../lib/config/resolve';
 
-/** Uses the plain cpu backend: slow for big convolutions, exact and always available for tiny ones. */
-export async function useCpuBackend(): Promise<void> {
-  await tf.setBackend('cpu');
-  await tf.ready();
+/**
+ * Uses the backend the library would pick (ECT_TEST_BACKEND forces one): the oneDNN backend where it is
+ * built, else wasm. The plain cpu backend's convolution gradients are too slow for a test suite.
+ */
+export async function useTestBackend(): Promise<void> {
+  await initBackend((process.env.ECT_TEST_BACKEND as BackendChoice | undefined) ?? 'auto');
 }
 
 /** An 8x8 single-channel UNet with every kind of block (down, up, attention, skips, dropout). */

@@ -6,10 +6,10 @@ import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { denoise } from '../lib/edm/precond';
 import { DEFAULT_EDM } from '../lib/config/defaults';
-import { TINY_NET, useCpuBackend } from './helpers';
+import { TINY_NET, useTestBackend } from './helpers';
 
 describe('DDPM++ UNet', () => {
-  before(useCpuBackend);
+  before(useTestBackend);
 
   it('has 55.7M parameters in the paper\'s CIFAR-10 configuration', () => {
     const net = new UNet(networkPreset('cifar10-ddpmpp'), 0);

@@ -3,10 +3,10 @@ import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { heunTimeSteps, sampleConsistency, sampleHeun, type Denoiser } from '../lib/sample';
 import { DEFAULT_EDM } from '../lib/config/defaults';
-import { useCpuBackend } from './helpers';
+import { useTestBackend } from './helpers';
 
 describe('samplers', () => {
-  before(useCpuBackend);
+  before(useTestBackend);
   const s = 0.5;  // data ~ N(0, s^2): ideal denoiser D(x, sigma) = x s^2 / (s^2 + sigma^2)
 
   it('Heun (18 steps = 35 evaluations) converges to the exact ODE solution x(0) = x(T) s / sqrt(s^2 + T^2)', () => {

@@ -11,7 +11,7 @@ import { Trainer } from '../lib/train/trainer';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { loadCheckpoint, disposeCheckpoint, latestCheckpoint } from '../lib/train/checkpoint';
 import { readMetrics, TRAINING_COLUMNS } from '../lib/train/metrics-log';
-import { TINY_NET, tinyRunConfig, useCpuBackend } from './helpers';
+import { TINY_NET, tinyRunConfig, useTestBackend } from './helpers';
 
 const tinyData = () => makeSyntheticDataset('train', { count: 32, height: 8, width: 8, channels: 1, seed: 1 });
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'ect-train-'));
@@ -22,7 +22,7 @@ function randomizeWeights(net: UNet, seed: number): void {
 }
 
 describe('ECT loss', () => {
-  before(useCpuBackend);
+  before(useTestBackend);
 
   it('equals w(t,r) ||D(x_t,t) - D(x_r,r)||, with x0 as target where r = 0, recomputed independently', () => {
     const net = new UNet({ ...TINY_NET, dropout: 0 }, 0);
@@ -74,7 +74,7 @@ describe('ECT loss', () => {
 });
 
 describe('Trainer', () => {
-  before(useCpuBackend);
+  before(useTestBackend);
 
   it('leaks no tensors over 20 ECT steps and 20 EDM steps', async () => {
     for (const kind of ['tune', 'pretrain'] as const) {

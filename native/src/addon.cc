@@ -111,6 +111,15 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   });
 }
 
+// compare(op, a, aShape, b, bShape, out: Uint8Array, outShape)
+Napi::Value Compare(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::compare(static_cast<ect::CompareOp>(info[0].As<Napi::Number>().Int32Value()), floats(info[1]), shapeOf(info[2]),
+                 floats(info[3]), shapeOf(info[4]), info[5].As<Napi::Uint8Array>().Data(), shapeOf(info[6]));
+  });
+}
+
 // unary(op, x, y, alpha): elementwise op over the whole array (cpu_loops.h UnaryOp)
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2})) return info.Env().Undefined();
@@ -142,6 +151,12 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
   return guarded(info, [&] { ect::slice(floats(info[0]), shapeOf(info[1]), shapeOf(info[2]), shapeOf(info[3]), floats(info[4])); });
 }
 
+// insert(out, outShape, begin, x, size)
+Napi::Value Insert(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
+  return guarded(info, [&] { ect::insert(floats(info[0]), shapeOf(info[1]), shapeOf(info[2]), floats(info[3]), shapeOf(info[4])); });
+}
+
 // softmax(x, rows, cols, out): softmax over the last axis
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
@@ -170,6 +185,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("slice", Napi::Function::New(env, Slice));
+  exports.Set("insert", Napi::Function::New(env, Insert));
+  exports.Set("compare", Napi::Function::New(env, Compare));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));

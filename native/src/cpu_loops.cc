@@ -59,8 +59,8 @@ BroadcastPlan planBroadcast(const std::vector<int64_t>& aShape, const std::vecto
   return plan;
 }
 
-template <typename Op>
-inline void binaryRow(Op op, const float* a, bool aVaries, const float* b, bool bVaries, float* out, int64_t n) {
+template <typename Op, typename Out>
+inline void binaryRow(Op op, const float* a, bool aVaries, const float* b, bool bVaries, Out* out, int64_t n) {
   if (aVaries && bVaries) {
     for (int64_t i = 0; i < n; i++) out[i] = op(a[i], b[i]);
   } else if (aVaries) {
@@ -70,13 +70,13 @@ inline void binaryRow(Op op, const float* a, bool aVaries, const float* b, bool 
     const float av = a[0];
     for (int64_t i = 0; i < n; i++) out[i] = op(av, b[i]);
   } else {
-    const float v = op(a[0], b[0]);
+    const Out v = op(a[0], b[0]);
     for (int64_t i = 0; i < n; i++) out[i] = v;
   }
 }
 
-template <typename Op>
-void binaryWith(Op op, const float* a, const float* b, float* out, const BroadcastPlan& plan) {
+template <typename Op, typename Out>
+void binaryWith(Op op, const float* a, const float* b, Out* out, const BroadcastPlan& plan) {
   const int rank = static_cast<int>(plan.dims.size());
   const int64_t inner = plan.dims[rank - 1];
   int64_t rows = 1;
@@ -144,6 +144,21 @@ void binary(BinaryOp op, const float* a, const std::vector<int64_t>& aShape, con
     case BinaryOp::Minimum: return binaryWith([](float x, float y) { return std::isnan(x) || x < y ? x : y; }, a, b, out, plan);
   }
   throw std::invalid_argument("binary: unknown op");
+}
+
+void compare(CompareOp op, const float* a, const std::vector<int64_t>& aShape, const float* b,
+             const std::vector<int64_t>& bShape, uint8_t* out, const std::vector<int64_t>& outShape) {
+  const BroadcastPlan plan = planBroadcast(aShape, bShape, outShape);
+  using Byte = uint8_t;
+  switch (op) {
+    case CompareOp::Less: return binaryWith([](float x, float y) { return Byte(x < y); }, a, b, out, plan);
+    case CompareOp::LessEqual: return binaryWith([](float x, float y) { return Byte(x <= y); }, a, b, out, plan);
+    case CompareOp::Greater: return binaryWith([](float x, float y) { return Byte(x > y); }, a, b, out, plan);
+    case CompareOp::GreaterEqual: return binaryWith([](float x, float y) { return Byte(x >= y); }, a, b, out, plan);
+    case CompareOp::Equal: return binaryWith([](float x, float y) { return Byte(x == y); }, a, b, out, plan);
+    case CompareOp::NotEqual: return binaryWith([](float x, float y) { return Byte(x != y); }, a, b, out, plan);
+  }
+  throw std::invalid_argument("compare: unknown op");
 }
 
 void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha) {
@@ -312,6 +327,34 @@ void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<
       rest /= size[d];
     }
     std::copy(x + offset, x + offset + run, out + row * run);
+  }
+}
+
+void insert(float* out, const std::vector<int64_t>& outShape, const std::vector<int64_t>& begin,
+            const float* x, const std::vector<int64_t>& size) {
+  const int rank = static_cast<int>(outShape.size());
+  int64_t total = 1;
+  for (int64_t s : size) total *= s;
+  if (total == 0) return;
+  std::vector<int64_t> strides(rank);
+  for (int i = rank - 1, s = 1; i >= 0; i--) { strides[i] = s; s *= outShape[i]; }
+  int64_t base = 0;
+  for (int i = 0; i < rank; i++) base += begin[i] * strides[i];
+  int runAxis = rank - 1;
+  int64_t run = rank > 0 ? size[rank - 1] : 1;
+  while (runAxis > 0 && size[runAxis] == outShape[runAxis]) {
+    runAxis--;
+    run *= size[runAxis];
+  }
+  const int64_t rows = total / run;
+#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
+  for (int64_t row = 0; row < rows; row++) {
+    int64_t offset = base, rest = row;
+    for (int d = runAxis - 1; d >= 0; d--) {
+      offset += (rest % size[d]) * strides[d];
+      rest /= size[d];
+    }
+    std::copy(x + row * run, x + (row + 1) * run, out + offset);
   }
 }
 

@@ -6,6 +6,7 @@
 namespace ect {
 
 enum class BinaryOp { Add = 0, Sub = 1, Mul = 2, Div = 3, SquaredDifference = 4, Maximum = 5, Minimum = 6 };
+enum class CompareOp { Less = 0, LessEqual = 1, Greater = 2, GreaterEqual = 3, Equal = 4, NotEqual = 5 };
 enum class UnaryOp { Sigmoid = 0, Exp = 1, Neg = 2, Square = 3, Rsqrt = 4, Sqrt = 5, Relu = 6, Log = 7, Abs = 8,
                      Tanh = 9, Reciprocal = 10, Scale = 11 /* alpha * x */ };
 enum class ReduceOp { Sum = 0, Mean = 1, Max = 2, Min = 3 };
@@ -13,6 +14,9 @@ enum class ReduceOp { Sum = 0, Mean = 1, Max = 2, Min = 3 };
 // out = a op b with NumPy broadcasting; shapes are right-aligned against outShape.
 void binary(BinaryOp op, const float* a, const std::vector<int64_t>& aShape, const float* b,
             const std::vector<int64_t>& bShape, float* out, const std::vector<int64_t>& outShape);
+// out = (a op b) as 0/1 bytes, with broadcasting like binary().
+void compare(CompareOp op, const float* a, const std::vector<int64_t>& aShape, const float* b,
+             const std::vector<int64_t>& bShape, uint8_t* out, const std::vector<int64_t>& outShape);
 // y = op(x) elementwise over n values.
 void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 // out = reduction of x over `axes` (out keeps the other axes in order).
@@ -22,6 +26,9 @@ void transpose(const float* x, const std::vector<int64_t>& shape, const std::vec
 // out = x[begin : begin + size] (a box of x, every axis), copied in contiguous runs.
 void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
            const std::vector<int64_t>& size, float* out);
+// out[begin : begin + size] = x (the inverse of slice; used by concat and stack).
+void insert(float* out, const std::vector<int64_t>& outShape, const std::vector<int64_t>& begin,
+            const float* x, const std::vector<int64_t>& size);
 // Row-wise softmax of a [rows, cols] matrix.
 void softmax(const float* x, int64_t rows, int64_t cols, float* out);
 // Threads the loops (and oneDNN, which shares the OpenMP runtime) use.

@@ -6,6 +6,8 @@ import * as path from 'path';
 export const ACTIVATION_CODES: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, sigmoid: 4, elu: 5 };
 /** Binary op codes shared with native/src/cpu_loops.h. */
 export enum BinaryCode { Add = 0, Sub = 1, Mul = 2, Div = 3, SquaredDifference = 4, Maximum = 5, Minimum = 6 }
+/** Comparison codes shared with native/src/cpu_loops.h. */
+export enum CompareCode { Less = 0, LessEqual = 1, Greater = 2, GreaterEqual = 3, Equal = 4, NotEqual = 5 }
 /** Unary op codes shared with native/src/cpu_loops.h. */
 export enum UnaryCode { Sigmoid = 0, Exp = 1, Neg = 2, Square = 3, Rsqrt = 4, Sqrt = 5, Relu = 6, Log = 7, Abs = 8, Tanh = 9, Reciprocal = 10, Scale = 11 }
 /** Reduction codes shared with native/src/cpu_loops.h. */
@@ -27,10 +29,12 @@ export interface OnednnAddon {
   /** oneDNN's implementation name for a convolution (which: 0 forward, 1 backward data, 2 backward filter). */
   convImplementation(g: ConvGeometry, which: number): string;
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
+  compare(op: CompareCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Uint8Array, outShape: number[]): void;
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;
   reduce(op: ReduceCode, x: Float32Array, shape: number[], axes: number[], out: Float32Array): void;
   transpose(x: Float32Array, shape: number[], perm: number[], out: Float32Array): void;
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;
+  insert(out: Float32Array, outShape: number[], begin: number[], x: Float32Array, size: number[]): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   version(): string;
   cachedPrimitives(): number;

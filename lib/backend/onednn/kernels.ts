@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
-  ACTIVATION_CODES, BinaryCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
+  ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -140,6 +140,18 @@ function binaryNative(addon: OnednnAddon, op: BinaryCode): NativeKernel {
   };
 }
 
+function compareNative(addon: OnednnAddon, op: CompareCode): NativeKernel {
+  return ({ inputs }, backend) => {
+    const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const as = floatValues(backend, a), bs = floatValues(backend, b);
+    if (!as || !bs) return null;
+    const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const out = new Uint8Array(tf.util.sizeFromShape(shape));
+    if (out.length > 0) addon.compare(op, as, a.shape, bs, b.shape, out, shape);
+    return backend.makeTensorInfo(shape, 'bool', out);
+  };
+}
+
 function unaryNative(addon: OnednnAddon, op: UnaryCode): NativeKernel {
   return ({ inputs }, backend) => {
     const { x } = inputs as { x: tf.TensorInfo };
@@ -236,6 +248,30 @@ function unpackNative(addon: OnednnAddon): NativeKernel {
   };
 }
 
+/** Writes each input into its box of a new tensor: concat (stack = false) or stack (stack = true) along `axis`. */
+function joinNative(addon: OnednnAddon, stack: boolean): NativeKernel {
+  return ({ inputs, attrs }, backend) => {
+    const parts = inputs as unknown as tf.TensorInfo[];
+    const values = parts.map((t) => floatValues(backend, t));
+    if (parts.length === 0 || values.some((v) => !v)) return null;
+    const rank = parts[0].shape.length;
+    const { axis } = attrs as unknown as { axis: number | number[] };
+    const first = Array.isArray(axis) ? axis[0] : axis;
+    const $axis = stack ? (first < 0 ? first + rank + 1 : first) : tf.util.parseAxisParam(first, parts[0].shape)[0];
+    const boxes = parts.map((t) => (stack ? [...t.shape.slice(0, $axis), 1, ...t.shape.slice($axis)] : t.shape.slice()));
+    if (boxes.some((box) => box.length !== boxes[0].length || box.some((d, i) => i !== $axis && d !== boxes[0][i]))) return null;
+    const outShape = boxes[0].slice();
+    outShape[$axis] = boxes.reduce((sum, box) => sum + box[$axis], 0);
+    const out = new Float32Array(tf.util.sizeFromShape(outShape));
+    const begin = new Array(outShape.length).fill(0);
+    boxes.forEach((box, i) => {
+      if (tf.util.sizeFromShape(box) > 0) addon.insert(out, outShape, begin, values[i] as Float32Array, box);
+      begin[$axis] += box[$axis];
+    });
+    return output(backend, outShape, out);
+  };
+}
+
 function softmaxNative(addon: OnednnAddon): NativeKernel {
   return ({ inputs, attrs }, backend) => {
     const { logits } = inputs as { logits: tf.TensorInfo };
@@ -284,6 +320,14 @@ export function nativeKernels(addon: OnednnAddon): Record<string, NativeKernel> 
     [tf.Transpose]: transposeNative(addon),
     [tf.Softmax]: softmaxNative(addon),
     [tf.Slice]: sliceNative(addon),
+    [tf.Concat]: joinNative(addon, false),
+    [tf.Pack]: joinNative(addon, true),
+    [tf.Less]: compareNative(addon, CompareCode.Less),
+    [tf.LessEqual]: compareNative(addon, CompareCode.LessEqual),
+    [tf.Greater]: compareNative(addon, CompareCode.Greater),
+    [tf.GreaterEqual]: compareNative(addon, CompareCode.GreaterEqual),
+    [tf.Equal]: compareNative(addon, CompareCode.Equal),
+    [tf.NotEqual]: compareNative(addon, CompareCode.NotEqual),
     [tf.SplitV]: splitNative(addon),
     [tf.Unpack]: unpackNative(addon),
   };

@@ -1,0 +1,265 @@
+/** Every kernel the `onednn` backend replaces, checked against the `cpu` backend (values and gradients) on random cases. */
+import { strict as assert } from 'assert';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import seedrandom from 'seedrandom';
+import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { registerAllGradients } from '../lib/backend/onednn/register-gradients';
+
+/** An input given as plain data, so the same values can be made into a tensor on each backend. */
+interface Input { shape: number[]; values: Float32Array }
+
+type Computation = (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
+
+const rng = seedrandom('onednn-kernels');
+const randInt = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+const pick = <T>(items: readonly T[]): T => items[Math.floor(rng() * items.length)];
+
+function randomInput(shape: number[]): Input {
+  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < values.length; i++) values[i] = rng() * 2 - 1;
+  return { shape, values };
+}
+
+/** Runs fn on one backend with fresh tensors holding the inputs; returns every output's values. */
+function runOn(backend: string, fn: Computation, inputs: Input[]): { shape: number[]; values: Float32Array }[] {
+  tf.setBackend(backend);
+  return tf.tidy(() => {
+    const result = fn(...inputs.map((i) => tf.tensor(i.values, i.shape)));
+    return (Array.isArray(result) ? result : [result]).map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+  });
+}
+
+/** Asserts that fn gives the same shapes and (within float32 summation-order tolerance) values on both backends. */
+function assertSameOnBackends(what: string, fn: Computation, inputs: Input[], tolerance = 1e-4): void {
+  const expected = runOn('cpu', fn, inputs);
+  const actual = runOn('onednn', fn, inputs);
+  assert.equal(actual.length, expected.length, `${what}: number of outputs`);
+  expected.forEach((e, k) => {
+    assert.deepEqual(actual[k].shape, e.shape, `${what}: output ${k} shape`);
+    let scale = 1;
+    for (const v of e.values) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < e.values.length; i++) {
+      const diff = Math.abs(actual[k].values[i] - e.values[i]);
+      if (!(diff <= tolerance * scale) && !(Number.isNaN(e.values[i]) && Number.isNaN(actual[k].values[i]))) {
+        assert.fail(`${what}: output ${k}[${i}] is ${actual[k].values[i]} on onednn, ${e.values[i]} on cpu`);
+      }
+    }
+  });
+}
+
+/** Gradients of sum(fn(...) * fixed random weights) with respect to every input. */
+function gradientsOf(fn: (...xs: tf.Tensor[]) => tf.Tensor, weights: Input): Computation {
+  return (...xs) => tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(fn(...ys), tf.tensor(weights.values, weights.shape))))(xs);
+}
+
+function outputShapeOf(fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: Input[]): number[] {
+  return runOn('cpu', fn, inputs)[0].shape;
+}
+
+/** Checks values, then gradients against a random upstream gradient. */
+function assertValuesAndGradients(what: string, fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: Input[], tolerance = 1e-4): void {
+  assertSameOnBackends(what, fn, inputs, tolerance);
+  const weights = randomInput(outputShapeOf(fn, inputs));
+  assertSameOnBackends(`${what} (gradients)`, gradientsOf(fn, weights), inputs, tolerance);
+}
+
+function nativeCount(kernel: string): number {
+  return kernelCounters.native[kernel] ?? 0;
+}
+
+describe('onednn backend against the cpu backend', function () {
+  let previousBackend = 'cpu';
+
+  before(async function () {
+    const status = await tryRegisterOnednn();
+    if (!status.ok) {
+      console.log(`    (skipped: ${status.reason})`);
+      this.skip();
+    }
+    await registerAllGradients();
+    previousBackend = tf.getBackend() ?? 'cpu';
+    await tf.setBackend('onednn');
+    await tf.setBackend('cpu');
+  });
+
+  after(async () => {
+    await tf.setBackend(previousBackend);
+  });
+
+  beforeEach(() => resetKernelCounters());
+
+  it('Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter on random shapes, strides, paddings and batches', () => {
+    for (let trial = 0; trial < 24; trial++) {
+      const batch = randInt(1, 3), height = randInt(4, 11), width = randInt(4, 11);
+      const inChannels = randInt(1, 6), outChannels = randInt(1, 7);
+      const kernel = randInt(1, Math.min(4, height, width)), stride = randInt(1, 3);
+      const pad = pick(['same', 'valid', randInt(0, 2)] as const);
+      const x = randomInput([batch, height, width, inChannels]);
+      const filter = randomInput([kernel, kernel, inChannels, outChannels]);
+      const what = `conv2d x=[${x.shape}] filter=[${filter.shape}] stride=${stride} pad=${pad}`;
+      if (typeof pad === 'number' && (height + 2 * pad < kernel || width + 2 * pad < kernel)) continue;
+      assertValuesAndGradients(what, (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad), [x, filter]);
+    }
+    assert.ok(nativeCount('Conv2D') > 0 && nativeCount('Conv2DBackpropInput') > 0 && nativeCount('Conv2DBackpropFilter') > 0,
+      `native convolutions ran: ${JSON.stringify(kernelCounters)}`);
+    assert.equal(kernelCounters.fallback.Conv2D ?? 0, 0, `no Conv2D fallback: ${JSON.stringify(kernelCounters.fallbackReasons)}`);
+  });
+
+  it('Conv2D with dilations and non-square strides (forward; tfjs has no gradient for dilated convolutions)', () => {
+    for (let trial = 0; trial < 12; trial++) {
+      const dilation: [number, number] = [randInt(1, 3), randInt(1, 3)];
+      const kernel = randInt(2, 3);
+      const x = randomInput([randInt(1, 2), randInt(7, 13), randInt(7, 13), randInt(1, 4)]);
+      const filter = randomInput([kernel, randInt(1, 3), x.shape[3], randInt(1, 5)]);
+      const pad = pick(['same', 'valid'] as const);
+      // tfjs only allows dilation with stride 1
+      assertSameOnBackends(`dilated conv2d [${x.shape}] [${filter.shape}] d=${dilation} ${pad}`,
+        (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad, 'NHWC', dilation), [x, filter]);
+      const strides: [number, number] = [randInt(1, 3), randInt(1, 3)];
+      assertValuesAndGradients(`strided conv2d [${x.shape}] [${filter.shape}] s=${strides} ${pad}`,
+        (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, strides, pad), [x, filter]);
+    }
+    assert.equal(kernelCounters.fallback.Conv2D ?? 0, 0, JSON.stringify(kernelCounters.fallbackReasons));
+  });
+
+  it('FusedConv2D with bias and every fused activation', () => {
+    const activations = ['linear', 'relu', 'relu6', 'leakyrelu', 'sigmoid', 'elu'] as const;
+    for (const activation of activations) {
+      const x = randomInput([randInt(1, 3), randInt(5, 9), randInt(5, 9), randInt(1, 5)]);
+      const filter = randomInput([3, 3, x.shape[3], randInt(2, 6)]);
+      const bias = randomInput([filter.shape[3]]);
+      const strides = randInt(1, 2);
+      const fn = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.fused.conv2d({
+        x: a as tf.Tensor4D, filter: b as tf.Tensor4D, bias: c, strides, pad: 'same', activation, leakyreluAlpha: 0.3,
+      });
+      // tfjs differentiates fused convolutions for the linear and relu activations only
+      if (activation === 'linear' || activation === 'relu') {
+        assertValuesAndGradients(`fused conv2d ${activation}`, fn, [x, filter, bias]);
+      } else {
+        assertSameOnBackends(`fused conv2d ${activation}`, fn, [x, filter, bias]);
+      }
+    }
+    assert.ok(nativeCount('FusedConv2D') >= 6, JSON.stringify(kernelCounters));
+    assert.equal(kernelCounters.fallback.FusedConv2D ?? 0, 0, JSON.stringify(kernelCounters.fallbackReasons));
+  });
+
+  it('MatMul / BatchMatMul with transposes, odd sizes and broadcast batches', () => {
+    for (let trial = 0; trial < 20; trial++) {
+      const m = randInt(1, 17), k = randInt(1, 19), n = randInt(1, 13);
+      const transposeA = rng() < 0.5, transposeB = rng() < 0.5;
+      const batch = pick([[], [3], [2, 2]]);
+      const batchB = batch.length && rng() < 0.3 ? [1] : batch;
+      const a = randomInput([...batch, ...(transposeA ? [k, m] : [m, k])]);
+      const b = randomInput([...batchB, ...(transposeB ? [n, k] : [k, n])]);
+      const what = `matMul [${a.shape}]${transposeA ? 'T' : ''} x [${b.shape}]${transposeB ? 'T' : ''}`;
+      const fn = (p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, transposeA, transposeB);
+      // tfjs's BatchMatMul gradient does not reduce over broadcast batches: check values only there
+      if (batchB === batch) assertValuesAndGradients(what, fn, [a, b]);
+      else assertSameOnBackends(what, fn, [a, b]);
+    }
+    assert.ok(nativeCount('BatchMatMul') > 0);
+    assert.equal(kernelCounters.fallback.BatchMatMul ?? 0, 0, JSON.stringify(kernelCounters.fallbackReasons));
+  });
+
+  it('_FusedMatMul with bias and activations', () => {
+    for (const activation of ['linear', 'relu', 'sigmoid', 'elu', 'relu6', 'leakyrelu'] as const) {
+      const m = randInt(1, 9), k = randInt(1, 9), n = randInt(1, 9);
+      const fn = (p: tf.Tensor, q: tf.Tensor, c: tf.Tensor) => tf.fused.matMul({ a: p as tf.Tensor2D, b: q as tf.Tensor2D, bias: c, activation, leakyreluAlpha: 0.1 });
+      const inputs = [randomInput([m, k]), randomInput([k, n]), randomInput([n])];
+      if (activation === 'linear' || activation === 'relu') assertValuesAndGradients(`fused matMul ${activation}`, fn, inputs);
+      else assertSameOnBackends(`fused matMul ${activation}`, fn, inputs);
+    }
+    assert.ok(nativeCount('_FusedMatMul') >= 6, JSON.stringify(kernelCounters));
+  });
+
+  it('broadcasting binary ops, comparisons and unary ops', () => {
+    const binaries: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor]> = [
+      ['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['div', tf.div], ['squaredDifference', tf.squaredDifference],
+      ['maximum', tf.maximum], ['minimum', tf.minimum],
+    ];
+    for (let trial = 0; trial < 30; trial++) {
+      const rank = randInt(1, 5);
+      const shape = Array.from({ length: rank }, () => randInt(1, 6));
+      const other = shape.slice(randInt(0, rank - 1)).map((d) => (rng() < 0.4 ? 1 : d));
+      const [name, op] = pick(binaries);
+      const inputs = rng() < 0.5 ? [randomInput(shape), randomInput(other)] : [randomInput(other), randomInput(shape)];
+      if (name === 'div') inputs[1].values.forEach((v, i, arr) => { arr[i] = v + Math.sign(v || 1) * 0.5; });
+      const what = `${name} [${inputs[0].shape}] [${inputs[1].shape}]`;
+      // tfjs's SquaredDifference/Maximum/Minimum gradients do not reduce over broadcast axes: values only there
+      if (['squaredDifference', 'maximum', 'minimum'].includes(name) && shape.join() !== other.join()) assertSameOnBackends(what, op, inputs);
+      else assertValuesAndGradients(what, op, inputs);
+      assertSameOnBackends(`less [${inputs[0].shape}] [${inputs[1].shape}]`, (a, b) => tf.cast(tf.less(a, b), 'float32'), inputs);
+      assertSameOnBackends(`greater [${inputs[0].shape}] [${inputs[1].shape}]`, (a, b) => tf.cast(tf.greater(a, b), 'float32'), inputs);
+    }
+    const unaries: Array<[string, (a: tf.Tensor) => tf.Tensor, boolean]> = [
+      ['sigmoid', tf.sigmoid, false], ['exp', tf.exp, false], ['neg', tf.neg, false], ['square', tf.square, false],
+      ['rsqrt', tf.rsqrt, true], ['sqrt', tf.sqrt, true], ['relu', tf.relu, false], ['log', tf.log, true],
+      ['abs', tf.abs, false], ['tanh', tf.tanh, false], ['reciprocal', tf.reciprocal, true],
+    ];
+    for (const [name, op, positive] of unaries) {
+      const x = randomInput([randInt(1, 4), randInt(1, 50), randInt(1, 7)]);
+      if (positive) x.values.forEach((v, i, arr) => { arr[i] = Math.abs(v) + 0.1; });
+      assertValuesAndGradients(name, op, [x]);
+    }
+    // large enough to run on both threads
+    const big = [randomInput([64, 33, 17]), randomInput([17])];
+    assertValuesAndGradients('large broadcast mul', tf.mul, big);
+    for (const kernel of ['Add', 'Sub', 'Multiply', 'RealDiv', 'Less', 'Greater', 'Sigmoid', 'Rsqrt']) {
+      assert.ok(nativeCount(kernel) > 0, `${kernel} ran natively: ${JSON.stringify(kernelCounters)}`);
+    }
+  });
+
+  it('reductions over random axes, transposes, softmax', () => {
+    for (let trial = 0; trial < 30; trial++) {
+      const rank = randInt(1, 5);
+      const x = randomInput(Array.from({ length: rank }, () => randInt(1, 7)));
+      const axes = [...new Set(Array.from({ length: randInt(1, rank) }, () => randInt(0, rank - 1)))];
+      const keepDims = rng() < 0.5;
+      assertValuesAndGradients(`sum [${x.shape}] axes ${axes} keep ${keepDims}`, (a) => tf.sum(a, axes, keepDims), [x]);
+      assertValuesAndGradients(`mean [${x.shape}] axes ${axes}`, (a) => tf.mean(a, axes, keepDims), [x]);
+      assertSameOnBackends(`max [${x.shape}] axes ${axes}`, (a) => tf.max(a, axes, keepDims), [x]);
+      assertSameOnBackends(`min [${x.shape}] axes ${axes}`, (a) => tf.min(a, axes, keepDims), [x]);
+      const perm = tf.util.createShuffledIndices(rank) as unknown as Uint32Array;
+      assertValuesAndGradients(`transpose [${x.shape}] perm ${[...perm]}`, (a) => tf.transpose(a, [...perm]), [x]);
+    }
+    // a [B, HW, G, C/G] GroupNorm-style moment, big enough for the threaded paths
+    assertValuesAndGradients('group moments', (a) => tf.moments(a, [1, 3], true).variance, [randomInput([8, 196, 8, 4])]);
+    assertValuesAndGradients('bias gradient-style sum', (a) => tf.sum(a, [0, 1, 2]), [randomInput([16, 14, 14, 32])]);
+    for (const shape of [[3, 7], [2, 5, 49], [1, 1]]) {
+      assertValuesAndGradients(`softmax [${shape}]`, (a) => tf.softmax(a), [randomInput(shape)]);
+    }
+    for (const kernel of ['Sum', 'Mean', 'Max', 'Min', 'Transpose', 'Softmax']) {
+      assert.ok(nativeCount(kernel) > 0, `${kernel} ran natively: ${JSON.stringify(kernelCounters)}`);
+    }
+  });
+
+  it('slice, split, unstack, concat and stack', () => {
+    for (let trial = 0; trial < 20; trial++) {
+      const rank = randInt(1, 4);
+      const x = randomInput(Array.from({ length: rank }, () => randInt(1, 6)));
+      const begin = x.shape.map((d) => randInt(0, d - 1));
+      const size = x.shape.map((d, i) => randInt(1, d - begin[i]));
+      assertValuesAndGradients(`slice [${x.shape}] ${begin} ${size}`, (a) => tf.slice(a, begin, size), [x]);
+      const axis = randInt(0, rank - 1);
+      // tfjs's Unpack gradient breaks when the axis has length 1 (one output, dy is not an array)
+      if (x.shape[axis] > 1) assertValuesAndGradients(`unstack [${x.shape}] axis ${axis}`, (a) => tf.stack(tf.unstack(a, axis).map((t, i) => tf.mul(t, i + 1)), axis), [x]);
+      const other = randomInput(x.shape.map((d, i) => (i === axis ? randInt(1, 4) : d)));
+      assertValuesAndGradients(`concat [${x.shape}] [${other.shape}] axis ${axis}`, (a, b) => tf.concat([a, b, a], axis), [x, other]);
+      if (x.shape[axis] >= 2) {
+        const first = randInt(1, x.shape[axis] - 1);
+        assertSameOnBackends(`split [${x.shape}] axis ${axis}`, (a) => tf.split(a, [first, x.shape[axis] - first], axis), [x]);
+      }
+    }
+    for (const kernel of ['Slice', 'Unpack', 'Pack', 'Concat', 'SplitV']) {
+      assert.ok(nativeCount(kernel) > 0, `${kernel} ran natively: ${JSON.stringify(kernelCounters)}`);
+    }
+  });
+
+  it('falls back to the cpu kernels where it has no native path (int32)', () => {
+    const ints = tf.tidy(() => { tf.setBackend('onednn'); return tf.add(tf.tensor([1, 2, 3], [3], 'int32'), tf.tensor([4], [1], 'int32')).arraySync(); });
+    assert.deepEqual(ints, [5, 6, 7]);
+    assert.equal(kernelCounters.fallback.Add, 1);
+    tf.setBackend('cpu');
+  });
+});

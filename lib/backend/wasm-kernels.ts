@@ -7,9 +7,17 @@ import '@tensorflow/tfjs-backend-wasm';
 
 const WASM = 'wasm';
 
-// Upper bound on the im2col buffer of one batch chunk, in float32 elements (2^24 = 64 MiB), so a large
-// batch is processed in slices of images instead of one huge column matrix.
-const MAX_COLUMN_ELEMENTS = 1 << 24;
+// Upper bound on the im2col buffer of one batch chunk, in float32 elements (default 2^24 = 64 MiB), so a
+// large batch is processed in slices of images instead of one huge column matrix.
+let maxColumnElements = 1 << 24;
+
+/** Sets the im2col memory budget of the wasm Conv2DBackpropFilter (float32 elements); returns the old one. */
+export function setIm2colBudget(elements: number): number {
+  if (!(elements >= 1)) throw new Error(`im2col budget must be at least 1 element, got ${elements}`);
+  const previous = maxColumnElements;
+  maxColumnElements = elements;
+  return previous;
+}
 
 /** The kernels this module registers, by tfjs kernel name. */
 export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const;
@@ -81,7 +89,7 @@ function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: un
     : x;
 
   const columnsPerImage = outHeight * outWidth * filterHeight * filterWidth * inChannels;
-  const imagesPerChunk = Math.max(1, Math.min(batchSize, Math.floor(MAX_COLUMN_ELEMENTS / columnsPerImage)));
+  const imagesPerChunk = Math.max(1, Math.min(batchSize, Math.floor(maxColumnElements / columnsPerImage)));
   let gradient: tf.TensorInfo | undefined;  // [Cout, kh*kw*Cin], summed over chunks
   for (let first = 0; first < batchSize; first += imagesPerChunk) {
     const images = Math.min(imagesPerChunk, batchSize - first);
@@ -161,25 +169,27 @@ function conv2dBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: unk
   return scratch.finish(dx);
 }
 
+/** Replaces a registered wasm kernel's function, keeping its setupFunc (which binds the C++ code). */
+function replaceKernel(kernelName: string, kernelFunc: tf.KernelFunc): tf.KernelConfig | undefined {
+  const existing = tf.getKernel(kernelName, WASM);
+  if (existing?.kernelFunc === kernelFunc) return undefined;
+  if (existing) tf.unregisterKernel(kernelName, WASM);
+  tf.registerKernel({ ...(existing ?? { kernelName, backendName: WASM }), kernelFunc });
+  return existing;
+}
+
 /**
  * Registers, for backend 'wasm', the kernels training needs that tfjs-backend-wasm 4.22 lacks
  * (Conv2DBackpropFilter) or runs slowly (Conv2DBackpropInput). Safe to call more than once.
+ * (Every other op the UNet trains through has a wasm kernel that matches cpu: test/wasm-kernels.test.ts.)
  * Returns the names of the kernels that are now ours.
  */
 export function registerWasmTrainingKernels(): string[] {
-  const filterKernel = tf.getKernel('Conv2DBackpropFilter', WASM);
-  if (!filterKernel) {
-    tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: WASM, kernelFunc: conv2dBackpropFilter as tf.KernelFunc });
-  }
-  const inputKernel = tf.getKernel('Conv2DBackpropInput', WASM);
-  if (inputKernel && inputKernel.kernelFunc !== conv2dBackpropInput) {
-    originalBackpropInput = inputKernel;
-    tf.unregisterKernel('Conv2DBackpropInput', WASM);
-    // keep the original setupFunc: it binds the C++ function our fallback path may still call
-    tf.registerKernel({ ...inputKernel, kernelFunc: conv2dBackpropInput as tf.KernelFunc });
-  }
+  if (!tf.getKernel('Conv2DBackpropFilter', WASM)) replaceKernel('Conv2DBackpropFilter', conv2dBackpropFilter as tf.KernelFunc);
+  originalBackpropInput = replaceKernel('Conv2DBackpropInput', conv2dBackpropInput as tf.KernelFunc) ?? originalBackpropInput;
   return WASM_TRAINING_KERNELS.filter(name => {
     const kernel = tf.getKernel(name, WASM);
-    return kernel?.kernelFunc === conv2dBackpropFilter || kernel?.kernelFunc === conv2dBackpropInput;
+    const ours: unknown[] = [conv2dBackpropFilter, conv2dBackpropInput];
+    return ours.includes(kernel?.kernelFunc);
   });
 }

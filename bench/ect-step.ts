@@ -1,6 +1,6 @@
 /** The benchmark's training step: the project's Trainer doing ECT steps on a UNet shaped like the PyTorch peer's. */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerAllGradients } from '../lib/backend/onednn/register-gradients';
+import '../lib/tf-gradients';
 import { defaultRunConfig } from '../lib/config/defaults';
 import type { RunConfig } from '../lib/config/types';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
@@ -46,7 +46,6 @@ export function benchRunConfig(shape: BenchShape): RunConfig {
 
 /** A trainer on the current tfjs backend, with synthetic images of the right shape (no files). */
 export async function createBenchTrainer(shape: BenchShape): Promise<Trainer> {
-  await registerAllGradients();
   const cfg = benchRunConfig(shape);
   const dataset = makeSyntheticDataset('train', { count: Math.max(256, shape.batch), height: shape.res, width: shape.res, channels: shape.in_ch });
   return Trainer.create(cfg, { runDir: null, dataset, evaluator: null });

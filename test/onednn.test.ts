@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
-import { registerAllGradients } from '../lib/backend/onednn/register-gradients';
+import '../lib/tf-gradients';
 
 /** An input given as plain data, so the same values can be made into a tensor on each backend. */
 interface Input { shape: number[]; values: Float32Array }
@@ -77,8 +77,7 @@ describe('onednn backend against the cpu backend', function () {
       console.log(`    (skipped: ${status.reason})`);
       this.skip();
     }
-    await registerAllGradients();
-    previousBackend = tf.getBackend() ?? 'cpu';
+      previousBackend = tf.getBackend() ?? 'cpu';
     await tf.setBackend('onednn');
     await tf.setBackend('cpu');
   });

@@ -255,6 +255,26 @@ describe('onednn backend against the cpu backend', function () {
     }
   });
 
+  it('recycles output arrays of disposed tensors without touching values already read', () => {
+    tf.setBackend('onednn');
+    const a = tf.tensor([1, 2, 3, 4]), b = tf.tensor([10, 20, 30, 40]);
+    const first = tf.add(a, b);
+    const read = first.dataSync();
+    first.dispose();
+    const second = tf.mul(a, b);  // same length: takes the array `first` released
+    assert.deepEqual([...read], [11, 22, 33, 44], 'a read survives the reuse of its tensor\'s array');
+    assert.deepEqual([...second.dataSync()], [10, 40, 90, 160]);
+    // a chain that recycles arrays on every step still matches the cpu backend
+    const chain = (x: tf.Tensor) => {
+      let h = x;
+      for (let i = 0; i < 20; i++) h = tf.tidy(() => tf.sigmoid(tf.add(tf.mul(h, 1.5), -0.25)));
+      return h;
+    };
+    tf.dispose([a, b, second]);
+    tf.setBackend('cpu');
+    assertSameOnBackends('recycling chain', chain, [randomInput([64, 33])]);
+  });
+
   it('falls back to the cpu kernels where it has no native path (int32)', () => {
     const ints = tf.tidy(() => { tf.setBackend('onednn'); return tf.add(tf.tensor([1, 2, 3], [3], 'int32'), tf.tensor([4], [1], 'int32')).arraySync(); });
     assert.deepEqual(ints, [5, 6, 7]);

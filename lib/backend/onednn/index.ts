@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
-import { nativeKernels, withCpuFallback } from './kernels';
+import { nativeKernels, outputPool, withCpuFallback } from './kernels';
 
 export { kernelCounters, resetKernelCounters } from './kernels';
 export { addonPath, loadAddon } from './addon';
@@ -15,8 +15,29 @@ export const ONEDNN_BACKEND = 'onednn';
 // Between wasm (2) and tfjs-node (3), so tfjs's own automatic choice follows the project's order too.
 const ONEDNN_PRIORITY = 2.5;
 
-/** The cpu backend under another name: same tensor storage (TypedArrays), so every cpu kernel works on it. */
-class OnednnBackend extends MathBackendCPU {}
+/**
+ * The cpu backend under another name: same tensor storage (TypedArrays), so every cpu kernel works on it.
+ * Output arrays of native kernels are recycled when their tensor is disposed, so reads hand out copies.
+ */
+class OnednnBackend extends MathBackendCPU {
+  override disposeData(dataId: object, force = false): boolean {
+    const entry = this.data.get(dataId);
+    const freed = super.disposeData(dataId, force);
+    // only when this call removed the data: a second dispose of the same id must not release twice
+    if (freed && entry && !this.data.has(dataId) && outputPool.owns(entry.values)) outputPool.release(entry.values);
+    return freed;
+  }
+
+  override readSync(dataId: object): tf.backend_util.BackendValues {
+    const values = super.readSync(dataId);
+    return outputPool.owns(values) ? values.slice() : values;
+  }
+
+  override dispose(): void {
+    outputPool.clear();
+    super.dispose();
+  }
+}
 
 let registered: OnednnStatus | undefined;
 let loadedAddon: OnednnAddon | undefined;

@@ -4,6 +4,7 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
   ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
+import { FloatBufferPool } from './buffer-pool';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -23,6 +24,14 @@ export function resetKernelCounters(): void {
   kernelCounters.native = {};
   kernelCounters.fallback = {};
   kernelCounters.fallbackReasons = {};
+}
+
+/** Where kernel outputs come from: recycled arrays of disposed tensors (see buffer-pool.ts). */
+export const outputPool = new FloatBufferPool(768 * 2 ** 20);
+
+/** A Float32Array for a kernel output that native code overwrites completely. */
+function outputFloats(length: number): Float32Array {
+  return length === 0 ? new Float32Array(0) : outputPool.take(length);
 }
 
 function floatValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array | null {
@@ -60,7 +69,7 @@ function conv2dNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     if (!xs || !ws || (bias && (!bs || bs.length !== filter.shape[3]))) return null;
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
       filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    const y = new Float32Array(tf.util.sizeFromShape(info.outShape));
+    const y = outputFloats(tf.util.sizeFromShape(info.outShape));
     addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2);
     return output(backend, info.outShape, y);
   };
@@ -75,7 +84,7 @@ function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
     if (!dys || !ws) return null;
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number],
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    const dx = new Float32Array(tf.util.sizeFromShape(a.inputShape));
+    const dx = outputFloats(tf.util.sizeFromShape(a.inputShape));
     addon.convBackwardData(convGeometry(info), dys, ws, dx);
     return output(backend, a.inputShape.slice(), dx);
   };
@@ -90,7 +99,7 @@ function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
     if (!xs || !dys) return null;
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape,
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    const dw = new Float32Array(tf.util.sizeFromShape(a.filterShape));
+    const dw = outputFloats(tf.util.sizeFromShape(a.filterShape));
     addon.convBackwardFilter(convGeometry(info), xs, dys, dw);
     return output(backend, a.filterShape.slice(), dw);
   };
@@ -118,7 +127,7 @@ function matMulNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2)), batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
     const batch = tf.util.sizeFromShape(batchShape);
     if (!(batchA === batchB || batchA === 1 || batchB === 1) || batch !== Math.max(batchA, batchB)) return null;
-    const c = new Float32Array(batch * m * n);
+    const c = k > 0 ? outputFloats(batch * m * n) : new Float32Array(batch * m * n);
     if (c.length > 0 && k > 0) {
       addon.matMul([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0], as, bs, biasValues, c, activation, leakyreluAlpha ?? 0.2);
     } else if (c.length > 0 && biasValues) {
@@ -134,7 +143,7 @@ function binaryNative(addon: OnednnAddon, op: BinaryCode): NativeKernel {
     const as = floatValues(backend, a), bs = floatValues(backend, b);
     if (!as || !bs) return null;
     const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-    const out = new Float32Array(tf.util.sizeFromShape(shape));
+    const out = outputFloats(tf.util.sizeFromShape(shape));
     if (out.length > 0) addon.binary(op, as, a.shape, bs, b.shape, out, shape);
     return output(backend, shape, out);
   };
@@ -157,7 +166,7 @@ function unaryNative(addon: OnednnAddon, op: UnaryCode): NativeKernel {
     const { x } = inputs as { x: tf.TensorInfo };
     const xs = floatValues(backend, x);
     if (!xs) return null;
-    const out = new Float32Array(xs.length);
+    const out = outputFloats(xs.length);
     addon.unary(op, xs, out, 0);
     return output(backend, x.shape.slice(), out);
   };
@@ -173,7 +182,7 @@ function reduceNative(addon: OnednnAddon, op: ReduceCode, axisAttr: 'axis' | 're
     if ((op === ReduceCode.Max || op === ReduceCode.Min) && xs.length === 0) return null;
     const keptShape = x.shape.filter((_, i) => !axes.includes(i));
     const outShape = a.keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : keptShape;
-    const out = new Float32Array(tf.util.sizeFromShape(keptShape));
+    const out = outputFloats(tf.util.sizeFromShape(keptShape));
     addon.reduce(op, xs, x.shape, axes, out);
     return output(backend, outShape, out);
   };
@@ -185,7 +194,7 @@ function transposeNative(addon: OnednnAddon): NativeKernel {
     const { perm } = attrs as unknown as { perm: number[] };
     const xs = floatValues(backend, x);
     if (!xs) return null;
-    const out = new Float32Array(xs.length);
+    const out = outputFloats(xs.length);
     addon.transpose(xs, x.shape, perm, out);
     return output(backend, perm.map((p) => x.shape[p]), out);
   };
@@ -193,7 +202,7 @@ function transposeNative(addon: OnednnAddon): NativeKernel {
 
 /** Copies the box [begin, begin + size) of x into a new tensor of shape `size`. */
 function sliceBox(addon: OnednnAddon, backend: MathBackendCPU, x: tf.TensorInfo, xs: Float32Array, begin: number[], size: number[]): tf.TensorInfo {
-  const out = new Float32Array(tf.util.sizeFromShape(size));
+  const out = outputFloats(tf.util.sizeFromShape(size));
   if (out.length > 0) addon.slice(xs, x.shape, begin, size, out);
   return output(backend, size, out);
 }
@@ -241,7 +250,7 @@ function unpackNative(addon: OnednnAddon): NativeKernel {
     const begin = new Array(value.shape.length).fill(0);
     return Array.from({ length: value.shape[$axis] }, (_, i) => {
       begin[$axis] = i;
-      const out = new Float32Array(tf.util.sizeFromShape(outShape));
+      const out = outputFloats(tf.util.sizeFromShape(outShape));
       if (out.length > 0) addon.slice(xs, value.shape, begin, size, out);
       return output(backend, outShape, out);
     });
@@ -262,7 +271,7 @@ function joinNative(addon: OnednnAddon, stack: boolean): NativeKernel {
     if (boxes.some((box) => box.length !== boxes[0].length || box.some((d, i) => i !== $axis && d !== boxes[0][i]))) return null;
     const outShape = boxes[0].slice();
     outShape[$axis] = boxes.reduce((sum, box) => sum + box[$axis], 0);
-    const out = new Float32Array(tf.util.sizeFromShape(outShape));
+    const out = outputFloats(tf.util.sizeFromShape(outShape));
     const begin = new Array(outShape.length).fill(0);
     boxes.forEach((box, i) => {
       if (tf.util.sizeFromShape(box) > 0) addon.insert(out, outShape, begin, values[i] as Float32Array, box);
@@ -280,7 +289,7 @@ function softmaxNative(addon: OnednnAddon): NativeKernel {
     const rank = logits.shape.length;
     if (!xs || rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
     const cols = logits.shape[rank - 1];
-    const out = new Float32Array(xs.length);
+    const out = outputFloats(xs.length);
     if (xs.length > 0) addon.softmax(xs, xs.length / cols, cols, out);
     return output(backend, logits.shape.slice(), out);
   };

@@ -5,6 +5,7 @@ import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } fro
 
 describe('backend selection', function () {
   const savedEnv = process.env.ECT_BACKEND;
+  after(async () => { await tf.setBackend('cpu'); });  // leave other test files on the default backend
   afterEach(() => {
     if (savedEnv === undefined) delete process.env.ECT_BACKEND;
     else process.env.ECT_BACKEND = savedEnv;

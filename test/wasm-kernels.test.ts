@@ -79,6 +79,7 @@ describe('wasm training kernels', function () {
     registered = registerWasmTrainingKernels();
     await tf.setBackend('wasm');
   });
+  after(async () => { await tf.setBackend('cpu'); });  // leave other test files on the default backend
 
   it('registers its two kernels for wasm, and again without harm', () => {
     assert.deepStrictEqual(registered, ['Conv2DBackpropFilter', 'Conv2DBackpropInput']);
@@ -136,6 +137,7 @@ describe('wasm gradients of the ops the UNet trains through', function () {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
   });
+  after(async () => { await tf.setBackend('cpu'); });  // leave other test files on the default backend
 
   const x4 = () => randn([3, 8, 8, 8], 'x4');
   const positive = (shape: number[], seed: string) => tf.add(tf.abs(randn(shape, seed)), 0.5);
@@ -207,6 +209,7 @@ describe('a small conv net trains on wasm as on cpu', function () {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
   });
+  after(async () => { await tf.setBackend('cpu'); });  // leave other test files on the default backend
 
   it('conv 3x3 -> avgpool -> conv 3x3 -> upsample2x (the UNet\'s broadcast upsampling): four gradient-descent steps, same losses and gradients (1e-4 relative)', async () => {
     const learningRate = 0.05;
@@ -251,6 +254,7 @@ describe('the UNet trains on wasm as on cpu', function () {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
   });
+  after(async () => { await tf.setBackend('cpu'); });  // leave other test files on the default backend
 
   it('forward pass and the gradient of every parameter equal cpu\'s (1e-4 relative), dropout included', async () => {
     // a small member of the DDPM++ family with every block kind: down/up-sampling, attention, skips

@@ -1,6 +1,6 @@
 /** Kernel distance (KID): unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets. */
 import * as tf from '@tensorflow/tfjs-core';
-import { seededPermutation } from './fmnist-classifier';
+import { readAndDispose, seededPermutation } from './fmnist-classifier';
 
 /** Options of `kernelDistance`; the defaults follow the usual KID protocol (100 subsets of 1000). */
 export interface KidOptions {
@@ -26,14 +26,27 @@ function gatherRows(features: Float32Array, dim: number, indices: Uint32Array, c
   return tf.tensor2d(out, [count, dim]);
 }
 
-/** Sum of all entries and of the diagonal of k(A, B) = (A B^T / dim + 1)^3, summed in Float64. */
+/**
+ * Sum of all entries and of the diagonal of k(A, B) = (A B^T / dim + 1)^3: the Gram matrix comes from
+ * a tf matMul (B transposed explicitly: the wasm backend's transposed matMul is slow), the kernel and
+ * the sums are done here in Float64.
+ */
 function kernelSums(a: tf.Tensor2D, b: tf.Tensor2D, dim: number): { total: number; diagonal: number } {
-  const values = tf.tidy(() => tf.pow(tf.add(tf.div(tf.matMul(a, b, false, true), dim), 1), 3).dataSync());
+  const gram = readAndDispose(tf.tidy(() => tf.matMul(a, tf.transpose(b))));
   const m = a.shape[0];
+  const square = b.shape[0] === m;
   let total = 0;
   let diagonal = 0;
-  for (let i = 0; i < values.length; i++) total += values[i];
-  if (b.shape[0] === m) for (let i = 0; i < m; i++) diagonal += values[i * m + i];
+  for (let i = 0; i < gram.length; i++) {
+    const base = gram[i] / dim + 1;
+    total += base * base * base;
+  }
+  if (square) {
+    for (let i = 0; i < m; i++) {
+      const base = gram[i * m + i] / dim + 1;
+      diagonal += base * base * base;
+    }
+  }
   return { total, diagonal };
 }
 

@@ -40,7 +40,7 @@ function parseFlags(argv: string[]) {
   const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   return {
     steps: value('--steps') ? Number(value('--steps')) : undefined,
-    configs: (value('--configs') ?? Object.keys(BENCH_SHAPES).join(',')).split(','),
+    configs: (value('--configs') ?? Object.keys(BENCH_SHAPES).join(',')).split(',').filter(Boolean),
     backends: (value('--backends') ?? BACKENDS.join(',')).split(','),
     withCpu: argv.includes('--with-cpu'),
     memorySteps: Number(value('--memory-steps') ?? 200),
@@ -115,6 +115,11 @@ async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const rows: BenchRow[] = [];
   const started = new Date();
+  const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, load average at start ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`;
+  const outDir = path.resolve(__dirname, '..', '..', 'results', 'bench');
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
+  let rssSeriesMB: number[] = [];
   for (const config of flags.configs) {
     const shape = BENCH_SHAPES[config];
     if (!shape) throw new Error(`unknown config '${config}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
@@ -139,8 +144,8 @@ async function main(): Promise<void> {
       }
       const result = runChild(backend, config, backend === 'cpu' ? 1 : steps);
       if (result.error) {
-        rows.push({ backend, config, note: `not available: ${result.error.slice(0, 200)}` });
-        console.error(`${config}: ${backend} not available: ${result.error.slice(0, 200)}`);
+        rows.push({ backend, config, note: `no result: ${result.error.slice(0, 200)}` });
+        console.error(`${config}: ${backend}: no result: ${result.error.slice(0, 200)}`);
         continue;
       }
       const gflops = (result.imgPerSec * flopsPerImage) / 1e9;
@@ -153,12 +158,28 @@ async function main(): Promise<void> {
     }
   }
 
+  const writeReport = (memoryLine: string): string => {
+    const flopsNote = 'GFLOP/s = img/s x 4 x forward FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and ' +
+      'attention matmuls; one step = student forward + backward (3 passes) + target forward (1 pass)), for every row ' +
+      `including the peer. Fraction of peak against ${PEAK_GFLOPS} GFLOP/s (2 AVX2 cores).`;
+    const report = [
+      `# ECT training-step benchmark (${started.toISOString()})`, '',
+      `Machine: ${machine}. Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\``, '',
+      markdownTable(rows), '', flopsNote, '', memoryLine, '',
+    ].join('\n');
+    fs.writeFileSync(path.join(outDir, `train-step-${stamp}.md`), report);
+    fs.writeFileSync(path.join(outDir, `train-step-${stamp}.json`), JSON.stringify({ started, machine, rows, memoryLine, rssSeriesMB }, null, 2));
+    fs.writeFileSync(path.join(outDir, 'train-step-latest.md'), report);
+    return report;
+  };
+  writeReport('Resident memory: measured after the table (see the next report).');  // keep the table if the long memory run dies
   let memoryLine = '';
   if (flags.memorySteps > 0) {
     const memory = runChild('onednn', flags.memoryConfig, flags.memorySteps, 120);
     if (memory.error) {
       memoryLine = `Resident memory over ${flags.memorySteps} onednn steps (${flags.memoryConfig}): not measured (${memory.error}).`;
     } else {
+      rssSeriesMB = memory.rssMB;
       // growth from the first tenth of the run (allocator warmed up) to the end
       const base = memory.rssMB[Math.floor(memory.rssMB.length / 10)];
       const last = memory.rssMB[memory.rssMB.length - 1];
@@ -168,21 +189,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const flopsNote = 'GFLOP/s = img/s x 4 x forward FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and ' +
-    'attention matmuls; one step = student forward + backward (3 passes) + target forward (1 pass)), for every row ' +
-    `including the peer. Fraction of peak against ${PEAK_GFLOPS} GFLOP/s (2 AVX2 cores).`;
-  const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, load average at start ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`;
-  const report = [
-    `# ECT training-step benchmark (${started.toISOString()})`, '',
-    `Machine: ${machine}. Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\``, '',
-    markdownTable(rows), '', flopsNote, '', memoryLine, '',
-  ].join('\n');
-  const outDir = path.resolve(__dirname, '..', '..', 'results', 'bench');
-  fs.mkdirSync(outDir, { recursive: true });
-  const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
-  fs.writeFileSync(path.join(outDir, `train-step-${stamp}.md`), report);
-  fs.writeFileSync(path.join(outDir, `train-step-${stamp}.json`), JSON.stringify({ started, machine, rows, memoryLine }, null, 2));
-  fs.writeFileSync(path.join(outDir, 'train-step-latest.md'), report);
+  const report = writeReport(memoryLine);
   console.log(report);
   console.log(`written to ${path.relative(process.cwd(), outDir)}/train-step-${stamp}.{md,json}`);
 }

@@ -89,20 +89,30 @@ void binaryWith(Op op, const float* a, const float* b, Out* out, const Broadcast
   {
     const int parts = omp_get_num_threads(), me = omp_get_thread_num();
     const int64_t begin = total * me / parts, end = total * (me + 1) / parts;
-    int64_t pos = begin;
+    // Odometer over the outer dims: offsets advance by adds, not a div/mod per row (rows can be 4 long).
+    std::vector<int64_t> index(rank > 1 ? rank - 1 : 1, 0);
+    int64_t aOffset = 0, bOffset = 0, rest = begin / inner;
+    for (int d = rank - 2; d >= 0; d--) {
+      index[d] = rest % plan.dims[d];
+      rest /= plan.dims[d];
+      aOffset += index[d] * plan.aStrides[d];
+      bOffset += index[d] * plan.bStrides[d];
+    }
+    int64_t pos = begin, col = begin % inner;
     while (pos < end) {
-      const int64_t row = pos / inner, col = pos % inner;
-      int64_t aOffset = 0, bOffset = 0, rest = row;
-      for (int d = rank - 2; d >= 0; d--) {
-        const int64_t index = rest % plan.dims[d];
-        rest /= plan.dims[d];
-        aOffset += index * plan.aStrides[d];
-        bOffset += index * plan.bStrides[d];
-      }
       const int64_t n = std::min(inner - col, end - pos);
       binaryRow(op, a + aOffset + (aVaries ? col : 0), aVaries, b + bOffset + (bVaries ? col : 0), bVaries,
                 out + pos, n);
       pos += n;
+      col = 0;
+      for (int d = rank - 2; d >= 0; d--) {
+        aOffset += plan.aStrides[d];
+        bOffset += plan.bStrides[d];
+        if (++index[d] < plan.dims[d]) break;
+        aOffset -= plan.aStrides[d] * plan.dims[d];
+        bOffset -= plan.bStrides[d] * plan.dims[d];
+        index[d] = 0;
+      }
     }
   }
 }

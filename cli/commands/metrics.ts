@@ -1,0 +1,159 @@
+/** The `ect train-classifier` and `ect eval` commands: the Fashion-MNIST feature network, and sample-quality metrics of a checkpoint. */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { SingleBar } from 'cli-progress';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
+import { loadDataset } from '../../lib/data';
+import { createRunEvaluator } from '../../lib/metrics/evaluate';
+import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
+import {
+  classifierAccuracy,
+  DEFAULT_CLASSIFIER_TRAINING,
+  saveClassifier,
+  trainClassifier,
+} from '../../lib/metrics/fmnist-classifier';
+import { makeSampler, parseSampleSteps } from '../../lib/sample';
+import { appendMetricsRow } from '../../lib/train/metrics-log';
+import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
+
+function positiveInteger(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${text}'`);
+    return value;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
+    return value;
+  };
+}
+
+function backendOption(): Option {
+  return new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices([...BACKEND_CHOICES]);
+}
+
+interface TrainClassifierFlags {
+  dataDir?: string; out: string; epochs: number; batch: number; lr: number; seed: number; limit?: number; backend?: string;
+}
+
+/** Trains the Fashion-MNIST classifier, prints its test accuracy and writes its weights. */
+export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (line: string) => void = console.log): Promise<number> {
+  const backend = await initBackend(flags.backend as BackendChoice | undefined);
+  log(`backend: ${describeBackend(backend)}`);
+  const train = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false, limit: flags.limit }, 'train');
+  const test = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false }, 'test');
+  log(`training the Fashion-MNIST classifier on ${train.count} images (${train.source}), ${flags.epochs} epochs, batch ${flags.batch}`);
+  const started = Date.now();
+  const model = trainClassifier(train, {
+    epochs: flags.epochs, batch: flags.batch, lr: flags.lr, seed: flags.seed,
+    onEpoch: (epoch, loss, seconds) => log(`epoch ${epoch + 1}/${flags.epochs}: mean cross-entropy ${loss.toFixed(4)} (${seconds.toFixed(0)} s)`),
+  });
+  try {
+    const accuracy = classifierAccuracy(model, test);
+    log(`test accuracy: ${(100 * accuracy).toFixed(2)}% on ${test.count} test images`);
+    const manifest = saveClassifier(model, flags.out, {
+      testAccuracy: accuracy,
+      training: {
+        epochs: flags.epochs, batch: flags.batch, lr: flags.lr, seed: flags.seed, trainImages: train.count,
+        backend: backend.name, seconds: Math.round((Date.now() - started) / 1000),
+      },
+    });
+    log(`wrote ${flags.out} (weights SHA-256 ${manifest.weightsSha256.slice(0, 12)}...)`);
+    if (accuracy < 0.9) log('warning: below the 90% test accuracy this feature network is meant to have; train longer (--epochs)');
+    return accuracy;
+  } finally {
+    model.dispose();
+  }
+}
+
+interface EvalFlags {
+  checkpoint: string; steps: string; n: number; batch: number; seed: number; inception?: string; classifier?: string;
+  cacheDir?: string; referenceSplit: 'train' | 'test'; append: boolean; backend?: string; progress: boolean;
+}
+
+/** Generates n images from a checkpoint, prints the metrics and appends them to the run's metrics.csv. */
+export async function evalCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<Record<string, number>> {
+  const steps = parseSampleSteps(flags.steps);
+  const label = steps === 'heun' ? 'heun' : `${steps}step`;
+  const backend = await initBackend(flags.backend as BackendChoice | undefined);
+  log(`backend: ${describeBackend(backend)}`);
+  const model = await loadRunModel(flags.checkpoint);
+  try {
+    let reason = '';
+    const evaluator = await createRunEvaluator(model.config, {
+      inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit,
+      batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
+    });
+    if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
+    try {
+      const sampler = makeSampler(samplerModelOf(model), steps);
+      const { resolution, imageChannels } = model.config.net;
+      const generate = (count: number, offset: number): tf.Tensor4D => {
+        const noise = tf.randomNormal([count, resolution, resolution, imageChannels], 0, 1, 'float32', flags.seed * 1000003 + offset) as tf.Tensor4D;
+        try {
+          return sampler(noise, flags.seed * 7919 + offset + 1);
+        } finally {
+          noise.dispose();
+        }
+      };
+      log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}, features ${evaluator.featureNetwork.name}`);
+      const bar = flags.progress && process.stderr.isTTY
+        ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
+        : null;
+      bar?.start(flags.n, 0);
+      let metrics: Record<string, number>;
+      try {
+        metrics = await evaluator.evaluate(generate, flags.n, label, (done) => bar?.update(done));
+      } finally {
+        bar?.stop();
+      }
+      for (const [column, value] of Object.entries(metrics)) log(`${column.padEnd(28)} ${value.toPrecision(6)}`);
+      if (flags.append) {
+        const file = path.join(model.runDir, 'metrics.csv');
+        appendMetricsRow(file, { iter: model.iteration, kimg: (model.iteration * model.config.batch) / 1000, ...metrics });
+        log(`appended to ${file}`);
+      }
+      return metrics;
+    } finally {
+      evaluator.dispose();
+    }
+  } finally {
+    disposeModel(model);
+  }
+}
+
+/** Adds `train-classifier` and `eval` to the `ect` program. */
+export function registerMetricsCommands(program: Command): void {
+  program.command('train-classifier')
+    .description('train the Fashion-MNIST classifier whose penultimate layer is the feature network of fd_fmnist (not FID); prints its test accuracy')
+    .option('--data-dir <dir>', 'folder with the Fashion-MNIST IDX files (default: data/fashion-mnist or /usr/share/datasets/fashion-mnist)')
+    .option('-o, --out <dir>', 'where classifier.json and weights.bin go', DEFAULT_CLASSIFIER_DIR)
+    .option('--epochs <n>', 'passes over the training set', positiveInteger('--epochs'), DEFAULT_CLASSIFIER_TRAINING.epochs)
+    .option('--batch <n>', 'images per Adam step', positiveInteger('--batch'), DEFAULT_CLASSIFIER_TRAINING.batch)
+    .option('--lr <x>', 'Adam learning rate at the start of the cosine decay', positiveNumber('--lr'), DEFAULT_CLASSIFIER_TRAINING.lr)
+    .option('--seed <n>', 'seed of initialisation and shuffling', (v: string) => Number(v), DEFAULT_CLASSIFIER_TRAINING.seed)
+    .option('--limit <n>', 'train on the first N training images only (quick checks)', positiveInteger('--limit'))
+    .addOption(backendOption())
+    .action(async (flags: TrainClassifierFlags) => { await trainClassifierCommand(flags); });
+
+  program.command('eval')
+    .description('sample-quality metrics of a checkpoint: FD (FID with real Inception weights, fd_fmnist on Fashion-MNIST), KID, precision and recall; appended to the run\'s metrics.csv')
+    .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
+    .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', '1')
+    .option('--n <n>', 'number of generated images (the paper uses 50000 for FID)', positiveInteger('--n'), 10000)
+    .option('--batch <n>', 'images generated and embedded per call', positiveInteger('--batch'), 250)
+    .option('--seed <n>', 'noise seed', (v: string) => Number(v), 0)
+    .option('--inception <dir>', 'CIFAR-10: TF.js graph model of the FID Inception-v3 (default $ECT_INCEPTION_DIR; see docs/inception.md)')
+    .option('--classifier <dir>', 'Fashion-MNIST: classifier weights', DEFAULT_CLASSIFIER_DIR)
+    .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')
+    .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices(['train', 'test']).default('train'))
+    .option('--no-append', 'print the metrics only; do not append a row to <run>/metrics.csv')
+    .option('--no-progress', 'no progress bar')
+    .addOption(backendOption())
+    .action(async (flags: EvalFlags) => { await evalCommand(flags); });
+}

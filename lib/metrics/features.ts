@@ -119,6 +119,16 @@ export async function loadGraphModelDir(dir: string): Promise<{ model: GraphMode
   return { model, weightsHash: hashFiles([modelPath, ...shardFiles]) };
 }
 
+/** Runs a graph model synchronously, or asynchronously when it has control flow or dynamic shapes. */
+async function runGraphModel(model: GraphModel, input: tf.Tensor): Promise<tf.Tensor> {
+  try {
+    return model.execute(input) as tf.Tensor;
+  } catch (err) {
+    if (!/executeAsync/.test((err as Error).message)) throw err;
+    return (await model.executeAsync(input)) as tf.Tensor;
+  }
+}
+
 /** Inception-v3 pool_3 features from a graph model whose one input is the normalised 299x299 RGB batch. */
 export class InceptionFeatureNetwork implements FeatureNetwork {
   readonly name = 'inception';
@@ -142,7 +152,7 @@ export class InceptionFeatureNetwork implements FeatureNetwork {
     const probe = tf.zeros([1, INCEPTION_SIZE, INCEPTION_SIZE, 3]) as tf.Tensor4D;
     let dim: number;
     try {
-      const out = (await model.executeAsync(probe)) as tf.Tensor;
+      const out = await runGraphModel(model, probe);
       dim = out.size;
       out.dispose();
     } catch (err) {
@@ -161,7 +171,7 @@ export class InceptionFeatureNetwork implements FeatureNetwork {
   async embed(images: tf.Tensor4D): Promise<tf.Tensor2D> {
     const input = inceptionPreprocess(images);
     try {
-      const out = (await this.model.executeAsync(input)) as tf.Tensor;
+      const out = await runGraphModel(this.model, input);
       const flat = tf.reshape(out, [images.shape[0], -1]) as tf.Tensor2D; // pool_3 is [N, 1, 1, 2048]
       out.dispose();
       return flat;

@@ -7,18 +7,6 @@ import '@tensorflow/tfjs-backend-wasm';
 
 const WASM = 'wasm';
 
-// Upper bound on the im2col buffer of one batch chunk, in float32 elements (default 2^24 = 64 MiB), so a
-// large batch is processed in slices of images instead of one huge column matrix.
-let maxColumnElements = 1 << 24;
-
-/** Sets the im2col memory budget of the wasm Conv2DBackpropFilter (float32 elements); returns the old one. */
-export function setIm2colBudget(elements: number): number {
-  if (!(elements >= 1)) throw new Error(`im2col budget must be at least 1 element, got ${elements}`);
-  const previous = maxColumnElements;
-  maxColumnElements = elements;
-  return previous;
-}
-
 /** The kernels this module registers, by tfjs kernel name. */
 export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const;
 
@@ -45,6 +33,17 @@ class KernelScratch {
     return this.run('Reshape', { x }, { shape });
   }
 
+  /** Frees intermediates early (to bound memory inside a loop). */
+  free(...infos: tf.TensorInfo[]): void {
+    for (const info of infos) {
+      const index = this.intermediates.indexOf(info);
+      if (index >= 0) {
+        this.intermediates.splice(index, 1);
+        this.backend.disposeData(info.dataId);
+      }
+    }
+  }
+
   /** Frees every intermediate except `keep`, which becomes the kernel's output. */
   finish(keep: tf.TensorInfo): tf.TensorInfo {
     for (const info of this.intermediates) if (info !== keep) this.backend.disposeData(info.dataId);
@@ -65,9 +64,10 @@ function convGeometry(kernelName: string, inShape: number[], filterShape: number
 }
 
 /**
- * dW[i, j, ci, co] = sum over (n, oh, ow) of xPadded[n, oh*s + i, ow*s + j, ci] * dy[n, oh, ow, co]:
- * im2col of the padded input (one strided slice per kernel offset, concatenated along channels) and
- * one matrix product dy^T [Cout, P] x columns [P, kh*kw*Cin] per chunk of images.
+ * dW[i, j, ci, co] = sum over p = (n, oh, ow) of xPadded[n, oh*s + i, ow*s + j, ci] * dy[p, co]: per kernel
+ * tap, one XNNPACK matrix product window^T [Cin, P] x dy [P, Cout]. The input is transposed once to
+ * channels-first so each window^T is a plain (strided) slice, and dy, the matrix XNNPACK packs, stays
+ * the same for all taps (packed once, cached by the backend). Memory: one copy of x plus one window.
  */
 function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const backend = args.backend as Backend;
@@ -79,7 +79,7 @@ function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: un
     strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
   const scratch = new KernelScratch(backend);
 
-  // pad once so every kernel offset is a plain (strided) window; only the rows/cols the windows reach
+  // pad once so every tap is a plain window; only the rows/columns the windows reach
   const neededHeight = (outHeight - 1) * strideHeight + filterHeight;
   const neededWidth = (outWidth - 1) * strideWidth + filterWidth;
   const padBottom = Math.max(0, neededHeight - inHeight - padInfo.top);
@@ -87,37 +87,29 @@ function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const padded = padInfo.top || padInfo.left || padBottom || padRight
     ? scratch.run('PadV2', { x }, { paddings: [[0, 0], [padInfo.top, padBottom], [padInfo.left, padRight], [0, 0]], constantValue: 0 })
     : x;
+  const channelsFirst = scratch.run('Transpose', { x: padded }, { perm: [3, 0, 1, 2] });  // [Cin, N, Hp, Wp]
+  if (padded !== x) scratch.free(padded);
+  const positions = batchSize * outHeight * outWidth;
+  const dyRows = scratch.reshape(dy, [positions, outChannels]);
 
-  const columnsPerImage = outHeight * outWidth * filterHeight * filterWidth * inChannels;
-  const imagesPerChunk = Math.max(1, Math.min(batchSize, Math.floor(maxColumnElements / columnsPerImage)));
-  let gradient: tf.TensorInfo | undefined;  // [Cout, kh*kw*Cin], summed over chunks
-  for (let first = 0; first < batchSize; first += imagesPerChunk) {
-    const images = Math.min(imagesPerChunk, batchSize - first);
-    const rows = images * outHeight * outWidth;
-    const windows: tf.TensorInfo[] = [];
-    for (let i = 0; i < filterHeight; i++) {
-      for (let j = 0; j < filterWidth; j++) {
-        const window = strideHeight === 1 && strideWidth === 1
-          ? scratch.run('Slice', { x: padded }, { begin: [first, i, j, 0], size: [images, outHeight, outWidth, inChannels] })
-          : scratch.run('StridedSlice', { x: padded }, {
-            begin: [first, i, j, 0],
-            end: [first + images, i + (outHeight - 1) * strideHeight + 1, j + (outWidth - 1) * strideWidth + 1, inChannels],
-            strides: [1, strideHeight, strideWidth, 1],
-            beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-          });
-        windows.push(scratch.reshape(window, [rows, inChannels]));
-      }
+  const taps: tf.TensorInfo[] = [];  // [Cin, Cout] per (i, j), in filter order
+  for (let i = 0; i < filterHeight; i++) {
+    for (let j = 0; j < filterWidth; j++) {
+      const window = strideHeight === 1 && strideWidth === 1
+        ? scratch.run('Slice', { x: channelsFirst }, { begin: [0, 0, i, j], size: [inChannels, batchSize, outHeight, outWidth] })
+        : scratch.run('StridedSlice', { x: channelsFirst }, {
+          begin: [0, 0, i, j],
+          end: [inChannels, batchSize, i + (outHeight - 1) * strideHeight + 1, j + (outWidth - 1) * strideWidth + 1],
+          strides: [1, 1, strideHeight, strideWidth],
+          beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
+        });
+      const windowRows = scratch.reshape(window, [inChannels, positions]);
+      taps.push(scratch.run('BatchMatMul', { a: windowRows, b: dyRows }, { transposeA: false, transposeB: false }));
+      scratch.free(window, windowRows);
     }
-    const columns = windows.length === 1 ? windows[0] : scratch.run('Concat', windows as unknown as tf.NamedTensorInfoMap, { axis: 1 });
-    const dyChunk = images === batchSize
-      ? dy : scratch.run('Slice', { x: dy }, { begin: [first, 0, 0, 0], size: [images, outHeight, outWidth, outChannels] });
-    // the contraction runs over P, the leading axis of both; XNNPACK's fast path wants it inner on the left
-    const dyTransposed = scratch.run('Transpose', { x: scratch.reshape(dyChunk, [rows, outChannels]) }, { perm: [1, 0] });
-    const part = scratch.run('BatchMatMul', { a: dyTransposed, b: columns }, { transposeA: false, transposeB: false });
-    gradient = gradient ? scratch.run('Add', { a: gradient, b: part }) : part;
   }
-  const perTap = scratch.run('Transpose', { x: gradient! }, { perm: [1, 0] });  // [kh*kw*Cin, Cout]
-  return scratch.finish(scratch.reshape(perTap, filterShape));
+  const stacked = taps.length === 1 ? taps[0] : scratch.run('Concat', taps as unknown as tf.NamedTensorInfoMap, { axis: 0 });
+  return scratch.finish(scratch.reshape(stacked, filterShape));
 }
 
 let originalBackpropInput: tf.KernelConfig | undefined;

@@ -158,17 +158,3 @@ export function notebookPaths(mode: NotebookMode, root = repositoryRoot()): Note
     : { runs: path.join(root, 'results'), figures: path.join(root, 'results', 'figures') };
 }
 
-/** Options of `ect demo` (cli/demo.ts runDemo) that the notebooks share, so every notebook reuses the same runs. */
-export interface NotebookDemoOptions {
-  out: string; teacherIters?: number; tuneIters?: number; evalN: number; progress: boolean;
-}
-
-/**
- * The demo runs the notebooks build on: in small mode a 40-iteration teacher and a 40-iteration ECT
- * run (seconds; a pipeline check), in full mode the presets' own lengths under results/demo.
- */
-export function notebookDemoOptions(mode: NotebookMode, paths: NotebookPaths = notebookPaths(mode)): NotebookDemoOptions {
-  return mode === 'small'
-    ? { out: path.join(paths.runs, 'demo'), teacherIters: 40, tuneIters: 40, evalN: 0, progress: false }
-    : { out: path.join(paths.runs, 'demo'), evalN: 1000, progress: false };
-}

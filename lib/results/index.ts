@@ -1,4 +1,5 @@
-/** Results as data: run directories into tidy arquero tables, and the paper's published numbers. */
+/** Results as data: run directories into tidy arquero tables, the paper's numbers, the notebooks' runs. */
 export * from './runs';
 export * from './paper';
 export * from './configs';
+export * from './notebook-runs';

@@ -1,0 +1,111 @@
+/**
+ * The runs the notebooks build on, planned per mode and trained only when missing: a teacher and its ECT
+ * run (plus ablation variants). Training goes through an injected function with the signature of the
+ * CLI's trainCommand, so this file stays below the CLI.
+ */
+import * as path from 'node:path';
+import type { RunKind } from '../config/types';
+import type { NotebookMode, NotebookPaths } from '../env';
+import { latestCheckpoint } from '../train/checkpoint';
+import { CHECKPOINT_DIR } from '../train/run';
+import { runProgress } from './runs';
+
+/** Flags as `ect pretrain` / `ect tune` take them (cli/ect.ts TrainFlags). */
+export interface PlannedFlags {
+  config: string;
+  out: string;
+  iters?: number;
+  batch?: number;
+  logEvery?: number;
+  evalEvery?: number;
+  evalN?: number;
+  init?: string;
+  set: string[];
+  progress: boolean;
+  resume?: boolean;
+}
+
+export interface PlannedRun { kind: RunKind; flags: PlannedFlags }
+
+/** Same shape as cli/ect.ts trainCommand: trains one run and returns its directory. */
+export type TrainFunction = (kind: RunKind, flags: never, log: (line: string) => void) => Promise<string>;
+
+/**
+ * Small mode shrinks the demo presets to a network of 8 base channels, batch 8 and a handful of iterations:
+ * enough to run every notebook cell on real (meaningless) numbers within minutes on two cores.
+ */
+const SMALL_NET = ['net.modelChannels=8'];
+// the teacher's final Heun grid (64 images) is the slowest part of a tiny run: 4 Heun steps (7 evaluations), not 18
+const SMALL_HEUN = ['edm.heunSteps=4'];
+const SMALL_BATCH = 8;
+
+/** The demo teacher and ECT run of a mode (small: seconds of training; full: the presets' lengths). */
+export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { teacher: PlannedRun; student: PlannedRun } {
+  const dir = path.join(paths.runs, 'demo');
+  const teacherOut = path.join(dir, 'teacher');
+  if (mode === 'small') {
+    return {
+      teacher: { kind: 'pretrain', flags: {
+        config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN], progress: false,
+      } },
+      student: { kind: 'tune', flags: {
+        // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations
+        config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1,
+        evalEvery: 0, set: ['ect.stageIters=2'], progress: false,
+      } },
+    };
+  }
+  return {
+    teacher: { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacherOut, evalEvery: 1e9, evalN: 1000, set: [], progress: false } },
+    // evaluate at every stage change (150 iterations of 64 images) to draw quality along training
+    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: 9.6, evalN: 1000, set: [], progress: false } },
+  };
+}
+
+/**
+ * Ablation variants of the demo's ECT run, one `--set` change each (ect-spec.md section 8). Full mode adds
+ * "from scratch": ECT started from a teacher pretrained for a single iteration (essentially the random
+ * initialisation), since `ect tune` always starts from a checkpoint; that teacher comes first in the list.
+ */
+export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string): PlannedRun[] {
+  const dir = path.join(paths.runs, 'ablations');
+  const tune = (name: string, set: string[], init = teacher): PlannedRun => ({
+    kind: 'tune',
+    flags: mode === 'small'
+      ? { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set, progress: false }
+      : { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, evalEvery: 1e9, evalN: 1000, set, progress: false },
+  });
+  if (mode === 'small') {
+    return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
+  }
+  const scratchTeacher = path.join(dir, 'scratch-teacher');
+  return [
+    { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: scratchTeacher, iters: 1, evalEvery: 0, set: [], progress: false } },
+    tune('baseline', []),
+    tune('mapping-constant', ['ect.mapping="constant"']),
+    tune('weighting-snr_k', ['ect.weighting="snr_k"']),
+    tune('dropout-0', ['net.dropout=0']),
+    tune('huber-c-0.03', ['ect.huberC=0.03']),
+    tune('from-scratch', [], scratchTeacher),
+  ];
+}
+
+/** Trains a planned run unless it already finished; an interrupted one resumes. Returns its directory. */
+export async function ensureRun(run: PlannedRun, train: TrainFunction, log: (line: string) => void = () => {}): Promise<string> {
+  const progress = runProgress(run.flags.out);
+  if (progress.finished) {
+    log(`${run.kind}: reusing ${run.flags.out} (finished, ${progress.lastIter} iterations)`);
+    return run.flags.out;
+  }
+  const resume = latestCheckpoint(path.join(run.flags.out, CHECKPOINT_DIR)) !== null;
+  return train(run.kind, { ...run.flags, resume } as never, log);
+}
+
+/** The demo teacher and ECT run of a mode, trained when missing. */
+export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, train: TrainFunction,
+  log: (line: string) => void = () => {}): Promise<{ teacher: string; student: string }> {
+  const plan = notebookDemoPlan(mode, paths);
+  const teacher = await ensureRun(plan.teacher, train, log);
+  const student = await ensureRun(plan.student, train, log);
+  return { teacher, student };
+}

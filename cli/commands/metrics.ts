@@ -73,7 +73,7 @@ export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (
 
 interface EvalFlags {
   checkpoint: string; steps: string; n: number; batch: number; seed: number; inception?: string; classifier?: string;
-  cacheDir?: string; referenceSplit: 'train' | 'test'; append: boolean; backend?: string; progress: boolean;
+  cacheDir?: string; referenceSplit: 'train' | 'test'; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
 }
 
 /** Generates n images from a checkpoint, prints the metrics and appends them to the run's metrics.csv. */
@@ -86,7 +86,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
   try {
     let reason = '';
     const evaluator = await createRunEvaluator(model.config, {
-      inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit,
+      inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit, referenceLimit: flags.referenceLimit,
       batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
     });
     if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
@@ -152,6 +152,7 @@ export function registerMetricsCommands(program: Command): void {
     .option('--classifier <dir>', 'Fashion-MNIST: classifier weights', DEFAULT_CLASSIFIER_DIR)
     .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')
     .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices(['train', 'test']).default('train'))
+    .option('--reference-limit <n>', 'compare with the first N images of that split only (quick checks; the cache key includes the count)', positiveInteger('--reference-limit'))
     .option('--no-append', 'print the metrics only; do not append a row to <run>/metrics.csv')
     .option('--no-progress', 'no progress bar')
     .addOption(backendOption())

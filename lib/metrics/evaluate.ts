@@ -4,7 +4,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
-import { loadDataset } from '../data';
+import { limitDataset, loadDataset } from '../data';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
 import { frechetDistance } from './frechet';
 import { DEFAULT_KID_OPTIONS, kernelDistance, type KidOptions } from './kid';
@@ -17,6 +17,7 @@ export interface RunEvaluatorOptions {
   classifierDir?: string;         // Fashion-MNIST classifier weights (default data/fmnist-classifier)
   cacheDir?: string;              // reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)
   referenceSplit?: 'train' | 'test'; // statistics of this split (the paper: the training set)
+  referenceLimit?: number;        // use only the first N images of that split (0 or absent: all; quick checks)
   keepFeatures?: number;          // features kept per set for KID and precision/recall (10000)
   batch?: number;                 // images per feature-network call (250)
   kid?: Partial<KidOptions>;      // KID subsets (100 subsets of up to 1000)
@@ -90,8 +91,8 @@ export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptio
   const batch = opts.batch ?? 250;
   const kid = { ...DEFAULT_KID_OPTIONS, ...opts.kid };
   try {
-    // the reference is the whole split, whatever data.limit the run trained on
-    const dataset = loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train');
+    // the reference is the whole split (unless referenceLimit), whatever data.limit the run trained on
+    const dataset = limitDataset(loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train'), opts.referenceLimit);
     const lookup = await loadOrComputeReference(net, dataset, { cacheDir: opts.cacheDir, keep, batch });
     opts.onInfo?.(lookup.source === 'cache'
       ? `reference statistics (${net.name}, ${dataset.name} ${dataset.split}) from ${lookup.note}`

@@ -122,8 +122,8 @@ export function referenceKey(net: FeatureNetwork, data: ReferenceImages, feature
 }
 
 /** The cache files of a dataset split and feature network (the key inside decides whether they are current). */
-export function referenceCachePaths(cacheDir: string, key: Pick<ReferenceKey, 'dataset' | 'split' | 'featureNetwork'>): { json: string; bin: string } {
-  const stem = path.join(cacheDir, `${key.dataset}-${key.split}-${key.featureNetwork}`);
+export function referenceCachePaths(cacheDir: string, key: Pick<ReferenceKey, 'dataset' | 'split' | 'count' | 'featureNetwork'>): { json: string; bin: string } {
+  const stem = path.join(cacheDir, `${key.dataset}-${key.split}${key.count}-${key.featureNetwork}`);
   return { json: `${stem}.json`, bin: `${stem}.bin` };
 }
 

@@ -1,0 +1,58 @@
+/** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere. */
+import { SingleBar } from 'cli-progress';
+import type { RunConfig } from '../lib/config/types';
+import type { StepStats } from '../lib/train/trainer';
+
+function formatSeconds(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
+}
+
+/** Shows iteration, kimg, loss, stage, images/s and ETA. */
+export class TrainingProgress {
+  private readonly bar: SingleBar | null;
+  private started = false;
+  private readonly startIteration: number;
+  private readonly startTime = Date.now();
+
+  constructor(private readonly cfg: RunConfig, startIteration: number, interactive: boolean, private readonly log: (line: string) => void) {
+    this.startIteration = startIteration;
+    this.bar = interactive ? new SingleBar({
+      format: '{bar} {value}/{total} it | {kimg} kimg | loss {loss} | stage {stage} | {ips} img/s | ETA {etaText}',
+      barsize: 24, hideCursor: true, etaBuffer: 50, stream: process.stderr,
+    }) : null;
+  }
+
+  /** Called after every step. */
+  update(s: StepStats): void {
+    const done = s.iteration - this.startIteration;
+    const rate = done / Math.max((Date.now() - this.startTime) / 1000, 1e-9);
+    const eta = (s.totalIters - s.iteration) / rate;
+    const fields = { kimg: s.kimg.toFixed(s.kimg < 10 ? 2 : 1), loss: s.loss.toPrecision(4), stage: s.stage, ips: s.imgPerSec.toFixed(1), etaText: formatSeconds(eta) };
+    if (this.bar) {
+      if (!this.started) { this.bar.start(s.totalIters, s.iteration, fields); this.started = true; }
+      this.bar.update(s.iteration, fields);
+    } else if (s.iteration % this.cfg.logEvery === 0 || s.iteration === s.totalIters) {
+      this.log(`iter ${s.iteration}/${s.totalIters} | ${fields.kimg} kimg | loss ${fields.loss} | stage ${fields.stage} | ${fields.ips} img/s | ETA ${fields.etaText}`);
+    }
+  }
+
+  /** A message between bar updates (checkpoint written, evaluation progress...). */
+  note(message: string, transient = false): void {
+    if (this.bar && this.started) {
+      if (transient) return;  // the bar keeps its line; transient notes only go to logs
+      this.bar.stop();
+      this.started = false;
+    }
+    if (!transient || !this.bar) this.log(message);
+  }
+
+  /** Ends the bar. */
+  stop(): void {
+    if (this.bar && this.started) this.bar.stop();
+    this.started = false;
+  }
+}

@@ -195,7 +195,8 @@ export function imageGridFigure(png: Uint8Array, width: number, height: number, 
     layout: {
       title: { text: title },
       xaxis: { visible: false }, yaxis: { visible: false, scaleanchor: 'x' },
-      width: width * scale + 40, height: height * scale + 80,
+      // wide enough for the title even when the grid is small
+      width: Math.max(width * scale + 40, 560), height: height * scale + 80,
       margin: { l: 20, r: 20, t: 60, b: 20 },
     },
   };

@@ -107,7 +107,7 @@ const fmt = (v: number | undefined, digits: number) => (v === undefined || !Numb
 /** The results as a Markdown table. */
 export function markdownTable(rows: BenchRow[]): string {
   const header = '| backend | config | img/s | GFLOP/s | of fp32 peak | peak RSS (MB) | vs PyTorch | note |\n|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.backend} | ${r.config} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ${r.ratioToTorch === undefined ? '-' : `${r.ratioToTorch.toFixed(2)}x`} | ${r.note ?? ''} |`);
+  const body = rows.map((r) => `| ${r.backend} | ${r.config} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ${r.ratioToTorch === undefined ? '-' : `${r.ratioToTorch.toFixed(2)}x`} | ${(r.note ?? '').replace(/\|/g, '/')} |`);
   return [header, ...body].join('\n');
 }
 

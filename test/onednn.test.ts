@@ -4,6 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { UNet } from '../lib/nn/unet';
+import { TINY_NET } from './helpers';
 import '../lib/tf-gradients';
 
 /** An input given as plain data, so the same values can be made into a tensor on each backend. */
@@ -273,6 +275,40 @@ describe('onednn backend against the cpu backend', function () {
     tf.dispose([a, b, second]);
     tf.setBackend('cpu');
     assertSameOnBackends('recycling chain', chain, [randomInput([64, 33])]);
+  });
+
+  it('the whole UNet (attention, resampling, skips) gives cpu\'s output and every parameter gradient', () => {
+    const x = randomInput([3, TINY_NET.resolution, TINY_NET.resolution, TINY_NET.imageChannels]);
+    const cNoise = randomInput([3]);
+    const upstream = randomInput(x.shape);
+    const run = (backend: string): { value: number; byName: Map<string, Float32Array> } => {
+      tf.setBackend(backend);
+      const net = new UNet(TINY_NET, 7);
+      const byName = new Map<string, Float32Array>();
+      let value = NaN;
+      try {
+        tf.tidy(() => {
+          const out = tf.variableGrads(() => tf.sum(tf.mul(
+            net.forward(tf.tensor4d(x.values, x.shape as [number, number, number, number]), tf.tensor1d(cNoise.values)),
+            tf.tensor(upstream.values, upstream.shape))) as tf.Scalar, [...net.params.values()]);
+          value = out.value.dataSync()[0];
+          for (const [name, variable] of net.params) byName.set(name, out.grads[variable.name].dataSync() as Float32Array);
+        });
+      } finally {
+        net.dispose();
+      }
+      return { value, byName };
+    };
+    const expected = run('cpu');
+    const actual = run('onednn');
+    assert.ok(Math.abs(actual.value - expected.value) <= 1e-4 * Math.max(1, Math.abs(expected.value)), `output ${actual.value} vs ${expected.value}`);
+    for (const [name, want] of expected.byName) {
+      const got = actual.byName.get(name) as Float32Array;
+      const scale = Math.max(1e-3, ...Array.from(want, Math.abs));
+      want.forEach((w: number, i: number) => assert.ok(Math.abs(got[i] - w) <= 2e-3 * scale, `${name}[${i}]: ${got[i]} on onednn, ${w} on cpu`));
+    }
+    tf.setBackend('cpu');
+    assert.ok(nativeCount('Conv2D') > 0 && nativeCount('Conv2DBackpropFilter') > 0 && nativeCount('BatchMatMul') > 0);
   });
 
   it('falls back to the cpu kernels where it has no native path (int32)', () => {

@@ -3,6 +3,7 @@
  * Usage: node dist/bench/wasm-kernels.js [batch=64] [size=32] [inChannels=64] [outChannels=64] [repeats=3] [cpuRepeats=1]
  * (cpu's naive kernels take seconds each, hence fewer repeats there).
  */
+import * as os from 'os';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
     console.log(`wasm  ${'Conv2DBackpropInput'.padEnd(22)} ${ms.toFixed(0).padStart(7)} ms  ${(gflop / (ms / 1000)).toFixed(1)} GFLOP/s  (tfjs-backend-wasm's own)`);
     tf.dispose([dy, filter]);
   }
+  // other processes share the cores: a load above the core count inflates every time below
+  console.log(`load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores`);
   console.log(`wasm kernels registered by us: ${registerWasmTrainingKernels().join(', ')}`);
   for (const backend of ['wasm', 'cpu']) {
     await tf.setBackend(backend);

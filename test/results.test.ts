@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
-import { findRunDirs, lastEvaluatedRows, loadRunsTable, readRun } from '../lib/results';
+import { ensureRun, findRunDirs, lastEvaluatedRows, loadRunsTable, notebookDemoPlan, readRun, runProgress } from '../lib/results';
+import { notebookPaths } from '../lib/env';
 import type { RunConfig } from '../lib/config/types';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
@@ -97,5 +98,35 @@ describe('results: loading runs into one table', () => {
     fs.writeFileSync(path.join(broken, 'metrics.csv'), 'iter,kimg,loss,lr,stage,img_per_s,wall_s\nten,1,0,0,0,0,0\n');
     assert.throws(() => readRun(broken), /metrics\.csv: line 2: 'iter' is not a number/);
     fs.rmSync(broken, { recursive: true });
+  });
+});
+
+describe('results: the notebooks\' planned runs', () => {
+  it('plans small runs apart from results/, trains a missing run once and then reuses it', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plan-'));
+    try {
+      const paths = notebookPaths('small', root);
+      const plan = notebookDemoPlan('small', paths);
+      assert.ok(plan.teacher.flags.out.startsWith(path.join(root, 'build')));
+      assert.equal(plan.student.flags.init, plan.teacher.flags.out);
+      const calls: Array<{ kind: string; resume: unknown }> = [];
+      // a stand-in for the CLI's trainCommand that writes a finished run directory
+      const train = async (kind: 'pretrain' | 'tune', flags: never): Promise<string> => {
+        const f = flags as { out: string; iters: number; resume?: boolean };
+        calls.push({ kind, resume: f.resume });
+        writeRun(path.dirname(f.out), path.basename(f.out), { ...defaultRunConfig(kind), iters: f.iters },
+          `iter,kimg,loss,lr,stage,img_per_s,wall_s\n${f.iters},0.048,1,0.001,0,10,5\n`);
+        return f.out;
+      };
+      assert.equal(runProgress(plan.teacher.flags.out).exists, false);
+      await ensureRun(plan.teacher, train);
+      assert.deepEqual(calls, [{ kind: 'pretrain', resume: false }]);
+      assert.equal(runProgress(plan.teacher.flags.out).finished, true);
+      assert.ok(fs.existsSync(path.join(path.dirname(plan.teacher.flags.out), 'environment.md')));
+      await ensureRun(plan.teacher, train);
+      assert.equal(calls.length, 1); // finished: reused, not retrained
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
-import type { NotebookMode, NotebookPaths } from '../env';
+import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
 import { latestCheckpoint } from '../train/checkpoint';
 import { CHECKPOINT_DIR } from '../train/run';
 import { runProgress } from './runs';
@@ -90,7 +90,10 @@ export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, t
   ];
 }
 
-/** Trains a planned run unless it already finished; an interrupted one resumes. Returns its directory. */
+/**
+ * Trains a planned run unless it already finished; an interrupted one resumes. After training, the
+ * run's results folder (its parent) records the machine in environment.md / .json. Returns the run directory.
+ */
 export async function ensureRun(run: PlannedRun, train: TrainFunction, log: (line: string) => void = () => {}): Promise<string> {
   const progress = runProgress(run.flags.out);
   if (progress.finished) {
@@ -98,7 +101,9 @@ export async function ensureRun(run: PlannedRun, train: TrainFunction, log: (lin
     return run.flags.out;
   }
   const resume = latestCheckpoint(path.join(run.flags.out, CHECKPOINT_DIR)) !== null;
-  return train(run.kind, { ...run.flags, resume } as never, log);
+  const dir = await train(run.kind, { ...run.flags, resume } as never, log);
+  writeEnvironment(path.dirname(run.flags.out));
+  return dir;
 }
 
 /** The demo teacher and ECT run of a mode, trained when missing. */

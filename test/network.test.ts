@@ -41,6 +41,14 @@ describe('DDPM++ UNet', () => {
     assert.equal(forwardFlopsPerImage(cfg), expected);
   });
 
+  it('frees everything it allocates: construct + dispose leaves the tensor count unchanged', () => {
+    const before = tf.memory().numTensors;
+    const net = new UNet(TINY_NET, 0);
+    assert.equal(tf.memory().numTensors - before, net.params.size, 'one tensor per parameter, nothing else');
+    net.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  });
+
   it('keeps stable parameter names', () => {
     const net = new UNet(TINY_NET, 0);
     const names = [...net.params.keys()];

@@ -29,7 +29,9 @@ export class ParamFactory {
       const bound = (init.scale ?? 1) * Math.sqrt(6 / ((init.fanIn ?? 1) + (init.fanOut ?? 1)));
       for (let i = 0; i < size; i++) values[i] = (this.rng() * 2 - 1) * bound;
     }
-    const variable = tf.variable(tf.tensor(values, shape), true, this.prefix + name);
+    const initial = tf.tensor(values, shape);
+    const variable = tf.variable(initial, true, this.prefix + name);
+    initial.dispose();  // the variable holds its own copy
     this.params.set(name, variable);
     return variable;
   }

@@ -12,6 +12,12 @@ export const WASM_TRAINING_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInp
 
 type Backend = tf.KernelBackend;
 
+/** The two BackendWasm methods that give a kernel direct access to tensor memory on the wasm heap. */
+interface WasmHeapAccess {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
 /**
  * Runs wasm kernels by name and remembers every intermediate they return, so one call can free them all;
  * the wasm backend reference-counts data ids (Reshape shares its input's), so each result is freed once.
@@ -27,6 +33,12 @@ class KernelScratch {
     const result = kernel.kernelFunc({ inputs, backend: this.backend, attrs }) as tf.TensorInfo;
     this.intermediates.push(result);
     return result;
+  }
+
+  /** Takes ownership of a tensor a kernel made itself. */
+  track(info: tf.TensorInfo): tf.TensorInfo {
+    this.intermediates.push(info);
+    return info;
   }
 
   reshape(x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
@@ -64,10 +76,37 @@ function convGeometry(kernelName: string, inShape: number[], filterShape: number
 }
 
 /**
+ * The [Cin, P] matrix of one kernel tap (i, j): rows of a channels-first padded input [Cin, N, Hp, Wp]
+ * copied straight between heap views (tfjs-wasm's Slice would first copy the whole input to JS).
+ */
+function tapWindow(backend: WasmHeapAccess, channelsFirst: tf.TensorInfo, i: number, j: number,
+  outHeight: number, outWidth: number, strideHeight: number, strideWidth: number): tf.TensorInfo {
+  const [channels, batch, paddedHeight, paddedWidth] = channelsFirst.shape;
+  const window = backend.makeOutput([channels, batch * outHeight * outWidth], 'float32');
+  // views taken after the allocation, which may have grown (and so moved) the heap
+  const source = backend.typedArrayFromHeap(channelsFirst) as Float32Array;
+  const target = backend.typedArrayFromHeap(window) as Float32Array;
+  let to = 0;
+  for (let plane = 0; plane < channels * batch; plane++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      const rowStart = (plane * paddedHeight + i + oh * strideHeight) * paddedWidth + j;
+      if (strideWidth === 1) {
+        target.set(source.subarray(rowStart, rowStart + outWidth), to);
+        to += outWidth;
+      } else {
+        for (let ow = 0; ow < outWidth; ow++) target[to++] = source[rowStart + ow * strideWidth];
+      }
+    }
+  }
+  return window;
+}
+
+/**
  * dW[i, j, ci, co] = sum over p = (n, oh, ow) of xPadded[n, oh*s + i, ow*s + j, ci] * dy[p, co]: per kernel
  * tap, one XNNPACK matrix product window^T [Cin, P] x dy [P, Cout]. The input is transposed once to
- * channels-first so each window^T is a plain (strided) slice, and dy, the matrix XNNPACK packs, stays
+ * channels-first so each window^T is a set of row copies, and dy, the matrix XNNPACK packs, stays
  * the same for all taps (packed once, cached by the backend). Memory: one copy of x plus one window.
+ * (Strided slices of x in NHWC would give window [P, Cin], whose transposed product is XNNPACK's slow path.)
  */
 function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const backend = args.backend as Backend;
@@ -75,7 +114,7 @@ function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const attrs = args.attrs ?? {};
   const filterShape = attrs.filterShape as number[];
   const info = convGeometry('Conv2DBackpropFilter', x.shape, filterShape, attrs);
-  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels,
+  const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels,
     strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
   const scratch = new KernelScratch(backend);
 
@@ -95,17 +134,10 @@ function conv2dBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const taps: tf.TensorInfo[] = [];  // [Cin, Cout] per (i, j), in filter order
   for (let i = 0; i < filterHeight; i++) {
     for (let j = 0; j < filterWidth; j++) {
-      const window = strideHeight === 1 && strideWidth === 1
-        ? scratch.run('Slice', { x: channelsFirst }, { begin: [0, 0, i, j], size: [inChannels, batchSize, outHeight, outWidth] })
-        : scratch.run('StridedSlice', { x: channelsFirst }, {
-          begin: [0, 0, i, j],
-          end: [inChannels, batchSize, i + (outHeight - 1) * strideHeight + 1, j + (outWidth - 1) * strideWidth + 1],
-          strides: [1, 1, strideHeight, strideWidth],
-          beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-        });
-      const windowRows = scratch.reshape(window, [inChannels, positions]);
-      taps.push(scratch.run('BatchMatMul', { a: windowRows, b: dyRows }, { transposeA: false, transposeB: false }));
-      scratch.free(window, windowRows);
+      const window = scratch.track(tapWindow(args.backend as WasmHeapAccess, channelsFirst, i, j,
+        outHeight, outWidth, strideHeight, strideWidth));
+      taps.push(scratch.run('BatchMatMul', { a: window, b: dyRows }, { transposeA: false, transposeB: false }));
+      scratch.free(window);
     }
   }
   const stacked = taps.length === 1 ? taps[0] : scratch.run('Concat', taps as unknown as tf.NamedTensorInfoMap, { axis: 0 });

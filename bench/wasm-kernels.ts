@@ -9,14 +9,14 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from '../lib/backend/wasm-kernels';
 
-/** Median wall time (ms) of running one kernel `repeats` times after a warm-up run. */
-function timeKernel(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap, repeats: number): number {
+/** Median wall time (ms) of running one kernel `repeats` times, after a warm-up run if asked. */
+function timeKernel(kernelName: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap, repeats: number, warmUp = true): number {
   const run = () => {
     const output = tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor;
     output.dataSync();  // wait for the result
     output.dispose();
   };
-  run();
+  if (warmUp) run();
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) {
     const start = performance.now();
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const conv = { strides: 1, pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined as unknown as string };
   // multiply-adds of one pass: every output position times the kernel volume
   const gflop = (2 * batch * size * size * 9 * inChannels * outChannels) / 1e9;
-  console.log(`3x3 'same' conv, x [${xShape}] -> ${outChannels} channels (${gflop.toFixed(2)} GFLOP per pass), median of ${repeats} (cpu: ${cpuRepeats}) after a warm-up`);
+  console.log(`3x3 'same' conv, x [${xShape}] -> ${outChannels} channels (${gflop.toFixed(2)} GFLOP per pass), median of ${repeats} after a warm-up (cpu: ${cpuRepeats}, no warm-up)`);
   // tfjs-backend-wasm's own Conv2DBackpropInput, before ours replaces it
   await tf.setBackend('wasm');
   {
@@ -59,7 +59,8 @@ async function main(): Promise<void> {
       ['Conv2DBackpropInput', { dy, filter }, { ...conv, inputShape: xShape }],
     ];
     for (const [name, inputs, attrs] of kernels) {
-      const ms = timeKernel(name, inputs, attrs, times);
+      // cpu's kernels are plain JavaScript loops with nothing to compile or cache: no warm-up there
+      const ms = timeKernel(name, inputs, attrs, times, backend !== 'cpu');
       console.log(`${backend.padEnd(5)} ${name.padEnd(22)} ${ms.toFixed(0).padStart(7)} ms  ${(gflop / (ms / 1000)).toFixed(1)} GFLOP/s`);
     }
     tf.dispose([x, dy, filter]);

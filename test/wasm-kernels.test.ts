@@ -23,10 +23,13 @@ function randomValues(rng: seedrandom.PRNG, size: number): Float32Array {
 async function runOn(backend: string, compute: () => tf.Tensor[]): Promise<{ shapes: number[][]; values: Float32Array[] }> {
   await tf.setBackend(backend);
   const before = tf.memory().numTensors;
+  // the backend's own count also sees intermediates our kernels make outside the engine's bookkeeping
+  const buffersBefore = tf.engine().backend.numDataIds();
   const outputs = tf.tidy(compute);
   const result = { shapes: outputs.map(t => t.shape), values: outputs.map(t => t.dataSync() as Float32Array) };
   tf.dispose(outputs);
   assert.strictEqual(tf.memory().numTensors, before, `${backend}: tensors leaked`);
+  assert.strictEqual(tf.engine().backend.numDataIds(), buffersBefore, `${backend}: data buffers leaked`);
   return result;
 }
 

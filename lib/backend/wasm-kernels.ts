@@ -159,6 +159,11 @@ function conv2dBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: unk
   const info = convGeometry('Conv2DBackpropInput', inputShape, filter.shape, attrs);
   const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels,
     strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
+  const before = [filterHeight - 1 - padInfo.top, filterWidth - 1 - padInfo.left];
+  if (before[0] < 0 || before[1] < 0) {
+    // padding wider than the kernel: rare, and the original kernel handles it
+    return originalBackpropInput!.kernelFunc(args as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  }
   const scratch = new KernelScratch(backend);
 
   // zeros between dy's rows/columns (stride - 1 of them), via a reshape to [N, Ho, 1, Wo, 1, C] and a pad
@@ -172,12 +177,7 @@ function conv2dBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: unk
   }
   const dilatedHeight = outHeight * strideHeight;
   const dilatedWidth = outWidth * strideWidth;
-  const before = [filterHeight - 1 - padInfo.top, filterWidth - 1 - padInfo.left];
   const after = [inHeight + filterHeight - 1 - before[0] - dilatedHeight, inWidth + filterWidth - 1 - before[1] - dilatedWidth];
-  if (before[0] < 0 || before[1] < 0) {
-    // padding wider than the kernel: rare, and the original kernel handles it
-    return originalBackpropInput!.kernelFunc(args as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
-  }
   if (after[0] < 0 || after[1] < 0) {  // trailing zeros of the dilation that the output never reads
     dilated = scratch.run('Slice', { x: dilated }, {
       begin: [0, 0, 0, 0],

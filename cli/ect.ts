@@ -41,7 +41,7 @@ interface TrainFlags {
   config?: string; data?: string; dataDir?: string; dataLimit?: number; backend?: string; seed?: number;
   iters?: number; batch?: number; lr?: number; out?: string; resume?: boolean; logEvery?: number;
   ckptEvery?: number; sampleEvery?: number; evalEvery?: number; evalN?: number; set: string[];
-  init?: string; progress: boolean;
+  init?: string; fromScratch?: boolean; progress: boolean;
 }
 
 function addTrainingOptions(cmd: Command, kind: RunKind): Command {
@@ -111,9 +111,10 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
   } else {
     cfg = resolveRunConfig(kind, flags.config, flagOverrides(flags) as never);
   }
-  if (kind === 'tune' && !cfg.init && !flags.resume) {
-    throw new Error('ect tune needs --init <checkpoint or run directory> of a pretrained model (or --resume)');
+  if (kind === 'tune' && !cfg.init && !flags.resume && !flags.fromScratch) {
+    throw new Error('tune needs --init <checkpoint or run directory> of a pretrained model (or --resume, or --from-scratch for the ablation without pretraining)');
   }
+  if (kind === 'tune' && cfg.init && flags.fromScratch) throw new Error('--from-scratch and --init exclude each other');
   const backend = await startBackend(flags.backend, log);
   const evaluator = cfg.evalEvery > 0 ? await makeEvaluator(cfg, log) : null;
   const trainer = await Trainer.create(cfg, { runDir, resume: flags.resume, backend, evaluator });
@@ -191,6 +192,7 @@ export function buildProgram(): Command {
 
   addTrainingOptions(program.command('tune').description('ECT: tune a pretrained diffusion model into a consistency model'), 'tune')
     .option('--init <checkpoint>', 'pretrained model to start from: a checkpoint file or a run directory (its newest checkpoint); both the online and EMA weights start from its EMA')
+    .option('--from-scratch', 'tune a randomly initialised network (the paper\'s ablation without diffusion pretraining)')
     .action(async (flags: TrainFlags) => { await trainCommand('tune', flags); });
 
   program.command('sample')

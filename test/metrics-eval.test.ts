@@ -3,6 +3,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
 import { evalCommand } from '../cli/commands/metrics';
 import { loadDataset } from '../lib/data';
 import { createRunEvaluator } from '../lib/metrics/evaluate';
@@ -17,12 +18,17 @@ const QUICK_REFERENCE = { referenceSplit: 'test' as const, referenceLimit: 300 }
 describe('metrics: ect eval and evaluation during training', () => {
   let dir: string;
   let cacheDir: string;
+  let previousBackend: string;
   before(async () => {
+    previousBackend = tf.getBackend() ?? 'cpu';
     await initBackend('wasm'); // 28x28 convolutions train ~10x faster than on the plain cpu backend
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-eval-'));
     cacheDir = path.join(dir, 'cache');
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(async () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await tf.setBackend(previousBackend); // later test files expect the backend they had
+  });
 
   // a tuning run samples with 1 and 2 steps (Heun's 35 network evaluations would dominate the test)
   const fmnistConfig = (patch: Record<string, unknown> = {}) => tinyRunConfig('tune', {

@@ -114,7 +114,7 @@ export class FmnistClassifier {
         : name.endsWith('.b')
           ? tf.zeros(shape)
           : tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', seed * 101 + index); // He init for ReLU
-      this.params.set(name, tf.variable(init, true, `fmnist_classifier/${name}`));
+      this.params.set(name, tf.variable(init, true)); // unnamed: tfjs variable names must be unique across instances
       init.dispose();
     });
   }

@@ -1,0 +1,69 @@
+/** Tests of the Fashion-MNIST classifier: it learns, its files round-trip and are checked, and the committed one is >= 90% accurate. */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { loadDataset } from '../lib/data';
+import { DEFAULT_CLASSIFIER_DIR } from '../lib/metrics/features';
+import {
+  classifierAccuracy, CLASSIFIER_MANIFEST, CLASSIFIER_WEIGHTS, imagesToTensor, loadClassifier, saveClassifier, trainClassifier,
+} from '../lib/metrics/fmnist-classifier';
+
+describe('metrics: Fashion-MNIST classifier', () => {
+  let previousBackend: string;
+  let dir: string;
+  const train = () => loadDataset({ name: 'fashion-mnist', flip: false, limit: 512 }, 'train');
+
+  before(async () => {
+    previousBackend = tf.getBackend() ?? 'cpu';
+    await tf.setBackend('wasm');
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-classifier-'));
+  });
+  after(async () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await tf.setBackend(previousBackend);
+  });
+
+  it('learns: the training loss falls over two epochs and no tensor leaks', () => {
+    const losses: number[] = [];
+    const before = tf.memory().numTensors;
+    const model = trainClassifier(train(), { epochs: 2, batch: 64, seed: 3, onEpoch: (_e, loss) => losses.push(loss) });
+    assert.ok(losses[1] < losses[0], `epoch losses ${losses}`);
+    assert.equal(tf.memory().numTensors, before + model.params.size, 'only the parameters stay');
+    model.dispose();
+  });
+
+  it('round-trips through its files, and rejects corrupt or missing ones by file name', () => {
+    const model = trainClassifier(train(), { epochs: 1, batch: 128, seed: 1 });
+    const out = path.join(dir, 'saved');
+    saveClassifier(model, out, { testAccuracy: 0.5 });
+    const { model: loaded, manifest } = loadClassifier(out);
+    assert.equal(manifest.testAccuracy, 0.5);
+    const x = imagesToTensor({ ...train(), count: 8 }, 0, 8);
+    const a = model.logits(x).dataSync();
+    const b = loaded.logits(x).dataSync();
+    a.forEach((v, i) => assert.equal(b[i], v));
+    [x, model, loaded].forEach((t) => t.dispose());
+
+    const weights = path.join(out, CLASSIFIER_WEIGHTS);
+    const bytes = fs.readFileSync(weights);
+    bytes[100] ^= 1;
+    fs.writeFileSync(weights, bytes);
+    assert.throws(() => loadClassifier(out), /weights\.bin: SHA-256 .* does not match the manifest/);
+    fs.writeFileSync(weights, bytes.subarray(0, 1000));
+    assert.throws(() => loadClassifier(out), /weights\.bin: 1000 bytes, expected \d+/);
+    fs.rmSync(path.join(out, CLASSIFIER_MANIFEST));
+    assert.throws(() => loadClassifier(out), /classifier\.json: classifier manifest not found/);
+  });
+
+  it('the committed weights classify >= 90% of the 10,000 test images correctly', () => {
+    const { model, manifest } = loadClassifier(DEFAULT_CLASSIFIER_DIR);
+    const accuracy = classifierAccuracy(model, loadDataset({ name: 'fashion-mnist', flip: false }, 'test'));
+    model.dispose();
+    assert.ok(accuracy >= 0.9, `measured test accuracy ${accuracy}`);
+    assert.ok(Math.abs(accuracy - (manifest.testAccuracy ?? 0)) < 1e-3, `measured ${accuracy}, recorded ${manifest.testAccuracy}`);
+  });
+});

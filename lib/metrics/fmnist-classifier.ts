@@ -34,7 +34,7 @@ export interface ClassifierTrainOptions {
 }
 
 export const DEFAULT_CLASSIFIER_TRAINING: ClassifierTrainOptions = {
-  epochs: 4,
+  epochs: 6,
   batch: 128,
   lr: 2e-3,
   seed: 0,

@@ -46,8 +46,8 @@ async function main(): Promise<void> {
   const net = ClassifierFeatureNetwork.load();
   const train = loadDataset({ name: 'fashion-mnist', flip: false }, 'train');
   const test = loadDataset({ name: 'fashion-mnist', flip: false }, 'test');
-  const lookup = await timed(`reference statistics, 60,000 train images (${'cache'} if present)`, () => loadOrComputeReference(net, train), rows);
-  rows[rows.length - 1][0] = `reference statistics of 60,000 train images (${lookup.source})`;
+  const lookup = await timed('reference statistics of 60,000 train images', () => loadOrComputeReference(net, train), rows);
+  rows[rows.length - 1][0] += lookup.source === 'cache' ? ' (read from the cache)' : ' (computed and cached)';
   const embedded = await timed('features of 10,000 test images (classifier, penultimate layer)', () => embedDataset(net, test), rows);
   const fd = await timed('fd_fmnist of those 10,000 against the reference (from statistics)', () => frechetDistance(lookup.reference.stats, embedded.stats), rows);
   const kid = await timed('kid_fmnist, 100 subsets of 1,000', () => kernelDistance(lookup.reference.features, lookup.reference.featureRows, embedded.features, embedded.featureRows, net.dim), rows);

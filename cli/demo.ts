@@ -45,7 +45,7 @@ export async function runDemo(flags: DemoFlags, train: TrainFn, log: (line: stri
   await stage('pretrain', TEACHER_PRESET, teacher, flags.teacherIters, {}, flags, train, log);
   log(`demo: 2) ECT tuning of that teacher -> ${student}`);
   // evaluate once, at the end of tuning (an interval longer than the run)
-  const evaluation = flags.evalN > 0 ? { evalEvery: 1e9, evalN: flags.evalN } : {};
+  const evaluation = flags.evalN > 0 ? { evalEvery: 1e9, evalN: flags.evalN, evalReferenceSplit: 'test' } : {};
   await stage('tune', TUNE_PRESET, student, flags.tuneIters, { init: teacher, ...evaluation }, flags, train, log);
 
   const grids = fs.existsSync(path.join(student, 'samples')) ? fs.readdirSync(path.join(student, 'samples')).filter((f) => f.startsWith('final')) : [];
@@ -57,6 +57,6 @@ export async function runDemo(flags: DemoFlags, train: TrainFn, log: (line: stri
   log(`  teacher grid (Heun, 35 evaluations): ${path.join(teacher, 'samples', 'final-heun.png')}`);
   for (const g of grids) log(`  ECT grid: ${path.join(student, 'samples', g)}`);
   log(`  metrics: ${path.join(teacher, 'metrics.csv')}, ${path.join(student, 'metrics.csv')}`);
-  if (metrics.length) log(`  last row: ${metrics.map(([k, v]) => `${k}=${v}`).join('  ')}`);
+  if (metrics.length) log(`  last row (fd_fmnist etc.: our Fashion-MNIST classifier's features, against the 10k test images; not FID): ${metrics.map(([k, v]) => `${k}=${v}`).join('  ')}`);
   return { teacher, student };
 }

@@ -42,6 +42,7 @@ interface TrainFlags {
   iters?: number; batch?: number; lr?: number; out?: string; resume?: boolean; logEvery?: number;
   ckptEvery?: number; sampleEvery?: number; evalEvery?: number; evalN?: number; set: string[];
   init?: string; fromScratch?: boolean; progress: boolean;
+  evalReferenceSplit?: 'train' | 'test';  // the demo compares with the 10k test images (faster first run)
 }
 
 function addTrainingOptions(cmd: Command, kind: RunKind): Command {
@@ -116,7 +117,7 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
   }
   if (kind === 'tune' && cfg.init && flags.fromScratch) throw new Error('--from-scratch and --init exclude each other');
   const backend = await startBackend(flags.backend, log);
-  const evaluator = cfg.evalEvery > 0 ? await makeEvaluator(cfg, log) : null;
+  const evaluator = cfg.evalEvery > 0 ? await makeEvaluator(cfg, log, flags.evalReferenceSplit) : null;
   const trainer = await Trainer.create(cfg, { runDir, resume: flags.resume, backend, evaluator });
   log(`${kind} ${cfg.name}: ${trainer.net.paramCount().toLocaleString('en-US')} parameters, ${cfg.data.name} (${trainer.loader.dataset.count} images), ` +
     `batch ${cfg.batch}, ${cfg.iters} iterations${trainer.iteration ? `, resuming at ${trainer.iteration}` : ''} -> ${runDir}`);
@@ -151,9 +152,9 @@ function presetName(config: string | undefined, kind: RunKind): string {
 }
 
 /** The evaluator for a run's dataset, or null (with the reason logged) when none is available. */
-async function makeEvaluator(cfg: RunConfig, log: (line: string) => void): Promise<SampleEvaluator | null> {
+async function makeEvaluator(cfg: RunConfig, log: (line: string) => void, referenceSplit?: 'train' | 'test'): Promise<SampleEvaluator | null> {
   try {
-    const evaluator = await createRunEvaluator(cfg);
+    const evaluator = await createRunEvaluator(cfg, { referenceSplit, onInfo: log });
     if (!evaluator) log('evaluation: no feature network for this dataset; metric columns stay empty');
     return evaluator;
   } catch (err) {

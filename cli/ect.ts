@@ -1,7 +1,7 @@
 /** The `ect` command line: pretrain, tune, sample, demo (and the metrics commands). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { RunConfig, RunKind } from '../lib/config/types';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../lib/backend/select';
@@ -13,24 +13,9 @@ import { TrainingProgress } from './progress';
 import { registerMetricsCommands } from './commands/metrics';
 import { createRunEvaluator } from '../lib/metrics/evaluate';
 import { runDemo } from './demo';
+import { integer, positiveNumber } from './options';
 
 const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'onednn', 'wasm', 'cpu'];
-
-function integer(name: string) {
-  return (text: string): number => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${text}'`);
-    return value;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (text: string): number => {
-    const value = Number(text);
-    if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
-    return value;
-  };
-}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

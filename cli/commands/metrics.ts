@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
 import { loadDataset } from '../../lib/data';
 import { createRunEvaluator } from '../../lib/metrics/evaluate';
@@ -16,22 +16,7 @@ import {
 import { makeSampler, parseSampleSteps } from '../../lib/sample';
 import { appendMetricsRow } from '../../lib/train/metrics-log';
 import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
-
-function positiveInteger(name: string) {
-  return (text: string): number => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${text}'`);
-    return value;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (text: string): number => {
-    const value = Number(text);
-    if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
-    return value;
-  };
-}
+import { positiveInteger, positiveNumber } from '../options';
 
 function backendOption(): Option {
   return new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices([...BACKEND_CHOICES]);

@@ -1,0 +1,27 @@
+/** Argument parsers shared by the `ect` commands: each names the flag in its error. */
+import { InvalidArgumentError } from 'commander';
+
+/** An integer >= min (0 by default). */
+export function integer(name: string, min = 0) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min) {
+      throw new InvalidArgumentError(`${name} must be ${min === 1 ? 'a positive' : 'a non-negative'} integer, got '${text}'`);
+    }
+    return value;
+  };
+}
+
+/** An integer >= 1. */
+export function positiveInteger(name: string) {
+  return integer(name, 1);
+}
+
+/** A finite number > 0. */
+export function positiveNumber(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
+    return value;
+  };
+}

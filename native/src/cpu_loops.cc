@@ -311,59 +311,63 @@ void transpose(const float* x, const std::vector<int64_t>& shape, const std::vec
   }
 }
 
-void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
-           const std::vector<int64_t>& size, float* out) {
+// A box [begin, begin + size) of a row-major tensor of `shape`, as rows of one contiguous run each.
+struct BoxPlan {
+  std::vector<int64_t> strides;  // of the full tensor
+  int64_t base = 0;              // offset of the box's first element
+  int runAxis = 0;               // axes before it index the rows
+  int64_t run = 1;               // contiguous elements per row
+  int64_t rows = 0;
+};
+
+static BoxPlan planBox(const std::vector<int64_t>& shape, const std::vector<int64_t>& begin, const std::vector<int64_t>& size) {
   const int rank = static_cast<int>(shape.size());
+  BoxPlan plan;
   int64_t total = 1;
   for (int64_t s : size) total *= s;
-  if (total == 0) return;
-  std::vector<int64_t> strides(rank);
-  for (int i = rank - 1, s = 1; i >= 0; i--) { strides[i] = s; s *= shape[i]; }
-  int64_t base = 0;
-  for (int i = 0; i < rank; i++) base += begin[i] * strides[i];
+  if (total == 0) return plan;
+  plan.strides.resize(rank);
+  for (int i = rank - 1, s = 1; i >= 0; i--) { plan.strides[i] = s; s *= shape[i]; }
+  for (int i = 0; i < rank; i++) plan.base += begin[i] * plan.strides[i];
   // Trailing axes taken whole join the contiguous run; the first partial axis (from the end) ends it.
-  int runAxis = rank - 1;
-  int64_t run = rank > 0 ? size[rank - 1] : 1;
-  while (runAxis > 0 && size[runAxis] == shape[runAxis]) {
-    runAxis--;
-    run *= size[runAxis];
+  plan.runAxis = rank - 1;
+  plan.run = rank > 0 ? size[rank - 1] : 1;
+  while (plan.runAxis > 0 && size[plan.runAxis] == shape[plan.runAxis]) {
+    plan.runAxis--;
+    plan.run *= size[plan.runAxis];
   }
-  const int64_t rows = total / run;
-#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
-  for (int64_t row = 0; row < rows; row++) {
-    int64_t offset = base, rest = row;
-    for (int d = runAxis - 1; d >= 0; d--) {
-      offset += (rest % size[d]) * strides[d];
-      rest /= size[d];
-    }
+  plan.rows = total / plan.run;
+  return plan;
+}
+
+// Offset in the full tensor of the box's row `row`.
+static inline int64_t boxRowOffset(const BoxPlan& plan, const std::vector<int64_t>& size, int64_t row) {
+  int64_t offset = plan.base, rest = row;
+  for (int d = plan.runAxis - 1; d >= 0; d--) {
+    offset += (rest % size[d]) * plan.strides[d];
+    rest /= size[d];
+  }
+  return offset;
+}
+
+void slice(const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& begin,
+           const std::vector<int64_t>& size, float* out) {
+  const BoxPlan plan = planBox(shape, begin, size);
+  const int64_t run = plan.run;
+#pragma omp parallel for num_threads(teamFor(plan.rows * run)) schedule(static)
+  for (int64_t row = 0; row < plan.rows; row++) {
+    const int64_t offset = boxRowOffset(plan, size, row);
     std::copy(x + offset, x + offset + run, out + row * run);
   }
 }
 
 void insert(float* out, const std::vector<int64_t>& outShape, const std::vector<int64_t>& begin,
             const float* x, const std::vector<int64_t>& size) {
-  const int rank = static_cast<int>(outShape.size());
-  int64_t total = 1;
-  for (int64_t s : size) total *= s;
-  if (total == 0) return;
-  std::vector<int64_t> strides(rank);
-  for (int i = rank - 1, s = 1; i >= 0; i--) { strides[i] = s; s *= outShape[i]; }
-  int64_t base = 0;
-  for (int i = 0; i < rank; i++) base += begin[i] * strides[i];
-  int runAxis = rank - 1;
-  int64_t run = rank > 0 ? size[rank - 1] : 1;
-  while (runAxis > 0 && size[runAxis] == outShape[runAxis]) {
-    runAxis--;
-    run *= size[runAxis];
-  }
-  const int64_t rows = total / run;
-#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
-  for (int64_t row = 0; row < rows; row++) {
-    int64_t offset = base, rest = row;
-    for (int d = runAxis - 1; d >= 0; d--) {
-      offset += (rest % size[d]) * strides[d];
-      rest /= size[d];
-    }
+  const BoxPlan plan = planBox(outShape, begin, size);
+  const int64_t run = plan.run;
+#pragma omp parallel for num_threads(teamFor(plan.rows * run)) schedule(static)
+  for (int64_t row = 0; row < plan.rows; row++) {
+    const int64_t offset = boxRowOffset(plan, size, row);
     std::copy(x + row * run, x + (row + 1) * run, out + offset);
   }
 }

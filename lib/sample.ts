@@ -1,6 +1,6 @@
 /** Samplers: EDM's deterministic Heun sampler (the teacher) and the 1-/multi-step consistency sampler. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { EdmConfig, PrecondMode } from './config/types';
+import type { EdmConfig, PrecondMode, RunConfig } from './config/types';
 import { denoise } from './edm/precond';
 import type { UNet } from './nn/unet';
 
@@ -66,6 +66,11 @@ export function parseSampleSteps(text: string): SampleSteps {
 
 /** What a sampler needs of a trained model. */
 export interface SamplerModel { net: UNet; weights: Map<string, tf.Tensor>; edm: EdmConfig; samplePrecond: PrecondMode; midT: number[] }
+
+/** The sampler view of a run's network: the given weights (usually the EMA) and the run's sampling settings. */
+export function samplerModelFor(net: UNet, weights: Map<string, tf.Tensor>, cfg: Pick<RunConfig, 'edm' | 'ect'>): SamplerModel {
+  return { net, weights, edm: cfg.edm, samplePrecond: cfg.ect.samplePrecond, midT: cfg.ect.midT };
+}
 
 /**
  * A sampler function: (z, seed) -> images in about [-1, 1]. Heun uses training-mode preconditioning

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { UNet } from '../nn/unet';
+import { samplerModelFor, type SamplerModel } from '../sample';
 import { assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
 
 export const CHECKPOINT_DIR = 'checkpoints';
@@ -82,8 +83,8 @@ export async function loadRunModel(target: string): Promise<LoadedModel> {
 }
 
 /** The sampler view of a loaded model: EMA weights, its EDM constants and sampling settings. */
-export function samplerModelOf(model: LoadedModel) {
-  return { net: model.net, weights: model.ema, edm: model.config.edm, samplePrecond: model.config.ect.samplePrecond, midT: model.config.ect.midT };
+export function samplerModelOf(model: LoadedModel): SamplerModel {
+  return samplerModelFor(model.net, model.ema, model.config);
 }
 
 /** Frees a loaded model. */

@@ -13,7 +13,7 @@ import { edmLoss } from '../edm/loss';
 import { EctStep } from '../ect/loss';
 import { stageAt } from '../ect/mapping';
 import { UNet } from '../nn/unet';
-import { generateImages, type SampleSteps } from '../sample';
+import { generateImages, samplerModelFor, type SampleSteps, type SamplerModel } from '../sample';
 import { imagesToGridPng } from '../image/png';
 import { createOptimizer, type Optimizer } from './optim';
 import { Ema } from './ema';
@@ -231,8 +231,8 @@ export class Trainer {
   }
 
   /** The EMA model as the samplers see it. */
-  samplerModel() {
-    return { net: this.net, weights: this.ema.weights, edm: this.cfg.edm, samplePrecond: this.cfg.ect.samplePrecond, midT: this.cfg.ect.midT };
+  samplerModel(): SamplerModel {
+    return samplerModelFor(this.net, this.ema.weights, this.cfg);
   }
 
   /** Writes 8x8 sample grids of the EMA model (fixed noise, so grids are comparable across iterations). */

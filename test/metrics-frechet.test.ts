@@ -1,21 +1,12 @@
 /** Tests of feature statistics and the Fréchet distance: closed forms, symmetry, rank deficiency, and a 200-bit reference. */
 import { strict as assert } from 'assert';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { normalSamples } from '../lib/random';
 import { featureStats, frechetDistance, StatsAccumulator, type FeatureStats } from '../lib/metrics/frechet';
 
-/** Deterministic standard normals (mulberry32 + Box-Muller) so that every run sees the same inputs. */
+/** Deterministic standard normals, so that every run sees the same inputs. */
 function normals(count: number, seed: number): Float64Array {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  const out = new Float64Array(count);
-  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  return out;
+  return normalSamples(seed, count);
 }
 
 /** rows x dim correlated features: z A + offset, so that covariances are full and not diagonal. */

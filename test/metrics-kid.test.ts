@@ -2,20 +2,13 @@
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { normalSamples } from '../lib/random';
 import { kernelDistance } from '../lib/metrics/kid';
 import { kthNeighbourRadii, precisionRecall } from '../lib/metrics/precision-recall';
 
-/** rows x dim standard normals (mulberry32 + Box-Muller), each coordinate scaled and shifted. */
+/** rows x dim seeded standard normals, each coordinate scaled and shifted. */
 function gaussian(rows: number, dim: number, seed: number, shift = 0, scale = 1): Float32Array {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  return Float32Array.from({ length: rows * dim }, () => shift + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()));
+  return Float32Array.from(normalSamples(seed, rows * dim), (z) => shift + scale * z);
 }
 
 describe('metrics: KID', () => {

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
-import { ensureRun, findRunDirs, lastEvaluatedRows, loadRunsTable, notebookDemoPlan, readRun, runProgress } from '../lib/results';
+import { ensureRun, findRunDirs, lastEvaluatedRows, loadRunsTable, notebookDemoPlan, notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS } from '../lib/results';
+import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { notebookPaths } from '../lib/env';
 import type { RunConfig } from '../lib/config/types';
 
@@ -102,6 +103,32 @@ describe('results: loading runs into one table', () => {
 });
 
 describe('results: the notebooks\' planned runs', () => {
+
+  it('plans the scaling study as one teacher and one evaluated ECT run per width, each tuned from its own width', () => {
+    const root = '/tmp/ect-scaling-plan';
+    const paths = notebookPaths('full', root);
+    assert.deepEqual(notebookScalingPlan('small', notebookPaths('small', root), '/t'), []);
+    const demoTeacher = notebookDemoPlan('full', paths).teacher.flags.out;
+    const plan = notebookScalingPlan('full', paths, demoTeacher);
+    const tunes = plan.filter((r) => r.kind === 'tune');
+    assert.equal(tunes.length, SCALING_WIDTHS.length);
+    const costs: number[] = [];
+    for (const run of tunes) {
+      const cfg = resolveRunConfig('tune', run.flags.config, run.flags.set.map(parseOverride));
+      assert.ok(run.flags.out.startsWith(path.join(root, 'results', 'scaling')));
+      assert.ok(run.flags.evalEvery! > 0 && run.flags.evalN! > 0, 'every study run is evaluated along training');
+      // its teacher is planned with the same width (or is the demo teacher, whose width is the preset's 16)
+      const teacher = plan.find((r) => r.flags.out === run.flags.init);
+      const teacherCfg = teacher
+        ? resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride))
+        : resolveRunConfig('pretrain', notebookDemoPlan('full', paths).teacher.flags.config);
+      if (!teacher) assert.equal(run.flags.init, demoTeacher);
+      assert.equal(teacherCfg.net.modelChannels, cfg.net.modelChannels);
+      assert.ok(!(teacher?.flags.out ?? '').includes(`${path.sep}scaling${path.sep}`), 'teachers stay out of the study folder');
+      costs.push(forwardFlopsPerImage(cfg.net));
+    }
+    for (let i = 1; i < costs.length; i++) assert.ok(costs[i] > 1.5 * costs[i - 1], `wider nets cost more per image: ${costs}`);
+  });
   it('plans small runs apart from results/, trains a missing run once and then reuses it', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plan-'));
     try {

@@ -90,6 +90,36 @@ export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, t
   ];
 }
 
+/** Base channel widths of the full-mode scaling study (the fmnist-tiny layout; 16 is the demo's own network). */
+export const SCALING_WIDTHS = [8, 16, 24] as const;
+/** ECT iterations of each scaling run, and its evaluation interval (every 40 iterations of 32 images: 9 points). */
+const SCALING_ITERS = 360;
+const SCALING_EVAL_KIMG = 1.28;
+
+/**
+ * The scaling study of notebook 03: for each width, a teacher pretrained like the demo's (600 iterations of
+ * 32 images; the width-16 teacher is the demo teacher itself) and an ECT run evaluated every 1.28 kimg, so
+ * each width gives quality at 9 training budgets. Teachers live under `teachers/`, the ECT runs (the study)
+ * under `scaling/`. Small mode has no study (the notebook fits the tiny teacher's loss instead): empty plan.
+ */
+export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths, demoTeacher: string): PlannedRun[] {
+  if (mode === 'small') return [];
+  const plan: PlannedRun[] = [];
+  for (const width of SCALING_WIDTHS) {
+    const widthSet = [`net.modelChannels=${width}`];
+    let teacher = demoTeacher;
+    if (width !== 16) {
+      teacher = path.join(paths.runs, 'teachers', `edm-ch${width}`);
+      plan.push({ kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacher, evalEvery: 1e9, evalN: 1000, set: widthSet, progress: false } });
+    }
+    plan.push({ kind: 'tune', flags: {
+      config: 'fmnist-ect-tiny', out: path.join(paths.runs, 'scaling', `ect-ch${width}`), init: teacher, iters: SCALING_ITERS,
+      evalEvery: SCALING_EVAL_KIMG, evalN: 1000, set: widthSet, progress: false,
+    } });
+  }
+  return plan;
+}
+
 /**
  * Trains a planned run unless it already finished; an interrupted one resumes. After training, the
  * run's results folder (its parent) records the machine in environment.md / .json. Returns the run directory.

@@ -101,4 +101,26 @@ describe('DDPM++ UNet', () => {
     tf.dispose([x, c, first, again, fresh, noDropout]);
     net.dispose();
   });
+  it('draws dropout masks at the drop rate, scaled by 1/keep, deterministic per seed and layer', () => {
+    for (const rate of [0, 0.1, 0.5]) {
+      const a = new DropoutMasks(5, rate), b = new DropoutMasks(5, rate), other = new DropoutMasks(6, rate);
+      const shape = [4, 16, 16, 8];
+      const m1 = a.mask('l1', shape).dataSync(), m2 = a.mask('l2', shape).dataSync();
+      const again = b.mask('l1', shape).dataSync(), reseeded = other.mask('l1', shape).dataSync();
+      const kept = m1.filter((v) => v !== 0);
+      kept.forEach((v) => assert.ok(Math.abs(v - 1 / (1 - rate)) < 1e-6));
+      // 8192 units: the kept fraction is within 4 standard deviations of 1 - rate
+      const sd = Math.sqrt(rate * (1 - rate) / m1.length);
+      assert.ok(Math.abs(kept.length / m1.length - (1 - rate)) <= 4 * sd + 1e-9, `rate ${rate}: kept ${kept.length} of ${m1.length}`);
+      assert.deepEqual(Array.from(again), Array.from(m1), 'same seed and layer: same mask');
+      if (rate > 0) {
+        const agree = (x: ArrayLike<number>, y: ArrayLike<number>) => Array.from(x).filter((v, i) => v === y[i]).length / x.length;
+        // independent masks agree on about rate^2 + keep^2 of the units (0.5 for rate 0.5, 0.82 for 0.1)
+        const expected = rate * rate + (1 - rate) * (1 - rate);
+        assert.ok(Math.abs(agree(m1, m2) - expected) < 0.03, 'another layer draws another mask');
+        assert.ok(Math.abs(agree(m1, reseeded) - expected) < 0.03, 'another step seed draws another mask');
+      }
+      [a, b, other].forEach((m) => m.dispose());
+    }
+  });
 });

@@ -5,6 +5,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
 import { UNet } from '../lib/nn/unet';
+import { groupCount, groupNorm } from '../lib/nn/layers';
+import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm } from '../lib/nn/fused';
 import { TINY_NET } from './helpers';
 import '../lib/tf-gradients';
 
@@ -277,6 +279,44 @@ describe('onednn backend against the cpu backend', function () {
     assertSameOnBackends('recycling chain', chain, [randomInput([64, 33])]);
   });
 
+  it('fused GroupNorm (+ shift, + SiLU) matches the composite ops on cpu, values and all gradients', () => {
+    tf.setBackend('cpu');
+    assert.equal(hasFusedGroupNorm(), false, 'cpu composes GroupNorm from tfjs ops');
+    tf.setBackend('onednn');
+    assert.equal(hasFusedGroupNorm(), true, 'onednn registers the fused kernels');
+    resetKernelCounters();
+    // the last case is large enough to run on every thread, with an odd batch
+    const cases = [[2, 5, 3, 8], [3, 4, 4, 32], [1, 7, 5, 12], [4, 2, 2, 6], [2, 6, 6, 64], [9, 8, 8, 64]];
+    for (const [b, h, w, c] of cases) {
+      for (const withShift of [false, true]) {
+        for (const silu of [false, true]) {
+          // offset and scale the input so the mean and variance matter; gamma/beta away from 1/0
+          const x = randomInput([b, h, w, c]);
+          x.values.forEach((v, i) => { x.values[i] = 3 * v + 0.7; });
+          const inputs = [x, randomInput([c]), randomInput([c]), ...(withShift ? [randomInput([b, c])] : [])];
+          const fn = (xt: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, shift?: tf.Tensor) => {
+            const weights = (name: string) => (name.endsWith('weight') ? gamma : beta);
+            return groupNorm(weights, 'norm', xt as tf.Tensor4D, { silu, shift: shift as tf.Tensor2D | undefined });
+          };
+          assertValuesAndGradients(`groupNorm [${b},${h},${w},${c}] groups ${groupCount(c)} shift ${withShift} silu ${silu}`, fn, inputs, 2e-4);
+        }
+      }
+    }
+    assert.ok(nativeCount(GROUP_NORM_KERNEL) > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0, 'the fused kernels ran');
+    tf.setBackend('cpu');
+  });
+
+  it('fused GroupNorm names a wrong input shape', () => {
+    tf.setBackend('onednn');
+    assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
+      { x: tf.zeros([2, 3, 3, 8]), gamma: tf.ones([4]), beta: tf.zeros([8]) }, { groups: 2, eps: 1e-6, silu: false } as never)),
+    /EctGroupNorm: gamma and beta must be \[8\]/);
+    assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
+      { x: tf.zeros([2, 3, 3, 8]), gamma: tf.ones([8]), beta: tf.zeros([8]) }, { groups: 3, eps: 1e-6, silu: false } as never)),
+    /channels must split into equal groups/);
+    tf.setBackend('cpu');
+  });
+
   it('the whole UNet (attention, resampling, skips) gives cpu\'s output and every parameter gradient', () => {
     const x = randomInput([3, TINY_NET.resolution, TINY_NET.resolution, TINY_NET.imageChannels]);
     const cNoise = randomInput([3]);
@@ -308,7 +348,8 @@ describe('onednn backend against the cpu backend', function () {
       want.forEach((w: number, i: number) => assert.ok(Math.abs(got[i] - w) <= 2e-3 * scale, `${name}[${i}]: ${got[i]} on onednn, ${w} on cpu`));
     }
     tf.setBackend('cpu');
-    assert.ok(nativeCount('Conv2D') > 0 && nativeCount('Conv2DBackpropFilter') > 0 && nativeCount('BatchMatMul') > 0);
+    assert.ok(nativeCount('FusedConv2D') > 0 && nativeCount('Conv2DBackpropFilter') > 0 && nativeCount('_FusedMatMul') > 0
+      && nativeCount('BatchMatMul') > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0, JSON.stringify(kernelCounters.native));
   });
 
   it('falls back to the cpu kernels where it has no native path (int32)', () => {

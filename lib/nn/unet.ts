@@ -76,7 +76,7 @@ export class UNet {
           hidden = this.block(weights, block, hidden, emb, masks);
         }
         const out = this.plan.output.name;
-        return conv2d(weights, `${out}.conv`, silu(groupNorm(weights, `${out}.norm`, hidden)) as tf.Tensor4D);
+        return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));
       });
     } finally {
       ownMasks?.dispose();
@@ -101,9 +101,9 @@ export class UNet {
   private block(w: WeightSource, plan: BlockPlan, x: tf.Tensor4D, emb: tf.Tensor2D, masks?: DropoutMasks): tf.Tensor4D {
     const resample = (t: tf.Tensor4D) => (plan.resample === 'down' ? downsample2x(t) : plan.resample === 'up' ? upsample2x(t) : t);
     const name = plan.name;
-    let h = conv2d(w, `${name}.conv0`, resample(silu(groupNorm(w, `${name}.norm0`, x)) as tf.Tensor4D));
-    const shift = tf.reshape(linear(w, `${name}.affine`, emb), [-1, 1, 1, plan.outChannels]);
-    h = silu(groupNorm(w, `${name}.norm1`, tf.add(h, shift))) as tf.Tensor4D;
+    let h = conv2d(w, `${name}.conv0`, resample(groupNorm(w, `${name}.norm0`, x, { silu: true })));
+    // the embedding's per-channel shift is added inside the norm: silu(GroupNorm(h + affine(emb)))
+    h = groupNorm(w, `${name}.norm1`, h, { shift: linear(w, `${name}.affine`, emb), silu: true });
     if (masks) h = tf.mul(h, masks.mask(`${name}.dropout`, h.shape));
     h = conv2d(w, `${name}.conv1`, h);
     const shortcut = plan.skipConv ? conv2d(w, `${name}.skip`, resample(x)) : x;

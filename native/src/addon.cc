@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cpu_loops.h"
+#include "group_norm.h"
 #include "onednn_ops.h"
 
 namespace {
@@ -166,6 +167,33 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   });
 }
 
+// [batch, pixels, channels, groups] of a fused GroupNorm
+ect::GroupNormShape groupNormShape(const Napi::Value& value) {
+  Napi::Array list = value.As<Napi::Array>();
+  return {integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3)};
+}
+
+// groupNormForward(shape, x, shift|null, gamma, beta, eps, silu, y)
+Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 3, 4, 7})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::groupNormForward(groupNormShape(info[0]), floats(info[1]), floatsOrNull(info[2]), floats(info[3]),
+                          floats(info[4]), info[5].As<Napi::Number>().FloatValue(), info[6].As<Napi::Boolean>().Value(),
+                          floats(info[7]));
+  });
+}
+
+// groupNormBackward(shape, dy, x, shift|null, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift|null)
+Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 4, 5, 8, 9, 10})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    ect::groupNormBackward(groupNormShape(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]),
+                           floats(info[4]), floats(info[5]), info[6].As<Napi::Number>().FloatValue(),
+                           info[7].As<Napi::Boolean>().Value(), floats(info[8]), floats(info[9]), floats(info[10]),
+                           const_cast<float*>(floatsOrNull(info[11])));
+  });
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::onednnVersion()); }
 
 Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
@@ -188,6 +216,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("insert", Napi::Function::New(env, Insert));
   exports.Set("compare", Napi::Function::New(env, Compare));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward));
+  exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
-import { nativeKernels, outputPool, withCpuFallback } from './kernels';
+import { fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kernels';
 
 export { kernelCounters, resetKernelCounters } from './kernels';
 export { addonPath, loadAddon } from './addon';
@@ -76,4 +76,6 @@ function registerBackendWith(addon: OnednnAddon): void {
     const kernelFunc = native ? withCpuFallback(config.kernelName, native, config.kernelFunc) : config.kernelFunc;
     tf.registerKernel({ ...config, backendName: ONEDNN_BACKEND, kernelFunc });
   }
+  // kernels of our own ops, which the cpu backend does not have (lib/nn/fused.ts)
+  for (const kernel of fusedKernels(addon)) tf.registerKernel({ ...kernel, backendName: ONEDNN_BACKEND });
 }

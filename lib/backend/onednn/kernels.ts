@@ -5,6 +5,7 @@ import {
   ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
+import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, type GroupNormAttrs } from '../../nn/fused';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -293,6 +294,58 @@ function softmaxNative(addon: OnednnAddon): NativeKernel {
     if (xs.length > 0) addon.softmax(xs, xs.length / cols, cols, out);
     return output(backend, logits.shape.slice(), out);
   };
+}
+
+/** The inputs of the fused GroupNorm kernels, checked: float32 NHWC x, [C] gamma/beta, optional [B, C] shift. */
+function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], attrs: GroupNormAttrs) {
+  const { x, gamma, beta, shift } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo; shift?: tf.TensorInfo };
+  if (x.shape.length !== 4) throw new Error(`${GROUP_NORM_KERNEL}: x must be [B, H, W, C], got [${x.shape}]`);
+  const [b, h, w, c] = x.shape;
+  if (gamma.shape.join() !== `${c}` || beta.shape.join() !== `${c}`) {
+    throw new Error(`${GROUP_NORM_KERNEL}: gamma and beta must be [${c}], got [${gamma.shape}] and [${beta.shape}]`);
+  }
+  if (shift && shift.shape.join() !== `${b},${c}`) throw new Error(`${GROUP_NORM_KERNEL}: shift must be [${b}, ${c}], got [${shift.shape}]`);
+  const values = [x, gamma, beta, ...(shift ? [shift] : [])].map((t) => floatValues(backend, t));
+  if (values.some((v) => !v)) throw new Error(`${GROUP_NORM_KERNEL}: float32 inputs only`);
+  const [xs, gs, bs, ss] = values as Float32Array[];
+  return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
+}
+
+/** The fused GroupNorm (+ shift, + SiLU) kernels of lib/nn/fused.ts on the addon. */
+export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
+  const count = (name: string) => { kernelCounters.native[name] = (kernelCounters.native[name] ?? 0) + 1; };
+  return [
+    {
+      kernelName: GROUP_NORM_KERNEL,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const a = attrs as unknown as GroupNormAttrs;
+        const { shape, x, xs, gs, bs, ss } = groupNormInputs(backend as MathBackendCPU, inputs, a);
+        const y = outputFloats(xs.length);
+        if (y.length > 0) addon.groupNormForward(shape, xs, ss, gs, bs, a.eps, a.silu, y);
+        count(GROUP_NORM_KERNEL);
+        return output(backend as MathBackendCPU, x.shape.slice(), y);
+      },
+    },
+    {
+      kernelName: GROUP_NORM_GRAD_KERNEL,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const a = attrs as unknown as GroupNormAttrs;
+        const cpu = backend as MathBackendCPU;
+        const { shape, x, xs, gs, bs, ss, b, c } = groupNormInputs(cpu, inputs, a);
+        const dy = floatValues(cpu, (inputs as { dy: tf.TensorInfo }).dy);
+        if (!dy || dy.length !== xs.length) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: dy must be float32 and shaped like x`);
+        const dx = outputFloats(xs.length);
+        // dgamma / dbeta / dshift are fully written by the addon even for an empty batch
+        const dgamma = new Float32Array(c), dbeta = new Float32Array(c);
+        const dshift = ss ? new Float32Array(b * c) : null;
+        addon.groupNormBackward(shape, dy, xs, ss, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
+        count(GROUP_NORM_GRAD_KERNEL);
+        const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
+        if (dshift) grads.push(output(cpu, [b, c], dshift));
+        return grads;
+      },
+    },
+  ];
 }
 
 /** Native implementations by tfjs kernel name. Each returns null when it does not handle the case. */

@@ -1,0 +1,53 @@
+/**
+ * Fused GroupNorm: y = act(GroupNorm(x + shift)) as one kernel forward and one backward, for backends that
+ * register the kernels below (the `onednn` backend does, lib/backend/onednn/kernels.ts). Elsewhere the layers
+ * compose the same function from tfjs ops (lib/nn/layers.ts groupNorm), so results agree across backends.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C]; output y like x. */
+export const GROUP_NORM_KERNEL = 'EctGroupNorm';
+/** Backward kernel: inputs dy, x, gamma, beta, optional shift; outputs dx, dgamma, dbeta (and dshift with a shift). */
+export const GROUP_NORM_GRAD_KERNEL = 'EctGroupNormGrad';
+
+/** Attributes of both kernels. */
+export interface GroupNormAttrs {
+  groups: number;     // channels split into this many equal, contiguous groups
+  eps: number;        // added to each group's variance
+  silu: boolean;      // SiLU after the affine map (else identity)
+}
+
+/** Whether the active backend has the fused kernels (then groupNorm in layers.ts uses them). */
+export function hasFusedGroupNorm(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(GROUP_NORM_KERNEL, backend) !== undefined && tf.getKernel(GROUP_NORM_GRAD_KERNEL, backend) !== undefined;
+}
+
+function runGroupNorm(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.Tensor4D {
+  return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+}
+
+function runGroupNormGrad(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.Tensor[] {
+  return tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
+
+/**
+ * act(GroupNorm(x + shift)) with the fused kernels and their gradient (dx, dgamma, dbeta, dshift).
+ * `shift` is one value per sample and channel, added at every pixel. Call only when hasFusedGroupNorm().
+ */
+export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift?: tf.Tensor2D): tf.Tensor4D {
+  const named = (tensors: tf.Tensor[]): tf.NamedTensorMap => Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t]));
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const inputs = args as tf.Tensor[];
+    save(inputs);
+    return {
+      value: runGroupNorm(named(inputs), attrs),
+      // one backward kernel gives every input's gradient, in input order
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runGroupNormGrad({ dy, ...named(saved) }, attrs),
+    };
+  });
+  return (shift ? op(x, gamma, beta, shift) : op(x, gamma, beta)) as tf.Tensor4D;
+}
+
+const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];

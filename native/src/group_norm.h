@@ -1,0 +1,24 @@
+// GroupNorm with an optional per-(sample, channel) shift before it and an optional SiLU after it, fused into
+// a few passes over each sample (NHWC memory): the UNet's "silu(group_norm(x + emb_shift))".
+#pragma once
+#include <cstdint>
+
+namespace ect {
+
+// x is [batch, pixels, channels] (pixels = H * W); channels split into `groups` equal, contiguous groups.
+struct GroupNormShape {
+  int64_t batch, pixels, channels, groups;
+};
+
+// y = act(gamma * (u - mean_g) / sqrt(var_g + eps) + beta) with u = x + shift[b, c] (shift may be null),
+// mean/var over each sample's group (pixels x channels/groups values); act = SiLU when `silu`, else identity.
+void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* gamma,
+                      const float* beta, float eps, bool silu, float* y);
+
+// Gradients of groupNormForward for the upstream gradient dy: dx [batch, pixels, channels], dgamma and dbeta
+// [channels], and dshift [batch, channels] when dshift is not null (the same as summing dx over pixels).
+void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
+                       const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
+                       float* dbeta, float* dshift);
+
+}  // namespace ect

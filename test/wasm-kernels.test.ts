@@ -167,7 +167,7 @@ describe('wasm gradients of the ops the UNet trains through', function () {
       const embedding = positionalEmbedding(noise as tf.Tensor1D, 8);
       return tf.add(silu(groupNorm(weights, 'norm', x as tf.Tensor4D)), tf.reshape(embedding, [3, 1, 1, 8]));
     }, [x4(), randn([8], 'l1', 0.1, 1), randn([8], 'l2', 0.1), randn([3], 'l3')], 'l')],
-    ['layers: selfAttention (unstack, softmax, 1x1 convs)', () => {
+    ['layers: selfAttention (sliced qkv weights, softmax, 1x1 convs)', () => {
       const params = new Map<string, tf.Tensor>([
         ['att.norm.weight', randn([8], 'm1', 0.1, 1)], ['att.norm.bias', randn([8], 'm2', 0.1)],
         ['att.qkv.weight', randn([1, 1, 8, 24], 'm3', 0.3)], ['att.qkv.bias', randn([24], 'm4', 0.1)],

@@ -7,6 +7,10 @@ import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/b
 import { UNet } from '../lib/nn/unet';
 import { groupCount, groupNorm } from '../lib/nn/layers';
 import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm } from '../lib/nn/fused';
+import { createOptimizer } from '../lib/train/optim';
+import { Ema } from '../lib/train/ema';
+import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/train/update-kernels';
+import type { OptimizerConfig } from '../lib/config/types';
 import { TINY_NET } from './helpers';
 import '../lib/tf-gradients';
 
@@ -314,6 +318,50 @@ describe('onednn backend against the cpu backend', function () {
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
       { x: tf.zeros([2, 3, 3, 8]), gamma: tf.ones([8]), beta: tf.zeros([8]) }, { groups: 3, eps: 1e-6, silu: false } as never)),
     /channels must split into equal groups/);
+    tf.setBackend('cpu');
+  });
+
+  it('native Adam / RAdam and EMA updates equal the JavaScript loops on cpu, NaN and infinite gradients included', () => {
+    const shape = [300, 257];   // above the threading threshold
+    const size = shape[0] * shape[1];
+    const start = randomInput(shape);
+    const gradients = Array.from({ length: 8 }, (_, t) => {
+      const g = randomInput(shape);
+      g.values.forEach((v, i) => { g.values[i] = v * (1 + t); });
+      g.values[t] = NaN;
+      g.values[size - 1 - t] = t % 2 ? Infinity : -Infinity;
+      return g;
+    });
+    const base = { beta1: 0.9, beta2: 0.999, eps: 1e-8, rampupKimg: 0 };
+    const configs: OptimizerConfig[] = [{ ...base, name: 'adam', lr: 1e-3 }, { ...base, name: 'radam', lr: 1e-4 }];
+    for (const cfg of configs) {
+      const run = (backend: string) => {
+        tf.setBackend(backend);
+        const param = tf.variable(tf.tensor(start.values, shape));
+        const optimizer = createOptimizer(cfg, new Map([['w', param]]), 'fused');
+        const ema = new Ema(new Map([['w', param]]), { beta: 0.95 }, undefined, 'fused');
+        for (const g of gradients) {
+          tf.tidy(() => optimizer.apply(new Map([['w', tf.tensor(g.values, shape)]]), 0));
+          ema.update(0, 1);
+        }
+        const out = { param: param.dataSync().slice() as Float32Array, average: ema.weights.get('w')!.dataSync().slice() as Float32Array };
+        optimizer.dispose();
+        ema.dispose();
+        param.dispose();
+        return out;
+      };
+      resetKernelCounters();
+      const expected = run('cpu');
+      const actual = run('onednn');
+      assert.equal(nativeCount(MOMENT_UPDATE_KERNEL), gradients.length, `${cfg.name}: the native update ran`);
+      assert.equal(nativeCount(EMA_UPDATE_KERNEL), gradients.length, 'the native EMA ran');
+      for (const key of ['param', 'average'] as const) {
+        let worst = 0;
+        expected[key].forEach((e, i) => { worst = Math.max(worst, Math.abs(actual[key][i] - e) / Math.max(1e-3, Math.abs(e))); });
+        assert.ok(worst < 1e-6, `${cfg.name} ${key}: native and JavaScript differ by ${worst} (relative)`);
+        assert.ok(expected[key].every(Number.isFinite), `${cfg.name} ${key}: finite`);
+      }
+    }
     tf.setBackend('cpu');
   });
 

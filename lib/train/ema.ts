@@ -1,5 +1,6 @@
 /** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
 import * as tf from '@tensorflow/tfjs-core';
+import { backendHasKernel, EMA_UPDATE_KERNEL } from './update-kernels';
 import { EmaConfig } from '../config/types';
 import { UpdateKernel, hasJsTensorStorage } from './optim';
 
@@ -88,6 +89,13 @@ export class Ema {
       // written as ema + (1 - beta)(param - ema): keeps precision when beta is close to 1
       if (!fused) {
         tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
+        continue;
+      }
+      if (backendHasKernel(EMA_UPDATE_KERNEL)) {
+        // the backend's own loop (native, threaded): the same arithmetic as below
+        const next = tf.engine().runKernel(EMA_UPDATE_KERNEL, { average, param }, { beta } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        average.assign(next);
+        next.dispose();
         continue;
       }
       // one loop instead of three kernels; dataSync may return the backend's own arrays, so write a fresh one

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OptimizerConfig } from '../config/types';
+import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from './update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
 export interface OptimizerState {
@@ -201,6 +202,15 @@ class MomentOptimizer implements Optimizer {
   /** The same update as tensorUpdate in one loop over the typed arrays (no float32 rounding of intermediates). */
   private fusedUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
     const { beta1, beta2, eps } = this.cfg;
+    if (backendHasKernel(MOMENT_UPDATE_KERNEL)) {
+      // the backend's own loop (native, threaded): the same arithmetic as below
+      const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };
+      const [newTheta, newM, newV] = tf.engine().runKernel(MOMENT_UPDATE_KERNEL, { param, grad, m: oldM, v: oldV },
+        attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      param.assign(newTheta);
+      newTheta.dispose();
+      return [newM, newV];
+    }
     // on cpu backends dataSync returns the backend's own arrays: read them, write only fresh ones
     const theta = param.dataSync() as Float32Array;
     const g = grad.dataSync() as Float32Array;

@@ -1,10 +1,12 @@
 // Node-API entry points of the oneDNN addon: unpack typed arrays (no copies) and call the kernels.
 #include <napi.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "cpu_loops.h"
 #include "group_norm.h"
+#include "updates.h"
 #include "onednn_ops.h"
 
 namespace {
@@ -194,6 +196,35 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// momentUpdate([beta1, beta2, eps, momentumScale, sqrtVScale, adaptive, infReplacement], theta, g, m, v, newTheta, newM, newV)
+Napi::Value MomentUpdate(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 3, 4, 5, 6, 7})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    Napi::Array k = info[0].As<Napi::Array>();
+    auto at = [&](uint32_t i) { return k.Get(i).As<Napi::Number>().DoubleValue(); };
+    const ect::MomentCoefficients c{at(0), at(1), at(2), at(3), at(4), at(5) != 0};
+    const auto n = static_cast<int64_t>(info[1].As<Napi::Float32Array>().ElementLength());
+    for (int p : {2, 3, 4, 5, 6, 7}) {
+      if (static_cast<int64_t>(info[p].As<Napi::Float32Array>().ElementLength()) != n) throw std::invalid_argument("momentUpdate: arrays differ in length");
+    }
+    ect::momentUpdate(c, at(6), n, floats(info[1]), floats(info[2]), floats(info[3]), floats(info[4]), floats(info[5]),
+                      floats(info[6]), floats(info[7]));
+  });
+}
+
+// emaUpdate(beta, current, target, next)
+Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    const auto n = static_cast<int64_t>(info[1].As<Napi::Float32Array>().ElementLength());
+    if (static_cast<int64_t>(info[2].As<Napi::Float32Array>().ElementLength()) != n ||
+        static_cast<int64_t>(info[3].As<Napi::Float32Array>().ElementLength()) != n) {
+      throw std::invalid_argument("emaUpdate: arrays differ in length");
+    }
+    ect::emaUpdate(info[0].As<Napi::Number>().DoubleValue(), n, floats(info[1]), floats(info[2]), floats(info[3]));
+  });
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::onednnVersion()); }
 
 Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
@@ -218,6 +249,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward));
   exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));
+  exports.Set("momentUpdate", Napi::Function::New(env, MomentUpdate));
+  exports.Set("emaUpdate", Napi::Function::New(env, EmaUpdate));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));

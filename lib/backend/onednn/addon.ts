@@ -43,6 +43,11 @@ export interface OnednnAddon {
   groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, gamma: Float32Array,
     beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
     dshift: Float32Array | null): void;
+  /** Adam/RAdam: coefficients [beta1, beta2, eps, momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
+  momentUpdate(coefficients: number[], theta: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
+    newTheta: Float32Array, newM: Float32Array, newV: Float32Array): void;
+  /** next = current + (target - current)(1 - beta). */
+  emaUpdate(beta: number, current: Float32Array, target: Float32Array, next: Float32Array): void;
   version(): string;
   cachedPrimitives(): number;
   threads(): number;

@@ -6,6 +6,7 @@ import {
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
 import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, type GroupNormAttrs } from '../../nn/fused';
+import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -311,7 +312,7 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
-/** The fused GroupNorm (+ shift, + SiLU) kernels of lib/nn/fused.ts on the addon. */
+/** Kernels of our own ops on the addon: fused GroupNorm (lib/nn/fused.ts) and the parameter updates (lib/train/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const count = (name: string) => { kernelCounters.native[name] = (kernelCounters.native[name] ?? 0) + 1; };
   return [
@@ -343,6 +344,34 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
         const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
         if (dshift) grads.push(output(cpu, [b, c], dshift));
         return grads;
+      },
+    },
+    {
+      kernelName: MOMENT_UPDATE_KERNEL,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const cpu = backend as MathBackendCPU;
+        const a = attrs as unknown as MomentUpdateAttrs;
+        const named = inputs as { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
+        const [theta, g, m, v] = [named.param, named.grad, named.m, named.v].map((t) => floatValues(cpu, t));
+        if (!theta || !g || !m || !v) throw new Error(`${MOMENT_UPDATE_KERNEL}: float32 inputs only`);
+        const outs = [outputFloats(theta.length), outputFloats(theta.length), outputFloats(theta.length)];
+        addon.momentUpdate([a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement],
+          theta, g, m, v, outs[0], outs[1], outs[2]);
+        count(MOMENT_UPDATE_KERNEL);
+        return outs.map((values) => output(cpu, named.param.shape.slice(), values));
+      },
+    },
+    {
+      kernelName: EMA_UPDATE_KERNEL,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const cpu = backend as MathBackendCPU;
+        const named = inputs as { average: tf.TensorInfo; param: tf.TensorInfo };
+        const current = floatValues(cpu, named.average), target = floatValues(cpu, named.param);
+        if (!current || !target) throw new Error(`${EMA_UPDATE_KERNEL}: float32 inputs only`);
+        const next = outputFloats(current.length);
+        addon.emaUpdate((attrs as unknown as { beta: number }).beta, current, target, next);
+        count(EMA_UPDATE_KERNEL);
+        return output(cpu, named.average.shape.slice(), next);
       },
     },
   ];

@@ -1,8 +1,6 @@
 /** Where an ECT training step spends its time, kernel by kernel: `node dist/bench/profile-step.js [backend] [config]`. */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-backend-wasm';
-import { tryRegisterOnednn } from '../lib/backend/onednn';
+import { describeBackend, initBackend, type BackendChoice } from '../lib/backend/select';
 import { BENCH_SHAPES, createBenchTrainer, runStep, type BenchShape } from './ect-step';
 
 /** Milliseconds and calls per kernel name over one profiled step, largest first. */
@@ -35,11 +33,8 @@ async function main(): Promise<void> {
   const shapeName = process.argv[3] ?? 'res28-ch32';
   const shape = BENCH_SHAPES[shapeName];
   if (!shape) throw new Error(`unknown config ${shapeName}; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
-  if (backend === 'onednn') {
-    const status = await tryRegisterOnednn();
-    if (!status.ok) throw new Error(`onednn backend unavailable: ${status.reason}`);
-  }
-  if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to initialise`);
+  // the same set-up as training (wasm gets its training kernels, onednn its addon), or a clear error
+  console.log(describeBackend(await initBackend(backend as BackendChoice)));
   const { wallMs, kernels } = await profileStep(shape);
   const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
   console.log(`${backend} ${shapeName}: step ${wallMs.toFixed(0)} ms wall (profiled), kernels ${kernelMs.toFixed(0)} ms`);

@@ -5,8 +5,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
 import { UNet } from '../lib/nn/unet';
-import { groupCount, groupNorm } from '../lib/nn/layers';
-import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm } from '../lib/nn/fused';
+import { downsample2x, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
+import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, UPSAMPLE_KERNEL } from '../lib/nn/fused';
 import { createOptimizer } from '../lib/train/optim';
 import { Ema } from '../lib/train/ema';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/train/update-kernels';
@@ -307,6 +307,21 @@ describe('onednn backend against the cpu backend', function () {
       }
     }
     assert.ok(nativeCount(GROUP_NORM_KERNEL) > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0, 'the fused kernels ran');
+    tf.setBackend('cpu');
+  });
+
+  it('native 2x down- and upsampling match the composite ops on cpu, values and gradients', () => {
+    tf.setBackend('onednn');
+    assert.equal(hasFusedResample(), true);
+    resetKernelCounters();
+    // the last shape is large enough to run on every thread
+    for (const shape of [[1, 2, 2, 1], [3, 4, 6, 5], [2, 8, 2, 3], [16, 14, 14, 32]]) {
+      assertValuesAndGradients(`downsample2x [${shape}]`, (x) => downsample2x(x as tf.Tensor4D), [randomInput(shape)]);
+      assertValuesAndGradients(`upsample2x [${shape}]`, (x) => upsample2x(x as tf.Tensor4D), [randomInput(shape)]);
+    }
+    assert.ok(nativeCount(DOWNSAMPLE_KERNEL) > 0 && nativeCount(UPSAMPLE_KERNEL) > 0, 'the native kernels ran');
+    assert.throws(() => tf.tidy(() => tf.engine().runKernel(DOWNSAMPLE_KERNEL, { x: tf.zeros([1, 3, 4, 2]) }, { scale: 0.25 } as never)),
+      /EctDownsample2x: height and width must be even, got 3x4/);
     tf.setBackend('cpu');
   });
 

@@ -51,3 +51,36 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
 }
 
 const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];
+
+/** 2x2 block sums times `scale` (0.25: average pooling), NHWC with even sizes: [B, H, W, C] -> [B, H/2, W/2, C]. */
+export const DOWNSAMPLE_KERNEL = 'EctDownsample2x';
+/** Nearest-neighbour x2 times `scale`, NHWC: [B, H, W, C] -> [B, 2H, 2W, C]. */
+export const UPSAMPLE_KERNEL = 'EctUpsample2x';
+
+/** Whether the active backend has both resampling kernels (then layers.ts uses them). */
+export function hasFusedResample(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(DOWNSAMPLE_KERNEL, backend) !== undefined && tf.getKernel(UPSAMPLE_KERNEL, backend) !== undefined;
+}
+
+function resample(kernel: string, x: tf.Tensor, scale: number): tf.Tensor4D {
+  return tf.engine().runKernel(kernel, { x }, { scale } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+}
+
+/** 2x2 average pooling with the kernels; its gradient spreads dy / 4 over each block. Call only when hasFusedResample(). */
+export function fusedDownsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const op = tf.customGrad((xi: tf.Tensor | tf.GradSaveFunc) => ({
+    value: resample(DOWNSAMPLE_KERNEL, xi as tf.Tensor, 0.25),
+    gradFunc: (dy: tf.Tensor) => resample(UPSAMPLE_KERNEL, dy, 0.25),
+  }));
+  return op(x) as tf.Tensor4D;
+}
+
+/** Nearest-neighbour x2 upsampling with the kernels; its gradient sums dy over each block. Call only when hasFusedResample(). */
+export function fusedUpsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const op = tf.customGrad((xi: tf.Tensor | tf.GradSaveFunc) => ({
+    value: resample(UPSAMPLE_KERNEL, xi as tf.Tensor, 1),
+    gradFunc: (dy: tf.Tensor) => resample(DOWNSAMPLE_KERNEL, dy, 1),
+  }));
+  return op(x) as tf.Tensor4D;
+}

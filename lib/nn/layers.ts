@@ -1,7 +1,7 @@
 /** Building blocks of the DDPM++ UNet: seeded parameter initialisation and the pure layer functions. */
 import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
-import { fusedGroupNorm, hasFusedGroupNorm } from './fused';
+import { fusedDownsample2x, fusedGroupNorm, fusedUpsample2x, hasFusedGroupNorm, hasFusedResample } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"). */
 export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones'; scale?: number; fanIn?: number; fanOut?: number }
@@ -142,16 +142,18 @@ export function groupCount(channels: number): number {
   return Math.max(1, Math.min(32, Math.floor(channels / 4)));
 }
 
-/** 2x2 average pooling (NHWC) written as a reshape and a mean, which every backend can differentiate. */
+/** 2x2 average pooling (NHWC): one kernel each way where the backend has it (lib/nn/fused.ts), else a reshape and a mean. */
 export function downsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [b, h, wd, c] = x.shape;
   if (h % 2 || wd % 2) throw new Error(`downsample2x needs even sizes, got ${h}x${wd}`);
+  if (x.dtype === 'float32' && hasFusedResample()) return fusedDownsample2x(x);
   return tf.mean(tf.reshape(x, [b, h / 2, 2, wd / 2, 2, c]), [2, 4]) as tf.Tensor4D;
 }
 
-/** Nearest-neighbour x2 upsampling (NHWC) by broadcasting against ones. */
+/** Nearest-neighbour x2 upsampling (NHWC): one kernel each way where the backend has it, else broadcasting against ones. */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [b, h, wd, c] = x.shape;
+  if (x.dtype === 'float32' && hasFusedResample()) return fusedUpsample2x(x);
   const spread = tf.mul(tf.reshape(x, [b, h, 1, wd, 1, c]), tf.ones([1, 1, 2, 1, 2, 1]));
   return tf.reshape(spread, [b, 2 * h, 2 * wd, c]);
 }

@@ -225,6 +225,26 @@ Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
+// downsample2x / upsample2x(x, [batch, height, width, channels] of x, scale, out)
+Napi::Value Resample(const Napi::CallbackInfo& info, bool down) {
+  if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    const std::vector<int64_t> s = shapeOf(info[1]);
+    if (s.size() != 4) throw std::invalid_argument("resample: shape must be [batch, height, width, channels]");
+    const int64_t size = s[0] * s[1] * s[2] * s[3];
+    const int64_t outSize = down ? size / 4 : size * 4;
+    if (static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength()) != size ||
+        static_cast<int64_t>(info[3].As<Napi::Float32Array>().ElementLength()) != outSize) {
+      throw std::invalid_argument("resample: array lengths do not match the shape");
+    }
+    const float scale = info[2].As<Napi::Number>().FloatValue();
+    if (down) ect::downsample2x(floats(info[0]), s[0], s[1], s[2], s[3], scale, floats(info[3]));
+    else ect::upsample2x(floats(info[0]), s[0], s[1], s[2], s[3], scale, floats(info[3]));
+  });
+}
+Napi::Value Downsample2x(const Napi::CallbackInfo& info) { return Resample(info, true); }
+Napi::Value Upsample2x(const Napi::CallbackInfo& info) { return Resample(info, false); }
+
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::onednnVersion()); }
 
 Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
@@ -249,6 +269,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward));
   exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));
+  exports.Set("downsample2x", Napi::Function::New(env, Downsample2x));
+  exports.Set("upsample2x", Napi::Function::New(env, Upsample2x));
   exports.Set("momentUpdate", Napi::Function::New(env, MomentUpdate));
   exports.Set("emaUpdate", Napi::Function::New(env, EmaUpdate));
   exports.Set("version", Napi::Function::New(env, Version));

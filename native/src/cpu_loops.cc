@@ -138,6 +138,44 @@ ReduceTraits traitsOf(ReduceOp op) {
 
 }  // namespace
 
+void downsample2x(const float* x, int64_t batch, int64_t height, int64_t width, int64_t channels, float scale, float* out) {
+  if (height % 2 || width % 2) throw std::invalid_argument("downsample2x: height and width must be even");
+  const int64_t outH = height / 2, outW = width / 2, rows = batch * outH, C = channels;
+#pragma omp parallel for num_threads(teamFor(rows * outW * C)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t n = r / outH, i = r % outH;
+    const float* top = x + ((n * height + 2 * i) * width) * C;
+    const float* bottom = top + width * C;
+    float* y = out + r * outW * C;
+    for (int64_t j = 0; j < outW; j++) {
+      const float* a = top + 2 * j * C;
+      const float* b = bottom + 2 * j * C;
+      float* o = y + j * C;
+      for (int64_t c = 0; c < C; c++) o[c] = scale * ((a[c] + a[C + c]) + (b[c] + b[C + c]));
+    }
+  }
+}
+
+void upsample2x(const float* x, int64_t batch, int64_t height, int64_t width, int64_t channels, float scale, float* out) {
+  const int64_t rows = batch * height, C = channels, outW = 2 * width;
+#pragma omp parallel for num_threads(teamFor(4 * rows * width * C)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* row = x + r * width * C;
+    float* top = out + 2 * r * outW * C;
+    float* bottom = top + outW * C;
+    for (int64_t j = 0; j < width; j++) {
+      const float* v = row + j * C;
+      for (int64_t c = 0; c < C; c++) {
+        const float value = scale * v[c];
+        top[2 * j * C + c] = value;
+        top[(2 * j + 1) * C + c] = value;
+        bottom[2 * j * C + c] = value;
+        bottom[(2 * j + 1) * C + c] = value;
+      }
+    }
+  }
+}
+
 int threadCount() { return omp_get_max_threads(); }
 
 void binary(BinaryOp op, const float* a, const std::vector<int64_t>& aShape, const float* b,

@@ -31,6 +31,12 @@ void insert(float* out, const std::vector<int64_t>& outShape, const std::vector<
             const float* x, const std::vector<int64_t>& size);
 // Row-wise softmax of a [rows, cols] matrix.
 void softmax(const float* x, int64_t rows, int64_t cols, float* out);
+// NHWC x [batch, height, width, channels] (even height and width) -> out [batch, height/2, width/2, channels]:
+// scale * the sum of each 2x2 block (scale 0.25: average pooling; 1: the gradient of upsample2x).
+void downsample2x(const float* x, int64_t batch, int64_t height, int64_t width, int64_t channels, float scale, float* out);
+// NHWC x [batch, height, width, channels] -> out [batch, 2 height, 2 width, channels]: scale * nearest neighbour
+// (scale 1: upsampling; 0.25: the gradient of downsample2x).
+void upsample2x(const float* x, int64_t batch, int64_t height, int64_t width, int64_t channels, float scale, float* out);
 // Threads the loops (and oneDNN, which shares the OpenMP runtime) use.
 int threadCount();
 

@@ -48,6 +48,10 @@ export interface OnednnAddon {
     newTheta: Float32Array, newM: Float32Array, newV: Float32Array): void;
   /** next = current + (target - current)(1 - beta). */
   emaUpdate(beta: number, current: Float32Array, target: Float32Array, next: Float32Array): void;
+  /** scale * 2x2 block sums; shape is x's [batch, height, width, channels]. */
+  downsample2x(x: Float32Array, shape: number[], scale: number, out: Float32Array): void;
+  /** scale * nearest-neighbour x2; shape is x's [batch, height, width, channels]. */
+  upsample2x(x: Float32Array, shape: number[], scale: number, out: Float32Array): void;
   version(): string;
   cachedPrimitives(): number;
   threads(): number;

@@ -5,7 +5,7 @@ import {
   ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
-import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, type GroupNormAttrs } from '../../nn/fused';
+import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -312,7 +312,7 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
-/** Kernels of our own ops on the addon: fused GroupNorm (lib/nn/fused.ts) and the parameter updates (lib/train/update-kernels.ts). */
+/** Kernels of our own ops on the addon: fused GroupNorm and resampling (lib/nn/fused.ts), the parameter updates (lib/train/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const count = (name: string) => { kernelCounters.native[name] = (kernelCounters.native[name] ?? 0) + 1; };
   return [
@@ -346,6 +346,23 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
         return grads;
       },
     },
+    ...[[DOWNSAMPLE_KERNEL, true], [UPSAMPLE_KERNEL, false]].map(([kernelName, down]) => ({
+      kernelName: kernelName as string,
+      kernelFunc: (({ inputs, attrs, backend }) => {
+        const cpu = backend as MathBackendCPU;
+        const { x } = inputs as { x: tf.TensorInfo };
+        const xs = floatValues(cpu, x);
+        if (!xs || x.shape.length !== 4) throw new Error(`${kernelName}: float32 [B, H, W, C] input only, got ${x.dtype} [${x.shape}]`);
+        const [b, h, w, c] = x.shape;
+        if (down && (h % 2 || w % 2)) throw new Error(`${kernelName}: height and width must be even, got ${h}x${w}`);
+        const outShape = down ? [b, h / 2, w / 2, c] : [b, 2 * h, 2 * w, c];
+        const out = outputFloats(tf.util.sizeFromShape(outShape));
+        const scale = (attrs as unknown as { scale: number }).scale;
+        if (out.length > 0) (down ? addon.downsample2x : addon.upsample2x)(xs, x.shape, scale, out);
+        count(kernelName as string);
+        return output(cpu, outShape, out);
+      }) as tf.KernelFunc,
+    })),
     {
       kernelName: MOMENT_UPDATE_KERNEL,
       kernelFunc: ({ inputs, attrs, backend }) => {

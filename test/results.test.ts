@@ -104,6 +104,13 @@ describe('results: loading runs into one table', () => {
 
 describe('results: the notebooks\' planned runs', () => {
 
+  it('evaluates the full-mode demo ECT run several times along training (the dynamics notebook draws them)', () => {
+    const plan = notebookDemoPlan('full', notebookPaths('full', '/tmp/ect-demo-plan'));
+    const cfg = resolveRunConfig('tune', plan.student.flags.config);
+    const kimg = (cfg.iters * cfg.batch) / 1000;
+    assert.ok(kimg / plan.student.flags.evalEvery! >= 6, `${kimg} kimg evaluated every ${plan.student.flags.evalEvery} kimg`);
+  });
+
   it('plans the scaling study as one teacher and one evaluated ECT run per width, each tuned from its own width', () => {
     const root = '/tmp/ect-scaling-plan';
     const paths = notebookPaths('full', root);

@@ -39,6 +39,9 @@ const SMALL_NET = ['net.modelChannels=8'];
 const SMALL_HEUN = ['edm.heunSteps=4'];
 const SMALL_BATCH = 8;
 
+/** Evaluation interval of the full-mode demo ECT run: 0.96 kimg, 8 points over its 240 iterations of 32 images. */
+const DEMO_EVAL_KIMG = 0.96;
+
 /** The demo teacher and ECT run of a mode (small: seconds of training; full: the presets' lengths). */
 export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { teacher: PlannedRun; student: PlannedRun } {
   const dir = path.join(paths.runs, 'demo');
@@ -57,8 +60,8 @@ export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { te
   }
   return {
     teacher: { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacherOut, evalEvery: 1e9, evalN: 1000, set: [], progress: false } },
-    // evaluate at every stage change (150 iterations of 64 images) to draw quality along training
-    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: 9.6, evalN: 1000, set: [], progress: false } },
+    // evaluate every 30 iterations of 32 images (twice per 60-iteration stage) to draw quality along training
+    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: DEMO_EVAL_KIMG, evalN: 1000, set: [], progress: false } },
   };
 }
 

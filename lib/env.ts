@@ -19,6 +19,8 @@ export interface EnvironmentFacts {
   onednn: string;                      // the native addon's oneDNN version, or why it cannot be used
   gpus: string[];                      // from nvidia-smi; empty when none
   cuda: string;                        // CUDA toolkit (nvcc) and driver versions, or 'none'
+  simd?: string;                       // the CPU's widest vector extensions (from /proc/cpuinfo), where known
+  commit?: string;                     // the workbench's git commit, '+ local changes' when the tree differs
 }
 
 /** Packages whose versions decide numerical behaviour and speed. */
@@ -74,6 +76,26 @@ function gpuFacts(): { gpus: string[]; cuda: string } {
   return { gpus, cuda: parts.length ? parts.join(', ') : 'none' };
 }
 
+/** The widest x86 vector extensions the CPU reports (they decide the native kernels' speed), or 'unknown'. */
+function simdExtensions(): string {
+  try {
+    const flags = new Set((/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+    const known = ['avx512f', 'avx2', 'fma', 'avx', 'sse4_2', 'neon', 'asimd'].filter((f) => flags.has(f));
+    return known.length ? known.join(' ') : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The workbench's git commit (short hash), with '+ local changes' when tracked files differ from it. */
+function workbenchCommit(): string {
+  const root = repositoryRoot();
+  const head = tryCommand('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD']);
+  if (!head) return 'not a git checkout';
+  const changed = tryCommand('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no']);
+  return changed ? `${head} + local changes` : head;
+}
+
 /** Collects the facts about this machine and the installed packages. */
 export function collectEnvironment(): EnvironmentFacts {
   const cpus = os.cpus();
@@ -87,6 +109,8 @@ export function collectEnvironment(): EnvironmentFacts {
     packages: Object.fromEntries(RECORDED_PACKAGES.map((name) => [name, packageVersion(name)])),
     onednn: onednnVersion(),
     ...gpuFacts(),
+    simd: simdExtensions(),
+    commit: workbenchCommit(),
   };
 }
 
@@ -99,7 +123,7 @@ export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environmen
     '',
     '| fact | value |',
     '| --- | --- |',
-    `| CPU | ${facts.cpuModel} |`,
+    `| CPU | ${facts.cpuModel}${facts.simd ? ` (${facts.simd})` : ''} |`,
     `| logical cores | ${facts.cores} |`,
     `| memory | ${facts.memoryGiB} GiB |`,
     `| OS | ${facts.os} |`,
@@ -108,6 +132,7 @@ export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environmen
     `| oneDNN | ${facts.onednn} |`,
     `| GPU | ${facts.gpus.length ? facts.gpus.join('; ') : 'none'} |`,
     `| CUDA | ${facts.cuda} |`,
+    ...(facts.commit ? [`| workbench commit | ${facts.commit} |`] : []),
     '',
   ];
   return lines.join('\n');

@@ -111,6 +111,21 @@ describe('power law with an irreducible floor', () => {
     assert.ok(Math.abs(floor.b - 0.4) < 1e-3);
   });
 
+  it('keeps the floor non-negative unless told otherwise, where the data bend the other way', () => {
+    // quality falling faster and faster in log-log (as early ECT training does): the best free floor is negative
+    const compute = computeGrid(10);
+    const quality = compute.map((_, i) => 270 - 1.2 * i * i);
+    const free = fitScalingLaw(compute, quality, 'power_floor', undefined, { nonNegativeFloor: false });
+    const bounded = fitScalingLaw(compute, quality, 'power_floor');
+    assert.ok(free.qInf < 0, `free floor ${free.qInf}`);
+    assert.ok(bounded.qInf >= 0 && bounded.qInf < 1e-3 * 270, `bounded floor ${bounded.qInf}`);
+    const sse = (fit: typeof free) => fit.residuals.reduce((t, r) => t + r * r, 0);
+    assert.ok(sse(bounded) >= sse(free), 'the constraint can only cost fit');
+    // a positive floor in the data is recovered the same either way
+    const floored = compute.map((c) => 1e7 * c ** -0.4 + 3);
+    assert.ok(Math.abs(fitScalingLaw(compute, floored, 'power_floor').qInf - 3) < 1e-3);
+  });
+
   it('needs four distinct compute values', () => {
     assert.throws(() => fitScalingLaw([1, 2, 3], [3, 2, 1], 'power_floor'), /at least 4 distinct/);
   });

@@ -118,28 +118,34 @@ function powerParams(compute: number[], quality: number[]): ScalingParams {
 
 /**
  * q = exp(lnA' − b·u) + qInf with u = ln(C / C_ref), C_ref the geometric mean of C, so the three
- * parameters have comparable scales; a = A'·C_ref^b afterwards.
+ * parameters have comparable scales; a = A'·C_ref^b afterwards. With `nonNegativeFloor` the floor is
+ * written qInf = s² (a distance such as FD cannot level off below zero), else it is free.
  */
-function floorParams(compute: number[], quality: number[], starts: ScalingParams[]): ScalingParams | null {
+function floorParams(compute: number[], quality: number[], starts: ScalingParams[], nonNegativeFloor: boolean): ScalingParams | null {
   const logRef = compute.reduce((s, c) => s + Math.log(c), 0) / compute.length;
   const u = compute.map((c) => Math.log(c) - logRef);
+  const floorOf = (p: number) => (nonNegativeFloor ? p * p : p);
   const problem = {
-    residuals: ([lnA, b, qInf]: number[]) => u.map((ui, i) => Math.exp(lnA - b * ui) + qInf - quality[i]),
-    jacobian: ([lnA, b]: number[]) => u.map((ui) => {
+    residuals: ([lnA, b, p]: number[]) => u.map((ui, i) => Math.exp(lnA - b * ui) + floorOf(p) - quality[i]),
+    jacobian: ([lnA, b, p]: number[]) => u.map((ui) => {
       const term = Math.exp(lnA - b * ui);
-      return [term, -ui * term, 1];
+      return [term, -ui * term, nonNegativeFloor ? 2 * p : 1];
     }),
   };
+  // a start at exactly zero would leave s without a gradient: nudge it to a small positive floor
+  const scale = Math.max(...quality.map(Math.abs), 1e-12);
+  const floorStart = (qInf: number) => (nonNegativeFloor ? Math.sqrt(Math.max(qInf, 1e-6 * scale)) : qInf);
   let best: { params: ScalingParams; sumSquares: number } | null = null;
   for (const start of starts) {
-    const startShifted = [start.logA - start.b * logRef, start.b, start.qInf];
+    const startShifted = [start.logA - start.b * logRef, start.b, floorStart(start.qInf)];
     let solution;
     try {
       solution = levenbergMarquardt(problem, startShifted);
     } catch {
       continue; // this start gives non-finite residuals; others may not
     }
-    const [lnA, b, qInf] = solution.params;
+    const [lnA, b, p] = solution.params;
+    const qInf = floorOf(p);
     if (![lnA, b, qInf, solution.sumSquares].every(Number.isFinite)) continue;
     if (!best || solution.sumSquares < best.sumSquares) {
       best = { params: { logA: lnA + b * logRef, b, qInf }, sumSquares: solution.sumSquares };
@@ -162,20 +168,29 @@ function floorStarts(compute: number[], quality: number[]): ScalingParams[] {
   return starts;
 }
 
-function fitParams(compute: number[], quality: number[], model: ScalingModel, starts?: ScalingParams[]): ScalingParams | null {
+function fitParams(compute: number[], quality: number[], model: ScalingModel, nonNegativeFloor: boolean,
+  starts?: ScalingParams[]): ScalingParams | null {
   if (model === 'power') return powerParams(compute, quality);
-  return floorParams(compute, quality, starts ?? floorStarts(compute, quality));
+  return floorParams(compute, quality, starts ?? floorStarts(compute, quality), nonNegativeFloor);
+}
+
+/** Options of a fit beyond the model. */
+export interface FitOptions {
+  /** Keep the floor q_inf >= 0 (default true: FD, KID and losses cannot level off below zero). */
+  nonNegativeFloor?: boolean;
 }
 
 /**
  * Fits q(C) to points (compute, quality). `model` 'power' fits ln q linearly in ln C (R² and residuals
  * in ln q); 'power_floor' fits q = a·C^(−b) + q_inf by Levenberg-Marquardt (R² and residuals in q).
  * With `bootstrap`, the points are resampled with replacement and refitted to give an interval on b.
+ * The floor is kept non-negative unless `options.nonNegativeFloor` is false.
  */
 export function fitScalingLaw(compute: number[], quality: number[], model: ScalingModel,
-  bootstrap?: Partial<BootstrapOptions>): ScalingFit {
+  bootstrap?: Partial<BootstrapOptions>, options: FitOptions = {}): ScalingFit {
   checkPoints(compute, quality, model);
-  const params = fitParams(compute, quality, model);
+  const nonNegativeFloor = options.nonNegativeFloor ?? true;
+  const params = fitParams(compute, quality, model, nonNegativeFloor);
   if (!params) throw new Error(`scaling fit (${model}): the least-squares solver found no finite solution`);
   const fitted = compute.map((c) => predictQuality(params, c));
   const logSpace = model === 'power';
@@ -191,13 +206,13 @@ export function fitScalingLaw(compute: number[], quality: number[], model: Scali
     residuals: observedSpace.map((v, i) => v - fittedSpace[i]),
     fitted,
   };
-  if (bootstrap) fit.bootstrap = bootstrapFit(compute, quality, model, params, { ...DEFAULT_BOOTSTRAP, ...bootstrap });
+  if (bootstrap) fit.bootstrap = bootstrapFit(compute, quality, model, params, { ...DEFAULT_BOOTSTRAP, ...bootstrap }, nonNegativeFloor);
   return fit;
 }
 
 /** Case-resampling bootstrap: refit on points drawn with replacement, percentile interval of b. */
 function bootstrapFit(compute: number[], quality: number[], model: ScalingModel, full: ScalingParams,
-  options: BootstrapOptions): BootstrapSummary {
+  options: BootstrapOptions, nonNegativeFloor: boolean): BootstrapSummary {
   if (!(options.level > 0 && options.level < 1)) throw new Error(`bootstrap level must be in (0, 1), got ${options.level}`);
   if (!(Number.isInteger(options.samples) && options.samples >= 10)) {
     throw new Error(`bootstrap samples must be an integer >= 10, got ${options.samples}`);
@@ -212,7 +227,7 @@ function bootstrapFit(compute: number[], quality: number[], model: ScalingModel,
     const c = idx.map((i) => compute[i]);
     if (new Set(c).size < needed) continue; // degenerate resample: the model is not identifiable
     // the full-data fit is a good start for every resample, and keeps the refits cheap
-    const params = fitParams(c, idx.map((i) => quality[i]), model, [full]);
+    const params = fitParams(c, idx.map((i) => quality[i]), model, nonNegativeFloor, [full]);
     if (params) samples.push(params);
     else failed++;
   }

@@ -11,6 +11,7 @@ export interface ScalingTableOptions {
   model: ScalingModel;
   groupBy?: string[];        // one fit per distinct combination of these columns (e.g. model size)
   bootstrap?: Partial<BootstrapOptions>;
+  nonNegativeFloor?: boolean; // keep q_inf >= 0 in 'power_floor' fits (default true)
 }
 
 /** One group's fit with the group's key values. */
@@ -50,7 +51,7 @@ export function fitScalingGroups(table: ColumnTable, options: ScalingTableOption
   if (groups.size === 0) throw new Error(`scaling fit: no row has both '${options.x}' and '${options.y}'`);
   return [...groups.values()].map(({ key, xs, ys }) => ({
     group: key,
-    fit: fitScalingLaw(xs, ys, options.model, options.bootstrap),
+    fit: fitScalingLaw(xs, ys, options.model, options.bootstrap, { nonNegativeFloor: options.nonNegativeFloor }),
   }));
 }
 

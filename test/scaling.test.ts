@@ -154,13 +154,15 @@ describe('scaling fits on arquero tables', () => {
   it('gives curve, prediction and residual tables', () => {
     const options = { x: 'train_flops', y: 'fd_1step', model: 'power' as const, groupBy: ['size'], bootstrap: { samples: 50 } };
     const fits = fitScalingGroups(table, options);
-    const curve = scalingCurveTable(fits[0].fit, 1e15, 1e20, 11);
+    assert.deepEqual(fits.map((f) => f.group.size), ['large', 'small'], 'groups in key order');
+    const small = fits.find((f) => f.group.size === 'small')!.fit;
+    const curve = scalingCurveTable(small, 1e15, 1e20, 11);
     assert.equal(curve.numRows(), 11);
     const low = curve.array('low') as number[];
     const high = curve.array('high') as number[];
     const fitted = curve.array('fitted') as number[];
     fitted.forEach((f, i) => assert.ok(low[i] <= f * (1 + 1e-9) && f <= high[i] * (1 + 1e-9)));
-    const prediction = predictTable(fits[0].fit, [1e21]).objects()[0] as Record<string, number>;
+    const prediction = predictTable(small, [1e21]).objects()[0] as Record<string, number>;
     assert.ok(Math.abs(prediction.predicted - 1e6 * 1e21 ** -0.25) < 1e-6 * prediction.predicted);
     const residuals = residualTable(table, options, fits);
     assert.equal(residuals.numRows(), 22);

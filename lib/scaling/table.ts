@@ -27,6 +27,15 @@ function numericColumn(table: ColumnTable, name: string): number[] {
   return Array.from(table.array(name) as ArrayLike<unknown>, (v) => (v === null || v === undefined ? NaN : Number(v)));
 }
 
+function compareKeys(p: unknown[], q: unknown[]): number {
+  for (let i = 0; i < p.length; i++) {
+    const [a, b] = [p[i], q[i]];
+    const order = typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b));
+    if (order !== 0) return order;
+  }
+  return 0;
+}
+
 /**
  * Fits the scaling law per group. Rows whose x or y is missing (not evaluated at that iteration)
  * are left out before fitting; anything else that is not a positive compute is an error.
@@ -49,7 +58,9 @@ export function fitScalingGroups(table: ColumnTable, options: ScalingTableOption
     groups.get(id)!.ys.push(y[i]);
   });
   if (groups.size === 0) throw new Error(`scaling fit: no row has both '${options.x}' and '${options.y}'`);
-  return [...groups.values()].map(({ key, xs, ys }) => ({
+  // groups in the order of their key values (numbers numerically), so legends and tables read 8, 16, 24
+  const ordered = [...groups.values()].sort((p, q) => compareKeys(groupBy.map((g) => p.key[g]), groupBy.map((g) => q.key[g])));
+  return ordered.map(({ key, xs, ys }) => ({
     group: key,
     fit: fitScalingLaw(xs, ys, options.model, options.bootstrap, { nonNegativeFloor: options.nonNegativeFloor }),
   }));

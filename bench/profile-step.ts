@@ -6,6 +6,11 @@ import { BENCH_SHAPES, createBenchTrainer, runStep, type BenchShape } from './ec
 /** Milliseconds and calls per kernel name over one profiled step, largest first. */
 export interface KernelTime { kernel: string; ms: number; calls: number; share: number }
 
+/** Entries of tf.profile that are op scopes around kernels, not kernels. */
+function isOpScope(name: string): boolean {
+  return name.endsWith('__op') || name === 'unnamed scope';
+}
+
 /** Profiles one training step (after warm-up steps) and sums kernel times by kernel name. */
 export async function profileStep(shape: BenchShape, warmupSteps = 2): Promise<{ wallMs: number; kernels: KernelTime[] }> {
   const trainer = await createBenchTrainer(shape);
@@ -15,6 +20,9 @@ export async function profileStep(shape: BenchShape, warmupSteps = 2): Promise<{
   const wallMs = performance.now() - start;
   const byName = new Map<string, { ms: number; calls: number }>();
   for (const k of profile.kernels) {
+    // ops built with customGrad (fused conv/matMul, our fused kernels) appear as a scope around the kernel
+    // they run: count the kernel, not the scope, so no time is counted twice
+    if (isOpScope(k.name)) continue;
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
     const entry = byName.get(k.name) ?? { ms: 0, calls: 0 };
     entry.ms += ms;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
-import { ensureRun, findRunDirs, lastEvaluatedRows, loadRunsTable, notebookDemoPlan, notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS } from '../lib/results';
+import { ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookDemoPlan, notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { notebookPaths } from '../lib/env';
 import type { RunConfig } from '../lib/config/types';
@@ -84,6 +84,12 @@ describe('results: loading runs into one table', () => {
     const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_1step');
     assert.equal(last.numRows(), 2);
     assert.deepEqual((last.array('fd_1step') as number[]).slice().sort(), [41.5, 50.1]);
+  });
+
+  it('finds the metric columns, and the Frechet distances among them', () => {
+    const table = loadRunsTable([tuneSmall, tuneBase]).derive({ kid_1step: () => 0.5, precision_1step: () => null });
+    assert.deepEqual(metricColumns(table), ['fd_1step', 'fd_2step', 'kid_1step']);   // precision has no value
+    assert.deepEqual(frechetColumns(table), ['fd_1step', 'fd_2step']);
   });
 
   it('names the file and the problem for broken runs', () => {

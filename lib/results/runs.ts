@@ -211,6 +211,11 @@ export function metricColumns(table: ColumnTable): string[] {
     && (Array.from(table.array(name) as ArrayLike<unknown>)).some((v) => v !== null && v !== undefined));
 }
 
+/** The Fréchet-distance columns among the metric columns (fd_* in our features, fid_* in Inception's). */
+export function frechetColumns(table: ColumnTable): string[] {
+  return metricColumns(table).filter((name) => /^(fd|fid)/i.test(name));
+}
+
 /** How far a run directory got: its planned iterations, the last logged one, and whether it finished. */
 export function runProgress(dir: string): { exists: boolean; iters: number; lastIter: number; finished: boolean } {
   if (!fs.existsSync(path.join(dir, 'config.json')) || !fs.existsSync(path.join(dir, 'metrics.csv'))) {

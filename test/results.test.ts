@@ -80,6 +80,22 @@ describe('results: loading runs into one table', () => {
     assert.equal(row.pretrain_flops_included, true);
   });
 
+  it('finds a pretraining run recorded under another checkout\'s absolute path (committed results)', () => {
+    const moved = path.join(root, 'moved');
+    fs.mkdirSync(path.join(moved, 'demo'), { recursive: true });
+    fs.cpSync(pretrainDir, path.join(moved, 'demo', 'teacher'), { recursive: true });
+    const config = JSON.parse(fs.readFileSync(path.join(tuneSmall, 'config.json'), 'utf8'));
+    writeRun(path.join(moved, 'ablations'), 'baseline', { ...config, init: '/elsewhere/checkout/results/demo/teacher/checkpoints/ckpt-000000600.ckpt' },
+      fs.readFileSync(path.join(tuneSmall, 'metrics.csv'), 'utf8'));
+    // (its checkpoints are not there either: committed results keep config.json and metrics.csv)
+    const table = loadRunsTable([path.join(moved, 'ablations', 'baseline')], { includePretraining: true });
+    assert.ok((table.array('pretrain_flops') as number[]).every((f) => f > 0));
+    // a path that exists nowhere is still an error that names it
+    writeRun(path.join(moved, 'ablations'), 'orphan', { ...config, init: '/elsewhere/checkout/results/nowhere/teacher' },
+      fs.readFileSync(path.join(tuneSmall, 'metrics.csv'), 'utf8'));
+    assert.throws(() => loadRunsTable([path.join(moved, 'ablations', 'orphan')], { includePretraining: true }), /cannot find the pretraining run of init '\/elsewhere\/checkout\/results\/nowhere\/teacher'/);
+  });
+
   it('keeps the last evaluated row per run', () => {
     const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_1step');
     assert.equal(last.numRows(), 2);

@@ -108,17 +108,33 @@ export function trainingFlops(config: RunConfig, imagesSeen: number): number {
   return forwardFlopsPerImage(config.net) * passesPerImage(config) * imagesSeen;
 }
 
-/** Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). */
+/**
+ * Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). An
+ * absolute path that no longer exists (results trained in another checkout, then committed or copied) is
+ * looked up by its last few folder names from the given bases and their parents, e.g. `demo/teacher` from
+ * `<this checkout>/results/ablations/baseline`.
+ */
 export function findRunDirOf(initPath: string, relativeTo: string[]): string {
-  const candidates = path.isAbsolute(initPath) ? [initPath] : relativeTo.map((base) => path.resolve(base, initPath));
+  // each candidate walks up (a checkpoint file names a path inside its run) but never to `stop` or above it
+  const candidates: Array<{ path: string; stop?: string }> = path.isAbsolute(initPath) ? [{ path: initPath }]
+    : relativeTo.map((base) => ({ path: path.resolve(base, initPath) }));
+  if (path.isAbsolute(initPath) && !fs.existsSync(initPath)) {
+    const parts = initPath.split(path.sep).filter(Boolean);
+    for (let keep = 2; keep <= Math.min(5, parts.length); keep++) {
+      const tail = path.join(...parts.slice(-keep));
+      for (const base of relativeTo) {
+        for (let dir = path.resolve(base), up = 0; up < 4; up++, dir = path.dirname(dir)) candidates.push({ path: path.join(dir, tail), stop: dir });
+      }
+    }
+  }
   for (const candidate of candidates) {
-    let dir = candidate;
-    for (let depth = 0; depth < 4; depth++) {
+    let dir = candidate.path;
+    for (let depth = 0; depth < 4 && dir !== candidate.stop; depth++) {
       if (fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'))) return dir;
       dir = path.dirname(dir);
     }
   }
-  throw new Error(`cannot find the pretraining run of init '${initPath}' (looked from ${candidates.join(', ')})`);
+  throw new Error(`cannot find the pretraining run of init '${initPath}' (looked from ${relativeTo.join(', ')})`);
 }
 
 /** Total training FLOPs of a finished run: its last logged images seen times its cost per image. */

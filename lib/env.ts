@@ -138,12 +138,18 @@ export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environmen
   return lines.join('\n');
 }
 
-/** Writes environment.md and environment.json into a folder (e.g. a results folder); returns their paths. */
+/**
+ * Writes environment.md and environment.json into a folder (e.g. a results folder); returns their paths.
+ * Sections written by hand below the facts (from the first `## ` heading of an existing environment.md on,
+ * such as which results came from where) are kept.
+ */
 export function writeEnvironment(folder: string, facts: EnvironmentFacts = collectEnvironment()): { markdown: string; json: string } {
   fs.mkdirSync(folder, { recursive: true });
   const markdown = path.join(folder, 'environment.md');
   const json = path.join(folder, 'environment.json');
-  fs.writeFileSync(markdown, environmentMarkdown(facts));
+  const previous = fs.existsSync(markdown) ? fs.readFileSync(markdown, 'utf8') : '';
+  const handWritten = /^## /m.exec(previous);
+  fs.writeFileSync(markdown, environmentMarkdown(facts) + (handWritten ? `\n${previous.slice(handWritten.index)}` : ''));
   fs.writeFileSync(json, JSON.stringify(facts, null, 2) + '\n');
   return { markdown, json };
 }

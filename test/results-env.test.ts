@@ -32,6 +32,12 @@ describe('environment record', () => {
       assert.match(fs.readFileSync(path.join(dir, 'environment.md'), 'utf8'), /^# Environment/);
       const again = writeEnvironment(path.join(dir, 'nested'));
       assert.ok(fs.existsSync(again.markdown));
+      // a section written by hand under the facts survives a rewrite; the facts are renewed
+      fs.writeFileSync(again.markdown, '# Environment\n\n| CPU | old |\n\n## Committed results\n\n| folder | made by |\n');
+      writeEnvironment(path.join(dir, 'nested'));
+      const rewritten = fs.readFileSync(again.markdown, 'utf8');
+      assert.ok(rewritten.endsWith('## Committed results\n\n| folder | made by |\n'), rewritten);
+      assert.ok(!rewritten.includes('| CPU | old |') && rewritten.includes('| logical cores |'));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -84,6 +84,7 @@ export class Ema {
   update(imagesSeen: number, batch: number): void {
     const beta = this.beta(imagesSeen, batch);
     const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
+    const native = fused && backendHasKernel(EMA_UPDATE_KERNEL);
     for (const [name, average] of this.averages) {
       const param = this.params.get(name)!;
       // written as ema + (1 - beta)(param - ema): keeps precision when beta is close to 1
@@ -91,7 +92,7 @@ export class Ema {
         tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
         continue;
       }
-      if (backendHasKernel(EMA_UPDATE_KERNEL)) {
+      if (native) {
         // the backend's own loop (native, threaded): the same arithmetic as below
         const next = tf.engine().runKernel(EMA_UPDATE_KERNEL, { average, param }, { beta } as unknown as tf.NamedAttrMap) as tf.Tensor;
         average.assign(next);

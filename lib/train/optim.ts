@@ -170,12 +170,14 @@ class MomentOptimizer implements Optimizer {
     const lr = this.learningRate(imagesSeen);
     const coefficients = this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
     const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
+    // fused: the backend's own update kernel where it has one (native, threaded), else the JavaScript loop
+    const update = !fused ? this.tensorUpdate : backendHasKernel(MOMENT_UPDATE_KERNEL) ? this.kernelUpdate : this.fusedUpdate;
     // Parameters without a gradient this step keep their value and moments (as torch skips them).
     for (const [name, grad] of grads) {
       const param = this.params.get(name)!;
       const oldM = this.firstMoment.get(name)!;
       const oldV = this.secondMoment.get(name)!;
-      const [m, v] = fused ? this.fusedUpdate(param, grad, oldM, oldV, coefficients) : this.tensorUpdate(param, grad, oldM, oldV, coefficients);
+      const [m, v] = update.call(this, param, grad, oldM, oldV, coefficients);
       oldM.dispose();
       oldV.dispose();
       // kept: the moments outlive any tf.tidy the caller runs apply() in
@@ -199,18 +201,20 @@ class MomentOptimizer implements Optimizer {
     });
   }
 
+  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/train/update-kernels.ts). */
+  private kernelUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
+    const { beta1, beta2, eps } = this.cfg;
+    const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };
+    const [newTheta, newM, newV] = tf.engine().runKernel(MOMENT_UPDATE_KERNEL, { param, grad, m: oldM, v: oldV },
+      attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    param.assign(newTheta);
+    newTheta.dispose();
+    return [newM, newV];
+  }
+
   /** The same update as tensorUpdate in one loop over the typed arrays (no float32 rounding of intermediates). */
   private fusedUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
     const { beta1, beta2, eps } = this.cfg;
-    if (backendHasKernel(MOMENT_UPDATE_KERNEL)) {
-      // the backend's own loop (native, threaded): the same arithmetic as below
-      const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };
-      const [newTheta, newM, newV] = tf.engine().runKernel(MOMENT_UPDATE_KERNEL, { param, grad, m: oldM, v: oldV },
-        attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-      param.assign(newTheta);
-      newTheta.dispose();
-      return [newM, newV];
-    }
     // on cpu backends dataSync returns the backend's own arrays: read them, write only fresh ones
     const theta = param.dataSync() as Float32Array;
     const g = grad.dataSync() as Float32Array;

@@ -297,6 +297,23 @@ function softmaxNative(addon: OnednnAddon): NativeKernel {
   };
 }
 
+/** The Float32Array values of each input of one of our own kernels, or an error naming the kernel. */
+function floatInputs(backend: MathBackendCPU, kernel: string, tensors: tf.TensorInfo[]): Float32Array[] {
+  const values = tensors.map((t) => floatValues(backend, t));
+  if (values.some((v) => !v)) throw new Error(`${kernel}: float32 inputs only`);
+  return values as Float32Array[];
+}
+
+/** One of our own kernels: the backend as the cpu backend it is, and each native run counted. */
+function ownKernel(kernelName: string, body: (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[]) {
+  const kernelFunc: tf.KernelFunc = (args) => {
+    const result = body(args, args.backend as MathBackendCPU);
+    kernelCounters.native[kernelName] = (kernelCounters.native[kernelName] ?? 0) + 1;
+    return result;
+  };
+  return { kernelName, kernelFunc };
+}
+
 /** The inputs of the fused GroupNorm kernels, checked: float32 NHWC x, [C] gamma/beta, optional [B, C] shift. */
 function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], attrs: GroupNormAttrs) {
   const { x, gamma, beta, shift } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo; shift?: tf.TensorInfo };
@@ -306,91 +323,64 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
     throw new Error(`${GROUP_NORM_KERNEL}: gamma and beta must be [${c}], got [${gamma.shape}] and [${beta.shape}]`);
   }
   if (shift && shift.shape.join() !== `${b},${c}`) throw new Error(`${GROUP_NORM_KERNEL}: shift must be [${b}, ${c}], got [${shift.shape}]`);
-  const values = [x, gamma, beta, ...(shift ? [shift] : [])].map((t) => floatValues(backend, t));
-  if (values.some((v) => !v)) throw new Error(`${GROUP_NORM_KERNEL}: float32 inputs only`);
-  const [xs, gs, bs, ss] = values as Float32Array[];
+  const [xs, gs, bs, ss] = floatInputs(backend, GROUP_NORM_KERNEL, [x, gamma, beta, ...(shift ? [shift] : [])]);
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
 /** Kernels of our own ops on the addon: fused GroupNorm and resampling (lib/nn/fused.ts), the parameter updates (lib/train/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
-  const count = (name: string) => { kernelCounters.native[name] = (kernelCounters.native[name] ?? 0) + 1; };
+  const resample = (kernelName: string, down: boolean) => ownKernel(kernelName, ({ inputs, attrs }, cpu) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const xs = floatValues(cpu, x);
+    if (!xs || x.shape.length !== 4) throw new Error(`${kernelName}: float32 [B, H, W, C] input only, got ${x.dtype} [${x.shape}]`);
+    const [b, h, w, c] = x.shape;
+    if (down && (h % 2 || w % 2)) throw new Error(`${kernelName}: height and width must be even, got ${h}x${w}`);
+    const outShape = down ? [b, h / 2, w / 2, c] : [b, 2 * h, 2 * w, c];
+    const out = outputFloats(tf.util.sizeFromShape(outShape));
+    const scale = (attrs as unknown as { scale: number }).scale;
+    if (out.length > 0) (down ? addon.downsample2x : addon.upsample2x)(xs, x.shape, scale, out);
+    return output(cpu, outShape, out);
+  });
   return [
-    {
-      kernelName: GROUP_NORM_KERNEL,
-      kernelFunc: ({ inputs, attrs, backend }) => {
-        const a = attrs as unknown as GroupNormAttrs;
-        const { shape, x, xs, gs, bs, ss } = groupNormInputs(backend as MathBackendCPU, inputs, a);
-        const y = outputFloats(xs.length);
-        if (y.length > 0) addon.groupNormForward(shape, xs, ss, gs, bs, a.eps, a.silu, y);
-        count(GROUP_NORM_KERNEL);
-        return output(backend as MathBackendCPU, x.shape.slice(), y);
-      },
-    },
-    {
-      kernelName: GROUP_NORM_GRAD_KERNEL,
-      kernelFunc: ({ inputs, attrs, backend }) => {
-        const a = attrs as unknown as GroupNormAttrs;
-        const cpu = backend as MathBackendCPU;
-        const { shape, x, xs, gs, bs, ss, b, c } = groupNormInputs(cpu, inputs, a);
-        const dy = floatValues(cpu, (inputs as { dy: tf.TensorInfo }).dy);
-        if (!dy || dy.length !== xs.length) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: dy must be float32 and shaped like x`);
-        const dx = outputFloats(xs.length);
-        // dgamma / dbeta / dshift are fully written by the addon even for an empty batch
-        const dgamma = new Float32Array(c), dbeta = new Float32Array(c);
-        const dshift = ss ? new Float32Array(b * c) : null;
-        addon.groupNormBackward(shape, dy, xs, ss, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
-        count(GROUP_NORM_GRAD_KERNEL);
-        const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
-        if (dshift) grads.push(output(cpu, [b, c], dshift));
-        return grads;
-      },
-    },
-    ...[[DOWNSAMPLE_KERNEL, true], [UPSAMPLE_KERNEL, false]].map(([kernelName, down]) => ({
-      kernelName: kernelName as string,
-      kernelFunc: (({ inputs, attrs, backend }) => {
-        const cpu = backend as MathBackendCPU;
-        const { x } = inputs as { x: tf.TensorInfo };
-        const xs = floatValues(cpu, x);
-        if (!xs || x.shape.length !== 4) throw new Error(`${kernelName}: float32 [B, H, W, C] input only, got ${x.dtype} [${x.shape}]`);
-        const [b, h, w, c] = x.shape;
-        if (down && (h % 2 || w % 2)) throw new Error(`${kernelName}: height and width must be even, got ${h}x${w}`);
-        const outShape = down ? [b, h / 2, w / 2, c] : [b, 2 * h, 2 * w, c];
-        const out = outputFloats(tf.util.sizeFromShape(outShape));
-        const scale = (attrs as unknown as { scale: number }).scale;
-        if (out.length > 0) (down ? addon.downsample2x : addon.upsample2x)(xs, x.shape, scale, out);
-        count(kernelName as string);
-        return output(cpu, outShape, out);
-      }) as tf.KernelFunc,
-    })),
-    {
-      kernelName: MOMENT_UPDATE_KERNEL,
-      kernelFunc: ({ inputs, attrs, backend }) => {
-        const cpu = backend as MathBackendCPU;
-        const a = attrs as unknown as MomentUpdateAttrs;
-        const named = inputs as { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
-        const [theta, g, m, v] = [named.param, named.grad, named.m, named.v].map((t) => floatValues(cpu, t));
-        if (!theta || !g || !m || !v) throw new Error(`${MOMENT_UPDATE_KERNEL}: float32 inputs only`);
-        const outs = [outputFloats(theta.length), outputFloats(theta.length), outputFloats(theta.length)];
-        addon.momentUpdate([a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement],
-          theta, g, m, v, outs[0], outs[1], outs[2]);
-        count(MOMENT_UPDATE_KERNEL);
-        return outs.map((values) => output(cpu, named.param.shape.slice(), values));
-      },
-    },
-    {
-      kernelName: EMA_UPDATE_KERNEL,
-      kernelFunc: ({ inputs, attrs, backend }) => {
-        const cpu = backend as MathBackendCPU;
-        const named = inputs as { average: tf.TensorInfo; param: tf.TensorInfo };
-        const current = floatValues(cpu, named.average), target = floatValues(cpu, named.param);
-        if (!current || !target) throw new Error(`${EMA_UPDATE_KERNEL}: float32 inputs only`);
-        const next = outputFloats(current.length);
-        addon.emaUpdate((attrs as unknown as { beta: number }).beta, current, target, next);
-        count(EMA_UPDATE_KERNEL);
-        return output(cpu, named.average.shape.slice(), next);
-      },
-    },
+    ownKernel(GROUP_NORM_KERNEL, ({ inputs, attrs }, cpu) => {
+      const a = attrs as unknown as GroupNormAttrs;
+      const { shape, x, xs, gs, bs, ss } = groupNormInputs(cpu, inputs, a);
+      const y = outputFloats(xs.length);
+      if (y.length > 0) addon.groupNormForward(shape, xs, ss, gs, bs, a.eps, a.silu, y);
+      return output(cpu, x.shape.slice(), y);
+    }),
+    ownKernel(GROUP_NORM_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
+      const a = attrs as unknown as GroupNormAttrs;
+      const { shape, x, xs, gs, bs, ss, b, c } = groupNormInputs(cpu, inputs, a);
+      const dy = floatValues(cpu, (inputs as { dy: tf.TensorInfo }).dy);
+      if (!dy || dy.length !== xs.length) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: dy must be float32 and shaped like x`);
+      const dx = outputFloats(xs.length);
+      // dgamma / dbeta / dshift are fully written by the addon even for an empty batch
+      const dgamma = new Float32Array(c), dbeta = new Float32Array(c);
+      const dshift = ss ? new Float32Array(b * c) : null;
+      addon.groupNormBackward(shape, dy, xs, ss, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
+      const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
+      if (dshift) grads.push(output(cpu, [b, c], dshift));
+      return grads;
+    }),
+    resample(DOWNSAMPLE_KERNEL, true),
+    resample(UPSAMPLE_KERNEL, false),
+    ownKernel(MOMENT_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
+      const a = attrs as unknown as MomentUpdateAttrs;
+      const named = inputs as { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
+      const [theta, g, m, v] = floatInputs(cpu, MOMENT_UPDATE_KERNEL, [named.param, named.grad, named.m, named.v]);
+      const outs = [outputFloats(theta.length), outputFloats(theta.length), outputFloats(theta.length)];
+      addon.momentUpdate([a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement],
+        theta, g, m, v, outs[0], outs[1], outs[2]);
+      return outs.map((values) => output(cpu, named.param.shape.slice(), values));
+    }),
+    ownKernel(EMA_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
+      const named = inputs as { average: tf.TensorInfo; param: tf.TensorInfo };
+      const [current, target] = floatInputs(cpu, EMA_UPDATE_KERNEL, [named.average, named.param]);
+      const next = outputFloats(current.length);
+      addon.emaUpdate((attrs as unknown as { beta: number }).beta, current, target, next);
+      return output(cpu, named.average.shape.slice(), next);
+    }),
   ];
 }
 

@@ -201,7 +201,7 @@ export function buildProgram(): Command {
     .option('--eval-n <n>', 'images generated for the final fd_fmnist evaluation (0: skip)', integer('--eval-n'), 1000)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
     .option('--no-progress', 'plain log lines instead of progress bars')
-    .action(async (flags) => { await runDemo(flags, trainCommand); });
+    .action(async (flags) => { await runDemo(flags, trainCommand, (choice) => startBackend(choice, console.log)); });
 
   registerMetricsCommands(program);
   return program;

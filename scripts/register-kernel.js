@@ -1,40 +1,65 @@
 #!/usr/bin/env node
 /**
  * Registers the tslab (TypeScript) Jupyter kernel with this checkout's own tslab binary, then checks
- * that Jupyter lists it: `npm run kernel`. Options: --python <python with jupyter_client> (default
- * $ECT_PYTHON or /usr/bin/python3, Debian's Jupyter), --user (per-user registry instead of system).
+ * that Jupyter lists it: `npm run kernel`. `--if-needed` registers only when the kernel is missing or
+ * runs another checkout's binary (what `npm test`, `npm run notebooks` and `npm run jupyter` do first).
+ * Options: --python <python with jupyter_client> (default $ECT_PYTHON or /usr/bin/python3, Debian's
+ * Jupyter), --user (per-user registry instead of system).
  */
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const args = process.argv.slice(2);
-const pythonFlag = args.indexOf('--python');
-const python = pythonFlag >= 0 ? args[pythonFlag + 1] : (process.env.ECT_PYTHON || '/usr/bin/python3');
 const tslabBinary = path.join(root, 'node_modules', '.bin', 'tslab');
 
-function fail(message) {
-  console.error(`register-kernel: ${message}`);
-  process.exit(1);
+/** The registered tslab kernel as Jupyter lists it ({ binary, dir }), or null when there is none. */
+function registeredKernel(python) {
+  const listing = spawnSync(python, ['-m', 'jupyter_client.kernelspecapp', 'list', '--json'], { encoding: 'utf8' });
+  if (listing.error || listing.status !== 0) {
+    throw new Error(`${python} cannot list Jupyter kernels (${listing.error ? listing.error.message : (listing.stderr || '').trim().split('\n').pop()}); ` +
+      'install Debian\'s jupyter-client (apt-get install -y jupyter-client python3-ipykernel) or pass --python');
+  }
+  const spec = JSON.parse(listing.stdout).kernelspecs.tslab;
+  return spec ? { binary: spec.spec.argv[0], dir: spec.resource_dir } : null;
 }
 
-if (!fs.existsSync(tslabBinary)) fail(`${tslabBinary} is missing; run \`npm install\` first`);
-if (!fs.existsSync(python)) fail(`python ${python} not found; install Debian's jupyter-client (apt-get install -y jupyter-client python3-ipykernel) or pass --python`);
-
-const installArgs = ['install', `--python=${python}`, `--binary=${tslabBinary}`];
-if (args.includes('--user')) installArgs.push('--user');
-try {
+/**
+ * Makes sure Jupyter runs this checkout's tslab: registers it when `ifNeeded` is false, or when the kernel
+ * is missing or points elsewhere. Returns a line saying what it did; throws with the reason when it cannot.
+ */
+function ensureKernel({ python = process.env.ECT_PYTHON || '/usr/bin/python3', user = false, ifNeeded = false } = {}) {
+  if (!fs.existsSync(tslabBinary)) throw new Error(`${path.relative(root, tslabBinary)} is missing; run \`npm ci\` first`);
+  if (!fs.existsSync(python)) throw new Error(`python ${python} not found; install Debian's jupyter-client (apt-get install -y jupyter-client python3-ipykernel) or pass --python`);
+  const before = registeredKernel(python);
+  if (ifNeeded && before && before.binary === tslabBinary) return `tslab kernel already registered (runs this checkout's tslab)`;
+  const installArgs = ['install', `--python=${python}`, `--binary=${tslabBinary}`];
+  if (user) installArgs.push('--user');
   // tslab's installer writes kernel.json for 'tslab' (TypeScript) and 'jslab' (JavaScript)
-  execFileSync(tslabBinary, installArgs, { stdio: 'inherit' });
-} catch (err) {
-  fail(`\`tslab ${installArgs.join(' ')}\` failed (${err.message})`);
+  execFileSync(tslabBinary, installArgs, { stdio: 'pipe' });
+  const after = registeredKernel(python);
+  if (!after) throw new Error('jupyter does not list a tslab kernel after installing it');
+  if (after.binary !== tslabBinary) {
+    throw new Error(`the tslab kernel runs ${after.binary}, not ${tslabBinary} (a per-user kernel shadows the system one? remove it or pass --user)`);
+  }
+  const why = !before ? 'it was missing' : before.binary !== tslabBinary ? `it ran ${before.binary}` : 'as asked';
+  return `tslab kernel registered in ${after.dir} (runs this checkout's tslab; ${why})`;
 }
 
-// Check with the same Python that Jupyter uses that the kernel is registered and points at our binary.
-const listing = execFileSync(python, ['-m', 'jupyter_client.kernelspecapp', 'list', '--json'], { encoding: 'utf8' });
-const spec = JSON.parse(listing).kernelspecs.tslab;
-if (!spec) fail('jupyter does not list a tslab kernel after installing it');
-if (spec.spec.argv[0] !== tslabBinary) fail(`the tslab kernel runs ${spec.spec.argv[0]}, not ${tslabBinary}`);
-console.log(`tslab kernel registered in ${spec.resource_dir} (runs ${tslabBinary})`);
+module.exports = { ensureKernel, registeredKernel, tslabBinary };
+
+if (require.main === module) {
+  const args = process.argv.slice(2);
+  const pythonFlag = args.indexOf('--python');
+  try {
+    console.log(ensureKernel({
+      python: pythonFlag >= 0 ? args[pythonFlag + 1] : undefined,
+      user: args.includes('--user'),
+      ifNeeded: args.includes('--if-needed'),
+    }));
+  } catch (error) {
+    console.error(`register-kernel: ${error.message}`);
+    process.exit(1);
+  }
+}

@@ -7,9 +7,10 @@ import * as zlib from 'zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {
-  BatchLoader, CIFAR10_RECORD_BYTES, ImageDataset, LoaderState, findFashionMnistDir, loadDataset,
+  BatchLoader, CIFAR10_RECORD_BYTES, ImageDataset, LoaderState, loadDataset,
   loadFashionMnist, readCifar10Batch, readIdxFile,
 } from '../lib/data';
+import { requireSystemPart } from './helpers';
 
 /** The pixel the CIFAR test files hold for image n, channel c, row y, column x. */
 function cifarPixel(n: number, c: number, y: number, x: number): number {
@@ -176,11 +177,7 @@ describe('data', () => {
     });
 
     it('loads the real Fashion-MNIST when it is installed (60000 train, 10000 test, 28x28)', function () {
-      try {
-        findFashionMnistDir();
-      } catch {
-        this.skip();
-      }
+      requireSystemPart(this, 'dataset');
       const train = loadDataset({ name: 'fashion-mnist', flip: false }, 'train');
       const test = loadDataset({ name: 'fashion-mnist', flip: false }, 'test');
       assert.deepStrictEqual([train.count, train.height, train.width, train.channels], [60000, 28, 28, 1]);

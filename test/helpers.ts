@@ -27,3 +27,21 @@ export function tinyRunConfig(kind: RunKind, patch: Record<string, unknown> = {}
     ...patch,
   } as never]);
 }
+
+// the project's one list of system parts (scripts/system-parts.js, plain JavaScript shared with setup and CI)
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const systemParts = require('../../scripts/system-parts.js') as { isPresent(name: string): boolean; missingLine(name: string): string };
+
+/**
+ * Skips the calling suite (call it in `before`) when a system part it needs is missing, printing one line
+ * that names the part and the command that installs it. Under CI=true a missing part fails instead.
+ */
+export function requireSystemPart(context: Mocha.Context, ...names: string[]): void {
+  for (const name of names) {
+    if (systemParts.isPresent(name)) continue;
+    const line = systemParts.missingLine(name);
+    if (process.env.CI === 'true') throw new Error(`CI=true and a system part is missing: ${line}`);
+    console.log(`    skipped: ${line}`);
+    context.skip();
+  }
+}

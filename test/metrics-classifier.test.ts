@@ -11,18 +11,21 @@ import { DEFAULT_CLASSIFIER_DIR } from '../lib/metrics/features';
 import {
   classifierAccuracy, CLASSIFIER_MANIFEST, CLASSIFIER_WEIGHTS, imagesToTensor, loadClassifier, saveClassifier, trainClassifier,
 } from '../lib/metrics/fmnist-classifier';
+import { requireSystemPart } from './helpers';
 
 describe('metrics: Fashion-MNIST classifier', () => {
   let previousBackend: string;
   let dir: string;
   const train = () => loadDataset({ name: 'fashion-mnist', flip: false, limit: 512 }, 'train');
 
-  before(async () => {
+  before(async function () {
+    requireSystemPart(this, 'dataset');
     previousBackend = tf.getBackend() ?? 'cpu';
     await tf.setBackend('wasm');
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-classifier-'));
   });
   after(async () => {
+    if (!dir) return;  // skipped
     fs.rmSync(dir, { recursive: true, force: true });
     await tf.setBackend(previousBackend);
   });

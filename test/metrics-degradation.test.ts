@@ -11,6 +11,7 @@ import { scoreFeatures } from '../lib/metrics/evaluate';
 import { ClassifierFeatureNetwork } from '../lib/metrics/features';
 import { imagesToTensor } from '../lib/metrics/fmnist-classifier';
 import { embedDataset, embedStream, type EmbeddedSet } from '../lib/metrics/reference';
+import { requireSystemPart } from './helpers';
 
 const SET_SIZE = 1000;           // images per set: reference, and each variant of the held-out images
 const NOISE_STD = 0.5;           // Gaussian noise in [-1, 1] units (about 64 grey levels)
@@ -23,6 +24,7 @@ describe('metrics: degradations on the Fashion-MNIST feature network', function 
   const scores: Record<string, Record<string, number>> = {};
 
   before(async function () {
+    requireSystemPart(this, 'dataset');
     previousBackend = tf.getBackend() ?? 'cpu'; // undefined when no backend was chosen yet
     await tf.setBackend('wasm'); // the cpu backend's matMul is ~20x slower for these 4000 images
     net = ClassifierFeatureNetwork.load();
@@ -45,7 +47,7 @@ describe('metrics: degradations on the Fashion-MNIST feature network', function 
 
   after(async () => {
     net?.dispose();
-    await tf.setBackend(previousBackend);
+    if (previousBackend) await tf.setBackend(previousBackend);  // unset when the suite was skipped
   });
 
   it('the committed classifier reached 90% test accuracy', () => {

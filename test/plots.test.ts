@@ -10,6 +10,7 @@ import {
   FigureRenderer, NotebookFigures, ablationBarsFigure, escapeForScript, imageGridFigure, launchChromium,
   pngSize, scalingFigure, standaloneFiguresPage, trainingCurvesFigure,
 } from '../lib/plots';
+import { requireSystemPart } from './helpers';
 
 const computes = [1e15, 3e15, 1e16, 3e16, 1e17, 3e17];
 const scalingTable = aq.from(['s', 'm'].flatMap((size, s) => computes.map((c) => ({
@@ -69,8 +70,11 @@ describe('plots: figure specs', () => {
 describe('plots: drawing in headless Chromium', function () {
   this.timeout(120000);
   let dir: string;
-  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plots-')); });
-  after(() => { if (!process.env.KEEP_TEST_OUTPUT) fs.rmSync(dir, { recursive: true, force: true }); });
+  before(function () {
+    requireSystemPart(this, 'chromium');
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plots-'));
+  });
+  after(() => { if (dir && !process.env.KEEP_TEST_OUTPUT) fs.rmSync(dir, { recursive: true, force: true }); });
 
   it('saves PNG and SVG images of figures', async () => {
     const fits = fitScalingGroups(scalingTable, { x: 'train_flops', y: 'fd', model: 'power_floor', groupBy: ['size'], bootstrap: { samples: 30 } });

@@ -75,7 +75,7 @@ export function findFashionMnistDir(dir?: string): string {
   const found = candidates.find((d) => findIdxFile(d, stems.images) !== undefined);
   if (found) return found;
   throw new Error(`Fashion-MNIST not found: looked for ${stems.images}[.gz] in ${candidates.join(', ')}. ` +
-    'On Debian run `apt-get install -y dataset-fashion-mnist` (or `node scripts/ensure-data.js`), ' +
+    'On Debian run `apt-get install -y dataset-fashion-mnist` (or `node scripts/setup.js start` as root), ' +
     'or put the IDX files from https://github.com/zalandoresearch/fashion-mnist in data/fashion-mnist/.');
 }
 

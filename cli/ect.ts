@@ -6,7 +6,7 @@ import type { RunConfig, RunKind } from '../lib/config/types';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../lib/backend/select';
 import { Trainer, type SampleEvaluator } from '../lib/train/trainer';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { disposeModel, loadRunModel, resolveRunInit, samplerModelOf } from '../lib/train/run';
 import { generateImages, parseSampleSteps } from '../lib/sample';
 import { imagesToGridPng } from '../lib/image/png';
 import { TrainingProgress } from './progress';
@@ -69,7 +69,7 @@ function flagOverrides(flags: TrainFlags): Record<string, unknown>[] {
   if (flags.sampleEvery !== undefined) top.sampleEvery = flags.sampleEvery;
   if (flags.evalEvery !== undefined) top.evalEvery = flags.evalEvery;
   if (flags.evalN !== undefined) top.evalN = flags.evalN;
-  if (flags.init !== undefined) top.init = flags.init;
+  if (flags.init !== undefined) top.init = path.resolve(flags.init);  // the user's path, from the current directory
   if (flags.lr !== undefined) top.optimizer = { lr: flags.lr };
   if (Object.keys(top).length) patches.push(top);
   for (const assignment of flags.set) patches.push(parseOverride(assignment));
@@ -91,12 +91,16 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
     // a resumed run keeps its own config; only bookkeeping fields may change
     const saved = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as RunConfig & { backend?: unknown; environment?: unknown; writtenAt?: unknown };
     delete saved.backend; delete saved.environment; delete saved.writtenAt;
+    // the run records init relative to its own folder (older runs: absolute)
+    if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
     const tmp = path.join(runDir, `.resume-config-${process.pid}.json`);
     fs.writeFileSync(tmp, JSON.stringify(saved));
     try { cfg = resolveRunConfig(kind, tmp, flagOverrides(flags) as never); } finally { fs.rmSync(tmp, { force: true }); }
   } else {
     cfg = resolveRunConfig(kind, flags.config, flagOverrides(flags) as never);
   }
+  // an init from a preset or --set init=... is the user's path too; the trainer records it relative to runDir
+  if (cfg.init) cfg.init = path.resolve(cfg.init);
   if (kind === 'tune' && !cfg.init && !flags.resume && !flags.fromScratch) {
     throw new Error('tune needs --init <checkpoint or run directory> of a pretrained model (or --resume, or --from-scratch for the ablation without pretraining)');
   }

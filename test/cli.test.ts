@@ -30,10 +30,10 @@ describe('ect command line', () => {
     const noInit = ect('tune', '--config', 'fmnist-ect-tiny', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'ect-cli-')));
     assert.notEqual(noInit.status, 0);
     assert.match(noInit.out, /needs --init/);
-    const missing = ect('sample', '--checkpoint', '/nonexistent/run', '--out', '/tmp/x.png');
+    const missing = ect('sample', '--checkpoint', '/nonexistent/run', '--out', path.join(os.tmpdir(), 'ect-cli-missing.png'));
     assert.notEqual(missing.status, 0);
     assert.match(missing.out, /\/nonexistent\/run: no such file or directory/);
-    assert.match(ect('sample', '--checkpoint', '/tmp', '--steps', '3').out, /--steps must be 1, 2 or heun/);
+    assert.match(ect('sample', '--checkpoint', os.tmpdir(), '--steps', '3').out, /--steps must be 1, 2 or heun/);
     assert.match(ect('pretrain', '--config', 'fmnist-edm-tiny', '--set', 'batch=-3').out, /batch must be a positive integer, got -3/);
   });
 

@@ -6,9 +6,13 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
-import { ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookDemoPlan, notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS } from '../lib/results';
+import {
+  ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,
+  notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS, totalRunFlops,
+} from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
-import { notebookPaths } from '../lib/env';
+import { notebookPaths, repositoryRoot } from '../lib/env';
+import { resolveRunInit } from '../lib/train/run';
 import type { RunConfig } from '../lib/config/types';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
@@ -127,14 +131,14 @@ describe('results: loading runs into one table', () => {
 describe('results: the notebooks\' planned runs', () => {
 
   it('evaluates the full-mode demo ECT run several times along training (the dynamics notebook draws them)', () => {
-    const plan = notebookDemoPlan('full', notebookPaths('full', '/tmp/ect-demo-plan'));
+    const plan = notebookDemoPlan('full', notebookPaths('full', path.join(os.tmpdir(), 'ect-demo-plan')));
     const cfg = resolveRunConfig('tune', plan.student.flags.config);
     const kimg = (cfg.iters * cfg.batch) / 1000;
     assert.ok(kimg / plan.student.flags.evalEvery! >= 6, `${kimg} kimg evaluated every ${plan.student.flags.evalEvery} kimg`);
   });
 
   it('plans the scaling study as one teacher and one evaluated ECT run per width, each tuned from its own width', () => {
-    const root = '/tmp/ect-scaling-plan';
+    const root = path.join(os.tmpdir(), 'ect-scaling-plan');
     const paths = notebookPaths('full', root);
     assert.deepEqual(notebookScalingPlan('small', notebookPaths('small', root), '/t'), []);
     const demoTeacher = notebookDemoPlan('full', paths).teacher.flags.out;
@@ -158,6 +162,33 @@ describe('results: the notebooks\' planned runs', () => {
     }
     for (let i = 1; i < costs.length; i++) assert.ok(costs[i] > 1.5 * costs[i - 1], `wider nets cost more per image: ${costs}`);
   });
+  it('finds the committed runs\' teachers where the full-mode plan puts them, from inits relative to each run', () => {
+    const paths = notebookPaths('full', repositoryRoot());
+    // every committed tuning run names an existing teacher relative to its own folder
+    const committed = findRunDirs(paths.runs).filter((dir) => readRun(dir).config.kind === 'tune');
+    assert.ok(committed.length >= 10, `committed tuning runs: ${committed.join(', ')}`);
+    for (const dir of committed) {
+      const { init } = readRun(dir).config;
+      assert.ok(init && !path.isAbsolute(init) && !init.includes('\\'), `${dir}/config.json: init ${init} is not a POSIX path relative to the run`);
+      assert.ok(runProgress(resolveRunInit(init, dir)).finished, `${dir}/config.json: init ${init} is not a finished run`);
+    }
+    // ... and it is the teacher the notebooks' full-mode plan trains it from
+    const demo = notebookDemoPlan('full', paths);
+    const teacher = demo.teacher.flags.out;
+    const planned = [demo.student, ...notebookAblationPlan('full', paths, teacher), ...notebookScalingPlan('full', paths, teacher)]
+      .filter((run) => run.kind === 'tune' && fs.existsSync(path.join(run.flags.out, 'config.json')));
+    assert.ok(planned.length >= 10, `planned runs found committed: ${planned.map((r) => r.flags.out).join(', ')}`);
+    for (const run of planned) assert.equal(resolveRunInit(readRun(run.flags.out).config.init!, run.flags.out), run.flags.init, run.flags.out);
+    // the scaling study counts each width's pretraining compute
+    const study = findRunDirs(path.join(paths.runs, 'scaling'));
+    const rows = loadRunsTable(study, { includePretraining: true }).objects() as Array<Record<string, unknown>>;
+    for (const dir of study) {
+      const expected = totalRunFlops(readRun(resolveRunInit(readRun(dir).config.init!, dir)));
+      const own = rows.filter((r) => r.run_id === path.basename(dir));
+      assert.ok(expected > 0 && own.length > 0 && own.every((r) => r.pretrain_flops === expected && r.pretrain_flops_included === true), dir);
+    }
+  });
+
   it('plans small runs apart from results/, trains a missing run once and then reuses it', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plan-'));
     try {

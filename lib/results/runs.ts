@@ -9,6 +9,7 @@ import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { RunConfig } from '../config/types';
 import { PASSES_PER_IMAGE, forwardFlopsPerImage } from '../nn/flops';
 import { readMetrics } from '../train/metrics-log';
+import { resolveRunInit } from '../train/run';
 
 type Scalar = string | number | boolean | null;
 
@@ -109,10 +110,12 @@ export function trainingFlops(config: RunConfig, imagesSeen: number): number {
 }
 
 /**
- * Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). An
- * absolute path that no longer exists (results trained in another checkout, then committed or copied) is
- * looked up by its last few folder names from the given bases and their parents, e.g. `demo/teacher` from
- * `<this checkout>/results/ablations/baseline`.
+ * Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). A
+ * relative path is tried from each base in turn; for a tuning run's recorded init, resolve it first with
+ * resolveRunInit (lib/train/run.ts: relative to the run's own folder), as loadRunsTable does. An absolute
+ * path that no longer exists (results trained in another checkout before inits were recorded relative,
+ * then committed or copied) is looked up by its last few folder names from the given bases and their
+ * parents, e.g. `demo/teacher` from `<this checkout>/results/ablations/baseline`.
  */
 export function findRunDirOf(initPath: string, relativeTo: string[]): string {
   // each candidate walks up (a checkpoint file names a path inside its run) but never to `stop` or above it
@@ -161,7 +164,14 @@ export function loadRunsTable(dirs: string[], options: LoadRunsOptions = {}): Co
     const perImage = forwardFlopsPerImage(run.config.net);
     let pretrainFlops = 0;
     if (options.includePretraining && run.config.kind === 'tune' && run.config.init) {
-      const pretrainDir = findRunDirOf(run.config.init, [path.dirname(run.dir), run.dir, process.cwd()]);
+      const init = resolveRunInit(run.config.init, run.dir);
+      let pretrainDir: string;
+      try {
+        pretrainDir = findRunDirOf(init, [path.dirname(run.dir), run.dir, process.cwd()]);
+      } catch (err) {
+        const recorded = init === run.config.init ? '' : ` (recorded as '${run.config.init}', relative to the run)`;
+        throw new Error(`${path.join(run.dir, 'config.json')}: ${(err as Error).message}${recorded}`);
+      }
       pretrainFlops = totalRunFlops(readRun(pretrainDir));
     }
     for (const metric of run.metrics) {

@@ -31,9 +31,38 @@ export function basicEnvironment(): Record<string, unknown> {
   };
 }
 
-/** Writes <run>/config.json: the resolved config plus the backend and machine that ran it. */
+/**
+ * A run's recorded `init` (config.json, checkpoint meta) as a path to load: a relative one is relative to
+ * the run's own folder, so a run tree keeps working when it is moved or committed; an absolute one (runs
+ * recorded before this rule) is returned unchanged.
+ */
+export function resolveRunInit(init: string, runDir: string): string {
+  return path.isAbsolute(init) ? path.normalize(init) : path.resolve(runDir, init);
+}
+
+/**
+ * How a run records the `init` it started from: relative to its run folder, with POSIX separators, so no
+ * machine's absolute path ends up in a run. `init` itself is absolute or relative to the current directory.
+ * With no run folder (runDir null) it is returned as given. resolveRunInit is the inverse.
+ */
+export function recordedRunInit(init: string, runDir: string | null): string {
+  if (runDir === null) return init;
+  const relative = path.relative(path.resolve(runDir), path.resolve(init));
+  // another Windows drive has no relative path: keep the absolute one
+  return path.isAbsolute(relative) ? relative : relative.split(path.sep).join('/') || '.';
+}
+
+/** The config as a run records it in config.json and its checkpoints: `init` relative to the run folder. */
+export function recordedRunConfig(cfg: RunConfig, runDir: string | null): RunConfig {
+  return cfg.init === undefined ? cfg : { ...cfg, init: recordedRunInit(cfg.init, runDir) };
+}
+
+/**
+ * Writes <run>/config.json: the resolved config plus the backend and machine that ran it. `cfg.init`
+ * (absolute, or relative to the current directory) is stored relative to the run folder.
+ */
 export function writeRunConfig(runDir: string, cfg: RunConfig, backend?: BackendInfo, environment?: Record<string, unknown>): void {
-  const record = { ...cfg, backend: backend ?? null, environment: environment ?? basicEnvironment(), writtenAt: new Date().toISOString() };
+  const record = { ...recordedRunConfig(cfg, runDir), backend: backend ?? null, environment: environment ?? basicEnvironment(), writtenAt: new Date().toISOString() };
   const file = path.join(runDir, 'config.json');
   fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(record, null, 2) + '\n');
   fs.renameSync(`${file}.tmp-${process.pid}`, file);

@@ -21,7 +21,9 @@ import {
   assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, truncateMetrics } from './metrics-log';
-import { modelFromCheckpoint, resolveCheckpointFile, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
+import {
+  modelFromCheckpoint, recordedRunConfig, resolveCheckpointFile, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT,
+} from './run';
 
 /** Progress of the loop, reported after every step. */
 export interface StepStats {
@@ -78,7 +80,9 @@ export class Trainer {
 
   /**
    * Builds a trainer: a fresh network, or the --init checkpoint's EMA weights (tuning), or the newest
-   * checkpoint of the run when resuming. Writes config.json when there is a run directory.
+   * checkpoint of the run when resuming. Writes config.json when there is a run directory. `cfg.init` is
+   * absolute or relative to the current directory; config.json and the checkpoints record it relative to
+   * the run directory (lib/train/run.ts recordedRunInit).
    */
   static async create(cfg: RunConfig, opts: TrainerOptions): Promise<Trainer> {
     const ckptDir = opts.runDir ? path.join(opts.runDir, CHECKPOINT_DIR) : null;
@@ -91,7 +95,7 @@ export class Trainer {
     // tuning starts from a pretrained model: its architecture, its EMA weights for both online and EMA
     let initWeights: Map<string, tf.Tensor> | undefined;
     if (cfg.kind === 'tune' && cfg.init && !resumeFile) {
-      const init = modelFromCheckpoint(resolveCheckpointFile(cfg.init));
+      const init = modelFromCheckpoint(resolveCheckpointFile(path.resolve(cfg.init)));
       cfg.net = { ...init.config.net, dropout: cfg.net.dropout };
       initWeights = init.ema;
       init.net.dispose();
@@ -261,7 +265,7 @@ export class Trainer {
         meta: {
           format: 'ect-workbench-run', iteration: this.iteration, imagesSeen: this.imagesSeen,
           wallSeconds: this.wallSeconds, optimizerStep: optState.step, loader: this.loader.getState(),
-          config: this.cfg, backend: this.opts.backend ?? null,
+          config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null,
         },
         groups: { params: new Map(this.net.params), ema: this.ema.weights, optimizer: optState.slots },
       });

@@ -1,34 +1,141 @@
 /**
- * `npm run bench`: times the ECT training step of the peer's UNet configurations on every available
- * backend and the PyTorch CPU peer in the same run, and writes the table to results/bench/.
- * Each (backend, configuration) runs in its own child process, so peak memory is its own.
- * Flags: --steps N (timed steps, default per config), --configs a,b, --backends a,b, --with-cpu,
- * --memory-steps N (resident-memory check on onednn, default 200; 0 skips), --memory-config name.
+ * `npm run bench`: times the ECT training step of the PyTorch peer's UNet configurations on every available
+ * backend and on the PyTorch CPU peer, and writes the table to results/bench/.
+ *
+ * Every figure comes from the machine it runs on. The fp32 peak is computed from this CPU's facts
+ * (lib/machine/peak.ts: cores, vector width, FMA units, clock), or printed as '-' with the reason when it
+ * cannot be known. The ratio to PyTorch is measured in interleaved rounds: each round runs the peer and then
+ * each backend (the order reversed every other round, so drift in machine load hits both sides), and the
+ * table gives the median img/s, the median of the rounds' ratios and their min-max spread; the JSON keeps
+ * every round. Each (round, backend, configuration) runs in its own child process, so peak memory is its own.
+ * After the table, a long onednn run checks that resident memory does not grow.
+ *
+ * The peer is `../shared/bench/peer_torch_unet.py` next to the repository (or --peer, or ECT_PEER_SCRIPT),
+ * run by the first python3 on PATH that imports torch (or --python). `--help` lists every flag.
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
+import { fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
 import { BENCH_SHAPES, benchRunConfig, type BenchShape } from './ect-step';
 
-/** The fp32 peak of the reference machine (2 AVX2 cores, 2.45 GHz, 2 FMA units: 2 x 2.45e9 x 32). */
-export const PEAK_GFLOPS = 157;
-const PEER_SCRIPT = '/work/shared/bench/peer_torch_unet.py';
-const PYTHON = '/usr/bin/python3';
+/** The repository root: this file is compiled to dist/bench/. */
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** Where the peer lives by default: the shared bench folder next to the repository. */
+const DEFAULT_PEER = path.resolve(REPO_ROOT, '..', 'shared', 'bench', 'peer_torch_unet.py');
 const BACKENDS = ['tensorflow', 'onednn', 'wasm', 'cpu'] as const;
 // Timed steps per configuration (after one warm-up step); small, because wasm takes minutes per big step.
 const DEFAULT_STEPS: Record<string, number> = { 'res32-ch64': 2, 'res28-ch32': 3, 'res28-ch16': 4 };
+const DEFAULT_ROUNDS = 3;
+const DEFAULT_MEMORY_STEPS = 200;
+const DEFAULT_MEMORY_CONFIG = 'res28-ch32';
+const CHILD_TIMEOUT_MINUTES = 30;
+const MEMORY_TIMEOUT_MINUTES = 120;
+const PEER_WARMUPS = 2;  // the peer's own warm-up steps (peer_torch_unet.py)
+const KIB_PER_MIB = 1024;
 
-/** One measured (or skipped) row of the table. */
+export const USAGE = `Usage: npm run bench -- [flags]   (or: node dist/bench/train-step.js [flags])
+
+Times one ECT training step per configuration on each backend and on the PyTorch CPU peer, in
+interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and train-step-latest.md.
+
+  --configs a,b         configurations (default: ${Object.keys(BENCH_SHAPES).join(',')})
+  --backends a,b        backends (default: ${BACKENDS.join(',')}; cpu only with --with-cpu)
+  --with-cpu            also time the pure-JavaScript cpu backend (1 step; ~250x slower than wasm)
+  --steps N             timed steps per measurement, after a warm-up (default per configuration:
+                        ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')})
+  --rounds N            interleaved rounds per configuration (default ${DEFAULT_ROUNDS}); each round runs the
+                        peer and every backend, the order reversed every other round
+  --memory-steps N      resident-memory check: N onednn steps after the table (default ${DEFAULT_MEMORY_STEPS}; 0 skips)
+  --memory-config name  configuration of the memory check (default ${DEFAULT_MEMORY_CONFIG})
+  --peer path           the PyTorch peer script (default: $ECT_PEER_SCRIPT, else
+                        ../shared/bench/peer_torch_unet.py next to the repository)
+  --python path         the python that runs the peer (default: the first python3 on PATH that imports torch)
+  --out dir             where the report goes (default: results/bench in the repository)
+  --help                print this text
+`;
+
+/** The parsed command line. */
+export interface BenchFlags {
+  steps?: number;
+  rounds: number;
+  configs: string[];
+  backends: string[];
+  withCpu: boolean;
+  memorySteps: number;
+  memoryConfig: string;
+  peer?: string;
+  python?: string;
+  out: string;
+  help: boolean;
+}
+
+/** Parses the flags; throws with the usage text on an unknown flag, a missing value or a bad number. */
+export function parseFlags(argv: string[]): BenchFlags {
+  const flags: BenchFlags = {
+    rounds: DEFAULT_ROUNDS, configs: Object.keys(BENCH_SHAPES), backends: [...BACKENDS], withCpu: false,
+    memorySteps: DEFAULT_MEMORY_STEPS, memoryConfig: DEFAULT_MEMORY_CONFIG, out: path.join(REPO_ROOT, 'results', 'bench'), help: false,
+  };
+  const fail = (why: string): never => { throw new Error(`${why}\n\n${USAGE}`); };
+  const count = (name: string, text: string, min: number) => {
+    const n = Number(text);
+    return Number.isInteger(n) && n >= min ? n : fail(`${name} needs an integer >= ${min}, got '${text}'`);
+  };
+  const list = (text: string) => text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') { flags.help = true; continue; }
+    if (arg === '--with-cpu') { flags.withCpu = true; continue; }
+    const takesValue = ['--steps', '--rounds', '--configs', '--backends', '--memory-steps', '--memory-config', '--peer', '--python', '--out'];
+    if (!takesValue.includes(arg)) fail(`unknown ${arg.startsWith('-') ? 'flag' : 'argument'} '${arg}'`);
+    const value = argv[++i];
+    if (value === undefined || value.startsWith('--')) fail(`${arg} needs a value`);
+    switch (arg) {
+      case '--steps': flags.steps = count(arg, value, 1); break;
+      case '--rounds': flags.rounds = count(arg, value, 1); break;
+      case '--configs': flags.configs = list(value); break;
+      case '--backends': flags.backends = list(value); break;
+      case '--memory-steps': flags.memorySteps = count(arg, value, 0); break;
+      case '--memory-config': flags.memoryConfig = value; break;
+      case '--peer': flags.peer = path.resolve(value); break;
+      case '--python': flags.python = value; break;
+      case '--out': flags.out = path.resolve(value); break;
+    }
+  }
+  for (const c of [...flags.configs, flags.memoryConfig]) {
+    if (!BENCH_SHAPES[c]) fail(`unknown configuration '${c}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
+  }
+  for (const b of flags.backends) {
+    if (!(BACKENDS as readonly string[]).includes(b)) fail(`unknown backend '${b}'; known: ${BACKENDS.join(', ')}`);
+  }
+  return flags;
+}
+
+/** Text that may end up in committed results, with this machine's folders replaced by relative names. */
+function scrub(text: string): string {
+  const replace = (s: string, from: string, to: string) => (from.length > 1 ? s.split(from).join(to) : s);
+  return replace(replace(replace(text, REPO_ROOT, '.'), path.dirname(REPO_ROOT), '..'), os.homedir(), '~');
+}
+
+/** A path as the report shows it: relative to the repository root. */
+const shown = (p: string) => (path.isAbsolute(p) ? path.relative(REPO_ROOT, p) || '.' : p);
+
+/** One measured (or skipped) row of the table: medians over the rounds, spreads, and each round's figures. */
 export interface BenchRow {
   backend: string;
   config: string;
-  imgPerSec?: number;
-  gflops?: number;        // achieved, counting 4 forward passes per image (see stepFlopsPerImage)
-  peakFraction?: number;  // gflops / PEAK_GFLOPS
-  peakRssMB?: number;
-  ratioToTorch?: number;  // img/s over the PyTorch peer's img/s in this run
+  imgPerSec?: number;              // median over rounds
+  imgPerSecRange?: [number, number];
+  gflops?: number;                 // achieved at the median, counting 4 forward passes per image (see stepFlopsPerImage)
+  peakFraction?: number;           // gflops / this machine's fp32 peak; absent when the peak is unknown
+  peakRssMB?: number;              // the largest over rounds
+  ratioToTorch?: number;           // median over rounds of (img/s / the peer's img/s in the same round)
+  ratioRange?: [number, number];   // min-max of those ratios
+  roundImgPerSec?: Array<number | null>;  // each round's img/s (null: no result that round)
+  roundRatios?: Array<number | null>;     // each round's ratio to the peer (null: no ratio that round)
+  rounds?: number;                 // rounds with a result
   steps?: number;
   note?: string;
 }
@@ -36,27 +143,15 @@ export interface BenchRow {
 /** What a child process reports for one backend and configuration. */
 interface ChildResult { secPerStep: number; imgPerSec: number; steps: number; maxRssMB: number; rssMB: number[]; backend: string; error?: string }
 
-function parseFlags(argv: string[]) {
-  const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  return {
-    steps: value('--steps') ? Number(value('--steps')) : undefined,
-    configs: (value('--configs') ?? Object.keys(BENCH_SHAPES).join(',')).split(',').filter(Boolean),
-    backends: (value('--backends') ?? BACKENDS.join(',')).split(','),
-    withCpu: argv.includes('--with-cpu'),
-    memorySteps: Number(value('--memory-steps') ?? 200),
-    memoryConfig: value('--memory-config') ?? 'res28-ch32',
-  };
-}
-
 /** Runs this file as a child measuring one backend on one configuration; returns its JSON report. */
-function runChild(backend: string, config: string, steps: number, timeoutMinutes = 30): ChildResult {
+function runChild(backend: string, config: string, steps: number, timeoutMinutes = CHILD_TIMEOUT_MINUTES): ChildResult {
   const child = spawnSync(process.execPath, [__filename, '--child', backend, config, String(steps)], {
     encoding: 'utf8', timeout: timeoutMinutes * 60_000, maxBuffer: 64 << 20,
   });
   const line = (child.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) {
     const why = child.error ? child.error.message : (child.stderr ?? '').trim().split('\n').slice(-3).join(' | ');
-    return { secPerStep: NaN, imgPerSec: NaN, steps: 0, maxRssMB: NaN, rssMB: [], backend, error: why || `exit ${child.status}` };
+    return { secPerStep: NaN, imgPerSec: NaN, steps: 0, maxRssMB: NaN, rssMB: [], backend, error: scrub(why || `exit ${child.status}`) };
   }
   return JSON.parse(line) as ChildResult;
 }
@@ -78,104 +173,254 @@ async function childMain(backend: string, config: string, steps: number): Promis
   const secPerStep = (performance.now() - start) / 1000 / steps;
   const result: ChildResult = {
     secPerStep, imgPerSec: shape.batch / secPerStep, steps, backend: info.name,
-    maxRssMB: process.resourceUsage().maxRSS / 1024, rssMB,
+    maxRssMB: process.resourceUsage().maxRSS / KIB_PER_MIB, rssMB,
   };
   console.log(JSON.stringify(result));
 }
 
-/** Runs the PyTorch peer (from its shared path) on a configuration; null with a reason when it cannot. */
-function runPeer(shape: BenchShape, steps: number): { imgPerSec: number; gflops: number; maxRssMB: number } | string {
-  if (!fs.existsSync(PYTHON) || !fs.existsSync(PEER_SCRIPT)) return `${PYTHON} or ${PEER_SCRIPT} missing`;
-  const args = JSON.stringify({ ...shape, steps, threads: os.cpus().length });
-  // /usr/bin/time reports the peer's peak resident memory (maximum resident set size, in KiB).
-  const useTime = fs.existsSync('/usr/bin/time');
-  const child = useTime
-    ? spawnSync('/usr/bin/time', ['-f', 'maxrss_kib=%M', PYTHON, PEER_SCRIPT, args], { encoding: 'utf8', timeout: 30 * 60_000 })
-    : spawnSync(PYTHON, [PEER_SCRIPT, args], { encoding: 'utf8', timeout: 30 * 60_000 });
+/** How the peer is run on this machine, or why it cannot be. */
+type PeerSetup = { python: string; script: string } | { missing: string };
+
+/** True when `python` runs and imports torch. */
+function importsTorch(python: string): boolean {
+  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
+  return !probe.error && probe.status === 0;
+}
+
+/** Every python3 on PATH, in PATH order, once each (by real path). */
+function pythonsOnPath(): string[] {
+  const seen = new Set<string>();
+  const found: string[] = [];
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(dir, 'python3');
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      const real = fs.realpathSync(candidate);
+      if (!seen.has(real)) { seen.add(real); found.push(candidate); }
+    } catch { /* not here */ }
+  }
+  return found;
+}
+
+/** Finds the peer script (--peer, ECT_PEER_SCRIPT, or next to the repository) and a python with torch to run it. */
+function findPeer(flags: BenchFlags): PeerSetup {
+  const script = flags.peer ?? (process.env.ECT_PEER_SCRIPT ? path.resolve(process.env.ECT_PEER_SCRIPT) : DEFAULT_PEER);
+  const from = flags.peer ? '--peer' : process.env.ECT_PEER_SCRIPT ? 'ECT_PEER_SCRIPT' : 'the default, the shared bench folder next to the repository';
+  if (!fs.existsSync(script)) {
+    return { missing: `peer script not found at ${shown(script)} (${from}); put the peer's shared/bench folder next to the repository, or pass --peer <path> or set ECT_PEER_SCRIPT` };
+  }
+  if (flags.python) {
+    return importsTorch(flags.python) ? { python: flags.python, script }
+      : { missing: `--python ${shown(flags.python)} cannot import torch (or does not run)` };
+  }
+  const candidates = pythonsOnPath();
+  if (!candidates.length) return { missing: 'no python3 on PATH; install python3 and python3-torch, or pass --python <path>' };
+  const python = candidates.find(importsTorch);
+  return python ? { python, script }
+    : { missing: `no python3 on PATH imports torch (${candidates.length} tried): apt-get install python3-torch, or pass --python <a python with torch>` };
+}
+
+/**
+ * Runs the peer inside a small python wrapper that prints the process's peak resident memory (getrusage,
+ * KiB on Linux) on stderr, so no external `time` program is needed.
+ */
+const PEER_WRAPPER = [
+  'import resource, runpy, sys',
+  'script = sys.argv[1]; sys.argv = sys.argv[1:]',
+  'try:',
+  "    runpy.run_path(script, run_name='__main__')",
+  'finally:',
+  "    print('maxrss_kib=%d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+].join('\n');
+
+/** What one peer run reports. */
+interface PeerResult { imgPerSec: number; gflops: number; maxRssMB: number; torch: string }
+
+/** Runs the PyTorch peer once on a configuration; a string with the reason when it fails. */
+function runPeer(setup: { python: string; script: string }, shape: BenchShape, steps: number, threads: number): PeerResult | string {
+  const args = JSON.stringify({ ...shape, steps, threads });
+  const child = spawnSync(setup.python, ['-c', PEER_WRAPPER, setup.script, args], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MINUTES * 60_000 });
   const line = (child.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) {
-    const stderr = (child.stderr ?? '').trim().split('\n').filter((l) => !/Warning|warn/.test(l));
-    return /No module named 'torch'/.test(child.stderr ?? '') ? 'python3-torch is not installed' : stderr.slice(-2).join(' | ');
+    const stderr = (child.stderr ?? '').trim().split('\n').filter((l) => !/Warning|warn|maxrss_kib=/.test(l));
+    return scrub(child.error ? child.error.message : stderr.slice(-2).join(' | ') || `exit ${child.status}`);
   }
-  const report = JSON.parse(line) as { img_per_s: number; gflops: number };
+  const report = JSON.parse(line) as { img_per_s: number; gflops: number; torch?: string };
   const rss = /maxrss_kib=(\d+)/.exec(child.stderr ?? '');
-  return { imgPerSec: report.img_per_s, gflops: report.gflops, maxRssMB: rss ? Number(rss[1]) / 1024 : NaN };
+  return { imgPerSec: report.img_per_s, gflops: report.gflops, maxRssMB: rss ? Number(rss[1]) / KIB_PER_MIB : NaN, torch: report.torch ?? '?' };
+}
+
+/** The median of a non-empty list. */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 const fmt = (v: number | undefined, digits: number) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
+/** A ratio with its spread over rounds: `1.18x (1.12-1.22)`, or just `1.18x` from one round. */
+function ratioText(r: BenchRow): string {
+  if (r.ratioToTorch === undefined) return '-';
+  const [lo, hi] = r.ratioRange ?? [r.ratioToTorch, r.ratioToTorch];
+  return (r.rounds ?? 1) > 1 && lo !== hi ? `${r.ratioToTorch.toFixed(2)}x (${lo.toFixed(2)}-${hi.toFixed(2)})` : `${r.ratioToTorch.toFixed(2)}x`;
+}
+
 /** The results as a Markdown table. */
 export function markdownTable(rows: BenchRow[]): string {
-  const header = '| backend | config | img/s | GFLOP/s | of fp32 peak | peak RSS (MB) | vs PyTorch | note |\n|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.backend} | ${r.config} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ${r.ratioToTorch === undefined ? '-' : `${r.ratioToTorch.toFixed(2)}x`} | ${(r.note ?? '').replace(/\|/g, '/')} |`);
+  const header = '| backend | config | img/s (median) | GFLOP/s | of fp32 peak | peak RSS (MB) | vs PyTorch (median, min-max) | rounds | note |\n' +
+    '|---|---|---|---|---|---|---|---|---|';
+  const body = rows.map((r) => `| ${r.backend} | ${r.config} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ` +
+    `${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ${ratioText(r)} | ` +
+    `${r.rounds ?? '-'} | ${(r.note ?? '').replace(/\|/g, '/')} |`);
   return [header, ...body].join('\n');
 }
 
+/** One round of one configuration: the order it ran in and what each run gave. */
+interface RoundRecord {
+  round: number;
+  order: string[];
+  peer?: PeerResult | { error: string };
+  backends: Record<string, { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string } | { error: string }>;
+}
+
+/** The row of one backend (or the peer) from its per-round img/s, ratios and peak memory. */
+function summarise(base: BenchRow, imgPerSec: Array<number | null>, ratios: Array<number | null>, rssMB: number[], flopsPerImage: number, peak: PeakEstimate): BenchRow {
+  const ok = imgPerSec.filter((v): v is number => v !== null);
+  const okRatios = ratios.filter((v): v is number => v !== null);
+  if (!ok.length) return base;
+  const med = median(ok);
+  const gflops = (med * flopsPerImage) / 1e9;
+  return {
+    ...base, imgPerSec: med, imgPerSecRange: [Math.min(...ok), Math.max(...ok)], gflops,
+    peakFraction: peak.gflops ? gflops / peak.gflops : undefined,
+    peakRssMB: rssMB.length ? Math.max(...rssMB) : undefined,
+    ratioToTorch: okRatios.length ? median(okRatios) : undefined,
+    ratioRange: okRatios.length ? [Math.min(...okRatios), Math.max(...okRatios)] : undefined,
+    roundImgPerSec: imgPerSec, roundRatios: ratios, rounds: ok.length,
+  };
+}
+
 async function main(): Promise<void> {
-  const flags = parseFlags(process.argv.slice(2));
-  const rows: BenchRow[] = [];
+  const argv = process.argv.slice(2);
+  const flags = parseFlags(argv);
+  if (flags.help) { console.log(USAGE); return; }
   const started = new Date();
-  const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, load average at start ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`;
-  const outDir = path.resolve(__dirname, '..', '..', 'results', 'bench');
-  fs.mkdirSync(outDir, { recursive: true });
+  const loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
+  const threads = os.availableParallelism();  // the peer's thread count; our backends use every core too
+  const cpu = readCpuFacts();
+  const peak = fp32Peak(cpu, threads);
+  const machine = {
+    cpu: cpu.modelName || 'unknown', logicalCpus: threads, cores: peak.cores, vectorExtensions: vectorExtensions(cpu),
+    peakGflops: peak.gflops, peak: peak.explanation, loadAverageAtStart: loadAverage,
+  };
+  const machineLine = `${machine.cpu}, ${threads} logical CPUs (${peak.cores} cores counted), vector extensions ${machine.vectorExtensions}; ` +
+    `load average at start ${loadAverage.map((l) => l.toFixed(1)).join(' ')}.`;
+  const command = `npm run bench -- ${argv.map((a, i) => (['--peer', '--python', '--out'].includes(argv[i - 1]) ? shown(path.resolve(a)) : a)).join(' ')}`.trim();
+  fs.mkdirSync(flags.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
+  console.error(`machine: ${machineLine}\nfp32 peak: ${peak.explanation}`);
+
+  const peer = findPeer(flags);
+  if ('missing' in peer) console.error(`peer: not run: ${peer.missing}`);
+  const rows: BenchRow[] = [];
+  const roundsByConfig: Record<string, RoundRecord[]> = {};
   let rssSeriesMB: number[] = [];
   for (const config of flags.configs) {
     const shape = BENCH_SHAPES[config];
-    if (!shape) throw new Error(`unknown config '${config}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
     const steps = flags.steps ?? DEFAULT_STEPS[config] ?? 3;
     const flopsPerImage = 4 * forwardFlopsPerImage(benchRunConfig(shape).net);
-    const peer = runPeer(shape, steps);
-    const peerImgPerSec = typeof peer === 'string' ? undefined : peer.imgPerSec;
-    if (typeof peer === 'string') {
-      rows.push({ backend: 'pytorch (peer)', config, note: `not run: ${peer}` });
-    } else {
-      rows.push({
-        backend: 'pytorch (peer)', config, imgPerSec: peer.imgPerSec, gflops: (peer.imgPerSec * flopsPerImage) / 1e9,
-        peakFraction: (peer.imgPerSec * flopsPerImage) / 1e9 / PEAK_GFLOPS, peakRssMB: peer.maxRssMB, ratioToTorch: 1, steps,
-        note: `${steps} steps after 2 warm-ups; its own count: ${peer.gflops.toFixed(1)} GFLOP/s (no attention matmuls)`,
-      });
+    const timed = flags.backends.filter((b) => b !== 'cpu' || flags.withCpu);
+    const runs = ['missing' in peer ? [] : ['peer'], timed].flat();
+    const records: RoundRecord[] = [];
+    for (let round = 0; round < flags.rounds; round++) {
+      // Reverse the order every other round, so a drift in machine load does not favour one side.
+      const order = round % 2 === 0 ? runs : [...runs].reverse();
+      const record: RoundRecord = { round: round + 1, order, backends: {} };
+      const ours: string[] = [];
+      for (const who of order) {
+        if (who === 'peer' && !('missing' in peer)) {
+          const result = runPeer(peer, shape, steps, threads);
+          record.peer = typeof result === 'string' ? { error: result } : result;
+          console.error(`${config} round ${round + 1}/${flags.rounds}: peer ${typeof result === 'string' ? `failed: ${result}` : `${result.imgPerSec.toFixed(2)} img/s`}`);
+          continue;
+        }
+        const result = runChild(who, config, who === 'cpu' ? 1 : steps);
+        record.backends[who] = result.error ? { error: result.error.slice(0, 200) }
+          : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend };
+        ours.push(who);
+        console.error(`${config} round ${round + 1}/${flags.rounds}: ${who} ${result.error ? `no result: ${result.error.slice(0, 200)}` : `${result.imgPerSec.toFixed(2)} img/s`}`);
+      }
+      const peerImgPerSec = record.peer && 'imgPerSec' in record.peer ? record.peer.imgPerSec : null;
+      for (const who of ours) {
+        const r = record.backends[who];
+        if ('imgPerSec' in r && peerImgPerSec) r.ratio = r.imgPerSec / peerImgPerSec;
+      }
+      records.push(record);
     }
-    console.error(`${config}: peer ${typeof peer === 'string' ? peer : `${peer.imgPerSec.toFixed(2)} img/s`}`);
+    roundsByConfig[config] = records;
+
+    // The peer's row.
+    if ('missing' in peer) {
+      rows.push({ backend: 'pytorch (peer)', config, note: `not run: ${peer.missing}` });
+    } else {
+      const imgs = records.map((r) => (r.peer && 'imgPerSec' in r.peer ? r.peer.imgPerSec : null));
+      const ok = records.map((r) => r.peer).filter((p): p is PeerResult => !!p && 'imgPerSec' in p);
+      const errors = records.map((r) => r.peer).filter((p): p is { error: string } => !!p && 'error' in p);
+      const row = summarise({ backend: 'pytorch (peer)', config, steps }, imgs, imgs.map((v) => (v === null ? null : 1)), ok.map((p) => p.maxRssMB), flopsPerImage, peak);
+      row.note = ok.length
+        ? `torch ${ok[0].torch}; ${steps} step${steps > 1 ? 's' : ''} after ${PEER_WARMUPS} warm-ups per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}; ` +
+          `its own count: ${median(ok.map((p) => p.gflops)).toFixed(1)} GFLOP/s (no attention matmuls)${errors.length ? `; ${errors.length} round(s) failed: ${errors[0].error}` : ''}`
+        : `not run: ${errors[0]?.error ?? 'no result'}`;
+      rows.push(row);
+    }
+    // One row per backend.
     for (const backend of flags.backends) {
-      if (backend === 'cpu' && !flags.withCpu) {
+      if (!timed.includes(backend)) {
         rows.push({ backend, config, note: 'skipped: ~250x slower than wasm (--with-cpu runs it)' });
         continue;
       }
-      const result = runChild(backend, config, backend === 'cpu' ? 1 : steps);
-      if (result.error) {
-        rows.push({ backend, config, note: `no result: ${result.error.slice(0, 200)}` });
-        console.error(`${config}: ${backend}: no result: ${result.error.slice(0, 200)}`);
-        continue;
-      }
-      const gflops = (result.imgPerSec * flopsPerImage) / 1e9;
-      rows.push({
-        backend: result.backend, config, imgPerSec: result.imgPerSec, gflops, peakFraction: gflops / PEAK_GFLOPS,
-        peakRssMB: result.maxRssMB, ratioToTorch: peerImgPerSec ? result.imgPerSec / peerImgPerSec : undefined,
-        steps: result.steps, note: `${result.steps} steps after 1 warm-up`,
-      });
-      console.error(`${config}: ${backend} ${result.imgPerSec.toFixed(2)} img/s`);
+      const results = records.map((r) => r.backends[backend]);
+      const imgs = results.map((r) => ('imgPerSec' in r ? r.imgPerSec : null));
+      const ratios = results.map((r) => ('imgPerSec' in r ? r.ratio : null));
+      const rss = results.flatMap((r) => ('imgPerSec' in r ? [r.maxRssMB] : []));
+      const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
+      const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
+      const stepsRun = backend === 'cpu' ? 1 : steps;
+      const row = summarise({ backend: name, config, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, peak);
+      row.note = row.rounds
+        ? `${stepsRun} step${stepsRun > 1 ? 's' : ''} after 1 warm-up per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}` +
+          `${errors.length ? `; ${errors.length} round(s) failed: ${errors[0]}` : ''}`
+        : `no result: ${errors[0] ?? 'not run'}`;
+      rows.push(row);
     }
   }
 
   const writeReport = (memoryLine: string): string => {
-    const flopsNote = 'GFLOP/s = img/s x 4 x forward FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and ' +
-      'attention matmuls; one step = student forward + backward (3 passes) + target forward (1 pass)), for every row ' +
-      `including the peer. Fraction of peak against ${PEAK_GFLOPS} GFLOP/s (2 AVX2 cores).`;
+    const peakNote = peak.gflops === null
+      ? "Fraction of peak: '-', because this machine's fp32 peak is unknown (see above)."
+      : `Fraction of peak against this machine's fp32 peak above (${peak.gflops.toFixed(1)} GFLOP/s).`;
+    const flopsNote = 'GFLOP/s = median img/s x 4 x forward FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and ' +
+      'attention matmuls; one step = student forward + backward (3 passes) + target forward (1 pass)), for every row including the peer. ' +
+      `${peakNote} vs PyTorch: each round's img/s over the peer's img/s in the same round; the median over ` +
+      `${flags.rounds} round(s) and, in brackets, their min-max (the JSON has every round).`;
     const report = [
       `# ECT training-step benchmark (${started.toISOString()})`, '',
-      `Machine: ${machine}. Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\``, '',
+      `Machine: ${machineLine}`, '',
+      `fp32 peak: ${peak.explanation}.`, '',
+      `Command: \`${command}\``, '',
       markdownTable(rows), '', flopsNote, '', memoryLine, '',
     ].join('\n');
-    fs.writeFileSync(path.join(outDir, `train-step-${stamp}.md`), report);
-    fs.writeFileSync(path.join(outDir, `train-step-${stamp}.json`), JSON.stringify({ started, machine, rows, memoryLine, rssSeriesMB }, null, 2));
-    fs.writeFileSync(path.join(outDir, 'train-step-latest.md'), report);
+    fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.md`), report);
+    const json = { started, command, machine, rounds: flags.rounds, rows, roundsByConfig, memoryLine, rssSeriesMB };
+    fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.json`), JSON.stringify(json, null, 2));
+    fs.writeFileSync(path.join(flags.out, 'train-step-latest.md'), report);
     return report;
   };
   writeReport('Resident memory: measured after the table (see the next report).');  // keep the table if the long memory run dies
-  let memoryLine = '';
+  let memoryLine = 'Resident memory: not checked (--memory-steps 0).';
   if (flags.memorySteps > 0) {
-    const memory = runChild('onednn', flags.memoryConfig, flags.memorySteps, 120);
+    const memory = runChild('onednn', flags.memoryConfig, flags.memorySteps, MEMORY_TIMEOUT_MINUTES);
     if (memory.error) {
       memoryLine = `Resident memory over ${flags.memorySteps} onednn steps (${flags.memoryConfig}): not measured (${memory.error}).`;
     } else {
@@ -191,11 +436,12 @@ async function main(): Promise<void> {
 
   const report = writeReport(memoryLine);
   console.log(report);
-  console.log(`written to ${path.relative(process.cwd(), outDir)}/train-step-${stamp}.{md,json}`);
+  console.log(`written to ${path.relative(process.cwd(), flags.out) || '.'}/train-step-${stamp}.{md,json}`);
 }
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
+  // `--child backend config steps` is this file measuring one backend for the parent (runChild), not a user flag.
   const run = argv[0] === '--child' ? childMain(argv[1], argv[2], Number(argv[3])) : main();
   run.catch((error) => {
     console.error(error instanceof Error ? error.message : error);

@@ -1,11 +1,17 @@
-/** Config resolution: every preset resolves and validates; overrides apply; bad values get errors naming key and file. */
+/** Config resolution: every preset and committed run resolves; overrides apply; unknown keys and bad values get errors naming key and source. */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { PRESET_DIR, parseOverride, resolveRunConfig } from '../lib/config/resolve';
+import type { RunConfig, RunKind } from '../lib/config/types';
 import { UNet } from '../lib/nn/unet';
+import { Ema } from '../lib/train/ema';
+import { createOptimizer } from '../lib/train/optim';
 import { useTestBackend } from './helpers';
+
+const REPO = path.dirname(PRESET_DIR);
 
 function writePreset(content: unknown): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ect-cfg-')), 'preset.json');
@@ -17,10 +23,9 @@ describe('run configs', () => {
   before(useTestBackend);
 
   it('resolves every shipped preset to a valid config of its kind', () => {
-    const presets = fs.readdirSync(PRESET_DIR).filter((f) => f.endsWith('.json'));
+    const presets = shippedPresets();
     assert.ok(presets.length >= 7);
-    for (const file of presets) {
-      const kind = JSON.parse(fs.readFileSync(path.join(PRESET_DIR, file), 'utf8')).kind ?? (file.includes('edm') ? 'pretrain' : 'tune');
+    for (const [kind, file] of presets) {
       const cfg = resolveRunConfig(kind, file);
       assert.equal(cfg.kind, kind, file);
       assert.ok(cfg.description && cfg.description.length > 20, `${file} says what it reproduces`);
@@ -67,9 +72,128 @@ describe('run configs', () => {
     assert.throws(() => resolveRunConfig('tune', writePreset({ ect: { q: 1 } })), /ect\.q must be a number above 1/);
     assert.throws(() => resolveRunConfig('tune', writePreset({ net: { resolution: 30, channelMult: [1, 2, 2] } })), /cannot be halved/);
     assert.throws(() => resolveRunConfig('tune', writePreset('{ not json')), /not valid JSON/);
-    assert.throws(() => resolveRunConfig('pretrain', 'cifar10-ect'), /is a 'tune' preset, not 'pretrain'/);
+    assert.throws(() => resolveRunConfig('pretrain', 'cifar10-ect'), /cifar10-ect\.json: it is a 'tune' config, not 'pretrain'/);
     assert.throws(() => resolveRunConfig('tune', 'no-such-preset'), /no such file.*known: /);
     assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('net=nope')]), /unknown network preset 'nope'/);
     assert.throws(() => parseOverride('justtext'), /key\.path=value/);
   });
+
+  it('rejects a misspelt key, naming the right one and the --set it came from', () => {
+    assert.throws(() => resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride('ect.maping=constant')]),
+      (e: Error) => e.message === "--set ect.maping=constant: unknown key 'ect.maping'; did you mean 'ect.mapping'?");
+  });
+
+  it('rejects unknown keys at the top level and in every section, naming the preset file', () => {
+    const cases: Array<[unknown, string, string]> = [
+      [{ iter: 10 }, 'iter', 'iters'],
+      [{ edm: { sigmaMaxx: 80 } }, 'edm.sigmaMaxx', 'edm.sigmaMax'],
+      [{ net: { preset: 'fmnist-tiny', dropuot: 0 } }, 'net.dropuot', 'net.dropout'],
+      [{ optimizer: { beta_1: 0.9 } }, 'optimizer.beta_1', 'optimizer.beta1'],
+      [{ ema: { Beta: 0.9 } }, 'ema.Beta', 'ema.beta'],
+      [{ data: { flips: true } }, 'data.flips', 'data.flip'],
+      [{ ect: { q: 2, stageiters: 10 } }, 'ect.stageiters', 'ect.stageIters'],
+    ];
+    for (const [content, key, meant] of cases) {
+      const file = writePreset(content);
+      assert.throws(() => resolveRunConfig('tune', file), (e: Error) =>
+        e.message.startsWith(`${file}: unknown key '${key}'; did you mean '${meant}'?`), key);
+    }
+    // a key of another section is pointed to; a key like nothing lists the valid ones
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('lr=0.1')]), /--set lr=0\.1: unknown key 'lr'; did you mean 'optimizer\.lr'\?/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ect.zzz=1')]), /unknown key 'ect\.zzz'; valid keys: ect\.pMean, .*ect\.midT/);
+    // a run's bookkeeping is not config (the resume path deletes it first); 'extends' belongs to preset files only
+    assert.throws(() => resolveRunConfig('tune', writePreset({ backend: { name: 'cpu' } })), /unknown key 'backend'/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('extends=cifar10-ect')]), /unknown key 'extends'/);
+  });
+
+  it('refuses a fixed EMA beta on a half-life preset until the half-life keys are deleted with null', () => {
+    const beta = parseOverride('ema.beta=0.999');
+    assert.throws(() => resolveRunConfig('pretrain', 'fmnist-edm-base', [beta]), (e: Error) =>
+      e.message.startsWith('--set ema.beta=0.999: ema must set exactly one of beta and halfLifeKimg') &&
+      e.message.includes('ema.halfLifeKimg') && e.message.includes('--set ema.halfLifeKimg=null') &&
+      e.message.includes(path.join(PRESET_DIR, 'fmnist-edm-base.json')));
+    const switched = resolveRunConfig('pretrain', 'fmnist-edm-base',
+      [beta, parseOverride('ema.halfLifeKimg=null'), parseOverride('ema.rampupRatio=null')]);
+    assert.deepEqual(switched.ema, { beta: 0.999 });
+    // without a preset the defaults' schedule gives way to the one asked for, in either direction
+    assert.deepEqual(resolveRunConfig('pretrain', undefined, [beta]).ema, { beta: 0.999 });
+    assert.deepEqual(resolveRunConfig('tune', undefined, [parseOverride('ema.halfLifeKimg=5')]).ema, { halfLifeKimg: 5 });
+    // and what resolution accepts, the trainer's EMA and optimiser accept too (they run the same validators)
+    const params = new Map([['w', tf.variable(tf.zeros([2]))]]);
+    for (const cfg of [switched, ...shippedPresets().map(([kind, file]) => resolveRunConfig(kind, file))]) {
+      new Ema(params, cfg.ema).dispose();
+      createOptimizer(cfg.optimizer, params).dispose();
+    }
+    params.get('w')!.dispose();
+  });
+
+  it('checks the type and range of every field, and the rules across keys', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['edm.sigmaMin=100', /--set edm\.sigmaMin=100: edm\.sigmaMin must be below edm\.sigmaMax \(80\), got 100/],
+      ['data.flip="yes"', /data\.flip must be true or false, got "yes"/],
+      ['evalEvery=-1', /--set evalEvery=-1: evalEvery must be a number >= 0, got -1/],
+      ['data.name=mnist', /data\.name must be 'cifar10', 'fashion-mnist' or 'synthetic', got "mnist"/],
+      ['data.limit=1.5', /data\.limit must be a non-negative integer, got 1\.5/],
+      ['net.attnResolutions=7', /net\.attnResolutions must be a list of positive integers, got 7/],
+      ['edm.heunSteps=0', /edm\.heunSteps must be a positive integer, got 0/],
+      ['ect.weighting=snr', /ect\.weighting must be 'inv_dt', 'snr_k' or 'uniform'/],
+      ['ect.midT=[100]', /ect\.midT must be times below edm\.sigmaMax \(80\)/],
+      ['ect.huberC=-1', /ect\.huberC must be a number >= 0, got -1/],
+      ['optimizer.lr=0', /optimizer\.lr must be a positive number, got 0/],
+      ['ema.beta=1.5', /ema\.beta must be in \[0, 1\], got 1\.5/],
+      ['seed=-1', /seed must be a non-negative integer, got -1/],
+      ['name=""', /name must be a non-empty string/],
+      ['ect.mapping=null', /ect\.mapping is missing; it must be 'sigmoid'/],
+    ];
+    for (const [assignment, message] of bad) {
+      assert.throws(() => resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride(assignment)]), message, assignment);
+    }
+    // a rule across keys names the source of each key when they differ
+    assert.throws(() => resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride('edm.sigmaMax=0.001')]),
+      /--set edm\.sigmaMax=0\.001: edm\.sigmaMin must be below edm\.sigmaMax \(0\.001\), got 0\.002 \(edm\.sigmaMin from defaults\)/);
+  });
+
+  it('deletes a key with null and replaces the network with net.preset', () => {
+    const cfg = resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride('data.limit=100'), parseOverride('data.limit=null'),
+      parseOverride('net.preset=fmnist-small'), parseOverride('net.dropout=0')]);
+    assert.equal('limit' in cfg.data, false);
+    assert.equal(cfg.net.modelChannels, 16);
+    assert.deepEqual(cfg.net.channelMult, [1, 2, 2]);
+    assert.equal(cfg.net.dropout, 0);
+  });
+
+  it('resolves every committed run\'s config.json to itself, once the run\'s bookkeeping is deleted', () => {
+    const files = findFiles(path.join(REPO, 'results'), 'config.json');
+    assert.ok(files.length >= 10, `${files.length} committed runs`);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-cfg-'));
+    for (const file of files) {
+      const { backend, environment, writtenAt, ...saved } = JSON.parse(fs.readFileSync(file, 'utf8')) as RunConfig & Record<string, unknown>;
+      assert.ok(backend && environment && writtenAt, `${file} records its backend, machine and time`);
+      const copy = path.join(dir, 'config.json');
+      fs.writeFileSync(copy, JSON.stringify(saved));
+      assert.deepEqual(resolveRunConfig(saved.kind, copy), saved, file);
+    }
+  });
+
+  it('keeps configuration below the layers it configures: lib/config imports only lib/config', () => {
+    const dir = path.join(REPO, 'lib', 'config');
+    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+      const imports = [...fs.readFileSync(path.join(dir, file), 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+      for (const from of imports) assert.ok(from.startsWith('./') || from.startsWith('node:'), `${file} imports ${from}`);
+    }
+  });
 });
+
+/** [kind, file] of every preset in configs/. */
+function shippedPresets(): Array<[RunKind, string]> {
+  return fs.readdirSync(PRESET_DIR).filter((f) => f.endsWith('.json')).map((file) =>
+    [JSON.parse(fs.readFileSync(path.join(PRESET_DIR, file), 'utf8')).kind ?? (file.includes('edm') ? 'pretrain' : 'tune'), file]);
+}
+
+/** Every file called `name` below `dir`. */
+function findFiles(dir: string, name: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    return entry.isDirectory() ? findFiles(full, name) : entry.name === name ? [full] : [];
+  });
+}

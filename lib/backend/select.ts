@@ -8,8 +8,9 @@ import * as tfjsWasm from '@tensorflow/tfjs-backend-wasm';
 import { tryRegisterOnednn } from './onednn';
 import { registerWasmTrainingKernels } from './wasm-kernels';
 
-/** A backend the user can ask for; 'auto' takes the best one that loads. */
-export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'onednn' | 'wasm' | 'cpu';
+/** Every backend the user can ask for, best first after 'auto' (the auto order); 'auto' takes the best one that loads. */
+export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'onednn', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 /** What backend runs, who provides it, and why better ones were skipped. */
 export interface BackendInfo {
@@ -20,9 +21,6 @@ export interface BackendInfo {
   fallbacks: string[];     // one line per better backend that was skipped, saying why
   details?: Record<string, string | number>; // threads, simd, oneDNN version...
 }
-
-/** Every accepted choice, best first after 'auto' (the auto order). */
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'onednn', 'wasm', 'cpu'];
 
 /** A backend that loaded, minus the bookkeeping initBackend adds. */
 type Loaded = Omit<BackendInfo, 'choice' | 'fallbacks'>;

@@ -1,6 +1,6 @@
 /** Documented defaults: the paper's CIFAR-10 settings (ect-spec.md sections 2-7). Presets override them. */
 import type { EctConfig, EdmConfig, RunConfig, RunKind } from './types';
-import { networkPreset } from '../nn/presets';
+import { networkPreset } from './network-presets';
 
 export const DEFAULT_EDM: EdmConfig = {
   sigmaData: 0.5,      // data standard deviation

@@ -1,15 +1,18 @@
-/** Resolves a run config: defaults, then a preset JSON file, then command-line overrides; then validates it. */
+/**
+ * Resolves a run config once: defaults, then a preset file (after the presets it extends), then command-line
+ * overrides; then validates it against the one schema (lib/config/schema.ts), naming where a bad key came from.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { NetworkConfig, RunConfig, RunKind } from './types';
+import { RUN_KINDS, type EmaConfig, type RunConfig, type RunKind } from './types';
 import { defaultRunConfig } from './defaults';
-import { networkPreset } from '../nn/presets';
-import { validateNetworkConfig } from '../nn/architecture';
-import { MAPPINGS } from '../ect/mapping';
-import { WEIGHTINGS } from '../ect/weighting';
+import { networkPreset } from './network-presets';
+import { ConfigError, emaSchedule, validateRunConfig } from './schema';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
+/** Values to apply on top of a config, keyed as the config is (`{ ect: { mapping: 'constant' } }`); null deletes a key. */
+export type ConfigPatch = { [key: string]: Json };
+type JsonObject = ConfigPatch;
 
 /** Folder of the presets shipped with the project. */
 export const PRESET_DIR = path.resolve(__dirname, '..', '..', '..', 'configs');
@@ -25,8 +28,18 @@ export function presetPath(nameOrPath: string): string {
   return found;
 }
 
-/** Reads a preset file; `extends` names another preset whose values it overrides. */
-export function readPreset(file: string, seen: string[] = []): JsonObject {
+/** Values that apply on top of the config so far, and where they came from (a preset file, a --set). */
+interface Layer {
+  source: string;
+  values: JsonObject;
+}
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A preset file as layers: the presets it `extends` first, then its own values. */
+function presetLayers(file: string, seen: string[] = []): Layer[] {
   const resolved = presetPath(file);
   if (seen.includes(resolved)) throw new Error(`config ${resolved}: 'extends' loops through ${seen.join(' -> ')}`);
   let parsed: Json;
@@ -37,114 +50,130 @@ export function readPreset(file: string, seen: string[] = []): JsonObject {
   }
   if (!isObject(parsed)) throw new Error(`config ${resolved}: the top level must be a JSON object`);
   const { extends: parent, ...own } = parsed;
-  if (parent === undefined) return own;
+  const layer = { source: resolved, values: own };
+  if (parent === undefined) return [layer];
   if (typeof parent !== 'string') throw new Error(`config ${resolved}: 'extends' must be a preset name`);
-  const base = readPreset(path.resolve(path.dirname(resolved), parent.endsWith('.json') ? parent : `${parent}.json`), [...seen, resolved]);
-  return deepMerge(base, own);
+  const parentFile = path.resolve(path.dirname(resolved), parent.endsWith('.json') ? parent : `${parent}.json`);
+  return [...presetLayers(parentFile, [...seen, resolved]), layer];
 }
 
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/** Where overrides made by parseOverride came from, for error messages. */
+const overrideSources = new WeakMap<object, string>();
+
+/** Names where an override came from (e.g. '--eval-every 5') so that errors about its keys say so; returns it. */
+export function labelOverride<T extends object>(values: T, source: string): T {
+  overrideSources.set(values, source);
+  return values;
 }
 
-/** Object-wise merge; arrays and scalars of `patch` replace those of `base`. */
-export function deepMerge(base: JsonObject, patch: JsonObject): JsonObject {
-  const out: JsonObject = { ...base };
-  for (const [key, value] of Object.entries(patch)) {
-    const current = out[key];
-    out[key] = isObject(current) && isObject(value) ? deepMerge(current, value) : value;
-  }
-  return out;
-}
-
-/** Parses `a.b.c=value` (value as JSON when it parses, else a string) into a nested patch. */
-export function parseOverride(assignment: string): JsonObject {
+/** Parses `a.b.c=value` (value as JSON when it parses, else a string; null deletes the key) into a nested patch. */
+export function parseOverride(assignment: string): ConfigPatch {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new Error(`override '${assignment}' must look like key.path=value`);
   const keys = assignment.slice(0, eq).trim().split('.');
   const text = assignment.slice(eq + 1).trim();
   let value: Json;
   try { value = JSON.parse(text) as Json; } catch { value = text; }
-  return keys.reduceRight<Json>((inner, key) => ({ [key]: inner }), value) as JsonObject;
+  return labelOverride(keys.reduceRight<Json>((inner, key) => ({ [key]: inner }), value) as JsonObject, `--set ${assignment}`);
 }
 
-/** Expands `net` given as a preset name or as {preset, ...fields} into a full network config. */
-function expandNetwork(net: Json | undefined, fallback: NetworkConfig): Json {
-  if (typeof net === 'string') return networkPreset(net) as unknown as Json;
-  if (isObject(net) && typeof net.preset === 'string') {
-    const { preset, ...fields } = net;
-    return deepMerge(networkPreset(preset as string) as unknown as JsonObject, fields);
+/** The layer that last set each key path (its index in the layers; absent: the defaults). */
+type Provenance = Map<string, number>;
+
+/** Forgets what set the keys below `key` (they were replaced or deleted with it). */
+function forgetBelow(provenance: Provenance, key: string): void {
+  for (const known of [...provenance.keys()]) if (known.startsWith(`${key}.`)) provenance.delete(known);
+}
+
+/** Merges `patch` into `base` object-wise (arrays and scalars replace, null deletes), recording what set each key. */
+function mergeLayer(base: JsonObject, patch: JsonObject, layer: number, provenance: Provenance, prefix = ''): JsonObject {
+  const out: JsonObject = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    const keyPath = prefix + key;
+    if (isObject(value) && isObject(out[key])) {
+      out[key] = mergeLayer(out[key] as JsonObject, value, layer, provenance, `${keyPath}.`);
+      continue;
+    }
+    forgetBelow(provenance, keyPath);
+    provenance.set(keyPath, layer);
+    if (value === null) delete out[key];
+    else out[key] = isObject(value) ? mergeLayer({}, value, layer, provenance, `${keyPath}.`) : value;  // new section: its nulls go too
   }
-  if (isObject(net)) return deepMerge(fallback as unknown as JsonObject, net);
-  return fallback as unknown as Json;
+  return out;
+}
+
+/** Applies one layer; `net` given as a preset name, or as {preset, ...fields}, first replaces the whole network. */
+function applyLayer(config: JsonObject, values: JsonObject, layer: number, provenance: Provenance): JsonObject {
+  const { net, ...rest } = values;
+  const named = typeof net === 'string' ? { preset: net } : net;
+  if (!isObject(named) || named.preset === undefined) return mergeLayer(config, values, layer, provenance);
+  const { preset, ...fields } = named;
+  if (typeof preset !== 'string') throw new Error(`net.preset must be a network preset name, got ${JSON.stringify(preset)}`);
+  const replaced = { ...config, net: networkPreset(preset) as unknown as JsonObject };
+  forgetBelow(provenance, 'net');
+  provenance.set('net', layer);
+  return mergeLayer(replaced, { ...rest, net: fields }, layer, provenance);
 }
 
 /**
- * The run config for `kind`: defaults, the preset file (optional), then overrides in order.
- * `source` names where the values came from in error messages.
+ * The EMA after the kind's default: its default schedule fills in only when the layers set no key of the other
+ * one (a pretraining preset switched to a fixed beta has no half-life left over from the defaults).
  */
-export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: JsonObject[] = []): RunConfig {
-  const defaults = defaultRunConfig(kind);
-  let merged = defaults as unknown as JsonObject;
-  let source = 'defaults';
-  const apply = (patch: JsonObject) => {
-    const net = expandNetwork(patch.net, merged.net as unknown as NetworkConfig);
-    merged = deepMerge(merged, { ...patch, ...(patch.net !== undefined ? { net } : {}) });
-  };
-  if (presetFile) {
-    const preset = readPreset(presetFile);
-    if (preset.kind !== undefined && preset.kind !== kind) {
-      throw new Error(`config ${presetPath(presetFile)}: it is a '${String(preset.kind)}' preset, not '${kind}'`);
-    }
-    apply(preset);
-    source = presetPath(presetFile);
-  }
-  for (const patch of overrides) apply(patch);
-  const config = merged as unknown as RunConfig;
-  config.kind = kind;
-  validateRunConfig(config, source);
-  return config;
+function withDefaultEma(ema: Json | undefined, defaults: EmaConfig): Json | undefined {
+  if (!isObject(ema)) return ema;
+  const chosen = emaSchedule(ema);
+  return chosen === undefined || chosen === emaSchedule({ ...defaults }) ? { ...(defaults as JsonObject), ...ema } : ema;
 }
 
-/** Checks every field a run depends on; errors name the key, the bad value and where it came from. */
-export function validateRunConfig(cfg: RunConfig, source = 'config'): void {
-  const fail = (key: string, why: string) => { throw new Error(`${source}: ${key} ${why}`); };
-  const positiveInt = (key: string, v: unknown) => { if (!Number.isInteger(v) || (v as number) <= 0) fail(key, `must be a positive integer, got ${JSON.stringify(v)}`); };
-  const nonNegInt = (key: string, v: unknown) => { if (!Number.isInteger(v) || (v as number) < 0) fail(key, `must be a non-negative integer, got ${JSON.stringify(v)}`); };
-  const positive = (key: string, v: unknown) => { if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) fail(key, `must be a positive number, got ${JSON.stringify(v)}`); };
-  const finite = (key: string, v: unknown) => { if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${JSON.stringify(v)}`); };
+/** The error message of `err`, led by where its most recently set key came from and naming the others' sources. */
+function locate(err: ConfigError, sources: string[], provenance: Provenance): string {
+  const layerOf = (key: string): number => {
+    for (let p = key; p; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') {
+      const layer = provenance.get(p);
+      if (layer !== undefined) return layer;
+    }
+    return -1;
+  };
+  const sourceOf = (key: string) => (layerOf(key) < 0 ? 'defaults' : sources[layerOf(key)]);
+  const keys = [...err.keys].sort((a, b) => layerOf(b) - layerOf(a));
+  const where = keys.length > 0 ? sourceOf(keys[0]) : 'config';
+  const elsewhere = new Map<string, string[]>();
+  for (const key of keys.slice(1)) {
+    const source = sourceOf(key);
+    if (source !== where) elsewhere.set(source, [...(elsewhere.get(source) ?? []), key]);
+  }
+  const others = [...elsewhere].map(([source, from]) => `${from.join(' and ')} from ${source}`);
+  return `${where}: ${err.message}${others.length > 0 ? ` (${others.join('; ')})` : ''}`;
+}
 
-  if (!['pretrain', 'tune'].includes(cfg.kind)) fail('kind', `must be pretrain or tune, got ${JSON.stringify(cfg.kind)}`);
-  if (!['cifar10', 'fashion-mnist', 'synthetic'].includes(cfg.data?.name)) fail('data.name', `must be cifar10, fashion-mnist or synthetic, got ${JSON.stringify(cfg.data?.name)}`);
-  try { validateNetworkConfig(cfg.net); } catch (err) { fail('', (err as Error).message); }
-  positiveInt('batch', cfg.batch); positiveInt('iters', cfg.iters);
-  nonNegInt('seed', cfg.seed); positiveInt('logEvery', cfg.logEvery); positiveInt('ckptEvery', cfg.ckptEvery);
-  nonNegInt('sampleEvery', cfg.sampleEvery); finite('evalEvery', cfg.evalEvery); nonNegInt('evalN', cfg.evalN);
-  for (const key of ['sigmaData', 'sigmaMin', 'sigmaMax', 'rho', 'pStd', 'evalSigmaMin'] as const) positive(`edm.${key}`, cfg.edm[key]);
-  positiveInt('edm.heunSteps', cfg.edm.heunSteps); finite('edm.pMean', cfg.edm.pMean);
-  if (!MAPPINGS.includes(cfg.ect.mapping)) fail('ect.mapping', `must be one of ${MAPPINGS.join(', ')}, got ${JSON.stringify(cfg.ect.mapping)}`);
-  if (!WEIGHTINGS.includes(cfg.ect.weighting)) fail('ect.weighting', `must be one of ${WEIGHTINGS.join(', ')}, got ${JSON.stringify(cfg.ect.weighting)}`);
-  if (typeof cfg.ect.q !== 'number' || !(cfg.ect.q > 1)) fail('ect.q', `must be a number above 1, got ${JSON.stringify(cfg.ect.q)}`);
-  positiveInt('ect.stageIters', cfg.ect.stageIters); positive('ect.pStd', cfg.ect.pStd); finite('ect.pMean', cfg.ect.pMean);
-  finite('ect.k', cfg.ect.k); finite('ect.b', cfg.ect.b); positive('ect.nCap', cfg.ect.nCap);
-  if (typeof cfg.ect.huberC !== 'number' || cfg.ect.huberC < 0) fail('ect.huberC', `must be >= 0, got ${JSON.stringify(cfg.ect.huberC)}`);
-  if (!['train', 'eval'].includes(cfg.ect.samplePrecond)) fail('ect.samplePrecond', `must be train or eval, got ${JSON.stringify(cfg.ect.samplePrecond)}`);
-  if (!Array.isArray(cfg.ect.midT) || cfg.ect.midT.some((t) => !(t > 0) || t >= cfg.edm.sigmaMax)) {
-    fail('ect.midT', `must be a list of times in (0, sigmaMax), got ${JSON.stringify(cfg.ect.midT)}`);
+/**
+ * The run config for `kind`: defaults, the preset file (optional), then overrides in order. Unknown keys,
+ * bad values and a preset of the other kind are errors that name the key and the file or --set it came from.
+ */
+export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: ConfigPatch[] = []): RunConfig {
+  const layers: Layer[] = [
+    ...(presetFile ? presetLayers(presetFile) : []),
+    ...overrides.map((values, i) => ({ source: overrideSources.get(values) ?? `override ${i + 1} ${JSON.stringify(values)}`, values })),
+  ];
+  const { ema: defaultEma, ...defaults } = defaultRunConfig(kind);
+  let merged: JsonObject = { ...(defaults as unknown as JsonObject), ema: {} };
+  const provenance: Provenance = new Map();
+  layers.forEach((layer, i) => {
+    try {
+      merged = applyLayer(merged, layer.values, i, provenance);
+    } catch (err) {
+      throw new Error(`${layer.source}: ${(err as Error).message}`);
+    }
+  });
+  merged.ema = withDefaultEma(merged.ema, defaultEma) as Json;
+  try {
+    if ((RUN_KINDS as readonly Json[]).includes(merged.kind) && merged.kind !== kind) {
+      throw new ConfigError(`it is a '${String(merged.kind)}' config, not '${kind}'`, ['kind']);
+    }
+    validateRunConfig(merged);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new Error(locate(err, layers.map((l) => l.source), provenance));
+    throw err;
   }
-  if (!['adam', 'radam'].includes(cfg.optimizer.name)) fail('optimizer.name', `must be adam or radam, got ${JSON.stringify(cfg.optimizer.name)}`);
-  positive('optimizer.lr', cfg.optimizer.lr); positive('optimizer.eps', cfg.optimizer.eps);
-  for (const key of ['beta1', 'beta2'] as const) {
-    const v = cfg.optimizer[key];
-    if (typeof v !== 'number' || v < 0 || v >= 1) fail(`optimizer.${key}`, `must be in [0, 1), got ${JSON.stringify(v)}`);
-  }
-  if (typeof cfg.optimizer.rampupKimg !== 'number' || cfg.optimizer.rampupKimg < 0) fail('optimizer.rampupKimg', `must be >= 0, got ${JSON.stringify(cfg.optimizer.rampupKimg)}`);
-  const ema = cfg.ema;
-  if (ema.beta !== undefined) {
-    if (typeof ema.beta !== 'number' || ema.beta < 0 || ema.beta >= 1) fail('ema.beta', `must be in [0, 1), got ${JSON.stringify(ema.beta)}`);
-  } else if (ema.halfLifeKimg === undefined) {
-    fail('ema', 'needs either beta or halfLifeKimg');
-  } else {
-    positive('ema.halfLifeKimg', ema.halfLifeKimg);
-  }
+  return merged as unknown as RunConfig;
 }

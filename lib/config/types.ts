@@ -1,4 +1,8 @@
-/** Typed configuration of every run: network, EDM constants, ECT schedule, optimiser, data and trainer. */
+/**
+ * Typed configuration of every run: network, EDM constants, ECT schedule, optimiser, data and trainer.
+ * Each list of names here is the only source of its union type, of validation (lib/config/schema.ts) and of the
+ * command line's choices.
+ */
 
 /** The DDPM++ ("SongUNet") family of ect-spec.md section 4. */
 export interface NetworkConfig {
@@ -12,8 +16,9 @@ export interface NetworkConfig {
   embedMult: number;         // noise-embedding width = embedMult * modelChannels (4 in the paper)
 }
 
-/** Preconditioning variant: training mode gives D(x, 0) = x; eval mode gives D(x, sigmaMin) = x. */
-export type PrecondMode = 'train' | 'eval';
+/** Preconditioning variants: training mode gives D(x, 0) = x; eval mode gives D(x, sigmaMin) = x. */
+export const PRECOND_MODES = ['train', 'eval'] as const;
+export type PrecondMode = (typeof PRECOND_MODES)[number];
 
 /** EDM constants (ect-spec.md sections 2, 3 and 5). */
 export interface EdmConfig {
@@ -27,8 +32,13 @@ export interface EdmConfig {
   evalSigmaMin: number;   // CM boundary for eval-mode preconditioning, 0.003
 }
 
-export type MappingName = 'sigmoid' | 'constant' | 'log2cap' | 'powcap';
-export type WeightingName = 'inv_dt' | 'snr_k' | 'uniform';
+/** ECT's mapping functions n(t) (lib/ect/mapping.ts). */
+export const MAPPINGS = ['sigmoid', 'constant', 'log2cap', 'powcap'] as const;
+export type MappingName = (typeof MAPPINGS)[number];
+
+/** ECT's time weightings w(t, r) (lib/ect/weighting.ts). */
+export const WEIGHTINGS = ['inv_dt', 'snr_k', 'uniform'] as const;
+export type WeightingName = (typeof WEIGHTINGS)[number];
 
 /** ECT tuning (ect-spec.md section 6). */
 export interface EctConfig {
@@ -46,7 +56,9 @@ export interface EctConfig {
   midT: number[];         // intermediate times of the multistep sampler (0.821 on CIFAR-10)
 }
 
-export type OptimizerName = 'adam' | 'radam';
+/** Optimisers of lib/train/optim.ts: Adam (EDM) and RAdam (ECT). */
+export const OPTIMIZERS = ['adam', 'radam'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
 
 export interface OptimizerConfig {
   name: OptimizerName;
@@ -57,14 +69,16 @@ export interface OptimizerConfig {
   rampupKimg: number;     // linear lr ramp-up length in thousands of images (0: none)
 }
 
-/** EMA: either a fixed per-step beta, or EDM's half-life in kimg with a ramp-up ratio. */
+/** EMA: either a fixed per-step beta, or EDM's half-life in kimg with a ramp-up ratio; never both. */
 export interface EmaConfig {
   beta?: number;          // fixed decay per step (ECT: 0.9999)
   halfLifeKimg?: number;  // EDM: 500 (0.5 Mimg)
-  rampupRatio?: number;   // EDM: 0.05 (half-life <= ratio * images seen)
+  rampupRatio?: number;   // EDM: 0.05 (half-life <= ratio * images seen); only with halfLifeKimg
 }
 
-export type DatasetName = 'cifar10' | 'fashion-mnist' | 'synthetic';
+/** Datasets lib/data can load. */
+export const DATASET_NAMES = ['cifar10', 'fashion-mnist', 'synthetic'] as const;
+export type DatasetName = (typeof DATASET_NAMES)[number];
 
 export interface DataConfig {
   name: DatasetName;
@@ -73,7 +87,9 @@ export interface DataConfig {
   limit?: number;         // use only the first N training images (0 or absent: all)
 }
 
-export type RunKind = 'pretrain' | 'tune';
+/** What a run does: EDM pretraining or ECT tuning. */
+export const RUN_KINDS = ['pretrain', 'tune'] as const;
+export type RunKind = (typeof RUN_KINDS)[number];
 
 /** A whole run: what `ect pretrain` / `ect tune` resolve from presets and flags. */
 export interface RunConfig {

@@ -1,7 +1,5 @@
 /** ECT's mapping from t to r (ect-spec.md section 6.2) and its stage schedule. */
-import type { EctConfig, MappingName } from '../config/types';
-
-export const MAPPINGS: readonly MappingName[] = ['sigmoid', 'constant', 'log2cap', 'powcap'];
+import { MAPPINGS, type EctConfig } from '../config/types';
 
 /** Stage s = floor(iteration / d). */
 export function stageAt(iteration: number, stageIters: number): number {

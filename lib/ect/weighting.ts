@@ -1,8 +1,6 @@
 /** ECT's loss metric and time weighting (ect-spec.md section 6.6), as functions of plain numbers and tensors. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { WeightingName } from '../config/types';
-
-export const WEIGHTINGS: readonly WeightingName[] = ['inv_dt', 'snr_k', 'uniform'];
+import { WEIGHTINGS, type WeightingName } from '../config/types';
 
 /** w(t, r): inv_dt 1/(t - r) (default); snr_k 1/t^2 + 1/sigma_d^2; uniform 1. */
 export function timeWeight(t: number, r: number, name: WeightingName, sigmaData: number): number {

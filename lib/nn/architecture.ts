@@ -3,6 +3,7 @@
  * their channels, resolutions and names. The network and the FLOPs counter both walk this plan.
  */
 import type { NetworkConfig } from '../config/types';
+import { validateNetworkConfig } from '../config/schema';
 
 export type Resample = 'none' | 'down' | 'up';
 
@@ -24,29 +25,6 @@ export interface UNetPlan {
   encoder: BlockPlan[];
   decoder: BlockPlan[];         // the two middle blocks come first, as in EDM
   output: { name: string; inChannels: number; outChannels: number; resolution: number };
-}
-
-/** Checks a network config and explains the first problem found. */
-export function validateNetworkConfig(cfg: NetworkConfig): void {
-  const positiveInts: Array<[string, number]> = [
-    ['resolution', cfg.resolution], ['imageChannels', cfg.imageChannels], ['modelChannels', cfg.modelChannels],
-    ['numBlocks', cfg.numBlocks], ['embedMult', cfg.embedMult]];
-  for (const [key, value] of positiveInts) {
-    if (!Number.isInteger(value) || value <= 0) throw new Error(`net.${key} must be a positive integer, got ${value}`);
-  }
-  if (!Array.isArray(cfg.channelMult) || cfg.channelMult.length === 0 || cfg.channelMult.some((m) => !Number.isInteger(m) || m <= 0)) {
-    throw new Error(`net.channelMult must be a non-empty list of positive integers, got ${JSON.stringify(cfg.channelMult)}`);
-  }
-  if (cfg.modelChannels % 2) throw new Error(`net.modelChannels must be even (positional embedding), got ${cfg.modelChannels}`);
-  const levels = cfg.channelMult.length;
-  if (cfg.resolution % 2 ** (levels - 1)) {
-    throw new Error(`net.resolution ${cfg.resolution} cannot be halved ${levels - 1} times (channelMult has ${levels} levels)`);
-  }
-  if (!(cfg.dropout >= 0 && cfg.dropout < 1)) throw new Error(`net.dropout must be in [0, 1), got ${cfg.dropout}`);
-  for (const mult of [1, ...cfg.channelMult]) {
-    const c = cfg.modelChannels * mult;
-    if (c % 4) throw new Error(`net: ${c} channels cannot form GroupNorm groups of 4`);
-  }
 }
 
 /** Derives the block plan: encoder, middle, decoder, as EDM's SongUNet lays them out. */

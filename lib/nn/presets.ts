@@ -1,22 +1,2 @@
-/** Network presets: the paper's CIFAR-10 DDPM++ and CPU-sized members of the same family. */
-import type { NetworkConfig } from '../config/types';
-
-const base = { embedMult: 4 };
-
-export const NETWORK_PRESETS: Record<string, NetworkConfig> = {
-  // ect-spec.md section 4: EDM's DDPM++ for CIFAR-10, 55.7M parameters
-  'cifar10-ddpmpp': { ...base, resolution: 32, imageChannels: 3, modelChannels: 128, channelMult: [2, 2, 2], numBlocks: 4, attnResolutions: [16], dropout: 0.2 },
-  // the shapes of shared/bench/README.md, for speed comparisons with the PyTorch peer
-  'bench-32-ch64': { ...base, resolution: 32, imageChannels: 3, modelChannels: 64, channelMult: [1, 2, 2], numBlocks: 2, attnResolutions: [16], dropout: 0.2 },
-  'fmnist-base': { ...base, resolution: 28, imageChannels: 1, modelChannels: 32, channelMult: [1, 2, 2], numBlocks: 1, attnResolutions: [7], dropout: 0.2 },
-  'fmnist-small': { ...base, resolution: 28, imageChannels: 1, modelChannels: 16, channelMult: [1, 2, 2], numBlocks: 1, attnResolutions: [7], dropout: 0.2 },
-  // the demo's teacher: small enough to pretrain in minutes on two cores
-  'fmnist-tiny': { ...base, resolution: 28, imageChannels: 1, modelChannels: 16, channelMult: [1, 2], numBlocks: 1, attnResolutions: [], dropout: 0.1 },
-};
-
-/** Looks up a preset by name, listing the known ones when the name is wrong. */
-export function networkPreset(name: string): NetworkConfig {
-  const preset = NETWORK_PRESETS[name];
-  if (!preset) throw new Error(`unknown network preset '${name}'; known: ${Object.keys(NETWORK_PRESETS).join(', ')}`);
-  return structuredClone(preset);
-}
+/** Moved to lib/config/network-presets.ts (configuration is the layer below the network); kept for old imports. */
+export { NETWORK_PRESETS, networkPreset } from '../config/network-presets';

@@ -1,4 +1,11 @@
-/** A small Levenberg-Marquardt least-squares solver with analytic Jacobians (a handful of parameters). */
+/**
+ * A small Levenberg-Marquardt least-squares solver with analytic Jacobians (a handful of parameters).
+ * Ours rather than ml-levenberg-marquardt because that package fits y = f(x; p) with finite-difference
+ * Jacobians (a fixed step of 0.1 by default) and plain identity damping, while the floor fit
+ * (lib/scaling/power-law.ts) needs exact analytic Jacobians of general residuals, Marquardt's diagonal scaling
+ * for parameters of very different size, and only steps that lower the error. Linear algebra is ml-matrix's.
+ */
+import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 
 /** A least-squares problem: residuals r_i(p) and their Jacobian J_ij = d r_i / d p_j. */
 export interface LeastSquaresProblem {
@@ -25,29 +32,6 @@ export interface LeastSquaresSolution {
   converged: boolean;
 }
 
-/** Solves A x = b for a small dense symmetric system by Gaussian elimination with partial pivoting. */
-export function solveLinearSystem(matrix: number[][], rhs: number[]): number[] | null {
-  const n = rhs.length;
-  const a = matrix.map((row, i) => [...row, rhs[i]]);
-  for (let col = 0; col < n; col++) {
-    let pivot = col;
-    for (let row = col + 1; row < n; row++) if (Math.abs(a[row][col]) > Math.abs(a[pivot][col])) pivot = row;
-    if (Math.abs(a[pivot][col]) < 1e-300) return null;
-    [a[col], a[pivot]] = [a[pivot], a[col]];
-    for (let row = col + 1; row < n; row++) {
-      const factor = a[row][col] / a[col][col];
-      for (let k = col; k <= n; k++) a[row][k] -= factor * a[col][k];
-    }
-  }
-  const x = new Array<number>(n).fill(0);
-  for (let row = n - 1; row >= 0; row--) {
-    let sum = a[row][n];
-    for (let k = row + 1; k < n; k++) sum -= a[row][k] * x[k];
-    x[row] = sum / a[row][row];
-  }
-  return x;
-}
-
 function sumOfSquares(values: number[]): number {
   return values.reduce((s, v) => s + v * v, 0);
 }
@@ -66,21 +50,20 @@ export function levenbergMarquardt(problem: LeastSquaresProblem, start: number[]
   let damping = opts.initialDamping;
   const nParams = params.length;
   for (let iteration = 1; iteration <= opts.maxIterations; iteration++) {
-    const jac = problem.jacobian(params);
     // normal equations: JᵀJ and Jᵀr
-    const jtj = Array.from({ length: nParams }, () => new Array<number>(nParams).fill(0));
-    const jtr = new Array<number>(nParams).fill(0);
-    for (let i = 0; i < residuals.length; i++) {
-      for (let a = 0; a < nParams; a++) {
-        jtr[a] += jac[i][a] * residuals[i];
-        for (let b = 0; b < nParams; b++) jtj[a][b] += jac[i][a] * jac[i][b];
-      }
-    }
+    const jac = new Matrix(problem.jacobian(params));
+    const jtj = jac.transpose().mmul(jac);
+    const minusJtr = jac.transpose().mmul(Matrix.columnVector(residuals)).neg();
+    // a Jacobian with NaN or infinite entries gives no step (and no symmetric system to factor)
+    if (![...jtj.to1DArray(), ...minusJtr.to1DArray()].every(Number.isFinite)) return { params, sumSquares: error, iterations: iteration, converged: false };
     let accepted = false;
     while (!accepted && damping < 1e16) {
-      const damped = jtj.map((row, a) => row.map((v, b) => (a === b ? v + damping * Math.max(v, 1e-12) : v)));
-      const step = solveLinearSystem(damped, jtr.map((v) => -v));
-      if (step) {
+      const damped = jtj.clone();
+      for (let a = 0; a < nParams; a++) damped.set(a, a, jtj.get(a, a) + damping * Math.max(jtj.get(a, a), 1e-12));
+      // JᵀJ plus a positive diagonal is symmetric positive definite unless rounding says otherwise: then damp more
+      const cholesky = new CholeskyDecomposition(damped);
+      if (cholesky.isPositiveDefinite()) {
+        const step = cholesky.solve(minusJtr).getColumn(0);
         const candidate = params.map((p, a) => p + step[a]);
         const candidateResiduals = problem.residuals(candidate);
         const candidateError = sumOfSquares(candidateResiduals);

@@ -1,30 +1,12 @@
 /** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
 import * as tf from '@tensorflow/tfjs-core';
 import { backendHasKernel, EMA_UPDATE_KERNEL } from './update-kernels';
-import { EmaConfig } from '../config/types';
+import type { EmaConfig } from '../config/types';
+import { validateEmaConfig } from '../config/schema';
 import { UpdateKernel, hasJsTensorStorage } from './optim';
 
 /** Floor on the half-life so that beta is 0 (copy the weights) rather than NaN when no images were seen (EDM). */
 const MIN_HALF_LIFE_IMAGES = 1e-8;
-
-/** Throws a clear error unless exactly one EMA schedule is configured with valid values. */
-function validateConfig(cfg: EmaConfig): void {
-  const hasBeta = cfg.beta !== undefined;
-  const hasHalfLife = cfg.halfLifeKimg !== undefined;
-  if (hasBeta === hasHalfLife) {
-    throw new Error(`invalid ema config: set exactly one of beta and halfLifeKimg, got ${JSON.stringify(cfg)}`);
-  }
-  if (hasBeta && !(cfg.beta! >= 0 && cfg.beta! <= 1)) throw new Error(`invalid ema config: beta must be in [0, 1], got ${cfg.beta}`);
-  if (hasHalfLife && !(Number.isFinite(cfg.halfLifeKimg!) && cfg.halfLifeKimg! >= 0)) {
-    throw new Error(`invalid ema config: halfLifeKimg must be a finite number >= 0, got ${cfg.halfLifeKimg}`);
-  }
-  if (cfg.rampupRatio !== undefined) {
-    if (hasBeta) throw new Error('invalid ema config: rampupRatio only applies with halfLifeKimg, not with a fixed beta');
-    if (!(Number.isFinite(cfg.rampupRatio) && cfg.rampupRatio >= 0)) {
-      throw new Error(`invalid ema config: rampupRatio must be a finite number >= 0, got ${cfg.rampupRatio}`);
-    }
-  }
-}
 
 /**
  * EMA decay for one step of `batch` images taken after `imagesSeen` images.
@@ -60,7 +42,7 @@ export class Ema {
    */
   constructor(private readonly params: Map<string, tf.Variable>, private readonly cfg: EmaConfig, initial?: Map<string, tf.Tensor>,
               private readonly kernel: UpdateKernel = 'auto') {
-    validateConfig(cfg);
+    validateEmaConfig(cfg);  // the same check as config resolution: a resolved config never fails here
     const start: Map<string, tf.Tensor> = initial ?? params;
     const problems = describeMismatch(params, start);
     if (problems.length > 0) throw new Error(`ema: initial weights do not match the parameters: ${problems.join('; ')}`);

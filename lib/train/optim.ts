@@ -1,7 +1,8 @@
 /** Optimisers for training: Adam (EDM pretraining) and RAdam (ECT tuning), with EDM's learning-rate ramp-up. */
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { OptimizerConfig } from '../config/types';
+import type { OptimizerConfig } from '../config/types';
+import { validateOptimizerConfig } from '../config/schema';
 import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from './update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
@@ -72,18 +73,6 @@ export function sanitizeGradient(g: tf.Tensor, kernel: UpdateKernel = 'auto'): t
   const clean = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) clean[i] = sanitizedValue(values[i]);
   return tf.tensor(clean, g.shape, 'float32');
-}
-
-/** Throws a clear error unless the optimiser configuration is usable. */
-function validateConfig(cfg: OptimizerConfig): void {
-  const problems: string[] = [];
-  if (cfg.name !== 'adam' && cfg.name !== 'radam') problems.push(`name must be 'adam' or 'radam', got ${JSON.stringify(cfg.name)}`);
-  if (!(Number.isFinite(cfg.lr) && cfg.lr >= 0)) problems.push(`lr must be a finite number >= 0, got ${cfg.lr}`);
-  if (!(cfg.beta1 >= 0 && cfg.beta1 < 1)) problems.push(`beta1 must be in [0, 1), got ${cfg.beta1}`);
-  if (!(cfg.beta2 >= 0 && cfg.beta2 < 1)) problems.push(`beta2 must be in [0, 1), got ${cfg.beta2}`);
-  if (!(Number.isFinite(cfg.eps) && cfg.eps > 0)) problems.push(`eps must be a finite number > 0, got ${cfg.eps}`);
-  if (!(Number.isFinite(cfg.rampupKimg) && cfg.rampupKimg >= 0)) problems.push(`rampupKimg must be a finite number >= 0, got ${cfg.rampupKimg}`);
-  if (problems.length > 0) throw new Error(`invalid optimizer config: ${problems.join('; ')}`);
 }
 
 /**
@@ -280,7 +269,7 @@ class MomentOptimizer implements Optimizer {
  * `kernel` chooses how updates are computed (default 'auto': fused on cpu-storage backends, tfjs kernels elsewhere).
  */
 export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>, kernel: UpdateKernel = 'auto'): Optimizer {
-  validateConfig(cfg);
+  validateOptimizerConfig(cfg);  // the same check as config resolution: a resolved config never fails here
   for (const [name, param] of params) {
     if (param.dtype !== 'float32') throw new Error(`optimizer: parameter '${name}' has dtype ${param.dtype}; only float32 is supported`);
   }

@@ -1,0 +1,301 @@
+/**
+ * The one schema of a run config: for each section of lib/config/types.ts its keys, what each value must be, and
+ * the rules that span keys. Config resolution, the optimiser and the EMA all validate through these functions.
+ */
+import {
+  DATASET_NAMES, MAPPINGS, OPTIMIZERS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
+  type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig,
+} from './types';
+
+/** A problem in a config; `keys` are the key paths it is about, so a resolver can say where each came from. */
+export class ConfigError extends Error {
+  constructor(message: string, readonly keys: string[]) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** What one key's value must be. */
+interface Field {
+  must: string;                              // for messages: "<key> must be <must>"
+  check(value: unknown, key: string): void;  // throws a ConfigError naming `key`
+  optional?: boolean;
+  fields?: FieldMap;                         // a section's own keys (looked through for unknown keys)
+}
+
+/** A section's keys: exactly those of its type, which the compiler checks both ways. */
+type Fields<T> = { [K in keyof T]-?: Field };
+type FieldMap = Record<string, Field>;
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isPositiveInteger = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+const isPositiveNumber = (v: unknown) => isNumber(v) && v > 0;
+
+function leaf(must: string, ok: (value: unknown) => boolean): Field {
+  return { must, check: (value, key) => { if (!ok(value)) throw new ConfigError(`${key} must be ${must}, got ${JSON.stringify(value)}`, [key]); } };
+}
+
+const positiveInteger = leaf('a positive integer', isPositiveInteger);
+const nonNegativeInteger = leaf('a non-negative integer', (v) => Number.isInteger(v) && (v as number) >= 0);
+const positiveNumber = leaf('a positive number', isPositiveNumber);
+const nonNegativeNumber = leaf('a number >= 0', (v) => isNumber(v) && v >= 0);
+const finiteNumber = leaf('a number', isNumber);
+const probability = leaf('in [0, 1)', (v) => isNumber(v) && v >= 0 && v < 1);
+const boolean = leaf('true or false', (v) => typeof v === 'boolean');
+const text = leaf('a string', (v) => typeof v === 'string');
+const nonEmptyText = leaf('a non-empty string', (v) => typeof v === 'string' && v.length > 0);
+
+/** 'a', 'b' or 'c' */
+function quotedList(names: readonly string[]): string {
+  const quoted = names.map((n) => `'${n}'`);
+  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}` : quoted.join('');
+}
+
+function oneOf(names: readonly string[]): Field {
+  return leaf(quotedList(names), (v) => typeof v === 'string' && names.includes(v));
+}
+
+function listOf(item: (value: unknown) => boolean, must: string, nonEmpty = false): Field {
+  return leaf(must, (v) => Array.isArray(v) && (!nonEmpty || v.length > 0) && v.every(item));
+}
+
+function optional(field: Field): Field {
+  return { ...field, optional: true };
+}
+
+/** A nested section, checked by its own validator. */
+function section<T>(fields: Fields<T>, validate: (value: unknown) => void): Field {
+  return { must: 'an object', check: (value) => validate(value), fields: fields as FieldMap };
+}
+
+/** Edit distance with adjacent transpositions (optimal string alignment), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  const d = Array.from({ length: s.length + 1 }, (_, i) => Array.from({ length: t.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= s.length; i++) {
+    for (let j = 1; j <= t.length; j++) {
+      const cost = s[i - 1] === t[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[s.length][t.length];
+}
+
+const lastPart = (key: string) => key.slice(key.lastIndexOf('.') + 1);
+
+/**
+ * The error for an unknown key: the closest of its siblings by edit distance, else a key of that name in
+ * another section (`lr` -> `optimizer.lr`), else the valid keys at that level.
+ */
+function unknownKey(key: string, siblings: string[], everyKey: string[]): ConfigError {
+  const name = lastPart(key);
+  const ranked = siblings.map((s) => ({ s, d: editDistance(name, lastPart(s)) })).sort((x, y) => x.d - y.d);
+  const close = ranked.length > 0 && ranked[0].d <= Math.max(1, Math.floor(name.length / 3)) ? [ranked[0].s] : [];
+  const moved = everyKey.filter((k) => k !== key && lastPart(k).toLowerCase() === name.toLowerCase());
+  const guesses = close.length > 0 ? close : moved;
+  const hint = guesses.length > 0 ? `did you mean ${guesses.map((g) => `'${g}'`).join(' or ')}?` : `valid keys: ${siblings.join(', ')}`;
+  return new ConfigError(`unknown key '${key}'; ${hint}`, [key]);
+}
+
+/** Every key path below `fields`, sections included. */
+function keyPaths(fields: FieldMap, prefix: string): string[] {
+  return Object.entries(fields).flatMap(([key, field]) =>
+    [prefix + key, ...(field.fields ? keyPaths(field.fields, `${prefix}${key}.`) : [])]);
+}
+
+/** Throws on the first key of `value` (or of its sections) that `fields` does not have. */
+function rejectUnknownKeys(value: JsonObject, fields: FieldMap, prefix: string, everyKey: string[]): void {
+  for (const [key, inner] of Object.entries(value)) {
+    if (!Object.hasOwn(fields, key)) throw unknownKey(prefix + key, Object.keys(fields).map((k) => prefix + k), everyKey);
+    const sub = fields[key].fields;
+    if (sub && isObject(inner)) rejectUnknownKeys(inner, sub, `${prefix}${key}.`, everyKey);
+  }
+}
+
+/** Checks an object against its fields: unknown keys first (a misspelt key would otherwise look missing), then each value. */
+function checkFields<T>(name: string, value: unknown, fields: Fields<T>): asserts value is T {
+  const prefix = name ? `${name}.` : '';
+  if (!isObject(value)) throw new ConfigError(`${name || 'a config'} must be an object, got ${JSON.stringify(value)}`, [name]);
+  const all = fields as FieldMap;
+  rejectUnknownKeys(value, all, prefix, keyPaths(all, prefix));
+  for (const [key, field] of Object.entries(all)) {
+    const v = value[key];
+    if (v === undefined) {
+      if (!field.optional) throw new ConfigError(`${prefix}${key} is missing; it must be ${field.must}`, [prefix + key]);
+    } else {
+      field.check(v, prefix + key);
+    }
+  }
+}
+
+// data -------------------------------------------------------------------------------------------------------
+
+const DATA_FIELDS: Fields<DataConfig> = {
+  name: oneOf(DATASET_NAMES),
+  dir: optional(text),
+  flip: boolean,
+  limit: optional(nonNegativeInteger),
+};
+
+export function validateDataConfig(data: unknown): asserts data is DataConfig {
+  checkFields('data', data, DATA_FIELDS);
+}
+
+// net --------------------------------------------------------------------------------------------------------
+
+const NETWORK_FIELDS: Fields<NetworkConfig> = {
+  resolution: positiveInteger,
+  imageChannels: positiveInteger,
+  modelChannels: positiveInteger,
+  channelMult: listOf(isPositiveInteger, 'a non-empty list of positive integers', true),
+  numBlocks: positiveInteger,
+  attnResolutions: listOf(isPositiveInteger, 'a list of positive integers'),
+  dropout: probability,
+  embedMult: positiveInteger,
+};
+
+/** Checks a network config: its fields, and that the UNet can be built (halvings, embedding, GroupNorm groups). */
+export function validateNetworkConfig(net: unknown): asserts net is NetworkConfig {
+  checkFields('net', net, NETWORK_FIELDS);
+  if (net.modelChannels % 2) throw new ConfigError(`net.modelChannels must be even (positional embedding), got ${net.modelChannels}`, ['net.modelChannels']);
+  const levels = net.channelMult.length;
+  if (net.resolution % 2 ** (levels - 1)) {
+    throw new ConfigError(`net.resolution ${net.resolution} cannot be halved ${levels - 1} times (channelMult has ${levels} levels)`, ['net.resolution', 'net.channelMult']);
+  }
+  for (const mult of [1, ...net.channelMult]) {
+    const c = net.modelChannels * mult;
+    if (c % 4) throw new ConfigError(`net: ${c} channels cannot form GroupNorm groups of 4`, ['net.modelChannels', 'net.channelMult']);
+  }
+}
+
+// edm --------------------------------------------------------------------------------------------------------
+
+const EDM_FIELDS: Fields<EdmConfig> = {
+  sigmaData: positiveNumber,
+  sigmaMin: positiveNumber,
+  sigmaMax: positiveNumber,
+  rho: positiveNumber,
+  heunSteps: positiveInteger,
+  pMean: finiteNumber,
+  pStd: positiveNumber,
+  evalSigmaMin: positiveNumber,
+};
+
+export function validateEdmConfig(edm: unknown): asserts edm is EdmConfig {
+  checkFields('edm', edm, EDM_FIELDS);
+  for (const key of ['sigmaMin', 'evalSigmaMin'] as const) {
+    if (!(edm[key] < edm.sigmaMax)) {
+      throw new ConfigError(`edm.${key} must be below edm.sigmaMax (${edm.sigmaMax}), got ${edm[key]}`, [`edm.${key}`, 'edm.sigmaMax']);
+    }
+  }
+}
+
+// ect --------------------------------------------------------------------------------------------------------
+
+const ECT_FIELDS: Fields<EctConfig> = {
+  pMean: finiteNumber,
+  pStd: positiveNumber,
+  mapping: oneOf(MAPPINGS),
+  q: leaf('a number above 1', (v) => isNumber(v) && v > 1),
+  stageIters: positiveInteger,
+  k: finiteNumber,
+  b: finiteNumber,
+  nCap: positiveNumber,
+  huberC: nonNegativeNumber,
+  weighting: oneOf(WEIGHTINGS),
+  samplePrecond: oneOf(PRECOND_MODES),
+  midT: listOf(isPositiveNumber, 'a list of positive times'),
+};
+
+export function validateEctConfig(ect: unknown): asserts ect is EctConfig {
+  checkFields('ect', ect, ECT_FIELDS);
+}
+
+// optimizer --------------------------------------------------------------------------------------------------
+
+const OPTIMIZER_FIELDS: Fields<OptimizerConfig> = {
+  name: oneOf(OPTIMIZERS),
+  lr: positiveNumber,
+  beta1: probability,
+  beta2: probability,
+  eps: positiveNumber,
+  rampupKimg: nonNegativeNumber,
+};
+
+export function validateOptimizerConfig(optimizer: unknown): asserts optimizer is OptimizerConfig {
+  checkFields('optimizer', optimizer, OPTIMIZER_FIELDS);
+}
+
+// ema --------------------------------------------------------------------------------------------------------
+
+const EMA_FIELDS: Fields<EmaConfig> = {
+  beta: optional(leaf('in [0, 1]', (v) => isNumber(v) && v >= 0 && v <= 1)),
+  halfLifeKimg: optional(nonNegativeNumber),
+  rampupRatio: optional(nonNegativeNumber),
+};
+
+/** The keys of the two EMA schedules: a fixed beta, or EDM's half-life with its ramp-up. */
+const FIXED_EMA_KEYS = ['beta'] as const;
+const HALF_LIFE_EMA_KEYS = ['halfLifeKimg', 'rampupRatio'] as const;
+
+/** Which schedule an EMA section sets keys of: 'fixed', 'half-life', 'both', or undefined for none. */
+export function emaSchedule(ema: Record<string, unknown>): 'fixed' | 'half-life' | 'both' | undefined {
+  const fixed = FIXED_EMA_KEYS.some((k) => ema[k] !== undefined);
+  const halfLife = HALF_LIFE_EMA_KEYS.some((k) => ema[k] !== undefined);
+  return fixed && halfLife ? 'both' : fixed ? 'fixed' : halfLife ? 'half-life' : undefined;
+}
+
+/** Checks an EMA config: its values, and that it is exactly one schedule (a null in an override deletes a key). */
+export function validateEmaConfig(ema: unknown): asserts ema is EmaConfig {
+  checkFields('ema', ema, EMA_FIELDS);
+  const schedule = emaSchedule(ema as Record<string, unknown>);
+  if (schedule === 'both') {
+    const halfLife = HALF_LIFE_EMA_KEYS.filter((k) => ema[k] !== undefined).map((k) => `ema.${k}`);
+    throw new ConfigError(`ema must set exactly one of beta and halfLifeKimg, but has the fixed ema.beta and the half-life ${halfLife.join(' and ')}; ` +
+      `keep one schedule: ${halfLife.map((k) => `--set ${k}=null`).join(' ')} for the fixed beta, or --set ema.beta=null for the half-life`,
+    ['ema.beta', ...halfLife]);
+  }
+  if (ema.halfLifeKimg === undefined && ema.beta === undefined) {
+    throw new ConfigError(`ema must set exactly one of beta and halfLifeKimg, got neither (${JSON.stringify(ema)})`,
+      Object.keys(ema).length > 0 ? Object.keys(ema).map((k) => `ema.${k}`) : ['ema']);
+  }
+}
+
+// the whole run ----------------------------------------------------------------------------------------------
+
+const RUN_FIELDS: Fields<RunConfig> = {
+  kind: oneOf(RUN_KINDS),
+  name: nonEmptyText,
+  description: optional(text),
+  data: section(DATA_FIELDS, validateDataConfig),
+  net: section(NETWORK_FIELDS, validateNetworkConfig),
+  edm: section(EDM_FIELDS, validateEdmConfig),
+  ect: section(ECT_FIELDS, validateEctConfig),
+  optimizer: section(OPTIMIZER_FIELDS, validateOptimizerConfig),
+  ema: section(EMA_FIELDS, validateEmaConfig),
+  batch: positiveInteger,
+  iters: positiveInteger,
+  seed: nonNegativeInteger,
+  logEvery: positiveInteger,
+  ckptEvery: positiveInteger,
+  sampleEvery: nonNegativeInteger,
+  evalEvery: nonNegativeNumber,
+  evalN: nonNegativeInteger,
+  init: optional(text),
+};
+
+/** Checks a whole run config: unknown keys anywhere first, then every section, then the rules across sections. */
+export function validateRunConfig(cfg: unknown): asserts cfg is RunConfig {
+  checkFields('', cfg, RUN_FIELDS);
+  if (cfg.ect.midT.some((t) => t >= cfg.edm.sigmaMax)) {
+    throw new ConfigError(`ect.midT must be times below edm.sigmaMax (${cfg.edm.sigmaMax}), got ${JSON.stringify(cfg.ect.midT)}`, ['ect.midT', 'edm.sigmaMax']);
+  }
+}

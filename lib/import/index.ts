@@ -1,0 +1,18 @@
+/**
+ * Reading EDM-format pickles (never running pickled code) and reading and writing safetensors: the layer
+ * under `ect import-edm` and `ect export --format safetensors`.
+ */
+export { PickleError, PyObject, dictAttributes, unpickle, unpickleAt, type GlobalTable, type PyDict } from './pickle';
+export { NumpyDtype, halfToFloat } from './python-globals';
+export {
+  TORCH_DTYPES, TorchStorage, TorchTensor, readLegacyTorchFile, readLegacyTorchStream, tensorBytes, tensorValues,
+  type TensorValues, type TorchDtype,
+} from './torch-storage';
+export {
+  EDM_PICKLE_GLOBALS, PersistentObject, edmNetwork, initKwargs, isModule, moduleAttributes, moduleClassName, moduleStateDict,
+  moduleTree, parseEdmPickle, readEdmPickle, submodule, type PickledModule,
+} from './edm-pickle';
+export {
+  decodeSafetensors, encodeSafetensors, floatToHalf, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
+  torchDtypeOf, writeSafetensors, type SafeTensor, type SafetensorsDtype, type SafetensorsFile,
+} from './safetensors';

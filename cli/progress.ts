@@ -1,6 +1,7 @@
-/** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere. */
+/** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere; and Ctrl-C. */
 import { SingleBar } from 'cli-progress';
 import type { RunConfig } from '../lib/config/types';
+import type { RunHooks } from '../lib/train/launch';
 import type { StepStats } from '../lib/train/trainer';
 
 function formatSeconds(seconds: number): string {
@@ -55,4 +56,34 @@ export class TrainingProgress {
     if (this.bar && this.started) this.bar.stop();
     this.started = false;
   }
+}
+
+/**
+ * The hooks of a run on the command line: a progress bar (or log lines), and Ctrl-C, which checkpoints and
+ * stops after the current step (a second Ctrl-C quits at once).
+ */
+export function commandLineHooks(progressBar: boolean, log: (line: string) => void): RunHooks {
+  return {
+    log,
+    events: ({ cfg, trainer }) => {
+      let interrupts = 0;
+      const onSigint = () => {
+        interrupts += 1;
+        if (interrupts > 1) process.exit(130);
+        log('\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)');
+      };
+      process.on('SIGINT', onSigint);
+      const progress = new TrainingProgress(cfg, trainer.iteration, progressBar && Boolean(process.stderr.isTTY), log);
+      return {
+        onStep: (s) => progress.update(s),
+        onInfo: (m) => progress.note(m),
+        onEvalProgress: (label, done, total) => progress.note(`evaluating ${label}: ${done}/${total}`, true),
+        shouldStop: () => interrupts > 0,
+        close: () => {
+          progress.stop();
+          process.off('SIGINT', onSigint);
+        },
+      };
+    },
+  };
 }

@@ -3,9 +3,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig, PrecondMode, RunConfig } from './config/types';
 import { denoise } from './edm/precond';
 import type { UNet } from './nn/unet';
+import { imageNoise } from './random';
 
 /** A denoiser D(x, sigma) at one noise level for the whole batch. */
 export type Denoiser = (x: tf.Tensor4D, sigma: number) => tf.Tensor4D;
+
+/**
+ * The noise a sampler draws, by sampler step: step 0 is z ~ N(0, I) of x = sigma_max z; step k >= 1 the fresh
+ * noise added before the k-th consistency step. Each call returns a new tensor, which the sampler frees.
+ */
+export type SampleNoise = (step: number) => tf.Tensor4D;
+
+/** The noise seed of `ect sample`, `ect eval`, in-run evaluations and sample grids unless told otherwise. */
+export const DEFAULT_SAMPLE_SEED = 0;
 
 /** Heun time steps t_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, i < N, then t_N = 0. */
 export function heunTimeSteps(edm: Pick<EdmConfig, 'sigmaMin' | 'sigmaMax' | 'rho' | 'heunSteps'>): number[] {
@@ -37,16 +47,18 @@ export function sampleHeun(denoiser: Denoiser, z: tf.Tensor4D, times: number[]):
   return x;
 }
 
-/** Consistency sampling at times [t_0 = sigma_max, mid..]: x = D(x, t); add fresh noise t' eps before the next time. */
-export function sampleConsistency(denoiser: Denoiser, z: tf.Tensor4D, times: number[], noiseSeed: number): tf.Tensor4D {
+/**
+ * Consistency sampling at times [t_0 = sigma_max, mid..]: x = D(x, t); add fresh noise t' eps before the next
+ * time, eps = freshNoise(k) for the k-th step after the first.
+ */
+export function sampleConsistency(denoiser: Denoiser, z: tf.Tensor4D, times: number[], freshNoise: SampleNoise): tf.Tensor4D {
   let x = tf.mul(z, times[0]) as tf.Tensor4D;
   for (let i = 0; i < times.length; i++) {
     const next = tf.tidy(() => {
       const denoised = denoiser(x, times[i]);
       const tNext = times[i + 1];
       if (tNext === undefined) return denoised;
-      const fresh = tf.randomNormal(z.shape, 0, 1, 'float32', noiseSeed + i);
-      return tf.add(denoised, tf.mul(fresh, tNext)) as tf.Tensor4D;
+      return tf.add(denoised, tf.mul(freshNoise(i + 1), tNext)) as tf.Tensor4D;
     });
     x.dispose();
     x = next;
@@ -64,6 +76,16 @@ export function parseSampleSteps(text: string): SampleSteps {
   throw new Error(`--steps must be 1, 2 or heun, got '${text}'`);
 }
 
+/** How a sampler names its grids and metric columns: heun, 1step, 2step. */
+export function samplerLabel(steps: SampleSteps): string {
+  return steps === 'heun' ? 'heun' : `${steps}step`;
+}
+
+/** The samplers a run's grids and evaluations use: Heun for a diffusion teacher, 1 and 2 steps for a consistency model. */
+export function runSamplers(cfg: Pick<RunConfig, 'kind' | 'ect'>): SampleSteps[] {
+  return cfg.kind === 'pretrain' ? ['heun'] : cfg.ect.midT.length ? [1, 2] : [1];
+}
+
 /** What a sampler needs of a trained model. */
 export interface SamplerModel { net: UNet; weights: Map<string, tf.Tensor>; edm: EdmConfig; samplePrecond: PrecondMode; midT: number[] }
 
@@ -72,39 +94,71 @@ export function samplerModelFor(net: UNet, weights: Map<string, tf.Tensor>, cfg:
   return { net, weights, edm: cfg.edm, samplePrecond: cfg.ect.samplePrecond, midT: cfg.ect.midT };
 }
 
+/** A sampler: noise (and class labels) in, images in about [-1, 1] out. */
+export type Sampler = (noise: SampleNoise, labels?: tf.Tensor1D) => tf.Tensor4D;
+
 /**
- * A sampler function: (z, seed) -> images in about [-1, 1]. Heun uses training-mode preconditioning
- * (plain EDM); consistency sampling uses the model's sampling preconditioning (eval mode by default).
+ * The sampler of a model. Heun uses training-mode preconditioning (plain EDM); consistency sampling uses the
+ * model's sampling preconditioning (eval mode by default).
  */
-export function makeSampler(model: SamplerModel, steps: SampleSteps, opts: { midT?: number[] } = {}): (z: tf.Tensor4D, seed: number) => tf.Tensor4D {
+export function makeSampler(model: SamplerModel, steps: SampleSteps, opts: { midT?: number[] } = {}): Sampler {
   const mode: PrecondMode = steps === 'heun' ? 'train' : model.samplePrecond;
-  const denoiser: Denoiser = (x, sigma) => tf.tidy(() =>
-    denoise(model.net, x, tf.fill([x.shape[0]], sigma) as tf.Tensor1D, { edm: model.edm, mode, weights: model.weights }));
-  if (steps === 'heun') {
-    const times = heunTimeSteps(model.edm);
-    return (z) => sampleHeun(denoiser, z, times);
-  }
-  const midT = opts.midT ?? model.midT;
-  if (steps === 2 && midT.length < 1) throw new Error('2-step sampling needs one intermediate time (midT)');
-  const times = [model.edm.sigmaMax, ...midT.slice(0, steps - 1)];
-  return (z, seed) => sampleConsistency(denoiser, z, times, seed);
+  const times = steps === 'heun' ? heunTimeSteps(model.edm) : consistencyTimes(model, steps, opts.midT ?? model.midT);
+  return (noise, labels) => {
+    const denoiser: Denoiser = (x, sigma) => denoise(model.net, x, sigma, { edm: model.edm, mode, weights: model.weights, labels });
+    const z = noise(0);
+    try {
+      return steps === 'heun' ? sampleHeun(denoiser, z, times) : sampleConsistency(denoiser, z, times, noise);
+    } finally {
+      z.dispose();
+    }
+  };
 }
 
-/** Generates n images in batches from a seeded noise stream; returns [n, H, W, C]. */
-export function generateImages(model: SamplerModel, steps: SampleSteps, n: number,
-  opts: { batch?: number; seed?: number; midT?: number[]; onBatch?: (done: number, total: number) => void } = {}): tf.Tensor4D {
+/** Times of a `steps`-step consistency sampler: sigma_max, then the first steps - 1 intermediate times. */
+function consistencyTimes(model: SamplerModel, steps: 1 | 2, midT: number[]): number[] {
+  if (steps === 2 && midT.length < 1) throw new Error('2-step sampling needs one intermediate time (midT)');
+  return [model.edm.sigmaMax, ...midT.slice(0, steps - 1)];
+}
+
+/**
+ * The sampling noise of images start .. start+count-1 of a seed: image i's noise at every sampler step is a
+ * function of (seed, i, step) only, so the images do not depend on the batch size or on where a batch starts.
+ */
+export function sampleNoise(seed: number, start: number, count: number, shape: [number, number, number]): SampleNoise {
+  const size = shape[0] * shape[1] * shape[2];
+  return (step) => tf.tensor4d(imageNoise(seed, `sample-noise-${step}`, start, count, size), [count, ...shape]);
+}
+
+/** Options of generateImages. */
+export interface GenerateOptions {
+  seed?: number;                 // noise seed (DEFAULT_SAMPLE_SEED)
+  start?: number;                // index of the first image: images start .. start+n-1 of the seed (0)
+  batch?: number;                // images per network call (64); does not change the images
+  midT?: number[];               // intermediate times of multistep sampling (default: the model's)
+  labels?: ArrayLike<number>;    // class label of each of the n images (unconditional: absent)
+  onBatch?: (done: number, total: number) => void;
+}
+
+/** Generates images start .. start+n-1 of a noise seed, in batches; returns [n, H, W, C]. */
+export function generateImages(model: SamplerModel, steps: SampleSteps, n: number, opts: GenerateOptions = {}): tf.Tensor4D {
   const sampler = makeSampler(model, steps, { midT: opts.midT });
   const { resolution, imageChannels } = model.net.cfg;
   const batch = opts.batch ?? 64;
-  const seed = opts.seed ?? 0;
+  const seed = opts.seed ?? DEFAULT_SAMPLE_SEED;
+  const start = opts.start ?? 0;
   const parts: tf.Tensor4D[] = [];
   for (let done = 0; done < n; done += batch) {
     const count = Math.min(batch, n - done);
-    const z = tf.randomNormal([count, resolution, resolution, imageChannels], 0, 1, 'float32', seed * 100003 + done) as tf.Tensor4D;
-    parts.push(sampler(z, seed * 7 + done + 1));
-    z.dispose();
+    const labels = opts.labels ? tf.tensor1d(Int32Array.from(Array.from(opts.labels).slice(done, done + count)), 'int32') : undefined;
+    try {
+      parts.push(sampler(sampleNoise(seed, start + done, count, [resolution, resolution, imageChannels]), labels));
+    } finally {
+      labels?.dispose();
+    }
     opts.onBatch?.(done + count, n);
   }
+  if (parts.length === 1) return parts[0];
   const all = tf.concat(parts, 0) as tf.Tensor4D;
   parts.forEach((p) => p.dispose());
   return all;

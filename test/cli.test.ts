@@ -51,5 +51,13 @@ describe('ect command line', () => {
     assert.equal(sampled.status, 0, sampled.out);
     const png = PNG.sync.read(fs.readFileSync(grid));
     assert.ok(png.width >= 3 * 28 && png.height >= 3 * 28, `${png.width}x${png.height}`);
+    // the same seed (0, the default) gives the same images in another process
+    const again = path.join(dir, 'again.png');
+    assert.equal(ect('sample', '--checkpoint', path.join(dir, 'e'), '--steps', '2', '--n', '9', '--seed', '0', '--out', again).status, 0);
+    assert.ok(fs.readFileSync(again).equals(fs.readFileSync(grid)), 'two `ect sample --seed 0` drew different images');
+    // ... and the run's own final grid is `ect sample --n 64` of its last checkpoint
+    const final = path.join(dir, 'final.png');
+    assert.equal(ect('sample', '--checkpoint', path.join(dir, 'e'), '--steps', '1', '--n', '64', '--out', final).status, 0);
+    assert.ok(fs.readFileSync(final).equals(fs.readFileSync(path.join(dir, 'e', 'samples', 'final-1step.png'))), 'the run\'s grid is not ect sample\'s');
   });
 });

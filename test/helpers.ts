@@ -3,6 +3,7 @@ import { initBackend, type BackendChoice } from '../lib/backend/select';
 import '../lib/tf-gradients';
 import type { NetworkConfig, RunConfig, RunKind } from '../lib/config/types';
 import { resolveRunConfig } from '../lib/config/resolve';
+import type { RunFlags, RunSpec } from '../lib/train/launch';
 
 /**
  * Uses the backend the library would pick (ECT_TEST_BACKEND forces one): the oneDNN backend where it is
@@ -17,15 +18,26 @@ export const TINY_NET: NetworkConfig = {
   resolution: 8, imageChannels: 1, modelChannels: 8, channelMult: [1, 2], numBlocks: 1, attnResolutions: [4], dropout: 0.1, embedMult: 2,
 };
 
-/** A small run on the synthetic dataset at 8x8. */
-export function tinyRunConfig(kind: RunKind, patch: Record<string, unknown> = {}): RunConfig {
-  return resolveRunConfig(kind, undefined, [{
+/** The config patch of a small run on the synthetic dataset at 8x8 (a key patched to undefined is left out). */
+function tinyPatch(kind: RunKind, patch: Record<string, unknown>): Record<string, unknown> {
+  const values: Record<string, unknown> = {
     name: `tiny-${kind}`, net: TINY_NET as never, data: { name: 'synthetic', flip: false }, batch: 4, iters: 6, logEvery: 1, ckptEvery: 3,
     sampleEvery: 0, evalEvery: 0, evalN: 0, ect: { stageIters: 3 }, edm: { heunSteps: 3 },
     optimizer: { lr: kind === 'pretrain' ? 2e-3 : 1e-3, rampupKimg: 0 },
     ema: kind === 'pretrain' ? { halfLifeKimg: 0.05, rampupRatio: 0.5 } : { beta: 0.9 },
     ...patch,
-  } as never]);
+  };
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined));
+}
+
+/** A small run on the synthetic dataset at 8x8. */
+export function tinyRunConfig(kind: RunKind, patch: Record<string, unknown> = {}): RunConfig {
+  return resolveRunConfig(kind, undefined, [tinyPatch(kind, patch) as never]);
+}
+
+/** The same small run as a launcher spec (lib/train/launch.ts) writing to `out`; `flags` are further launcher flags. */
+export function tinyRunSpec(kind: RunKind, out: string, patch: Record<string, unknown> = {}, flags: Omit<RunFlags, 'out'> = {}): RunSpec {
+  return { kind, flags: { backend: process.env.ECT_TEST_BACKEND, ...flags, out, set: [tinyPatch(kind, patch) as never, ...(flags.set ?? [])] } };
 }
 
 // the project's one list of system parts (scripts/system-parts.js, plain JavaScript shared with setup and CI)

@@ -1,4 +1,7 @@
-/** End to end: a tiny Fashion-MNIST run is evaluated by `ect eval` and during training; metric columns land in metrics.csv. */
+/**
+ * End to end: a tiny Fashion-MNIST run is evaluated by `ect eval` and during training; metric columns land in
+ * metrics.csv, and `ect eval` of checkpoint N gives exactly the numbers of the run's own evaluation at N.
+ */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -6,10 +9,12 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { evalCommand } from '../cli/commands/metrics';
 import { loadDataset } from '../lib/data';
-import { createRunEvaluator } from '../lib/metrics/evaluate';
+import { createRunEvaluator, type SampleEvaluator } from '../lib/metrics/evaluate';
+import { launchRun } from '../lib/train/launch';
+import { checkpointPath } from '../lib/train/checkpoint';
 import { Trainer } from '../lib/train/trainer';
 import { readMetrics } from '../lib/train/metrics-log';
-import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
+import { TINY_NET, requireSystemPart, tinyRunConfig, tinyRunSpec } from './helpers';
 import { initBackend } from '../lib/backend/select';
 
 const FMNIST_NET = { ...TINY_NET, resolution: 28, channelMult: [1, 2], attnResolutions: [] };
@@ -64,19 +69,43 @@ describe('metrics: ect eval and evaluation during training', () => {
     assert.ok(!after.header.some((c) => c.startsWith('fid')), 'the classifier distance is never called FID');
   });
 
-  it('writes metric columns into metrics.csv when the trainer evaluates every K kimg', async () => {
+  it('writes metric columns into metrics.csv when the trainer evaluates every K kimg; `ect eval` of checkpoint N equals row N', async () => {
     const runDir = path.join(dir, 'run-eval');
-    const cfg = fmnistConfig({ iters: 2, logEvery: 1, evalEvery: 0.002, evalN: 20 }); // batch 2: every iteration
-    const evaluator = await createRunEvaluator(cfg, { cacheDir, ...QUICK_REFERENCE, batch: 20, kid: { subsets: 5 } });
+    const patch = { data: { name: 'fashion-mnist', flip: false, limit: 16 }, net: FMNIST_NET, batch: 2, iters: 2, ckptEvery: 1, logEvery: 1, evalEvery: 0.002, evalN: 20 };
+    const spec = tinyRunSpec('tune', runDir, patch, { fromScratch: true, backend: 'wasm' }); // batch 2: an evaluation every iteration
+    const evaluator = await createRunEvaluator(tinyRunConfig('tune', patch), { cacheDir, ...QUICK_REFERENCE, batch: 10 });
     assert.ok(evaluator);
-    const trainer = await Trainer.create(cfg, { runDir, dataset: loadDataset(cfg.data, 'train'), evaluator });
-    await trainer.run({});
-    trainer.dispose();
+    // the values the run computed, before metrics.csv rounds them to 7 digits
+    const inRun: Array<Record<string, number>> = [];
+    const recording: Pick<SampleEvaluator, 'evaluate'> = {
+      evaluate: async (model, steps, opts) => {
+        const columns = await evaluator.evaluate(model, steps, opts);
+        inRun.push(columns);
+        return columns;
+      },
+    };
+    const run = await launchRun(spec, { evaluator: recording as SampleEvaluator });
+    await run.trainer.run({});
+    run.dispose();
+    // the evaluator declares the columns it writes (lib/metrics/columns.ts, which the results tables read)
+    assert.deepEqual(Object.keys(inRun[0]), evaluator.columns('1step'));
     evaluator.dispose();
     const { header, rows } = readMetrics(path.join(runDir, 'metrics.csv'));
     for (const label of ['1step', '2step']) {
       assert.ok(header.includes(`fd_fmnist_${label}`), header.join(','));
       assert.ok(rows.some((row) => Number(row[`fd_fmnist_${label}`]) > 0), JSON.stringify(rows));
+    }
+    // iteration 1 was evaluated with 1 and 2 steps (inRun[0], inRun[1]); its checkpoint is still there
+    assert.equal(inRun.length, 4);
+    for (const [steps, expected] of [['1', inRun[0]], ['2', inRun[1]]] as const) {
+      const metrics = await evalCommand({
+        checkpoint: checkpointPath(path.join(runDir, 'checkpoints'), 1), steps, n: 20, batch: 10, seed: 0, cacheDir, ...QUICK_REFERENCE,
+        append: false, backend: 'wasm', progress: false,
+      }, () => {});
+      assert.deepEqual(metrics, expected, `ect eval --steps ${steps} of checkpoint 1 against the run's own evaluation at 1`);
+      for (const [column, value] of Object.entries(expected)) {
+        assert.equal(Number(rows[0][column]), Number(value.toPrecision(7)), `metrics.csv row 1, ${column}`);
+      }
     }
   });
 });

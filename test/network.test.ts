@@ -73,9 +73,9 @@ describe('DDPM++ UNet', () => {
     const net = new UNet(TINY_NET, 1);
     for (const p of net.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.5, 'float32', 5));
     const x = tf.randomNormal([3, 8, 8, 1], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const train = denoise(net, x, tf.zeros([3]) as tf.Tensor1D, { edm: DEFAULT_EDM, mode: 'train' });
-    const evalMode = denoise(net, x, tf.fill([3], 0.003) as tf.Tensor1D, { edm: DEFAULT_EDM, mode: 'eval' });
-    const elsewhere = denoise(net, x, tf.fill([3], 1) as tf.Tensor1D, { edm: DEFAULT_EDM, mode: 'train' });
+    const train = denoise(net, x, [0, 0, 0], { edm: DEFAULT_EDM, mode: 'train' });
+    const evalMode = denoise(net, x, 0.003, { edm: DEFAULT_EDM, mode: 'eval' });
+    const elsewhere = denoise(net, x, 1, { edm: DEFAULT_EDM, mode: 'train' });
     assert.ok(tf.max(tf.abs(tf.sub(train, x))).dataSync()[0] < 1e-6);
     assert.ok(tf.max(tf.abs(tf.sub(evalMode, x))).dataSync()[0] < 1e-6);
     assert.ok(tf.max(tf.abs(tf.sub(elsewhere, x))).dataSync()[0] > 1e-3, 'the network must matter at sigma = 1');
@@ -83,21 +83,25 @@ describe('DDPM++ UNet', () => {
     net.dispose();
   });
 
-  it('replays the same dropout mask when given the same DropoutMasks, and differs otherwise', () => {
+  it('replays the same dropout mask when given the same DropoutMasks, differs otherwise, and has no masks of its own', () => {
     const net = new UNet({ ...TINY_NET, dropout: 0.5 }, 2);
     for (const p of net.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.5, 'float32', 9));
     const x = tf.randomNormal([2, 8, 8, 1], 0, 1, 'float32', 4) as tf.Tensor4D;
     const c = tf.fill([2], 0.1) as tf.Tensor1D;
     const masks = new DropoutMasks(11, 0.5);
+    const otherMasks = new DropoutMasks(12, 0.5);
     const first = net.forward(x, c, { training: true, dropout: masks });
     const again = net.forward(x, c, { training: true, dropout: masks });
-    const fresh = net.forward(x, c, { training: true });
+    const fresh = net.forward(x, c, { training: true, dropout: otherMasks });
+    // no hidden random state: dropout in training needs the step's masks
+    assert.throws(() => net.forward(x, c, { training: true }), /needs the step's DropoutMasks/);
     const noDropout = net.forward(x, c, { training: false });
     const diff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
     assert.equal(diff(first, again), 0);
     assert.ok(diff(first, fresh) > 1e-4);
     assert.ok(diff(first, noDropout) > 1e-4);
     masks.dispose();
+    otherMasks.dispose();
     tf.dispose([x, c, first, again, fresh, noDropout]);
     net.dispose();
   });

@@ -63,6 +63,32 @@ describe('notebooks: importing the library under tslab', function () {
     const wrong = tslabDiagnostics(notebookDir, "import { notebookMode } from '../dist/lib/env'; const m: number = notebookMode('small');");
     assert.ok(wrong.some((d) => d.code === 2322), JSON.stringify(wrong));
   });
+
+  it('every notebook\'s code compiles cell after cell against the library, which it reaches through dist/lib only', () => {
+    // tslab's own converter, fed each cell with the declarations of the cells before it, as the kernel does
+    const script = `const fs = require('fs');
+      const c = require(${JSON.stringify(require.resolve('tslab/dist/converter.js'))}).createConverter();
+      const problems = {};
+      for (const file of ${JSON.stringify(notebooks)}) {
+        let declarations;
+        problems[file] = [];
+        for (const cell of JSON.parse(fs.readFileSync(file, 'utf8')).cells.filter((cell) => cell.cell_type === 'code')) {
+          const out = c.convert(declarations, cell.source.join(''));
+          problems[file].push(...out.diagnostics.map((d) => d.messageText));
+          declarations = out.declOutput ?? declarations;
+        }
+      }
+      c.close();
+      process.stdout.write(JSON.stringify(problems));`;
+    const run = spawnSync(process.execPath, ['-e', script], { cwd: notebookDir, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const problems = JSON.parse(run.stdout) as Record<string, string[]>;
+    for (const name of notebooks) assert.deepEqual(problems[name], [], `${name} does not compile under tslab`);
+    for (const name of notebooks) {
+      const code = readNotebook(path.join(notebookDir, name)).cells.filter((c) => c.cell_type === 'code').map((c) => c.source.join('')).join('\n');
+      assert.ok(!/from '\.\.\/dist\/cli\//.test(code), `${name} imports the command line; notebooks use the library (dist/lib)`);
+    }
+  });
 });
 
 describe('notebooks: headless execution with the tslab kernel', function () {

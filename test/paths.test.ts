@@ -104,7 +104,7 @@ describe('no machine paths in tracked files', () => {
 
 describe('a tuning run records its init relative to its folder', () => {
   const quiet = () => {};
-  const tiny = { data: 'synthetic', batch: 4, evalEvery: 0, progress: false, backend: process.env.ECT_TEST_BACKEND,
+  const tiny = { data: 'synthetic' as const, batch: 4, evalEvery: 0, progress: false, backend: process.env.ECT_TEST_BACKEND,
     set: ['net.modelChannels=8', 'edm.heunSteps=2'] };
   let root: string;
 

@@ -8,12 +8,14 @@ import { networkPreset } from '../lib/nn/presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
   ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,
-  notebookScalingPlan, readRun, runProgress, SCALING_WIDTHS, totalRunFlops,
+  notebookScalingPlan, readRun, SCALING_WIDTHS, totalRunFlops,
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
+import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
 import { notebookPaths, repositoryRoot } from '../lib/env';
 import { resolveRunInit } from '../lib/train/run';
 import type { RunConfig } from '../lib/config/types';
+import { runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
 function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {
@@ -38,9 +40,9 @@ describe('results: loading runs into one table', () => {
     const tune = defaultRunConfig('tune');
     tuneSmall = writeRun(root, 'ect-small', {
       ...tune, net: networkPreset('fmnist-small'), init: path.join(pretrainDir, 'checkpoints', 'final.json'), backend: { name: 'wasm' },
-    }, 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_1step\n10,1.28,0.3,0.0001,0,40,32,\n20,2.56,0.2,0.0001,0,40,64,41.5\n');
+    }, 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_1step\n10,1.28,0.3,0.0001,0,40,32,\n20,2.56,0.2,0.0001,0,40,64,41.5\n');
     tuneBase = writeRun(root, 'ect-base', { ...tune, net: networkPreset('fmnist-base'), backend: 'cpu' },
-      'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_1step,fd_2step\n10,1.28,0.3,0.0001,0,20,64,50.1,40.2\n');
+      'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_1step,fd_fmnist_2step\n10,1.28,0.3,0.0001,0,20,64,50.1,40.2\n');
   });
 
   after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -53,7 +55,7 @@ describe('results: loading runs into one table', () => {
     const table = loadRunsTable([tuneSmall, tuneBase]);
     assert.equal(table.numRows(), 3);
     const names = table.columnNames();
-    for (const column of ['run_id', 'iter', 'images_seen', 'train_flops', 'pretrain_flops_included', 'wall_s', 'backend', 'loss', 'fd_1step', 'fd_2step']) {
+    for (const column of ['run_id', 'iter', 'images_seen', 'train_flops', 'pretrain_flops_included', 'wall_s', 'backend', 'loss', 'fd_fmnist_1step', 'fd_fmnist_2step']) {
       assert.ok(names.includes(column), `missing ${column} in ${names}`);
     }
     // only what differs between the two runs becomes a config column
@@ -67,10 +69,10 @@ describe('results: loading runs into one table', () => {
     assert.equal(small20.train_flops, expected);
     assert.equal(small20.pretrain_flops_included, false);
     assert.equal(small20.backend, 'wasm');
-    assert.equal(small20.fd_1step, 41.5);
+    assert.equal(small20.fd_fmnist_1step, 41.5);
     const small10 = rows.find((r) => r.run_id === 'ect-small' && r.iter === 10)!;
-    assert.equal(small10.fd_1step, null);   // not evaluated at that iteration
-    assert.equal(small10.fd_2step, null);   // this run never evaluated 2-step
+    assert.equal(small10.fd_fmnist_1step, null);   // not evaluated at that iteration
+    assert.equal(small10.fd_fmnist_2step, null);   // this run never evaluated 2-step
     assert.equal(rows.find((r) => r.run_id === 'ect-base')!.backend, 'cpu');
   });
 
@@ -101,15 +103,25 @@ describe('results: loading runs into one table', () => {
   });
 
   it('keeps the last evaluated row per run', () => {
-    const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_1step');
+    const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_fmnist_1step');
     assert.equal(last.numRows(), 2);
-    assert.deepEqual((last.array('fd_1step') as number[]).slice().sort(), [41.5, 50.1]);
+    assert.deepEqual((last.array('fd_fmnist_1step') as number[]).slice().sort(), [41.5, 50.1]);
   });
 
-  it('finds the metric columns, and the Frechet distances among them', () => {
-    const table = loadRunsTable([tuneSmall, tuneBase]).derive({ kid_1step: () => 0.5, precision_1step: () => null });
-    assert.deepEqual(metricColumns(table), ['fd_1step', 'fd_2step', 'kid_1step']);   // precision has no value
-    assert.deepEqual(frechetColumns(table), ['fd_1step', 'fd_2step']);
+  it('finds the metric columns the evaluator declares, and the Frechet distances among them', () => {
+    const table = loadRunsTable([tuneSmall, tuneBase]).derive({
+      kid_std_fmnist_1step: () => 0.1, precision_fmnist_1step: () => null, fid_heun: () => 3, kid_sample: () => 0.5, not_a_metric: () => 1,
+    });
+    // precision has no value; loss, lr and other columns are not metrics
+    assert.deepEqual(metricColumns(table), ['fd_fmnist_1step', 'fd_fmnist_2step', 'kid_std_fmnist_1step', 'fid_heun', 'kid_sample']);
+    assert.deepEqual(frechetColumns(table), ['fd_fmnist_1step', 'fd_fmnist_2step', 'fid_heun']);
+    // every column an evaluator writes is found, whatever its metrics (lib/metrics/columns.ts is the one list)
+    for (const naming of Object.values(FEATURE_NAMINGS)) {
+      for (const [metric, column] of Object.entries(evaluationColumns(naming, '2step'))) {
+        assert.deepEqual(parseMetricColumn(column), { metric, features: Object.keys(FEATURE_NAMINGS).find((k) => FEATURE_NAMINGS[k as keyof typeof FEATURE_NAMINGS] === naming), label: '2step' });
+      }
+    }
+    assert.equal(parseMetricColumn('loss'), null);
   });
 
   it('names the file and the problem for broken runs', () => {
@@ -170,7 +182,7 @@ describe('results: the notebooks\' planned runs', () => {
     for (const dir of committed) {
       const { init } = readRun(dir).config;
       assert.ok(init && !path.isAbsolute(init) && !init.includes('\\'), `${dir}/config.json: init ${init} is not a POSIX path relative to the run`);
-      assert.ok(runProgress(resolveRunInit(init, dir)).finished, `${dir}/config.json: init ${init} is not a finished run`);
+      assert.equal(runStatus(resolveRunInit(init, dir)).state, 'finished', `${dir}/config.json: init ${init} is not a finished run`);
     }
     // ... and it is the teacher the notebooks' full-mode plan trains it from
     const demo = notebookDemoPlan('full', paths);
@@ -197,20 +209,20 @@ describe('results: the notebooks\' planned runs', () => {
       assert.ok(plan.teacher.flags.out.startsWith(path.join(root, 'build')));
       assert.equal(plan.student.flags.init, plan.teacher.flags.out);
       const calls: Array<{ kind: string; resume: unknown }> = [];
-      // a stand-in for the CLI's trainCommand that writes a finished run directory
-      const train = async (kind: 'pretrain' | 'tune', flags: never): Promise<string> => {
-        const f = flags as { out: string; iters: number; resume?: boolean };
-        calls.push({ kind, resume: f.resume });
-        writeRun(path.dirname(f.out), path.basename(f.out), { ...defaultRunConfig(kind), iters: f.iters },
-          `iter,kimg,loss,lr,stage,img_per_s,wall_s\n${f.iters},0.048,1,0.001,0,10,5\n`);
-        return f.out;
+      // a stand-in for the launcher's trainRun that writes a finished run directory
+      const train = async ({ kind, flags }: RunSpec): Promise<RunOutcome> => {
+        const out = flags.out as string;
+        calls.push({ kind, resume: flags.resume });
+        writeRun(path.dirname(out), path.basename(out), { ...defaultRunConfig(kind), iters: flags.iters as number },
+          `iter,kimg,loss,lr,stage,img_per_s,wall_s\n${flags.iters},0.048,1,0.001,0,10,5\n`);
+        return { runDir: out, iteration: flags.iters as number, stopped: false, reused: false };
       };
-      assert.equal(runProgress(plan.teacher.flags.out).exists, false);
-      await ensureRun(plan.teacher, train);
+      assert.equal(runStatus(plan.teacher.flags.out).state, 'new');
+      await ensureRun(plan.teacher, () => {}, train);
       assert.deepEqual(calls, [{ kind: 'pretrain', resume: false }]);
-      assert.equal(runProgress(plan.teacher.flags.out).finished, true);
+      assert.equal(runStatus(plan.teacher.flags.out).state, 'finished');
       assert.ok(fs.existsSync(path.join(path.dirname(plan.teacher.flags.out), 'environment.md')));
-      await ensureRun(plan.teacher, train);
+      await ensureRun(plan.teacher, () => {}, train);
       assert.equal(calls.length, 1); // finished: reused, not retrained
     } finally {
       fs.rmSync(root, { recursive: true, force: true });

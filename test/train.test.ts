@@ -1,17 +1,22 @@
-/** The ECT loss on tiny tensors, and the trainer: no leaks, it learns, and a resumed run equals an uninterrupted one. */
+/**
+ * The losses on tiny tensors, and the trainer through the launcher: no leaks, it learns, every draw follows the
+ * run's seed, and a killed-and-resumed run (pretraining or tuning) equals an uninterrupted one bit for bit.
+ */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UNet } from '../lib/nn/unet';
-import { EctStep } from '../lib/ect/loss';
+import { EctLoss } from '../lib/ect/loss';
+import { EdmLoss } from '../lib/edm/loss';
 import { denoise } from '../lib/edm/precond';
 import { Trainer } from '../lib/train/trainer';
+import { launchRun, resolveRun } from '../lib/train/launch';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { loadCheckpoint, disposeCheckpoint, latestCheckpoint } from '../lib/train/checkpoint';
 import { readMetrics, TRAINING_COLUMNS } from '../lib/train/metrics-log';
-import { TINY_NET, tinyRunConfig, useTestBackend } from './helpers';
+import { TINY_NET, tinyRunConfig, tinyRunSpec, useTestBackend } from './helpers';
 
 const tinyData = () => makeSyntheticDataset('train', { count: 32, height: 8, width: 8, channels: 1, seed: 1 });
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'ect-train-'));
@@ -30,18 +35,18 @@ describe('ECT loss', () => {
     const cfg = tinyRunConfig('tune');
     const x0 = tf.randomUniform([6, 8, 8, 1], -1, 1, 'float32', 2) as tf.Tensor4D;
     // stage 1 of q = 2: some r are 0 (t <= ln 5/3), others positive
-    const step = new EctStep(net, x0, { ...cfg.ect, stageIters: 1 }, cfg.edm, 123, 1);
-    const target = step.target();
-    const loss = step.loss(target).dataSync()[0];
+    const step = new EctLoss({ ...cfg.ect, stageIters: 1 }, cfg.edm).prepare(net, x0, { seed: 123, iteration: 1 });
+    const { target } = step;
+    const loss = step.loss().dataSync()[0];
     const { t, r } = step.draws;
-    assert.ok(r.some((v) => v === 0) || r.some((v) => v > 0));
+    assert.ok(r.some((v) => v === 0) && r.some((v) => v > 0), `both kinds of r: ${Array.from(r)}`);
     const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', step.draws.noiseSeed);
     let expected = 0;
     for (let i = 0; i < 6; i++) {
       const xi = tf.slice(x0, [i, 0, 0, 0], [1, 8, 8, 1]) as tf.Tensor4D;
       const ni = tf.slice(noise, [i, 0, 0, 0], [1, 8, 8, 1]);
-      const student = denoise(net, tf.add(xi, tf.mul(ni, t[i])) as tf.Tensor4D, tf.tensor1d([t[i]]), { edm: cfg.edm, mode: 'train' });
-      const tgt = r[i] > 0 ? denoise(net, tf.add(xi, tf.mul(ni, r[i])) as tf.Tensor4D, tf.tensor1d([r[i]]), { edm: cfg.edm, mode: 'train' }) : xi;
+      const student = denoise(net, tf.add(xi, tf.mul(ni, t[i])) as tf.Tensor4D, t[i], { edm: cfg.edm, mode: 'train' });
+      const tgt = r[i] > 0 ? denoise(net, tf.add(xi, tf.mul(ni, r[i])) as tf.Tensor4D, r[i], { edm: cfg.edm, mode: 'train' }) : xi;
       expected += Math.sqrt(tf.sum(tf.square(tf.sub(student, tgt))).dataSync()[0]) / (t[i] - r[i]) / 6;
     }
     assert.ok(Math.abs(loss - expected) < 1e-4 * Math.max(1, expected), `${loss} vs ${expected}`);
@@ -52,7 +57,7 @@ describe('ECT loss', () => {
       assert.equal(diff, 0);
     }
     step.dispose();
-    tf.dispose([x0, target, noise]);
+    tf.dispose([x0, noise]);
     net.dispose();
   });
 
@@ -62,14 +67,41 @@ describe('ECT loss', () => {
     const cfg = tinyRunConfig('tune');
     const x0 = tf.randomUniform([4, 8, 8, 1], -1, 1, 'float32', 3) as tf.Tensor4D;
     // a huge q makes r = t (1 - n/q) within 1e-9 of t: same input, so shared masks give the same output
-    const step = new EctStep(net, x0, { ...cfg.ect, q: 1e12, weighting: 'uniform' }, cfg.edm, 5, 0);
-    const target = step.target();
-    const loss = step.loss(target).dataSync()[0];
+    const step = new EctLoss({ ...cfg.ect, q: 1e12, weighting: 'uniform' }, cfg.edm).prepare(net, x0, { seed: 5, iteration: 0 });
+    const loss = step.loss().dataSync()[0];
     assert.ok(loss < 1e-3, `loss ${loss} should be ~0 with shared masks`);
     step.dispose();
-    target.dispose();
     x0.dispose();
     net.dispose();
+  });
+});
+
+describe('losses: every draw from (seed, iteration)', () => {
+  before(useTestBackend);
+
+  it('EDM and ECT give the same loss for the same (seed, iteration) in a fresh network, and another for another seed', () => {
+    const x0 = tf.randomUniform([4, 8, 8, 1], -1, 1, 'float32', 7) as tf.Tensor4D;
+    const cfg = { pretrain: tinyRunConfig('pretrain'), tune: tinyRunConfig('tune') };
+    const losses = { pretrain: new EdmLoss(cfg.pretrain.edm), tune: new EctLoss(cfg.tune.ect, cfg.tune.edm) };
+    for (const kind of ['pretrain', 'tune'] as const) {
+      const value = (seed: number, iteration: number, calls: number): number => {
+        // a new network each time, called `calls` times first: no state of the network may change the draws
+        const net = new UNet(TINY_NET, 0);
+        randomizeWeights(net, 30);
+        let result = NaN;
+        for (let i = 0; i < calls; i++) {
+          const step = losses[kind].prepare(net, x0, { seed, iteration });
+          result = tf.tidy(() => step.loss().dataSync()[0]);
+          step.dispose();
+        }
+        net.dispose();
+        return result;
+      };
+      assert.equal(value(3, 5, 1), value(3, 5, 2), `${kind}: the same step draws the same noise and dropout masks`);
+      assert.notEqual(value(3, 5, 1), value(4, 5, 1), `${kind}: the run seed changes the draws`);
+      assert.notEqual(value(3, 5, 1), value(3, 6, 1), `${kind}: the iteration changes the draws`);
+    }
+    x0.dispose();
   });
 });
 
@@ -93,8 +125,12 @@ describe('Trainer', () => {
   it('overfits a tiny batch: the EDM loss at fixed draws falls', async () => {
     const trainer = await Trainer.create(tinyRunConfig('pretrain', { iters: 100, net: { ...TINY_NET, dropout: 0 } }), { runDir: null, dataset: tinyData() });
     const x0 = trainer.loader.next();
-    const { edmLoss } = await import('../lib/edm/loss');
-    const fixedLoss = (): number => tf.tidy(() => edmLoss({ net: trainer.net, x0, edm: trainer.cfg.edm, seed: 99, iteration: 0 }).dataSync()[0]);
+    const fixedLoss = (): number => {
+      const step = new EdmLoss(trainer.cfg.edm).prepare(trainer.net, x0, { seed: 99, iteration: 0 });
+      const value = tf.tidy(() => step.loss().dataSync()[0]);
+      step.dispose();
+      return value;
+    };
     const start = fixedLoss();
     for (let i = 0; i < 80; i++) trainer.step(x0);
     const end = fixedLoss();
@@ -103,60 +139,80 @@ describe('Trainer', () => {
     trainer.dispose();
   });
 
-  it('writes metrics.csv, config.json and checkpoints; a killed-and-resumed run equals an uninterrupted one', async () => {
-    const full = tmpDir();
-    const parts = tmpDir();
-    const dataset = tinyData();
-    const a = await Trainer.create(tinyRunConfig('tune', { iters: 6 }), { runDir: full, dataset });
-    await a.run();
-    const b = await Trainer.create(tinyRunConfig('tune', { iters: 6 }), { runDir: parts, dataset });
-    let steps = 0;
-    await b.run({ onStep: () => { steps++; }, shouldStop: () => steps >= 4 });  // stops after 4 (checkpoint at 3 and at 4)
-    b.dispose();
-    // pretend the process died after the checkpoint at 3: drop the one written at the stop
-    fs.rmSync(path.join(parts, 'checkpoints', 'ckpt-000000004.ckpt'));
-    const c = await Trainer.create(tinyRunConfig('tune', { iters: 6 }), { runDir: parts, dataset, resume: true });
-    assert.equal(c.iteration, 3);
-    await c.run();
-    for (const [name, p] of a.net.params) {
-      assert.deepEqual(Array.from(c.net.params.get(name)!.dataSync()), Array.from(p.dataSync()), `online ${name} differs`);
-      assert.deepEqual(Array.from(c.ema.weights.get(name)!.dataSync()), Array.from(a.ema.weights.get(name)!.dataSync()), `EMA ${name} differs`);
-    }
-    const { header, rows } = readMetrics(path.join(parts, 'metrics.csv'));
-    for (const col of TRAINING_COLUMNS) assert.ok(header.includes(col), `metrics.csv lacks ${col}`);
-    assert.deepEqual(rows.map((r) => Number(r.iter)), [1, 2, 3, 4, 5, 6]);
-    const config = JSON.parse(fs.readFileSync(path.join(parts, 'config.json'), 'utf8'));
-    assert.equal(config.kind, 'tune');
-    const ckpt = loadCheckpoint(latestCheckpoint(path.join(parts, 'checkpoints'))!);
-    assert.equal(ckpt.meta.iteration, 6);
-    disposeCheckpoint(ckpt);
-    a.dispose();
-    c.dispose();
-  });
+  for (const kind of ['pretrain', 'tune'] as const) {
+    it(`${kind}: writes metrics.csv, config.json and checkpoints; killed and resumed, it equals the uninterrupted run bit for bit`, async () => {
+      const dataset = tinyData();
+      const full = tmpDir();
+      const parts = tmpDir();
+      // tuning starts from a teacher; the tiny net has dropout 0.1 in both kinds
+      const init = kind === 'tune' ? { init: await tinyTeacher(dataset) } : {};
+      const a = await launchRun(tinyRunSpec(kind, full, {}, init), { dataset });
+      await a.trainer.run();
+      const b = await launchRun(tinyRunSpec(kind, parts, {}, init), { dataset });
+      let steps = 0;
+      await b.trainer.run({ onStep: () => { steps++; }, shouldStop: () => steps >= 4 });  // stops after 4 (checkpoint at 3 and at 4)
+      b.dispose();
+      // pretend the process died after the checkpoint at 3: drop the one written at the stop
+      fs.rmSync(path.join(parts, 'checkpoints', 'ckpt-000000004.ckpt'));
+      const c = await launchRun(tinyRunSpec(kind, parts, {}, { ...init, resume: true }), { dataset });
+      assert.equal(c.trainer.iteration, 3);
+      await c.trainer.run();
+      for (const [name, p] of a.trainer.net.params) {
+        assert.deepEqual(Array.from(c.trainer.net.params.get(name)!.dataSync()), Array.from(p.dataSync()), `online ${name} differs`);
+        assert.deepEqual(Array.from(c.trainer.ema.weights.get(name)!.dataSync()), Array.from(a.trainer.ema.weights.get(name)!.dataSync()), `EMA ${name} differs`);
+      }
+      const { header, rows } = readMetrics(path.join(parts, 'metrics.csv'));
+      for (const col of TRAINING_COLUMNS) assert.ok(header.includes(col), `metrics.csv lacks ${col}`);
+      assert.deepEqual(rows.map((r) => Number(r.iter)), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(rows.map((r) => r.loss), readMetrics(path.join(full, 'metrics.csv')).rows.map((r) => r.loss), 'the same losses');
+      const config = JSON.parse(fs.readFileSync(path.join(parts, 'config.json'), 'utf8'));
+      assert.equal(config.kind, kind);
+      const ckpt = loadCheckpoint(latestCheckpoint(path.join(parts, 'checkpoints'))!);
+      assert.equal(ckpt.meta.iteration, 6);
+      disposeCheckpoint(ckpt);
+      a.dispose();
+      c.dispose();
+    });
+  }
 
   it('refuses to resume with a config that changes the result, and to overwrite a run without --resume', async () => {
     const dir = tmpDir();
     const dataset = tinyData();
-    const t = await Trainer.create(tinyRunConfig('tune', { iters: 3 }), { runDir: dir, dataset });
-    await t.run();
+    const t = await launchRun(tinyRunSpec('pretrain', dir, { iters: 3 }), { dataset });
+    await t.trainer.run();
     t.dispose();
-    await assert.rejects(Trainer.create(tinyRunConfig('tune', { iters: 6 }), { runDir: dir, dataset }), /already holds checkpoints.*--resume/);
-    await assert.rejects(Trainer.create(tinyRunConfig('tune', { iters: 6, batch: 8 }), { runDir: dir, dataset, resume: true }), /does not match this config.*batch/);
-    await assert.rejects(Trainer.create(tinyRunConfig('tune'), { runDir: tmpDir(), dataset, resume: true }), /no checkpoint/);
+    await assert.rejects(launchRun(tinyRunSpec('pretrain', dir, { iters: 6 }), { dataset }), /already holds checkpoints.*--resume/);
+    assert.throws(() => resolveRun(tinyRunSpec('pretrain', dir, { iters: 6, batch: 8 }, { resume: true })), /does not match this config.*batch/);
+    // bookkeeping fields may change: a longer run
+    assert.equal(resolveRun(tinyRunSpec('pretrain', dir, { iters: 6 }, { resume: true })).cfg.iters, 6);
+    assert.throws(() => resolveRun(tinyRunSpec('pretrain', tmpDir(), {}, { resume: true })), /no checkpoint/);
   });
 
-  it('tunes from a pretrained checkpoint: online and EMA weights start from its EMA', async () => {
-    const teacherDir = tmpDir();
+  it('tunes from a pretrained checkpoint: its network (with the tuning\'s dropout), online and EMA weights from its EMA', async () => {
     const dataset = tinyData();
-    const teacher = await Trainer.create(tinyRunConfig('pretrain', { iters: 3 }), { runDir: teacherDir, dataset });
-    await teacher.run();
-    const tuned = await Trainer.create(tinyRunConfig('tune', { init: teacherDir, iters: 3 }), { runDir: null, dataset });
-    for (const [name, w] of teacher.ema.weights) {
-      assert.deepEqual(Array.from(tuned.net.params.get(name)!.dataSync()), Array.from(w.dataSync()), name);
-      assert.deepEqual(Array.from(tuned.ema.weights.get(name)!.dataSync()), Array.from(w.dataSync()), name);
+    const teacherDir = await tinyTeacher(dataset);
+    const teacher = loadCheckpoint(latestCheckpoint(path.join(teacherDir, 'checkpoints'))!);
+    // the tuning config names no network: the architecture is the teacher's, the dropout the tuning default's
+    const spec = tinyRunSpec('tune', tmpDir(), { net: undefined, iters: 3 }, { init: teacherDir });
+    const tuned = await launchRun(spec, { dataset });
+    assert.deepEqual({ ...tuned.cfg.net, dropout: TINY_NET.dropout }, TINY_NET);
+    assert.equal(tuned.cfg.net.dropout, 0.2);
+    for (const [name, w] of teacher.groups.ema) {
+      assert.deepEqual(Array.from(tuned.trainer.net.params.get(name)!.dataSync()), Array.from(w.dataSync()), name);
+      assert.deepEqual(Array.from(tuned.trainer.ema.weights.get(name)!.dataSync()), Array.from(w.dataSync()), name);
     }
-    teacher.dispose();
+    disposeCheckpoint(teacher);
     tuned.dispose();
-    await assert.rejects(Trainer.create(tinyRunConfig('tune', { init: path.join(teacherDir, 'nope') }), { runDir: null, dataset }), /no such file/);
+    assert.throws(() => resolveRun(tinyRunSpec('tune', tmpDir(), {}, { init: path.join(teacherDir, 'nope') })), /no such file/);
+    assert.throws(() => resolveRun(tinyRunSpec('tune', tmpDir())), /tune needs --init/);
   });
 });
+
+/** Pretrains a 3-iteration tiny teacher; returns its run directory. */
+async function tinyTeacher(dataset: ReturnType<typeof tinyData>): Promise<string> {
+  const dir = tmpDir();
+  const teacher = await launchRun(tinyRunSpec('pretrain', dir, { iters: 3 }), { dataset });
+  await teacher.trainer.run();
+  teacher.dispose();
+  return dir;
+}

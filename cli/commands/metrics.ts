@@ -1,6 +1,5 @@
 /** The `ect train-classifier` and `ect eval` commands: the Fashion-MNIST feature network, and sample-quality metrics of a checkpoint. */
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
@@ -13,10 +12,10 @@ import {
   saveClassifier,
   trainClassifier,
 } from '../../lib/metrics/fmnist-classifier';
-import { makeSampler, parseSampleSteps } from '../../lib/sample';
+import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { appendMetricsRow } from '../../lib/train/metrics-log';
 import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
-import { positiveInteger, positiveNumber } from '../options';
+import { integer, positiveInteger, positiveNumber } from '../options';
 
 function backendOption(): Option {
   return new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices([...BACKEND_CHOICES]);
@@ -61,10 +60,13 @@ interface EvalFlags {
   cacheDir?: string; referenceSplit: 'train' | 'test'; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
 }
 
-/** Generates n images from a checkpoint, prints the metrics and appends them to the run's metrics.csv. */
+/**
+ * Generates n images from a checkpoint on the evaluation noise of --seed, prints the metrics and appends them to
+ * the run's metrics.csv. With the default seed these are the numbers the run's own evaluation at that iteration gave.
+ */
 export async function evalCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<Record<string, number>> {
   const steps = parseSampleSteps(flags.steps);
-  const label = steps === 'heun' ? 'heun' : `${steps}step`;
+  const label = samplerLabel(steps);
   const backend = await initBackend(flags.backend as BackendChoice | undefined);
   log(`backend: ${describeBackend(backend)}`);
   const model = await loadRunModel(flags.checkpoint);
@@ -76,16 +78,6 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     });
     if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
     try {
-      const sampler = makeSampler(samplerModelOf(model), steps);
-      const { resolution, imageChannels } = model.config.net;
-      const generate = (count: number, offset: number): tf.Tensor4D => {
-        const noise = tf.randomNormal([count, resolution, resolution, imageChannels], 0, 1, 'float32', flags.seed * 1000003 + offset) as tf.Tensor4D;
-        try {
-          return sampler(noise, flags.seed * 7919 + offset + 1);
-        } finally {
-          noise.dispose();
-        }
-      };
       log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}, features ${evaluator.featureNetwork.name}`);
       const bar = flags.progress && process.stderr.isTTY
         ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
@@ -93,7 +85,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
       bar?.start(flags.n, 0);
       let metrics: Record<string, number>;
       try {
-        metrics = await evaluator.evaluate(generate, flags.n, label, (done) => bar?.update(done));
+        metrics = await evaluator.evaluate(samplerModelOf(model), steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
       } finally {
         bar?.stop();
       }
@@ -132,7 +124,7 @@ export function registerMetricsCommands(program: Command): void {
     .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', '1')
     .option('--n <n>', 'number of generated images (the paper uses 50000 for FID)', positiveInteger('--n'), 10000)
     .option('--batch <n>', 'images generated and embedded per call', positiveInteger('--batch'), 250)
-    .option('--seed <n>', 'noise seed', (v: string) => Number(v), 0)
+    .option('--seed <n>', 'evaluation noise seed: image i is the same whatever --n and --batch; the default is the one training evaluates with', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--inception <dir>', 'CIFAR-10: TF.js graph model of the FID Inception-v3 (default $ECT_INCEPTION_DIR; see docs/inception.md)')
     .option('--classifier <dir>', 'Fashion-MNIST: classifier weights', DEFAULT_CLASSIFIER_DIR)
     .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')

@@ -1,6 +1,6 @@
 /** Seeded batch loader: shuffled epochs, optional horizontal flips, and a JSON state for exact resume. */
 import * as tf from '@tensorflow/tfjs-core';
-import seedrandom from 'seedrandom';
+import { drawSeed, hashUniform, seededPermutation } from '../random';
 import { ImageDataset, imageSize } from './dataset';
 
 export interface BatchLoaderOptions {
@@ -15,13 +15,13 @@ export interface LoaderState {
   count: number;                          // dataset size, checked on restore
   epoch: number;                          // epochs started so far minus one (0 in the first epoch)
   position: number;                       // index of the next image in this epoch's order
-  flipRngState: seedrandom.State.Arc4;    // the flip generator, mid-stream
+  flipRngState?: unknown;                 // written by earlier versions (a flip generator's state); ignored
 }
 
 /**
  * Draws batches without replacement; each epoch visits every image once in a fresh order. A batch that
  * runs past the end of an epoch is completed from the next one, so every batch is full.
- * Each epoch's order depends only on (seed, epoch); the flips come from one generator whose state is saved.
+ * Each epoch's order and flips depend only on (seed, epoch, position), so (epoch, position) is the whole state.
  */
 export class BatchLoader {
   readonly batch: number;
@@ -30,7 +30,7 @@ export class BatchLoader {
   private epoch = 0;
   private position = 0;
   private order: Uint32Array;
-  private flipRng: seedrandom.StatefulPRNG<seedrandom.State.Arc4>;
+  private flipSeed: number;
 
   constructor(readonly dataset: ImageDataset, options: BatchLoaderOptions) {
     if (!Number.isInteger(options.batch) || options.batch <= 0) {
@@ -42,7 +42,7 @@ export class BatchLoader {
     this.seed = options.seed;
     this.flip = options.flip;
     this.order = epochOrder(dataset.count, this.seed, 0);
-    this.flipRng = seedrandom(`ect-loader-flip-${this.seed}`, { state: true });
+    this.flipSeed = drawSeed(this.seed, 0, 'flip');
   }
 
   /** Images drawn so far, over all epochs. */
@@ -58,9 +58,9 @@ export class BatchLoader {
     const out = new Float32Array(this.batch * size);
     for (let b = 0; b < this.batch; b++) {
       if (this.position >= this.dataset.count) this.startEpoch(this.epoch + 1);
+      const mirrored = this.flip && hashUniform(this.flipSeed, this.position) < 0.5;
       const source = this.order[this.position++] * size;
       const target = b * size;
-      const mirrored = this.flip && this.flipRng() < 0.5;
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++) {
           const sourceX = mirrored ? width - 1 - x : x;
@@ -80,7 +80,6 @@ export class BatchLoader {
       count: this.dataset.count,
       epoch: this.epoch,
       position: this.position,
-      flipRngState: this.flipRng.state(),
     };
   }
 
@@ -96,26 +95,17 @@ export class BatchLoader {
     }
     this.startEpoch(state.epoch);
     this.position = state.position;
-    this.flipRng = seedrandom('', { state: state.flipRngState });
   }
 
   private startEpoch(epoch: number): void {
     this.epoch = epoch;
     this.position = 0;
     this.order = epochOrder(this.dataset.count, this.seed, epoch);
+    this.flipSeed = drawSeed(this.seed, epoch, 'flip');
   }
 }
 
-/** A permutation of 0..count-1 that depends only on (seed, epoch): Fisher-Yates with a seeded generator. */
+/** The order of an epoch: a permutation of 0..count-1 that depends only on (seed, epoch). */
 export function epochOrder(count: number, seed: number, epoch: number): Uint32Array {
-  const rng = seedrandom(`ect-loader-order-${seed}-${epoch}`);
-  const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[i] = i;
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    const swap = order[i];
-    order[i] = order[j];
-    order[j] = swap;
-  }
-  return order;
+  return seededPermutation(count, drawSeed(seed, epoch, 'batch-order'));
 }

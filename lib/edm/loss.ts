@@ -1,40 +1,79 @@
-/** EDM's denoising loss (ect-spec.md section 5): lambda(sigma) ||D(x0 + sigma eps, sigma) - x0||^2, per pixel. */
+/**
+ * EDM's denoising loss (ect-spec.md section 5): lambda(sigma) ||D(x0 + sigma eps, sigma) - x0||^2, per pixel;
+ * and the interface every training loss implements, so the trainer calls EDM's and ECT's losses the same way.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig } from '../config/types';
-import type { UNet } from '../nn/unet';
-import { logNormalSamples, stepSeed } from '../random';
+import { DropoutMasks, type UNet } from '../nn/unet';
+import { drawSeed, logNormalSamples } from '../random';
 import { denoise } from './precond';
+
+/** What a loss needs to know of a training step besides the network and the images. */
+export interface LossContext {
+  seed: number;            // run seed
+  iteration: number;       // the step: with the seed, it fixes every random draw of the step
+  labels?: tf.Tensor1D;    // class labels of the batch (undefined: unconditional)
+}
+
+/** One step of a loss, prepared outside the gradient; `loss()` runs inside it. */
+export interface LossStep {
+  /** The batch-mean loss as a scalar; call inside tf.variableGrads. */
+  loss(): tf.Scalar;
+  /** Frees what the step holds (noise, dropout masks, the target). */
+  dispose(): void;
+}
+
+/**
+ * A training loss, as EDM's training loop sees one: `prepare(net, images, ctx)` draws the step's noise and
+ * masks and does any work without gradient (ECT's target pass); the trainer then differentiates `loss()`.
+ */
+export interface TrainingLoss {
+  prepare(net: UNet, x0: tf.Tensor4D, ctx: LossContext): LossStep;
+  /** The schedule's stage at an iteration, logged in metrics.csv (0 when the loss has no stages). */
+  stage(iteration: number): number;
+}
+
+/** The dropout masks of one training step, the same in every loss: seeded from (run seed, iteration, 'dropout'). */
+export function stepDropoutMasks(net: UNet, ctx: LossContext): DropoutMasks {
+  return new DropoutMasks(drawSeed(ctx.seed, ctx.iteration, 'dropout'), net.cfg.dropout);
+}
 
 /** lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2. */
 export function edmLossWeight(sigma: number, sigmaData: number): number {
   return (sigma * sigma + sigmaData * sigmaData) / (sigma * sigmaData) ** 2;
 }
 
-export interface EdmLossInputs {
-  net: UNet;
-  x0: tf.Tensor4D;       // clean images in [-1, 1]
-  edm: EdmConfig;
-  seed: number;          // run seed
-  iteration: number;     // picks this step's random draws
-}
-
-/** Draws sigma ~ LogNormal(P_mean, P_std) and the noise for one step. */
+/** Draws sigma ~ LogNormal(P_mean, P_std) and the noise seed for one step. */
 export function edmDraws(batch: number, edm: EdmConfig, seed: number, iteration: number): { sigma: Float64Array; noiseSeed: number } {
   return {
-    sigma: logNormalSamples(stepSeed(seed, iteration, 'edm-sigma'), batch, edm.pMean, edm.pStd),
-    noiseSeed: stepSeed(seed, iteration, 'edm-noise'),
+    sigma: logNormalSamples(drawSeed(seed, iteration, 'edm-sigma'), batch, edm.pMean, edm.pStd),
+    noiseSeed: drawSeed(seed, iteration, 'edm-noise'),
   };
 }
 
-/** The batch-mean EDM loss as a scalar (call inside a gradient function). Dropout masks are drawn per call. */
-export function edmLoss({ net, x0, edm, seed, iteration }: EdmLossInputs): tf.Scalar {
-  const batch = x0.shape[0];
-  const { sigma, noiseSeed } = edmDraws(batch, edm, seed, iteration);
-  const weights = Float32Array.from(sigma, (s) => edmLossWeight(s, edm.sigmaData));
-  const sigmaT = tf.tensor1d(Float32Array.from(sigma));
-  const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', noiseSeed);
-  const noisy = tf.add(x0, tf.mul(noise, tf.reshape(sigmaT, [-1, 1, 1, 1]))) as tf.Tensor4D;
-  const denoised = denoise(net, noisy, sigmaT, { edm, mode: 'train', training: true });
-  const perPixel = tf.mul(tf.square(tf.sub(denoised, x0)), tf.reshape(tf.tensor1d(weights), [-1, 1, 1, 1]));
-  return tf.mean(perPixel) as tf.Scalar;
+/** EDM pretraining's loss. */
+export class EdmLoss implements TrainingLoss {
+  constructor(private readonly edm: EdmConfig) {}
+
+  prepare(net: UNet, x0: tf.Tensor4D, ctx: LossContext): LossStep {
+    const { edm } = this;
+    const draws = edmDraws(x0.shape[0], edm, ctx.seed, ctx.iteration);
+    const sigma = Float32Array.from(draws.sigma);   // the noise levels as the network sees them
+    const masks = stepDropoutMasks(net, ctx);
+    return {
+      loss: () => tf.tidy(() => {
+        const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', draws.noiseSeed);
+        const sigmaColumn = tf.tensor4d(sigma, [sigma.length, 1, 1, 1]);
+        const noisy = tf.add(x0, tf.mul(noise, sigmaColumn)) as tf.Tensor4D;
+        const denoised = denoise(net, noisy, sigma, { edm, mode: 'train', training: true, dropout: masks, labels: ctx.labels });
+        const weights = tf.tensor4d(Float32Array.from(sigma, (s) => edmLossWeight(s, edm.sigmaData)), [sigma.length, 1, 1, 1]);
+        return tf.mean(tf.mul(tf.square(tf.sub(denoised, x0)), weights)) as tf.Scalar;
+      }),
+      dispose: () => masks.dispose(),
+    };
+  }
+
+  stage(): number {
+    return 0;
+  }
 }

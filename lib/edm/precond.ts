@@ -33,41 +33,44 @@ export function cOut(sigma: number, sigmaData: number, mode: PrecondMode = 'trai
   return (shifted * sigmaData) / Math.sqrt(sigma * sigma + sigmaData * sigmaData);
 }
 
-/** All four coefficients at once. */
+/** Below this noise level c_noise is taken at the floor, so that ln(0) never reaches the network. */
+const C_NOISE_FLOOR = 1e-20;
+
+/** All four coefficients at once (c_noise at max(sigma, 1e-20): sigma may be 0 in training mode, where D = x). */
 export function precondCoefficients(sigma: number, edm: EdmConfig, mode: PrecondMode): PrecondCoefficients {
   return {
     cSkip: cSkip(sigma, edm.sigmaData, mode, edm.evalSigmaMin),
     cOut: cOut(sigma, edm.sigmaData, mode, edm.evalSigmaMin),
     cIn: cIn(sigma, edm.sigmaData),
-    cNoise: cNoise(sigma),
+    cNoise: cNoise(Math.max(sigma, C_NOISE_FLOOR)),
   };
 }
 
 export interface DenoiseOptions {
   edm: EdmConfig;
   mode: PrecondMode;
-  training?: boolean;                  // dropout on
-  dropout?: DropoutMasks;              // shared dropout masks
+  training?: boolean;                  // dropout on (then `dropout` holds the step's masks)
+  dropout?: DropoutMasks;              // the training step's dropout masks, shared by its passes
   weights?: Map<string, tf.Tensor>;    // e.g. EMA weights
+  labels?: tf.Tensor1D;                // class labels [B] (undefined: unconditional)
 }
 
 /**
- * D(x, sigma) for a batch with per-example sigma [B]. Sigma may be 0 (training mode gives D = x there);
- * c_noise uses max(sigma, tiny) so that ln(0) never reaches the network.
+ * D(x, sigma) = c_skip x + c_out F(c_in x, c_noise) for a batch, with one sigma for the whole batch or one per
+ * example. The sigmas are known on the host, so the coefficients are the scalar functions above, evaluated
+ * per example: one formula for tests and training. Sigma may be 0 (training mode gives D = x there).
  */
-export function denoise(net: UNet, x: tf.Tensor4D, sigma: tf.Tensor1D, opts: DenoiseOptions): tf.Tensor4D {
+export function denoise(net: UNet, x: tf.Tensor4D, sigma: number | ArrayLike<number>, opts: DenoiseOptions): tf.Tensor4D {
+  const batch = x.shape[0];
+  const sigmas = typeof sigma === 'number' ? new Float64Array(batch).fill(sigma) : sigma;
+  if (sigmas.length !== batch) throw new Error(`denoise: ${sigmas.length} noise levels for a batch of ${batch}`);
+  const coefficients = Array.from(sigmas, (s) => precondCoefficients(s, opts.edm, opts.mode));
+  const column = (pick: (c: PrecondCoefficients) => number) => Float32Array.from(coefficients, pick);
   return tf.tidy(() => {
-    const sd2 = opts.edm.sigmaData ** 2;
-    const s = tf.reshape(sigma, [-1, 1, 1, 1]);
-    const shifted = opts.mode === 'eval' ? tf.sub(s, opts.edm.evalSigmaMin) : s;
-    const norm = tf.sqrt(tf.add(tf.square(s), sd2));
-    const skip = tf.div(sd2, tf.add(tf.square(shifted), sd2));
-    const out = tf.div(tf.mul(shifted, opts.edm.sigmaData), norm);
-    const inputScale = tf.div(1, norm);
-    const noiseLevel = tf.div(tf.log(tf.maximum(sigma, 1e-20)), 4) as tf.Tensor1D;
-    const raw = net.forward(tf.mul(x, inputScale) as tf.Tensor4D, noiseLevel, {
-      training: opts.training, dropout: opts.dropout, weights: opts.weights,
+    const perExample = (values: Float32Array) => tf.tensor4d(values, [batch, 1, 1, 1]);
+    const raw = net.forward(tf.mul(x, perExample(column((c) => c.cIn))) as tf.Tensor4D, tf.tensor1d(column((c) => c.cNoise)), {
+      training: opts.training, dropout: opts.dropout, weights: opts.weights, labels: opts.labels,
     });
-    return tf.add(tf.mul(skip, x), tf.mul(out, raw)) as tf.Tensor4D;
+    return tf.add(tf.mul(perExample(column((c) => c.cSkip)), x), tf.mul(perExample(column((c) => c.cOut)), raw)) as tf.Tensor4D;
   });
 }

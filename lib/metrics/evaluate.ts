@@ -1,10 +1,13 @@
 /**
- * Sample-quality evaluation of a run: picks the feature network for its dataset, loads (or computes and
- * caches) the reference statistics, and scores generated images as metric columns for metrics.csv.
+ * Sample-quality evaluation of a model, the one used in training, by `ect eval` and by the notebooks: picks
+ * the feature network for the run's dataset, loads (or computes and caches) the reference statistics,
+ * generates images from fixed evaluation noise and scores them as metric columns for metrics.csv.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
 import { limitDataset, loadDataset } from '../data';
+import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type SampleSteps, type SamplerModel } from '../sample';
+import { evaluationColumns, type FeatureNaming } from './columns';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
 import { frechetDistance } from './frechet';
 import { DEFAULT_KID_OPTIONS, kernelDistance, type KidOptions } from './kid';
@@ -19,43 +22,55 @@ export interface RunEvaluatorOptions {
   referenceSplit?: 'train' | 'test'; // statistics of this split (the paper: the training set)
   referenceLimit?: number;        // use only the first N images of that split (0 or absent: all; quick checks)
   keepFeatures?: number;          // features kept per set for KID and precision/recall (10000)
-  batch?: number;                 // images per feature-network call (250)
+  batch?: number;                 // images generated and embedded per call (250); does not change the images
   kid?: Partial<KidOptions>;      // KID subsets (100 subsets of up to 1000)
   onInfo?: (message: string) => void;        // e.g. "reference statistics computed ..."
   onUnavailable?: (reason: string) => void;  // why createRunEvaluator returned null
 }
 
+/** How one evaluation samples: how many images, from which noise, with which sampler settings. */
+export interface EvaluateOptions {
+  n: number;                      // generated images
+  seed?: number;                  // evaluation noise seed (DEFAULT_SAMPLE_SEED): image i's noise depends on (seed, i) only
+  midT?: number[];                // intermediate times of 2-step sampling (default: the model's)
+  label?: string;                 // column suffix (default: the sampler's, heun / 1step / 2step)
+  onProgress?: (done: number, total: number) => void;
+}
+
 /** Scores generated images against one dataset's reference statistics. */
-export interface RunEvaluator {
+export interface SampleEvaluator {
   readonly featureNetwork: FeatureNetwork;
   readonly reference: ReferenceStats;
-  /** Generates n images via generate(count, offset) (disposed here) and returns metric columns named with `label`. */
-  evaluate(
-    generate: (count: number, offset: number) => tf.Tensor4D,
-    n: number,
-    label: string,
-    onProgress?: (done: number, total: number) => void,
-  ): Promise<Record<string, number>>;
+  /** The metric columns evaluate() returns for a sampler label (lib/metrics/columns.ts). */
+  columns(label: string): string[];
+  /**
+   * Generates opts.n images of the model with the given sampler from the fixed evaluation noise of opts.seed
+   * and returns the metric columns. The same checkpoint scores the same wherever it is evaluated.
+   */
+  evaluate(model: SamplerModel, steps: SampleSteps, opts: EvaluateOptions): Promise<Record<string, number>>;
+  /** Scores n images from any source (generate(count, offset) returns images offset .. offset+count-1, freed here). */
+  scoreImages(generate: (count: number, offset: number) => tf.Tensor4D, n: number, label: string,
+    onProgress?: (done: number, total: number) => void): Promise<Record<string, number>>;
   dispose(): void;
 }
 
 /** Metric columns of a generated feature set against a reference: FD (or FID), KID and its std, precision, recall. */
 export function scoreFeatures(
-  net: Pick<FeatureNetwork, 'distanceName' | 'metricTag' | 'dim'>,
+  net: FeatureNaming & Pick<FeatureNetwork, 'dim'>,
   reference: ReferenceStats,
   generated: EmbeddedSet,
   label: string,
   kid: Partial<KidOptions> = {},
 ): Record<string, number> {
-  const suffix = label ? `_${label}` : '';
+  const columns = evaluationColumns(net, label);
   const kidResult = kernelDistance(reference.features, reference.featureRows, generated.features, generated.featureRows, net.dim, kid);
   const pr = precisionRecall(reference.features, reference.featureRows, generated.features, generated.featureRows, net.dim);
   return {
-    [`${net.distanceName}${suffix}`]: frechetDistance(reference.stats, generated.stats),
-    [`kid${net.metricTag}${suffix}`]: kidResult.mean,
-    [`kid_std${net.metricTag}${suffix}`]: kidResult.std,
-    [`precision${net.metricTag}${suffix}`]: pr.precision,
-    [`recall${net.metricTag}${suffix}`]: pr.recall,
+    [columns.fd]: frechetDistance(reference.stats, generated.stats),
+    [columns.kid]: kidResult.mean,
+    [columns.kid_std]: kidResult.std,
+    [columns.precision]: pr.precision,
+    [columns.recall]: pr.recall,
   };
 }
 
@@ -80,7 +95,7 @@ export async function featureNetworkFor(cfg: RunConfig, opts: RunEvaluatorOption
  * The evaluator for a run: null (with the reason passed to opts.onUnavailable) when its dataset has no
  * feature network here. Errors in a supplied network or dataset are thrown, not hidden.
  */
-export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptions = {}): Promise<RunEvaluator | null> {
+export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptions = {}): Promise<SampleEvaluator | null> {
   const picked = await featureNetworkFor(cfg, opts);
   if ('unavailable' in picked) {
     opts.onUnavailable?.(picked.unavailable);
@@ -98,13 +113,18 @@ export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptio
       ? `reference statistics (${net.name}, ${dataset.name} ${dataset.split}) from ${lookup.note}`
       : `reference statistics (${net.name}, ${dataset.name} ${dataset.split}) computed: ${lookup.note}`);
     const reference = lookup.reference;
+    const scoreImages: SampleEvaluator['scoreImages'] = async (generate, n, label, onProgress) => {
+      const generated = await embedStream(net, generate, n, { batch, keep, seed: 1, onProgress });
+      return scoreFeatures(net, reference, generated, label, kid);
+    };
     return {
       featureNetwork: net,
       reference,
-      async evaluate(generate, n, label, onProgress) {
-        const generated = await embedStream(net, generate, n, { batch, keep, seed: 1, onProgress });
-        return scoreFeatures(net, reference, generated, label, kid);
-      },
+      columns: (label) => Object.values(evaluationColumns(net, label)),
+      scoreImages,
+      evaluate: (model, steps, { n, seed = DEFAULT_SAMPLE_SEED, midT, label = samplerLabel(steps), onProgress }) =>
+        // chunk k holds images offset .. offset+count-1 of the seed, whatever the batch size
+        scoreImages((count, offset) => generateImages(model, steps, count, { seed, start: offset, batch: count, midT }), n, label, onProgress),
       dispose: () => net.dispose(),
     };
   } catch (err) {

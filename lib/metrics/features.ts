@@ -7,6 +7,7 @@ import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { FEATURE_NAMINGS } from './columns';
 import { loadClassifier, type FmnistClassifier } from './fmnist-classifier';
 
 /** A network that maps images to feature vectors, plus what names its metrics. */
@@ -132,8 +133,8 @@ async function runGraphModel(model: GraphModel, input: tf.Tensor): Promise<tf.Te
 /** Inception-v3 pool_3 features from a graph model whose one input is the normalised 299x299 RGB batch. */
 export class InceptionFeatureNetwork implements FeatureNetwork {
   readonly name = 'inception';
-  readonly distanceName = 'fid';
-  readonly metricTag = '';
+  readonly distanceName = FEATURE_NAMINGS.inception.distanceName;
+  readonly metricTag = FEATURE_NAMINGS.inception.metricTag;
 
   private constructor(
     private readonly model: GraphModel,
@@ -191,8 +192,8 @@ export const DEFAULT_CLASSIFIER_DIR = path.resolve(__dirname, '..', '..', '..', 
 /** Features of our Fashion-MNIST classifier's penultimate layer; its distance is `fd_fmnist`, not FID. */
 export class ClassifierFeatureNetwork implements FeatureNetwork {
   readonly name = 'fmnist';
-  readonly distanceName = 'fd_fmnist';
-  readonly metricTag = '_fmnist';
+  readonly distanceName = FEATURE_NAMINGS.fmnist.distanceName;
+  readonly metricTag = FEATURE_NAMINGS.fmnist.metricTag;
   readonly dim: number;
 
   constructor(private readonly classifier: FmnistClassifier, readonly weightsHash: string, readonly testAccuracy?: number) {

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { drawSeed, seededPermutation } from '../random';
 import { crossEntropyLoss, ensureClassifierGradients } from './classifier-gradients';
 
 /** Layer widths of the classifier; stored in the weights manifest so a file names its own shape. */
@@ -113,7 +114,7 @@ export class FmnistClassifier {
         ? tf.tensor(value, shape)
         : name.endsWith('.b')
           ? tf.zeros(shape)
-          : tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', seed * 101 + index); // He init for ReLU
+          : tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', drawSeed(seed, index, 'classifier-init')); // He init for ReLU
       this.params.set(name, tf.variable(init, true)); // unnamed: tfjs variable names must be unique across instances
       init.dispose();
     });
@@ -170,27 +171,6 @@ export function readAndDispose(tensor: tf.Tensor): Float32Array | Int32Array | U
   const values = tensor.dataSync();
   tensor.dispose();
   return values;
-}
-
-/** A seeded Fisher-Yates permutation of 0..n-1 (mulberry32 generator: small, fast, reproducible). */
-export function seededPermutation(n: number, seed: number): Uint32Array {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    const tmp = order[i];
-    order[i] = order[j];
-    order[j] = tmp;
-  }
-  return order;
 }
 
 /** Trains a fresh classifier with Adam and softmax cross-entropy; returns it (the caller disposes). */

@@ -1,6 +1,7 @@
 /** Kernel distance (KID): unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets. */
 import * as tf from '@tensorflow/tfjs-core';
-import { readAndDispose, seededPermutation } from './fmnist-classifier';
+import { readAndDispose } from './fmnist-classifier';
+import { seededPermutation } from '../random';
 
 /** Options of `kernelDistance`; the defaults follow the usual KID protocol (100 subsets of 1000). */
 export interface KidOptions {

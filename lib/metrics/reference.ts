@@ -9,7 +9,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { FeatureNetwork } from './features';
-import { imagesToTensor, seededPermutation, type LabelledImages } from './fmnist-classifier';
+import { imagesToTensor, type LabelledImages } from './fmnist-classifier';
+import { seededPermutation } from '../random';
 import { StatsAccumulator, type FeatureStats } from './frechet';
 
 /** The images a reference is computed from (lib/data's ImageDataset fits). */

@@ -1,6 +1,7 @@
 /** Building blocks of the DDPM++ UNet: seeded parameter initialisation and the pure layer functions. */
 import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
+import { hashUniform, mix32 } from '../random';
 import { fusedDownsample2x, fusedGroupNorm, fusedUpsample2x, hasFusedGroupNorm, hasFusedResample } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"). */
@@ -41,22 +42,15 @@ export class ParamFactory {
 /** Parameter lookup: the network's own variables, or another set of weights (for example the EMA). */
 export type WeightSource = (name: string) => tf.Tensor;
 
-/** A 32-bit integer hash with full avalanche (MurmurHash3's finaliser), as an unsigned number. */
-function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** Dropout masks cached by layer name, so the target pass and the student pass drop the same units. */
+/**
+ * Dropout masks cached by layer name, so the target pass and the student pass drop the same units. One
+ * set per training step, seeded from (run seed, iteration, 'dropout') by the loss (lib/random.ts drawSeed);
+ * each layer's mask is a function of that seed and the layer's name only.
+ */
 export class DropoutMasks {
   private readonly masks = new Map<string, tf.Tensor>();
-  private counter = 0;
 
-  /** seed: one value per training step; rate: drop probability. */
+  /** seed: the step's dropout seed; rate: drop probability. */
   constructor(private readonly seed: number, readonly rate: number) {}
 
   /** The mask for a layer (scaled by 1/(1-rate)), created on first use and replayed afterwards. */
@@ -67,13 +61,12 @@ export class DropoutMasks {
       return known;
     }
     const keep = 1 - this.rate;
-    const layerSeed = (this.seed * 7919 + 104729 * ++this.counter) % 2147483647;
     // One counter-based hash per unit in a plain loop: the same mask on every backend, and about 100 times
     // faster than randomUniform + less + cast + div (whose JavaScript random generator took ~12 ms per
     // 1.6M-unit mask, a tenth of a training step).
     const values = new Float32Array(tf.util.sizeFromShape(shape));
-    const threshold = keep * 2 ** 32, scale = 1 / keep, base = mix32(layerSeed);
-    for (let i = 0; i < values.length; i++) values[i] = mix32((Math.imul(i, 0x9e3779b1) + base) | 0) < threshold ? scale : 0;
+    const scale = 1 / keep, seed = layerSeed(this.seed, name);
+    for (let i = 0; i < values.length; i++) values[i] = hashUniform(seed, i) < keep ? scale : 0;
     const mask = tf.keep(tf.tensor(values, shape, 'float32'));
     this.masks.set(name, mask);
     return mask;
@@ -84,6 +77,16 @@ export class DropoutMasks {
     for (const m of this.masks.values()) m.dispose();
     this.masks.clear();
   }
+}
+
+/** A layer's seed within one step: the step seed hashed with the layer's name (FNV-1a). */
+function layerSeed(stepSeed: number, name: string): number {
+  let hash = mix32(stepSeed) ^ 0x811c9dc5;
+  for (const ch of name) {
+    hash ^= ch.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
 }
 
 /** SiLU(x) = x * sigmoid(x). */

@@ -14,16 +14,16 @@ const ATTN_GAIN = Math.sqrt(0.2);  // EDM's init gain for the qkv projection
 const ZERO_INIT = 1e-5;            // EDM's "init_zero": tiny xavier weights on the last layer of a branch
 
 export interface ForwardOptions {
-  training?: boolean;                // enables dropout
-  dropout?: DropoutMasks;            // shared masks (ECT target and student passes); fresh ones otherwise
+  training?: boolean;                // enables dropout (needs `dropout` when the rate is above 0)
+  dropout?: DropoutMasks;            // the training step's masks, seeded from (run seed, iteration, 'dropout')
   weights?: Map<string, tf.Tensor>;  // run with other weights (for example the EMA) instead of the variables
+  labels?: tf.Tensor1D;              // class labels [B] (EDM's class_labels); this network has no label embedding yet
 }
 
 /** The UNet: its parameters under stable names and a pure forward function. */
 export class UNet {
   readonly plan: UNetPlan;
   readonly params: Map<string, tf.Variable>;
-  private stepSeed = 1;
 
   constructor(readonly cfg: NetworkConfig, seed: number) {
     this.plan = planUNet(cfg);
@@ -54,33 +54,31 @@ export class UNet {
       throw new Error(`UNet expects [B, ${this.cfg.resolution}, ${this.cfg.resolution}, ${this.cfg.imageChannels}] input, got [${x.shape}]`);
     }
     if (cNoise.shape[0] !== batch) throw new Error(`c_noise has ${cNoise.shape[0]} entries for a batch of ${batch}`);
+    if (opts.labels) throw new Error('UNet: class labels given, but this network has no label embedding (unconditional)');
     const weights = this.weightSource(opts.weights);
     const useDropout = (opts.training ?? false) && this.cfg.dropout > 0;
-    const ownMasks = useDropout && !opts.dropout ? new DropoutMasks(this.stepSeed++, this.cfg.dropout) : undefined;
-    const masks = useDropout ? (opts.dropout ?? ownMasks) : undefined;
-    try {
-      return tf.tidy(() => {
-        // noise embedding: positional features -> Linear -> SiLU -> Linear -> SiLU
-        let emb = positionalEmbedding(cNoise, this.cfg.modelChannels);
-        emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
-        emb = silu(linear(weights, 'map.layer1', emb)) as tf.Tensor2D;
+    // no hidden random state: a training pass with dropout takes the step's masks from its loss
+    if (useDropout && !opts.dropout) throw new Error('UNet: a training pass with dropout needs the step\'s DropoutMasks (opts.dropout)');
+    const masks = useDropout ? opts.dropout : undefined;
+    return tf.tidy(() => {
+      // noise embedding: positional features -> Linear -> SiLU -> Linear -> SiLU
+      let emb = positionalEmbedding(cNoise, this.cfg.modelChannels);
+      emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
+      emb = silu(linear(weights, 'map.layer1', emb)) as tf.Tensor2D;
 
-        let hidden = conv2d(weights, this.plan.inputConv.name, x);
-        const skips: tf.Tensor4D[] = [hidden];
-        for (const block of this.plan.encoder) {
-          hidden = this.block(weights, block, hidden, emb, masks);
-          skips.push(hidden);
-        }
-        for (const block of this.plan.decoder) {
-          if (block.concatSkip) hidden = tf.concat([hidden, skips.pop() as tf.Tensor4D], 3);
-          hidden = this.block(weights, block, hidden, emb, masks);
-        }
-        const out = this.plan.output.name;
-        return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));
-      });
-    } finally {
-      ownMasks?.dispose();
-    }
+      let hidden = conv2d(weights, this.plan.inputConv.name, x);
+      const skips: tf.Tensor4D[] = [hidden];
+      for (const block of this.plan.encoder) {
+        hidden = this.block(weights, block, hidden, emb, masks);
+        skips.push(hidden);
+      }
+      for (const block of this.plan.decoder) {
+        if (block.concatSkip) hidden = tf.concat([hidden, skips.pop() as tf.Tensor4D], 3);
+        hidden = this.block(weights, block, hidden, emb, masks);
+      }
+      const out = this.plan.output.name;
+      return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));
+    });
   }
 
   /** Frees the parameters. */

@@ -1,34 +1,22 @@
 /**
  * The runs the notebooks build on, planned per mode and trained only when missing: a teacher and its ECT
- * run (plus ablation variants). Training goes through an injected function with the signature of the
- * CLI's trainCommand, so this file stays below the CLI.
+ * run (plus ablation variants). Each is a run spec as `ect pretrain` / `ect tune` take it, trained through
+ * the same launcher as the command line (lib/train/launch.ts).
  */
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
 import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
-import { latestCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_DIR } from '../train/run';
-import { runProgress } from './runs';
+import { ensureRun as ensureLaunched, trainRun, type RunFlags } from '../train/launch';
 
-/** Flags as `ect pretrain` / `ect tune` take them (cli/ect.ts TrainFlags). */
-export interface PlannedFlags {
+/** A planned run's flags: a preset, an output folder and any flags and --set assignments. */
+export interface PlannedFlags extends RunFlags {
   config: string;
   out: string;
-  iters?: number;
-  batch?: number;
-  logEvery?: number;
-  evalEvery?: number;
-  evalN?: number;
-  init?: string;
   set: string[];
-  progress: boolean;
-  resume?: boolean;
 }
 
+/** A planned run (a lib/train/launch.ts RunSpec with its preset and folder always named). */
 export interface PlannedRun { kind: RunKind; flags: PlannedFlags }
-
-/** Same shape as cli/ect.ts trainCommand: trains one run and returns its directory. */
-export type TrainFunction = (kind: RunKind, flags: never, log: (line: string) => void) => Promise<string>;
 
 /**
  * Small mode shrinks the demo presets to a network of 8 base channels, batch 8 and a handful of iterations:
@@ -49,19 +37,19 @@ export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { te
   if (mode === 'small') {
     return {
       teacher: { kind: 'pretrain', flags: {
-        config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN], progress: false,
+        config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN],
       } },
       student: { kind: 'tune', flags: {
         // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations
         config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1,
-        evalEvery: 0, set: ['ect.stageIters=2'], progress: false,
+        evalEvery: 0, set: ['ect.stageIters=2'],
       } },
     };
   }
   return {
-    teacher: { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacherOut, evalEvery: 1e9, evalN: 1000, set: [], progress: false } },
+    teacher: { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacherOut, evalEvery: 1e9, evalN: 1000, set: [] } },
     // evaluate every 30 iterations of 32 images (twice per 60-iteration stage) to draw quality along training
-    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: DEMO_EVAL_KIMG, evalN: 1000, set: [], progress: false } },
+    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: DEMO_EVAL_KIMG, evalN: 1000, set: [] } },
   };
 }
 
@@ -75,15 +63,15 @@ export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, t
   const tune = (name: string, set: string[], init = teacher): PlannedRun => ({
     kind: 'tune',
     flags: mode === 'small'
-      ? { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set, progress: false }
-      : { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, evalEvery: 1e9, evalN: 1000, set, progress: false },
+      ? { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set }
+      : { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, evalEvery: 1e9, evalN: 1000, set },
   });
   if (mode === 'small') {
     return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
   }
   const scratchTeacher = path.join(dir, 'scratch-teacher');
   return [
-    { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: scratchTeacher, iters: 1, evalEvery: 0, set: [], progress: false } },
+    { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: scratchTeacher, iters: 1, evalEvery: 0, set: [] } },
     tune('baseline', []),
     tune('mapping-constant', ['ect.mapping="constant"']),
     tune('weighting-snr_k', ['ect.weighting="snr_k"']),
@@ -113,37 +101,32 @@ export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths, de
     let teacher = demoTeacher;
     if (width !== 16) {
       teacher = path.join(paths.runs, 'teachers', `edm-ch${width}`);
-      plan.push({ kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacher, evalEvery: 1e9, evalN: 1000, set: widthSet, progress: false } });
+      plan.push({ kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacher, evalEvery: 1e9, evalN: 1000, set: widthSet } });
     }
     plan.push({ kind: 'tune', flags: {
       config: 'fmnist-ect-tiny', out: path.join(paths.runs, 'scaling', `ect-ch${width}`), init: teacher, iters: SCALING_ITERS,
-      evalEvery: SCALING_EVAL_KIMG, evalN: 1000, set: widthSet, progress: false,
+      evalEvery: SCALING_EVAL_KIMG, evalN: 1000, set: widthSet,
     } });
   }
   return plan;
 }
 
 /**
- * Trains a planned run unless it already finished; an interrupted one resumes. After training, the
- * run's results folder (its parent) records the machine in environment.md / .json. Returns the run directory.
+ * Trains a planned run unless it already finished; an interrupted one resumes (lib/train/launch.ts ensureRun).
+ * After training, the run's results folder (its parent) records the machine in environment.md / .json.
+ * Returns the run directory. `train` is the launcher's trainRun; tests pass a stand-in.
  */
-export async function ensureRun(run: PlannedRun, train: TrainFunction, log: (line: string) => void = () => {}): Promise<string> {
-  const progress = runProgress(run.flags.out);
-  if (progress.finished) {
-    log(`${run.kind}: reusing ${run.flags.out} (finished, ${progress.lastIter} iterations)`);
-    return run.flags.out;
-  }
-  const resume = latestCheckpoint(path.join(run.flags.out, CHECKPOINT_DIR)) !== null;
-  const dir = await train(run.kind, { ...run.flags, resume } as never, log);
-  writeEnvironment(path.dirname(run.flags.out));
-  return dir;
+export async function ensureRun(run: PlannedRun, log: (line: string) => void = () => {}, train = trainRun): Promise<string> {
+  const outcome = await ensureLaunched(run, { log }, train);
+  if (!outcome.reused) writeEnvironment(path.dirname(run.flags.out));
+  return outcome.runDir;
 }
 
 /** The demo teacher and ECT run of a mode, trained when missing. */
-export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, train: TrainFunction,
+export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths,
   log: (line: string) => void = () => {}): Promise<{ teacher: string; student: string }> {
   const plan = notebookDemoPlan(mode, paths);
-  const teacher = await ensureRun(plan.teacher, train, log);
-  const student = await ensureRun(plan.student, train, log);
+  const teacher = await ensureRun(plan.teacher, log);
+  const student = await ensureRun(plan.student, log);
   return { teacher, student };
 }

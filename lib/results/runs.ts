@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { RunConfig } from '../config/types';
+import { parseMetricColumn } from '../metrics/columns';
 import { PASSES_PER_IMAGE, forwardFlopsPerImage } from '../nn/flops';
 import { readMetrics } from '../train/metrics-log';
 import { resolveRunInit } from '../train/run';
@@ -231,23 +232,16 @@ export function lastEvaluatedRows(table: ColumnTable, column: string): ColumnTab
   return aq.from([...latest.values()]);
 }
 
-/** Sample-quality metric columns of a runs table (FD/FID/KID/precision/recall...), those with any value. */
+/**
+ * Sample-quality metric columns of a runs table, those with any value: the columns the evaluator declares
+ * (lib/metrics/columns.ts), so a metric added there is found here too.
+ */
 export function metricColumns(table: ColumnTable): string[] {
-  return table.columnNames().filter((name) => /^(fd|fid|kid|precision|recall|is_)/i.test(name)
+  return table.columnNames().filter((name) => parseMetricColumn(name) !== null
     && (Array.from(table.array(name) as ArrayLike<unknown>)).some((v) => v !== null && v !== undefined));
 }
 
-/** The Fréchet-distance columns among the metric columns (fd_* in our features, fid_* in Inception's). */
+/** The Fréchet-distance columns among the metric columns (fd_fmnist_* in our classifier's features, fid_* in Inception's). */
 export function frechetColumns(table: ColumnTable): string[] {
-  return metricColumns(table).filter((name) => /^(fd|fid)/i.test(name));
-}
-
-/** How far a run directory got: its planned iterations, the last logged one, and whether it finished. */
-export function runProgress(dir: string): { exists: boolean; iters: number; lastIter: number; finished: boolean } {
-  if (!fs.existsSync(path.join(dir, 'config.json')) || !fs.existsSync(path.join(dir, 'metrics.csv'))) {
-    return { exists: false, iters: 0, lastIter: 0, finished: false };
-  }
-  const run = readRun(dir);
-  const lastIter = run.metrics.length ? (run.metrics[run.metrics.length - 1].iter as number) : 0;
-  return { exists: true, iters: run.config.iters, lastIter, finished: lastIter >= run.config.iters };
+  return metricColumns(table).filter((name) => parseMetricColumn(name)?.metric === 'fd');
 }

@@ -234,6 +234,32 @@ export function loadCheckpoint(file: string): Checkpoint {
   return { meta, groups };
 }
 
+/**
+ * A checkpoint's metadata alone: reads the fixed preamble and the JSON header, not the tensors (so the
+ * checksum is not verified here; loadCheckpoint verifies it when the weights are read).
+ */
+export function readCheckpointMeta(file: string): Record<string, unknown> {
+  if (!fs.existsSync(file)) throw new Error(`checkpoint ${file} does not exist`);
+  const fd = fs.openSync(file, 'r');
+  try {
+    const preamble = Buffer.alloc(PREAMBLE_BYTES);
+    if (fs.readSync(fd, preamble, 0, PREAMBLE_BYTES, 0) < PREAMBLE_BYTES || !preamble.subarray(0, MAGIC.length).equals(MAGIC)) {
+      throw new Error(`checkpoint ${file} is not an ECT checkpoint (wrong magic bytes at the start of the file)`);
+    }
+    const version = preamble.readUInt32LE(MAGIC.length);
+    if (version !== FORMAT_VERSION) throw new Error(`checkpoint ${file} has format version ${version}; this program reads version ${FORMAT_VERSION}`);
+    const headerLength = preamble.readUInt32LE(MAGIC.length + 4);
+    const bytes = Buffer.alloc(PREAMBLE_BYTES + headerLength);
+    preamble.copy(bytes);
+    fs.readSync(fd, bytes, PREAMBLE_BYTES, headerLength, PREAMBLE_BYTES);
+    const header = tryParseHeader(bytes);
+    if (header === null) throw new Error(`checkpoint ${file} has an unreadable header`);
+    return header.meta;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Frees every tensor of a loaded checkpoint. */
 export function disposeCheckpoint(ckpt: Checkpoint): void {
   for (const group of Object.values(ckpt.groups)) for (const tensor of group.values()) tensor.dispose();

@@ -9,21 +9,19 @@ import '../tf-gradients';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
-import { edmLoss } from '../edm/loss';
-import { EctStep } from '../ect/loss';
-import { stageAt } from '../ect/mapping';
+import type { TrainingLoss } from '../edm/loss';
+import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet } from '../nn/unet';
-import { generateImages, samplerModelFor, type SampleSteps, type SamplerModel } from '../sample';
+import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
 import { imagesToGridPng } from '../image/png';
+import { trainingLossFor } from './losses';
 import { createOptimizer, type Optimizer } from './optim';
 import { Ema } from './ema';
 import {
   assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, truncateMetrics } from './metrics-log';
-import {
-  modelFromCheckpoint, recordedRunConfig, resolveCheckpointFile, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT,
-} from './run';
+import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
 
 /** Progress of the loop, reported after every step. */
 export interface StepStats {
@@ -32,15 +30,9 @@ export interface StepStats {
   kimg: number;           // thousands of training images seen
   loss: number;
   lr: number;
-  stage: number;          // ECT stage (0 for EDM)
+  stage: number;          // the loss's stage (ECT's s; 0 for EDM)
   imgPerSec: number;      // over the last logging window
   wallSeconds: number;    // training time of the run, summed over resumes
-}
-
-/** Computes sample-quality metrics; see lib/metrics/evaluate.ts. */
-export interface SampleEvaluator {
-  evaluate(generate: (count: number, offset: number) => tf.Tensor4D, n: number, label: string,
-    onProgress?: (done: number, total: number) => void): Promise<Record<string, number>>;
 }
 
 export interface TrainerEvents {
@@ -50,18 +42,20 @@ export interface TrainerEvents {
   shouldStop?(): boolean;   // e.g. after Ctrl-C: the loop checkpoints and returns
 }
 
+/**
+ * Where a trainer's weights come from: a fresh network, the EMA weights of a pretrained checkpoint (online
+ * and EMA both start from them), or the newest checkpoint of this run (everything, to continue exactly).
+ * The launcher (lib/train/launch.ts) decides it, with the config, before the trainer is built.
+ */
+export type RunStart = { from: 'fresh' } | { from: 'init'; checkpoint: string } | { from: 'resume'; checkpoint: string };
+
 export interface TrainerOptions {
   runDir: string | null;    // null: no files (tests, benchmarks)
-  resume?: boolean;         // continue from the newest checkpoint in runDir
+  start?: RunStart;         // default fresh
   backend?: BackendInfo;
   dataset?: ImageDataset;   // otherwise loaded from cfg.data
-  evaluator?: SampleEvaluator | null;
+  evaluator?: Pick<SampleEvaluator, 'evaluate'> | null;  // in-run evaluation (lib/metrics/evaluate.ts)
   environment?: Record<string, unknown>;
-}
-
-/** Which samplers a run's grids and evaluations use. */
-export function samplerStepsFor(cfg: RunConfig): SampleSteps[] {
-  return cfg.kind === 'pretrain' ? ['heun'] : cfg.ect.midT.length ? [1, 2] : [1];
 }
 
 export class Trainer {
@@ -72,82 +66,68 @@ export class Trainer {
   private readonly tfNames = new Map<string, string>();  // tfjs variable name -> our parameter name
   private readonly trainable: tf.Variable[];
 
-  private constructor(readonly cfg: RunConfig, readonly net: UNet, readonly optimizer: Optimizer, readonly ema: Ema,
+  private constructor(readonly cfg: RunConfig, readonly net: UNet, readonly loss: TrainingLoss, readonly optimizer: Optimizer, readonly ema: Ema,
     readonly loader: BatchLoader, private readonly opts: TrainerOptions) {
     for (const [name, variable] of net.params) this.tfNames.set(variable.name, name);
     this.trainable = [...net.params.values()];
   }
 
   /**
-   * Builds a trainer: a fresh network, or the --init checkpoint's EMA weights (tuning), or the newest
-   * checkpoint of the run when resuming. Writes config.json when there is a run directory. `cfg.init` is
-   * absolute or relative to the current directory; config.json and the checkpoints record it relative to
-   * the run directory (lib/train/run.ts recordedRunInit).
+   * Builds a trainer for a resolved config: a fresh network, the init checkpoint's EMA weights, or the run's
+   * checkpoint to resume (opts.start). Writes config.json when there is a run directory. The config is used
+   * as given: resolving it (presets, flags, --init's network, resume checks) is the launcher's work.
    */
   static async create(cfg: RunConfig, opts: TrainerOptions): Promise<Trainer> {
-    const ckptDir = opts.runDir ? path.join(opts.runDir, CHECKPOINT_DIR) : null;
-    const resumeFile = opts.resume && ckptDir ? latestCheckpoint(ckptDir) : null;
-    if (opts.resume && !resumeFile) throw new Error(`--resume: no checkpoint in ${ckptDir ?? '(no run directory)'} to resume from`);
-    if (!opts.resume && ckptDir && latestCheckpoint(ckptDir)) {
+    const start = opts.start ?? { from: 'fresh' };
+    if (cfg.init && start.from === 'fresh') {
+      throw new Error(`config init ${cfg.init}: a run that starts from a checkpoint is launched with it (lib/train/launch.ts launchRun)`);
+    }
+    if (start.from !== 'resume' && opts.runDir && latestCheckpoint(path.join(opts.runDir, CHECKPOINT_DIR))) {
       throw new Error(`${opts.runDir} already holds checkpoints of a run: pass --resume to continue it, or choose another --out`);
     }
-
-    // tuning starts from a pretrained model: its architecture, its EMA weights for both online and EMA
-    let initWeights: Map<string, tf.Tensor> | undefined;
-    if (cfg.kind === 'tune' && cfg.init && !resumeFile) {
-      const init = modelFromCheckpoint(resolveCheckpointFile(path.resolve(cfg.init)));
-      cfg.net = { ...init.config.net, dropout: cfg.net.dropout };
-      initWeights = init.ema;
-      init.net.dispose();
-    }
-    if (resumeFile) checkConfigMatchesCheckpoint(cfg, resumeFile);
-
     const dataset = opts.dataset ?? loadDataset(cfg.data, 'train');
     if (dataset.height !== cfg.net.resolution || dataset.width !== cfg.net.resolution || dataset.channels !== cfg.net.imageChannels) {
       throw new Error(`data ${dataset.name} (${dataset.source}) has ${dataset.height}x${dataset.width}x${dataset.channels} images, ` +
         `but the network expects ${cfg.net.resolution}x${cfg.net.resolution}x${cfg.net.imageChannels}`);
     }
     const net = new UNet(cfg.net, cfg.seed);
-    if (initWeights) {
-      assertParamsMatch(cfg.init ?? 'init', net.paramShapes(), initWeights);
-      for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
+    // tuning starts from a pretrained model: its EMA weights for both the online network and the EMA
+    const initFile = start.from === 'init' ? start.checkpoint : null;
+    const initWeights = initFile ? loadEmaWeights(initFile) : undefined;
+    try {
+      if (initFile && initWeights) {
+        assertParamsMatch(initFile, net.paramShapes(), initWeights);
+        for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
+      }
+      const optimizer = createOptimizer(cfg.optimizer, net.params);
+      const ema = new Ema(net.params, cfg.ema, initWeights);
+      const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
+      const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, loader, opts);
+      if (start.from === 'resume') trainer.restore(start.checkpoint);
+      if (opts.runDir) {
+        fs.mkdirSync(opts.runDir, { recursive: true });
+        writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
+        truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
+      }
+      return trainer;
+    } finally {
+      initWeights?.forEach((t) => t.dispose());
     }
-    const optimizer = createOptimizer(cfg.optimizer, net.params);
-    const ema = new Ema(net.params, cfg.ema, initWeights);
-    initWeights?.forEach((t) => t.dispose());
-    const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
-    const trainer = new Trainer(cfg, net, optimizer, ema, loader, opts);
-    if (resumeFile) trainer.restore(resumeFile);
-    if (opts.runDir) {
-      fs.mkdirSync(opts.runDir, { recursive: true });
-      writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
-      truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
-    }
-    return trainer;
   }
 
   /** One optimisation step on a batch of clean images; returns the loss. Frees everything it makes. */
-  step(x0: tf.Tensor4D): number {
-    const { cfg } = this;
+  step(x0: tf.Tensor4D, labels?: tf.Tensor1D): number {
+    // the loss draws this step's noise and dropout masks from (seed, iteration) and does its no-gradient work
+    const step = this.loss.prepare(this.net, x0, { seed: this.cfg.seed, iteration: this.iteration, labels });
     let lossValue: number;
     let grads: tf.NamedTensorMap;
-    if (cfg.kind === 'tune') {
-      const ect = new EctStep(this.net, x0, cfg.ect, cfg.edm, cfg.seed, this.iteration);
-      const target = ect.target();
-      try {
-        const out = tf.variableGrads(() => ect.loss(target), this.trainable);
-        grads = out.grads;
-        lossValue = out.value.dataSync()[0];
-        out.value.dispose();
-      } finally {
-        target.dispose();
-        ect.dispose();
-      }
-    } else {
-      const out = tf.variableGrads(() => edmLoss({ net: this.net, x0, edm: cfg.edm, seed: cfg.seed, iteration: this.iteration }), this.trainable);
+    try {
+      const out = tf.variableGrads(() => step.loss(), this.trainable);
       grads = out.grads;
       lossValue = out.value.dataSync()[0];
       out.value.dispose();
+    } finally {
+      step.dispose();
     }
     // the optimiser sanitises NaN/inf gradients itself (ect-spec.md 6.7)
     const named = new Map<string, tf.Tensor>();
@@ -187,7 +167,7 @@ export class Trainer {
       const elapsed = (Date.now() - windowStart) / 1000;
       const stats: StepStats = {
         iteration: this.iteration, totalIters: cfg.iters, kimg: this.imagesSeen / 1000, loss, lr: this.learningRate(),
-        stage: cfg.kind === 'tune' ? stageAt(this.iteration - 1, cfg.ect.stageIters) : 0,
+        stage: this.loss.stage(this.iteration - 1),
         imgPerSec: elapsed > 0 ? windowImages / elapsed : 0,
         wallSeconds: this.wallOffset + (Date.now() - sessionStart) / 1000,
       };
@@ -219,17 +199,19 @@ export class Trainer {
     return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint };
   }
 
-  /** Evaluates the EMA model with each of the run's samplers; returns metric columns. */
+  /**
+   * Evaluates the EMA model with each of the run's samplers on the fixed evaluation noise (the default sample
+   * seed): the same numbers `ect eval` gives for this iteration's checkpoint. Returns metric columns.
+   */
   async evaluate(events: TrainerEvents = {}): Promise<Record<string, number>> {
     const evaluator = this.opts.evaluator;
     if (!evaluator) return {};
     const out: Record<string, number> = {};
-    for (const steps of samplerStepsFor(this.cfg)) {
-      const label = steps === 'heun' ? 'heun' : `${steps}step`;
-      const generate = (count: number, offset: number) =>
-        generateImages(this.samplerModel(), steps, count, { batch: Math.min(count, 250), seed: 1000003 + offset });
-      Object.assign(out, await evaluator.evaluate(generate, this.cfg.evalN, label,
-        (done, total) => events.onEvalProgress?.(label, done, total)));
+    for (const steps of runSamplers(this.cfg)) {
+      const label = samplerLabel(steps);
+      Object.assign(out, await evaluator.evaluate(this.samplerModel(), steps, {
+        n: this.cfg.evalN, seed: DEFAULT_SAMPLE_SEED, onProgress: (done, total) => events.onEvalProgress?.(label, done, total),
+      }));
     }
     return out;
   }
@@ -239,15 +221,18 @@ export class Trainer {
     return samplerModelFor(this.net, this.ema.weights, this.cfg);
   }
 
-  /** Writes 8x8 sample grids of the EMA model (fixed noise, so grids are comparable across iterations). */
+  /**
+   * Writes 8x8 sample grids of the EMA model from the default sample seed's noise, so grids are comparable
+   * across iterations and `ect sample --n 64` of the checkpoint draws the same images.
+   */
   writeSampleGrids(tag: string): string[] {
     const runDir = this.opts.runDir;
     if (!runDir) return [];
     const dir = path.join(runDir, 'samples');
     fs.mkdirSync(dir, { recursive: true });
-    return samplerStepsFor(this.cfg).map((steps) => {
-      const images = generateImages(this.samplerModel(), steps, 64, { batch: 64, seed: 7 });
-      const file = path.join(dir, `${tag}-${steps === 'heun' ? 'heun' : `${steps}step`}.png`);
+    return runSamplers(this.cfg).map((steps) => {
+      const images = generateImages(this.samplerModel(), steps, 64, { batch: 64, seed: DEFAULT_SAMPLE_SEED });
+      const file = path.join(dir, `${tag}-${samplerLabel(steps)}.png`);
       fs.writeFileSync(file, imagesToGridPng(images, 8));
       images.dispose();
       return file;
@@ -306,17 +291,11 @@ export class Trainer {
   }
 }
 
-/** A resumed run must train the same thing: the fields that define the result must match the checkpoint's. */
-function checkConfigMatchesCheckpoint(cfg: RunConfig, file: string): void {
+/** The EMA weights of a checkpoint (the other groups are freed). */
+function loadEmaWeights(file: string): Map<string, tf.Tensor> {
   const ckpt = loadCheckpoint(file);
-  const saved = ckpt.meta.config as RunConfig | undefined;
-  disposeCheckpoint(ckpt);
-  if (!saved) throw new Error(`${file}: checkpoint has no config; cannot check it matches this run`);
-  if (cfg.kind === 'tune' && cfg.init) cfg.net = { ...saved.net };
-  const keys: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'optimizer', 'ema', 'batch', 'seed', 'data'];
-  const differing = keys.filter((k) => JSON.stringify(cfg[k]) !== JSON.stringify(saved[k]));
-  if (differing.length) {
-    const details = differing.map((k) => `${String(k)}: checkpoint ${JSON.stringify(saved[k])} vs now ${JSON.stringify(cfg[k])}`).join('; ');
-    throw new Error(`${file}: the checkpoint does not match this config (${details}). Resume with the run's own config (omit --config/flags that change it).`);
-  }
+  const { ema, ...others } = ckpt.groups;
+  disposeCheckpoint({ meta: ckpt.meta, groups: others });
+  if (!ema) throw new Error(`${file}: checkpoint lacks the ema group`);
+  return ema;
 }

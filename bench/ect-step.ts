@@ -58,11 +58,11 @@ export function stepFlopsPerImage(shape: BenchShape): number {
 
 /** Runs one step on the next batch and frees the batch; returns the loss. */
 export function runStep(trainer: Trainer): number {
-  const x0 = trainer.loader.next();
+  const batch = trainer.loader.next();
   try {
-    return trainer.step(x0);
+    return trainer.step(batch.images, batch.labels);
   } finally {
-    x0.dispose();
+    batch.images.dispose();
   }
 }
 

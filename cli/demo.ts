@@ -7,7 +7,9 @@ import { PASSES_PER_IMAGE } from '../lib/nn/flops';
 import { secondsPerIteration } from '../lib/train/estimate';
 import { ensureRun, plannedRunConfig, runDirOf, runStatus, startBackend, type RunSpec } from '../lib/train/launch';
 import { readMetrics } from '../lib/train/metrics-log';
+import { checkOutputFolder } from '../lib/output-paths';
 import { commandLineHooks } from './progress';
+import { watchStopRequests } from './stop-requests';
 
 export interface DemoFlags { out: string; teacherIters?: number; tuneIters?: number; evalN: number; backend?: string; progress: boolean }
 
@@ -53,6 +55,7 @@ async function estimateMinutes(runs: { teacher: RunSpec; student: RunSpec }, eva
 /** The whole demo (each stage reused when it finished, resumed when it was interrupted); returns the two run directories. */
 export async function runDemo(flags: DemoFlags, log: (line: string) => void = console.log): Promise<{ teacher: string; student: string }> {
   const started = Date.now();
+  checkOutputFolder(flags.out, '--out');
   const runs = demoRuns(flags);
   const teacher = runDirOf(runs.teacher);
   const student = runDirOf(runs.student);
@@ -61,15 +64,21 @@ export async function runDemo(flags: DemoFlags, log: (line: string) => void = co
   const minutes = await estimateMinutes(runs, flags.evalN);
   log(`demo: about ${minutes < 10 ? minutes.toFixed(1) : Math.round(minutes)} min on the ${backend.name} backend here (timed from a few training steps)` +
     (backend.name === 'onednn' || backend.name.startsWith('tensorflow') ? '' : '; the oneDNN backend is several times faster: see the setup lines above'));
-  const hooks = commandLineHooks(flags.progress, log);
-  log(`demo: 1) EDM pretraining of a tiny teacher -> ${teacher}`);
+  const stop = watchStopRequests(log);
+  const hooks = commandLineHooks(flags.progress, log, stop);
   const stopped = () => {
     log('demo: stopped; run it again to continue where it stopped');
+    if (stop.reason) process.exitCode = stop.reason.exitCode;
     return { teacher, student };
   };
-  if ((await ensureRun(runs.teacher, hooks)).stopped) return stopped();
-  log(`demo: 2) ECT tuning of that teacher -> ${student}`);
-  if ((await ensureRun(runs.student, hooks)).stopped) return stopped();
+  try {
+    log(`demo: 1) EDM pretraining of a tiny teacher -> ${teacher}`);
+    if ((await ensureRun(runs.teacher, hooks)).stopped || stop.reason) return stopped();
+    log(`demo: 2) ECT tuning of that teacher -> ${student}`);
+    if ((await ensureRun(runs.student, hooks)).stopped) return stopped();
+  } finally {
+    stop.close();
+  }
 
   const grids = fs.existsSync(path.join(student, 'samples')) ? fs.readdirSync(path.join(student, 'samples')).filter((f) => f.startsWith('final')) : [];
   const { rows } = readMetrics(path.join(student, 'metrics.csv'));

@@ -1,17 +1,20 @@
 /** The `ect` command line: pretrain, tune, sample, demo (and the metrics commands). */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { DATASET_NAMES, type RunKind } from '../lib/config/types';
+import { DATASET_NAMES, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
 import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
 import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
-import { DEFAULT_SAMPLE_SEED, generateImages, parseSampleSteps } from '../lib/sample';
-import { imagesToGridPng } from '../lib/image/png';
+import { DEFAULT_SAMPLE_SEED, parseSampleSteps, perClassLabels, sampleBatches, type ImageLabels } from '../lib/sample';
+import { createSampleWriter, SAMPLE_FORMAT_INFO, SAMPLE_FORMATS, type SampleFormat } from '../lib/image/export';
+import { checkOutputFile, checkOutputFolder } from '../lib/output-paths';
 import { commandLineHooks } from './progress';
+import { watchStopRequests } from './stop-requests';
 import { registerMetricsCommands } from './commands/metrics';
+import { registerSweepCommands } from './commands/sweep';
+import { registerExportWebCommand } from './commands/export-web';
 import { runDemo } from './demo';
-import { integer, positiveNumber } from './options';
+import { integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
 
 const BACKENDS = [...BACKEND_CHOICES];
 
@@ -32,41 +35,82 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .option('--data-limit <n>', 'train on the first N images only (0: all)', integer('--data-limit'))
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices(BACKENDS))
     .option('--seed <n>', 'seed of initialisation, batches, noise and dropout', integer('--seed'))
-    .option('--iters <n>', 'total training iterations', integer('--iters'))
-    .option('--batch <n>', 'images per iteration', integer('--batch'))
+    .option('--iters <n>', 'total training iterations', positiveInteger('--iters'))
+    .option('--batch <n>', 'images per iteration', positiveInteger('--batch'))
     .option('--lr <x>', 'learning rate', positiveNumber('--lr'))
     .option('-o, --out <dir>', 'run directory: config.json, metrics.csv, checkpoints/, samples/ (default runs/<preset name>)')
     .option('--resume', 'continue the run in --out from its newest checkpoint, exactly where it stopped')
-    .option('--log-every <n>', 'iterations between metrics.csv rows', integer('--log-every'))
-    .option('--ckpt-every <n>', 'iterations between checkpoints (the newest 3 are kept)', integer('--ckpt-every'))
+    .option('--log-every <n>', 'iterations between metrics.csv rows', positiveInteger('--log-every'))
+    .option('--ckpt-every <n>', 'iterations between checkpoints (the newest 3 are kept)', positiveInteger('--ckpt-every'))
     .option('--sample-every <n>', 'iterations between sample grids in samples/ (0: only at the end)', integer('--sample-every'))
-    .option('--eval-every <kimg>', 'thousands of images between sample-quality evaluations (0: never)', Number)
+    .option('--eval-every <kimg>', 'thousands of images between sample-quality evaluations (0: never)', nonNegativeNumber('--eval-every'))
     .option('--eval-n <n>', 'generated images per evaluation', integer('--eval-n'))
+    .addOption(new Option('--on-non-finite <policy>', 'a NaN or infinite loss or gradient: stop the run (the last good checkpoint stays the newest; default) or skip the batch (counted in metrics.csv\'s skipped column)').choices([...NON_FINITE_POLICIES]))
     .option('--set <key=value>', 'override any config field by its path, e.g. --set ect.mapping=constant --set net.dropout=0 (repeatable; value parsed as JSON when it can be)', collect, [])
     .option('--no-progress', 'print a line per log interval instead of a progress bar');
 }
 
-/** Runs pretraining or tuning through the launcher, with a progress bar; returns the run directory. */
+/**
+ * Runs pretraining or tuning through the launcher, with a progress bar; returns the run directory. Stopped
+ * (Ctrl-C, SIGTERM, its npm launcher gone), it checkpoints and sets the exit status to 128 + the signal.
+ */
 export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line: string) => void = console.log): Promise<string> {
-  const outcome = await trainRun({ kind, flags }, commandLineHooks(flags.progress, log));
-  log(outcome.stopped ? `stopped at iteration ${outcome.iteration}; resume with --resume --out ${outcome.runDir}` : `done: ${outcome.runDir}`);
-  return outcome.runDir;
+  const stop = watchStopRequests(log);
+  try {
+    const outcome = await trainRun({ kind, flags }, commandLineHooks(flags.progress, log, stop));
+    if (outcome.stopped && stop.reason) process.exitCode = stop.reason.exitCode;
+    log(outcome.stopped ? `stopped at iteration ${outcome.iteration}; resume with --resume --out ${outcome.runDir}` : `done: ${outcome.runDir}`);
+    return outcome.runDir;
+  } finally {
+    stop.close();
+  }
 }
 
-interface SampleFlags { checkpoint: string; steps: string; n: number; out: string; seed: number; midT?: number[]; batch: number; backend?: string }
+interface SampleFlags {
+  checkpoint: string; steps: string; n: number; out?: string; seed: number; midT?: number[]; batch: number; backend?: string;
+  class?: number | 'all'; format: SampleFormat;
+}
 
-/** Writes a PNG grid of samples from a checkpoint's EMA weights. */
+/** `--class k` or `--class all`. */
+function parseClass(text: string): number | 'all' {
+  return text === 'all' ? 'all' : integer('--class')(text);
+}
+
+/**
+ * The classes `ect sample` asks of a model: one class for every image, or (`all`) --n / classes images of each class,
+ * one grid row each; none for an unconditional model (a conditional one without --class draws them per image index).
+ */
+function sampleClasses(flags: SampleFlags, classes: number): { labels?: ImageLabels; columns?: number } {
+  if (flags.class === undefined) return {};
+  if (!classes) throw new Error(`--class: ${flags.checkpoint} is an unconditional model (net.labelDim 0); it takes no class`);
+  if (flags.class !== 'all') {
+    if (flags.class >= classes) throw new Error(`--class ${flags.class}: the model's classes are 0..${classes - 1}`);
+    return { labels: flags.class };
+  }
+  if (flags.n % classes) throw new Error(`--class all: --n must be a multiple of the ${classes} classes (one grid row per class), got ${flags.n}`);
+  return { labels: perClassLabels(classes, flags.n / classes), columns: flags.n / classes };
+}
+
+/** Writes samples of a checkpoint's EMA weights as a PNG grid, a folder of PNGs or an .npz, batch by batch. */
 async function sampleCommand(flags: SampleFlags, log: (line: string) => void = console.log): Promise<void> {
   const steps = parseSampleSteps(flags.steps);
+  const out = flags.out ?? SAMPLE_FORMAT_INFO[flags.format].out;
+  (flags.format === 'png-dir' ? checkOutputFolder : checkOutputFile)(out, '--out');  // before any work
   await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   try {
-    log(`sampling ${flags.n} images, ${steps === 'heun' ? `Heun (${2 * model.config.edm.heunSteps - 1} network evaluations)` : `${steps} step(s)`}, from ${model.checkpoint} (iteration ${model.iteration})`);
-    const images = generateImages(samplerModelOf(model), steps, flags.n, { batch: flags.batch, seed: flags.seed, midT: flags.midT });
-    fs.mkdirSync(path.dirname(path.resolve(flags.out)), { recursive: true });
-    fs.writeFileSync(flags.out, imagesToGridPng(images, Math.ceil(Math.sqrt(flags.n))));
-    images.dispose();
-    log(`wrote ${flags.out}`);
+    const { sigmaMax } = model.config.edm;
+    const tooLate = (flags.midT ?? []).filter((t) => t >= sigmaMax);
+    if (tooLate.length) throw new Error(`--mid-t ${tooLate.join(' ')}: an intermediate time must be below the model's edm.sigmaMax (${sigmaMax}), where sampling starts`);
+    const { resolution, imageChannels, labelDim } = model.config.net;
+    const { labels, columns } = sampleClasses(flags, labelDim);
+    log(`sampling ${flags.n} images${flags.class === undefined ? '' : ` of class ${flags.class}`}, ${steps === 'heun' ? `Heun (${2 * model.config.edm.heunSteps - 1} network evaluations)` : `${steps} step(s)`}, from ${model.checkpoint} (iteration ${model.iteration})`);
+    const writer = createSampleWriter(flags.format, out, { n: flags.n, shape: [resolution, resolution, imageChannels], columns });
+    for (const batch of sampleBatches(samplerModelOf(model), steps, flags.n, { batch: flags.batch, seed: flags.seed, midT: flags.midT, labels })) {
+      writer.write(batch.images, batch.labels);
+      batch.images.dispose();
+    }
+    log(`wrote ${writer.close()}`);
   } finally {
     disposeModel(model);
   }
@@ -87,28 +131,32 @@ export function buildProgram(): Command {
     .action(async (flags: TrainFlags) => { await trainCommand('tune', flags); });
 
   program.command('sample')
-    .description('draw samples from a checkpoint (EMA weights) into a PNG grid')
+    .description('draw samples from a checkpoint (EMA weights) into a PNG grid, a folder of PNGs or an .npz')
     .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
-    .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', '1')
-    .option('--n <n>', 'number of images', integer('--n'), 64)
-    .option('--out <file>', 'PNG file to write', 'samples.png')
+    .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', sampleSteps('--steps'), '1')
+    .option('--n <n>', 'number of images', positiveInteger('--n'), 64)
+    .addOption(new Option('--format <format>', `what to write: ${SAMPLE_FORMATS.map((f) => `${f}, ${SAMPLE_FORMAT_INFO[f].what}`).join('; ')}`).choices([...SAMPLE_FORMATS]).default('grid'))
+    .option('--out <path>', `file (grid, npz) or folder (png-dir) to write (default ${SAMPLE_FORMATS.map((f) => `${SAMPLE_FORMAT_INFO[f].out} for ${f}`).join(', ')})`)
+    .option('--class <k|all>', 'class-conditional models: every image of class k, or all: --n / classes images of each class, one grid row per class (default: image i\'s class drawn from the seed)', parseClass)
     .option('--seed <n>', 'noise seed: image i of a seed is the same whatever --n and --batch (and the same as `ect eval`\'s)', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--mid-t <t...>', 'intermediate time(s) of multistep sampling (default: the run\'s ect.midT, 0.821 on CIFAR-10)', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
-    .option('--batch <n>', 'images per network call', integer('--batch'), 64)
+    .option('--batch <n>', 'images per network call', positiveInteger('--batch'), 64)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
     .action(async (flags: SampleFlags) => { await sampleCommand(flags); });
 
   program.command('demo')
     .description('the end-to-end demo on Fashion-MNIST: pretrain a tiny teacher, ECT-tune it, write 1- and 2-step grids and metrics (resumes if interrupted)')
     .option('-o, --out <dir>', 'where the two runs go', path.join('runs', 'demo'))
-    .option('--teacher-iters <n>', 'pretraining iterations (default: the fmnist-edm-tiny preset)', integer('--teacher-iters'))
-    .option('--tune-iters <n>', 'ECT iterations (default: the fmnist-ect-tiny preset)', integer('--tune-iters'))
+    .option('--teacher-iters <n>', 'pretraining iterations (default: the fmnist-edm-tiny preset)', positiveInteger('--teacher-iters'))
+    .option('--tune-iters <n>', 'ECT iterations (default: the fmnist-ect-tiny preset)', positiveInteger('--tune-iters'))
     .option('--eval-n <n>', 'images generated for the final fd_fmnist evaluation (0: skip)', integer('--eval-n'), 1000)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (flags) => { await runDemo(flags); });
 
   registerMetricsCommands(program);
+  registerSweepCommands(program);
+  registerExportWebCommand(program);
   return program;
 }
 

@@ -1,11 +1,12 @@
 /** Argument parsers shared by the `ect` commands: each names the flag in its error. */
 import { InvalidArgumentError } from 'commander';
+import { parseSampleSteps } from '../lib/sample';
 
 /** An integer >= min (0 by default). */
 export function integer(name: string, min = 0) {
   return (text: string): number => {
     const value = Number(text);
-    if (!Number.isInteger(value) || value < min) {
+    if (!Number.isInteger(value) || value < min || text.trim() === '') {
       throw new InvalidArgumentError(`${name} must be ${min === 1 ? 'a positive' : 'a non-negative'} integer, got '${text}'`);
     }
     return value;
@@ -21,7 +22,28 @@ export function positiveInteger(name: string) {
 export function positiveNumber(name: string) {
   return (text: string): number => {
     const value = Number(text);
-    if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
+    if (!(value > 0) || !Number.isFinite(value) || text.trim() === '') throw new InvalidArgumentError(`${name} must be a positive number, got '${text}'`);
     return value;
+  };
+}
+
+/** A finite number >= 0. */
+export function nonNegativeNumber(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!(value >= 0) || !Number.isFinite(value) || text.trim() === '') throw new InvalidArgumentError(`${name} must be a number >= 0, got '${text}'`);
+    return value;
+  };
+}
+
+/** 1, 2 or heun (lib/sample.ts parseSampleSteps), checked at parse time; the text is kept. */
+export function sampleSteps(name: string) {
+  return (text: string): string => {
+    try {
+      parseSampleSteps(text);
+    } catch {
+      throw new InvalidArgumentError(`${name} must be 1, 2 or heun, got '${text}'`);
+    }
+    return text;
   };
 }

@@ -1,8 +1,9 @@
-/** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere; and Ctrl-C. */
+/** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere. */
 import { SingleBar } from 'cli-progress';
 import type { RunConfig } from '../lib/config/types';
 import type { RunHooks } from '../lib/train/launch';
 import type { StepStats } from '../lib/train/trainer';
+import { watchStopRequests, type StopRequests } from './stop-requests';
 
 function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
@@ -59,29 +60,24 @@ export class TrainingProgress {
 }
 
 /**
- * The hooks of a run on the command line: a progress bar (or log lines), and Ctrl-C, which checkpoints and
- * stops after the current step (a second Ctrl-C quits at once).
+ * The hooks of a run on the command line: a progress bar (or log lines), and stop requests (Ctrl-C, SIGTERM:
+ * cli/stop-requests.ts), after which the loop checkpoints and returns. Pass the command's own `stop` to learn
+ * why it stopped (its exit status); without one, each run listens for them while it trains.
  */
-export function commandLineHooks(progressBar: boolean, log: (line: string) => void): RunHooks {
+export function commandLineHooks(progressBar: boolean, log: (line: string) => void, stop?: StopRequests): RunHooks {
   return {
     log,
     events: ({ cfg, trainer }) => {
-      let interrupts = 0;
-      const onSigint = () => {
-        interrupts += 1;
-        if (interrupts > 1) process.exit(130);
-        log('\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)');
-      };
-      process.on('SIGINT', onSigint);
+      const requests = stop ?? watchStopRequests(log);
       const progress = new TrainingProgress(cfg, trainer.iteration, progressBar && Boolean(process.stderr.isTTY), log);
       return {
         onStep: (s) => progress.update(s),
         onInfo: (m) => progress.note(m),
         onEvalProgress: (label, done, total) => progress.note(`evaluating ${label}: ${done}/${total}`, true),
-        shouldStop: () => interrupts > 0,
+        shouldStop: () => requests.reason !== null,
         close: () => {
           progress.stop();
-          process.off('SIGINT', onSigint);
+          if (!stop) requests.close();
         },
       };
     },

@@ -1,2 +1,73 @@
-/** ect-workbench: Easy Consistency Tuning on TensorFlow.js. The public surface of the library. */
-export {};
+/**
+ * ect-workbench: Easy Consistency Tuning on TensorFlow.js. The public surface of the library, layer by layer as
+ * the data flows: configuration, data, network, preconditioning and losses, training, sampling and image formats,
+ * metrics, results, scaling laws and plots; then backends and the EDM importer's reading layer.
+ */
+
+// configuration: typed configs, their one schema, presets and resolution
+export * from './config/types';
+export * from './config/defaults';
+export * from './config/network-presets';
+export * from './config/schema';
+export * from './config/resolve';
+
+// every random draw is a function of (seed, index, purpose)
+export * from './random';
+
+// data: datasets, their labels, the seeded batch loader
+export * from './data';
+
+// the DDPM++ UNet (with EDM's optional label embedding), its plan and FLOPs
+export * from './nn/architecture';
+export * from './nn/unet';
+export * from './nn/flops';
+
+// EDM preconditioning and loss, ECT's loss, mapping and weighting
+export * from './edm/precond';
+export * from './edm/loss';
+export * from './ect/loss';
+export * from './ect/mapping';
+export * from './ect/weighting';
+
+// training: the one launcher, the trainer, run folders and checkpoints, optimisers, EMA
+export * from './train/launch';
+export * from './train/trainer';
+export * from './train/run';
+export * from './train/checkpoint';
+export * from './train/losses';
+export * from './train/optim';
+export * from './train/ema';
+export * from './train/metrics-log';
+export * from './train/estimate';
+
+// sampling, and images in the ecosystem's formats (PNG grid, PNG folder, .npz)
+export * from './sample';
+export * from './image/pixels';
+export * from './image/png';
+export * from './image/npz';
+export * from './image/export';
+
+// metrics: the one evaluator, its columns and feature networks, FD/KID/precision-recall, class accuracy
+export * from './metrics/evaluate';
+export * from './metrics/columns';
+export * from './metrics/features';
+export * from './metrics/fmnist-classifier';
+export * from './metrics/frechet';
+export * from './metrics/kid';
+export * from './metrics/precision-recall';
+export * from './metrics/reference';
+export * from './metrics/class-accuracy';
+
+// results tables, scaling-law fits, figures, the notebooks' setup
+export * from './results';
+// two functions share a name: the launcher's (a run spec) and the notebooks' (a planned run)
+export { ensureRun } from './train/launch';
+export { ensureRun as ensurePlannedRun } from './results/notebook-runs';
+export * from './scaling';
+export * from './plots';
+export * from './env';
+export * from './notebook';
+
+// backends, and reading EDM pickles and safetensors
+export * from './backend/select';
+export * from './import';

@@ -13,9 +13,11 @@ export type DrawPurpose =
   | 'edm-sigma' | 'edm-noise'        // EDM pretraining: noise levels and noise (per iteration)
   | 'ect-t' | 'ect-noise'            // ECT tuning: times t and the shared noise (per iteration)
   | 'dropout'                        // dropout masks of a training step, in either loss (per iteration)
+  | 'label-dropout'                  // which images' class labels a training step drops (per iteration)
   | 'batch-order' | 'flip'           // the batch loader: each epoch's order and flips (per epoch)
   | 'classifier-init'                // the Fashion-MNIST classifier's initial weights (per parameter)
-  | `sample-noise-${number}`;        // sampling and evaluation noise (per image)
+  | `sample-noise-${number}`         // sampling and evaluation noise (per image)
+  | 'sample-class';                  // the class of a conditional model's image when none is asked for (per image)
 
 /**
  * The seed of one draw: FNV-1a over (run seed, index, purpose), a 31-bit integer that is never 0. Every

@@ -2,8 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig, PrecondMode, RunConfig } from './config/types';
 import { denoise } from './edm/precond';
-import type { UNet } from './nn/unet';
-import { imageNoise } from './random';
+import type { ClassLabels, UNet } from './nn/unet';
+import { drawSeed, hashUniform, imageNoise } from './random';
 
 /** A denoiser D(x, sigma) at one noise level for the whole batch. */
 export type Denoiser = (x: tf.Tensor4D, sigma: number) => tf.Tensor4D;
@@ -94,8 +94,8 @@ export function samplerModelFor(net: UNet, weights: Map<string, tf.Tensor>, cfg:
   return { net, weights, edm: cfg.edm, samplePrecond: cfg.ect.samplePrecond, midT: cfg.ect.midT };
 }
 
-/** A sampler: noise (and class labels) in, images in about [-1, 1] out. */
-export type Sampler = (noise: SampleNoise, labels?: tf.Tensor1D) => tf.Tensor4D;
+/** A sampler: noise (and, for a conditional model, each image's class id) in, images in about [-1, 1] out. */
+export type Sampler = (noise: SampleNoise, labels?: ClassLabels) => tf.Tensor4D;
 
 /**
  * The sampler of a model. Heun uses training-mode preconditioning (plain EDM); consistency sampling uses the
@@ -130,34 +130,71 @@ export function sampleNoise(seed: number, start: number, count: number, shape: [
   return (step) => tf.tensor4d(imageNoise(seed, `sample-noise-${step}`, start, count, size), [count, ...shape]);
 }
 
-/** Options of generateImages. */
+/** The classes asked of a conditional model: one class for every image, or one per image (the k-th for the k-th image made). */
+export type ImageLabels = number | ArrayLike<number>;
+
+/** Options of generateImages and sampleBatches. */
 export interface GenerateOptions {
   seed?: number;                 // noise seed (DEFAULT_SAMPLE_SEED)
   start?: number;                // index of the first image: images start .. start+n-1 of the seed (0)
   batch?: number;                // images per network call (64); does not change the images
   midT?: number[];               // intermediate times of multistep sampling (default: the model's)
-  labels?: ArrayLike<number>;    // class label of each of the n images (unconditional: absent)
+  labels?: ImageLabels;          // classes of a conditional model (default: drawn per image from the seed, see batchLabels)
   onBatch?: (done: number, total: number) => void;
 }
 
-/** Generates images start .. start+n-1 of a noise seed, in batches; returns [n, H, W, C]. */
-export function generateImages(model: SamplerModel, steps: SampleSteps, n: number, opts: GenerateOptions = {}): tf.Tensor4D {
+/**
+ * The class ids of images first .. first+count-1 of a noise seed (`offset` is where they start among the images asked
+ * for): undefined for an unconditional model. A conditional model takes the classes asked for, else draws image i's
+ * class uniformly from (seed, i, 'sample-class'), so that evaluations, run grids and `ect sample` without --class
+ * agree whatever the batches. Asking an unconditional model for classes, or for a class it lacks, is an error.
+ */
+export function batchLabels(model: SamplerModel, labels: ImageLabels | undefined, seed: number, first: number, count: number, offset: number): Int32Array | undefined {
+  const classes = model.net.cfg.labelDim;
+  if (!classes) {
+    if (labels !== undefined) throw new Error('class labels asked for, but the model is unconditional (net.labelDim 0)');
+    return undefined;
+  }
+  if (labels === undefined) {
+    return Int32Array.from({ length: count }, (_, k) => Math.floor(hashUniform(drawSeed(seed, first + k, 'sample-class'), 0) * classes));
+  }
+  const asked = Array.from({ length: count }, (_, k) => (typeof labels === 'number' ? labels : labels[offset + k]));
+  const bad = asked.find((id) => !Number.isInteger(id) || id < 0 || id >= classes);
+  if (bad !== undefined) throw new Error(`class ${bad} is not a class of this model (0..${classes - 1})`);
+  return Int32Array.from(asked);
+}
+
+/** Class ids of `perClass` images of each of `classes` classes, class by class (0, 0, ..., 1, 1, ...): a per-class grid's rows. */
+export function perClassLabels(classes: number, perClass: number): Int32Array {
+  return Int32Array.from({ length: classes * perClass }, (_, i) => Math.floor(i / perClass));
+}
+
+/** One batch of samples: images start .. start+count-1 of the seed and their class ids (conditional models). */
+export interface SampleBatch { images: tf.Tensor4D; labels?: Int32Array; start: number }
+
+/**
+ * Generates images start .. start+n-1 of a noise seed batch by batch, so that any number of images streams through
+ * a writer; the consumer disposes each batch's images.
+ */
+export function* sampleBatches(model: SamplerModel, steps: SampleSteps, n: number, opts: GenerateOptions = {}): Generator<SampleBatch> {
   const sampler = makeSampler(model, steps, { midT: opts.midT });
   const { resolution, imageChannels } = model.net.cfg;
   const batch = opts.batch ?? 64;
   const seed = opts.seed ?? DEFAULT_SAMPLE_SEED;
   const start = opts.start ?? 0;
-  const parts: tf.Tensor4D[] = [];
+  if (typeof opts.labels === 'object' && opts.labels.length !== n) throw new Error(`${opts.labels.length} class labels for ${n} images`);
   for (let done = 0; done < n; done += batch) {
     const count = Math.min(batch, n - done);
-    const labels = opts.labels ? tf.tensor1d(Int32Array.from(Array.from(opts.labels).slice(done, done + count)), 'int32') : undefined;
-    try {
-      parts.push(sampler(sampleNoise(seed, start + done, count, [resolution, resolution, imageChannels]), labels));
-    } finally {
-      labels?.dispose();
-    }
+    const labels = batchLabels(model, opts.labels, seed, start + done, count, done);
+    const images = sampler(sampleNoise(seed, start + done, count, [resolution, resolution, imageChannels]), labels);
     opts.onBatch?.(done + count, n);
+    yield { images, labels, start: start + done };
   }
+}
+
+/** Generates images start .. start+n-1 of a noise seed, in batches; returns [n, H, W, C]. */
+export function generateImages(model: SamplerModel, steps: SampleSteps, n: number, opts: GenerateOptions = {}): tf.Tensor4D {
+  const parts = [...sampleBatches(model, steps, n, opts)].map((part) => part.images);
   if (parts.length === 1) return parts[0];
   const all = tf.concat(parts, 0) as tf.Tensor4D;
   parts.forEach((p) => p.dispose());

@@ -39,6 +39,12 @@ function fashionMnistDir() {
     FASHION_MNIST_STEMS.every((stem) => fs.existsSync(path.join(dir, stem)) || fs.existsSync(path.join(dir, `${stem}.gz`))));
 }
 
+/** True when a program is installed: on PATH, or in /usr/sbin where Debian puts daemons (not on a user's PATH). */
+function installed(program) {
+  const dirs = [...(process.env.PATH || '').split(path.delimiter).filter(Boolean), '/usr/sbin', '/sbin'];
+  return dirs.some((dir) => fs.existsSync(path.join(dir, program)));
+}
+
 /** The Chromium binary the figure export and browser tests launch (lib/plots/render.ts looks in the same place). */
 function chromiumBinary() {
   return process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -88,6 +94,14 @@ const PARTS = [
     for: ['test', 'notebooks', 'jupyter'],
     without: 'figures are not saved as images and the browser tests are skipped',
     present: () => fs.existsSync(chromiumBinary()),
+  },
+  {
+    name: 'slurm',
+    what: "Slurm's controller, node daemon and commands (slurm-wlm) and its MUNGE authentication, to start a one-node test cluster (scripts/slurm-test-cluster.js) for `ect sweep run --executor slurm`",
+    packages: ['slurm-wlm', 'munge'],
+    for: ['test'],
+    without: 'the Slurm sweep tests are skipped (`ect sweep plan`, `status` and `run --executor local` need no Slurm; on a cluster its own Slurm is used)',
+    present: () => ['slurmctld', 'slurmd', 'sbatch', 'squeue', 'scancel', 'sinfo', 'munged'].every(installed),
   },
   {
     name: 'torch',

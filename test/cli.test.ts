@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
+import { readNpz } from '../lib/image/npz';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'ect.js');
 
@@ -23,7 +24,7 @@ describe('ect command line', () => {
       assert.ok(tune.includes(flag), `tune --help lacks ${flag}`);
     }
     const sample = ect('sample', '--help').out;
-    for (const flag of ['--checkpoint', '--steps', '--n', '--out', '--mid-t']) assert.ok(sample.includes(flag), `sample --help lacks ${flag}`);
+    for (const flag of ['--checkpoint', '--steps', '--n', '--out', '--mid-t', '--class', '--format', 'png-dir', 'npz']) assert.ok(sample.includes(flag), `sample --help lacks ${flag}`);
   });
 
   it('fails clearly on a missing --init, a missing checkpoint, a bad --steps and a bad preset value', () => {
@@ -59,5 +60,43 @@ describe('ect command line', () => {
     const final = path.join(dir, 'final.png');
     assert.equal(ect('sample', '--checkpoint', path.join(dir, 'e'), '--steps', '1', '--n', '64', '--out', final).status, 0);
     assert.ok(fs.readFileSync(final).equals(fs.readFileSync(path.join(dir, 'e', 'samples', 'final-1step.png'))), 'the run\'s grid is not ect sample\'s');
+    // an unconditional model takes no class
+    const classed = ect('sample', '--checkpoint', path.join(dir, 'e'), '--class', '1', '--out', path.join(dir, 'class.png'));
+    assert.notEqual(classed.status, 0);
+    assert.match(classed.out, /--class: .* is an unconditional model \(net\.labelDim 0\)/);
+  });
+
+  it('samples a class-conditional model by class, per class, as PNGs and as .npz, and scores its class accuracy', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-cli-'));
+    const run = path.join(dir, 'cond');
+    const teacher = ect('pretrain', '--config', 'fmnist-edm-tiny-cond', '--data', 'synthetic', '--batch', '4', '--iters', '2', '--out', run,
+      '--no-progress', '--set', 'edm.heunSteps=2');
+    assert.equal(teacher.status, 0, teacher.out);
+    const sample = (...args: string[]) => ect('sample', '--checkpoint', run, '--steps', 'heun', ...args);
+    // one row per class: 10 rows of 2 images of 28x28 with 2 pixels of padding
+    const grid = path.join(dir, 'per-class.png');
+    const perClass = sample('--class', 'all', '--n', '20', '--out', grid);
+    assert.equal(perClass.status, 0, perClass.out);
+    const png = PNG.sync.read(fs.readFileSync(grid));
+    assert.deepEqual([png.width, png.height], [2 * 30 + 2, 10 * 30 + 2]);
+    // one class as .npz (with its labels) and as PNG files: the same uint8 images
+    const npzFile = path.join(dir, 'three.npz');
+    assert.equal(sample('--class', '3', '--n', '5', '--batch', '2', '--format', 'npz', '--out', npzFile).status, 0);
+    const arrays = readNpz(npzFile);
+    assert.deepEqual(arrays.get('arr_0')!.shape, [5, 28, 28, 1]);
+    assert.deepEqual(Array.from({ length: 5 }, (_, i) => Number(Buffer.from(arrays.get('arr_1')!.data).readBigInt64LE(8 * i))), [3, 3, 3, 3, 3]);
+    const pngDir = path.join(dir, 'three');
+    assert.equal(sample('--class', '3', '--n', '5', '--format', 'png-dir', '--out', pngDir).status, 0);
+    assert.equal(fs.readdirSync(pngDir).length, 5);
+    const fourth = PNG.sync.read(fs.readFileSync(path.join(pngDir, '000004.png')));
+    assert.deepEqual(Array.from({ length: 784 }, (_, p) => fourth.data[4 * p]), Array.from(arrays.get('arr_0')!.data.subarray(4 * 784)));
+    // errors name the flag
+    assert.match(sample('--class', '10', '--out', path.join(dir, 'x.png')).out, /--class 10: the model's classes are 0\.\.9/);
+    assert.match(sample('--class', 'all', '--n', '15', '--out', path.join(dir, 'x.png')).out, /--class all: --n must be a multiple of the 10 classes/);
+    assert.match(sample('--class', 'some').out, /--class must be a non-negative integer, got 'some'/);
+    // the class accuracy figure of the closing note, on this model (chance level: it trained two steps)
+    const scored = ect('eval', '--checkpoint', run, '--steps', 'heun', '--n', '20', '--class-accuracy', '--no-progress');
+    assert.equal(scored.status, 0, scored.out);
+    assert.match(scored.out, /assigned to the class asked for: \d+\.\d% \(chance 10%; the classifier on 256 real test images: \d+\.\d%\)/);
   });
 });

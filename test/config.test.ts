@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { PRESET_DIR, parseOverride, resolveRunConfig } from '../lib/config/resolve';
+import { PRESET_DIR, parseOverride, resolveRecordedConfig, resolveRunConfig } from '../lib/config/resolve';
+import { UNCONDITIONAL } from '../lib/config/network-presets';
+import { defaultRunConfig } from '../lib/config/defaults';
 import type { RunConfig, RunKind } from '../lib/config/types';
 import { UNet } from '../lib/nn/unet';
 import { Ema } from '../lib/train/ema';
@@ -162,7 +164,7 @@ describe('run configs', () => {
     assert.equal(cfg.net.dropout, 0);
   });
 
-  it('resolves every committed run\'s config.json to itself, once the run\'s bookkeeping is deleted', () => {
+  it('resolves every committed run\'s config.json to itself, once the run\'s bookkeeping is deleted, with defaults for newer fields', () => {
     const files = findFiles(path.join(REPO, 'results'), 'config.json');
     assert.ok(files.length >= 10, `${files.length} committed runs`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-cfg-'));
@@ -171,7 +173,34 @@ describe('run configs', () => {
       assert.ok(backend && environment && writtenAt, `${file} records its backend, machine and time`);
       const copy = path.join(dir, 'config.json');
       fs.writeFileSync(copy, JSON.stringify(saved));
-      assert.deepEqual(resolveRunConfig(saved.kind, copy), saved, file);
+      // every recorded value stays; fields added since the run was recorded (such as the label fields) take their defaults
+      const resolved = resolveRunConfig(saved.kind, copy);
+      const defaults = leaves(defaultRunConfig(saved.kind));
+      const expected = { ...defaults, ...leaves(saved) };
+      assert.deepEqual(leaves(resolved), Object.fromEntries(Object.keys(leaves(resolved)).map((k) => [k, expected[k]])), file);
+      assert.deepEqual(Object.keys(leaves(saved)).filter((k) => !(k in leaves(resolved))), [], `${file}: no recorded field is lost`);
+      assert.deepEqual({ labelDim: resolved.net.labelDim, labelDropout: resolved.net.labelDropout }, UNCONDITIONAL, file);
+      assert.deepEqual(resolveRecordedConfig(saved, file), resolved, file);
+    }
+    assert.throws(() => resolveRecordedConfig({ net: {} } as RunConfig, 'old.json'), /old\.json: kind must be pretrain or tune, got undefined/);
+  });
+
+  it('takes class labels as a network field: net.labelDim classes (0: unconditional), net.labelDropout in [0, 1)', () => {
+    for (const [kind, file] of shippedPresets()) {
+      const { net } = resolveRunConfig(kind, file);
+      assert.equal(net.labelDim, file.includes('-cond') ? 10 : 0, file);
+      assert.equal(net.labelDropout, 0, file);
+    }
+    const cfg = resolveRunConfig('pretrain', 'fmnist-edm-tiny', [parseOverride('net.labelDim=10'), parseOverride('net.labelDropout=0.1')]);
+    assert.deepEqual([cfg.net.labelDim, cfg.net.labelDropout], [10, 0.1]);
+    const bad: Array<[string[], RegExp]> = [
+      [['net.labelDim=-1'], /net\.labelDim must be a non-negative integer, got -1/],
+      [['net.labelDim=2.5'], /net\.labelDim must be a non-negative integer, got 2\.5/],
+      [['net.labelDim=10', 'net.labelDropout=1'], /net\.labelDropout must be in \[0, 1\), got 1/],
+      [['net.labelDropout=0.1'], /--set net\.labelDropout=0\.1: net\.labelDropout 0\.1 needs class labels, but net\.labelDim is 0/],
+    ];
+    for (const [assignments, message] of bad) {
+      assert.throws(() => resolveRunConfig('pretrain', 'fmnist-edm-tiny', assignments.map(parseOverride)), message, assignments.join(' '));
     }
   });
 
@@ -188,6 +217,16 @@ describe('run configs', () => {
 function shippedPresets(): Array<[RunKind, string]> {
   return fs.readdirSync(PRESET_DIR).filter((f) => f.endsWith('.json')).map((file) =>
     [JSON.parse(fs.readFileSync(path.join(PRESET_DIR, file), 'utf8')).kind ?? (file.includes('edm') ? 'pretrain' : 'tune'), file]);
+}
+
+/** A config's leaves by dotted key path (arrays whole). */
+function leaves(value: unknown, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [key, inner] of Object.entries(value)) leaves(inner, prefix ? `${prefix}.${key}` : key, out);
+  } else {
+    out[prefix] = value;
+  }
+  return out;
 }
 
 /** Every file called `name` below `dir`. */

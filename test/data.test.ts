@@ -7,7 +7,7 @@ import * as zlib from 'zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {
-  BatchLoader, CIFAR10_RECORD_BYTES, ImageDataset, LoaderState, loadDataset,
+  BatchLoader, CIFAR10_RECORD_BYTES, epochOrder, ImageDataset, LoaderState, loadDataset,
   loadFashionMnist, readCifar10Batch, readIdxFile,
 } from '../lib/data';
 import { requireSystemPart } from './helpers';
@@ -241,8 +241,8 @@ describe('data', () => {
         const seen: number[] = [];
         for (let b = 0; b < 3; b++) {
           const batch = loader.next();
-          seen.push(...decode(batch, data).map((d) => d.index));
-          batch.dispose();
+          seen.push(...decode(batch.images, data).map((d) => d.index));
+          batch.images.dispose();
         }
         assert.deepStrictEqual([...seen].sort((p, q) => p - q), Array.from({ length: 12 }, (_, i) => i));
         epochs.push(seen);
@@ -252,6 +252,20 @@ describe('data', () => {
       assert.strictEqual(loader.imagesSeen, 36);
     });
 
+    it('yields each image\'s label with it, in the seeded order of each epoch', () => {
+      const data = { ...tinyDataset(10), labels: Uint8Array.from({ length: 10 }, (_, i) => (i * 7) % 10) };
+      const loader = new BatchLoader(data, { batch: 4, seed: 11, flip: true });
+      // 5 batches of 4 = two epochs of 10: batch 2 runs across the epoch boundary
+      const order = [...epochOrder(10, 11, 0), ...epochOrder(10, 11, 1)];
+      for (let b = 0; b < 5; b++) {
+        const batch = loader.next();
+        const expected = order.slice(4 * b, 4 * b + 4);
+        assert.deepStrictEqual(decode(batch.images, data).map((d) => d.index), expected, `batch ${b}: images`);
+        assert.deepStrictEqual(Array.from(batch.labels), expected.map((i) => data.labels[i]), `batch ${b}: labels`);
+        batch.images.dispose();
+      }
+    });
+
     it('is deterministic for a seed and differs between seeds', () => {
       const data = tinyDataset(10);
       const draw = (seed: number) => {
@@ -259,8 +273,8 @@ describe('data', () => {
         const out: number[] = [];
         for (let i = 0; i < 8; i++) {
           const batch = loader.next();
-          out.push(...batch.dataSync());
-          batch.dispose();
+          out.push(...batch.images.dataSync(), ...batch.labels);
+          batch.images.dispose();
         }
         return out;
       };
@@ -275,19 +289,19 @@ describe('data', () => {
       const expected: number[][] = [];
       for (let i = 0; i < 12; i++) {
         const batch = uninterrupted.next();
-        expected.push(Array.from(batch.dataSync()));
-        batch.dispose();
+        expected.push([...batch.images.dataSync(), ...batch.labels]);
+        batch.images.dispose();
       }
       // stop after 5 batches (mid-epoch: 20 images of 10), save through JSON, continue in a new loader
       const first = new BatchLoader(data, options);
-      for (let i = 0; i < 5; i++) first.next().dispose();
+      for (let i = 0; i < 5; i++) first.next().images.dispose();
       const saved: LoaderState = JSON.parse(JSON.stringify(first.getState()));
       const resumed = new BatchLoader(data, options);
       resumed.setState(saved);
       for (let i = 5; i < 12; i++) {
         const batch = resumed.next();
-        assert.deepStrictEqual(Array.from(batch.dataSync()), expected[i], `batch ${i} differs after resume`);
-        batch.dispose();
+        assert.deepStrictEqual([...batch.images.dataSync(), ...batch.labels], expected[i], `batch ${i} (images and labels) differs after resume`);
+        batch.images.dispose();
       }
       assert.throws(() => new BatchLoader(tinyDataset(11), options).setState(saved), /11 images/);
     });
@@ -299,8 +313,10 @@ describe('data', () => {
         let flipped = 0;
         for (let i = 0; i < 20; i++) {
           const batch = loader.next();
-          const values = batch.dataSync();
-          const decoded = decode(batch, data);
+          const values = batch.images.dataSync();
+          const decoded = decode(batch.images, data);
+          // a mirrored image keeps its label (the tiny dataset's label of image i is i)
+          assert.deepStrictEqual(Array.from(batch.labels), decoded.map((d) => data.labels[d.index]));
           // each image equals its source, either as is or mirrored left-right, pixel for pixel
           decoded.forEach(({ index, flipped: mirrored }, b) => {
             for (let y = 0; y < 3; y++) {
@@ -314,7 +330,7 @@ describe('data', () => {
             }
           });
           flipped += decoded.filter((d) => d.flipped).length;
-          batch.dispose();
+          batch.images.dispose();
         }
         return flipped;
       };
@@ -328,7 +344,7 @@ describe('data', () => {
       const data: ImageDataset = { name: 'four', split: 'train', source: 'test', count: 1, height: 2, width: 2, channels: 1, images, labels: Uint8Array.from([0]) };
       const before = tf.memory().numTensors;
       const loader = new BatchLoader(data, { batch: 1, seed: 0, flip: false });
-      const batch = loader.next();
+      const { images: batch } = loader.next();
       assert.deepStrictEqual(batch.shape, [1, 2, 2, 1]);
       assert.strictEqual(batch.dtype, 'float32');
       const values = Array.from(batch.dataSync());

@@ -16,6 +16,7 @@ export async function useTestBackend(): Promise<void> {
 /** An 8x8 single-channel UNet with every kind of block (down, up, attention, skips, dropout). */
 export const TINY_NET: NetworkConfig = {
   resolution: 8, imageChannels: 1, modelChannels: 8, channelMult: [1, 2], numBlocks: 1, attnResolutions: [4], dropout: 0.1, embedMult: 2,
+  labelDim: 0, labelDropout: 0,
 };
 
 /** The config patch of a small run on the synthetic dataset at 8x8 (a key patched to undefined is left out). */

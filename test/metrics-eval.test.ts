@@ -71,7 +71,8 @@ describe('metrics: ect eval and evaluation during training', () => {
 
   it('writes metric columns into metrics.csv when the trainer evaluates every K kimg; `ect eval` of checkpoint N equals row N', async () => {
     const runDir = path.join(dir, 'run-eval');
-    const patch = { data: { name: 'fashion-mnist', flip: false, limit: 16 }, net: FMNIST_NET, batch: 2, iters: 2, ckptEvery: 1, logEvery: 1, evalEvery: 0.002, evalN: 20 };
+    // a class-conditional model: its evaluation classes are drawn per image from the evaluation seed, so they agree too
+    const patch = { data: { name: 'fashion-mnist', flip: false, limit: 16 }, net: { ...FMNIST_NET, labelDim: 10 }, batch: 2, iters: 2, ckptEvery: 1, logEvery: 1, evalEvery: 0.002, evalN: 20 };
     const spec = tinyRunSpec('tune', runDir, patch, { fromScratch: true, backend: 'wasm' }); // batch 2: an evaluation every iteration
     const evaluator = await createRunEvaluator(tinyRunConfig('tune', patch), { cacheDir, ...QUICK_REFERENCE, batch: 10 });
     assert.ok(evaluator);

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { UNet, DropoutMasks } from '../lib/nn/unet';
-import { networkPreset } from '../lib/nn/presets';
+import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { denoise } from '../lib/edm/precond';
 import { DEFAULT_EDM } from '../lib/config/defaults';
@@ -26,7 +26,7 @@ describe('DDPM++ UNet', () => {
 
   it('counts FLOPs of a small network as a hand count does', () => {
     // 4x4x1 input, 4 channels, one level, one block, attention at 4: see the sum below
-    const cfg = { resolution: 4, imageChannels: 1, modelChannels: 4, channelMult: [1], numBlocks: 1, attnResolutions: [4], dropout: 0, embedMult: 1 };
+    const cfg = { resolution: 4, imageChannels: 1, modelChannels: 4, channelMult: [1], numBlocks: 1, attnResolutions: [4], dropout: 0, embedMult: 1, labelDim: 0, labelDropout: 0 };
     const conv3 = (cin: number, cout: number) => 2 * 16 * cin * cout * 9;
     const conv1 = (cin: number, cout: number) => 2 * 16 * cin * cout;
     const attention = conv1(4, 12) + 2 * (2 * 16 * 16 * 4) + conv1(4, 4);
@@ -105,6 +105,87 @@ describe('DDPM++ UNet', () => {
     tf.dispose([x, c, first, again, fresh, noDropout]);
     net.dispose();
   });
+  it('conditions on class labels as EDM does: map.label on the one-hot labels, added to the noise embedding', () => {
+    const conditional = new UNet({ ...TINY_NET, dropout: 0, labelDim: 4 }, 5);
+    const plain = new UNet({ ...TINY_NET, dropout: 0 }, 5);
+    // EDM's map_label: [labelDim, modelChannels] here (tfjs orientation), created last, so the other weights are the
+    // unconditional network's of the same seed
+    assert.deepEqual(conditional.params.get('map.label.weight')!.shape, [4, TINY_NET.modelChannels]);
+    assert.deepEqual(conditional.params.get('map.label.bias')!.shape, [TINY_NET.modelChannels]);
+    assert.deepEqual([...conditional.params.keys()].filter((n) => !n.startsWith('map.label.')), [...plain.params.keys()]);
+    for (const [name, p] of plain.params) assert.deepEqual(Array.from(conditional.params.get(name)!.dataSync()), Array.from(p.dataSync()), name);
+    for (const p of conditional.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.5, 'float32', 13));
+    const x = tf.tidy(() => tf.tile(tf.randomNormal([1, 8, 8, 1], 0, 1, 'float32', 2), [4, 1, 1, 1]) as tf.Tensor4D);
+    const c = tf.fill([4], 0.2) as tf.Tensor1D;
+    const rows = (t: tf.Tensor4D) => { const v = Array.from(t.dataSync()); t.dispose(); return [0, 1, 2, 3].map((i) => v.slice(i * 64, (i + 1) * 64)); };
+    const byLabel = rows(conditional.forward(x, c, { labels: [0, 1, 2, 3] }));
+    const again = rows(conditional.forward(x, c, { labels: Int32Array.from([3, 1, 2, 0]) }));
+    // the same input gives another output for each label, and the output follows the label, not the position
+    for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) assert.notDeepEqual(byLabel[i], byLabel[j], `labels ${i} and ${j}`);
+    const close = (a: number[], b: number[]) => a.every((v, k) => Math.abs(v - b[k]) < 1e-5);
+    assert.ok(close(again[0], byLabel[3]) && close(again[3], byLabel[0]) && close(again[1], byLabel[1]));
+    // the one-hot labels are scaled by sqrt(labelDim) and go through map.label into the embedding: a label whose
+    // row of map.label.weight is zeroed and whose bias cancels it equals the embedding without any label
+    const weight = conditional.params.get('map.label.weight')!;
+    const weights = new Map<string, tf.Tensor>(conditional.params);
+    weights.set('map.label.weight', tf.zerosLike(weight));
+    weights.set('map.label.bias', tf.zerosLike(conditional.params.get('map.label.bias')!));
+    const noLabel = rows(conditional.forward(x, c, { labels: [0, 1, 2, 3], weights }));
+    const plainWeights = new Map<string, tf.Tensor>([...conditional.params].filter(([n]) => !n.startsWith('map.label.')));
+    const unconditional = rows(plain.forward(x, c, { weights: plainWeights }));
+    for (let i = 0; i < 4; i++) assert.ok(close(noLabel[i], unconditional[i]), `zero label embedding, image ${i}`);
+    weights.get('map.label.weight')!.dispose();
+    weights.get('map.label.bias')!.dispose();
+    tf.dispose([x, c]);
+    conditional.dispose();
+    plain.dispose();
+  });
+
+  it('refuses labels for an unconditional network, and a conditional one without labels or with a class it lacks', () => {
+    const plain = new UNet(TINY_NET, 0);
+    const conditional = new UNet({ ...TINY_NET, labelDim: 3 }, 0);
+    const x = tf.zeros([2, 8, 8, 1]) as tf.Tensor4D;
+    const c = tf.zeros([2]) as tf.Tensor1D;
+    assert.throws(() => plain.forward(x, c, { labels: [0, 1] }), /unconditional \(net\.labelDim 0\)/);
+    assert.throws(() => conditional.forward(x, c), /class-conditional \(net\.labelDim 3\) and needs a class label per image/);
+    assert.throws(() => conditional.forward(x, c, { labels: [0] }), /1 class labels for a batch of 2/);
+    assert.throws(() => conditional.forward(x, c, { labels: [0, 3] }), /class label 3 \(image 1\) is not a class id in 0\.\.2/);
+    assert.throws(() => conditional.forward(x, c, { labels: [0, 1.5] }), /class label 1\.5/);
+    const before = tf.memory().numTensors;
+    conditional.forward(x, c, { labels: [2, 0] }).dispose();
+    assert.equal(tf.memory().numTensors, before, 'the one-hot labels are freed');
+    tf.dispose([x, c]);
+    plain.dispose();
+    conditional.dispose();
+  });
+
+  it('drops labels in training as the step\'s masks say (EDM\'s label_dropout): a dropped label is no label at all', () => {
+    const net = new UNet({ ...TINY_NET, dropout: 0, labelDim: 3, labelDropout: 0.5 }, 1);
+    for (const p of net.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.5, 'float32', 21));
+    const batch = 16;
+    const x = tf.tidy(() => tf.tile(tf.randomNormal([1, 8, 8, 1], 0, 1, 'float32', 3), [batch, 1, 1, 1]) as tf.Tensor4D);
+    const c = tf.fill([batch], 0.3) as tf.Tensor1D;
+    const masks = new DropoutMasks(7, 0, { seed: 99, rate: 0.5 });
+    const keep = Array.from(masks.labelMask(batch).dataSync());
+    assert.ok(keep.includes(0) && keep.includes(1), `some labels kept, some dropped: ${keep}`);
+    assert.throws(() => net.forward(x, c, { training: true, labels: new Array(batch).fill(0) }), /label dropout needs the step's DropoutMasks/);
+    const values = (labels: number[]) => { const t = net.forward(x, c, { training: true, dropout: masks, labels }); const v = Array.from(t.dataSync()); t.dispose(); return v; };
+    const zeros = values(new Array(batch).fill(0));
+    const twos = values(new Array(batch).fill(2));
+    for (let i = 0; i < batch; i++) {
+      const differs = zeros.slice(i * 64, (i + 1) * 64).some((v, k) => Math.abs(v - twos[i * 64 + k]) > 1e-6);
+      assert.equal(differs, keep[i] === 1, `image ${i}: its label ${keep[i] ? 'kept' : 'dropped'}`);
+    }
+    // the same seed gives the same mask; out of training no label is dropped
+    assert.deepEqual(Array.from(new DropoutMasks(7, 0, { seed: 99, rate: 0.5 }).labelMask(batch).dataSync()), keep);
+    const inference = net.forward(x, c, { labels: new Array(batch).fill(0) });
+    const dropped = keep.indexOf(0);
+    assert.ok(Array.from(inference.dataSync()).slice(dropped * 64, (dropped + 1) * 64).some((v, k) => Math.abs(v - zeros[dropped * 64 + k]) > 1e-6));
+    tf.dispose([x, c, inference]);
+    masks.dispose();
+    net.dispose();
+  });
+
   it('draws dropout masks at the drop rate, scaled by 1/keep, deterministic per seed and layer', () => {
     for (const rate of [0, 0.1, 0.5]) {
       const a = new DropoutMasks(5, rate), b = new DropoutMasks(5, rate), other = new DropoutMasks(6, rate);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
-import { networkPreset } from '../lib/nn/presets';
+import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
   ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,

@@ -4,7 +4,9 @@
  */
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs-core';
-import { generateImages, heunTimeSteps, sampleConsistency, sampleHeun, sampleNoise, samplerModelFor, type Denoiser } from '../lib/sample';
+import {
+  batchLabels, generateImages, heunTimeSteps, perClassLabels, sampleBatches, sampleConsistency, sampleHeun, sampleNoise, samplerModelFor, type Denoiser,
+} from '../lib/sample';
 import { DEFAULT_EDM } from '../lib/config/defaults';
 import { cIn, cNoise, cOut, cSkip, denoise } from '../lib/edm/precond';
 import { UNet } from '../lib/nn/unet';
@@ -83,6 +85,34 @@ describe('sampling noise and preconditioning', () => {
     assert.ok(close, 'batches of 2 give the images of one batch of 6 (up to the backend\'s rounding)');
     const last = values(generateImages(model, 2, 2, { seed: 0, start: 4 }));
     assert.ok(last.every((v, i) => Math.abs(v - inOne[4 * 64 + i]) < 1e-4), 'images 4 and 5 drawn alone');
+    net.dispose();
+  });
+
+  it('samples a conditional model with the classes asked for, or with classes drawn per image index from the seed', () => {
+    const net = new UNet({ ...TINY_NET, labelDim: 3 }, 4);
+    for (const p of net.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.3, 'float32', 7));
+    const model = samplerModelFor(net, new Map(net.params), tinyRunConfig('tune'));
+    const classesOf = (opts: { labels?: number | number[]; batch?: number; start?: number; n?: number }) =>
+      [...sampleBatches(model, 1, opts.n ?? 6, { seed: 0, ...opts })].flatMap((b) => { b.images.dispose(); return Array.from(b.labels!); });
+    // not asked: image i's class is a function of (seed, i) only, whatever the batches and the first image
+    const drawn = classesOf({});
+    assert.deepEqual(classesOf({ batch: 4 }), drawn);
+    assert.deepEqual(classesOf({ start: 2, n: 4 }), drawn.slice(2));
+    assert.ok(new Set(classesOf({ n: 60 })).size === 3, 'uniform over the classes: all three appear in 60 images');
+    assert.deepEqual(classesOf({ labels: 2 }), [2, 2, 2, 2, 2, 2]);
+    assert.deepEqual(classesOf({ labels: [0, 1, 2, 2, 1, 0], batch: 4 }), [0, 1, 2, 2, 1, 0]);
+    assert.deepEqual(Array.from(perClassLabels(3, 2)), [0, 0, 1, 1, 2, 2]);
+    // the class changes the images; the drawn classes are those generateImages uses by default
+    const byClass = [0, 1].map((k) => values(generateImages(model, 1, 2, { seed: 0, labels: k })));
+    assert.notDeepEqual(byClass[0], byClass[1]);
+    assert.deepEqual(values(generateImages(model, 1, 6, { seed: 0 })), values(generateImages(model, 1, 6, { seed: 0, labels: drawn })));
+    assert.throws(() => generateImages(model, 1, 2, { labels: 3 }), /class 3 is not a class of this model \(0\.\.2\)/);
+    assert.throws(() => generateImages(model, 1, 2, { labels: [0] }), /1 class labels for 2 images/);
+    const plain = new UNet(TINY_NET, 4);
+    assert.throws(() => generateImages(samplerModelFor(plain, new Map(plain.params), tinyRunConfig('tune')), 1, 2, { labels: 0 }),
+      /class labels asked for, but the model is unconditional/);
+    assert.equal(batchLabels(samplerModelFor(plain, new Map(plain.params), tinyRunConfig('tune')), undefined, 0, 0, 2, 0), undefined);
+    plain.dispose();
     net.dispose();
   });
 

@@ -74,6 +74,27 @@ describe('ECT loss', () => {
     x0.dispose();
     net.dispose();
   });
+
+  it('gives the target and the student pass the same labels and label-dropout mask', () => {
+    const net = new UNet({ ...TINY_NET, dropout: 0, labelDim: 4, labelDropout: 0.5 }, 0);
+    randomizeWeights(net, 40);
+    const cfg = tinyRunConfig('tune');
+    const x0 = tf.randomUniform([8, 8, 8, 1], -1, 1, 'float32', 4) as tf.Tensor4D;
+    const labels = [0, 1, 2, 3, 3, 2, 1, 0];
+    // r within 1e-9 of t: the two passes see the same input, so the loss vanishes only if they see the same labels
+    const ect = new EctLoss({ ...cfg.ect, q: 1e12, weighting: 'uniform' }, cfg.edm);
+    const step = ect.prepare(net, x0, { seed: 5, iteration: 2, labels });
+    const loss = step.loss().dataSync()[0];
+    assert.ok(loss < 1e-3, `loss ${loss} should be ~0 with shared labels and label masks`);
+    step.dispose();
+    // and the labels reach both losses: other labels, another loss
+    const edm = new EdmLoss(cfg.edm);
+    const value = (ids: number[]) => { const s = edm.prepare(net, x0, { seed: 5, iteration: 2, labels: ids }); const v = tf.tidy(() => s.loss().dataSync()[0]); s.dispose(); return v; };
+    assert.notEqual(value(labels), value(labels.map((l) => (l + 1) % 4)));
+    assert.throws(() => ect.prepare(net, x0, { seed: 5, iteration: 2 }), /needs a class label per image/);
+    x0.dispose();
+    net.dispose();
+  });
 });
 
 describe('losses: every draw from (seed, iteration)', () => {
@@ -111,7 +132,7 @@ describe('Trainer', () => {
   it('leaks no tensors over 20 ECT steps and 20 EDM steps', async () => {
     for (const kind of ['tune', 'pretrain'] as const) {
       const trainer = await Trainer.create(tinyRunConfig(kind, { iters: 40 }), { runDir: null, dataset: tinyData() });
-      const x0 = trainer.loader.next();
+      const { images: x0 } = trainer.loader.next();
       trainer.step(x0);
       trainer.step(x0);
       const before = tf.memory().numTensors;
@@ -124,7 +145,7 @@ describe('Trainer', () => {
 
   it('overfits a tiny batch: the EDM loss at fixed draws falls', async () => {
     const trainer = await Trainer.create(tinyRunConfig('pretrain', { iters: 100, net: { ...TINY_NET, dropout: 0 } }), { runDir: null, dataset: tinyData() });
-    const x0 = trainer.loader.next();
+    const { images: x0 } = trainer.loader.next();
     const fixedLoss = (): number => {
       const step = new EdmLoss(trainer.cfg.edm).prepare(trainer.net, x0, { seed: 99, iteration: 0 });
       const value = tf.tidy(() => step.loss().dataSync()[0]);
@@ -139,22 +160,26 @@ describe('Trainer', () => {
     trainer.dispose();
   });
 
-  for (const kind of ['pretrain', 'tune'] as const) {
-    it(`${kind}: writes metrics.csv, config.json and checkpoints; killed and resumed, it equals the uninterrupted run bit for bit`, async () => {
+  // the synthetic dataset's 10 classes: a conditional tiny network with label dropout
+  const conditionalNet = { ...TINY_NET, labelDim: 10, labelDropout: 0.3 };
+  for (const [kind, conditional] of [['pretrain', false], ['tune', false], ['pretrain', true], ['tune', true]] as const) {
+    it(`${kind}${conditional ? ', class-conditional' : ''}: writes metrics.csv, config.json and checkpoints; killed and resumed, it equals the uninterrupted run bit for bit`, async () => {
       const dataset = tinyData();
       const full = tmpDir();
       const parts = tmpDir();
-      // tuning starts from a teacher; the tiny net has dropout 0.1 in both kinds
-      const init = kind === 'tune' ? { init: await tinyTeacher(dataset) } : {};
-      const a = await launchRun(tinyRunSpec(kind, full, {}, init), { dataset });
+      const patch = conditional ? { net: conditionalNet } : {};
+      // tuning starts from a teacher (a conditional one for a conditional run); the tiny net has dropout 0.1 in both kinds
+      const init = kind === 'tune' ? { init: await tinyTeacher(dataset, patch) } : {};
+      const a = await launchRun(tinyRunSpec(kind, full, patch, init), { dataset });
+      assert.equal(a.trainer.net.conditional, conditional);
       await a.trainer.run();
-      const b = await launchRun(tinyRunSpec(kind, parts, {}, init), { dataset });
+      const b = await launchRun(tinyRunSpec(kind, parts, patch, init), { dataset });
       let steps = 0;
       await b.trainer.run({ onStep: () => { steps++; }, shouldStop: () => steps >= 4 });  // stops after 4 (checkpoint at 3 and at 4)
       b.dispose();
       // pretend the process died after the checkpoint at 3: drop the one written at the stop
       fs.rmSync(path.join(parts, 'checkpoints', 'ckpt-000000004.ckpt'));
-      const c = await launchRun(tinyRunSpec(kind, parts, {}, { ...init, resume: true }), { dataset });
+      const c = await launchRun(tinyRunSpec(kind, parts, patch, { ...init, resume: true }), { dataset });
       assert.equal(c.trainer.iteration, 3);
       await c.trainer.run();
       for (const [name, p] of a.trainer.net.params) {
@@ -205,13 +230,17 @@ describe('Trainer', () => {
     tuned.dispose();
     assert.throws(() => resolveRun(tinyRunSpec('tune', tmpDir(), {}, { init: path.join(teacherDir, 'nope') })), /no such file/);
     assert.throws(() => resolveRun(tinyRunSpec('tune', tmpDir())), /tune needs --init/);
+    // a conditional teacher's label embedding is architecture (it comes along); its label dropout is a setting (it does not)
+    const conditionalTeacher = await tinyTeacher(dataset, { net: { ...TINY_NET, labelDim: 10, labelDropout: 0.3 } });
+    const conditional = resolveRun(tinyRunSpec('tune', tmpDir(), { net: undefined }, { init: conditionalTeacher })).cfg.net;
+    assert.deepEqual([conditional.labelDim, conditional.labelDropout], [10, 0]);
   });
 });
 
 /** Pretrains a 3-iteration tiny teacher; returns its run directory. */
-async function tinyTeacher(dataset: ReturnType<typeof tinyData>): Promise<string> {
+async function tinyTeacher(dataset: ReturnType<typeof tinyData>, patch: Record<string, unknown> = {}): Promise<string> {
   const dir = tmpDir();
-  const teacher = await launchRun(tinyRunSpec('pretrain', dir, { iters: 3 }), { dataset });
+  const teacher = await launchRun(tinyRunSpec('pretrain', dir, { iters: 3, ...patch }), { dataset });
   await teacher.trainer.run();
   teacher.dispose();
   return dir;

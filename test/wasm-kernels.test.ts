@@ -255,7 +255,7 @@ describe('the UNet trains on wasm as on cpu', function () {
     // a small member of the DDPM++ family with every block kind: down/up-sampling, attention, skips
     const cfg: NetworkConfig = {
       resolution: 8, imageChannels: 3, modelChannels: 8, channelMult: [1, 2], numBlocks: 1,
-      attnResolutions: [4], dropout: 0.2, embedMult: 2,
+      attnResolutions: [4], dropout: 0.2, embedMult: 2, labelDim: 0, labelDropout: 0,
     };
     await tf.setBackend('cpu');
     const net = new UNet(cfg, 7);

@@ -3,19 +3,21 @@ import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
-import { loadDataset } from '../../lib/data';
+import { loadDataset, SPLITS, type Split } from '../../lib/data';
 import { createRunEvaluator } from '../../lib/metrics/evaluate';
 import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
 import {
   classifierAccuracy,
   DEFAULT_CLASSIFIER_TRAINING,
+  loadClassifier,
   saveClassifier,
   trainClassifier,
 } from '../../lib/metrics/fmnist-classifier';
+import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { appendMetricsRow } from '../../lib/train/metrics-log';
 import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
-import { integer, positiveInteger, positiveNumber } from '../options';
+import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 
 function backendOption(): Option {
   return new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices([...BACKEND_CHOICES]);
@@ -57,7 +59,43 @@ export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (
 
 interface EvalFlags {
   checkpoint: string; steps: string; n: number; batch: number; seed: number; inception?: string; classifier?: string;
-  cacheDir?: string; referenceSplit: 'train' | 'test'; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
+  cacheDir?: string; referenceSplit: Split; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
+  classAccuracy?: boolean;
+}
+
+/**
+ * `ect eval --class-accuracy`: how often the Fashion-MNIST classifier assigns a conditional model's samples (--n / 10
+ * of each class, the images of `ect sample --class all`) to the class asked for, beside chance and beside the
+ * classifier's own accuracy on the real test images. Printed, not appended to metrics.csv.
+ */
+export async function classAccuracyCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<ClassAccuracy & { realAccuracy: number }> {
+  const steps = parseSampleSteps(flags.steps);
+  const backend = await initBackend(flags.backend as BackendChoice | undefined);
+  log(`backend: ${describeBackend(backend)}`);
+  const model = await loadRunModel(flags.checkpoint);
+  const { model: classifier } = loadClassifier(flags.classifier ?? DEFAULT_CLASSIFIER_DIR);
+  try {
+    const classes = model.config.net.labelDim;
+    if (!classes) throw new Error(`--class-accuracy: ${model.checkpoint} is an unconditional model (net.labelDim 0)`);
+    if (flags.n % classes) throw new Error(`--class-accuracy: --n must be a multiple of the ${classes} classes, got ${flags.n}`);
+    const test = loadDataset({ ...model.config.data, limit: undefined }, 'test');
+    const realAccuracy = classifierAccuracy(classifier, test);
+    log(`class accuracy of ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images (${flags.n / classes} per class), sampler ${samplerLabel(steps)}, seed ${flags.seed}`);
+    const progress = flags.progress && process.stderr.isTTY;
+    const result = classAccuracy(samplerModelOf(model), classifier, steps, {
+      perClass: flags.n / classes, seed: flags.seed, batch: flags.batch,
+      onProgress: (done, total) => { if (progress) process.stderr.write(`\rgenerating ${done}/${total} images`); },
+    });
+    if (progress) process.stderr.write('\n');
+    const names = test.classNames ?? [];
+    result.perClass.forEach((share, k) => log(`  class ${k}${names[k] ? ` (${names[k]})` : ''}`.padEnd(28) + `${(100 * share).toFixed(1)}%`));
+    log(`assigned to the class asked for: ${(100 * result.accuracy).toFixed(1)}% (chance ${(100 * result.chance).toFixed(0)}%; ` +
+      `the classifier on ${test.count} real test images: ${(100 * realAccuracy).toFixed(1)}%)`);
+    return { ...result, realAccuracy };
+  } finally {
+    classifier.dispose();
+    disposeModel(model);
+  }
 }
 
 /**
@@ -113,7 +151,7 @@ export function registerMetricsCommands(program: Command): void {
     .option('--epochs <n>', 'passes over the training set', positiveInteger('--epochs'), DEFAULT_CLASSIFIER_TRAINING.epochs)
     .option('--batch <n>', 'images per Adam step', positiveInteger('--batch'), DEFAULT_CLASSIFIER_TRAINING.batch)
     .option('--lr <x>', 'Adam learning rate at the start of the cosine decay', positiveNumber('--lr'), DEFAULT_CLASSIFIER_TRAINING.lr)
-    .option('--seed <n>', 'seed of initialisation and shuffling', (v: string) => Number(v), DEFAULT_CLASSIFIER_TRAINING.seed)
+    .option('--seed <n>', 'seed of initialisation and shuffling', integer('--seed'), DEFAULT_CLASSIFIER_TRAINING.seed)
     .option('--limit <n>', 'train on the first N training images only (quick checks)', positiveInteger('--limit'))
     .addOption(backendOption())
     .action(async (flags: TrainClassifierFlags) => { await trainClassifierCommand(flags); });
@@ -121,17 +159,18 @@ export function registerMetricsCommands(program: Command): void {
   program.command('eval')
     .description('sample-quality metrics of a checkpoint: FD (FID with real Inception weights, fd_fmnist on Fashion-MNIST), KID, precision and recall; appended to the run\'s metrics.csv')
     .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
-    .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', '1')
+    .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', sampleSteps('--steps'), '1')
     .option('--n <n>', 'number of generated images (the paper uses 50000 for FID)', positiveInteger('--n'), 10000)
     .option('--batch <n>', 'images generated and embedded per call', positiveInteger('--batch'), 250)
     .option('--seed <n>', 'evaluation noise seed: image i is the same whatever --n and --batch; the default is the one training evaluates with', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--inception <dir>', 'CIFAR-10: TF.js graph model of the FID Inception-v3 (default $ECT_INCEPTION_DIR; see docs/inception.md)')
     .option('--classifier <dir>', 'Fashion-MNIST: classifier weights', DEFAULT_CLASSIFIER_DIR)
     .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')
-    .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices(['train', 'test']).default('train'))
+    .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices([...SPLITS]).default('train'))
     .option('--reference-limit <n>', 'compare with the first N images of that split only (quick checks; the cache key includes the count)', positiveInteger('--reference-limit'))
     .option('--no-append', 'print the metrics only; do not append a row to <run>/metrics.csv')
+    .option('--class-accuracy', 'class-conditional Fashion-MNIST models: instead, the share of --n samples (--n / 10 per class) the classifier assigns to the class asked for, beside chance and its accuracy on real test images (printed only)')
     .option('--no-progress', 'no progress bar')
     .addOption(backendOption())
-    .action(async (flags: EvalFlags) => { await evalCommand(flags); });
+    .action(async (flags: EvalFlags) => { await (flags.classAccuracy ? classAccuracyCommand(flags) : evalCommand(flags)); });
 }

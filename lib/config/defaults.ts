@@ -50,5 +50,6 @@ export function defaultRunConfig(kind: RunKind): RunConfig {
     sampleEvery: 0,
     evalEvery: 0,
     evalN: 10000,
+    onNonFinite: 'stop',   // a NaN or infinite loss stops the run rather than training on
   };
 }

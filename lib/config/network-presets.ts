@@ -1,7 +1,11 @@
 /** Network presets, named in configs as `net: "name"` or `net: {preset, ...}`: the paper's CIFAR-10 DDPM++ and CPU-sized members of the same family. */
 import type { NetworkConfig } from './types';
 
-const base = { embedMult: 4 };
+/** The label fields of an unconditional network: the defaults, which configs recorded before they existed take. */
+export const UNCONDITIONAL: Pick<NetworkConfig, 'labelDim' | 'labelDropout'> = { labelDim: 0, labelDropout: 0 };
+
+/** What every preset shares: EDM's embedding width, and no class labels (a conditional run sets net.labelDim). */
+const base = { embedMult: 4, ...UNCONDITIONAL };
 
 export const NETWORK_PRESETS: Record<string, NetworkConfig> = {
   // ect-spec.md section 4: EDM's DDPM++ for CIFAR-10, 55.7M parameters

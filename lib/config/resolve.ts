@@ -147,16 +147,44 @@ function locate(err: ConfigError, sources: string[], provenance: Provenance): st
 }
 
 /**
+ * Values a run must keep, with what fixes them: they replace the defaults, and a preset or override that sets
+ * one to another value is an error naming its source (e.g. the network of a tuning run's --init checkpoint).
+ */
+export interface FixedValues {
+  values: ConfigPatch;
+  source: string;   // what fixes them, e.g. 'the --init checkpoint <file>'
+  hint: string;     // what to do instead
+}
+
+/** The leaf key paths of a patch (arrays are leaves) with their values. */
+function leaves(values: JsonObject, prefix = ''): Array<[string, Json]> {
+  return Object.entries(values).flatMap(([key, value]) => (isObject(value) ? leaves(value, `${prefix}${key}.`) : [[`${prefix}${key}`, value] as [string, Json]]));
+}
+
+function valueAt(config: JsonObject, keyPath: string): Json | undefined {
+  return keyPath.split('.').reduce<Json | undefined>((inner, key) => (isObject(inner) ? inner[key] : undefined), config);
+}
+
+/** Throws a ConfigError listing every fixed value the layers changed. */
+function assertFixedKept(merged: JsonObject, fixed: FixedValues): void {
+  const changed = leaves(fixed.values).filter(([key, value]) => JSON.stringify(valueAt(merged, key)) !== JSON.stringify(value));
+  if (changed.length === 0) return;
+  const list = changed.map(([key, value]) => `${key} ${JSON.stringify(valueAt(merged, key))} (${fixed.source} has ${JSON.stringify(value)})`).join(', ');
+  throw new ConfigError(`${list}: ${fixed.hint}`, changed.map(([key]) => key));
+}
+
+/**
  * The run config for `kind`: defaults, the preset file (optional), then overrides in order. Unknown keys,
  * bad values and a preset of the other kind are errors that name the key and the file or --set it came from.
+ * `fixed` values replace the defaults and may not be changed by the preset or the overrides.
  */
-export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: ConfigPatch[] = []): RunConfig {
+export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: ConfigPatch[] = [], fixed?: FixedValues): RunConfig {
   const layers: Layer[] = [
     ...(presetFile ? presetLayers(presetFile) : []),
     ...overrides.map((values, i) => ({ source: overrideSources.get(values) ?? `override ${i + 1} ${JSON.stringify(values)}`, values })),
   ];
   const { ema: defaultEma, ...defaults } = defaultRunConfig(kind);
-  let merged: JsonObject = { ...(defaults as unknown as JsonObject), ema: {} };
+  let merged: JsonObject = mergeLayer({ ...(defaults as unknown as JsonObject), ema: {} }, fixed?.values ?? {}, -1, new Map());
   const provenance: Provenance = new Map();
   layers.forEach((layer, i) => {
     try {
@@ -170,10 +198,21 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
     if ((RUN_KINDS as readonly Json[]).includes(merged.kind) && merged.kind !== kind) {
       throw new ConfigError(`it is a '${String(merged.kind)}' config, not '${kind}'`, ['kind']);
     }
+    if (fixed) assertFixedKept(merged, fixed);
     validateRunConfig(merged);
   } catch (err) {
     if (err instanceof ConfigError) throw new Error(locate(err, layers.map((l) => l.source), provenance));
     throw err;
   }
   return merged as unknown as RunConfig;
+}
+
+/**
+ * A config a run recorded (its config.json without the bookkeeping fields, or a checkpoint's meta) as a config of
+ * today's schema: resolved on the defaults like any other layer, so fields added since it was written take their
+ * defaults (net.labelDim and net.labelDropout: unconditional). `source` names it in errors.
+ */
+export function resolveRecordedConfig(recorded: RunConfig, source: string): RunConfig {
+  if (!(RUN_KINDS as readonly unknown[]).includes(recorded.kind)) throw new Error(`${source}: kind must be ${RUN_KINDS.join(' or ')}, got ${JSON.stringify(recorded.kind)}`);
+  return resolveRunConfig(recorded.kind, undefined, [labelOverride({ ...recorded } as unknown as ConfigPatch, source)]);
 }

@@ -3,7 +3,7 @@
  * the rules that span keys. Config resolution, the optimiser and the EMA all validate through these functions.
  */
 import {
-  DATASET_NAMES, MAPPINGS, OPTIMIZERS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
+  DATASET_NAMES, MAPPINGS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
   type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig,
 } from './types';
 
@@ -75,7 +75,7 @@ function section<T>(fields: Fields<T>, validate: (value: unknown) => void): Fiel
 }
 
 /** Edit distance with adjacent transpositions (optimal string alignment), case-insensitive. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const s = a.toLowerCase();
   const t = b.toLowerCase();
   const d = Array.from({ length: s.length + 1 }, (_, i) => Array.from({ length: t.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
@@ -160,6 +160,8 @@ const NETWORK_FIELDS: Fields<NetworkConfig> = {
   attnResolutions: listOf(isPositiveInteger, 'a list of positive integers'),
   dropout: probability,
   embedMult: positiveInteger,
+  labelDim: nonNegativeInteger,
+  labelDropout: probability,
 };
 
 /** Checks a network config: its fields, and that the UNet can be built (halvings, embedding, GroupNorm groups). */
@@ -173,6 +175,9 @@ export function validateNetworkConfig(net: unknown): asserts net is NetworkConfi
   for (const mult of [1, ...net.channelMult]) {
     const c = net.modelChannels * mult;
     if (c % 4) throw new ConfigError(`net: ${c} channels cannot form GroupNorm groups of 4`, ['net.modelChannels', 'net.channelMult']);
+  }
+  if (net.labelDropout > 0 && net.labelDim === 0) {
+    throw new ConfigError(`net.labelDropout ${net.labelDropout} needs class labels, but net.labelDim is 0 (unconditional)`, ['net.labelDropout', 'net.labelDim']);
   }
 }
 
@@ -289,6 +294,7 @@ const RUN_FIELDS: Fields<RunConfig> = {
   sampleEvery: nonNegativeInteger,
   evalEvery: nonNegativeNumber,
   evalN: nonNegativeInteger,
+  onNonFinite: oneOf(NON_FINITE_POLICIES),
   init: optional(text),
 };
 

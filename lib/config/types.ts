@@ -14,6 +14,8 @@ export interface NetworkConfig {
   attnResolutions: number[]; // resolutions with self-attention ([16] in the paper)
   dropout: number;           // dropout probability inside residual blocks
   embedMult: number;         // noise-embedding width = embedMult * modelChannels (4 in the paper)
+  labelDim: number;          // classes of the label embedding (EDM's label_dim): 0 = unconditional, 10 for Fashion-MNIST or CIFAR-10
+  labelDropout: number;      // probability of dropping an image's label in training (EDM's label_dropout), 0 = never
 }
 
 /** Preconditioning variants: training mode gives D(x, 0) = x; eval mode gives D(x, sigmaMin) = x. */
@@ -87,6 +89,10 @@ export interface DataConfig {
   limit?: number;         // use only the first N training images (0 or absent: all)
 }
 
+/** What a run does on a non-finite loss or gradient norm: stop (the last good checkpoint stays the newest) or skip the batch. */
+export const NON_FINITE_POLICIES = ['stop', 'skip'] as const;
+export type NonFinitePolicy = (typeof NON_FINITE_POLICIES)[number];
+
 /** What a run does: EDM pretraining or ECT tuning. */
 export const RUN_KINDS = ['pretrain', 'tune'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
@@ -110,5 +116,6 @@ export interface RunConfig {
   sampleEvery: number;    // iterations between sample grids (0: only at the end)
   evalEvery: number;      // kimg between metric evaluations (0: never)
   evalN: number;          // samples per evaluation
+  onNonFinite: NonFinitePolicy; // a non-finite loss or gradient norm: 'stop' the run (default) or 'skip' the batch
   init?: string;          // checkpoint to start from (tuning)
 }

@@ -2,10 +2,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
+/** The splits every dataset has: the one source of the type, of validation and of the command line's choices. */
+export const SPLITS = ['train', 'test'] as const;
+export type Split = (typeof SPLITS)[number];
+
 /** A whole split of an image dataset held in memory as uint8 pixels. */
 export interface ImageDataset {
   name: string;
-  split: 'train' | 'test';
+  split: Split;
   source: string;          // file or folder it came from
   count: number;           // number of images
   height: number;
@@ -15,8 +19,6 @@ export interface ImageDataset {
   labels: Uint8Array;      // count
   classNames?: string[];
 }
-
-export type Split = ImageDataset['split'];
 
 /** Bytes of one image of the dataset. */
 export function imageSize(dataset: Pick<ImageDataset, 'height' | 'width' | 'channels'>): number {

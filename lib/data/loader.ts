@@ -1,4 +1,4 @@
-/** Seeded batch loader: shuffled epochs, optional horizontal flips, and a JSON state for exact resume. */
+/** Seeded batch loader: shuffled epochs of images with their labels, optional horizontal flips, and a JSON state for exact resume. */
 import * as tf from '@tensorflow/tfjs-core';
 import { drawSeed, hashUniform, seededPermutation } from '../random';
 import { ImageDataset, imageSize } from './dataset';
@@ -7,6 +7,12 @@ export interface BatchLoaderOptions {
   batch: number;    // images per batch
   seed: number;     // same seed, same sequence of batches
   flip: boolean;    // mirror each image left-right with probability 1/2
+}
+
+/** One training batch: the images and their class ids. */
+export interface Batch {
+  images: tf.Tensor4D;   // [batch, H, W, C] in [-1, 1]; the caller disposes it
+  labels: Int32Array;    // [batch] class ids, from the dataset's labels
 }
 
 /** Everything needed to continue the exact sequence of batches; plain JSON. */
@@ -50,16 +56,22 @@ export class BatchLoader {
     return this.epoch * this.dataset.count + this.position;
   }
 
-  /** The next batch: float32 NHWC in [-1, 1] (uint8 / 127.5 - 1). The caller disposes it. */
-  next(): tf.Tensor4D {
+  /**
+   * The next batch: images as float32 NHWC in [-1, 1] (uint8 / 127.5 - 1), which the caller disposes, and each
+   * image's class id (a flip keeps the label).
+   */
+  next(): Batch {
     const { height, width, channels, images } = this.dataset;
     const size = imageSize(this.dataset);
     const rowBytes = width * channels;
     const out = new Float32Array(this.batch * size);
+    const labels = new Int32Array(this.batch);
     for (let b = 0; b < this.batch; b++) {
       if (this.position >= this.dataset.count) this.startEpoch(this.epoch + 1);
       const mirrored = this.flip && hashUniform(this.flipSeed, this.position) < 0.5;
-      const source = this.order[this.position++] * size;
+      const index = this.order[this.position++];
+      labels[b] = this.dataset.labels[index];
+      const source = index * size;
       const target = b * size;
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++) {
@@ -70,7 +82,7 @@ export class BatchLoader {
         }
       }
     }
-    return tf.tensor4d(out, [this.batch, height, width, channels]);
+    return { images: tf.tensor4d(out, [this.batch, height, width, channels]), labels };
   }
 
   /** A JSON-safe snapshot; setState of it makes the following batches identical to this loader's. */

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig } from '../config/types';
-import { DropoutMasks, type UNet } from '../nn/unet';
+import { DropoutMasks, type ClassLabels, type UNet } from '../nn/unet';
 import { drawSeed, logNormalSamples } from '../random';
 import { denoise } from './precond';
 
@@ -12,7 +12,7 @@ import { denoise } from './precond';
 export interface LossContext {
   seed: number;            // run seed
   iteration: number;       // the step: with the seed, it fixes every random draw of the step
-  labels?: tf.Tensor1D;    // class labels of the batch (undefined: unconditional)
+  labels?: ClassLabels;    // class ids of the batch, passed to every forward pass (undefined: unconditional network)
 }
 
 /** One step of a loss, prepared outside the gradient; `loss()` runs inside it. */
@@ -33,9 +33,13 @@ export interface TrainingLoss {
   stage(iteration: number): number;
 }
 
-/** The dropout masks of one training step, the same in every loss: seeded from (run seed, iteration, 'dropout'). */
+/**
+ * The dropout masks of one training step, the same in every loss and shared by its passes: units seeded from
+ * (run seed, iteration, 'dropout'), labels from (run seed, iteration, 'label-dropout').
+ */
 export function stepDropoutMasks(net: UNet, ctx: LossContext): DropoutMasks {
-  return new DropoutMasks(drawSeed(ctx.seed, ctx.iteration, 'dropout'), net.cfg.dropout);
+  return new DropoutMasks(drawSeed(ctx.seed, ctx.iteration, 'dropout'), net.cfg.dropout,
+    { seed: drawSeed(ctx.seed, ctx.iteration, 'label-dropout'), rate: net.cfg.labelDropout });
 }
 
 /** lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2. */

@@ -1,7 +1,7 @@
 /** EDM preconditioning (ect-spec.md section 3): D(x, sigma) = c_skip x + c_out F(c_in x, c_noise). */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig, PrecondMode } from '../config/types';
-import type { DropoutMasks, UNet } from '../nn/unet';
+import type { ClassLabels, DropoutMasks, UNet } from '../nn/unet';
 
 /** The four preconditioning coefficients for one noise level. */
 export interface PrecondCoefficients { cSkip: number; cOut: number; cIn: number; cNoise: number }
@@ -52,7 +52,7 @@ export interface DenoiseOptions {
   training?: boolean;                  // dropout on (then `dropout` holds the step's masks)
   dropout?: DropoutMasks;              // the training step's dropout masks, shared by its passes
   weights?: Map<string, tf.Tensor>;    // e.g. EMA weights
-  labels?: tf.Tensor1D;                // class labels [B] (undefined: unconditional)
+  labels?: ClassLabels;                // class ids [B] of a conditional network (undefined: unconditional)
 }
 
 /**

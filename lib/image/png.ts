@@ -1,15 +1,9 @@
 /** Float images in [-1, 1] to uint8 pixels and to PNG image grids (pngjs). */
 import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
+import { toUint8Images } from './pixels';
 
-/** uint8 = clamp(x * 127.5 + 128, 0, 255), truncated (ect-spec.md section 7); NHWC order kept. */
-export function toUint8Images(x: tf.Tensor4D): Uint8Array {
-  const scaled = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 127.5), 128), 0, 255));
-  const values = scaled.dataSync();
-  scaled.dispose();
-  // assigning floats in [0, 255] to a Uint8Array truncates toward zero, as a cast to uint8 does
-  return Uint8Array.from(values);
-}
+export { toUint8Images } from './pixels';  // its old home; the pure module is lib/image/pixels.ts (the web page uses it)
 
 /**
  * Tiles a batch of NHWC images in [-1, 1] (1 or 3 channels) into one PNG: `cols` images per row

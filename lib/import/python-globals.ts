@@ -6,6 +6,9 @@
 import {
   PyCallable, describeValue, functionGlobal, toNumberIfSafe, type Buildable, type PickleContext, type PyDict, type PyTuple,
 } from './pickle';
+import { halfToFloat } from './float16';
+
+export { halfToFloat } from './float16';  // its old home; the pure module is lib/import/float16.ts
 
 /** A numpy dtype: its kind and size (as in 'f8') and its byte order ('<', '>', '|' or '='). */
 export class NumpyDtype implements Buildable {
@@ -37,16 +40,6 @@ const NUMPY_NAMES: Record<string, string> = {
   f2: 'float16', f4: 'float32', f8: 'float64', i1: 'int8', i2: 'int16', i4: 'int32', i8: 'int64',
   u1: 'uint8', u2: 'uint16', u4: 'uint32', u8: 'uint64', b1: 'bool',
 };
-
-/** A float16's bits as a number. */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
 
 /** numpy.core.multiarray.scalar(dtype, bytes): one value of a numpy scalar type, as a number, bigint or boolean. */
 function numpyScalar(args: PyTuple, context: PickleContext): number | bigint | boolean {

@@ -7,8 +7,10 @@
 import { writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { readBytes } from './pickle';
-import { halfToFloat } from './python-globals';
+import { floatToBfloat16, floatToHalf, halfToFloat } from './float16';
 import { tensorBytes, type TensorValues, type TorchDtype, type TorchTensor } from './torch-storage';
+
+export { floatToHalf } from './float16';  // its old home; the pure module is lib/import/float16.ts
 
 /** The safetensors dtypes this module reads and writes, with their element sizes. */
 export const SAFETENSORS_DTYPE_BYTES = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 } as const;
@@ -45,43 +47,6 @@ function checkLittleEndianHost(): void {
   if (os.endianness() !== 'LE') throw new Error('safetensors data is little-endian; this machine is not');
 }
 
-const scratch = new DataView(new ArrayBuffer(4));
-
-/** A number as float16 bits, rounded to nearest, ties to even (as numpy and torch round). */
-export function floatToHalf(value: number): number {
-  scratch.setFloat32(0, value);
-  const bits = scratch.getUint32(0);
-  const sign = (bits >>> 16) & 0x8000;
-  const exponent = (bits >>> 23) & 0xff;
-  const mantissa = bits & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 | (mantissa >>> 13) : 0); // inf, nan
-  const halfExponent = exponent - 127 + 15;
-  if (halfExponent >= 0x1f) return sign | 0x7c00; // overflow to inf
-  if (halfExponent <= 0) {
-    // subnormal half: units of 2^-24
-    if (exponent === 0) return sign;
-    const full = mantissa | 0x800000;
-    const shift = 126 - exponent;
-    if (shift >= 25) return sign;
-    return sign | roundShift(full, shift);
-  }
-  // normal: drop 13 mantissa bits; a carry out of the mantissa correctly bumps the exponent (to inf at most)
-  return (sign | (halfExponent << 10) | (mantissa >>> 13)) + roundingCarry(mantissa, 13, (mantissa >>> 13) & 1);
-}
-
-/** `value >> shift`, rounded to nearest, ties to even. */
-function roundShift(value: number, shift: number): number {
-  const kept = value >>> shift;
-  return kept + roundingCarry(value, shift, kept & 1);
-}
-
-/** 1 when dropping the low `shift` bits of `value` rounds up (ties go to an even kept part). */
-function roundingCarry(value: number, shift: number, keptLowBit: number): number {
-  const dropped = value & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  return dropped > half || (dropped === half && keptLowBit === 1) ? 1 : 0;
-}
-
 /** A SafeTensor from typed-array values; float32 values may be stored as F16 or BF16 (rounded to nearest even). */
 export function safeTensorFromValues(values: TensorValues, shape: number[], dtype?: SafetensorsDtype): SafeTensor {
   checkLittleEndianHost();
@@ -101,14 +66,6 @@ export function safeTensorFromValues(values: TensorValues, shape: number[], dtyp
     return { dtype: target, shape: [...shape], data: new Uint8Array(halves.buffer) };
   }
   throw new Error(`safetensors: cannot store ${natural} values as ${target}`);
-}
-
-/** A float32 as bfloat16 bits, rounded to nearest, ties to even. */
-function floatToBfloat16(value: number): number {
-  scratch.setFloat32(0, value);
-  const bits = scratch.getUint32(0);
-  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff)) return (bits >>> 16) | 0x40; // nan stays nan
-  return ((bits >>> 16) + roundingCarry(bits & 0xffff, 16, (bits >>> 16) & 1)) & 0xffff;
 }
 
 /** A SafeTensor holding a pickled torch tensor's values, bit for bit. */

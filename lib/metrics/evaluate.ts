@@ -5,8 +5,8 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
-import { limitDataset, loadDataset } from '../data';
-import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type SampleSteps, type SamplerModel } from '../sample';
+import { limitDataset, loadDataset, type Split } from '../data';
+import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type ImageLabels, type SampleSteps, type SamplerModel } from '../sample';
 import { evaluationColumns, type FeatureNaming } from './columns';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
 import { frechetDistance } from './frechet';
@@ -19,7 +19,7 @@ export interface RunEvaluatorOptions {
   inceptionDir?: string;          // TF.js graph model of the FID Inception (default $ECT_INCEPTION_DIR)
   classifierDir?: string;         // Fashion-MNIST classifier weights (default data/fmnist-classifier)
   cacheDir?: string;              // reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)
-  referenceSplit?: 'train' | 'test'; // statistics of this split (the paper: the training set)
+  referenceSplit?: Split;          // statistics of this split (the paper: the training set)
   referenceLimit?: number;        // use only the first N images of that split (0 or absent: all; quick checks)
   keepFeatures?: number;          // features kept per set for KID and precision/recall (10000)
   batch?: number;                 // images generated and embedded per call (250); does not change the images
@@ -33,6 +33,7 @@ export interface EvaluateOptions {
   n: number;                      // generated images
   seed?: number;                  // evaluation noise seed (DEFAULT_SAMPLE_SEED): image i's noise depends on (seed, i) only
   midT?: number[];                // intermediate times of 2-step sampling (default: the model's)
+  labels?: ImageLabels;           // a conditional model's classes: one for all, or one per image (default: drawn per image from the seed)
   label?: string;                 // column suffix (default: the sampler's, heun / 1step / 2step)
   onProgress?: (done: number, total: number) => void;
 }
@@ -122,9 +123,13 @@ export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptio
       reference,
       columns: (label) => Object.values(evaluationColumns(net, label)),
       scoreImages,
-      evaluate: (model, steps, { n, seed = DEFAULT_SAMPLE_SEED, midT, label = samplerLabel(steps), onProgress }) =>
-        // chunk k holds images offset .. offset+count-1 of the seed, whatever the batch size
-        scoreImages((count, offset) => generateImages(model, steps, count, { seed, start: offset, batch: count, midT }), n, label, onProgress),
+      evaluate: (model, steps, { n, seed = DEFAULT_SAMPLE_SEED, midT, labels, label = samplerLabel(steps), onProgress }) => {
+        if (typeof labels === 'object' && labels.length !== n) throw new Error(`evaluate: ${labels.length} class labels for ${n} images`);
+        // chunk k holds images offset .. offset+count-1 of the seed (and their classes), whatever the batch size
+        const chunkLabels = (offset: number, count: number) => (typeof labels === 'object' ? Array.prototype.slice.call(labels, offset, offset + count) as number[] : labels);
+        return scoreImages((count, offset) => generateImages(model, steps, count, { seed, start: offset, batch: count, midT, labels: chunkLabels(offset, count) }),
+          n, label, onProgress);
+      },
       dispose: () => net.dispose(),
     };
   } catch (err) {

@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import '../tf-gradients';
 import { drawSeed, seededPermutation } from '../random';
-import { crossEntropyLoss, ensureClassifierGradients } from './classifier-gradients';
 
 /** Layer widths of the classifier; stored in the weights manifest so a file names its own shape. */
 export interface ClassifierArch {
@@ -173,6 +173,31 @@ export function readAndDispose(tensor: tf.Tensor): Float32Array | Int32Array | U
   return values;
 }
 
+/**
+ * Mean softmax cross-entropy of logits against integer labels, with its own gradient
+ * (softmax - onehot) / N so that the loss needs no further registered gradients.
+ */
+export function crossEntropyLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  const [count, classes] = logits.shape;
+  const oneHot = tf.oneHot(labels, classes);
+  const lossFn = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [z, target] = args as tf.Tensor[];
+    const save = args[2] as tf.GradSaveFunc;
+    const logProbs = tf.logSoftmax(z);
+    save([logProbs, target]);
+    const value = tf.div(tf.neg(tf.sum(tf.mul(target, logProbs))), count) as tf.Scalar;
+    return {
+      value,
+      gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+        const [savedLogProbs, savedTarget] = saved;
+        const dz = tf.mul(dy, tf.div(tf.sub(tf.exp(savedLogProbs), savedTarget), count));
+        return [dz, tf.zerosLike(savedTarget)];
+      },
+    };
+  });
+  return lossFn(logits, oneHot) as tf.Scalar;
+}
+
 /** Trains a fresh classifier with Adam and softmax cross-entropy; returns it (the caller disposes). */
 export function trainClassifier(
   train: LabelledImages,
@@ -180,7 +205,6 @@ export function trainClassifier(
   arch: ClassifierArch = DEFAULT_CLASSIFIER_ARCH,
 ): FmnistClassifier {
   const opts = { ...DEFAULT_CLASSIFIER_TRAINING, ...options };
-  ensureClassifierGradients();
   const model = new FmnistClassifier(arch, opts.seed);
   const optimizer = tf.train.adam(opts.lr);
   const pixels = train.height * train.width * train.channels;

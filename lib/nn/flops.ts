@@ -24,7 +24,8 @@ export function attentionMatmulFlops(resolution: number, channels: number): numb
  */
 export function forwardFlopsPerImage(cfg: NetworkConfig): number {
   const plan = planUNet(cfg);
-  let total = linearFlops(cfg.modelChannels, plan.embedChannels) + linearFlops(plan.embedChannels, plan.embedChannels);
+  let total = linearFlops(cfg.labelDim, cfg.modelChannels);  // the label embedding (none when unconditional)
+  total += linearFlops(cfg.modelChannels, plan.embedChannels) + linearFlops(plan.embedChannels, plan.embedChannels);
   total += convFlops(plan.inputConv.resolution, plan.inputConv.inChannels, plan.inputConv.outChannels, 3);
   for (const block of [...plan.encoder, ...plan.decoder]) {
     const res = block.resolution;

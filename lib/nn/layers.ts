@@ -42,16 +42,37 @@ export class ParamFactory {
 /** Parameter lookup: the network's own variables, or another set of weights (for example the EMA). */
 export type WeightSource = (name: string) => tf.Tensor;
 
+/** Label dropout of a training step (EDM's label_dropout): its seed and the probability of dropping an image's label. */
+export interface LabelDropout { seed: number; rate: number }
+
 /**
- * Dropout masks cached by layer name, so the target pass and the student pass drop the same units. One
- * set per training step, seeded from (run seed, iteration, 'dropout') by the loss (lib/random.ts drawSeed);
- * each layer's mask is a function of that seed and the layer's name only.
+ * Dropout masks cached by layer name, so the target pass and the student pass drop the same units (and the
+ * same labels). One set per training step, seeded from (run seed, iteration, 'dropout') and (run seed,
+ * iteration, 'label-dropout') by the loss (lib/random.ts drawSeed); each layer's mask is a function of that
+ * seed and the layer's name only, and each image's label mask of the label seed and the image's index.
  */
 export class DropoutMasks {
   private readonly masks = new Map<string, tf.Tensor>();
 
-  /** seed: the step's dropout seed; rate: drop probability. */
-  constructor(private readonly seed: number, readonly rate: number) {}
+  /** seed: the step's dropout seed; rate: drop probability; labels: the step's label dropout (none by default). */
+  constructor(private readonly seed: number, readonly rate: number, private readonly labels: LabelDropout = { seed: 1, rate: 0 }) {}
+
+  /**
+   * Which images keep their class label, [B, 1]: 1 where image i's label is kept (uniform >= rate), 0 where it is
+   * dropped; not rescaled (EDM multiplies class_labels by rand >= label_dropout). Created on first use and replayed.
+   */
+  labelMask(batch: number): tf.Tensor {
+    const name = 'map.label.dropout';
+    const known = this.masks.get(name);
+    if (known) {
+      if (known.shape[0] !== batch) throw new Error(`label dropout mask: made for ${known.shape[0]} images, reused for ${batch}`);
+      return known;
+    }
+    const keep = Float32Array.from({ length: batch }, (_, i) => (hashUniform(this.labels.seed, i) >= this.labels.rate ? 1 : 0));
+    const mask = tf.keep(tf.tensor2d(keep, [batch, 1]));
+    this.masks.set(name, mask);
+    return mask;
+  }
 
   /** The mask for a layer (scaled by 1/(1-rate)), created on first use and replayed afterwards. */
   mask(name: string, shape: number[]): tf.Tensor {

@@ -13,11 +13,17 @@ const SKIP_SCALE = Math.SQRT1_2;   // residual sums are scaled by sqrt(1/2)
 const ATTN_GAIN = Math.sqrt(0.2);  // EDM's init gain for the qkv projection
 const ZERO_INIT = 1e-5;            // EDM's "init_zero": tiny xavier weights on the last layer of a branch
 
+/**
+ * Class labels of a batch, as every function of the library takes them: one integer class id in
+ * [0, net.labelDim) per image. The UNet turns them into EDM's one-hot class_labels; nothing else does.
+ */
+export type ClassLabels = ArrayLike<number>;
+
 export interface ForwardOptions {
-  training?: boolean;                // enables dropout (needs `dropout` when the rate is above 0)
-  dropout?: DropoutMasks;            // the training step's masks, seeded from (run seed, iteration, 'dropout')
+  training?: boolean;                // enables dropout and label dropout (then `dropout` holds the step's masks)
+  dropout?: DropoutMasks;            // the training step's masks, seeded from (run seed, iteration, 'dropout' / 'label-dropout')
   weights?: Map<string, tf.Tensor>;  // run with other weights (for example the EMA) instead of the variables
-  labels?: tf.Tensor1D;              // class labels [B] (EDM's class_labels); this network has no label embedding yet
+  labels?: ClassLabels;              // class ids [B]: required by a conditional network (net.labelDim > 0), refused by another
 }
 
 /** The UNet: its parameters under stable names and a pure forward function. */
@@ -54,15 +60,26 @@ export class UNet {
       throw new Error(`UNet expects [B, ${this.cfg.resolution}, ${this.cfg.resolution}, ${this.cfg.imageChannels}] input, got [${x.shape}]`);
     }
     if (cNoise.shape[0] !== batch) throw new Error(`c_noise has ${cNoise.shape[0]} entries for a batch of ${batch}`);
-    if (opts.labels) throw new Error('UNet: class labels given, but this network has no label embedding (unconditional)');
+    const labelIds = this.checkLabels(opts.labels, batch);
     const weights = this.weightSource(opts.weights);
-    const useDropout = (opts.training ?? false) && this.cfg.dropout > 0;
+    const training = opts.training ?? false;
+    const useDropout = training && this.cfg.dropout > 0;
+    const useLabelDropout = training && this.cfg.labelDropout > 0;
     // no hidden random state: a training pass with dropout takes the step's masks from its loss
-    if (useDropout && !opts.dropout) throw new Error('UNet: a training pass with dropout needs the step\'s DropoutMasks (opts.dropout)');
+    if ((useDropout || useLabelDropout) && !opts.dropout) {
+      throw new Error(`UNet: a training pass with ${useDropout ? 'dropout' : 'label dropout'} needs the step's DropoutMasks (opts.dropout)`);
+    }
     const masks = useDropout ? opts.dropout : undefined;
     return tf.tidy(() => {
-      // noise embedding: positional features -> Linear -> SiLU -> Linear -> SiLU
+      // noise embedding: positional features (+ the label embedding) -> Linear -> SiLU -> Linear -> SiLU
       let emb = positionalEmbedding(cNoise, this.cfg.modelChannels);
+      if (labelIds) {
+        // EDM: emb += map_label(class_labels * sqrt(label_dim)), with one-hot class_labels zeroed where label dropout drops them
+        const oneHot = tf.cast(tf.oneHot(tf.tensor1d(labelIds, 'int32'), this.cfg.labelDim), 'float32');
+        let classes = tf.mul(oneHot, Math.sqrt(this.cfg.labelDim)) as tf.Tensor2D;
+        if (useLabelDropout) classes = tf.mul(classes, (opts.dropout as DropoutMasks).labelMask(batch)) as tf.Tensor2D;
+        emb = tf.add(emb, linear(weights, 'map.label', classes)) as tf.Tensor2D;
+      }
       emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
       emb = silu(linear(weights, 'map.layer1', emb)) as tf.Tensor2D;
 
@@ -81,9 +98,33 @@ export class UNet {
     });
   }
 
+  /** True when the network has a label embedding (net.labelDim > 0) and so needs class labels. */
+  get conditional(): boolean {
+    return this.cfg.labelDim > 0;
+  }
+
   /** Frees the parameters. */
   dispose(): void {
     for (const p of this.params.values()) p.dispose();
+  }
+
+  /**
+   * Checks a batch's class ids against the network (forward turns them into EDM's one-hot class_labels, the one place
+   * that does): null for an unconditional network. A conditional network without labels, an unconditional one with
+   * labels, or an id that is not a class is an error.
+   */
+  private checkLabels(labels: ClassLabels | undefined, batch: number): Int32Array | null {
+    const classes = this.cfg.labelDim;
+    if (!classes) {
+      if (labels) throw new Error('UNet: class labels given, but this network is unconditional (net.labelDim 0)');
+      return null;
+    }
+    if (!labels) throw new Error(`UNet: this network is class-conditional (net.labelDim ${classes}) and needs a class label per image`);
+    if (labels.length !== batch) throw new Error(`UNet: ${labels.length} class labels for a batch of ${batch}`);
+    const ids = Int32Array.from(labels);
+    const bad = ids.findIndex((id, i) => id !== labels[i] || id < 0 || id >= classes);
+    if (bad >= 0) throw new Error(`UNet: class label ${labels[bad]} (image ${bad}) is not a class id in 0..${classes - 1}`);
+    return ids;
   }
 
   private weightSource(override?: Map<string, tf.Tensor>): WeightSource {
@@ -143,5 +184,9 @@ export class UNet {
     }
     norm(`${plan.output.name}.norm`, plan.output.inChannels);
     conv(`${plan.output.name}.conv`, 3, plan.output.inChannels, plan.output.outChannels, ZERO_INIT);
+    // EDM's map_label, created last so that the other weights are those of the unconditional network of the same seed.
+    // Its outputs add to the positional embedding, whose halves are [cos, sin] here and [sin, cos] in EDM: an importer
+    // swaps the halves of this layer's outputs as it swaps the rows of map.layer0.
+    if (this.cfg.labelDim > 0) dense('map.label', this.cfg.labelDim, this.cfg.modelChannels);
   }
 }

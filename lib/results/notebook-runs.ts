@@ -1,11 +1,13 @@
 /**
  * The runs the notebooks build on, planned per mode and trained only when missing: a teacher and its ECT
  * run (plus ablation variants). Each is a run spec as `ect pretrain` / `ect tune` take it, trained through
- * the same launcher as the command line (lib/train/launch.ts).
+ * the same launcher as the command line (lib/train/launch.ts). The full-mode studies are the sweep specs
+ * configs/sweeps/scaling.json and ablations.json, the same grids `ect sweep run` trains here or on Slurm.
  */
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
 import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
+import { planSweep } from '../sweep/plan';
 import { ensureRun as ensureLaunched, trainRun, type RunFlags } from '../train/launch';
 
 /** A planned run's flags: a preset, an output folder and any flags and --set assignments. */
@@ -53,62 +55,60 @@ export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { te
   };
 }
 
+/** The notebooks' full-mode studies, each a sweep spec in configs/sweeps/. */
+export type NotebookStudy = 'scaling' | 'ablations';
+
 /**
- * Ablation variants of the demo's ECT run, one `--set` change each (ect-spec.md section 8). Full mode adds
- * "from scratch": ECT started from a teacher pretrained for a single iteration (essentially the random
- * initialisation), since `ect tune` always starts from a checkpoint; that teacher comes first in the list.
+ * The folder the studies' sweeps land in: the notebook's runs folder (results/ in full mode), or ECT_SWEEP_OUT,
+ * the --out of a sweep trained elsewhere (`ect sweep run scaling --executor slurm --out <dir>` on a cluster).
  */
-export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string): PlannedRun[] {
-  const dir = path.join(paths.runs, 'ablations');
-  const tune = (name: string, set: string[], init = teacher): PlannedRun => ({
-    kind: 'tune',
-    flags: mode === 'small'
-      ? { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set }
-      : { config: 'fmnist-ect-tiny', out: path.join(dir, name), init, evalEvery: 1e9, evalN: 1000, set },
-  });
-  if (mode === 'small') {
-    return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
-  }
-  const scratchTeacher = path.join(dir, 'scratch-teacher');
-  return [
-    { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: scratchTeacher, iters: 1, evalEvery: 0, set: [] } },
-    tune('baseline', []),
-    tune('mapping-constant', ['ect.mapping="constant"']),
-    tune('weighting-snr_k', ['ect.weighting="snr_k"']),
-    tune('dropout-0', ['net.dropout=0']),
-    tune('huber-c-0.03', ['ect.huberC=0.03']),
-    tune('from-scratch', [], scratchTeacher),
-  ];
+export function notebookSweepOut(paths: NotebookPaths, value = process.env.ECT_SWEEP_OUT): string {
+  return value ? path.resolve(value) : paths.runs;
 }
 
-/** Base channel widths of the full-mode scaling study (the fmnist-tiny layout; 16 is the demo's own network). */
-export const SCALING_WIDTHS = [8, 16, 24] as const;
-/** ECT iterations of each scaling run, and its evaluation interval (every 40 iterations of 32 images: 9 points). */
-const SCALING_ITERS = 360;
-const SCALING_EVAL_KIMG = 1.28;
+/**
+ * A notebook's full-mode study: the runs of its sweep spec (configs/sweeps/<name>.json) under notebookSweepOut,
+ * in stage order, without the demo teacher when the spec names it (ensureDemoRuns trains that one).
+ */
+export function notebookStudyPlan(sweep: NotebookStudy, paths: NotebookPaths, demoTeacher: string): PlannedRun[] {
+  const plan = planSweep(sweep, { out: notebookSweepOut(paths) });
+  return plan.runs.filter((run) => run.flags.out !== path.resolve(demoTeacher)).map(({ kind, flags }) => ({ kind, flags }));
+}
+
+/** The folder of a study's last stage, the runs its notebook reads (results/scaling for the scaling study). */
+export function notebookStudyFolder(sweep: NotebookStudy, paths: NotebookPaths): string {
+  const plan = planSweep(sweep, { out: notebookSweepOut(paths), check: false });
+  return path.join(plan.out, plan.stages[plan.stages.length - 1].folder);
+}
 
 /**
- * The scaling study of notebook 03: for each width, a teacher pretrained like the demo's (600 iterations of
- * 32 images; the width-16 teacher is the demo teacher itself) and an ECT run evaluated every 1.28 kimg, so
- * each width gives quality at 9 training budgets. Teachers live under `teachers/`, the ECT runs (the study)
- * under `scaling/`. Small mode has no study (the notebook fits the tiny teacher's loss instead): empty plan.
+ * Ablation variants of the demo's ECT run, one `--set` change each (ect-spec.md section 8). Full mode is the
+ * sweep configs/sweeps/ablations.json, which adds "from scratch": ECT started from a teacher pretrained for a
+ * single iteration (essentially the random initialisation), since `ect tune` always starts from a checkpoint;
+ * that teacher comes first in the list. Small mode tunes three variants of the small demo for 4 iterations.
+ */
+export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string): PlannedRun[] {
+  if (mode === 'full') return notebookStudyPlan('ablations', paths, teacher);
+  const dir = path.join(paths.runs, 'ablations');
+  const tune = (name: string, set: string[]): PlannedRun => ({
+    kind: 'tune',
+    flags: { config: 'fmnist-ect-tiny', out: path.join(dir, name), init: teacher, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set },
+  });
+  return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
+}
+
+/** Base channel widths of the full-mode scaling study (configs/sweeps/scaling.json; 16 is the demo's own network). */
+export const SCALING_WIDTHS = [8, 16, 24] as const;
+
+/**
+ * The scaling study of notebook 03, the sweep configs/sweeps/scaling.json: for each width of SCALING_WIDTHS, a
+ * teacher pretrained like the demo's (600 iterations of 32 images; the width-16 teacher is the demo teacher
+ * itself) and an ECT run of 360 iterations evaluated every 1.28 kimg, so each width gives quality at 9 training
+ * budgets. Teachers live under `teachers/`, the ECT runs (the study) under `scaling/`. Small mode has no study
+ * (the notebook fits the tiny teacher's loss instead): empty plan.
  */
 export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths, demoTeacher: string): PlannedRun[] {
-  if (mode === 'small') return [];
-  const plan: PlannedRun[] = [];
-  for (const width of SCALING_WIDTHS) {
-    const widthSet = [`net.modelChannels=${width}`];
-    let teacher = demoTeacher;
-    if (width !== 16) {
-      teacher = path.join(paths.runs, 'teachers', `edm-ch${width}`);
-      plan.push({ kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacher, evalEvery: 1e9, evalN: 1000, set: widthSet } });
-    }
-    plan.push({ kind: 'tune', flags: {
-      config: 'fmnist-ect-tiny', out: path.join(paths.runs, 'scaling', `ect-ch${width}`), init: teacher, iters: SCALING_ITERS,
-      evalEvery: SCALING_EVAL_KIMG, evalN: 1000, set: widthSet,
-    } });
-  }
-  return plan;
+  return mode === 'small' ? [] : notebookStudyPlan('scaling', paths, demoTeacher);
 }
 
 /**

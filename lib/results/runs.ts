@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
+import { resolveRecordedConfig } from '../config/resolve';
 import type { RunConfig } from '../config/types';
 import { parseMetricColumn } from '../metrics/columns';
 import { PASSES_PER_IMAGE, forwardFlopsPerImage } from '../nn/flops';
@@ -43,6 +44,9 @@ export function readRun(dir: string): RunRecord {
   for (const key of ['kind', 'net', 'batch'] as const) {
     if (config[key] === undefined) throw new Error(`${configFile}: no '${key}' field; not a run config`);
   }
+  // the settings as today's schema reads them (fields added since the run take their defaults), its bookkeeping kept
+  const { backend, environment, writtenAt, ...settings } = config as RunRecord['config'] & { writtenAt?: unknown };
+  config = { ...resolveRecordedConfig(settings, configFile), backend, environment, ...(writtenAt === undefined ? {} : { writtenAt }) };
   const metricsFile = path.join(absolute, 'metrics.csv');
   if (!fs.existsSync(metricsFile)) throw new Error(`${metricsFile}: missing; the run has not logged yet`);
   const { rows } = readMetrics(metricsFile);
@@ -55,7 +59,7 @@ function parseMetricsRow(row: Record<string, string>, file: string, line: number
   for (const [key, raw] of Object.entries(row)) {
     const text = (raw ?? '').trim();
     if (text === '') parsed[key] = null;
-    else if (Number.isFinite(Number(text)) || text === 'NaN') parsed[key] = Number(text);
+    else if (Number.isFinite(Number(text)) || ['NaN', 'Infinity', '-Infinity'].includes(text)) parsed[key] = Number(text);
     else parsed[key] = text;
   }
   for (const key of ['iter', 'kimg']) {

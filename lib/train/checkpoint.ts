@@ -43,6 +43,7 @@ const ITERATION_DIGITS = 9;   // ckpt-000012345.ckpt: names sort by iteration
 const CHECKPOINT_NAME = /^ckpt-(\d+)\.ckpt$/;
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
 const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
+const LISTED_PARAMETERS = 8;  // parameters named per kind of mismatch; a wrong width would list every one
 
 /** Path of the checkpoint for an iteration: dir/ckpt-<iteration, zero-padded to 9 digits>.ckpt. */
 export function checkpointPath(dir: string, iteration: number): string {
@@ -182,11 +183,15 @@ function tensorFromBytes(bytes: Buffer, entry: TensorEntry): tf.Tensor {
   return tf.tensor(values, entry.shape, entry.dtype);
 }
 
-/**
- * Loads and verifies a checkpoint. Throws an error naming the file when it is missing, not a checkpoint,
- * of another version, truncated or corrupt. The caller disposes the returned tensors (see disposeCheckpoint).
- */
-export function loadCheckpoint(file: string): Checkpoint {
+/** A checkpoint file read whole and verified (magic, version, size, checksum, tensor table), tensors not yet built. */
+interface VerifiedFile {
+  bytes: Buffer;
+  header: Header;
+  dataStart: number;   // byte offset of the data section
+}
+
+/** Reads and verifies a checkpoint file; throws an error naming the file when it is missing, not a checkpoint, of another version, truncated or corrupt. */
+function readVerified(file: string): VerifiedFile {
   if (!fs.existsSync(file)) throw new Error(`checkpoint ${file} does not exist`);
   const bytes = readWholeFile(file);
   const fail = (problem: string): never => {
@@ -210,28 +215,93 @@ export function loadCheckpoint(file: string): Checkpoint {
   const actual = crypto.createHash('sha256').update(body).digest();
   if (!actual.equals(stored)) fail('is corrupt (SHA-256 checksum mismatch) or truncated');
   if (header === null) fail('has an unreadable header');
-  const { meta, tensors, dataByteLength } = header!;
   const dataStart = PREAMBLE_BYTES + headerLength;
-  if (dataStart + dataByteLength !== body.length) fail(`has ${body.length - dataStart} data bytes, the header describes ${dataByteLength}`);
+  if (dataStart + header!.dataByteLength !== body.length) fail(`has ${body.length - dataStart} data bytes, the header describes ${header!.dataByteLength}`);
+  const seen = new Set<string>();
+  for (const entry of header!.tensors) {
+    const problem = entryProblem(entry, header!.dataByteLength);
+    if (problem !== null) fail(problem);
+    const key = `${entry.group}/${entry.name}`;
+    if (seen.has(key)) fail(`lists tensor ${key} twice`);
+    seen.add(key);
+  }
+  return { bytes, header: header!, dataStart };
+}
 
+/**
+ * Loads and verifies a checkpoint. Throws an error naming the file when it is missing, not a checkpoint,
+ * of another version, truncated or corrupt. The caller disposes the returned tensors (see disposeCheckpoint).
+ */
+export function loadCheckpoint(file: string): Checkpoint {
+  const { bytes, header, dataStart } = readVerified(file);
   const groups: Record<string, Map<string, tf.Tensor>> = {};
   const created: tf.Tensor[] = [];
   try {
-    for (const entry of tensors) {
-      const problem = entryProblem(entry, dataByteLength);
-      if (problem !== null) fail(problem);
-      const group = (groups[entry.group] ??= new Map());
-      if (group.has(entry.name)) fail(`lists tensor ${entry.group}/${entry.name} twice`);
+    for (const entry of header.tensors) {
       const start = dataStart + entry.offset;
       const tensor = tensorFromBytes(bytes.subarray(start, start + entry.byteLength), entry);
       created.push(tensor);
-      group.set(entry.name, tensor);
+      (groups[entry.group] ??= new Map()).set(entry.name, tensor);
     }
   } catch (err) {
     for (const tensor of created) tensor.dispose();
     throw err;
   }
-  return { meta, groups };
+  return { meta: header.meta, groups };
+}
+
+/** How many entries of a float32 array are NaN or infinite, and the first such value. */
+function countNonFinite(values: ArrayLike<number>): { count: number; first: number } {
+  let count = 0;
+  let first = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0) {   // NaN and +-infinity only
+      if (count === 0) first = v;
+      count++;
+    }
+  }
+  return { count, first };
+}
+
+/** The error for a tensor holding non-finite values, or null. */
+function nonFiniteProblem(file: string, label: string, values: ArrayLike<number>): Error | null {
+  const { count, first } = countNonFinite(values);
+  if (count === 0) return null;
+  return new Error(`checkpoint ${file}: tensor ${label} holds ${count} NaN or infinite value${count > 1 ? 's' : ''} of ${values.length} (the first: ${first}); ` +
+    'refusing weights that would train and sample only NaN (a diverged run wrote it, or it was edited): use an earlier checkpoint');
+}
+
+/** Throws an error naming the file and the first tensor of `groups` (float32) that holds a NaN or infinite value. */
+export function assertFiniteTensors(file: string, groups: Record<string, Map<string, tf.Tensor> | undefined>): void {
+  for (const [group, members] of Object.entries(groups)) {
+    for (const [name, tensor] of members ?? []) {
+      if (tensor.dtype !== 'float32') continue;
+      const problem = nonFiniteProblem(file, `${group}/${name}`, tensor.dataSync());
+      if (problem) throw problem;
+    }
+  }
+}
+
+/**
+ * Verifies a whole checkpoint without building its tensors: everything loadCheckpoint checks, and that no
+ * float32 tensor holds a NaN or infinite value. Returns the problem as a message naming the file, or null.
+ */
+export function checkpointProblem(file: string): string | null {
+  try {
+    const { bytes, header, dataStart } = readVerified(file);
+    for (const entry of header.tensors) {
+      if (entry.dtype !== 'float32') continue;
+      const start = dataStart + entry.offset;
+      const copy = new Uint8Array(bytes.subarray(start, start + entry.byteLength));  // own, 4-byte aligned buffer
+      if (!LITTLE_ENDIAN_HOST) Buffer.from(copy.buffer).swap32();
+      const problem = nonFiniteProblem(file, `${entry.group}/${entry.name}`, new Float32Array(copy.buffer));
+      if (problem) return problem.message;
+    }
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /**
@@ -276,6 +346,11 @@ function listCheckpoints(dir: string): { iteration: number; file: string }[] {
   return found.sort((a, b) => a.iteration - b.iteration);
 }
 
+/** The checkpoint files in `dir`, newest (highest iteration) first. */
+export function checkpointsNewestFirst(dir: string): string[] {
+  return listCheckpoints(dir).reverse().map(({ file }) => file);
+}
+
 /** The checkpoint with the highest iteration in `dir`, or null when there is none (or no such directory). */
 export function latestCheckpoint(dir: string): string | null {
   const all = listCheckpoints(dir);
@@ -304,8 +379,9 @@ export function assertParamsMatch(file: string, expected: Map<string, { shape: n
   const unexpected = [...found.keys()].filter((name) => !expected.has(name));
   if (missing.length + unexpected.length + wrongShape.length === 0) return;
   const lines = [`checkpoint ${file} does not match the network's parameters:`];
-  if (missing.length > 0) lines.push(`  missing (${missing.length}): ${missing.join(', ')}`);
-  if (unexpected.length > 0) lines.push(`  unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
-  if (wrongShape.length > 0) lines.push(`  wrong shape (${wrongShape.length}): ${wrongShape.join(', ')}`);
+  const some = (names: string[]) => names.slice(0, LISTED_PARAMETERS).join(', ') + (names.length > LISTED_PARAMETERS ? `, ... (${names.length - LISTED_PARAMETERS} more)` : '');
+  if (missing.length > 0) lines.push(`  missing (${missing.length}): ${some(missing)}`);
+  if (unexpected.length > 0) lines.push(`  unexpected (${unexpected.length}): ${some(unexpected)}`);
+  if (wrongShape.length > 0) lines.push(`  wrong shape (${wrongShape.length}): ${some(wrongShape)}`);
   throw new Error(lines.join('\n'));
 }

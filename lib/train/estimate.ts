@@ -17,13 +17,13 @@ export async function secondsPerIteration(cfg: RunConfig, steps = TIMED_STEPS): 
   const trainer = await Trainer.create(timing, { runDir: null, dataset });
   try {
     const warmUp = trainer.loader.next();
-    trainer.step(warmUp);
-    warmUp.dispose();
+    trainer.step(warmUp.images, warmUp.labels);
+    warmUp.images.dispose();
     const started = performance.now();
     for (let i = 0; i < steps; i++) {
       const batch = trainer.loader.next();
-      trainer.step(batch);
-      batch.dispose();
+      trainer.step(batch.images, batch.labels);
+      batch.images.dispose();
     }
     return (performance.now() - started) / 1000 / steps;
   } finally {

@@ -1,19 +1,21 @@
 /**
  * The one way a run starts, for the CLI, the demo and the notebooks alike: a run is named by its preset and
- * flags (a RunSpec); its config is resolved once, from the defaults, the preset or the run's own config.json
- * when resuming, the flags and --set, and the --init checkpoint's network; then validated, checked against the
- * checkpoint it resumes, and handed to the trainer, which never edits it. Finished runs are reused and
- * interrupted ones resumed here.
+ * flags (a RunSpec); its folder is checked and locked; its config is resolved once, from the defaults, the preset
+ * or the run's own config.json when resuming, the flags and --set, and the --init checkpoint's network; then
+ * validated, checked against the checkpoint it resumes, and handed to the trainer, which never edits it.
+ * Finished runs are reused and interrupted ones resumed here.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
-import { labelOverride, parseOverride, resolveRunConfig } from '../config/resolve';
-import type { DatasetName, RunConfig, RunKind } from '../config/types';
-import type { ImageDataset } from '../data';
+import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
+import type { DatasetName, NonFinitePolicy, RunConfig, RunKind } from '../config/types';
+import type { ImageDataset, Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
-import { latestCheckpoint, readCheckpointMeta } from './checkpoint';
+import { checkOutputFolder } from '../output-paths';
+import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
 import { readMetrics } from './metrics-log';
+import { acquireRunLock, removeOrphanedTemporaryFiles } from './run-folder';
 import { resolveCheckpointFile, resolveRunInit, CHECKPOINT_DIR } from './run';
 import { Trainer, type RunStart, type TrainerEvents } from './trainer';
 
@@ -41,14 +43,15 @@ export interface RunFlags {
   resume?: boolean;         // continue the run in `out` from its newest checkpoint
   fromScratch?: boolean;    // tune a randomly initialised network (the ablation without pretraining)
   backend?: string;         // backend choice (default $ECT_BACKEND, else the fastest that loads)
-  evalReferenceSplit?: 'train' | 'test';  // the split in-run evaluations compare with (default train)
+  evalReferenceSplit?: Split;  // the split in-run evaluations compare with (default train)
+  onNonFinite?: NonFinitePolicy;  // a NaN or infinite loss or gradient norm: stop (default) or skip the batch
 }
 
 /** A run: what it does and how it is named. */
 export interface RunSpec { kind: RunKind; flags: RunFlags }
 
-/** A resolved run: its config (final), its directory and where its weights start. */
-export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart }
+/** A resolved run: its config (final), its directory, where its weights start, and newer checkpoints --resume could not use. */
+export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart; skipped: SkippedCheckpoint[] }
 
 /** The run directory of a spec: --out, else runs/<preset name>. */
 export function runDirOf({ kind, flags }: RunSpec): string {
@@ -75,16 +78,18 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--eval-n', flags.evalN, (evalN) => ({ evalN }));
   add('--init', flags.init, (init) => ({ init: path.resolve(String(init)) }));  // the user's path, from the current directory
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
+  add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));
   for (const assignment of flags.set ?? []) patches.push(typeof assignment === 'string' ? parseOverride(assignment) : assignment);
   return patches;
 }
 
 /**
  * The config a spec names by its preset and flags alone, before its run directory or --init checkpoint is
- * read (for plans and estimates; resolveRun starts from it). `initNetwork` is the init checkpoint's network layer.
+ * read (for plans and estimates; resolveRun starts from it). `initNetwork` is the init checkpoint's network,
+ * which the preset and flags may not change.
  */
-export function plannedRunConfig(spec: RunSpec, initNetwork: ConfigPatch[] = []): RunConfig {
-  return resolveRunConfig(spec.kind, spec.flags.config, [...initNetwork, ...flagOverrides(spec.flags)]);
+export function plannedRunConfig(spec: RunSpec, initNetwork?: FixedValues): RunConfig {
+  return resolveRunConfig(spec.kind, spec.flags.config, flagOverrides(spec.flags), initNetwork);
 }
 
 /** Fields of config.json that record the run, not its settings. */
@@ -97,11 +102,23 @@ const RECORD_ONLY_FIELDS = ['backend', 'environment', 'writtenAt'];
 function savedRunConfig(runDir: string, checkpoint: string): ConfigPatch {
   const file = path.join(runDir, 'config.json');
   const [saved, source] = fs.existsSync(file)
-    ? [JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>, file]
+    ? [readConfigJson(file), file]
     : [{ ...checkpointConfig(checkpoint) } as unknown as Record<string, unknown>, `${checkpoint} (its recorded config)`];
   for (const field of RECORD_ONLY_FIELDS) delete saved[field];
   if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
   return labelOverride(saved as ConfigPatch, source);
+}
+
+/** A run's config.json as an object; an error naming the file when it is not valid JSON (say, cut short). */
+function readConfigJson(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message}); if it was cut short, delete it: --resume then uses the config recorded in the checkpoint`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${file}: not a run config (the top level must be a JSON object)`);
+  return parsed as Record<string, unknown>;
 }
 
 /** The fields of a run config that define its result: a resumed run must match its checkpoint in each. */
@@ -109,21 +126,26 @@ const RESULT_FIELDS: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'opt
 
 /**
  * Resolves a run once: its directory, its config and where its weights start. The config is the run's own
- * (config.json) when resuming, where only bookkeeping fields such as iters may change; else the defaults and
- * the preset, where a tuning run from a checkpoint takes that checkpoint's network (all but dropout, a setting
- * of the tuning); then the flags and --set. Throws on anything that would not train the run asked for.
+ * (config.json) when resuming, where only bookkeeping fields such as iters may change, from the newest checkpoint
+ * that is whole and finite (newer ones it cannot use are listed in `skipped`), and --init may only name the run's
+ * own. Else the defaults and the preset, where a tuning run from a checkpoint takes that checkpoint's network in
+ * place of the default one (dropout and label dropout are the tuning's own; a preset or flag that sets another
+ * architecture is an error); then the flags and --set. Throws on anything that would not train the run asked for.
  */
 export function resolveRun(spec: RunSpec): ResolvedRun {
   const { kind, flags } = spec;
   const runDir = runDirOf(spec);
-  const resumeFile = flags.resume ? latestCheckpoint(path.join(runDir, CHECKPOINT_DIR)) : null;
-  if (flags.resume && !resumeFile) throw new Error(`--resume: no checkpoint in ${path.join(runDir, CHECKPOINT_DIR)} to resume from`);
+  const { file: resumeFile, skipped } = flags.resume ? resumableCheckpoint(runDir) : { file: null, skipped: [] };
   const saved = resumeFile ? savedRunConfig(runDir, resumeFile) : null;
-  const resolveWith = (initNetwork: ConfigPatch[]) => saved
+  const resolveWith = (initNetwork?: FixedValues) => saved
     ? resolveRunConfig(kind, undefined, [saved, ...flagOverrides(flags)])
     : plannedRunConfig(spec, initNetwork);
-  let cfg = resolveWith([]);
+  let cfg = resolveWith();
   const init = cfg.init === undefined ? undefined : path.resolve(cfg.init);  // a preset's or --set's init is the user's path too
+  if (saved && !samePath(init, saved.init as string | undefined)) {
+    throw new Error(`--init ${init ?? '(none)'}: the run in ${runDir} started from ${saved.init ?? 'no checkpoint'}, ` +
+      'and a resumed run continues from its own weights: omit --init, or name the same one');
+  }
   if (init !== undefined && kind !== 'tune') throw new Error(`init ${init}: only a tuning run starts from a checkpoint`);
   if (kind === 'tune' && init === undefined && !resumeFile && !flags.fromScratch) {
     throw new Error('tune needs --init <checkpoint or run directory> of a pretrained model (or --resume, or --from-scratch for the ablation without pretraining)');
@@ -132,34 +154,73 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
   // a resumed run has its weights already; only a new one reads its init checkpoint
   const initFile = init === undefined || resumeFile ? null : resolveCheckpointFile(init);
   if (initFile) {
-    // again with the pretrained network's architecture after the preset (the init path is known only now); the
-    // tuning's own dropout, and any --set net.*, apply on top
-    const { dropout: _dropout, ...architecture } = checkpointConfig(initFile).net;
-    cfg = resolveWith([labelOverride({ net: architecture as unknown as ConfigPatch }, `--init ${initFile}`)]);
+    // again with the pretrained network's architecture in place of the default network (the init path is known
+    // only now): the preset and flags may set only the tuning's own dropout and label dropout
+    const { dropout: _dropout, labelDropout: _labelDropout, ...architecture } = checkpointConfig(initFile).net;
+    cfg = resolveWith({
+      values: { net: architecture as unknown as ConfigPatch }, source: `the --init checkpoint ${initFile}`,
+      hint: 'a tuning run keeps the architecture of the model it starts from (only net.dropout and net.labelDropout are its own); ' +
+        'drop these settings, or --init a model of that architecture',
+    });
   }
   if (init !== undefined) cfg = { ...cfg, init };
   if (resumeFile) assertMatchesCheckpoint(cfg, resumeFile);
   const start: RunStart = resumeFile ? { from: 'resume', checkpoint: resumeFile }
     : initFile ? { from: 'init', checkpoint: initFile } : { from: 'fresh' };
-  return { kind, cfg, runDir, start };
+  return { kind, cfg, runDir, start, skipped };
 }
 
-/** The config recorded in a checkpoint's metadata (read without loading its tensors). */
+/** Whether two paths (absolute or from the current directory, or absent) name the same file or folder. */
+function samePath(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const real = (p: string) => (fs.existsSync(p) ? fs.realpathSync(p) : path.resolve(p));
+  return real(a) === real(b);
+}
+
+/** A checkpoint that --resume cannot use, and why. */
+export interface SkippedCheckpoint { file: string; problem: string }
+
+/**
+ * The newest checkpoint of a run that is whole and finite (verified byte for byte: its checksum, its tensor
+ * table, no NaN weights), and the newer ones skipped on the way. Throws when there is none.
+ */
+function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCheckpoint[] } {
+  const dir = path.join(runDir, CHECKPOINT_DIR);
+  const skipped: SkippedCheckpoint[] = [];
+  for (const file of checkpointsNewestFirst(dir)) {
+    const problem = checkpointProblem(file);
+    if (problem === null) return { file, skipped };
+    skipped.push({ file, problem });
+  }
+  if (skipped.length === 0) throw new Error(`--resume: no checkpoint in ${dir} to resume from`);
+  throw new Error(`--resume: no usable checkpoint in ${dir}:\n${skipped.map((s) => `  ${s.problem}`).join('\n')}`);
+}
+
+/** The config recorded in a checkpoint's metadata (read without loading its tensors), with today's defaults for newer fields. */
 function checkpointConfig(file: string): RunConfig {
   const config = readCheckpointMeta(file).config as RunConfig | undefined;
   if (!config?.net) throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
-  return config;
+  return resolveRecordedConfig(config, `${file} (its recorded config)`);
 }
 
 /** A resumed run must train the same thing: the fields that define the result must match the checkpoint's. */
 function assertMatchesCheckpoint(cfg: RunConfig, file: string): void {
-  const saved = readCheckpointMeta(file).config as RunConfig | undefined;
-  if (!saved) throw new Error(`${file}: checkpoint has no config; cannot check it matches this run`);
-  const differing = RESULT_FIELDS.filter((k) => canonicalJson(cfg[k]) !== canonicalJson(saved[k]));
+  const saved = checkpointConfig(file);
+  const differing = RESULT_FIELDS.flatMap((k) => differingFields(saved[k], cfg[k], String(k)));
   if (differing.length) {
-    const details = differing.map((k) => `${String(k)}: checkpoint ${JSON.stringify(saved[k])} vs now ${JSON.stringify(cfg[k])}`).join('; ');
-    throw new Error(`${file}: the checkpoint does not match this config (${details}). Resume with the run's own config (omit --config/flags that change it).`);
+    const details = differing.map(({ key, a, b }) => `${key} (checkpoint ${JSON.stringify(a)}, this run ${JSON.stringify(b)})`).join(', ');
+    throw new Error(`${file}: the checkpoint does not match this config in ${details}. ` +
+      'Resume with the run\'s own config (omit the --config, flags or --set that change it), or choose another --out.');
   }
+}
+
+/** The leaf fields (arrays whole) in which two config values differ, with both values. */
+function differingFields(a: unknown, b: unknown, key: string): Array<{ key: string; a: unknown; b: unknown }> {
+  const isSection = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isSection(a) && isSection(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort().flatMap((k) => differingFields(a[k], b[k], `${key}.${k}`));
+  }
+  return canonicalJson(a) === canonicalJson(b) ? [] : [{ key, a, b }];
 }
 
 /** JSON with object keys sorted, so that two configs compare by their values, not by the order keys were set in. */
@@ -176,7 +237,7 @@ export async function startBackend(choice: string | undefined, log: (line: strin
 }
 
 /** The evaluator of a run's dataset, or null (with the reason logged) when none is available here. */
-export async function runEvaluator(cfg: RunConfig, log: (line: string) => void, referenceSplit?: 'train' | 'test'): Promise<SampleEvaluator | null> {
+export async function runEvaluator(cfg: RunConfig, log: (line: string) => void, referenceSplit?: Split): Promise<SampleEvaluator | null> {
   try {
     const evaluator = await createRunEvaluator(cfg, { referenceSplit, onInfo: log });
     if (!evaluator) log('evaluation: no feature network for this dataset; metric columns stay empty');
@@ -201,24 +262,61 @@ export interface LaunchedRun extends ResolvedRun {
   dispose(): void;
 }
 
-/** Resolves a run, starts the backend, builds its evaluator (when it evaluates) and its trainer. */
+/** Suffix of a checkpoint --resume could not use, set aside (kept for a look, no longer a checkpoint of the run). */
+const REJECTED_SUFFIX = '.rejected';
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty (it holds what the failed launch wrote, worth keeping) or gone
+  }
+}
+
+/** The command line of this process, for the lock file. */
+function commandLine(): string {
+  return [path.basename(process.argv[1] ?? process.argv0), ...process.argv.slice(2)].join(' ');
+}
+
+/**
+ * Launches a run: checks its folder can be written, locks it (a second writer is refused), resolves the run,
+ * sets aside the checkpoints --resume skipped and removes temporary files killed writers left, starts the backend,
+ * builds its evaluator (when it evaluates) and its trainer. dispose() frees them and releases the lock.
+ */
 export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promise<LaunchedRun> {
   const log = opts.log ?? (() => {});
-  const run = resolveRun(spec);
-  const backend = await startBackend(spec.flags.backend, log);
-  const ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
-  const evaluator = ownEvaluator ? await runEvaluator(run.cfg, log, spec.flags.evalReferenceSplit) : opts.evaluator ?? null;
+  const runDir = runDirOf(spec);
+  checkOutputFolder(runDir, spec.flags.out === undefined ? 'run folder' : '--out');
+  const existed = fs.existsSync(runDir);
+  const lock = acquireRunLock(runDir, commandLine(), log);
+  let ownEvaluator = false;
+  let evaluator: SampleEvaluator | null = null;
   try {
+    const run = resolveRun(spec);
+    for (const { file, problem } of run.skipped) {
+      fs.renameSync(file, file + REJECTED_SUFFIX);
+      log(`--resume: skipping ${problem}; set it aside as ${path.basename(file)}${REJECTED_SUFFIX}`);
+    }
+    const orphans = removeOrphanedTemporaryFiles(runDir);
+    if (orphans.files.length) {
+      log(`removed ${orphans.files.length} temporary file(s) of killed writers (${(orphans.bytes / 1e6).toFixed(1)} MB): ${orphans.files.join(', ')}`);
+    }
+    const backend = await startBackend(spec.flags.backend, log);
+    ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
+    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log, spec.flags.evalReferenceSplit) : opts.evaluator ?? null;
     const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset });
     return {
       ...run, trainer, backend,
       dispose: () => {
         trainer.dispose();
         if (ownEvaluator) evaluator?.dispose();
+        lock.release();
       },
     };
   } catch (err) {
     if (ownEvaluator) evaluator?.dispose();
+    lock.release();
+    if (!existed) removeIfEmpty(runDir);  // a launch that failed leaves no empty folder behind
     throw err;
   }
 }
@@ -262,15 +360,26 @@ export interface RunStatus { state: 'new' | 'interrupted' | 'finished'; iteratio
  * logged the last iteration and no older checkpoint is the newest (committed results keep no checkpoints).
  */
 export function runStatus(runDir: string, iters?: number): RunStatus {
-  const checkpoint = latestCheckpoint(path.join(runDir, CHECKPOINT_DIR));
-  const checkpointIter = checkpoint ? Number(readCheckpointMeta(checkpoint).iteration ?? 0) : 0;
+  // the newest checkpoint whose header reads (--resume verifies it whole, and says what it skipped)
+  const readable = checkpointsNewestFirst(path.join(runDir, CHECKPOINT_DIR)).map(metaOrNull).find((meta) => meta !== null);
+  const checkpoint = readable ?? null;
+  const checkpointIter = checkpoint ? Number(checkpoint.iteration ?? 0) : 0;
   const configFile = path.join(runDir, 'config.json');
-  const target = iters ?? (fs.existsSync(configFile) ? (JSON.parse(fs.readFileSync(configFile, 'utf8')) as { iters?: number }).iters : undefined);
+  const target = iters ?? (fs.existsSync(configFile) ? readConfigJson(configFile).iters as number | undefined : undefined);
   const { rows } = readMetrics(path.join(runDir, 'metrics.csv'));
   const logged = rows.length ? Number(rows[rows.length - 1].iter) : 0;
   const finished = target !== undefined && logged >= target && (checkpoint === null || checkpointIter >= target);
   if (finished) return { state: 'finished', iteration: Math.max(logged, checkpointIter) };
   return checkpoint ? { state: 'interrupted', iteration: checkpointIter } : { state: 'new', iteration: 0 };
+}
+
+/** A checkpoint's metadata, or null when its header cannot be read. */
+function metaOrNull(file: string): Record<string, unknown> | null {
+  try {
+    return readCheckpointMeta(file);
+  } catch {
+    return null;
+  }
 }
 
 /** Trains a run unless it already finished; resumes it when it was interrupted. */

@@ -18,8 +18,10 @@ export function readMetrics(file: string): { header: string[]; rows: Record<stri
   return { header, rows: parsed.data };
 }
 
+/** A cell: empty where not measured; a NaN or infinite value written as such (a skipped batch's loss), never hidden as empty. */
 function format(value: number | string | undefined): string {
-  if (value === undefined || (typeof value === 'number' && !Number.isFinite(value))) return '';
+  if (value === undefined) return '';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(7)));
   return value;
 }

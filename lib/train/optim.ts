@@ -76,6 +76,28 @@ export function sanitizeGradient(g: tf.Tensor, kernel: UpdateKernel = 'auto'): t
 }
 
 /**
+ * The global L2 norm of a set of gradients, NaN or infinite when any entry is. Where tensors live in JS memory
+ * one loop over the arrays, in float64 (no kernel calls, no overflow for finite float32 entries); elsewhere one
+ * fused sum of squares read once (float32, so a norm above ~1e19 reads as infinite: a blow-up either way).
+ */
+export function gradientNorm(grads: Iterable<tf.Tensor>): number {
+  const all = [...grads];
+  if (hasJsTensorStorage() && all.every((g) => g.dtype === 'float32')) {
+    let sumOfSquares = 0;
+    for (const g of all) {
+      const values = g.dataSync() as Float32Array;
+      for (let i = 0; i < values.length; i++) sumOfSquares += values[i] * values[i];
+    }
+    return Math.sqrt(sumOfSquares);
+  }
+  if (all.length === 0) return 0;
+  const total = tf.tidy(() => tf.addN(all.map((g) => tf.sum(tf.square(g)))));
+  const value = total.dataSync()[0];
+  total.dispose();
+  return Math.sqrt(value);
+}
+
+/**
  * EDM's learning-rate ramp-up: lr * min(imagesSeen / (rampupKimg * 1000), 1); rampupKimg = 0 means no ramp.
  */
 export function rampedLearningRate(lr: number, rampupKimg: number, imagesSeen: number): number {

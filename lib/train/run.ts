@@ -3,11 +3,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { resolveRecordedConfig } from '../config/resolve';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { UNet } from '../nn/unet';
 import { samplerModelFor, type SamplerModel } from '../sample';
-import { assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
+import { assertFiniteTensors, assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
 
 export const CHECKPOINT_DIR = 'checkpoints';
 export const CHECKPOINTS_KEPT = 3;
@@ -80,8 +81,8 @@ export function resolveCheckpointFile(target: string): string {
 /** Builds the network a checkpoint was trained with and loads its weights (EMA kept as plain tensors). */
 export function modelFromCheckpoint(file: string): LoadedModel {
   const ckpt = loadCheckpoint(file);
-  const config = ckpt.meta.config as RunConfig | undefined;
-  if (!config?.net) {
+  const recorded = ckpt.meta.config as RunConfig | undefined;
+  if (!recorded?.net) {
     disposeCheckpoint(ckpt);
     throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
   }
@@ -90,10 +91,18 @@ export function modelFromCheckpoint(file: string): LoadedModel {
     disposeCheckpoint(ckpt);
     throw new Error(`${file}: checkpoint lacks the params or ema group`);
   }
-  const net = new UNet(config.net, config.seed ?? 0);
+  let config: RunConfig;
+  try {
+    config = resolveRecordedConfig(recorded, `${file} (its recorded config)`);  // fields added since it was written take their defaults
+  } catch (err) {
+    disposeCheckpoint(ckpt);
+    throw err;
+  }
+  const net = new UNet(config.net, config.seed);
   try {
     assertParamsMatch(file, net.paramShapes(), params);
     assertParamsMatch(file, net.paramShapes(), ema);
+    assertFiniteTensors(file, { ema });  // the weights samplers use: NaN ones would draw a black grid
   } catch (err) {
     net.dispose();
     disposeCheckpoint(ckpt);

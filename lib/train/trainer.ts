@@ -11,14 +11,14 @@ import type { BackendInfo } from '../backend/select';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
 import type { TrainingLoss } from '../edm/loss';
 import type { SampleEvaluator } from '../metrics/evaluate';
-import { UNet } from '../nn/unet';
+import { UNet, type ClassLabels } from '../nn/unet';
 import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
 import { imagesToGridPng } from '../image/png';
 import { trainingLossFor } from './losses';
-import { createOptimizer, type Optimizer } from './optim';
+import { createOptimizer, gradientNorm, type Optimizer } from './optim';
 import { Ema } from './ema';
 import {
-  assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
+  assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, truncateMetrics } from './metrics-log';
 import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
@@ -34,6 +34,17 @@ export interface StepStats {
   imgPerSec: number;      // over the last logging window
   wallSeconds: number;    // training time of the run, summed over resumes
 }
+
+/** A step whose loss or gradient norm is NaN or infinite; nothing of the step was applied. */
+export class NonFiniteStepError extends Error {
+  constructor(readonly iteration: number, readonly loss: number, readonly gradNorm: number, detail: string, readonly repeated = false) {
+    super(`iteration ${iteration + 1}: the loss is ${loss}${Number.isNaN(gradNorm) && !Number.isFinite(loss) ? '' : `, the gradient norm ${gradNorm}`}; ${detail}`);
+    this.name = 'NonFiniteStepError';
+  }
+}
+
+/** Under onNonFinite 'skip', this many bad batches in a row stop the run anyway: the weights, not a batch, are broken. */
+const MAX_CONSECUTIVE_SKIPS = 10;
 
 export interface TrainerEvents {
   onStep?(stats: StepStats): void;
@@ -63,6 +74,8 @@ export class Trainer {
   imagesSeen = 0;
   private wallOffset = 0;            // training seconds of earlier sessions of this run
   private wallSeconds = 0;           // training seconds so far, as of the last step
+  skippedSteps = 0;                  // batches skipped for a non-finite loss or gradient (onNonFinite 'skip'), over the run
+  private consecutiveSkips = 0;
   private readonly tfNames = new Map<string, string>();  // tfjs variable name -> our parameter name
   private readonly trainable: tf.Variable[];
 
@@ -90,6 +103,10 @@ export class Trainer {
       throw new Error(`data ${dataset.name} (${dataset.source}) has ${dataset.height}x${dataset.width}x${dataset.channels} images, ` +
         `but the network expects ${cfg.net.resolution}x${cfg.net.resolution}x${cfg.net.imageChannels}`);
     }
+    const classes = dataset.labels.reduce((most, label) => Math.max(most, label + 1), 0);
+    if (cfg.net.labelDim > 0 && classes > cfg.net.labelDim) {
+      throw new Error(`data ${dataset.name} (${dataset.source}) has ${classes} classes, but the network embeds ${cfg.net.labelDim} (net.labelDim)`);
+    }
     const net = new UNet(cfg.net, cfg.seed);
     // tuning starts from a pretrained model: its EMA weights for both the online network and the EMA
     const initFile = start.from === 'init' ? start.checkpoint : null;
@@ -115,10 +132,10 @@ export class Trainer {
     }
   }
 
-  /** One optimisation step on a batch of clean images; returns the loss. Frees everything it makes. */
-  step(x0: tf.Tensor4D, labels?: tf.Tensor1D): number {
+  /** One optimisation step on a batch of clean images and their class ids (used when the network is conditional); returns the loss. Frees everything it makes. */
+  step(x0: tf.Tensor4D, labels?: ClassLabels): number {
     // the loss draws this step's noise and dropout masks from (seed, iteration) and does its no-gradient work
-    const step = this.loss.prepare(this.net, x0, { seed: this.cfg.seed, iteration: this.iteration, labels });
+    const step = this.loss.prepare(this.net, x0, { seed: this.cfg.seed, iteration: this.iteration, labels: this.net.conditional ? labels : undefined });
     let lossValue: number;
     let grads: tf.NamedTensorMap;
     try {
@@ -129,9 +146,16 @@ export class Trainer {
     } finally {
       step.dispose();
     }
-    // the optimiser sanitises NaN/inf gradients itself (ect-spec.md 6.7)
     const named = new Map<string, tf.Tensor>();
     for (const [tfName, g] of Object.entries(grads)) named.set(this.tfNames.get(tfName) as string, g);
+    // a NaN or infinite loss or gradient norm is never applied (cfg.onNonFinite: stop, or skip the batch)
+    const gradNorm = Number.isFinite(lossValue) ? gradientNorm(named.values()) : NaN;
+    if (!Number.isFinite(gradNorm)) {
+      named.forEach((g) => g.dispose());
+      this.skipNonFinite(lossValue, gradNorm, x0.shape[0]);
+      return lossValue;
+    }
+    this.consecutiveSkips = 0;
     this.optimizer.apply(named, this.imagesSeen);
     named.forEach((g) => g.dispose());
     // EDM's EMA schedule uses the image count before this step (its first update copies the weights)
@@ -139,6 +163,21 @@ export class Trainer {
     this.imagesSeen += x0.shape[0];
     this.iteration += 1;
     return lossValue;
+  }
+
+  /**
+   * A step with a non-finite loss or gradient norm: throws a NonFiniteStepError (policy 'stop', or too many in
+   * a row), else counts the batch as seen and skipped, leaving weights, optimiser and EMA as they were.
+   */
+  private skipNonFinite(loss: number, gradNorm: number, batchSize: number): void {
+    if (this.cfg.onNonFinite === 'stop') throw new NonFiniteStepError(this.iteration, loss, gradNorm, 'no weight was changed');
+    this.consecutiveSkips += 1;
+    if (this.consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
+      throw new NonFiniteStepError(this.iteration, loss, gradNorm, `the last ${this.consecutiveSkips} batches were all non-finite, so skipping batches does not help`, true);
+    }
+    this.skippedSteps += 1;
+    this.imagesSeen += batchSize;
+    this.iteration += 1;
   }
 
   /** Current learning rate. */
@@ -158,11 +197,20 @@ export class Trainer {
     let stopped = false;
     const kimgPerEval = cfg.evalEvery > 0 ? cfg.evalEvery : Infinity;
     let nextEvalKimg = (Math.floor(this.imagesSeen / 1000 / kimgPerEval) + 1) * kimgPerEval;
+    const losses = new LossTrail();
 
     while (this.iteration < cfg.iters) {
-      const x0 = this.loader.next();
-      const loss = this.step(x0);
-      x0.dispose();
+      const batch = this.loader.next();
+      let loss: number;
+      try {
+        loss = this.step(batch.images, batch.labels);
+      } catch (err) {
+        if (err instanceof NonFiniteStepError) throw new Error(this.nonFiniteReport(err, losses));
+        throw err;
+      } finally {
+        batch.images.dispose();
+      }
+      losses.add(this.iteration, loss);
       windowImages += cfg.batch;
       const elapsed = (Date.now() - windowStart) / 1000;
       const stats: StepStats = {
@@ -173,12 +221,15 @@ export class Trainer {
       };
       this.wallSeconds = stats.wallSeconds;
       events.onStep?.(stats);
+      if (!Number.isFinite(loss)) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
+      // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const last = this.iteration === cfg.iters;
       stopped = !last && (events.shouldStop?.() ?? false);
       const row: Record<string, number> = {};
       if (metricsFile && (this.iteration % cfg.logEvery === 0 || last || stopped)) {
         Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss, lr: stats.lr, stage: stats.stage,
-          img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds });
+          img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds }, cfg.onNonFinite === 'skip' ? { skipped: this.skippedSteps } : {});
         windowStart = Date.now();
         windowImages = 0;
       }
@@ -197,6 +248,27 @@ export class Trainer {
       if (stopped) break;
     }
     return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint };
+  }
+
+  /** The message of a run stopped by a non-finite step: where, the likely cause, and the checkpoint to go back to. */
+  private nonFiniteReport(err: NonFiniteStepError, losses: LossTrail): string {
+    const { first, last } = losses;
+    const lr = `optimizer.lr = ${this.cfg.optimizer.lr}`;
+    const cause = first === null || last === null
+      ? 'the first step of this session overflowed: look at the data and the starting weights'
+      : last.loss > DIVERGED_LOSS_RATIO * first.loss
+        ? `the loss diverged (${first.loss.toPrecision(4)} at iteration ${first.iteration}, ${last.loss.toPrecision(4)} at ${last.iteration}): the learning rate (${lr}) is likely too high`
+        : err.repeated
+          ? `every batch fails since iteration ${last.iteration + 1} although the loss was steady until then (${last.loss.toPrecision(4)}): look at the data and the weights`
+          : `one batch overflowed although the loss was steady (${last.loss.toPrecision(4)} at iteration ${last.iteration}): an unusual batch, or a learning rate (${lr}) at the edge of stability`;
+    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const newest = dir ? latestCheckpoint(dir) : null;
+    const orSkip = this.cfg.onNonFinite === 'skip' ? '' : ', or let the run skip such batches with --on-non-finite skip';
+    const back = newest
+      ? `The newest checkpoint, ${newest} (iteration ${Number(path.basename(newest).replace(/\D/g, ''))}), holds the last finite weights: ` +
+        `continue from it with --resume${orSkip}; if the loss diverged, start a new run with a lower --lr.`
+      : `No checkpoint was written yet: start again, with a lower --lr if the loss diverged${orSkip}.`;
+    return `${err.message}, and the run stops. Likely cause: ${cause}. ${back}`;
   }
 
   /**
@@ -249,7 +321,7 @@ export class Trainer {
       saveCheckpoint(file, {
         meta: {
           format: 'ect-workbench-run', iteration: this.iteration, imagesSeen: this.imagesSeen,
-          wallSeconds: this.wallSeconds, optimizerStep: optState.step, loader: this.loader.getState(),
+          wallSeconds: this.wallSeconds, optimizerStep: optState.step, loader: this.loader.getState(), skippedSteps: this.skippedSteps,
           config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null,
         },
         groups: { params: new Map(this.net.params), ema: this.ema.weights, optimizer: optState.slots },
@@ -269,15 +341,17 @@ export class Trainer {
       if (!params || !ema || !optimizer) throw new Error(`${file}: not a training checkpoint (needs params, ema and optimizer groups)`);
       assertParamsMatch(file, this.net.paramShapes(), params);
       assertParamsMatch(file, this.net.paramShapes(), ema);
+      assertFiniteTensors(file, { params, ema, optimizer });
       for (const [name, p] of this.net.params) p.assign(params.get(name) as tf.Tensor);
       this.ema.setWeights(ema);
-      const meta = ckpt.meta as { iteration: number; imagesSeen: number; wallSeconds: number; optimizerStep: number; loader: LoaderState };
+      const meta = ckpt.meta as { iteration: number; imagesSeen: number; wallSeconds: number; optimizerStep: number; loader: LoaderState; skippedSteps?: number };
       this.optimizer.setState({ step: meta.optimizerStep, slots: optimizer });
       this.loader.setState(meta.loader);
       this.iteration = meta.iteration;
       this.imagesSeen = meta.imagesSeen;
       this.wallOffset = meta.wallSeconds ?? 0;
       this.wallSeconds = this.wallOffset;
+      this.skippedSteps = meta.skippedSteps ?? 0;  // absent in checkpoints written before skipping existed
     } finally {
       disposeCheckpoint(ckpt);
     }
@@ -291,11 +365,32 @@ export class Trainer {
   }
 }
 
+/** A loss this many times the session's first one counts as diverged in the report of a non-finite step. */
+const DIVERGED_LOSS_RATIO = 10;
+
+/** The first and the last finite loss of a training session, for the report of a non-finite step. */
+class LossTrail {
+  first: { iteration: number; loss: number } | null = null;
+  last: { iteration: number; loss: number } | null = null;
+
+  add(iteration: number, loss: number): void {
+    if (!Number.isFinite(loss)) return;
+    this.last = { iteration, loss };
+    this.first ??= this.last;
+  }
+}
+
 /** The EMA weights of a checkpoint (the other groups are freed). */
 function loadEmaWeights(file: string): Map<string, tf.Tensor> {
   const ckpt = loadCheckpoint(file);
   const { ema, ...others } = ckpt.groups;
   disposeCheckpoint({ meta: ckpt.meta, groups: others });
   if (!ema) throw new Error(`${file}: checkpoint lacks the ema group`);
+  try {
+    assertFiniteTensors(file, { ema });
+  } catch (err) {
+    ema.forEach((t) => t.dispose());
+    throw err;
+  }
   return ema;
 }

@@ -1,0 +1,32 @@
+/** The `ect export-web` command: a checkpoint as a static site that generates samples in the browser (lib/web/). */
+import { Command, Option } from 'commander';
+import { BACKEND_CHOICES } from '../../lib/backend/select';
+import { startBackend } from '../../lib/train/launch';
+import { exportWebSite, WEB_SITE_DIR } from '../../lib/web/site';
+import { WEB_WEIGHT_DTYPES, type WebWeightDtype } from '../../lib/web/weights';
+
+interface ExportWebFlags { checkpoint: string; out: string; dtype: WebWeightDtype; backend?: string }
+
+/** Writes the site and says what it holds and how to open it. */
+export async function exportWebCommand(flags: ExportWebFlags, log: (line: string) => void = console.log): Promise<string> {
+  await startBackend(flags.backend, log);
+  const site = await exportWebSite({ checkpoint: flags.checkpoint, out: flags.out, dtype: flags.dtype });
+  const { manifest } = site;
+  log(`wrote ${flags.out}: ${site.files.join(', ')}`);
+  log(`model: ${manifest.source.run} iteration ${manifest.source.iteration}; weights ${manifest.weights.dtype}, ${(site.weightsBytes / 1024).toFixed(0)} KiB; script ${(site.bundleBytes / 1024).toFixed(0)} KiB`);
+  const error = manifest.halfPrecisionError;
+  if (error) log(`float16 weights: max |pixel difference| against float32 ${error.maxAbs.toExponential(2)} (mean ${error.meanAbs.toExponential(2)}) over ${error.images} 1-step images in [-1, 1]`);
+  log('open it through any static server (fetch does not work from file://), e.g. `npm run web` for build/web');
+  return site.dir;
+}
+
+/** Adds `ect export-web` to the program. */
+export function registerExportWebCommand(program: Command): void {
+  program.command('export-web')
+    .description('export a checkpoint as a static web page that generates samples in the browser with TensorFlow.js (WebGL, wasm or cpu)')
+    .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint); its EMA weights are exported')
+    .option('-o, --out <dir>', 'the site folder: index.html, ect-web.js, model.json, weights.bin, the wasm binaries', WEB_SITE_DIR)
+    .addOption(new Option('--dtype <type>', 'weight precision in the site (float16: half the bytes; its pixel error is measured and shown)').choices([...WEB_WEIGHT_DTYPES]).default('float32'))
+    .addOption(new Option('--backend <name>', 'TensorFlow.js backend of this export (the float16 error is measured on it)').choices([...BACKEND_CHOICES]))
+    .action(async (flags: ExportWebFlags) => { await exportWebCommand(flags); });
+}

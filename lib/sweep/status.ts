@@ -1,0 +1,54 @@
+/**
+ * Where each run of a sweep stands: its folder's state (new, interrupted, finished) and iteration, its last
+ * metrics, and, where the sweep was submitted to Slurm and squeue is here, its newest task's state.
+ */
+import * as path from 'node:path';
+import { parseMetricColumn } from '../metrics/columns';
+import { readMetrics } from '../train/metrics-log';
+import type { RunStatus } from '../train/launch';
+import { runStatusOf, type SweepPlan, type SweepRun } from './plan';
+import { slurmTaskStates, type SlurmOptions, type TaskState } from './slurm';
+
+/** One run's status. */
+export interface SweepRunStatus {
+  run: SweepRun;
+  state: RunStatus['state'];
+  iteration: number;                           // iterations done (newest checkpoint, or the last logged row when finished)
+  iters: number;                               // iterations the run trains
+  loss: number | null;                         // the last logged training loss
+  metrics: Record<string, { value: number; iter: number }>;  // the last value of each sample-quality column
+  slurm?: TaskState;                           // its newest Slurm task, when submitted
+}
+
+/** The sweep's status, run by run; `slurm` says why runs have no Slurm state when squeue could not tell ('available' otherwise). */
+export interface SweepStatus { runs: SweepRunStatus[]; slurm: string }
+
+/** The last training loss and the last value of each metric column of a run folder's metrics.csv. */
+function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> {
+  const { header, rows } = readMetrics(path.join(dir, 'metrics.csv'));
+  const metrics: SweepRunStatus['metrics'] = {};
+  for (const column of header.filter((name) => parseMetricColumn(name) !== null)) {
+    const row = [...rows].reverse().find((r) => (r[column] ?? '').trim() !== '');
+    if (row) metrics[column] = { value: Number(row[column]), iter: Number(row.iter) };
+  }
+  const loss = rows.length ? Number(rows[rows.length - 1].loss) : null;
+  return { loss: loss === null || Number.isNaN(loss) ? null : loss, metrics };
+}
+
+/** Reads each run's folder, and the Slurm queue (squeue, sacct) when the sweep was submitted; the folders alone when Slurm cannot answer. */
+export function sweepStatus(plan: SweepPlan, opts: SlurmOptions = {}): SweepStatus {
+  let tasks: Map<string, TaskState> | null;
+  let slurm = 'available';
+  try {
+    tasks = slurmTaskStates(plan, opts);
+    if (tasks === null) slurm = 'squeue not found here';
+  } catch (err) {
+    tasks = null;
+    slurm = (err as Error).message;
+  }
+  const runs = plan.runs.map((run): SweepRunStatus => {
+    const status = runStatusOf(run);
+    return { run, state: status.state, iteration: status.iteration, iters: run.iters, ...lastMetrics(run.flags.out), slurm: tasks?.get(run.flags.out) };
+  });
+  return { runs, slurm };
+}

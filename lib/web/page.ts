@@ -1,0 +1,258 @@
+/**
+ * The browser entry of the generator page (bundled by esbuild into ect-web.js, lib/web/site.ts): picks a
+ * TensorFlow.js backend, loads the page's model into the library's own UNet and samples it with the library's
+ * own sampler (lib/sample.ts). Imports only pure modules: no Node built-ins, no native backend.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgl';
+import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { toUint8Images } from '../image/pixels';
+import { generateImages } from '../sample';
+import { checkWebManifest, webModel, type WebModel, type WebModelManifest } from './model';
+import { EMBEDDED_MODEL_ID, EMBEDDED_WASM_ID, EMBEDDED_WEIGHTS_ID, GRID_COLUMNS, GRID_IMAGES, MODEL_FILE, T_MID_RANGE, WEB_BACKENDS, type WebBackend } from './template';
+
+/** One generated grid, as the page shows it and as tests read it (window.__lastGrid). */
+export interface GridResult {
+  seed: number;
+  steps: 1 | 2;
+  midT: number | null;          // the intermediate time of a 2-step grid
+  label: number | null;         // the class asked of a conditional model (null: each image's class drawn from the seed)
+  backend: string;
+  ms: number;                   // time for the batch: noise, network, and reading the images back
+  shape: number[];              // [n, H, W, C]
+  values: number[];             // the images in [-1, 1], NHWC
+  pixels: number[];             // the same as uint8 (lib/image/pixels.ts)
+}
+
+/** What the page knows about itself (window.__ect). */
+export interface PageState {
+  status: 'loading' | 'ready' | 'busy' | 'error';
+  error?: string;
+  backend?: string;
+  backendDetails?: Record<string, string | number | boolean>;
+  skipped: string[];            // backends tried before the one that runs, each with why it did not start
+  model?: { run: string; iteration: number; weights: string; classes: number };
+  grids: number;                // grids generated so far
+}
+
+declare global {
+  interface Window { __ect: PageState; __lastGrid?: GridResult }
+}
+
+const state: PageState = { status: 'loading', skipped: [], grids: 0 };
+window.__ect = state;
+
+const element = <T extends HTMLElement>(id: string): T => {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`the page has no element #${id}`);
+  return found as T;
+};
+
+/** The backends to try, in order: ?backend=NAME first (then the others as fallbacks), else WebGL, wasm, cpu. */
+function backendOrder(): WebBackend[] {
+  const asked = new URLSearchParams(location.search).get('backend');
+  if (asked && (WEB_BACKENDS as readonly string[]).includes(asked)) return [asked as WebBackend, ...WEB_BACKENDS.filter((b) => b !== asked)];
+  return [...WEB_BACKENDS];
+}
+
+/** Where the wasm backend finds its binaries: embedded data URLs (the inline page) or the folder of the page. */
+function configureWasm(): void {
+  const embedded = document.getElementById(EMBEDDED_WASM_ID);
+  if (embedded?.textContent) setWasmPaths(JSON.parse(embedded.textContent) as Record<string, string>);
+  else setWasmPaths(new URL('./', document.baseURI).href);
+}
+
+/** The WebGL renderer string (UNMASKED_RENDERER_WEBGL where the browser gives it): 'SwiftShader' is software rendering. */
+function webglRenderer(): string {
+  const gl = document.createElement('canvas').getContext('webgl2') ?? document.createElement('canvas').getContext('webgl');
+  if (!gl) return 'no WebGL context';
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+}
+
+/** Facts about the backend that runs, shown on the page. */
+async function backendDetails(name: string): Promise<Record<string, string | number | boolean>> {
+  if (name === 'webgl') {
+    const renderer = webglRenderer();
+    return {
+      renderer, software: /swiftshader|llvmpipe|software/i.test(renderer),
+      webglVersion: tf.env().getNumber('WEBGL_VERSION'), float32: tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
+    };
+  }
+  if (name === 'wasm') {
+    // threads need a cross-origin isolated page (the site's server sends the headers; a plain static host may not)
+    return { threads: getThreadsCount(), simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')), crossOriginIsolated: window.crossOriginIsolated };
+  }
+  return {};
+}
+
+/** Starts the first backend of the order that initialises; records why the ones before it did not. */
+async function startBackend(): Promise<string> {
+  configureWasm();
+  for (const name of backendOrder()) {
+    try {
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return name;
+      }
+      state.skipped.push(`${name}: did not initialise`);
+    } catch (err) {
+      state.skipped.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`no TensorFlow.js backend started (${state.skipped.join('; ')})`);
+}
+
+/** The page's model: embedded in the page (the inline page), else model.json and its weight file beside the page. */
+async function loadModel(): Promise<WebModel> {
+  const embedded = document.getElementById(EMBEDDED_MODEL_ID);
+  if (embedded?.textContent) {
+    const manifest = checkWebManifest(JSON.parse(embedded.textContent), 'the embedded model');
+    const base64 = element(EMBEDDED_WEIGHTS_ID).textContent ?? '';
+    return webModel(manifest, Uint8Array.from(atob(base64.trim()), (c) => c.charCodeAt(0)));
+  }
+  const manifestResponse = await fetch(MODEL_FILE);
+  if (!manifestResponse.ok) throw new Error(`${MODEL_FILE}: HTTP ${manifestResponse.status}`);
+  const manifest: WebModelManifest = checkWebManifest(await manifestResponse.json(), MODEL_FILE);
+  const weightsResponse = await fetch(manifest.weightsFile);
+  if (!weightsResponse.ok) throw new Error(`${manifest.weightsFile}: HTTP ${weightsResponse.status}`);
+  return webModel(manifest, new Uint8Array(await weightsResponse.arrayBuffer()));
+}
+
+/** t_mid from the slider's position in [0, 1]: log-spaced over T_MID_RANGE. */
+function sliderToTime(position: number): number {
+  const [low, high] = T_MID_RANGE.map(Math.log);
+  return Math.exp(low + position * (high - low));
+}
+
+function timeToSlider(t: number): number {
+  const [low, high] = T_MID_RANGE.map(Math.log);
+  return Math.min(1, Math.max(0, (Math.log(t) - low) / (high - low)));
+}
+
+/** Draws uint8 NHWC images as a grid on the canvas, GRID_COLUMNS per row, 2 black pixels between them. */
+function drawGrid(canvas: HTMLCanvasElement, pixels: Uint8Array, [count, height, width, channels]: number[]): void {
+  const pad = 2;
+  const rows = Math.ceil(count / GRID_COLUMNS);
+  canvas.width = GRID_COLUMNS * (width + pad) + pad;
+  canvas.height = rows * (height + pad) + pad;
+  const context = canvas.getContext('2d') as CanvasRenderingContext2D;
+  const image = context.createImageData(canvas.width, canvas.height);
+  for (let i = 3; i < image.data.length; i += 4) image.data[i] = 255;
+  for (let n = 0; n < count; n++) {
+    const left = pad + (n % GRID_COLUMNS) * (width + pad);
+    const top = pad + Math.floor(n / GRID_COLUMNS) * (height + pad);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const from = ((n * height + y) * width + x) * channels;
+        const to = ((top + y) * canvas.width + left + x) * 4;
+        for (let c = 0; c < 3; c++) image.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
+      }
+    }
+  }
+  context.putImageData(image, 0, 0);
+}
+
+/** One grid from the controls' settings, with the library's sampler. */
+async function generate(model: WebModel): Promise<GridResult> {
+  const seed = Number(element<HTMLInputElement>('seed').value);
+  if (!(Number.isInteger(seed) && seed >= 0)) throw new Error(`the seed must be an integer >= 0, got '${element<HTMLInputElement>('seed').value}'`);
+  const steps = Number(element<HTMLSelectElement>('steps').value) as 1 | 2;
+  const midT = steps === 2 ? sliderToTime(Number(element<HTMLInputElement>('tmid').value)) : null;
+  const classValue = element<HTMLSelectElement>('label').value;
+  const label = model.manifest.net.labelDim > 0 && classValue !== '' ? Number(classValue) : null;
+  const started = performance.now();
+  const images = generateImages(model.sampler, steps, GRID_IMAGES, {
+    seed, batch: GRID_IMAGES, midT: midT === null ? undefined : [midT], labels: label === null ? undefined : label,
+  });
+  try {
+    const values = await images.data();   // waits for the backend to finish the batch
+    const ms = performance.now() - started;
+    const pixels = toUint8Images(images);
+    drawGrid(element<HTMLCanvasElement>('grid'), pixels, images.shape);
+    return {
+      seed, steps, midT, label, backend: tf.getBackend(), ms, shape: [...images.shape],
+      values: Array.from(values), pixels: Array.from(pixels),
+    };
+  } finally {
+    images.dispose();
+  }
+}
+
+/** Fills the controls from the model: the default t_mid, and the class picker of a conditional model. */
+function setUpControls(model: WebModel): void {
+  const { manifest } = model;
+  const tmid = element<HTMLInputElement>('tmid');
+  const tmidValue = element<HTMLOutputElement>('tmid-value');
+  const showTime = () => { tmidValue.textContent = sliderToTime(Number(tmid.value)).toFixed(3); };
+  tmid.value = String(timeToSlider(manifest.midT[0] ?? T_MID_RANGE[0]));
+  tmid.addEventListener('input', showTime);
+  showTime();
+  const steps = element<HTMLSelectElement>('steps');
+  const syncSteps = () => { tmid.disabled = steps.value !== '2'; };
+  steps.addEventListener('change', syncSteps);
+  syncSteps();
+  if (manifest.net.labelDim > 0) {
+    const picker = element<HTMLSelectElement>('label');
+    const names = manifest.classNames.length ? manifest.classNames : Array.from({ length: manifest.net.labelDim }, (_, i) => `class ${i}`);
+    names.forEach((name, id) => picker.add(new Option(`${id}: ${name}`, String(id))));
+    element('label-control').hidden = false;
+  }
+  const weights = manifest.weights.dtype === 'float16' && manifest.halfPrecisionError
+    ? `float16 weights (max pixel error against float32: ${manifest.halfPrecisionError.maxAbs.toExponential(2)} on [-1, 1])`
+    : `${manifest.weights.dtype} weights`;
+  element('model-info').textContent = `${manifest.source.kind} run ${manifest.source.run}, iteration ${manifest.source.iteration}, `
+    + `${manifest.net.resolution}x${manifest.net.resolution}x${manifest.net.imageChannels}, ${model.net.paramCount().toLocaleString('en')} parameters, ${weights}`;
+  state.model = { run: manifest.source.run, iteration: manifest.source.iteration, weights: manifest.weights.dtype, classes: manifest.net.labelDim };
+}
+
+function describeBackendLine(name: string, details: Record<string, string | number | boolean>): string {
+  const facts = Object.entries(details).map(([key, value]) => `${key}: ${value}`).join(', ');
+  const skipped = state.skipped.length ? ` (not started: ${state.skipped.join('; ')})` : '';
+  return `backend: ${name}${facts ? ` (${facts})` : ''}${skipped}`;
+}
+
+async function main(): Promise<void> {
+  const status = element('status');
+  const button = element<HTMLButtonElement>('generate');
+  try {
+    const backend = await startBackend();
+    state.backendDetails = await backendDetails(backend);
+    state.backend = backend;
+    element('backend').textContent = describeBackendLine(backend, state.backendDetails);
+    const model = await loadModel();
+    setUpControls(model);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      state.status = 'busy';
+      status.textContent = 'generating...';
+      try {
+        // let the browser paint the status (and finish the click) first: on cpu and wasm the batch blocks the page
+        await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+        const grid = await generate(model);
+        window.__lastGrid = grid;
+        state.grids++;
+        status.textContent = `${grid.shape[0]} images in ${grid.ms.toFixed(0)} ms on ${grid.backend}, `
+          + `${grid.steps} step${grid.steps === 2 ? `s (t_mid ${grid.midT?.toFixed(3)})` : ''}, seed ${grid.seed}${grid.label === null ? '' : `, class ${grid.label}`}`
+          + (state.grids === 1 ? ' (the first grid includes warm-up: kernel compilation and uploads)' : '');
+        state.status = 'ready';
+      } catch (err) {
+        state.status = 'error';
+        state.error = (err as Error).message;
+        status.textContent = `error: ${state.error}`;
+      } finally {
+        button.disabled = false;
+      }
+    });
+    button.disabled = false;
+    state.status = 'ready';
+    status.textContent = 'ready';
+  } catch (err) {
+    state.status = 'error';
+    state.error = (err as Error).message;
+    status.textContent = `error: ${state.error}`;
+  }
+}
+
+void main();

@@ -1,0 +1,182 @@
+/**
+ * Exports a checkpoint as a static generator site: index.html, the esbuild bundle of lib/web/page.ts, the wasm
+ * backend's binaries, model.json and the packed weights. Also the same page as one self-contained HTML string.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { DatasetName } from '../config/types';
+import { CIFAR10_CLASS_NAMES } from '../data/cifar10';
+import { FASHION_MNIST_CLASS_NAMES } from '../data/idx';
+import { SYNTHETIC_CLASS_NAMES } from '../data/synthetic';
+import { generateImages, type SamplerModel } from '../sample';
+import { repositoryRoot } from '../env';
+import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
+import { WEB_MODEL_FORMAT, WEB_MODEL_VERSION, webModel, type HalfPrecisionError, type WebModelManifest } from './model';
+import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from './template';
+import { packWeights, type HostTensor, type WebWeightDtype } from './weights';
+
+/**
+ * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: the committed demo ECT run
+ * (tiny, rough samples) until the main Fashion-MNIST ECT model is shipped; then point this at its run folder.
+ */
+export const SHIPPED_WEB_CHECKPOINT = 'results/demo/ect';
+/** Where `npm run build:web` writes the site and `npm run web` serves it from (gitignored). */
+export const WEB_SITE_DIR = path.join('build', 'web');
+
+/** The wasm backend's binaries, copied beside the bundle (the page calls setWasmPaths with its own folder). */
+export const WASM_BINARIES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
+
+/** How the float16 error is measured at export: 1-step images of this seed, float16 against float32 weights. */
+const HALF_ERROR_IMAGES = 64;
+const HALF_ERROR_SEED = 0;
+
+/** Modules the page bundle must never contain: Node-only code (training, checkpoints, native backends). */
+const NODE_ONLY_INPUTS = [/lib\/train\//, /lib\/backend\//, /native\//, /tfjs-node/, /lib\/import\/(pickle|safetensors|torch-storage)/];
+
+const CLASS_NAMES: Record<DatasetName, readonly string[]> = {
+  'fashion-mnist': FASHION_MNIST_CLASS_NAMES, cifar10: CIFAR10_CLASS_NAMES, synthetic: SYNTHETIC_CLASS_NAMES,
+};
+
+export interface ExportWebOptions {
+  checkpoint: string;            // a checkpoint file or run folder (its newest checkpoint); the EMA weights are exported
+  out: string;                   // the site's folder (created; its files are overwritten)
+  dtype?: WebWeightDtype;        // float32 (default) or float16
+}
+
+/** What an export wrote. */
+export interface ExportedSite {
+  dir: string;
+  files: string[];               // relative to dir
+  manifest: WebModelManifest;
+  bundleBytes: number;
+  weightsBytes: number;
+}
+
+/** The page's script: lib/web/page.ts (compiled beside this file) and everything it imports, for the browser. */
+export async function bundleWebPage(): Promise<{ code: string; inputs: string[] }> {
+  const esbuild = await import('esbuild');
+  const result = await esbuild.build({
+    entryPoints: [path.join(__dirname, 'page.js')],
+    bundle: true,
+    platform: 'browser',         // Node built-ins do not resolve: an import of one fails the bundle
+    format: 'iife',
+    target: 'es2020',
+    minify: true,
+    legalComments: 'eof',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  const nodeOnly = inputs.filter((input) => NODE_ONLY_INPUTS.some((pattern) => pattern.test(input)));
+  if (nodeOnly.length) throw new Error(`the web page bundle pulls in Node-only modules: ${nodeOnly.join(', ')}`);
+  return { code: result.outputFiles[0].text, inputs };
+}
+
+/** The EMA weights of a model on the host. */
+function hostWeights(weights: Map<string, tf.Tensor>): Map<string, HostTensor> {
+  return new Map([...weights].map(([name, t]) => [name, { shape: [...t.shape], values: t.dataSync() as Float32Array }]));
+}
+
+/** Max and mean |a - b| of two equally shaped image batches. */
+export function imageDifference(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbs: number; meanAbs: number } {
+  if (a.length !== b.length) throw new Error(`imageDifference: ${a.length} against ${b.length} values`);
+  let maxAbs = 0, sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= maxAbs)) maxAbs = d;  // NaN propagates
+    sum += d;
+  }
+  return { maxAbs, meanAbs: sum / Math.max(a.length, 1) };
+}
+
+/** The pixel error of float16 weights: the same 1-step images from the float32 model and from the packed float16 one. */
+function halfPrecisionError(full: SamplerModel, manifest: WebModelManifest, bytes: Uint8Array): HalfPrecisionError {
+  const half = webModel(manifest, bytes);
+  try {
+    const options = { seed: HALF_ERROR_SEED, batch: HALF_ERROR_IMAGES };
+    const reference = generateImages(full, 1, HALF_ERROR_IMAGES, options);
+    const rounded = generateImages(half.sampler, 1, HALF_ERROR_IMAGES, options);
+    const difference = imageDifference(reference.dataSync(), rounded.dataSync());
+    reference.dispose();
+    rounded.dispose();
+    return { ...difference, images: HALF_ERROR_IMAGES, steps: 1, seed: HALF_ERROR_SEED };
+  } finally {
+    half.net.dispose();
+  }
+}
+
+/** Writes the generator site of a checkpoint (needs a TensorFlow.js backend: the float16 error is measured here). */
+export async function exportWebSite(options: ExportWebOptions): Promise<ExportedSite> {
+  const dtype = options.dtype ?? 'float32';
+  const model = await loadRunModel(options.checkpoint);
+  let manifest: WebModelManifest;
+  let bytes: Uint8Array;
+  try {
+    const packed = packWeights(hostWeights(model.ema), dtype);
+    bytes = packed.bytes;
+    const { config } = model;
+    manifest = {
+      format: WEB_MODEL_FORMAT, version: WEB_MODEL_VERSION,
+      net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: config.ect.midT,
+      classNames: config.net.labelDim > 0 ? [...(CLASS_NAMES[config.data.name] ?? [])].slice(0, config.net.labelDim) : [],
+      source: {
+        run: runName(model.runDir), checkpoint: path.basename(model.checkpoint),
+        iteration: model.iteration, kind: config.kind, dataset: config.data.name,
+      },
+      weightsFile: WEIGHTS_FILE,
+      weights: packed.table,
+    };
+    if (dtype === 'float16') manifest.halfPrecisionError = halfPrecisionError(samplerModelOf(model), manifest, bytes);
+  } finally {
+    disposeModel(model);
+  }
+  const bundle = await bundleWebPage();
+  const dir = path.resolve(options.out);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, MODEL_FILE), JSON.stringify(manifest, null, 1) + '\n');
+  fs.writeFileSync(path.join(dir, WEIGHTS_FILE), bytes);
+  fs.writeFileSync(path.join(dir, SCRIPT_FILE), bundle.code);
+  const wasmDir = wasmBinaryDir();
+  for (const name of WASM_BINARIES) fs.copyFileSync(path.join(wasmDir, name), path.join(dir, name));
+  fs.writeFileSync(path.join(dir, PAGE_FILE), webPageHtml(pageTitle(manifest), { kind: 'files' }));
+  return {
+    dir, files: [PAGE_FILE, SCRIPT_FILE, MODEL_FILE, WEIGHTS_FILE, ...WASM_BINARIES], manifest,
+    bundleBytes: Buffer.byteLength(bundle.code), weightsBytes: bytes.length,
+  };
+}
+
+/** How the page names a run: its folder relative to the repository (results/demo/ect), else the folder's name (no machine paths in a site). */
+function runName(runDir: string): string {
+  const relative = path.relative(repositoryRoot(), path.resolve(runDir));
+  return relative.startsWith('..') || path.isAbsolute(relative) ? path.basename(path.resolve(runDir)) : relative.split(path.sep).join('/');
+}
+
+/** The page's heading. */
+function pageTitle(manifest: WebModelManifest): string {
+  return `ECT one-step generator: ${manifest.source.dataset}, ${manifest.source.run} (iteration ${manifest.source.iteration})`;
+}
+
+/** The folder of the installed wasm backend's binaries. */
+function wasmBinaryDir(): string {
+  return path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+}
+
+/** An exported site as one self-contained HTML page: the bundle, the model and the wasm binaries inline. */
+export function inlineWebPage(siteDir: string): string {
+  const read = (name: string) => fs.readFileSync(path.join(siteDir, name));
+  const manifestJson = read(MODEL_FILE).toString('utf8');
+  const manifest = JSON.parse(manifestJson) as WebModelManifest;
+  const wasmDataUrls = Object.fromEntries(WASM_BINARIES.map((name) => [name, `data:application/wasm;base64,${read(name).toString('base64')}`]));
+  return webPageHtml(pageTitle(manifest), {
+    kind: 'inline', script: read(SCRIPT_FILE).toString('utf8'), manifestJson,
+    weightsBase64: read(manifest.weightsFile).toString('base64'), wasmDataUrls,
+  });
+}
+
+/** An exported site as an <iframe> whose srcdoc is the self-contained page (for notebooks: works offline and in exported HTML). */
+export function webPageIframe(siteDir: string, size: { width?: number; height?: number } = {}): string {
+  const srcdoc = inlineWebPage(siteDir).replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+  return `<iframe srcdoc="${srcdoc}" width="${size.width ?? 560}" height="${size.height ?? 760}" style="border: 1px solid #ccc"></iframe>`;
+}

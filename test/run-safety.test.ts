@@ -308,16 +308,18 @@ describe('run safety (issue 12)', function () {
   });
 
   describe('checkpoints of another network', () => {
-    it('--init refuses settings its checkpoint cannot honour, naming the field and where it was set', () => {
+    it('--init refuses flags its checkpoint cannot honour, naming the field and where it was set; the preset\'s network yields', () => {
       const dir = tmpDir();
       const wider = ect('tune', '--config', 'fmnist-ect-tiny', '--init', teacher, '--out', path.join(dir, 'a'), '--iters', '2', ...TINY, '--set', 'net.modelChannels=16');
       assert.equal(wider.status, 1, wider.out);
       assert.match(wider.out, /ect: --set net\.modelChannels=16: net\.modelChannels 16 \(the --init checkpoint \S+ has 8\): a tuning run keeps the architecture of the model it starts from/);
-      // the preset's network (fmnist-tiny: 16 channels) is a setting too
-      const preset = ect('tune', '--config', 'fmnist-ect-tiny', '--init', teacher, '--out', path.join(dir, 'b'), '--iters', '2', '--data', 'synthetic', '--batch', '4');
-      assert.equal(preset.status, 1, preset.out);
-      assert.match(preset.out, /fmnist-ect-tiny\.json: net\.modelChannels 16 \(the --init checkpoint \S+ has 8\)/);
       assert.ok(!fs.existsSync(path.join(dir, 'a')), 'a launch that failed leaves no folder');
+      // the preset's network (fmnist-tiny: 16 channels) is the default for runs without --init: the teacher's replaces it
+      const preset = ect('tune', '--config', 'fmnist-ect-tiny', '--init', teacher, '--out', path.join(dir, 'b'), '--iters', '2', '--data', 'synthetic', '--batch', '4');
+      assert.equal(preset.status, 0, preset.out);
+      const recorded = JSON.parse(fs.readFileSync(path.join(dir, 'b', 'config.json'), 'utf8'));
+      assert.equal(recorded.net.modelChannels, 8);
+      assert.equal(recorded.net.dropout, 0.1, 'the dropout stays the tuning preset\'s own');
     });
 
     it('--resume refuses a checkpoint of another architecture, listing the fields, and an --init that is not the run\'s', () => {

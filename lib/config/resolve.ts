@@ -147,8 +147,9 @@ function locate(err: ConfigError, sources: string[], provenance: Provenance): st
 }
 
 /**
- * Values a run must keep, with what fixes them: they replace the defaults, and a preset or override that sets
- * one to another value is an error naming its source (e.g. the network of a tuning run's --init checkpoint).
+ * Values a run must keep, with what fixes them: they replace the defaults and the preset's values, and a flag or
+ * --set that sets one to another value is an error naming its source (e.g. the network of a tuning run's --init
+ * checkpoint).
  */
 export interface FixedValues {
   values: ConfigPatch;
@@ -176,11 +177,12 @@ function assertFixedKept(merged: JsonObject, fixed: FixedValues): void {
 /**
  * The run config for `kind`: defaults, the preset file (optional), then overrides in order. Unknown keys,
  * bad values and a preset of the other kind are errors that name the key and the file or --set it came from.
- * `fixed` values replace the defaults and may not be changed by the preset or the overrides.
+ * `fixed` values replace the defaults and the preset's values, and may not be changed by the overrides.
  */
 export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: ConfigPatch[] = [], fixed?: FixedValues): RunConfig {
+  const preset = presetFile ? presetLayers(presetFile) : [];
   const layers: Layer[] = [
-    ...(presetFile ? presetLayers(presetFile) : []),
+    ...preset,
     ...overrides.map((values, i) => ({ source: overrideSources.get(values) ?? `override ${i + 1} ${JSON.stringify(values)}`, values })),
   ];
   const { ema: defaultEma, ...defaults } = defaultRunConfig(kind);
@@ -192,6 +194,9 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
     } catch (err) {
       throw new Error(`${layer.source}: ${(err as Error).message}`);
     }
+    // fixed values stand in for the preset's as for the defaults (a tuning preset names a network for runs
+    // without --init); only the user's own flags and --set may not change them
+    if (fixed && i === preset.length - 1) merged = mergeLayer(merged, fixed.values, -1, new Map());
   });
   merged.ema = withDefaultEma(merged.ema, defaultEma) as Json;
   try {

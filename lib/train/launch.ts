@@ -129,8 +129,8 @@ const RESULT_FIELDS: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'opt
  * (config.json) when resuming, where only bookkeeping fields such as iters may change, from the newest checkpoint
  * that is whole and finite (newer ones it cannot use are listed in `skipped`), and --init may only name the run's
  * own. Else the defaults and the preset, where a tuning run from a checkpoint takes that checkpoint's network in
- * place of the default one (dropout and label dropout are the tuning's own; a preset or flag that sets another
- * architecture is an error); then the flags and --set. Throws on anything that would not train the run asked for.
+ * place of the default and the preset's (dropout and label dropout are the tuning's own; a flag or --set that sets
+ * another architecture is an error); then the flags and --set. Throws on anything that would not train the run asked for.
  */
 export function resolveRun(spec: RunSpec): ResolvedRun {
   const { kind, flags } = spec;
@@ -154,8 +154,8 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
   // a resumed run has its weights already; only a new one reads its init checkpoint
   const initFile = init === undefined || resumeFile ? null : resolveCheckpointFile(init);
   if (initFile) {
-    // again with the pretrained network's architecture in place of the default network (the init path is known
-    // only now): the preset and flags may set only the tuning's own dropout and label dropout
+    // again with the pretrained network's architecture in place of the default and the preset's network (the init
+    // path is known only now): the flags and --set may set only the tuning's own dropout and label dropout
     const { dropout: _dropout, labelDropout: _labelDropout, ...architecture } = checkpointConfig(initFile).net;
     cfg = resolveWith({
       values: { net: architecture as unknown as ConfigPatch }, source: `the --init checkpoint ${initFile}`,

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAddon } from './backend/onednn/addon';
+import { nodeBindingProblem } from './backend/select';
 
 export interface EnvironmentFacts {
   writtenAt: string;
@@ -23,6 +24,8 @@ export interface EnvironmentFacts {
   commit?: string;                     // the workbench's git commit, '+ local changes' when the tree differs
 }
 
+const NODE_BINDING_PACKAGES = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
+
 /** Packages whose versions decide numerical behaviour and speed. */
 export const RECORDED_PACKAGES = [
   '@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm',
@@ -30,12 +33,16 @@ export const RECORDED_PACKAGES = [
 ];
 
 function packageVersion(name: string): string {
+  let version: string;
   try {
     const file = require.resolve(`${name}/package.json`);
-    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+    version = (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
   } catch {
     return 'not installed';
   }
+  // tfjs-node's package installs without its addon when its install script could not download libtensorflow
+  if (NODE_BINDING_PACKAGES.includes(name) && nodeBindingProblem(name)) return `${version}, without its native addon (not usable)`;
+  return version;
 }
 
 /** Runs a command briefly; undefined when it is missing or fails (no GPU, no toolkit). */

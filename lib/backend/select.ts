@@ -54,7 +54,7 @@ async function activate(name: string): Promise<void> {
  * is missing. Checked before `require`, because a package without its addon registers half its kernels
  * and then throws, which would leave the other package's registration full of conflicts.
  */
-function nodeBindingProblem(packageName: string): string | undefined {
+export function nodeBindingProblem(packageName: string): string | undefined {
   let packageDir: string;
   try {
     packageDir = path.dirname(require.resolve(`${packageName}/package.json`));

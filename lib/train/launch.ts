@@ -16,7 +16,7 @@ import { checkOutputFolder } from '../output-paths';
 import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
 import { readMetrics } from './metrics-log';
 import { acquireRunLock, removeOrphanedTemporaryFiles } from './run-folder';
-import { resolveCheckpointFile, resolveRunInit, CHECKPOINT_DIR } from './run';
+import { resolveCheckpointFile, resolveInitTarget, resolveRunInit, CHECKPOINT_DIR } from './run';
 import { Trainer, type RunStart, type TrainerEvents } from './trainer';
 
 /** One layer of config values, as resolveRunConfig takes them. */
@@ -76,7 +76,7 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--sample-every', flags.sampleEvery, (sampleEvery) => ({ sampleEvery }));
   add('--eval-every', flags.evalEvery, (evalEvery) => ({ evalEvery }));
   add('--eval-n', flags.evalN, (evalN) => ({ evalN }));
-  add('--init', flags.init, (init) => ({ init: path.resolve(String(init)) }));  // the user's path, from the current directory
+  add('--init', flags.init, (init) => ({ init: resolveInitTarget(String(init)) }));  // a path from the current directory, or a shipped teacher's name
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
   add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));
   for (const assignment of flags.set ?? []) patches.push(typeof assignment === 'string' ? parseOverride(assignment) : assignment);

@@ -11,6 +11,25 @@ import { samplerModelFor, type SamplerModel } from '../sample';
 import { assertFiniteTensors, assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
 
 export const CHECKPOINT_DIR = 'checkpoints';
+/** Teachers shipped with the workbench (data/teachers/<name>/: config.json, metrics.csv, an EMA checkpoint). */
+export const SHIPPED_TEACHERS_DIR = path.resolve(__dirname, '..', '..', '..', 'data', 'teachers');
+
+/** Names of the shipped teachers (folders of SHIPPED_TEACHERS_DIR, or of `dir`). */
+export function shippedTeachers(dir = SHIPPED_TEACHERS_DIR): string[] {
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => fs.statSync(path.join(dir, name)).isDirectory()).sort() : [];
+}
+
+/**
+ * What `--init <target>` names: a checkpoint file or run folder (from the current directory), else a shipped
+ * teacher by name. An absolute path, or a target that is neither, comes back as a path (the load then says
+ * what is missing, and lists the shipped teachers).
+ */
+export function resolveInitTarget(target: string, shippedDir = SHIPPED_TEACHERS_DIR): string {
+  if (fs.existsSync(target) || path.isAbsolute(target)) return path.resolve(target);
+  const shipped = path.join(shippedDir, target);
+  if (!target.includes('/') && fs.existsSync(shipped)) return shipped;
+  return path.resolve(target);
+}
 export const CHECKPOINTS_KEPT = 3;
 
 /** A trained model ready to sample: the online network (its variables) and the EMA weights samplers use. */
@@ -71,7 +90,10 @@ export function writeRunConfig(runDir: string, cfg: RunConfig, backend?: Backend
 
 /** A checkpoint file from a file path, a run directory or its checkpoints/ folder (the newest one). */
 export function resolveCheckpointFile(target: string): string {
-  if (!fs.existsSync(target)) throw new Error(`checkpoint ${target}: no such file or directory`);
+  if (!fs.existsSync(target)) {
+    const names = shippedTeachers();
+    throw new Error(`checkpoint ${target}: no such file or directory` + (names.length ? ` (shipped teachers, by name: ${names.join(', ')})` : ''));
+  }
   if (fs.statSync(target).isFile()) return target;
   const found = latestCheckpoint(path.join(target, CHECKPOINT_DIR)) ?? latestCheckpoint(target);
   if (!found) throw new Error(`checkpoint ${target}: a directory with no ckpt-*.ckpt files (looked in it and in its ${CHECKPOINT_DIR}/)`);

@@ -9,3 +9,29 @@ export function toUint8Images(x: tf.Tensor4D): Uint8Array {
   // assigning floats in [0, 255] to a Uint8Array truncates toward zero, as a cast to uint8 does
   return Uint8Array.from(values);
 }
+
+/** An RGBA image: width x height x 4 bytes, row-major. */
+export interface RgbaImage { width: number; height: number; data: Uint8Array }
+
+/**
+ * Tiles uint8 NHWC images (1 or 3 channels) into one opaque RGBA image, `columns` per row, `pad` black pixels
+ * between and around them: the layout of the PNG grids and of the web page's canvas.
+ */
+export function tileRgba(pixels: Uint8Array, [count, height, width, channels]: number[], columns: number, pad: number): RgbaImage {
+  const rows = Math.ceil(count / columns);
+  const out: RgbaImage = { width: columns * (width + pad) + pad, height: rows * (height + pad) + pad, data: new Uint8Array(0) };
+  out.data = new Uint8Array(out.width * out.height * 4);
+  for (let i = 3; i < out.data.length; i += 4) out.data[i] = 255;   // black, opaque
+  for (let n = 0; n < count; n++) {
+    const left = pad + (n % columns) * (width + pad);
+    const top = pad + Math.floor(n / columns) * (height + pad);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const from = ((n * height + y) * width + x) * channels;
+        const to = ((top + y) * out.width + left + x) * 4;
+        for (let c = 0; c < 3; c++) out.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
+      }
+    }
+  }
+  return out;
+}

@@ -1,7 +1,7 @@
 /** Float images in [-1, 1] to uint8 pixels and to PNG image grids (pngjs). */
 import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
-import { toUint8Images } from './pixels';
+import { tileRgba, toUint8Images } from './pixels';
 
 export { toUint8Images } from './pixels';  // its old home; the pure module is lib/image/pixels.ts (the web page uses it)
 
@@ -11,7 +11,7 @@ export { toUint8Images } from './pixels';  // its old home; the pure module is l
  * Returns the PNG file bytes.
  */
 export function imagesToGridPng(images: tf.Tensor4D, cols?: number, pad = 2): Buffer {
-  const [count, height, width, channels] = images.shape;
+  const [count, , , channels] = images.shape;
   if (channels !== 1 && channels !== 3) {
     throw new Error(`imagesToGridPng: images must have 1 or 3 channels, got shape [${images.shape.join(', ')}]`);
   }
@@ -19,23 +19,8 @@ export function imagesToGridPng(images: tf.Tensor4D, cols?: number, pad = 2): Bu
   const columns = cols ?? Math.ceil(Math.sqrt(count));
   if (!Number.isInteger(columns) || columns <= 0) throw new Error(`imagesToGridPng: cols must be a positive integer, got ${cols}`);
   if (!Number.isInteger(pad) || pad < 0) throw new Error(`imagesToGridPng: pad must be a non-negative integer, got ${pad}`);
-  const rows = Math.ceil(count / columns);
-  const pixels = toUint8Images(images);
-
-  const png = new PNG({ width: columns * (width + pad) + pad, height: rows * (height + pad) + pad });
-  // RGBA canvas: black, opaque
-  png.data.fill(0);
-  for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
-  for (let n = 0; n < count; n++) {
-    const left = pad + (n % columns) * (width + pad);
-    const top = pad + Math.floor(n / columns) * (height + pad);
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const from = ((n * height + y) * width + x) * channels;
-        const to = ((top + y) * png.width + left + x) * 4;
-        for (let c = 0; c < 3; c++) png.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
-      }
-    }
-  }
+  const grid = tileRgba(toUint8Images(images), images.shape, columns, pad);
+  const png = new PNG({ width: grid.width, height: grid.height });
+  png.data.set(grid.data);
   return PNG.sync.write(png, { colorType: channels === 3 ? 2 : 0 });
 }

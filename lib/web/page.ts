@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
 import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { toUint8Images } from '../image/pixels';
+import { tileRgba, toUint8Images } from '../image/pixels';
 import { generateImages } from '../sample';
 import { checkWebManifest, webModel, type WebModel, type WebModelManifest } from './model';
 import { EMBEDDED_MODEL_ID, EMBEDDED_WASM_ID, EMBEDDED_WEIGHTS_ID, GRID_COLUMNS, GRID_IMAGES, MODEL_FILE, T_MID_RANGE, WEB_BACKENDS, type WebBackend } from './template';
@@ -132,25 +132,13 @@ function timeToSlider(t: number): number {
 }
 
 /** Draws uint8 NHWC images as a grid on the canvas, GRID_COLUMNS per row, 2 black pixels between them. */
-function drawGrid(canvas: HTMLCanvasElement, pixels: Uint8Array, [count, height, width, channels]: number[]): void {
-  const pad = 2;
-  const rows = Math.ceil(count / GRID_COLUMNS);
-  canvas.width = GRID_COLUMNS * (width + pad) + pad;
-  canvas.height = rows * (height + pad) + pad;
+function drawGrid(canvas: HTMLCanvasElement, pixels: Uint8Array, shape: number[]): void {
+  const grid = tileRgba(pixels, shape, GRID_COLUMNS, 2);
+  canvas.width = grid.width;
+  canvas.height = grid.height;
   const context = canvas.getContext('2d') as CanvasRenderingContext2D;
-  const image = context.createImageData(canvas.width, canvas.height);
-  for (let i = 3; i < image.data.length; i += 4) image.data[i] = 255;
-  for (let n = 0; n < count; n++) {
-    const left = pad + (n % GRID_COLUMNS) * (width + pad);
-    const top = pad + Math.floor(n / GRID_COLUMNS) * (height + pad);
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const from = ((n * height + y) * width + x) * channels;
-        const to = ((top + y) * canvas.width + left + x) * 4;
-        for (let c = 0; c < 3; c++) image.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
-      }
-    }
-  }
+  const image = context.createImageData(grid.width, grid.height);
+  image.data.set(grid.data);
   context.putImageData(image, 0, 0);
 }
 

@@ -13,6 +13,7 @@ import { watchStopRequests } from './stop-requests';
 import { registerMetricsCommands } from './commands/metrics';
 import { registerSweepCommands } from './commands/sweep';
 import { registerExportWebCommand } from './commands/export-web';
+import { registerEdmCommands } from './commands/import-edm';
 import { runDemo } from './demo';
 import { integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
 
@@ -126,7 +127,7 @@ export function buildProgram(): Command {
     .action(async (flags: TrainFlags) => { await trainCommand('pretrain', flags); });
 
   addTrainingOptions(program.command('tune').description('ECT: tune a pretrained diffusion model into a consistency model'), 'tune')
-    .option('--init <checkpoint>', 'pretrained model to start from: a checkpoint file or a run directory (its newest checkpoint); both the online and EMA weights start from its EMA')
+    .option('--init <checkpoint>', 'pretrained model to start from: a checkpoint file, a run directory (its newest checkpoint), or the name of a teacher shipped in data/teachers/; both the online and EMA weights start from its EMA')
     .option('--from-scratch', 'tune a randomly initialised network (the paper\'s ablation without diffusion pretraining)')
     .action(async (flags: TrainFlags) => { await trainCommand('tune', flags); });
 
@@ -157,6 +158,7 @@ export function buildProgram(): Command {
   registerMetricsCommands(program);
   registerSweepCommands(program);
   registerExportWebCommand(program);
+  registerEdmCommands(program);
   return program;
 }
 

@@ -3,8 +3,8 @@
  * the rules that span keys. Config resolution, the optimiser and the EMA all validate through these functions.
  */
 import {
-  DATASET_NAMES, MAPPINGS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
-  type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig,
+  DATASET_NAMES, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
+  type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig, type VpConstants,
 } from './types';
 
 /** A problem in a config; `keys` are the key paths it is about, so a resolver can say where each came from. */
@@ -162,6 +162,7 @@ const NETWORK_FIELDS: Fields<NetworkConfig> = {
   embedMult: positiveInteger,
   labelDim: nonNegativeInteger,
   labelDropout: probability,
+  arch: optional(oneOf(NETWORK_ARCHS)),
 };
 
 /** Checks a network config: its fields, and that the UNet can be built (halvings, embedding, GroupNorm groups). */
@@ -183,6 +184,16 @@ export function validateNetworkConfig(net: unknown): asserts net is NetworkConfi
 
 // edm --------------------------------------------------------------------------------------------------------
 
+const VP_FIELDS: Fields<VpConstants> = {
+  betaD: positiveNumber,
+  betaMin: positiveNumber,
+  M: leaf('an integer above 1', (v) => Number.isInteger(v) && (v as number) > 1),
+};
+
+export function validateVpConstants(vp: unknown): asserts vp is VpConstants {
+  checkFields('edm.vp', vp, VP_FIELDS);
+}
+
 const EDM_FIELDS: Fields<EdmConfig> = {
   sigmaData: positiveNumber,
   sigmaMin: positiveNumber,
@@ -192,10 +203,16 @@ const EDM_FIELDS: Fields<EdmConfig> = {
   pMean: finiteNumber,
   pStd: positiveNumber,
   evalSigmaMin: positiveNumber,
+  precond: optional(oneOf(PRECOND_KINDS)),
+  vp: optional(section(VP_FIELDS, validateVpConstants)),
 };
 
 export function validateEdmConfig(edm: unknown): asserts edm is EdmConfig {
   checkFields('edm', edm, EDM_FIELDS);
+  // VPPrecond's constants belong to it alone: a VP network without them, or them without one, is a mistake
+  if ((edm.precond === 'vp') !== (edm.vp !== undefined)) {
+    throw new ConfigError(edm.vp === undefined ? "edm.precond 'vp' needs edm.vp (betaD, betaMin, M)" : `edm.vp is VPPrecond's, but edm.precond is '${edm.precond ?? 'edm'}'`, ['edm.precond', 'edm.vp']);
+  }
   for (const key of ['sigmaMin', 'evalSigmaMin'] as const) {
     if (!(edm[key] < edm.sigmaMax)) {
       throw new ConfigError(`edm.${key} must be below edm.sigmaMax (${edm.sigmaMax}), got ${edm[key]}`, [`edm.${key}`, 'edm.sigmaMax']);
@@ -301,6 +318,9 @@ const RUN_FIELDS: Fields<RunConfig> = {
 /** Checks a whole run config: unknown keys anywhere first, then every section, then the rules across sections. */
 export function validateRunConfig(cfg: unknown): asserts cfg is RunConfig {
   checkFields('', cfg, RUN_FIELDS);
+  if (cfg.kind === 'tune' && (cfg.edm.precond ?? 'edm') !== 'edm') {
+    throw new ConfigError(`edm.precond '${cfg.edm.precond}': ECT tunes with EDM's preconditioning (a tuning run copies the inner network of a VP or VE teacher and switches to it); drop edm.precond`, ['edm.precond', 'kind']);
+  }
   if (cfg.ect.midT.some((t) => t >= cfg.edm.sigmaMax)) {
     throw new ConfigError(`ect.midT must be times below edm.sigmaMax (${cfg.edm.sigmaMax}), got ${JSON.stringify(cfg.ect.midT)}`, ['ect.midT', 'edm.sigmaMax']);
   }

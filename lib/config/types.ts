@@ -4,7 +4,14 @@
  * command line's choices.
  */
 
-/** The DDPM++ ("SongUNet") family of ect-spec.md section 4. */
+/**
+ * EDM's two settings of its SongUNet: DDPM++ (positional noise embedding, standard encoder, [1, 1] resampling; ours by
+ * default) and NCSN++ (Fourier noise embedding of twice the channels, residual encoder, [1, 3, 3, 1] resampling).
+ */
+export const NETWORK_ARCHS = ['ddpmpp', 'ncsnpp'] as const;
+export type NetworkArch = (typeof NETWORK_ARCHS)[number];
+
+/** The DDPM++ ("SongUNet") family of ect-spec.md section 4 (and EDM's NCSN++ setting of the same network). */
 export interface NetworkConfig {
   resolution: number;        // image side in pixels (32 for CIFAR-10, 28 for Fashion-MNIST)
   imageChannels: number;     // 3 for CIFAR-10, 1 for Fashion-MNIST
@@ -16,11 +23,26 @@ export interface NetworkConfig {
   embedMult: number;         // noise-embedding width = embedMult * modelChannels (4 in the paper)
   labelDim: number;          // classes of the label embedding (EDM's label_dim): 0 = unconditional, 10 for Fashion-MNIST or CIFAR-10
   labelDropout: number;      // probability of dropping an image's label in training (EDM's label_dropout), 0 = never
+  arch?: NetworkArch;        // EDM's setting: absent or 'ddpmpp' (the paper's), 'ncsnpp' (imported VE teachers)
 }
 
 /** Preconditioning variants: training mode gives D(x, 0) = x; eval mode gives D(x, sigmaMin) = x. */
 export const PRECOND_MODES = ['train', 'eval'] as const;
 export type PrecondMode = (typeof PRECOND_MODES)[number];
+
+/**
+ * Preconditionings of EDM's code (training/networks.py): 'edm' (EDMPrecond, ect-spec.md section 3, what ECT trains
+ * with), and the two that EDM's released VP and VE networks were trained with, which an imported teacher samples with.
+ */
+export const PRECOND_KINDS = ['edm', 'vp', 've'] as const;
+export type PrecondKind = (typeof PRECOND_KINDS)[number];
+
+/** The constants of EDM's VPPrecond (its defaults in parentheses). */
+export interface VpConstants {
+  betaD: number;          // extent of the noise level schedule (19.9)
+  betaMin: number;        // initial slope of the noise level schedule (0.1)
+  M: number;              // original number of DDPM timesteps: c_noise = (M - 1) sigma^-1(sigma) (1000)
+}
 
 /** EDM constants (ect-spec.md sections 2, 3 and 5). */
 export interface EdmConfig {
@@ -32,6 +54,8 @@ export interface EdmConfig {
   pMean: number;          // log-normal mean of sigma for EDM pretraining, -1.2
   pStd: number;           // log-normal std of sigma for EDM pretraining, 1.2
   evalSigmaMin: number;   // CM boundary for eval-mode preconditioning, 0.003
+  precond?: PrecondKind;  // preconditioning of D(x, sigma); absent: 'edm' (the only one ECT tunes with)
+  vp?: VpConstants;       // VPPrecond's constants, exactly when precond is 'vp'
 }
 
 /** ECT's mapping functions n(t) (lib/ect/mapping.ts). */

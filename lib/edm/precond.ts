@@ -1,6 +1,9 @@
-/** EDM preconditioning (ect-spec.md section 3): D(x, sigma) = c_skip x + c_out F(c_in x, c_noise). */
+/**
+ * Preconditioning, D(x, sigma) = c_skip x + c_out F(c_in x, c_noise): EDM's (ect-spec.md section 3), which ECT trains
+ * with, and the VP and VE ones of EDM's code, which imported teachers (lib/import/) sample with.
+ */
 import * as tf from '@tensorflow/tfjs-core';
-import type { EdmConfig, PrecondMode } from '../config/types';
+import type { EdmConfig, PrecondMode, VpConstants } from '../config/types';
 import type { ClassLabels, DropoutMasks, UNet } from '../nn/unet';
 
 /** The four preconditioning coefficients for one noise level. */
@@ -36,8 +39,32 @@ export function cOut(sigma: number, sigmaData: number, mode: PrecondMode = 'trai
 /** Below this noise level c_noise is taken at the floor, so that ln(0) never reaches the network. */
 const C_NOISE_FLOOR = 1e-20;
 
-/** All four coefficients at once (c_noise at max(sigma, 1e-20): sigma may be 0 in training mode, where D = x). */
+/** VP's inverse noise schedule: t with sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) = sigma. */
+export function vpSigmaInverse(sigma: number, vp: VpConstants): number {
+  return (Math.sqrt(vp.betaMin * vp.betaMin + 2 * vp.betaD * Math.log1p(sigma * sigma)) - vp.betaMin) / vp.betaD;
+}
+
+/** VPPrecond: c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(sigma^2 + 1), c_noise = (M - 1) sigma^-1(sigma). */
+export function vpCoefficients(sigma: number, vp: VpConstants): PrecondCoefficients {
+  return { cSkip: 1, cOut: -sigma, cIn: 1 / Math.sqrt(sigma * sigma + 1), cNoise: (vp.M - 1) * vpSigmaInverse(sigma, vp) };
+}
+
+/** VEPrecond: c_skip = 1, c_out = sigma, c_in = 1, c_noise = ln(sigma / 2). */
+export function veCoefficients(sigma: number): PrecondCoefficients {
+  return { cSkip: 1, cOut: sigma, cIn: 1, cNoise: Math.log(0.5 * sigma) };
+}
+
+/**
+ * All four coefficients at once, of the config's preconditioning (edm.precond, EDM's when absent). For EDM's, c_noise
+ * is taken at max(sigma, 1e-20): sigma may be 0 in training mode, where D = x. VP and VE have no eval mode (that is
+ * ECT's consistency boundary); they are what an imported teacher samples with.
+ */
 export function precondCoefficients(sigma: number, edm: EdmConfig, mode: PrecondMode): PrecondCoefficients {
+  if (edm.precond === 'vp') {
+    if (!edm.vp) throw new Error("edm.precond 'vp' needs edm.vp (betaD, betaMin, M)");
+    return vpCoefficients(sigma, edm.vp);
+  }
+  if (edm.precond === 've') return veCoefficients(sigma);
   return {
     cSkip: cSkip(sigma, edm.sigmaData, mode, edm.evalSigmaMin),
     cOut: cOut(sigma, edm.sigmaData, mode, edm.evalSigmaMin),
@@ -68,7 +95,8 @@ export function denoise(net: UNet, x: tf.Tensor4D, sigma: number | ArrayLike<num
   const column = (pick: (c: PrecondCoefficients) => number) => Float32Array.from(coefficients, pick);
   return tf.tidy(() => {
     const perExample = (values: Float32Array) => tf.tensor4d(values, [batch, 1, 1, 1]);
-    const raw = net.forward(tf.mul(x, perExample(column((c) => c.cIn))) as tf.Tensor4D, tf.tensor1d(column((c) => c.cNoise)), {
+    // c_noise goes in as host values: the noise embedding is then exact to float32 (VP's c_noise reaches ~1000)
+    const raw = net.forward(tf.mul(x, perExample(column((c) => c.cIn))) as tf.Tensor4D, Float64Array.from(coefficients, (c) => c.cNoise), {
       training: opts.training, dropout: opts.dropout, weights: opts.weights, labels: opts.labels,
     });
     return tf.add(tf.mul(perExample(column((c) => c.cSkip)), x), tf.mul(perExample(column((c) => c.cOut)), raw)) as tf.Tensor4D;

@@ -16,3 +16,10 @@ export {
   decodeSafetensors, encodeSafetensors, floatToHalf, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
   torchDtypeOf, writeSafetensors, type SafeTensor, type SafetensorsDtype, type SafetensorsFile,
 } from './safetensors';
+export {
+  EDM_MODEL_PREFIX, EdmMappingError, convertLayout, edmResampleBuffers, edmResampleFilter, edmTensorMap, inferEdmArchitecture, matchEdmStateDict,
+  type EdmLayout, type EdmTensorMapping,
+} from './edm-map';
+export { EDM_PRECONDS, SUPPORTED_EDM_NETWORKS, importEdmFile, importEdmPickle, importEdmSafetensors, type ImportedEdm } from './edm-import';
+export { edmStateDict, encodeEdmSafetensors } from './edm-export';
+export { importedRunConfig, writeImportedRun } from './edm-run';

@@ -2,10 +2,23 @@
  * The layer plan of the DDPM++ UNet (EDM's SongUNet) derived from a NetworkConfig: which blocks exist,
  * their channels, resolutions and names. The network and the FLOPs counter both walk this plan.
  */
-import type { NetworkConfig } from '../config/types';
+import type { NetworkArch, NetworkConfig } from '../config/types';
 import { validateNetworkConfig } from '../config/schema';
 
 export type Resample = 'none' | 'down' | 'up';
+
+/** What EDM's two SongUNet settings change (its embedding_type, channel_mult_noise, encoder_type, resample_filter). */
+export interface ArchSettings {
+  embedding: 'positional' | 'fourier';  // noise embedding: sinusoids of fixed frequencies, or of stored random ones
+  noiseMult: number;                    // noise embedding width = noiseMult * modelChannels
+  residualEncoder: boolean;             // NCSN++: the input, resampled, added back after each down block
+  resampleTaps: number[];               // 1-D taps of the separable resampling filter
+}
+
+export const ARCH_SETTINGS: Record<NetworkArch, ArchSettings> = {
+  ddpmpp: { embedding: 'positional', noiseMult: 1, residualEncoder: false, resampleTaps: [1, 1] },     // 2x2 mean, nearest
+  ncsnpp: { embedding: 'fourier', noiseMult: 2, residualEncoder: true, resampleTaps: [1, 3, 3, 1] },
+};
 
 /** One residual block (optionally followed by self-attention). */
 export interface BlockPlan {
@@ -17,9 +30,12 @@ export interface BlockPlan {
   attention: boolean;
   skipConv: boolean;     // 1x1 conv on the shortcut (channels or resolution change)
   concatSkip: boolean;   // decoder blocks concatenate one stored encoder output first
+  auxResidual?: { name: string; inChannels: number };  // NCSN++'s residual encoder: conv of the resampled input added after this block
 }
 
 export interface UNetPlan {
+  arch: ArchSettings;
+  noiseChannels: number;        // width of the noise embedding before the mapping MLP
   embedChannels: number;        // width of the noise embedding after the mapping MLP
   inputConv: { name: string; inChannels: number; outChannels: number; resolution: number };
   encoder: BlockPlan[];
@@ -40,13 +56,20 @@ export function planUNet(cfg: NetworkConfig): UNetPlan {
   });
 
   // encoder: input conv at full resolution, then per level an optional down block and numBlocks blocks
+  const arch = ARCH_SETTINGS[cfg.arch ?? 'ddpmpp'];
   let channels = cfg.modelChannels;
+  let auxChannels = cfg.imageChannels;  // the residual encoder's running input
   const inputConv = { name: `enc.${cfg.resolution}x${cfg.resolution}_conv`, inChannels: cfg.imageChannels, outChannels: channels, resolution: cfg.resolution };
   skips.push(channels);
   cfg.channelMult.forEach((mult, level) => {
     const res = cfg.resolution >> level;
     if (level > 0) {
-      encoder.push(block(`enc.${res}x${res}_down`, channels, channels, res, 'down', false));
+      const down = block(`enc.${res}x${res}_down`, channels, channels, res, 'down', false);
+      if (arch.residualEncoder) {
+        down.auxResidual = { name: `enc.${res}x${res}_aux_residual`, inChannels: auxChannels };
+        auxChannels = channels;
+      }
+      encoder.push(down);
       skips.push(channels);
     }
     for (let i = 0; i < cfg.numBlocks; i++) {
@@ -79,6 +102,8 @@ export function planUNet(cfg: NetworkConfig): UNetPlan {
   }
   if (skips.length) throw new Error('internal: UNet skip stack not consumed');
   return {
+    arch,
+    noiseChannels: arch.noiseMult * cfg.modelChannels,
     embedChannels: cfg.embedMult * cfg.modelChannels,
     inputConv,
     encoder,

@@ -24,8 +24,8 @@ export function attentionMatmulFlops(resolution: number, channels: number): numb
  */
 export function forwardFlopsPerImage(cfg: NetworkConfig): number {
   const plan = planUNet(cfg);
-  let total = linearFlops(cfg.labelDim, cfg.modelChannels);  // the label embedding (none when unconditional)
-  total += linearFlops(cfg.modelChannels, plan.embedChannels) + linearFlops(plan.embedChannels, plan.embedChannels);
+  let total = linearFlops(cfg.labelDim, plan.noiseChannels);  // the label embedding (none when unconditional)
+  total += linearFlops(plan.noiseChannels, plan.embedChannels) + linearFlops(plan.embedChannels, plan.embedChannels);
   total += convFlops(plan.inputConv.resolution, plan.inputConv.inChannels, plan.inputConv.outChannels, 3);
   for (const block of [...plan.encoder, ...plan.decoder]) {
     const res = block.resolution;
@@ -33,6 +33,7 @@ export function forwardFlopsPerImage(cfg: NetworkConfig): number {
     total += linearFlops(plan.embedChannels, block.outChannels);       // embedding affine
     total += convFlops(res, block.outChannels, block.outChannels, 3);  // conv1
     if (block.skipConv) total += convFlops(res, block.inChannels, block.outChannels, 1);
+    if (block.auxResidual) total += convFlops(2 * res + 2, block.auxResidual.inChannels, block.outChannels, 3);  // NCSN++: before its stride-2 filter
     if (block.attention) {
       total += convFlops(res, block.outChannels, 3 * block.outChannels, 1);  // qkv
       total += attentionMatmulFlops(res, block.outChannels);

@@ -4,8 +4,8 @@ import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
 import { fusedDownsample2x, fusedGroupNorm, fusedUpsample2x, hasFusedGroupNorm, hasFusedResample } from './fused';
 
-/** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"). */
-export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones'; scale?: number; fanIn?: number; fanOut?: number }
+/** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
+export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones' | 'normal'; scale?: number; fanIn?: number; fanOut?: number }
 
 /** Creates named parameters deterministically from one seed (the same seed gives the same network on any backend). */
 export class ParamFactory {
@@ -30,6 +30,10 @@ export class ParamFactory {
       // xavier uniform: U(-a, a) with a = sqrt(6 / (fanIn + fanOut)), times an optional gain
       const bound = (init.scale ?? 1) * Math.sqrt(6 / ((init.fanIn ?? 1) + (init.fanOut ?? 1)));
       for (let i = 0; i < size; i++) values[i] = (this.rng() * 2 - 1) * bound;
+    }
+    if (init.kind === 'normal') {
+      // Box-Muller from the same seeded stream
+      for (let i = 0; i < size; i++) values[i] = (init.scale ?? 1) * Math.sqrt(-2 * Math.log(1 - this.rng())) * Math.cos(2 * Math.PI * this.rng());
     }
     const initial = tf.tensor(values, shape);
     const variable = tf.variable(initial, true, this.prefix + name);
@@ -182,16 +186,140 @@ export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   return tf.reshape(spread, [b, 2 * h, 2 * wd, c]);
 }
 
-/**
- * Positional embedding of c_noise with `channels` features: f_i = (1/10000)^(i/(half-1)),
- * emb = concat(cos(c_noise f), sin(c_noise f)).
- */
-export function positionalEmbedding(cNoise: tf.Tensor1D, channels: number): tf.Tensor2D {
+/** True for a tensor (of whichever tfjs-core instance made it), false for host values. */
+export function isTensor(value: unknown): value is tf.Tensor {
+  return typeof (value as tf.Tensor | undefined)?.dataSync === 'function';
+}
+
+/** Frequencies of the positional embedding with `channels` features: f_i = (1/10000)^(i/(half-1)) (EDM's endpoint=True). */
+export function embeddingFrequencies(channels: number): Float64Array {
   const half = channels / 2;
-  const freqs = new Float32Array(half);
-  for (let i = 0; i < half; i++) freqs[i] = Math.pow(1 / 10000, i / Math.max(half - 1, 1));
-  const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.tensor2d(freqs, [1, half]));
-  return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
+  return Float64Array.from({ length: half }, (_, i) => Math.pow(1 / 10000, i / Math.max(half - 1, 1)));
+}
+
+/**
+ * Positional embedding of c_noise with `channels` features: emb = concat(cos(c_noise f), sin(c_noise f)). Given c_noise on
+ * the host (as the preconditioning knows it), it is computed in float64 and rounded once: float32 angles would lose
+ * ~1e-4 at VP's c_noise of up to ~1000 (lib/import/ imports such networks); as a tensor, in the tensor's precision.
+ */
+export function positionalEmbedding(cNoise: tf.Tensor1D | ArrayLike<number>, channels: number): tf.Tensor2D {
+  const freqs = embeddingFrequencies(channels);
+  const half = freqs.length;
+  if (isTensor(cNoise)) {
+    const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.tensor2d(Float32Array.from(freqs), [1, half]));
+    return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
+  }
+  const values = new Float32Array(cNoise.length * channels);
+  for (let b = 0; b < cNoise.length; b++) {
+    for (let i = 0; i < half; i++) {
+      const angle = cNoise[b] * freqs[i];
+      values[b * channels + i] = Math.cos(angle);
+      values[b * channels + half + i] = Math.sin(angle);
+    }
+  }
+  return tf.tensor2d(values, [cNoise.length, channels]);
+}
+
+/**
+ * Fourier embedding of c_noise (EDM's NCSN++): emb = concat(cos(2 pi f c_noise), sin(2 pi f c_noise)) with the network's
+ * stored frequencies f. Given c_noise on the host, in float64 and rounded once (the angles reach ~1000), as positionalEmbedding.
+ */
+export function fourierEmbedding(cNoise: tf.Tensor1D | ArrayLike<number>, freqs: tf.Tensor): tf.Tensor2D {
+  const half = freqs.size;
+  if (isTensor(cNoise)) {
+    const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.reshape(tf.mul(freqs, 2 * Math.PI), [1, half]));
+    return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
+  }
+  const f = freqs.dataSync();
+  const values = new Float32Array(cNoise.length * 2 * half);
+  for (let b = 0; b < cNoise.length; b++) {
+    for (let i = 0; i < half; i++) {
+      const angle = cNoise[b] * (2 * Math.PI * f[i]);
+      values[b * 2 * half + i] = Math.cos(angle);
+      values[b * 2 * half + half + i] = Math.sin(angle);
+    }
+  }
+  return tf.tensor2d(values, [cNoise.length, 2 * half]);
+}
+
+/** Every second element along axis 1 (H) or 2 (W) of an NHWC tensor whose size there is even, starting at the first. */
+function everySecond(x: tf.Tensor4D, axis: 1 | 2): tf.Tensor4D {
+  const [b, h, w, c] = x.shape;
+  const paired = axis === 1 ? tf.reshape(x, [b, h / 2, 2, w, c]) : tf.reshape(x, [b, h, w / 2, 2, c]);
+  const size = axis === 1 ? [b, h / 2, 1, w, c] : [b, h, w / 2, 1, c];
+  return tf.reshape(tf.slice(paired, [0, 0, 0, 0, 0], size), axis === 1 ? [b, h / 2, w, c] : [b, h, w / 2, c]) as tf.Tensor4D;
+}
+
+/**
+ * Filtered 2x downsampling along one axis of an input already padded by (taps - 2) / 2: out[i] = sum_k t_k x[2i + k] / sum t
+ * (EDM's depthwise resample_filter convolution with stride 2).
+ */
+function filterDownAxis(x: tf.Tensor4D, taps: number[], axis: 1 | 2): tf.Tensor4D {
+  const outputs = (x.shape[axis] - (taps.length - 2)) / 2;
+  const total = taps.reduce((a, t) => a + t, 0);
+  let out: tf.Tensor4D | null = null;
+  taps.forEach((tap, k) => {
+    const begin = [0, 0, 0, 0];
+    const size = [...x.shape];
+    begin[axis] = k;
+    size[axis] = 2 * outputs;
+    const term = tf.mul(everySecond(tf.slice(x, begin, size), axis), tap / total) as tf.Tensor4D;
+    out = out ? tf.add(out, term) as tf.Tensor4D : term;
+  });
+  return out as unknown as tf.Tensor4D;
+}
+
+/** x shifted by d along an axis with zeros shifted in: out[m] = x[m + d]. */
+function shifted(x: tf.Tensor4D, d: number, axis: 1 | 2): tf.Tensor4D {
+  if (d === 0) return x;
+  const padding: Array<[number, number]> = [[0, 0], [0, 0], [0, 0], [0, 0]];
+  padding[axis] = d > 0 ? [0, d] : [-d, 0];
+  const begin = [0, 0, 0, 0];
+  begin[axis] = d > 0 ? d : 0;
+  return tf.slice(tf.pad(x, padding), begin, x.shape);
+}
+
+/**
+ * Filtered 2x upsampling along one axis (EDM's transposed depthwise convolution with 2 t / sum t, stride 2, padding
+ * (len - 1) // 2): out[2m + r] = sum over k = r + p (mod 2) of g_k x[m + (r + p - k) / 2].
+ */
+function filterUpAxis(x: tf.Tensor4D, taps: number[], axis: 1 | 2): tf.Tensor4D {
+  const total = taps.reduce((a, t) => a + t, 0);
+  const pad = Math.floor((taps.length - 1) / 2);
+  const phases = [0, 1].map((r) => {
+    let out: tf.Tensor4D | null = null;
+    taps.forEach((tap, k) => {
+      if ((k - r - pad) % 2 !== 0) return;
+      const term = tf.mul(shifted(x, (r + pad - k) / 2, axis), (2 * tap) / total) as tf.Tensor4D;
+      out = out ? tf.add(out, term) as tf.Tensor4D : term;
+    });
+    return out as unknown as tf.Tensor4D;
+  });
+  const [b, h, w, c] = x.shape;
+  return tf.reshape(tf.stack(phases, axis + 1), axis === 1 ? [b, 2 * h, w, c] : [b, h, 2 * w, c]) as tf.Tensor4D;
+}
+
+/**
+ * 2x resampling with a separable filter of 1-D taps (EDM's resample_filter): [1, 1] is 2x2 average pooling and
+ * nearest-neighbour upsampling (the fast paths above); NCSN++'s [1, 3, 3, 1] is spelt out with pads and slices.
+ * `padded`: the input of a downsampling already carries its (taps - 2) / 2 border (NCSN++'s fused residual convolution).
+ */
+export function resample2x(x: tf.Tensor4D, direction: 'down' | 'up', taps: number[], padded = false): tf.Tensor4D {
+  if (taps.length === 2 && taps[0] === taps[1] && !padded) return direction === 'down' ? downsample2x(x) : upsample2x(x);
+  if (direction === 'up') return filterUpAxis(filterUpAxis(x, taps, 1), taps, 2);
+  const border = (taps.length - 2) / 2;
+  const input = padded || border === 0 ? x : tf.pad(x, [[0, 0], [border, border], [border, border], [0, 0]]) as tf.Tensor4D;
+  return filterDownAxis(filterDownAxis(input, taps, 1), taps, 2);
+}
+
+/**
+ * NCSN++'s residual-encoder convolution (EDM's Conv2d with down and fused_resample): a 3x3 convolution with padding
+ * 1 + (taps - 2) / 2, then the filter with stride 2 and no padding.
+ */
+export function convDownFused(w: WeightSource, name: string, x: tf.Tensor4D, taps: number[]): tf.Tensor4D {
+  const border = (taps.length - 2) / 2;
+  const wide = conv2d(w, name, border ? tf.pad(x, [[0, 0], [border, border], [border, border], [0, 0]]) as tf.Tensor4D : x);
+  return resample2x(wide, 'down', taps, true);
 }
 
 /**

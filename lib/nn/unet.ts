@@ -1,10 +1,10 @@
-/** The DDPM++ UNet (EDM's SongUNet) of ect-spec.md section 4: raw network F(c_in x, c_noise), NHWC. */
+/** The DDPM++ UNet (EDM's SongUNet) of ect-spec.md section 4, or EDM's NCSN++ setting of it: raw network F(c_in x, c_noise), NHWC. */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NetworkConfig } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import {
-  conv2d, downsample2x, DropoutMasks, groupNorm, linear, ParamFactory, positionalEmbedding,
-  selfAttention, silu, upsample2x, type WeightSource,
+  conv2d, convDownFused, DropoutMasks, fourierEmbedding, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
+  resample2x, selfAttention, silu, type WeightSource,
 } from './layers';
 
 export { DropoutMasks } from './layers';
@@ -12,6 +12,7 @@ export { DropoutMasks } from './layers';
 const SKIP_SCALE = Math.SQRT1_2;   // residual sums are scaled by sqrt(1/2)
 const ATTN_GAIN = Math.sqrt(0.2);  // EDM's init gain for the qkv projection
 const ZERO_INIT = 1e-5;            // EDM's "init_zero": tiny xavier weights on the last layer of a branch
+const FOURIER_SCALE = 16;          // EDM's FourierEmbedding: frequencies ~ N(0, 16^2)
 
 /**
  * Class labels of a batch, as every function of the library takes them: one integer class id in
@@ -51,15 +52,16 @@ export class UNet {
   }
 
   /**
-   * F(x, c_noise): x is the c_in-scaled input [B, H, W, C]; cNoise is [B]. Returns [B, H, W, C].
-   * Call inside tf.tidy (or dispose the result).
+   * F(x, c_noise): x is the c_in-scaled input [B, H, W, C]; cNoise is [B], a tensor or host values (then the noise
+   * embedding is computed in float64, see positionalEmbedding). Returns [B, H, W, C]. Call inside tf.tidy (or dispose the result).
    */
-  forward(x: tf.Tensor4D, cNoise: tf.Tensor1D, opts: ForwardOptions = {}): tf.Tensor4D {
+  forward(x: tf.Tensor4D, cNoise: tf.Tensor1D | ArrayLike<number>, opts: ForwardOptions = {}): tf.Tensor4D {
     const [batch, h, w, c] = x.shape;
     if (h !== this.cfg.resolution || w !== this.cfg.resolution || c !== this.cfg.imageChannels) {
       throw new Error(`UNet expects [B, ${this.cfg.resolution}, ${this.cfg.resolution}, ${this.cfg.imageChannels}] input, got [${x.shape}]`);
     }
-    if (cNoise.shape[0] !== batch) throw new Error(`c_noise has ${cNoise.shape[0]} entries for a batch of ${batch}`);
+    const noiseCount = isTensor(cNoise) ? cNoise.shape[0] : cNoise.length;
+    if (noiseCount !== batch) throw new Error(`c_noise has ${noiseCount} entries for a batch of ${batch}`);
     const labelIds = this.checkLabels(opts.labels, batch);
     const weights = this.weightSource(opts.weights);
     const training = opts.training ?? false;
@@ -72,7 +74,9 @@ export class UNet {
     const masks = useDropout ? opts.dropout : undefined;
     return tf.tidy(() => {
       // noise embedding: positional features (+ the label embedding) -> Linear -> SiLU -> Linear -> SiLU
-      let emb = positionalEmbedding(cNoise, this.cfg.modelChannels);
+      let emb = this.plan.arch.embedding === 'fourier'
+        ? fourierEmbedding(cNoise, weights('map.noise.freqs'))
+        : positionalEmbedding(cNoise, this.plan.noiseChannels);
       if (labelIds) {
         // EDM: emb += map_label(class_labels * sqrt(label_dim)), with one-hot class_labels zeroed where label dropout drops them
         const oneHot = tf.cast(tf.oneHot(tf.tensor1d(labelIds, 'int32'), this.cfg.labelDim), 'float32');
@@ -85,8 +89,13 @@ export class UNet {
 
       let hidden = conv2d(weights, this.plan.inputConv.name, x);
       const skips: tf.Tensor4D[] = [hidden];
+      let aux = x;  // NCSN++'s residual encoder: the input, carried down beside the blocks
       for (const block of this.plan.encoder) {
         hidden = this.block(weights, block, hidden, emb, masks);
+        if (block.auxResidual) {
+          const residual = convDownFused(weights, block.auxResidual.name, aux, this.plan.arch.resampleTaps);
+          hidden = aux = tf.mul(tf.add(hidden, residual), SKIP_SCALE) as tf.Tensor4D;
+        }
         skips.push(hidden);
       }
       for (const block of this.plan.decoder) {
@@ -138,7 +147,7 @@ export class UNet {
 
   /** One residual block: GN-SiLU-(resample)-conv, add embedding, GN-SiLU-dropout-conv, shortcut, attention. */
   private block(w: WeightSource, plan: BlockPlan, x: tf.Tensor4D, emb: tf.Tensor2D, masks?: DropoutMasks): tf.Tensor4D {
-    const resample = (t: tf.Tensor4D) => (plan.resample === 'down' ? downsample2x(t) : plan.resample === 'up' ? upsample2x(t) : t);
+    const resample = (t: tf.Tensor4D) => (plan.resample === 'none' ? t : resample2x(t, plan.resample, this.plan.arch.resampleTaps));
     const name = plan.name;
     let h = conv2d(w, `${name}.conv0`, resample(groupNorm(w, `${name}.norm0`, x, { silu: true })));
     // the embedding's per-channel shift is added inside the norm: silu(GroupNorm(h + affine(emb)))
@@ -165,7 +174,9 @@ export class UNet {
       f.add(`${name}.bias`, [c], { kind: 'zeros' });
     };
     const { plan } = this;
-    dense('map.layer0', this.cfg.modelChannels, plan.embedChannels);
+    // NCSN++'s stored random frequencies (EDM: randn * 16), created first only there, so DDPM++ weights keep their seeds
+    if (plan.arch.embedding === 'fourier') f.add('map.noise.freqs', [plan.noiseChannels / 2], { kind: 'normal', scale: FOURIER_SCALE });
+    dense('map.layer0', plan.noiseChannels, plan.embedChannels);
     dense('map.layer1', plan.embedChannels, plan.embedChannels);
     conv(plan.inputConv.name, 3, plan.inputConv.inChannels, plan.inputConv.outChannels);
     for (const block of [...plan.encoder, ...plan.decoder]) {
@@ -176,6 +187,7 @@ export class UNet {
       norm(`${name}.norm1`, cout);
       conv(`${name}.conv1`, 3, cout, cout, ZERO_INIT);
       if (block.skipConv) conv(`${name}.skip`, 1, cin, cout);
+      if (block.auxResidual) conv(block.auxResidual.name, 3, block.auxResidual.inChannels, cout);
       if (block.attention) {
         norm(`${name}.attn.norm`, cout);
         conv(`${name}.attn.qkv`, 1, cout, cout * 3, ATTN_GAIN);
@@ -187,6 +199,6 @@ export class UNet {
     // EDM's map_label, created last so that the other weights are those of the unconditional network of the same seed.
     // Its outputs add to the positional embedding, whose halves are [cos, sin] here and [sin, cos] in EDM: an importer
     // swaps the halves of this layer's outputs as it swaps the rows of map.layer0.
-    if (this.cfg.labelDim > 0) dense('map.label', this.cfg.labelDim, this.cfg.modelChannels);
+    if (this.cfg.labelDim > 0) dense('map.label', this.cfg.labelDim, plan.noiseChannels);
   }
 }

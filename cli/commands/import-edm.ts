@@ -1,0 +1,74 @@
+/** `ect import-edm` (an EDM network as a run of ours) and `ect export --format safetensors` (ours under EDM's names). */
+import * as fs from 'node:fs';
+import type * as tf from '@tensorflow/tfjs-core';
+import { Command, Option } from 'commander';
+import { BACKEND_CHOICES } from '../../lib/backend/select';
+import { importEdmFile } from '../../lib/import/edm-import';
+import { encodeEdmSafetensors, edmPrecondClass } from '../../lib/import/edm-export';
+import { writeImportedRun } from '../../lib/import/edm-run';
+import { checkOutputFile, checkOutputFolder } from '../../lib/output-paths';
+import { startBackend } from '../../lib/train/launch';
+import { disposeModel, loadRunModel } from '../../lib/train/run';
+
+interface ImportFlags { out: string; backend?: string }
+interface ExportFlags { checkpoint: string; format: ExportFormat; out: string; weights: ExportWeights; backend?: string }
+
+/** Formats of `ect export` (export-web writes the browser site). */
+export const EXPORT_FORMATS = ['safetensors'] as const;
+type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+/** Which weights `ect export` writes: the EMA (what samplers use) or the online weights. */
+export const EXPORT_WEIGHTS = ['ema', 'params'] as const;
+type ExportWeights = (typeof EXPORT_WEIGHTS)[number];
+
+/** Imports an EDM pickle or safetensors file into a run folder; returns the folder. */
+export async function importEdmCommand(file: string, flags: ImportFlags, log: (line: string) => void = console.log): Promise<string> {
+  checkOutputFolder(flags.out, '--out');
+  const backend = await startBackend(flags.backend, log);
+  const imported = importEdmFile(file);
+  const run = writeImportedRun(flags.out, imported, backend);
+  const { net, edm } = run.config;
+  const params = [...imported.weights.values()].reduce((sum, w) => sum + w.values.length, 0);
+  log(`read ${imported.source.precondClass} around a ${imported.source.modelClass} (${net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'}) from ${file}: ${(params / 1e6).toFixed(2)}M parameters, ` +
+    `${net.resolution}x${net.resolution}x${net.imageChannels}, ${net.labelDim ? `${net.labelDim} classes` : 'unconditional'}, preconditioning ${edm.precond ?? 'edm'}`);
+  for (const [name, why] of Object.entries(imported.source.dropped)) log(`dropped ${name}: ${why}`);
+  for (const note of imported.source.notes) log(`note: ${note}`);
+  log(`wrote ${run.runDir}/config.json and ${run.checkpoint}`);
+  log(`sample it with \`ect sample --checkpoint ${run.runDir} --steps heun\`; tune it with \`ect tune --init ${run.runDir}\` (ECT's preconditioning)`);
+  return run.runDir;
+}
+
+/** Writes a checkpoint's weights under EDM's state_dict names and layouts. */
+export async function exportCommand(flags: ExportFlags, log: (line: string) => void = console.log): Promise<string> {
+  checkOutputFile(flags.out, '--out');
+  await startBackend(flags.backend, log);
+  const model = await loadRunModel(flags.checkpoint);
+  try {
+    const weights: Map<string, tf.Tensor> = flags.weights === 'ema' ? model.ema : new Map<string, tf.Tensor>(model.net.params);
+    fs.writeFileSync(flags.out, encodeEdmSafetensors(model.net, weights, model.config));
+    log(`wrote ${flags.out}: the ${flags.weights} weights of ${model.checkpoint} (iteration ${model.iteration}) as an ${edmPrecondClass(model.config)} state_dict ` +
+      `of a SongUNet (${model.config.net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'} settings); load with safetensors.torch.load_file and load_state_dict`);
+    return flags.out;
+  } finally {
+    disposeModel(model);
+  }
+}
+
+/** Adds `ect import-edm` and `ect export` to the program. */
+export function registerEdmCommands(program: Command): void {
+  program.command('import-edm')
+    .description(`import a pretrained EDM network (a training snapshot or released .pkl, or a .safetensors of EDM names) as a run folder; reads EDMPrecond, VPPrecond and VEPrecond around a SongUNet with DDPM++ or NCSN++ settings`)
+    .argument('<file>', 'the EDM pickle (network-snapshot-*.pkl, edm-cifar10-32x32-uncond-vp.pkl) or safetensors file')
+    .requiredOption('-o, --out <dir>', 'the run folder to write: config.json and checkpoints/')
+    .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices([...BACKEND_CHOICES]))
+    .action(async (file: string, flags: ImportFlags) => { await importEdmCommand(file, flags); });
+
+  program.command('export')
+    .description("export a checkpoint's weights under EDM's state_dict names and layouts (safetensors), for PyTorch code")
+    .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
+    .addOption(new Option('--format <format>', 'file format').choices([...EXPORT_FORMATS]).default('safetensors'))
+    .addOption(new Option('--weights <which>', 'the EMA weights (what samplers use) or the online ones').choices([...EXPORT_WEIGHTS]).default('ema'))
+    .requiredOption('-o, --out <file>', 'the file to write')
+    .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices([...BACKEND_CHOICES]))
+    .action(async (flags: ExportFlags) => { await exportCommand(flags); });
+}

@@ -16,6 +16,8 @@ import { CHECKPOINT_DIR, recordedRunInit, resolveRunInit } from '../lib/train/ru
 
 /** A root-anchored path from its parts, so this file does not itself contain the paths it looks for. */
 const rooted = (...parts: string[]): string => `/${parts.join('/')}`;
+/** A relative path from its parts (kept out of the file's text for the same reason). */
+const relative = (...parts: string[]): string => parts.join('/');
 
 /** Characters of a path name: a match must not start or end inside one (build/tmp is not the temp folder). */
 const NAME_CHARS = 'A-Za-z0-9._~-';
@@ -73,7 +75,7 @@ describe('no machine paths in tracked files', () => {
       `'${rooted('tmp', 'x.png')}'`, rooted('var', 'tmp', 'a'), rooted('Users', 'alice', 'repo'), rooted('var', 'folders', 'xy', 'T', 'run')]) {
       assert.equal(found(`x ${bad} y`).length, 1, bad);
     }
-    for (const fine of ['build/tmp/x', './tmp/y', '../work/z', 'https://example.org/work/a', 'a/home/b', `${rooted('tmpfs')}`,
+    for (const fine of [relative('build', 'tmp', 'x'), relative('.', 'tmp', 'y'), relative('..', 'work', 'z'), `https://example.org${rooted('work', 'a')}`, 'a/home/b', `${rooted('tmpfs')}`,
       rooted('homework'), rooted('Users', 'alicia'), rooted('nonexistent', 'run')]) {
       assert.deepEqual(found(`x ${fine} y`), [], fine);
     }

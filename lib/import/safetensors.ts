@@ -7,8 +7,8 @@
 import { writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { readBytes } from './pickle';
-import { floatToBfloat16, floatToHalf, halfToFloat } from './float16';
-import { tensorBytes, type TensorValues, type TorchDtype, type TorchTensor } from './torch-storage';
+import { floatToBfloat16, floatToHalf } from './float16';
+import { tensorBytes, valuesOfBytes, type TensorValues, type TorchDtype, type TorchTensor } from './torch-storage';
 
 export { floatToHalf } from './float16';  // its old home; the pure module is lib/import/float16.ts
 
@@ -75,19 +75,7 @@ export function safeTensorFromTorch(tensor: TorchTensor): SafeTensor {
 
 /** The values of a SafeTensor; F16 and BF16 become float32 (exactly), BOOL and U8 bytes. */
 export function safeTensorValues(tensor: SafeTensor): TensorValues {
-  checkLittleEndianHost();
-  const buffer = tensor.data.slice().buffer;
-  switch (tensor.dtype) {
-    case 'F32': return new Float32Array(buffer);
-    case 'F64': return new Float64Array(buffer);
-    case 'I64': return new BigInt64Array(buffer);
-    case 'I32': return new Int32Array(buffer);
-    case 'I16': return new Int16Array(buffer);
-    case 'I8': return new Int8Array(buffer);
-    case 'U8': case 'BOOL': return new Uint8Array(buffer);
-    case 'F16': return Float32Array.from(new Uint16Array(buffer), halfToFloat);
-    case 'BF16': return new Float32Array(Uint32Array.from(new Uint16Array(buffer), (h) => h << 16).buffer);
-  }
+  return valuesOfBytes(torchDtypeOf(tensor.dtype), tensor.data.slice());  // a copy: the data may be a view into the file
 }
 
 /** The torch dtype a safetensors dtype reads as. */

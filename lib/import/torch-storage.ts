@@ -161,10 +161,18 @@ export type TensorValues = Float32Array | Float64Array | BigInt64Array | Int32Ar
  * half value is a float32); the raw halves are in tensorBytes().
  */
 export function tensorValues(tensor: TorchTensor): TensorValues {
+  return valuesOfBytes(tensor.dtype, tensorBytes(tensor));
+}
+
+/**
+ * Little-endian element bytes of a dtype as values (the one conversion, for torch tensors and safetensors alike):
+ * float16 and bfloat16 become float32 exactly; uint8 and bool are the bytes themselves. `bytes` must start at
+ * offset 0 of its own buffer.
+ */
+export function valuesOfBytes(dtype: TorchDtype, bytes: Uint8Array): TensorValues {
   checkLittleEndianHost();
-  const bytes = tensorBytes(tensor);
   const buffer = bytes.buffer;
-  switch (tensor.dtype) {
+  switch (dtype) {
     case 'float32': return new Float32Array(buffer);
     case 'float64': return new Float64Array(buffer);
     case 'int64': return new BigInt64Array(buffer);
@@ -173,12 +181,7 @@ export function tensorValues(tensor: TorchTensor): TensorValues {
     case 'int8': return new Int8Array(buffer);
     case 'uint8': case 'bool': return bytes;
     case 'float16': return Float32Array.from(new Uint16Array(buffer), halfToFloat);
-    case 'bfloat16': {
-      const halves = new Uint16Array(buffer);
-      const words = new Uint32Array(halves.length);
-      for (let i = 0; i < halves.length; i++) words[i] = halves[i] << 16;
-      return new Float32Array(words.buffer);
-    }
+    case 'bfloat16': return new Float32Array(Uint32Array.from(new Uint16Array(buffer), (h) => h << 16).buffer);
   }
 }
 

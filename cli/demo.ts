@@ -21,7 +21,7 @@ export function demoRuns(flags: DemoFlags): { teacher: RunSpec; student: RunSpec
   const teacherDir = path.resolve(flags.out, 'teacher');
   const common = { backend: flags.backend };
   // evaluate once, at the end of tuning (an interval longer than the run), against the 10k test images (a faster first run)
-  const evaluation = flags.evalN > 0 ? { evalEvery: 1e9, evalN: flags.evalN, evalReferenceSplit: 'test' as const } : {};
+  const evaluation = flags.evalN > 0 ? { evalEvery: 1e9, evalN: flags.evalN, evalSplit: 'test' as const } : {};
   return {
     teacher: { kind: 'pretrain', flags: { ...common, config: TEACHER_PRESET, out: teacherDir, iters: flags.teacherIters } },
     student: { kind: 'tune', flags: { ...common, config: TUNE_PRESET, out: path.resolve(flags.out, 'ect'), iters: flags.tuneIters, init: teacherDir, ...evaluation } },

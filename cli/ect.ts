@@ -1,7 +1,7 @@
 /** The `ect` command line: pretrain, tune, sample, demo (and the metrics commands). */
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { DATASET_NAMES, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
+import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
 import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
 import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
@@ -14,8 +14,9 @@ import { registerMetricsCommands } from './commands/metrics';
 import { registerSweepCommands } from './commands/sweep';
 import { registerExportWebCommand } from './commands/export-web';
 import { registerEdmCommands } from './commands/import-edm';
+import { registerShipTeacherCommand } from './commands/ship-teacher';
 import { runDemo } from './demo';
-import { integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
+import { fraction, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
 
 const BACKENDS = [...BACKEND_CHOICES];
 
@@ -46,6 +47,8 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .option('--sample-every <n>', 'iterations between sample grids in samples/ (0: only at the end)', integer('--sample-every'))
     .option('--eval-every <kimg>', 'thousands of images between sample-quality evaluations (0: never)', nonNegativeNumber('--eval-every'))
     .option('--eval-n <n>', 'generated images per evaluation', integer('--eval-n'))
+    .addOption(new Option('--eval-split <split>', 'the dataset split evaluations compare the samples with (default train, as the paper\'s FID; test: the 10k held-out images)').choices([...EVAL_SPLITS]))
+    .option('--plateau-gain <x>', 'finish the run early once doubling the training images improves the evaluated fd (Heun when pretraining, 2-step else 1-step when tuning) by less than this fraction (0.1 = 10%), checked at each evaluation; 0: never (default); needs --eval-every', fraction('--plateau-gain'))
     .addOption(new Option('--on-non-finite <policy>', 'a NaN or infinite loss or gradient: stop the run (the last good checkpoint stays the newest; default) or skip the batch (counted in metrics.csv\'s skipped column)').choices([...NON_FINITE_POLICIES]))
     .option('--set <key=value>', 'override any config field by its path, e.g. --set ect.mapping=constant --set net.dropout=0 (repeatable; value parsed as JSON when it can be)', collect, [])
     .option('--no-progress', 'print a line per log interval instead of a progress bar');
@@ -159,6 +162,7 @@ export function buildProgram(): Command {
   registerSweepCommands(program);
   registerExportWebCommand(program);
   registerEdmCommands(program);
+  registerShipTeacherCommand(program);
   return program;
 }
 

@@ -36,6 +36,15 @@ export function nonNegativeNumber(name: string) {
   };
 }
 
+/** A finite number in [0, 1): a fraction such as a probability or a relative gain. */
+export function fraction(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!(value >= 0 && value < 1) || text.trim() === '') throw new InvalidArgumentError(`${name} must be a number in [0, 1), got '${text}'`);
+    return value;
+  };
+}
+
 /** 1, 2 or heun (lib/sample.ts parseSampleSteps), checked at parse time; the text is kept. */
 export function sampleSteps(name: string) {
   return (text: string): string => {

@@ -95,7 +95,7 @@ function simdExtensions(): string {
 }
 
 /** The workbench's git commit (short hash), with '+ local changes' when tracked files differ from it. */
-function workbenchCommit(): string {
+export function workbenchCommit(): string {
   const root = repositoryRoot();
   const head = tryCommand('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD']);
   if (!head) return 'not a git checkout';
@@ -181,6 +181,16 @@ export function repositoryRoot(): string {
     dir = path.dirname(dir);
   }
   throw new Error(`repositoryRoot: no package.json above ${__dirname}`);
+}
+
+/**
+ * How a record names a folder without a machine's absolute path: relative to the repository root with POSIX
+ * separators (results/demo/ect), else, outside the repository, by its name alone.
+ */
+export function repositoryRelativePath(target: string): string {
+  const resolved = path.resolve(target);
+  const relative = path.relative(repositoryRoot(), resolved);
+  return relative.startsWith('..') || path.isAbsolute(relative) ? path.basename(resolved) : relative.split(path.sep).join('/') || '.';
 }
 
 /** Where a notebook reads runs and writes figures in each mode. */

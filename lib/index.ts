@@ -39,6 +39,8 @@ export * from './train/optim';
 export * from './train/ema';
 export * from './train/metrics-log';
 export * from './train/estimate';
+export * from './train/plateau';
+export * from './train/ship';
 
 // sampling, and images in the ecosystem's formats (PNG grid, PNG folder, .npz)
 export * from './sample';

@@ -20,6 +20,7 @@ import {
   type SweepPlan, type SweepSpec, type SweepStatus,
 } from '../lib/sweep';
 import type { RunOutcome, RunSpec } from '../lib/train/launch';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/train/run';
 import { requireSystemPart } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -131,6 +132,17 @@ describe('sweep: specs and plans', () => {
     const uneven = tinySpec();
     uneven.stages[1] = { ...uneven.stages[1], combine: 'zip', axes: [...uneven.stages[1].axes!, { key: 'optimizer.lr', values: [0.1] }] };
     assert.throws(() => planSweep(writeSpec(dir, uneven, 'uneven.json')), /combine 'zip' needs axes of one length, got net.modelChannels: 2, optimizer.lr: 1/);
+  });
+
+  it('tunes from a shipped teacher named teacher:<name>, and names the shipped ones when it is not there', () => {
+    const shippedName = shippedTeachers()[0];
+    const stage = (init: string): SweepSpec => tinySpec({ stages: [{ name: 'students', kind: 'tune', config: 'tiny-ect.json', init, flags: { iters: 1 } }] });
+    assert.throws(() => planSweep(writeSpec(dir, stage('teacher:no-such-teacher'), 'no-teacher.json'), { out: path.join(dir, 'nt'), check: false }),
+      /init 'teacher:no-such-teacher': no teacher 'no-such-teacher' is shipped in .*data\/teachers \(shipped: /);
+    if (shippedName === undefined) return;
+    const plan = planSweep(writeSpec(dir, stage(`teacher:${shippedName}`), 'shipped.json'), { out: path.join(dir, 'st'), check: false });
+    assert.equal(plan.runs[0].flags.init, path.join(SHIPPED_TEACHERS_DIR, shippedName));
+    assert.deepEqual(plan.runs[0].after, []);
   });
 
   it('rejects an unknown key naming the closest one, and a value the config rejects at plan time, before anything is written', () => {

@@ -44,6 +44,7 @@ export async function exportCommand(flags: ExportFlags, log: (line: string) => v
   await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   try {
+    if (flags.weights === 'params' && model.emaOnly) throw new Error(`--weights params: ${model.checkpoint} holds the EMA weights alone (a shipped teacher); export them with --weights ema`);
     const weights: Map<string, tf.Tensor> = flags.weights === 'ema' ? model.ema : new Map<string, tf.Tensor>(model.net.params);
     fs.writeFileSync(flags.out, encodeEdmSafetensors(model.net, weights, model.config));
     log(`wrote ${flags.out}: the ${flags.weights} weights of ${model.checkpoint} (iteration ${model.iteration}) as an ${edmPrecondClass(model.config)} state_dict ` +

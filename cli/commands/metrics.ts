@@ -15,8 +15,8 @@ import {
 } from '../../lib/metrics/fmnist-classifier';
 import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
-import { appendMetricsRow } from '../../lib/train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
+import { appendMetricsRow, appendTableRow } from '../../lib/train/metrics-log';
+import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 
 function backendOption(): Option {
@@ -60,7 +60,7 @@ export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (
 interface EvalFlags {
   checkpoint: string; steps: string; n: number; batch: number; seed: number; inception?: string; classifier?: string;
   cacheDir?: string; referenceSplit: Split; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
-  classAccuracy?: boolean;
+  classAccuracy?: boolean; midT?: number[]; table?: string;
 }
 
 /**
@@ -109,6 +109,12 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
   log(`backend: ${describeBackend(backend)}`);
   const model = await loadRunModel(flags.checkpoint);
   try {
+    const runMidT = model.config.ect.midT;
+    const midT = flags.midT ?? runMidT;
+    if (flags.midT !== undefined && steps !== 2) throw new Error(`--mid-t: only 2-step sampling has an intermediate time; got --steps ${flags.steps}`);
+    if (flags.midT !== undefined && flags.append && midT.join() !== runMidT.join()) {
+      throw new Error(`--mid-t ${midT.join(' ')}: the run's ${samplerLabel(steps)} columns in metrics.csv are for its own ect.midT (${runMidT.join(' ') || 'none'}); add --no-append (and --table <file> to keep the numbers)`);
+    }
     let reason = '';
     const evaluator = await createRunEvaluator(model.config, {
       inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit, referenceLimit: flags.referenceLimit,
@@ -116,19 +122,35 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     });
     if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
     try {
-      log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}, features ${evaluator.featureNetwork.name}`);
+      log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}${steps === 2 ? ` (t_mid ${midT.join(' ')})` : ''}, ` +
+        `features ${evaluator.featureNetwork.name}, against the ${flags.referenceSplit} split`);
+      const started = Date.now();
       const bar = flags.progress && process.stderr.isTTY
         ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
         : null;
       bar?.start(flags.n, 0);
       let metrics: Record<string, number>;
       try {
-        metrics = await evaluator.evaluate(samplerModelOf(model), steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
+        metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT }, steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
       } finally {
         bar?.stop();
       }
+      const seconds = (Date.now() - started) / 1000;
       for (const [column, value] of Object.entries(metrics)) log(`${column.padEnd(28)} ${value.toPrecision(6)}`);
-      if (flags.append) {
+      log(`${'seconds'.padEnd(28)} ${seconds.toFixed(1)} (generation, features and distances on ${backend.name})`);
+      if (flags.table) {
+        appendTableRow(flags.table, {
+          checkpoint: path.relative(process.cwd(), model.checkpoint).split(path.sep).join('/'), iter: model.iteration,
+          kimg: (model.iteration * model.config.batch) / 1000, sampler: label, mid_t: steps === 2 ? midT.join(' ') : '', n: flags.n, seed: flags.seed,
+          reference: `${model.config.data.name}-${flags.referenceSplit}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
+          features: evaluator.featureNetwork.name, backend: backend.name, seconds: Number(seconds.toFixed(1)), ...metrics,
+        });
+        log(`appended to ${flags.table}`);
+      }
+      const shipped = path.relative(SHIPPED_TEACHERS_DIR, model.runDir);
+      if (flags.append && !shipped.startsWith('..') && !path.isAbsolute(shipped)) {
+        log(`not appended: ${model.runDir} is a shipped teacher, whose metrics.csv is its training record (--table <file> keeps the numbers)`);
+      } else if (flags.append) {
         const file = path.join(model.runDir, 'metrics.csv');
         appendMetricsRow(file, { iter: model.iteration, kimg: (model.iteration * model.config.batch) / 1000, ...metrics });
         log(`appended to ${file}`);
@@ -168,7 +190,9 @@ export function registerMetricsCommands(program: Command): void {
     .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')
     .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices([...SPLITS]).default('train'))
     .option('--reference-limit <n>', 'compare with the first N images of that split only (quick checks; the cache key includes the count)', positiveInteger('--reference-limit'))
+    .option('--mid-t <t...>', '2 steps: the intermediate time(s) to sample with (default: the run\'s ect.midT); another value needs --no-append', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
     .option('--no-append', 'print the metrics only; do not append a row to <run>/metrics.csv')
+    .option('--table <file>', 'also append a row to this CSV, with what the evaluation was: checkpoint, iteration, sampler, t_mid, n, seed, reference split, features, backend, seconds and the metrics')
     .option('--class-accuracy', 'class-conditional Fashion-MNIST models: instead, the share of --n samples (--n / 10 per class) the classifier assigns to the class asked for, beside chance and its accuracy on real test images (printed only)')
     .option('--no-progress', 'no progress bar')
     .addOption(backendOption())

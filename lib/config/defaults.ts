@@ -50,6 +50,8 @@ export function defaultRunConfig(kind: RunKind): RunConfig {
     sampleEvery: 0,
     evalEvery: 0,
     evalN: 10000,
+    evalSplit: 'train',    // the paper compares with the training images
+    plateauGain: 0,        // 0: train to iters; e.g. 0.1 stops once doubling the images improves the fd by less than 10%
     onNonFinite: 'stop',   // a NaN or infinite loss stops the run rather than training on
   };
 }

@@ -3,7 +3,7 @@
  * the rules that span keys. Config resolution, the optimiser and the EMA all validate through these functions.
  */
 import {
-  DATASET_NAMES, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
+  DATASET_NAMES, EVAL_SPLITS, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
   type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig, type VpConstants,
 } from './types';
 
@@ -311,6 +311,8 @@ const RUN_FIELDS: Fields<RunConfig> = {
   sampleEvery: nonNegativeInteger,
   evalEvery: nonNegativeNumber,
   evalN: nonNegativeInteger,
+  evalSplit: oneOf(EVAL_SPLITS),
+  plateauGain: probability,
   onNonFinite: oneOf(NON_FINITE_POLICIES),
   init: optional(text),
 };
@@ -323,5 +325,12 @@ export function validateRunConfig(cfg: unknown): asserts cfg is RunConfig {
   }
   if (cfg.ect.midT.some((t) => t >= cfg.edm.sigmaMax)) {
     throw new ConfigError(`ect.midT must be times below edm.sigmaMax (${cfg.edm.sigmaMax}), got ${JSON.stringify(cfg.ect.midT)}`, ['ect.midT', 'edm.sigmaMax']);
+  }
+  // the plateau rule compares in-run evaluations: without them it would never fire
+  if (cfg.plateauGain > 0 && cfg.evalEvery === 0) {
+    throw new ConfigError(`plateauGain ${cfg.plateauGain} compares in-run evaluations, but evalEvery is 0 (never evaluate): set evalEvery (--eval-every <kimg>), or plateauGain 0`, ['plateauGain', 'evalEvery']);
+  }
+  if (cfg.plateauGain > 0 && cfg.evalN === 0) {
+    throw new ConfigError(`plateauGain ${cfg.plateauGain} compares in-run evaluations, but evalN is 0 (no images evaluated): set evalN (--eval-n <n>), or plateauGain 0`, ['plateauGain', 'evalN']);
   }
 }

@@ -113,6 +113,10 @@ export interface DataConfig {
   limit?: number;         // use only the first N training images (0 or absent: all)
 }
 
+/** Dataset splits an in-run evaluation can compare with (lib/data's splits). */
+export const EVAL_SPLITS = ['train', 'test'] as const;
+export type EvalSplit = (typeof EVAL_SPLITS)[number];
+
 /** What a run does on a non-finite loss or gradient norm: stop (the last good checkpoint stays the newest) or skip the batch. */
 export const NON_FINITE_POLICIES = ['stop', 'skip'] as const;
 export type NonFinitePolicy = (typeof NON_FINITE_POLICIES)[number];
@@ -140,6 +144,8 @@ export interface RunConfig {
   sampleEvery: number;    // iterations between sample grids (0: only at the end)
   evalEvery: number;      // kimg between metric evaluations (0: never)
   evalN: number;          // samples per evaluation
+  evalSplit: EvalSplit;   // the dataset split in-run evaluations compare the samples with ('train' by default, as the paper's FID)
+  plateauGain: number;    // stop (finished) once doubling the images improves the primary fd by less than this fraction (0: never; lib/train/plateau.ts)
   onNonFinite: NonFinitePolicy; // a non-finite loss or gradient norm: 'stop' the run (default) or 'skip' the batch
   init?: string;          // checkpoint to start from (tuning)
 }

@@ -52,3 +52,20 @@ export function parseMetricColumn(name: string): ParsedMetricColumn | null {
   }
   return null;
 }
+
+/** Sampler labels in order of preference for a run's primary quality metric: the teacher's Heun, else ECT's 2 steps, else 1 step. */
+const PRIMARY_LABELS = ['heun', '2step', '1step'];
+
+/**
+ * The column a run's quality is judged by among an evaluation's columns: its Frechet distance of the most
+ * preferred sampler (fd_fmnist_heun when pretraining, fid_2step or else fid_1step when tuning), else its first
+ * Frechet distance; null when it has none.
+ */
+export function primaryFdColumn(columns: string[]): string | null {
+  const distances = columns.filter((name) => parseMetricColumn(name)?.metric === 'fd');
+  const rank = (name: string) => {
+    const at = PRIMARY_LABELS.indexOf(parseMetricColumn(name)?.label ?? '');
+    return at < 0 ? PRIMARY_LABELS.length : at;
+  };
+  return distances.reduce<string | null>((best, name) => (best === null || rank(name) < rank(best) ? name : best), null);
+}

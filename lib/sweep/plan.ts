@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
 import { plannedRunConfig, resolveRun, runStatus, type RunFlags, type RunSpec, type RunStatus } from '../train/launch';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../train/run';
 import {
   loadSweepSpec, SAFE_NAME, STAGE_FLAG_KEYS, SweepSpecError, validateSweepSpec,
   type AxisScalar, type AxisSpec, type StageFlags, type StageSpec, type SweepResources, type SweepSpec,
@@ -113,11 +114,17 @@ function stageConfig(config: string, specFile: string | undefined): string {
 
 /**
  * The run a tuning run starts from: '{stage}' is the run of that earlier stage whose axis values agree with this
- * run's on every axis both have; any other text is a folder under the sweep's folder (or absolute), where {axis id}
+ * run's on every axis both have; 'teacher:<name>' is a teacher shipped in data/teachers/; any other text is a folder under the sweep's folder (or absolute), where {axis id}
  * is this run's value and {stage} that stage's folder.
  */
 function resolveInit(template: string, values: Record<string, AxisScalar>, earlier: Map<string, { stage: SweepStage; runs: SweepRun[] }>,
   out: string, where: string): string {
+  const shipped = /^teacher:(.+)$/.exec(template);
+  if (shipped) {
+    const names = shippedTeachers();
+    if (!names.includes(shipped[1])) throw new SweepSpecError(`${where}: init '${template}': no teacher '${shipped[1]}' is shipped in ${SHIPPED_TEACHERS_DIR} (shipped: ${names.join(', ') || 'none'})`);
+    return path.join(SHIPPED_TEACHERS_DIR, shipped[1]);
+  }
   const whole = /^\{([^{}]+)\}$/.exec(template);
   if (whole && earlier.has(whole[1]) && !(whole[1] in values)) {
     const { runs } = earlier.get(whole[1])!;

@@ -21,7 +21,7 @@ export type AxisScalar = number | string | boolean;
  * form (logEvery -> --log-every), as commander names them.
  */
 export const STAGE_FLAG_KEYS = [
-  'seed', 'iters', 'batch', 'lr', 'logEvery', 'ckptEvery', 'sampleEvery', 'evalEvery', 'evalN',
+  'seed', 'iters', 'batch', 'lr', 'logEvery', 'ckptEvery', 'sampleEvery', 'evalEvery', 'evalN', 'evalSplit', 'plateauGain',
   'data', 'dataDir', 'dataLimit', 'backend', 'fromScratch',
 ] as const satisfies ReadonlyArray<keyof RunFlags>;
 export type StageFlags = Pick<RunFlags, typeof STAGE_FLAG_KEYS[number]>;
@@ -60,7 +60,7 @@ export interface StageSpec {
   runName?: string;         // run-name template with {axis id} placeholders (default: the values' names joined by '-')
   flags?: StageFlags;       // flags of every run
   set?: string[];           // --set assignments of every run, before the axes'
-  init?: string;            // tune: '{stage}' (that stage's run with the same axis values) or a folder under the sweep's folder, with {axis id} placeholders
+  init?: string;            // tune: '{stage}' (that stage's run with the same axis values), 'teacher:<name>' (a shipped teacher) or a folder under the sweep's folder, with {axis id} placeholders
   axes?: AxisSpec[];
   combine?: 'product' | 'zip';  // every combination of the axes' values (default), or the i-th value of each axis together
   seeds?: number[];         // a further product axis over --seed (id 'seed', names s0, s1, ...)

@@ -15,6 +15,7 @@ import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { checkOutputFolder } from '../output-paths';
 import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
 import { readMetrics } from './metrics-log';
+import type { PlateauRecord } from './plateau';
 import { acquireRunLock, removeOrphanedTemporaryFiles } from './run-folder';
 import { resolveCheckpointFile, resolveInitTarget, resolveRunInit, CHECKPOINT_DIR } from './run';
 import { Trainer, type RunStart, type TrainerEvents } from './trainer';
@@ -43,8 +44,9 @@ export interface RunFlags {
   resume?: boolean;         // continue the run in `out` from its newest checkpoint
   fromScratch?: boolean;    // tune a randomly initialised network (the ablation without pretraining)
   backend?: string;         // backend choice (default $ECT_BACKEND, else the fastest that loads)
-  evalReferenceSplit?: Split;  // the split in-run evaluations compare with (default train)
+  evalSplit?: Split;        // the split in-run evaluations compare with (config evalSplit; default train)
   onNonFinite?: NonFinitePolicy;  // a NaN or infinite loss or gradient norm: stop (default) or skip the batch
+  plateauGain?: number;     // finish once doubling the images improves the evaluated fd by less than this fraction (0: never)
 }
 
 /** A run: what it does and how it is named. */
@@ -79,6 +81,8 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--init', flags.init, (init) => ({ init: resolveInitTarget(String(init)) }));  // a path from the current directory, or a shipped teacher's name
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
   add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));
+  add('--eval-split', flags.evalSplit, (evalSplit) => ({ evalSplit: evalSplit as Split }));
+  add('--plateau-gain', flags.plateauGain, (plateauGain) => ({ plateauGain }));
   for (const assignment of flags.set ?? []) patches.push(typeof assignment === 'string' ? parseOverride(assignment) : assignment);
   return patches;
 }
@@ -237,9 +241,9 @@ export async function startBackend(choice: string | undefined, log: (line: strin
 }
 
 /** The evaluator of a run's dataset, or null (with the reason logged) when none is available here. */
-export async function runEvaluator(cfg: RunConfig, log: (line: string) => void, referenceSplit?: Split): Promise<SampleEvaluator | null> {
+export async function runEvaluator(cfg: RunConfig, log: (line: string) => void): Promise<SampleEvaluator | null> {
   try {
-    const evaluator = await createRunEvaluator(cfg, { referenceSplit, onInfo: log });
+    const evaluator = await createRunEvaluator(cfg, { referenceSplit: cfg.evalSplit, onInfo: log });
     if (!evaluator) log('evaluation: no feature network for this dataset; metric columns stay empty');
     return evaluator;
   } catch (err) {
@@ -303,7 +307,8 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     }
     const backend = await startBackend(spec.flags.backend, log);
     ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
-    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log, spec.flags.evalReferenceSplit) : opts.evaluator ?? null;
+    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log) : opts.evaluator ?? null;
+    if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
     const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset });
     return {
       ...run, trainer, backend,
@@ -327,6 +332,7 @@ export interface RunOutcome {
   iteration: number;       // iterations done
   stopped: boolean;        // stopped early (shouldStop) and checkpointed
   reused: boolean;         // already finished: nothing was trained
+  plateau?: PlateauRecord; // the plateau rule finished it early (cfg.plateauGain)
 }
 
 /** Hooks of a training run: log lines and the loop's events (a progress display, stop requests). */
@@ -345,7 +351,7 @@ export async function trainRun(spec: RunSpec, hooks: RunHooks = {}): Promise<Run
     log(`${run.kind} ${cfg.name}: ${trainer.net.paramCount().toLocaleString('en-US')} parameters, ${cfg.data.name} (${trainer.loader.dataset.count} images), ` +
       `batch ${cfg.batch}, ${cfg.iters} iterations${trainer.iteration ? `, resuming at ${trainer.iteration}` : ''} -> ${runDir}`);
     const result = await trainer.run(events);
-    return { runDir, iteration: result.iteration, stopped: result.stopped, reused: false };
+    return { runDir, iteration: result.iteration, stopped: result.stopped, reused: false, ...(result.plateau ? { plateau: result.plateau } : {}) };
   } finally {
     events.close?.();
     run.dispose();
@@ -356,14 +362,17 @@ export async function trainRun(spec: RunSpec, hooks: RunHooks = {}): Promise<Run
 export interface RunStatus { state: 'new' | 'interrupted' | 'finished'; iteration: number }
 
 /**
- * The status of a run directory for `iters` iterations (default: its config.json's). Finished: metrics.csv
- * logged the last iteration and no older checkpoint is the newest (committed results keep no checkpoints).
+ * The status of a run directory for `iters` iterations (default: its config.json's). Finished: its newest readable
+ * checkpoint records that the plateau rule finished it (cfg.plateauGain), or metrics.csv logged the last iteration
+ * and no older checkpoint is the newest (committed results keep no checkpoints). A plateaued run may still be
+ * continued by hand with --resume.
  */
 export function runStatus(runDir: string, iters?: number): RunStatus {
   // the newest checkpoint whose header reads (--resume verifies it whole, and says what it skipped)
   const readable = checkpointsNewestFirst(path.join(runDir, CHECKPOINT_DIR)).map(metaOrNull).find((meta) => meta !== null);
   const checkpoint = readable ?? null;
   const checkpointIter = checkpoint ? Number(checkpoint.iteration ?? 0) : 0;
+  if (checkpoint?.plateau) return { state: 'finished', iteration: checkpointIter };
   const configFile = path.join(runDir, 'config.json');
   const target = iters ?? (fs.existsSync(configFile) ? readConfigJson(configFile).iters as number | undefined : undefined);
   const { rows } = readMetrics(path.join(runDir, 'metrics.csv'));

@@ -51,3 +51,24 @@ export function truncateMetrics(file: string, iteration: number): void {
   const kept = rows.filter((r) => Number(r.iter) <= iteration);
   if (kept.length !== rows.length) writeAll(file, header, kept);
 }
+
+/**
+ * Appends one row to a free-form CSV table (no fixed columns, unlike metrics.csv), widening the header when the
+ * row brings new columns; a file that is not a valid CSV is refused, naming it.
+ */
+export function appendTableRow(file: string, row: MetricsRow): void {
+  let header: string[] = [];
+  let rows: MetricsRow[] = [];
+  if (fs.existsSync(file)) {
+    const parsed = Papa.parse<Record<string, string>>(fs.readFileSync(file, 'utf8'), { header: true, skipEmptyLines: true });
+    if (parsed.errors.length) throw new Error(`${file}: not a valid CSV (${parsed.errors[0].message}, row ${parsed.errors[0].row})`);
+    header = parsed.meta.fields ?? [];
+    rows = parsed.data;
+  }
+  const added = Object.keys(row).filter((k) => !header.includes(k) && row[k] !== undefined);
+  if (!fs.existsSync(file) || added.length) {
+    writeAll(file, [...header, ...added], [...rows, row]);
+    return;
+  }
+  fs.appendFileSync(file, header.map((c) => format(row[c])).join(',') + '\n');
+}

@@ -14,9 +14,9 @@ export const CHECKPOINT_DIR = 'checkpoints';
 /** Teachers shipped with the workbench (data/teachers/<name>/: config.json, metrics.csv, an EMA checkpoint). */
 export const SHIPPED_TEACHERS_DIR = path.resolve(__dirname, '..', '..', '..', 'data', 'teachers');
 
-/** Names of the shipped teachers (folders of SHIPPED_TEACHERS_DIR, or of `dir`). */
+/** Names of the shipped teachers (folders of SHIPPED_TEACHERS_DIR, or of `dir`; hidden ones, such as a teacher being shipped, left out). */
 export function shippedTeachers(dir = SHIPPED_TEACHERS_DIR): string[] {
-  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => fs.statSync(path.join(dir, name)).isDirectory()).sort() : [];
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => !name.startsWith('.') && fs.statSync(path.join(dir, name)).isDirectory()).sort() : [];
 }
 
 /**
@@ -37,6 +37,7 @@ export interface LoadedModel {
   config: RunConfig;
   net: UNet;
   ema: Map<string, tf.Tensor>;
+  emaOnly: boolean;        // the checkpoint holds the EMA weights alone (a shipped teacher): net's variables are a copy of them
   iteration: number;
   checkpoint: string;
   runDir: string;
@@ -100,7 +101,10 @@ export function resolveCheckpointFile(target: string): string {
   return found;
 }
 
-/** Builds the network a checkpoint was trained with and loads its weights (EMA kept as plain tensors). */
+/**
+ * Builds the network a checkpoint was trained with and loads its weights (EMA kept as plain tensors). A checkpoint
+ * of EMA weights alone (a shipped teacher, lib/train/ship.ts) loads them as the online weights too.
+ */
 export function modelFromCheckpoint(file: string): LoadedModel {
   const ckpt = loadCheckpoint(file);
   const recorded = ckpt.meta.config as RunConfig | undefined;
@@ -108,11 +112,13 @@ export function modelFromCheckpoint(file: string): LoadedModel {
     disposeCheckpoint(ckpt);
     throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
   }
-  const { params, ema } = ckpt.groups;
-  if (!params || !ema) {
+  const { ema } = ckpt.groups;
+  if (!ema) {
+    const groups = Object.keys(ckpt.groups);
     disposeCheckpoint(ckpt);
-    throw new Error(`${file}: checkpoint lacks the params or ema group`);
+    throw new Error(`${file}: checkpoint lacks the ema group, the weights samplers use (it holds ${groups.length ? `the groups ${groups.join(', ')}` : 'no tensors'})`);
   }
+  const params = ckpt.groups.params ?? ema;  // EMA-only (a shipped teacher): the online weights are the EMA's
   let config: RunConfig;
   try {
     config = resolveRecordedConfig(recorded, `${file} (its recorded config)`);  // fields added since it was written take their defaults
@@ -134,7 +140,7 @@ export function modelFromCheckpoint(file: string): LoadedModel {
   for (const [group, tensors] of Object.entries(ckpt.groups)) if (group !== 'ema') tensors.forEach((t) => t.dispose());
   const dir = path.dirname(file);
   const runDir = path.basename(dir) === CHECKPOINT_DIR ? path.dirname(dir) : dir;
-  return { config, net, ema, iteration: Number(ckpt.meta.iteration ?? 0), checkpoint: file, runDir };
+  return { config, net, ema, emaOnly: !ckpt.groups.params, iteration: Number(ckpt.meta.iteration ?? 0), checkpoint: file, runDir };
 }
 
 /** Loads a model from a run directory, its checkpoints/ folder or a checkpoint file. */

@@ -10,6 +10,7 @@ import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
 import type { TrainingLoss } from '../edm/loss';
+import { primaryFdColumn } from '../metrics/columns';
 import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet, type ClassLabels } from '../nn/unet';
 import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
@@ -20,7 +21,8 @@ import { Ema } from './ema';
 import {
   assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
-import { appendMetricsRow, truncateMetrics } from './metrics-log';
+import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
+import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
 import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
 
 /** Progress of the loop, reported after every step. */
@@ -185,8 +187,12 @@ export class Trainer {
     return this.optimizer.learningRate(this.imagesSeen);
   }
 
-  /** Runs until cfg.iters (or shouldStop), logging, sampling, evaluating and checkpointing as configured. */
-  async run(events: TrainerEvents = {}): Promise<{ iteration: number; stopped: boolean; checkpoint: string | null }> {
+  /**
+   * Runs until cfg.iters, shouldStop, or the plateau rule (cfg.plateauGain: after an evaluation, the run is finished
+   * early when its last doubling of images gained too little), logging, sampling, evaluating and checkpointing as
+   * configured. `plateau` is what a checkpoint of a run the rule finished records, else null.
+   */
+  async run(events: TrainerEvents = {}): Promise<{ iteration: number; stopped: boolean; checkpoint: string | null; plateau: PlateauRecord | null }> {
     const { cfg } = this;
     const runDir = this.opts.runDir;
     const metricsFile = runDir ? path.join(runDir, 'metrics.csv') : null;
@@ -224,8 +230,17 @@ export class Trainer {
       if (!Number.isFinite(loss)) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
       // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const last = this.iteration === cfg.iters;
-      stopped = !last && (events.shouldStop?.() ?? false);
+      const atCap = this.iteration === cfg.iters;
+      stopped = !atCap && (events.shouldStop?.() ?? false);
+      let evaluation: Record<string, number> = {};
+      if (this.opts.evaluator && cfg.evalN > 0 && (stats.kimg >= nextEvalKimg || (atCap && cfg.evalEvery > 0))) {
+        evaluation = await this.evaluate(events);
+        nextEvalKimg = (Math.floor(stats.kimg / kimgPerEval) + 1) * kimgPerEval;
+      }
+      // before the cap, an evaluation may finish the run: this iteration is then its last (not a stop to resume)
+      const plateau = !atCap && cfg.plateauGain > 0 ? this.checkPlateau(metricsFile, evaluation, stats.kimg, events) : null;
+      if (plateau) stopped = false;
+      const last = atCap || plateau !== null;
       const row: Record<string, number> = {};
       if (metricsFile && (this.iteration % cfg.logEvery === 0 || last || stopped)) {
         Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss, lr: stats.lr, stage: stats.stage,
@@ -233,21 +248,40 @@ export class Trainer {
         windowStart = Date.now();
         windowImages = 0;
       }
-      if (this.opts.evaluator && cfg.evalN > 0 && (stats.kimg >= nextEvalKimg || (last && cfg.evalEvery > 0))) {
-        Object.assign(row, await this.evaluate(events), { iter: stats.iteration, kimg: stats.kimg });
-        nextEvalKimg = (Math.floor(stats.kimg / kimgPerEval) + 1) * kimgPerEval;
-      }
+      if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
       if (metricsFile && Object.keys(row).length) appendMetricsRow(metricsFile, row);
       if (runDir && ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last)) {
         for (const file of this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`)) events.onInfo?.(`wrote ${file}`);
       }
       if (runDir && (this.iteration % cfg.ckptEvery === 0 || last || stopped)) {
-        lastCheckpoint = this.saveCheckpoint();
+        lastCheckpoint = this.saveCheckpoint(plateau?.record);
         events.onInfo?.(`checkpoint ${lastCheckpoint}`);
+      }
+      if (plateau) {
+        events.onInfo?.(plateau.message);
+        return { iteration: this.iteration, stopped: false, checkpoint: lastCheckpoint, plateau: plateau.record };
       }
       if (stopped) break;
     }
-    return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint };
+    return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint, plateau: null };
+  }
+
+  /**
+   * The plateau rule (lib/train/plateau.ts) after an evaluation, on its primary fd column: the record and message
+   * when it finishes the run, else null (said in an info line when it was checked). The earlier evaluations come
+   * from metrics.csv, so a resumed run sees its whole history; a trainer without a run directory has none.
+   */
+  private checkPlateau(metricsFile: string | null, evaluation: Record<string, number>, kimg: number, events: TrainerEvents)
+    : { record: PlateauRecord; message: string } | null {
+    const metric = primaryFdColumn(Object.keys(evaluation));
+    if (metric === null || metricsFile === null) return null;
+    const check = plateauCheck(evaluationsOf(readMetrics(metricsFile).rows, metric), { kimg, fd: evaluation[metric] }, this.cfg.plateauGain);
+    if (check === null) return null;
+    if (!check.stop) {
+      events.onInfo?.(describePlateau(check, metric));
+      return null;
+    }
+    return { record: plateauRecord(check, metric), message: describePlateau(check, metric) };
   }
 
   /** The message of a run stopped by a non-finite step: where, the likely cause, and the checkpoint to go back to. */
@@ -311,8 +345,11 @@ export class Trainer {
     });
   }
 
-  /** Saves online weights, EMA, optimiser state, counters and loader state; keeps the newest few. */
-  saveCheckpoint(): string {
+  /**
+   * Saves online weights, EMA, optimiser state, counters and loader state; keeps the newest few. `plateau`: the
+   * plateau rule finished the run here (lib/train/launch.ts runStatus reads it).
+   */
+  saveCheckpoint(plateau?: PlateauRecord): string {
     if (!this.opts.runDir) throw new Error('saveCheckpoint: this trainer has no run directory');
     const dir = path.join(this.opts.runDir, CHECKPOINT_DIR);
     const file = checkpointPath(dir, this.iteration);
@@ -322,7 +359,7 @@ export class Trainer {
         meta: {
           format: 'ect-workbench-run', iteration: this.iteration, imagesSeen: this.imagesSeen,
           wallSeconds: this.wallSeconds, optimizerStep: optState.step, loader: this.loader.getState(), skippedSteps: this.skippedSteps,
-          config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null,
+          config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null, ...(plateau ? { plateau } : {}),
         },
         groups: { params: new Map(this.net.params), ema: this.ema.weights, optimizer: optState.slots },
       });

@@ -10,7 +10,7 @@ import { CIFAR10_CLASS_NAMES } from '../data/cifar10';
 import { FASHION_MNIST_CLASS_NAMES } from '../data/idx';
 import { SYNTHETIC_CLASS_NAMES } from '../data/synthetic';
 import { generateImages, type SamplerModel } from '../sample';
-import { repositoryRoot } from '../env';
+import { repositoryRelativePath } from '../env';
 import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
 import { WEB_MODEL_FORMAT, WEB_MODEL_VERSION, webModel, type HalfPrecisionError, type WebModelManifest } from './model';
 import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from './template';
@@ -122,7 +122,7 @@ export async function exportWebSite(options: ExportWebOptions): Promise<Exported
       net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: config.ect.midT,
       classNames: config.net.labelDim > 0 ? [...(CLASS_NAMES[config.data.name] ?? [])].slice(0, config.net.labelDim) : [],
       source: {
-        run: runName(model.runDir), checkpoint: path.basename(model.checkpoint),
+        run: repositoryRelativePath(model.runDir), checkpoint: path.basename(model.checkpoint),
         iteration: model.iteration, kind: config.kind, dataset: config.data.name,
       },
       weightsFile: WEIGHTS_FILE,
@@ -147,11 +147,6 @@ export async function exportWebSite(options: ExportWebOptions): Promise<Exported
   };
 }
 
-/** How the page names a run: its folder relative to the repository (results/demo/ect), else the folder's name (no machine paths in a site). */
-function runName(runDir: string): string {
-  const relative = path.relative(repositoryRoot(), path.resolve(runDir));
-  return relative.startsWith('..') || path.isAbsolute(relative) ? path.basename(path.resolve(runDir)) : relative.split(path.sep).join('/');
-}
 
 /** The page's heading. */
 function pageTitle(manifest: WebModelManifest): string {

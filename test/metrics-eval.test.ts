@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
+import Papa from 'papaparse';
 import { evalCommand } from '../cli/commands/metrics';
 import { loadDataset } from '../lib/data';
 import { createRunEvaluator, type SampleEvaluator } from '../lib/metrics/evaluate';
@@ -108,5 +109,27 @@ describe('metrics: ect eval and evaluation during training', () => {
         assert.equal(Number(rows[0][column]), Number(value.toPrecision(7)), `metrics.csv row 1, ${column}`);
       }
     }
+  });
+  it('--table keeps each evaluation with what it was; --mid-t changes the 2-step sampler and needs --no-append', async () => {
+    const runDir = path.join(dir, 'run');   // the first test's run
+    const table = path.join(dir, 'evaluations.csv');
+    const base = { checkpoint: runDir, steps: '2', n: 20, batch: 20, seed: 0, cacheDir, ...QUICK_REFERENCE, backend: 'wasm', progress: false };
+    await assert.rejects(evalCommand({ ...base, append: true, midT: [1.5] }, () => {}), /--mid-t 1.5: the run's 2step columns in metrics.csv are for its own ect.midT \(0.821\); add --no-append/);
+    await assert.rejects(evalCommand({ ...base, steps: '1', append: false, midT: [1.5] }, () => {}), /only 2-step sampling has an intermediate time/);
+    const own = await evalCommand({ ...base, append: false, table }, () => {});
+    const other = await evalCommand({ ...base, append: false, table, midT: [1.5] }, () => {});
+    assert.notEqual(own.fd_fmnist_2step, other.fd_fmnist_2step, 'another intermediate time draws other images');
+    const rows = Papa.parse<Record<string, string>>(fs.readFileSync(table, 'utf8'), { header: true, skipEmptyLines: true }).data;
+    assert.equal(rows.length, 2);
+    assert.deepEqual(rows.map((r) => r.mid_t), ['0.821', '1.5']);
+    for (const row of rows) {
+      assert.equal(row.sampler, '2step');
+      assert.equal(row.n, '20');
+      assert.equal(row.reference, 'fashion-mnist-test-first300');
+      assert.equal(row.features, 'fmnist');
+      assert.ok(!path.isAbsolute(row.checkpoint) && row.checkpoint.endsWith('ckpt-000000001.ckpt'), row.checkpoint);
+      assert.ok(Number(row.seconds) > 0);
+    }
+    assert.equal(Number(rows[1].fd_fmnist_2step), Number(other.fd_fmnist_2step.toPrecision(7)));
   });
 });

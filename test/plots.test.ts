@@ -8,7 +8,7 @@ import { PNG } from 'pngjs';
 import { fitScalingGroups } from '../lib/scaling';
 import {
   FigureRenderer, NotebookFigures, ablationBarsFigure, escapeForScript, imageGridFigure, launchChromium,
-  pngSize, scalingFigure, standaloneFiguresPage, trainingCurvesFigure,
+  pngSize, scalingFigure, standaloneFiguresPage, trainingCurvesFigure, tuningCostFigure,
 } from '../lib/plots';
 import { requireSystemPart } from './helpers';
 
@@ -54,6 +54,23 @@ describe('plots: figure specs', () => {
     assert.deepEqual(pngSize(png), { width: 30, height: 20 });
     const grid = imageGridFigure(png, 30, 20, 'samples');
     assert.ok(String(grid.data[0].source).startsWith('data:image/png;base64,'));
+  });
+
+  it('tuning cost: the teacher along pretraining and the tuned runs along tuning on one log-log compute axis', () => {
+    const table = aq.from([
+      { run_id: 'teacher', kind: 'pretrain', train_flops: 1e14, fd_heun: 30, fd_1step: null, fd_2step: null },
+      { run_id: 'teacher', kind: 'pretrain', train_flops: 4e14, fd_heun: 8, fd_1step: null, fd_2step: null },
+      { run_id: 'teacher', kind: 'pretrain', train_flops: 2e14, fd_heun: 12, fd_1step: null, fd_2step: null },
+      { run_id: 'ect', kind: 'tune', train_flops: 4.2e14, fd_heun: null, fd_1step: 40, fd_2step: 20 },
+      { run_id: 'ect', kind: 'tune', train_flops: 4.4e14, fd_heun: null, fd_1step: 25, fd_2step: 11 },
+    ]);
+    const figure = tuningCostFigure(table, { x: 'train_flops', teacherMetric: 'fd_heun', studentMetrics: ['fd_1step', 'fd_2step'], teacherLine: { value: 8, label: 'teacher, Heun' } });
+    assert.deepEqual(figure.data.map((t) => t.name), ['teacher: teacher pretraining (fd_heun)', 'ect: ECT fd_1step', 'ect: ECT fd_2step', 'teacher, Heun']);
+    assert.deepEqual(figure.data[0].x, [1e14, 2e14, 4e14], 'sorted by compute');
+    assert.deepEqual(figure.data[2].y, [20, 11]);
+    assert.deepEqual(figure.data[3].x, [1e14, 4.4e14]);
+    assert.equal((figure.layout.yaxis as { type: string }).type, 'log');
+    assert.throws(() => tuningCostFigure(table, { x: 'flops', teacherMetric: 'fd_heun', studentMetrics: [] }), /no column 'flops'/);
   });
 
   it('inlines the plotly bundle once per notebook and keeps scripts unbreakable', () => {

@@ -155,6 +155,64 @@ export function trainingCurvesFigure(table: ColumnTable, options: TrainingCurves
   };
 }
 
+export interface TuningCostOptions {
+  x: string;                  // compute column, counting the teacher's pretraining in the tuning runs' rows (train_flops of loadRunsTable with includePretraining)
+  teacherMetric: string;      // the teacher's quality column along pretraining, e.g. 'fd_fmnist_heun'
+  studentMetrics: string[];   // the tuned models' columns, e.g. ['fd_fmnist_1step', 'fd_fmnist_2step']
+  kindColumn?: string;        // 'pretrain' or 'tune' per row (default 'kind')
+  runColumn?: string;         // one line per run and metric (default 'run_id')
+  teacherLine?: { value: number; label: string };  // the teacher's final quality, drawn across the whole axis
+  title?: string;
+  xTitle?: string;
+  yTitle?: string;
+}
+
+/**
+ * The paper's "tuning is cheap" picture: the teacher's quality along its own pretraining and the tuned
+ * models' 1- and 2-step quality along tuning, on one compute axis that counts the teacher's pretraining in
+ * every tuning point, log-log, with the teacher's final quality as a dashed line.
+ */
+export function tuningCostFigure(table: ColumnTable, options: TuningCostOptions): Figure {
+  const xs = columnOf(table, options.x, 'tuningCostFigure');
+  const kinds = columnOf(table, options.kindColumn ?? 'kind', 'tuningCostFigure');
+  const runColumn = options.runColumn ?? 'run_id';
+  const data: Array<Record<string, unknown>> = [];
+  const allX: number[] = [];
+  let trace = 0;
+  const line = (rows: number[], metric: string, name: string, dash?: string) => {
+    const ys = columnOf(table, metric, 'tuningCostFigure');
+    const kept = rows.filter((i) => isPresent(ys[i]) && isPresent(xs[i]) && Number(xs[i]) > 0).sort((a, b) => Number(xs[a]) - Number(xs[b]));
+    if (kept.length === 0) return;
+    kept.forEach((i) => allX.push(Number(xs[i])));
+    data.push({
+      type: 'scatter', mode: 'lines+markers', name, x: kept.map((i) => xs[i]), y: kept.map((i) => ys[i]),
+      line: { color: PALETTE[trace++ % PALETTE.length], ...(dash ? { dash } : {}) },
+    });
+  };
+  for (const [label, rows] of groupRows(table, runColumn, 'tuningCostFigure')) {
+    const run = label.replace(`${runColumn}=`, '');
+    const kind = kinds[rows[0]];
+    if (kind === 'pretrain') line(rows, options.teacherMetric, `${run}: teacher pretraining (${options.teacherMetric})`);
+    else for (const metric of options.studentMetrics) line(rows, metric, `${run}: ECT ${metric}`);
+  }
+  if (options.teacherLine && allX.length) {
+    data.push({
+      type: 'scatter', mode: 'lines', name: options.teacherLine.label, x: [Math.min(...allX), Math.max(...allX)],
+      y: [options.teacherLine.value, options.teacherLine.value], line: { color: '#333333', dash: 'dash', width: 1.5 },
+    });
+  }
+  return {
+    data,
+    layout: {
+      title: { text: options.title ?? `quality against training compute, pretraining included` },
+      xaxis: { type: 'log', title: { text: options.xTitle ?? options.x } },
+      yaxis: { type: 'log', title: { text: options.yTitle ?? [options.teacherMetric, ...options.studentMetrics].join(', ') } },
+      legend: { orientation: 'h', y: -0.2 },
+      width: 820, height: 540,
+    },
+  };
+}
+
 export interface AblationBarsOptions {
   category: string;      // the ablated setting, e.g. 'ect.mapping'
   value: string;         // the quality metric, e.g. 'fd_1step'

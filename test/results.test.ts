@@ -7,7 +7,7 @@ import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
-  ensureRun, findRunDirs, frechetColumns, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,
+  ensureRun, findRunDirs, frechetColumns, headlineTable, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,
   notebookScalingPlan, readRun, SCALING_WIDTHS, totalRunFlops,
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
@@ -16,6 +16,7 @@ import { notebookPaths, repositoryRoot } from '../lib/env';
 import { resolveRunInit } from '../lib/train/run';
 import type { RunConfig } from '../lib/config/types';
 import { runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
+import type { TeacherRecord } from '../lib/train/ship';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
 function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {
@@ -227,5 +228,32 @@ describe('results: the notebooks\' planned runs', () => {
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('results: the headline ratios against a shipped teacher', () => {
+  const teacher = {
+    name: 't', training: { images: 640000, flops: 640000 * 3 * 5e8 },
+    evaluations: { headline: { metric: 'fd_fmnist_heun', value: 4, n: 10000, features: 'fmnist', reference: { dataset: 'fashion-mnist', split: 'test' } } },
+  } as unknown as TeacherRecord;
+  const row = (sampler: string, kimg: number, fd: number, extra: Record<string, string | number> = {}) => ({
+    checkpoint: `runs/x/ckpt-${kimg}.ckpt`, kimg, sampler, n: 10000, reference: 'fashion-mnist-test', features: 'fmnist', [`fd_fmnist_${sampler}`]: fd, ...extra,
+  });
+
+  it('computes the ratio to the teacher, the images and FLOPs against the teacher\'s, and whether the target is met', () => {
+    const table = headlineTable(teacher, [row('2step', 64, 5.6), row('1step', 64, 12.4), row('2step', 192, 5)], 5e8).objects() as Array<Record<string, number | boolean>>;
+    assert.equal(table[0].ratio, 1.4);
+    assert.equal(table[0].met, true);
+    assert.equal(table[0].image_share, 0.1);
+    assert.ok(Math.abs((table[0].flops_share as number) - (64000 * 4) / (640000 * 3)) < 1e-12, 'ECT costs 4 passes per image, EDM 3');
+    assert.equal(table[1].ratio, 3.1);
+    assert.equal(table[1].met, false, '1 step: within 3x');
+    assert.equal(table[2].met, false, 'more than 25% of the teacher\'s images');
+  });
+
+  it('refuses to compare unlike numbers', () => {
+    assert.throws(() => headlineTable(teacher, [row('2step', 64, 5, { n: 1000 })], 5e8), /1000 images, but the teacher's fd_fmnist_heun is on 10000/);
+    assert.throws(() => headlineTable(teacher, [row('2step', 64, 5, { reference: 'fashion-mnist-train' })], 5e8), /reference fashion-mnist-train, but the teacher's is fashion-mnist-test/);
+    assert.throws(() => headlineTable(teacher, [row('heun', 64, 5)], 5e8), /sampler 'heun' is not one of 1step, 2step/);
   });
 });

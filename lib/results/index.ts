@@ -3,3 +3,4 @@ export * from './runs';
 export * from './paper';
 export * from './configs';
 export * from './notebook-runs';
+export * from './headline';

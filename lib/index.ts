@@ -48,6 +48,7 @@ export * from './image/pixels';
 export * from './image/png';
 export * from './image/npz';
 export * from './image/export';
+export * from './grids';
 
 // metrics: the one evaluator, its columns and feature networks, FD/KID/precision-recall, class accuracy
 export * from './metrics/evaluate';

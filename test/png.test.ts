@@ -3,7 +3,8 @@ import * as assert from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { PNG } from 'pngjs';
-import { imagesToGridPng, toUint8Images } from '../lib/image/png';
+import { imagesToGridPng, toUint8Images, upscalePng } from '../lib/image/png';
+import { sideBySide } from '../lib/image/pixels';
 
 describe('png', () => {
   before(async () => {
@@ -68,5 +69,20 @@ describe('png', () => {
     assert.throws(() => imagesToGridPng(grey, 0), /cols/);
     assert.throws(() => imagesToGridPng(grey, 2, -1), /pad/);
     grey.dispose();
+  });
+
+  it('puts grids side by side with a black gap, and enlarges a PNG by nearest neighbour in its colour type', () => {
+    const grey = (value: number, width: number, height: number) => ({ width, height, data: new Uint8Array(width * height * 4).fill(value) });
+    const joined = sideBySide([grey(200, 2, 2), grey(100, 1, 3)], 1);
+    assert.deepStrictEqual([joined.width, joined.height], [4, 3]);
+    const red = (x: number, y: number) => joined.data[(y * joined.width + x) * 4];
+    assert.deepStrictEqual([red(0, 0), red(1, 1), red(2, 0), red(3, 2), red(0, 2)], [200, 200, 0, 100, 0], 'the gap and the space below the shorter grid are black');
+    const images = tf.tensor4d([-1, 1, 0, -1], [1, 2, 2, 1]);
+    const png = imagesToGridPng(images, 1, 0);
+    images.dispose();
+    const enlarged = PNG.sync.read(upscalePng(png, 3));
+    assert.deepStrictEqual([enlarged.width, enlarged.height, enlarged.color], [6, 6, false]);
+    const at = (x: number, y: number) => enlarged.data[(y * 6 + x) * 4];
+    assert.deepStrictEqual([at(0, 0), at(2, 2), at(3, 0), at(5, 2), at(0, 3), at(5, 5)], [0, 0, 255, 255, 128, 0]);
   });
 });

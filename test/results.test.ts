@@ -3,20 +3,22 @@ import { strict as assert } from 'assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as aq from 'arquero';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
-  ensureRun, findRunDirs, frechetColumns, headlineTable, lastEvaluatedRows, metricColumns, loadRunsTable, notebookAblationPlan, notebookDemoPlan,
-  notebookScalingPlan, readRun, SCALING_WIDTHS, totalRunFlops,
+  ensureAblationRuns, ensureRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
+  notebookAblationPlan, notebookCommittedRuns, notebookDemoPlan, notebookRecipePlan, notebookScalingPlan, NOT_REACHED, readEvaluationTable, readRun,
+  recipeTable, requireCommittedDemo, SCALING_WIDTHS, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
 import { notebookPaths, repositoryRoot } from '../lib/env';
-import { resolveRunInit } from '../lib/train/run';
+import { recordedRunInit, resolveRunInit } from '../lib/train/run';
 import type { RunConfig } from '../lib/config/types';
 import { runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
-import type { TeacherRecord } from '../lib/train/ship';
+import { TEACHER_FILE, type TeacherRecord } from '../lib/train/ship';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
 function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {
@@ -103,6 +105,14 @@ describe('results: loading runs into one table', () => {
     assert.throws(() => loadRunsTable([path.join(moved, 'ablations', 'orphan')], { includePretraining: true }), /cannot find the pretraining run of init '\/elsewhere\/checkout\/results\/nowhere\/teacher'/);
   });
 
+  it('keeps each run\'s last evaluated row, or its last row when it evaluated none', () => {
+    const table = loadRunsTable([tuneSmall, tuneBase, pretrainDir]);
+    const final = lastQualityRows(table, ['fd_fmnist_1step']).objects() as Array<Record<string, unknown>>;
+    assert.deepEqual(final.map((r) => [r.run_id, r.iter, r.fd_fmnist_1step]), [['ect-small', 20, 41.5], ['ect-base', 10, 50.1], ['edm-tiny', 200, null]]);
+    const evaluatedFirst = aq.from([{ run_id: 'a', iter: 1, fd: 3 }, { run_id: 'a', iter: 2, fd: null }]);
+    assert.deepEqual(lastQualityRows(evaluatedFirst, ['fd']).objects(), [{ run_id: 'a', iter: 1, fd: 3 }]);
+  });
+
   it('keeps the last evaluated row per run', () => {
     const last = lastEvaluatedRows(loadRunsTable([tuneSmall, tuneBase]), 'fd_fmnist_1step');
     assert.equal(last.numRows(), 2);
@@ -143,19 +153,12 @@ describe('results: loading runs into one table', () => {
 
 describe('results: the notebooks\' planned runs', () => {
 
-  it('evaluates the full-mode demo ECT run several times along training (the dynamics notebook draws them)', () => {
-    const plan = notebookDemoPlan('full', notebookPaths('full', path.join(os.tmpdir(), 'ect-demo-plan')));
-    const cfg = resolveRunConfig('tune', plan.student.flags.config);
-    const kimg = (cfg.iters * cfg.batch) / 1000;
-    assert.ok(kimg / plan.student.flags.evalEvery! >= 6, `${kimg} kimg evaluated every ${plan.student.flags.evalEvery} kimg`);
-  });
-
   it('plans the scaling study as one teacher and one evaluated ECT run per width, each tuned from its own width', () => {
     const root = path.join(os.tmpdir(), 'ect-scaling-plan');
     const paths = notebookPaths('full', root);
-    assert.deepEqual(notebookScalingPlan('small', notebookPaths('small', root), '/t'), []);
-    const demoTeacher = notebookDemoPlan('full', paths).teacher.flags.out;
-    const plan = notebookScalingPlan('full', paths, demoTeacher);
+    assert.deepEqual(notebookScalingPlan('small', notebookPaths('small', root)), []);
+    const demoTeacher = path.join(paths.runs, 'demo', 'teacher');   // the old minute-scale demo teacher is the width-16 one
+    const plan = notebookScalingPlan('full', paths);
     const tunes = plan.filter((r) => r.kind === 'tune');
     assert.equal(tunes.length, SCALING_WIDTHS.length);
     const costs: number[] = [];
@@ -163,34 +166,32 @@ describe('results: the notebooks\' planned runs', () => {
       const cfg = resolveRunConfig('tune', run.flags.config, run.flags.set.map(parseOverride));
       assert.ok(run.flags.out.startsWith(path.join(root, 'results', 'scaling')));
       assert.ok(run.flags.evalEvery! > 0 && run.flags.evalN! > 0, 'every study run is evaluated along training');
-      // its teacher is planned with the same width (or is the demo teacher, whose width is the preset's 16)
+      // its teacher is planned with the same width (the demo teacher, the preset's 16, for width 16)
       const teacher = plan.find((r) => r.flags.out === run.flags.init);
-      const teacherCfg = teacher
-        ? resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride))
-        : resolveRunConfig('pretrain', notebookDemoPlan('full', paths).teacher.flags.config);
-      if (!teacher) assert.equal(run.flags.init, demoTeacher);
+      assert.ok(teacher, `${run.flags.out}: its teacher ${run.flags.init} is planned`);
+      const teacherCfg = resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride));
+      if (cfg.net.modelChannels === 16) assert.equal(run.flags.init, demoTeacher);
       assert.equal(teacherCfg.net.modelChannels, cfg.net.modelChannels);
-      assert.ok(!(teacher?.flags.out ?? '').includes(`${path.sep}scaling${path.sep}`), 'teachers stay out of the study folder');
+      assert.ok(!teacher.flags.out.includes(`${path.sep}scaling${path.sep}`), 'teachers stay out of the study folder');
       costs.push(forwardFlopsPerImage(cfg.net));
     }
     for (let i = 1; i < costs.length; i++) assert.ok(costs[i] > 1.5 * costs[i - 1], `wider nets cost more per image: ${costs}`);
   });
-  it('finds the committed runs\' teachers where the full-mode plan puts them, from inits relative to each run', () => {
+  it('finds the committed runs\' teachers where the full-mode plans put them, from inits relative to each run', () => {
     const paths = notebookPaths('full', repositoryRoot());
-    // every committed tuning run names an existing teacher relative to its own folder
+    // every committed tuning run names an existing teacher relative to its own folder: a finished run or a shipped teacher
     const committed = findRunDirs(paths.runs).filter((dir) => readRun(dir).config.kind === 'tune');
     assert.ok(committed.length >= 10, `committed tuning runs: ${committed.join(', ')}`);
     for (const dir of committed) {
       const { init } = readRun(dir).config;
       assert.ok(init && !path.isAbsolute(init) && !init.includes('\\'), `${dir}/config.json: init ${init} is not a POSIX path relative to the run`);
-      assert.equal(runStatus(resolveRunInit(init, dir)).state, 'finished', `${dir}/config.json: init ${init} is not a finished run`);
+      const teacher = resolveRunInit(init, dir);
+      assert.ok(fs.existsSync(path.join(teacher, TEACHER_FILE)) || runStatus(teacher).state === 'finished', `${dir}/config.json: init ${init} is neither a finished run nor a shipped teacher`);
     }
-    // ... and it is the teacher the notebooks' full-mode plan trains it from
-    const demo = notebookDemoPlan('full', paths);
-    const teacher = demo.teacher.flags.out;
-    const planned = [demo.student, ...notebookAblationPlan('full', paths, teacher), ...notebookScalingPlan('full', paths, teacher)]
+    // ... and it is the teacher the notebooks' full-mode plans tune it from
+    const planned = [...notebookRecipePlan(paths).map((v) => v.run), ...notebookScalingPlan('full', paths)]
       .filter((run) => run.kind === 'tune' && fs.existsSync(path.join(run.flags.out, 'config.json')));
-    assert.ok(planned.length >= 10, `planned runs found committed: ${planned.map((r) => r.flags.out).join(', ')}`);
+    assert.ok(planned.length >= 3, `planned runs found committed: ${planned.map((r) => r.flags.out).join(', ')}`);
     for (const run of planned) assert.equal(resolveRunInit(readRun(run.flags.out).config.init!, run.flags.out), run.flags.init, run.flags.out);
     // the scaling study counts each width's pretraining compute
     const study = findRunDirs(path.join(paths.runs, 'scaling'));
@@ -206,7 +207,7 @@ describe('results: the notebooks\' planned runs', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-plan-'));
     try {
       const paths = notebookPaths('small', root);
-      const plan = notebookDemoPlan('small', paths);
+      const plan = notebookDemoPlan(paths);
       assert.ok(plan.teacher.flags.out.startsWith(path.join(root, 'build')));
       assert.equal(plan.student.flags.init, plan.teacher.flags.out);
       const calls: Array<{ kind: string; resume: unknown }> = [];
@@ -255,5 +256,149 @@ describe('results: the headline ratios against a shipped teacher', () => {
     assert.throws(() => headlineTable(teacher, [row('2step', 64, 5, { n: 1000 })], 5e8), /1000 images, but the teacher's fd_fmnist_heun is on 10000/);
     assert.throws(() => headlineTable(teacher, [row('2step', 64, 5, { reference: 'fashion-mnist-train' })], 5e8), /reference fashion-mnist-train, but the teacher's is fashion-mnist-test/);
     assert.throws(() => headlineTable(teacher, [row('heun', 64, 5)], 5e8), /sampler 'heun' is not one of 1step, 2step/);
+  });
+});
+
+describe('results: the full-mode notebooks read issue 10\'s committed runs and train nothing', () => {
+  let root: string;
+  let paths: ReturnType<typeof notebookPaths>;
+  let teachers: string;
+  const heunCsv = 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_heun\n100,6.4,0.9,0.001,0,100,60,30\n200,12.8,0.6,0.001,0,100,120,12\n300,19.2,0.5,0.001,0,100,180,9\n';
+
+  const teacherConfig = { ...defaultRunConfig('pretrain'), net: networkPreset('fmnist-base'), evalN: 1000, evalSplit: 'train' as const, backend: { name: 'onednn' } };
+
+  /** The shipped teacher as ship-teacher writes it: the run's config.json (no init), metrics.csv up to the checkpoint, EMA checkpoint, teacher.json. */
+  function shipTeacher(): string {
+    const dir = writeRun(teachers, 'fmnist-edm-base', teacherConfig, heunCsv.split('\n').slice(0, 3).join('\n') + '\n');
+    fs.mkdirSync(path.join(dir, 'checkpoints'));
+    fs.writeFileSync(path.join(dir, 'checkpoints', 'ckpt-000000200.ckpt'), 'EMA weights');
+    const record = { name: 'fmnist-edm-base', iteration: 200, kimg: 12.8, evaluations: { headline: { metric: 'fd_fmnist_heun', value: 10, n: 10000 } } };
+    fs.writeFileSync(path.join(dir, TEACHER_FILE), JSON.stringify(record));
+    return dir;
+  }
+
+  before(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-committed-'));
+    paths = notebookPaths('full', root);
+    teachers = path.join(root, 'data', 'teachers');
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('names the missing or unfinished folder and the command that makes it, then returns the teacher, its run and the headline run', () => {
+    const runs = notebookCommittedRuns(paths, teachers);
+    const rejects = (folder: string, command: string | RegExp) => assert.throws(() => requireCommittedDemo(paths, teachers), (err: Error) => {
+      assert.ok(err.message.startsWith(`${folder}: `), err.message);
+      assert.ok(typeof command === 'string' ? err.message.includes(command) : command.test(err.message), err.message);
+      return true;
+    });
+    rejects(path.join(teachers, 'fmnist-edm-base'), 'node bin/ect.js ship-teacher --run results/long/teachers/fmnist-edm-base --name fmnist-edm-base');
+    const teacher = shipTeacher();
+    const teacherRun = path.join(root, 'results', 'long', 'teachers', 'fmnist-edm-base');
+    assert.equal(runs.teacherRun.path, teacherRun);
+    rejects(teacherRun, 'node bin/ect.js pretrain --config fmnist-edm-base --out results/long/teachers/fmnist-edm-base');
+    writeRun(path.dirname(teacherRun), 'fmnist-edm-base', teacherConfig, 'iter,kimg,loss,lr,stage,img_per_s,wall_s\n100,6.4,0.9,0.001,0,100,60\n');
+    rejects(teacherRun, /logged up to iteration 100, but the shipped teacher is its iteration 200.* --resume$/);
+    writeRun(path.dirname(teacherRun), 'fmnist-edm-base', teacherConfig, heunCsv);
+    const student = path.join(root, 'results', 'long', 'headline', 'fmnist-ect-base');
+    const headline = 'node bin/ect.js tune --config fmnist-ect-base --init fmnist-edm-base --out results/long/headline/fmnist-ect-base';
+    rejects(student, headline);
+    const tune = { ...defaultRunConfig('tune'), net: networkPreset('fmnist-base'), iters: 20, batch: 64, evalEvery: 0.64, evalN: 1000, init: recordedRunInit(teacher, student) };
+    writeRun(path.dirname(student), 'fmnist-ect-base', tune, 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_1step,fd_fmnist_2step\n10,0.64,0.3,0.0001,0,50,10,40,20\n');
+    rejects(student, `unfinished: logged up to iteration 10 of 20 (the headline ECT run, tuned from the shipped teacher). Full mode reads committed results and trains nothing; from the repository root, make it with: ${headline} --resume`);
+    fs.appendFileSync(path.join(student, 'metrics.csv'), '20,1.28,0.2,0.0001,0,50,20,30,8\n');
+    rejects(student, /no checkpoint in checkpoints\//);
+    fs.mkdirSync(path.join(student, 'checkpoints'));
+    fs.writeFileSync(path.join(student, 'checkpoints', 'ckpt-000000020.ckpt'), 'final weights');
+    assert.deepEqual(requireCommittedDemo(paths, teachers), { teacher, teacherRun, student });
+  });
+
+  it('counts the shipped teacher\'s pretraining in the headline run\'s compute, and takes its in-run quality at the shipped checkpoint', () => {
+    const demo = requireCommittedDemo(paths, teachers);
+    assert.ok(!path.isAbsolute(readRun(demo.student).config.init!), 'the init is recorded relative to the run');
+    const table = loadRunsTable([demo.teacherRun, demo.student], { includePretraining: true });
+    const rows = table.objects() as Array<Record<string, unknown>>;
+    const pretraining = totalRunFlops(readRun(demo.teacher));   // the shipped teacher's rows: up to its checkpoint
+    assert.ok(pretraining > 0 && pretraining < totalRunFlops(readRun(demo.teacherRun)));
+    const tuned = rows.filter((r) => r.kind === 'tune');
+    assert.equal(tuned.length, 2);
+    for (const row of tuned) assert.ok(row.pretrain_flops === pretraining && row.pretrain_flops_included === true && (row.train_flops as number) > pretraining);
+    assert.deepEqual(rows.filter((r) => r.kind === 'pretrain').map((r) => r.fd_fmnist_heun), [30, 12, 9]);
+    // the teacher's line: its run's last Heun fd at or before the shipped iteration (200), not the later 9
+    assert.deepEqual(teacherInRunQuality(demo, 'fd_fmnist_heun'), { metric: 'fd_fmnist_heun', value: 12, iter: 200, kimg: 12.8, n: 1000, split: 'train' });
+    assert.equal(teacherInRunQuality(demo, 'fd_fmnist_1step'), null);
+    // small mode: the teacher is its own run, with no teacher.json: its last value
+    assert.equal(teacherInRunQuality({ ...demo, teacher: demo.teacherRun }, 'fd_fmnist_heun')!.value, 9);
+  });
+
+  it('says what the teacher and the headline run are, every number with its sample count and reference', () => {
+    const demo = requireCommittedDemo(paths, teachers);
+    const run = tuningRunMarkdown(readRun(demo.student));
+    assert.match(run, /tuned from `fmnist-edm-base`/, 'the init as a folder, not the path relative to the run');
+    assert.match(run, /10 of 20 iterations|20 of 20 iterations/);
+    assert.match(run, /In-run evaluations every [0-9.]+ kimg: 1000 samples against the train images\./);
+    const record = {
+      name: 'fmnist-edm-base', iteration: 200, kimg: 12.8, parameters: 1.26e6,
+      training: { command: 'node bin/ect.js pretrain --config fmnist-edm-base', commit: 'abc1234', machine: { cpu: 'AMD EPYC', cores: 2 }, backend: 'onednn', images: 12800, flops: 5e13, wallSeconds: 3600 },
+      evaluations: { headline: { metric: 'fd_fmnist_heun', value: 4.123, n: 10000, networkEvaluations: 35, features: 'fmnist', reference: { dataset: 'fashion-mnist', split: 'test', images: 10000 } } },
+    } as unknown as TeacherRecord;
+    const teacher = teacherMarkdown(record, demo.teacher);
+    assert.match(teacher, /1\.26M-parameter UNet, 200 iterations \(12\.8 kimg\), 5\.00e\+13 training FLOPs, 1 h on 2 cores \(AMD EPYC\)/);
+    assert.match(teacher, /fd_fmnist_heun = 4\.12 on 10000 samples against the 10000 test images of fashion-mnist .*not FID/);
+  });
+
+  it('plans the recipe study\'s 10 variants from configs/sweeps/recipe.json, and names them and `sweep run recipe` while they are missing', async () => {
+    const variants = notebookRecipePlan(paths, teachers);
+    assert.deepEqual(variants.map((v) => v.name), ['base', 'stage-25', 'stage-125', 'q256-one-stage', 'lr-3e-4', 'batch-128', 'ema-0.995', 'dropout-0',
+      'mapping-constant', 'weighting-snr_k']);
+    const recipe = path.join(root, 'results', 'long', 'recipe');
+    assert.equal(notebookCommittedRuns(paths, teachers).recipe.path, recipe);
+    for (const { name, run } of variants) {
+      assert.equal(run.kind, 'tune');
+      assert.equal(run.flags.out, path.join(recipe, name));
+      assert.equal(run.flags.init, path.join(teachers, 'fmnist-edm-base'));
+    }
+    const setting = Object.fromEntries(variants.map((v) => [v.name, v.setting]));
+    assert.equal(setting.base, 'the base recipe');
+    assert.equal(setting['stage-25'], 'ect.stageIters=25');
+    assert.equal(setting['batch-128'], 'iters=125, batch=128, ect.stageIters=25');
+    assert.deepEqual(notebookAblationPlan('full', paths, '/unused', teachers), variants);
+    await assert.rejects(ensureAblationRuns('full', paths, '/unused', () => {}, teachers), (err: Error) => {
+      assert.ok(err.message.startsWith(`${recipe}: 10 of its 10 runs are missing or unfinished: ${path.join(recipe, 'base')} (new)`), err.message);
+      assert.ok(err.message.endsWith('make it with: node bin/ect.js sweep run recipe'), err.message);
+      return true;
+    });
+  });
+
+  it('tabulates each variant\'s final quality and the first kimg its 2-step fd reached the teacher\'s, comparing like with like', () => {
+    const csv = 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_1step,fd_fmnist_2step\n50,3.2,0.3,0.0001,0,50,10,40,14\n100,6.4,0.2,0.0001,1,50,20,30,11\n150,9.6,0.2,0.0001,2,50,30,25,10\n';
+    const config = { ...defaultRunConfig('tune'), net: networkPreset('fmnist-base'), evalN: 1000 };
+    const fast = writeRun(path.join(root, 'variants'), 'fast', config, csv);
+    const slow = writeRun(path.join(root, 'variants'), 'slow', { ...config, ect: { ...config.ect, q: 256 } }, csv.replace(/,11\n/, ',13\n').replace(/,10\n/, ',12.5\n'));
+    const runs = loadRunsTable([fast, slow], { keepConfig: ['evalN', 'evalSplit'] });
+    const teacher = { metric: 'fd_fmnist_heun', value: 12, iter: 200, kimg: 12.8, n: 1000, split: 'train' };
+    const table = recipeTable(runs, [{ name: 'fast', setting: 'the base recipe', dir: fast }, { name: 'slow', setting: 'ect.q=256', dir: slow }], teacher);
+    assert.deepEqual(table.objects(), [
+      { variant: 'fast', setting: 'the base recipe', kimg: 9.6, fd_fmnist_1step: 25, fd_fmnist_2step: 10, n: 1000, split: 'train', fd_fmnist_2step_reached_teacher_at_kimg: 6.4 },
+      { variant: 'slow', setting: 'ect.q=256', kimg: 9.6, fd_fmnist_1step: 25, fd_fmnist_2step: 12.5, n: 1000, split: 'train', fd_fmnist_2step_reached_teacher_at_kimg: NOT_REACHED },
+    ]);
+    assert.equal(firstKimgReaching([{ kimg: 2, fd: 5 }, { kimg: 1, fd: 4 }], 'fd', 5), 1);
+    assert.throws(() => recipeTable(runs, [{ name: 'fast', setting: '', dir: fast }], { ...teacher, n: 10000 }),
+      /evaluated on 1000 samples against the train split, the teacher's fd_fmnist_heun on 10000 against the train split: compare like with like/);
+  });
+
+  it('reads `ect eval --table` rows into the headline table', () => {
+    const file = path.join(root, 'evaluations.csv');
+    fs.writeFileSync(file, 'checkpoint,iter,kimg,sampler,mid_t,n,seed,reference,features,backend,seconds,fd_fmnist_1step,fd_fmnist_2step\n'
+      + 'results/x/ckpt-1.ckpt,1000,64,1step,,10000,0,fashion-mnist-test,fmnist,onednn,40.8,25,\n'
+      + 'results/x/ckpt-1.ckpt,1000,64,2step,0.821,10000,0,fashion-mnist-test,fmnist,onednn,60.4,,12\n');
+    fs.appendFileSync(file, 'results/x/ckpt-1.ckpt,1000,64,2step,3,10000,0,fashion-mnist-test,fmnist,onednn,60.4,,15\n'
+      + 'results/x/ckpt-1.ckpt,1000,64,2step,0.3,10000,0,fashion-mnist-test,fmnist,onednn,60.4,,14\n');
+    assert.deepEqual(midTTable(readEvaluationTable(file)).objects().map((r) => [(r as Record<string, unknown>).mid_t, (r as Record<string, unknown>).fd_fmnist_2step]),
+      [[0.3, 14], [0.821, 12], [3, 15]]);
+    const rows = readEvaluationTable(file).slice(0, 2);
+    assert.deepEqual(rows.map((r) => [r.sampler, r.mid_t, r.n]), [['1step', null, 10000], ['2step', 0.821, 10000]]);
+    const teacher = { training: { images: 640000, flops: 1e18 }, evaluations: { headline: { metric: 'fd_fmnist_heun', value: 10, n: 10000, features: 'fmnist', reference: { dataset: 'fashion-mnist', split: 'test' } } } } as unknown as TeacherRecord;
+    assert.deepEqual((headlineTable(teacher, rows, 1e8).objects() as Array<Record<string, unknown>>).map((r) => [r.sampler, r.ratio, r.met]), [['1step', 2.5, true], ['2step', 1.2, true]]);
+    assert.throws(() => readEvaluationTable(path.join(root, 'none.csv')), /none\.csv: missing/);
   });
 });

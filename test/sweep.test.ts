@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { notebookPaths } from '../lib/env';
 import {
-  findRunDirs, loadRunsTable, notebookAblationPlan, notebookDemoPlan, notebookScalingPlan, notebookStudyFolder, notebookSweepOut, SCALING_WIDTHS,
+  findRunDirs, loadRunsTable, notebookAblationPlan, notebookRecipePlan, notebookScalingPlan, notebookStudyFolder, notebookSweepOut, SCALING_WIDTHS,
 } from '../lib/results';
 import {
   arrayRanges, isActive, planSweep, readSubmissions, runCommand, runStatusOf, runSweepLocal, sbatchScript, slurmTaskStates, submitSweep, sweepStatus,
@@ -168,27 +168,26 @@ describe('sweep: specs and plans', () => {
     assert.ok(!fs.existsSync(out), 'a rejected sweep writes nothing');
   });
 
-  it('the notebooks\' full-mode studies are configs/sweeps/scaling.json and ablations.json, naming the committed runs', () => {
+  it('notebook 03\'s study is configs/sweeps/scaling.json and 04\'s the recipe study; the old ablations sweep names committed runs', () => {
     const paths = notebookPaths('full', root);
-    const demoTeacher = notebookDemoPlan('full', paths).teacher.flags.out;
-    for (const [name, notebookPlan] of [['scaling', notebookScalingPlan], ['ablations', notebookAblationPlan]] as const) {
-      const plan = planSweep(name, { out: paths.runs });
-      // every run the spec names is committed and finished: the notebooks find them without retraining
-      for (const run of plan.runs) assert.equal(runStatusOf(run).state, 'finished', `${name}: ${run.flags.out}`);
-      const planned = notebookPlan('full', paths, demoTeacher);
-      assert.deepEqual(planned, plan.runs.filter((r) => r.flags.out !== demoTeacher).map(({ kind, flags }) => ({ kind, flags })));
-      assert.ok(plan.runs.some((r) => r.flags.out === demoTeacher), `${name}: the demo teacher is part of the sweep`);
-    }
     const scaling = planSweep('scaling', { out: paths.runs });
+    // every run the spec names is committed and finished: the notebook finds them without retraining
+    for (const run of scaling.runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);
+    assert.deepEqual(notebookScalingPlan('full', paths), scaling.runs.map(({ kind, flags }) => ({ kind, flags })));
     assert.deepEqual(scaling.runs.map((r) => path.relative(paths.runs, r.flags.out)),
       ['demo/teacher', 'teachers/edm-ch8', 'teachers/edm-ch24', 'scaling/ect-ch8', 'scaling/ect-ch16', 'scaling/ect-ch24']);
     assert.deepEqual(scaling.runs.filter((r) => r.stage === 'scaling').map((r) => r.values['net.modelChannels']), [...SCALING_WIDTHS]);
     // a sweep trained elsewhere (--out on a cluster) is where ECT_SWEEP_OUT points the notebooks
     assert.equal(notebookStudyFolder('scaling', paths), path.join(paths.runs, 'scaling'));
     assert.equal(notebookSweepOut(paths, path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
+    // the minute-scale ablations, no longer a notebook's study, stay committed and finished
     const ablations = planSweep('ablations', { out: paths.runs });
+    for (const run of ablations.runs) assert.equal(runStatusOf(run).state, 'finished', `ablations: ${run.flags.out}`);
     assert.deepEqual(ablations.runs.filter((r) => r.kind === 'tune').map((r) => r.name),
       ['baseline', 'mapping-constant', 'weighting-snr_k', 'dropout-0', 'huber-c-0.03', 'from-scratch']);
+    const teacher = path.join(paths.runs, 'demo', 'teacher');
+    assert.deepEqual(notebookAblationPlan('full', paths, teacher).map((v) => path.relative(paths.runs, v.run.flags.out)),
+      notebookRecipePlan(paths).map((v) => path.join('long', 'recipe', v.name)));
   });
 
   it('writes the sbatch array script: resources from the spec, partition and account from the flags, one task per run', () => {

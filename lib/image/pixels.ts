@@ -1,4 +1,7 @@
-/** Float images in [-1, 1] to uint8 pixels: pure (no Node modules), shared by the PNG writer and the web page. */
+/**
+ * Float images in [-1, 1] to uint8 pixels, and RGBA images tiled, put side by side and enlarged: pure (no Node modules),
+ * shared by the PNG writer and the web page.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 
 /** uint8 = clamp(x * 127.5 + 128, 0, 255), truncated (ect-spec.md section 7); NHWC order kept. */
@@ -32,6 +35,33 @@ export function tileRgba(pixels: Uint8Array, [count, height, width, channels]: n
         for (let c = 0; c < 3; c++) out.data[to + c] = pixels[from + (channels === 3 ? c : 0)];
       }
     }
+  }
+  return out;
+}
+
+/** RGBA images side by side, top-aligned, with `gap` black pixels between them (one opaque image). */
+export function sideBySide(images: RgbaImage[], gap: number): RgbaImage {
+  if (images.length === 0) throw new Error('sideBySide: no images');
+  const width = images.reduce((sum, image) => sum + image.width, 0) + gap * (images.length - 1);
+  const height = Math.max(...images.map((image) => image.height));
+  const out: RgbaImage = { width, height, data: new Uint8Array(width * height * 4) };
+  for (let i = 3; i < out.data.length; i += 4) out.data[i] = 255;   // black, opaque
+  let left = 0;
+  for (const image of images) {
+    for (let y = 0; y < image.height; y++) out.data.set(image.data.subarray(y * image.width * 4, (y + 1) * image.width * 4), (y * width + left) * 4);
+    left += image.width + gap;
+  }
+  return out;
+}
+
+/** An RGBA image enlarged `factor` times by nearest neighbour (each pixel a factor x factor block), so small images stay sharp. */
+export function scaleNearest(image: RgbaImage, factor: number): RgbaImage {
+  if (!(Number.isInteger(factor) && factor >= 1)) throw new Error(`scaleNearest: factor must be an integer >= 1, got ${factor}`);
+  const width = image.width * factor;
+  const out: RgbaImage = { width, height: image.height * factor, data: new Uint8Array(width * image.height * factor * 4) };
+  for (let y = 0; y < out.height; y++) {
+    const from = Math.floor(y / factor) * image.width;
+    for (let x = 0; x < width; x++) out.data.set(image.data.subarray((from + Math.floor(x / factor)) * 4, (from + Math.floor(x / factor)) * 4 + 4), (y * width + x) * 4);
   }
   return out;
 }

@@ -150,7 +150,8 @@ export function trainingCurvesFigure(table: ColumnTable, options: TrainingCurves
       xaxis: { title: { text: options.x } },
       yaxis: { title: { text: options.yTitle ?? options.metrics.join(', ') }, type: options.logY ? 'log' : 'linear' },
       legend: { orientation: 'h', y: -0.2 },
-      width: 760, height: 480,
+      // the legend sits below the plot: taller with more lines, so the plot keeps its height
+      width: 760, height: 480 + 22 * Math.max(0, data.length - 4),
     },
   };
 }

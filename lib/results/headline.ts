@@ -3,6 +3,7 @@
  * cost, from the teacher's record (teacher.json) and evaluations of tuned checkpoints kept by `ect eval --table`.
  * Like is compared with like only: the same metric, sample count and reference split as the teacher's number.
  */
+import * as fs from 'node:fs';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { TeacherRecord } from '../train/ship';
@@ -14,6 +15,12 @@ export const HEADLINE_MAX_IMAGE_SHARE = 0.25;
 
 /** One row of an `ect eval --table` CSV, as read (strings or numbers). */
 export type EvaluationRow = Record<string, string | number | null | undefined>;
+
+/** The rows of an `ect eval --table` CSV, numbers parsed (an empty cell, such as a 1-step row's mid_t, is null). */
+export function readEvaluationTable(file: string): EvaluationRow[] {
+  if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect eval --table ${file}\` writes it`);
+  return aq.fromCSV(fs.readFileSync(file, 'utf8')).objects() as EvaluationRow[];
+}
 
 /**
  * One row per evaluation of a tuned checkpoint: its fd, the ratio to the teacher's Heun fd, the tuning images and

@@ -1,6 +1,8 @@
-/** Results as data: run directories into tidy arquero tables, the paper's numbers, the notebooks' runs. */
+/** Results as data: run directories into tidy arquero tables, the paper's numbers, the notebooks' runs, issue 10's tables. */
 export * from './runs';
 export * from './paper';
 export * from './configs';
 export * from './notebook-runs';
 export * from './headline';
+export * from './recipe';
+export * from './describe';

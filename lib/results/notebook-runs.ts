@@ -1,14 +1,22 @@
 /**
- * The runs the notebooks build on, planned per mode and trained only when missing: a teacher and its ECT
- * run (plus ablation variants). Each is a run spec as `ect pretrain` / `ect tune` take it, trained through
- * the same launcher as the command line (lib/train/launch.ts). The full-mode studies are the sweep specs
- * configs/sweeps/scaling.json and ablations.json, the same grids `ect sweep run` trains here or on Slurm.
+ * The runs the notebooks build on, per mode. Small mode plans tiny runs (a teacher, its ECT run, ablation variants)
+ * and trains them when missing, through the same launcher as the command line (lib/train/launch.ts). Full mode
+ * trains none of these: it reads issue 10's committed results (the shipped teacher, its training run, the headline
+ * ECT run and its evaluations, the recipe study of configs/sweeps/recipe.json) and, when one is missing or
+ * unfinished, names its folder and the command that makes it. Notebook 03's study is still the minute-scale sweep
+ * configs/sweeps/scaling.json, trained here when missing.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
 import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
 import { planSweep } from '../sweep/plan';
-import { ensureRun as ensureLaunched, trainRun, type RunFlags } from '../train/launch';
+import { loadSweepSpec, STAGE_FLAG_KEYS } from '../sweep/spec';
+import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from '../train/launch';
+import { latestCheckpoint } from '../train/checkpoint';
+import { CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR } from '../train/run';
+import { readTeacherRecord, TEACHER_FILE } from '../train/ship';
+import { readRun } from './runs';
 
 /** A planned run's flags: a preset, an output folder and any flags and --set assignments. */
 export interface PlannedFlags extends RunFlags {
@@ -29,34 +37,196 @@ const SMALL_NET = ['net.modelChannels=8'];
 const SMALL_HEUN = ['edm.heunSteps=4'];
 const SMALL_BATCH = 8;
 
-/** Evaluation interval of the full-mode demo ECT run: 0.96 kimg, 8 points over its 240 iterations of 32 images. */
-const DEMO_EVAL_KIMG = 0.96;
-
-/** The demo teacher and ECT run of a mode (small: seconds of training; full: the presets' lengths). */
-export function notebookDemoPlan(mode: NotebookMode, paths: NotebookPaths): { teacher: PlannedRun; student: PlannedRun } {
+/** The small-mode demo: a tiny teacher and its ECT run, seconds of training each (the full mode's runs: notebookCommittedRuns). */
+export function notebookDemoPlan(paths: NotebookPaths): { teacher: PlannedRun; student: PlannedRun } {
   const dir = path.join(paths.runs, 'demo');
   const teacherOut = path.join(dir, 'teacher');
-  if (mode === 'small') {
-    return {
-      teacher: { kind: 'pretrain', flags: {
-        config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN],
-      } },
-      student: { kind: 'tune', flags: {
-        // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations
-        config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1,
-        evalEvery: 0, set: ['ect.stageIters=2'],
-      } },
-    };
-  }
   return {
-    teacher: { kind: 'pretrain', flags: { config: 'fmnist-edm-tiny', out: teacherOut, evalEvery: 1e9, evalN: 1000, set: [] } },
-    // evaluate every 30 iterations of 32 images (twice per 60-iteration stage) to draw quality along training
-    student: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, evalEvery: DEMO_EVAL_KIMG, evalN: 1000, set: [] } },
+    teacher: { kind: 'pretrain', flags: {
+      config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN],
+    } },
+    student: { kind: 'tune', flags: {
+      // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations
+      config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1,
+      evalEvery: 0, set: ['ect.stageIters=2'],
+    } },
   };
 }
 
-/** The notebooks' full-mode studies, each a sweep spec in configs/sweeps/. */
-export type NotebookStudy = 'scaling' | 'ablations';
+/** The runs a notebook shows: the teacher, the run that trained it (its quality along training), and its ECT run. */
+export interface NotebookDemo {
+  teacher: string;      // full: the shipped teacher's folder (EMA weights, teacher.json); small: the tiny teacher run
+  teacherRun: string;   // the teacher's training run (full: results/long/teachers/<name>; small: the tiny teacher run itself)
+  student: string;      // the ECT run tuned from the teacher
+}
+
+/** A committed result the full-mode notebooks read: its folder or file, what it is, and the command that makes it. */
+export interface CommittedResult {
+  path: string;
+  what: string;
+  command: string;      // from the repository root
+}
+
+/** Issue 10's teacher, shipped as data/teachers/<name>/. */
+export const HEADLINE_TEACHER = 'fmnist-edm-base';
+/** Its training run and the headline ECT run tuned from it, under results/. */
+const TEACHER_RUN = `long/teachers/${HEADLINE_TEACHER}`;
+const HEADLINE_RUN = 'long/headline/fmnist-ect-base';
+
+/** The sweep spec of the recipe study (configs/sweeps/recipe.json), notebook 04's full mode. */
+export const RECIPE_SWEEP = 'recipe';
+
+/** The root the notebook's folders hang from: the repository's (results/ is paths.runs in full mode). */
+const rootOf = (paths: NotebookPaths): string => path.dirname(paths.runs);
+
+/** The recipe study's folder: the spec's out, which is relative to the repository root like results/ itself. */
+function recipeOut(paths: NotebookPaths): string {
+  return path.resolve(rootOf(paths), loadSweepSpec(RECIPE_SWEEP).out ?? path.join('results', 'long', RECIPE_SWEEP));
+}
+
+/**
+ * Issue 10's results that the full-mode notebooks read, each with what it is and the command that makes it. `teachers`
+ * is the shipped teachers' folder (data/teachers; tests pass their own).
+ */
+export function notebookCommittedRuns(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR): Record<'teacher' | 'teacherRun' | 'student' | 'evaluations' | 'recipe' | 'midT', CommittedResult> {
+  const long = (relative: string) => path.join(paths.runs, ...relative.split('/'));
+  const recipe = recipeOut(paths);
+  return {
+    teacher: {
+      path: path.join(teachers, HEADLINE_TEACHER), what: 'the shipped teacher',
+      command: `node bin/ect.js ship-teacher --run results/${TEACHER_RUN} --name ${HEADLINE_TEACHER} (results/long/README.md says how it was made)`,
+    },
+    teacherRun: {
+      path: long(TEACHER_RUN), what: "the shipped teacher's training run",
+      command: `node bin/ect.js pretrain --config ${HEADLINE_TEACHER} --out results/${TEACHER_RUN} --eval-every 51.2 --eval-n 1000`,
+    },
+    student: {
+      path: long(HEADLINE_RUN), what: 'the headline ECT run, tuned from the shipped teacher',
+      command: `node bin/ect.js tune --config fmnist-ect-base --init ${HEADLINE_TEACHER} --out results/${HEADLINE_RUN}`,
+    },
+    evaluations: {
+      path: path.join(path.dirname(long(HEADLINE_RUN)), 'evaluations.csv'), what: "the headline run's checkpoints evaluated on 10k samples against the 10k test images",
+      command: `node bin/ect.js eval --checkpoint <checkpoint> --steps <1 or 2> --n 10000 --reference-split test --no-append --table results/${path.posix.dirname(HEADLINE_RUN)}/evaluations.csv`,
+    },
+    recipe: { path: recipe, what: `the recipe study (configs/sweeps/${RECIPE_SWEEP}.json)`, command: `node bin/ect.js sweep run ${RECIPE_SWEEP}` },
+    midT: {
+      path: path.join(recipe, 'midt.csv'), what: 'one recipe checkpoint evaluated with 2 steps at several t_mid',
+      command: `node bin/ect.js eval --checkpoint <checkpoint> --steps 2 --mid-t <t> --n <n> --no-append --table ${path.relative(rootOf(paths), recipe).split(path.sep).join('/')}/midt.csv`,
+    },
+  };
+}
+
+/** The error of a committed result that is missing or unfinished: what, where, and the command that makes it. */
+function notCommitted(result: CommittedResult, problem: string, command = result.command): Error {
+  return new Error(`${result.path}: ${problem} (${result.what}). Full mode reads committed results and trains nothing; `
+    + `from the repository root, make it with: ${command}`);
+}
+
+/** Whether `dir` is a run that has logged: config.json and metrics.csv. */
+function hasLogged(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'));
+}
+
+/** The last iteration a run's metrics.csv logged (0 when it logged none). */
+function lastLoggedIteration(runDir: string): number {
+  const { metrics } = readRun(runDir);
+  return metrics.length ? Number(metrics[metrics.length - 1].iter) : 0;
+}
+
+/**
+ * Full mode's demo: the shipped teacher, its training run (logged at least up to the shipped checkpoint) and the
+ * headline ECT run (finished, with its final checkpoint, which notebooks 01 and 05 sample from). A missing or
+ * unfinished one is an error naming its folder and the command that makes it.
+ */
+export function requireCommittedDemo(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR): NotebookDemo {
+  const runs = notebookCommittedRuns(paths, teachers);
+  const { teacher, teacherRun, student } = runs;
+  if (!fs.existsSync(path.join(teacher.path, TEACHER_FILE))) throw notCommitted(teacher, fs.existsSync(teacher.path) ? `no ${TEACHER_FILE}` : 'missing');
+  const record = readTeacherRecord(teacher.path);
+  if (!hasLogged(teacherRun.path)) throw notCommitted(teacherRun, fs.existsSync(teacherRun.path) ? 'no config.json and metrics.csv' : 'missing');
+  const logged = lastLoggedIteration(teacherRun.path);
+  if (logged < record.iteration) {
+    throw notCommitted(teacherRun, `logged up to iteration ${logged}, but the shipped teacher is its iteration ${record.iteration}`, `${teacherRun.command} --resume`);
+  }
+  if (!hasLogged(student.path)) throw notCommitted(student, fs.existsSync(student.path) ? 'no config.json and metrics.csv' : 'missing');
+  if (runStatus(student.path).state !== 'finished') {
+    const { config } = readRun(student.path);
+    throw notCommitted(student, `unfinished: logged up to iteration ${lastLoggedIteration(student.path)} of ${config.iters}`, `${student.command} --resume`);
+  }
+  if (!latestCheckpoint(path.join(student.path, CHECKPOINT_DIR))) throw notCommitted(student, `no checkpoint in ${CHECKPOINT_DIR}/ (notebooks 01 and 05 sample from its final one)`);
+  return { teacher: teacher.path, teacherRun: teacherRun.path, student: student.path };
+}
+
+/** A planned ablation variant: its name, the settings that make it a variant, and its run. */
+export interface NotebookVariant {
+  name: string;
+  setting: string;      // its flags and --set assignments beyond the base run's, e.g. 'ect.stageIters=25'
+  run: PlannedRun;
+}
+
+/**
+ * The recipe study (configs/sweeps/recipe.json) as planned variants, without checking or training anything. Its spec
+ * tunes from a shipped teacher ('teacher:<name>'), here looked up in `teachers`.
+ */
+export function notebookRecipePlan(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR): NotebookVariant[] {
+  const spec = loadSweepSpec(RECIPE_SWEEP);
+  // the sweep itself finds 'teacher:<name>' in data/teachers only, and refuses to plan before it is shipped
+  const stages = spec.stages.map((stage) => {
+    const shipped = /^teacher:(.+)$/.exec(stage.init ?? '');
+    return shipped ? { ...stage, init: path.join(teachers, shipped[1]) } : stage;
+  });
+  const plan = planSweep({ ...spec, stages }, { out: recipeOut(paths), check: false });
+  return plan.runs.map((run) => {
+    const stage = stages.find((s) => s.name === run.stage)!;
+    const base = new Set(stage.set ?? []);
+    const flags = STAGE_FLAG_KEYS.filter((key) => run.flags[key] !== undefined && run.flags[key] !== stage.flags?.[key]).map((key) => `${key}=${run.flags[key]}`);
+    const setting = [...flags, ...run.flags.set.filter((assignment) => !base.has(assignment))].join(', ') || 'the base recipe';
+    return { name: run.name, setting, run: { kind: run.kind, flags: run.flags } };
+  });
+}
+
+/**
+ * Notebook 04's variants. Full mode: the recipe study (notebookRecipePlan). Small mode: three variants of the small
+ * demo's ECT run, tuned from `teacher` for 4 iterations.
+ */
+export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string, teachers = SHIPPED_TEACHERS_DIR): NotebookVariant[] {
+  if (mode === 'full') return notebookRecipePlan(paths, teachers);
+  const dir = path.join(paths.runs, 'ablations');
+  const tune = (name: string, set: string[]): NotebookVariant => ({
+    name, setting: set.join(', ') || 'the small demo\'s ECT run',
+    run: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, name), init: teacher, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set } },
+  });
+  return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
+}
+
+/** An ablation variant ready to read: its name, setting and run folder. */
+export interface NotebookVariantRun { name: string; setting: string; dir: string }
+
+/**
+ * Notebook 04's variant runs. Small mode trains the missing ones; full mode trains nothing and, when some are missing
+ * or unfinished, names them and the command that makes the study.
+ */
+export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPaths, teacher: string,
+  log: (line: string) => void = () => {}, teachers = SHIPPED_TEACHERS_DIR): Promise<NotebookVariantRun[]> {
+  const variants = notebookAblationPlan(mode, paths, teacher, teachers);
+  if (mode === 'small') {
+    const runs: NotebookVariantRun[] = [];
+    for (const { name, setting, run } of variants) runs.push({ name, setting, dir: await ensureRun(run, log) });
+    return runs;
+  }
+  const problems = variants.flatMap(({ run }) => {
+    const status = runStatus(run.flags.out, run.flags.iters);
+    return status.state === 'finished' ? [] : [`${run.flags.out} (${status.state}${status.iteration ? `, iteration ${status.iteration}` : ''})`];
+  });
+  if (problems.length) {
+    const { recipe } = notebookCommittedRuns(paths, teachers);
+    throw notCommitted(recipe, `${problems.length} of its ${variants.length} runs are missing or unfinished: ${problems.join(', ')}`);
+  }
+  return variants.map(({ name, setting, run }) => ({ name, setting, dir: run.flags.out }));
+}
+
+/** The notebooks' full-mode studies that are still trained when missing, each a sweep spec in configs/sweeps/. */
+export type NotebookStudy = 'scaling';
 
 /**
  * The folder the studies' sweeps land in: the notebook's runs folder (results/ in full mode), or ECT_SWEEP_OUT,
@@ -66,13 +236,10 @@ export function notebookSweepOut(paths: NotebookPaths, value = process.env.ECT_S
   return value ? path.resolve(value) : paths.runs;
 }
 
-/**
- * A notebook's full-mode study: the runs of its sweep spec (configs/sweeps/<name>.json) under notebookSweepOut,
- * in stage order, without the demo teacher when the spec names it (ensureDemoRuns trains that one).
- */
-export function notebookStudyPlan(sweep: NotebookStudy, paths: NotebookPaths, demoTeacher: string): PlannedRun[] {
+/** A notebook's full-mode study: the runs of its sweep spec (configs/sweeps/<name>.json) under notebookSweepOut, in stage order. */
+export function notebookStudyPlan(sweep: NotebookStudy, paths: NotebookPaths): PlannedRun[] {
   const plan = planSweep(sweep, { out: notebookSweepOut(paths) });
-  return plan.runs.filter((run) => run.flags.out !== path.resolve(demoTeacher)).map(({ kind, flags }) => ({ kind, flags }));
+  return plan.runs.map(({ kind, flags }) => ({ kind, flags }));
 }
 
 /** The folder of a study's last stage, the runs its notebook reads (results/scaling for the scaling study). */
@@ -81,34 +248,18 @@ export function notebookStudyFolder(sweep: NotebookStudy, paths: NotebookPaths):
   return path.join(plan.out, plan.stages[plan.stages.length - 1].folder);
 }
 
-/**
- * Ablation variants of the demo's ECT run, one `--set` change each (ect-spec.md section 8). Full mode is the
- * sweep configs/sweeps/ablations.json, which adds "from scratch": ECT started from a teacher pretrained for a
- * single iteration (essentially the random initialisation), since `ect tune` always starts from a checkpoint;
- * that teacher comes first in the list. Small mode tunes three variants of the small demo for 4 iterations.
- */
-export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string): PlannedRun[] {
-  if (mode === 'full') return notebookStudyPlan('ablations', paths, teacher);
-  const dir = path.join(paths.runs, 'ablations');
-  const tune = (name: string, set: string[]): PlannedRun => ({
-    kind: 'tune',
-    flags: { config: 'fmnist-ect-tiny', out: path.join(dir, name), init: teacher, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set },
-  });
-  return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
-}
-
-/** Base channel widths of the full-mode scaling study (configs/sweeps/scaling.json; 16 is the demo's own network). */
+/** Base channel widths of the full-mode scaling study (configs/sweeps/scaling.json; 16 is the old demo's own network). */
 export const SCALING_WIDTHS = [8, 16, 24] as const;
 
 /**
- * The scaling study of notebook 03, the sweep configs/sweeps/scaling.json: for each width of SCALING_WIDTHS, a
- * teacher pretrained like the demo's (600 iterations of 32 images; the width-16 teacher is the demo teacher
- * itself) and an ECT run of 360 iterations evaluated every 1.28 kimg, so each width gives quality at 9 training
- * budgets. Teachers live under `teachers/`, the ECT runs (the study) under `scaling/`. Small mode has no study
- * (the notebook fits the tiny teacher's loss instead): empty plan.
+ * The scaling study of notebook 03, the sweep configs/sweeps/scaling.json (the old minute-scale study, to be redone):
+ * for each width of SCALING_WIDTHS, a teacher pretrained for 600 iterations of 32 images (the width-16 one is the old
+ * demo teacher, results/demo/teacher) and an ECT run of 360 iterations evaluated every 1.28 kimg, so each width gives
+ * quality at 9 training budgets. Teachers live under `teachers/` and `demo/`, the ECT runs (the study) under
+ * `scaling/`. Small mode has no study (the notebook fits the tiny teacher's loss instead): empty plan.
  */
-export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths, demoTeacher: string): PlannedRun[] {
-  return mode === 'small' ? [] : notebookStudyPlan('scaling', paths, demoTeacher);
+export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths): PlannedRun[] {
+  return mode === 'small' ? [] : notebookStudyPlan('scaling', paths);
 }
 
 /**
@@ -122,11 +273,38 @@ export async function ensureRun(run: PlannedRun, log: (line: string) => void = (
   return outcome.runDir;
 }
 
-/** The demo teacher and ECT run of a mode, trained when missing. */
-export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths,
-  log: (line: string) => void = () => {}): Promise<{ teacher: string; student: string }> {
-  const plan = notebookDemoPlan(mode, paths);
+/**
+ * The demo of a mode. Small: the tiny teacher and its ECT run, trained when missing (the teacher is its own training
+ * run). Full: issue 10's committed runs (requireCommittedDemo), trained never.
+ */
+export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookDemo> {
+  if (mode === 'full') return requireCommittedDemo(paths);
+  const plan = notebookDemoPlan(paths);
   const teacher = await ensureRun(plan.teacher, log);
   const student = await ensureRun(plan.student, log);
-  return { teacher, student };
+  return { teacher, teacherRun: teacher, student };
+}
+
+/** A quality number logged during a run's training: where, and on what (samples, reference split). */
+export interface InRunQuality {
+  metric: string;
+  value: number;
+  iter: number;
+  kimg: number;
+  n: number;            // generated samples per evaluation (the run's evalN)
+  split: string;        // the dataset split they were compared with (the run's evalSplit)
+}
+
+/**
+ * The teacher's own in-run quality where the notebooks' teacher stands: the last `metric` its training run logged at
+ * or before the shipped checkpoint (its last one when the teacher is not shipped, as in small mode), measured like the
+ * ECT runs' curves (evalN samples against the evalSplit images). Null when the run never logged it.
+ */
+export function teacherInRunQuality(demo: NotebookDemo, metric: string): InRunQuality | null {
+  const run = readRun(demo.teacherRun);
+  const upTo = fs.existsSync(path.join(demo.teacher, TEACHER_FILE)) ? readTeacherRecord(demo.teacher).iteration : Infinity;
+  const logged = run.metrics.filter((row) => Number(row.iter) <= upTo && typeof row[metric] === 'number' && Number.isFinite(row[metric]));
+  const last = logged[logged.length - 1];
+  if (!last) return null;
+  return { metric, value: last[metric] as number, iter: Number(last.iter), kimg: Number(last.kimg), n: run.config.evalN, split: run.config.evalSplit };
 }

@@ -237,6 +237,22 @@ export function lastEvaluatedRows(table: ColumnTable, column: string): ColumnTab
 }
 
 /**
+ * One row per run: its last row that logged any of `columns` (e.g. its Frechet distances), else its last logged row:
+ * each run's final quality even when its last logged row was not an evaluation.
+ */
+export function lastQualityRows(table: ColumnTable, columns: string[]): ColumnTable {
+  const latest = new Map<string, { row: Record<string, unknown>; evaluated: boolean }>();
+  for (const row of table.objects() as Array<Record<string, unknown>>) {
+    const evaluated = columns.some((column) => row[column] !== null && row[column] !== undefined);
+    const previous = latest.get(row.run_id as string);
+    // an evaluated row beats one that is not, then the later beats the earlier
+    const better = !previous || (evaluated !== previous.evaluated ? evaluated : (row.iter as number) >= (previous.row.iter as number));
+    if (better) latest.set(row.run_id as string, { row, evaluated });
+  }
+  return aq.from([...latest.values()].map(({ row }) => row));
+}
+
+/**
  * Sample-quality metric columns of a runs table, those with any value: the columns the evaluator declares
  * (lib/metrics/columns.ts), so a metric added there is found here too.
  */

@@ -56,7 +56,7 @@ export interface StageSpec {
   name: string;             // referenced by init templates as {name}
   kind: RunKind;
   config: string;           // preset: a name in configs/ or a JSON file (relative to the spec's folder)
-  folder?: string;          // where its runs go, under the sweep's folder (default: the stage name)
+  folder?: string;          // where its runs go, under the sweep's folder (default: the stage name; '.': the sweep's folder itself)
   runName?: string;         // run-name template with {axis id} placeholders (default: the values' names joined by '-')
   flags?: StageFlags;       // flags of every run
   set?: string[];           // --set assignments of every run, before the axes'
@@ -178,7 +178,8 @@ function checkStage(value: unknown, where: string): void {
   must(typeof stage.kind === 'string' && (RUN_KINDS as readonly string[]).includes(stage.kind), `${where}.kind`, `one of ${RUN_KINDS.join(', ')}`, stage.kind);
   must(typeof stage.config === 'string' && stage.config.length > 0, `${where}.config`, 'a preset name or JSON file', stage.config);
   if (stage.folder !== undefined) {
-    must(typeof stage.folder === 'string' && stage.folder.split('/').every((part) => SAFE_NAME.test(part)), `${where}.folder`, "a relative folder of names of letters, digits, '.', '_' and '-'", stage.folder);
+    must(typeof stage.folder === 'string' && (stage.folder === '.' || stage.folder.split('/').every((part) => SAFE_NAME.test(part))), `${where}.folder`,
+      "'.' (the sweep's folder itself) or a relative folder of names of letters, digits, '.', '_' and '-'", stage.folder);
   }
   for (const key of ['runName', 'init'] as const) if (stage[key] !== undefined) must(typeof stage[key] === 'string' && (stage[key] as string).length > 0, `${where}.${key}`, 'a non-empty string', stage[key]);
   if (stage.flags !== undefined) checkFlags(stage.flags, `${where}.flags`);

@@ -10,9 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exportCommand } from '../cli/commands/import-edm';
-import { shipTeacherCommand } from '../cli/commands/ship-teacher';
+import { shipTeacherCommand, trimCheckpointCommand } from '../cli/commands/ship-teacher';
 import { trainingFlops } from '../lib/results/runs';
-import { disposeCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/train/checkpoint';
+import { disposeCheckpoint, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/train/checkpoint';
 import { launchRun, trainRun } from '../lib/train/launch';
 import { readMetrics } from '../lib/train/metrics-log';
 import { disposeModel, loadRunModel, SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/train/run';
@@ -179,6 +179,28 @@ describe('ect ship-teacher', function () {
     await exportCommand({ checkpoint: shipped, format: 'safetensors', out, weights: 'ema', backend: process.env.ECT_TEST_BACKEND }, () => {});
     assert.ok(fs.statSync(out).size > 4 * record.parameters);
     await assert.rejects(exportCommand({ checkpoint: shipped, format: 'safetensors', out, weights: 'params' }, () => {}), /holds the EMA weights alone/);
+  });
+
+  it('ect trim-checkpoint keeps a finished run\'s EMA weights alone: it still samples, and a resume says why it cannot', async () => {
+    const copy = path.join(root, 'runs', 'trimmed');
+    fs.cpSync(runDir, copy, { recursive: true });
+    const original = loadCheckpoint(latestCheckpoint(path.join(copy, 'checkpoints'))!);
+    const file = trimCheckpointCommand({ checkpoint: copy }, () => {});
+    const trimmed = loadCheckpoint(file);
+    try {
+      assert.deepEqual(Object.keys(trimmed.groups), ['ema']);
+      assert.equal(trimmed.meta.iteration, original.meta.iteration);
+      assert.equal(trimmed.meta.loader, undefined, 'no resume state');
+      for (const [name, tensor] of original.groups.ema) assert.deepEqual(Array.from(trimmed.groups.ema.get(name)!.dataSync()), Array.from(tensor.dataSync()), name);
+    } finally {
+      disposeCheckpoint(original);
+      disposeCheckpoint(trimmed);
+    }
+    const sampled = ect('sample', '--checkpoint', copy, '--steps', 'heun', '--n', '2', '--out', path.join(root, 'trimmed.png'));
+    assert.equal(sampled.status, 0, sampled.out);
+    const resumed = ect('pretrain', '--resume', '--out', copy, '--iters', String(Number(trimmed.meta.iteration) + 1), '--no-progress');
+    assert.notEqual(resumed.status, 0);
+    assert.match(resumed.out, /holds the EMA weights alone .* training cannot resume from it; start a new run from these weights with --init/);
   });
 
   it('refuses a checkpoint with neither weights group, naming the file', async () => {

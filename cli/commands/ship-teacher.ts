@@ -1,10 +1,12 @@
 /** The `ect ship-teacher` command: a pretraining run's EMA weights, config, metrics and measured quality as data/teachers/<name>/. */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../../lib/backend/select';
 import { startBackend } from '../../lib/train/launch';
-import { SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
+import { writeEmaOnlyCheckpoint } from '../../lib/train/checkpoint';
+import { resolveCheckpointFile, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
 import { DEFAULT_TEACHER_CHECK_N, DEFAULT_TEACHER_EVAL_N, shipTeacher, TEACHER_FILE, type ShippedTeacher } from '../../lib/train/ship';
 import { positiveInteger } from '../options';
 
@@ -85,4 +87,29 @@ export function registerShipTeacherCommand(program: Command): void {
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend of the evaluations (also ECT_BACKEND); recorded with them').choices([...BACKEND_CHOICES]))
     .option('--no-progress', 'a line every tenth of an evaluation instead of a progress bar')
     .action(async (flags: ShipTeacherFlags) => { await shipTeacherCommand(flags); });
+}
+
+/**
+ * `ect trim-checkpoint`: a finished run's newest checkpoint reduced to its EMA weights, in place of the original
+ * (or beside it with --out), to commit a run's weights at a quarter of the size. Returns the file written.
+ */
+export function trimCheckpointCommand(flags: { checkpoint: string; out?: string }, log: (line: string) => void = console.log): string {
+  const source = resolveCheckpointFile(flags.checkpoint);
+  const target = flags.out ?? source;
+  const before = fs.statSync(source).size;
+  const temporary = `${target}.tmp-${process.pid}`;
+  writeEmaOnlyCheckpoint(source, temporary);
+  fs.renameSync(temporary, target);
+  log(`wrote ${target}: the EMA weights of ${source} alone (${(fs.statSync(target).size / 1e6).toFixed(1)} MB, was ${(before / 1e6).toFixed(1)} MB); ` +
+    'it samples, evaluates, exports and starts tuning runs like the original, but training cannot resume from it');
+  return target;
+}
+
+/** Adds `trim-checkpoint` to the `ect` program. */
+export function registerTrimCheckpointCommand(program: Command): void {
+  program.command('trim-checkpoint')
+    .description('keep only the EMA weights of a checkpoint (a quarter of the size; for committing a finished run): it still samples, evaluates, exports and starts tuning, but cannot resume training')
+    .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
+    .option('-o, --out <file>', 'write here instead of replacing the checkpoint')
+    .action((flags: { checkpoint: string; out?: string }) => { trimCheckpointCommand(flags); });
 }

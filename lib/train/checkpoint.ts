@@ -385,3 +385,24 @@ export function assertParamsMatch(file: string, expected: Map<string, { shape: n
   if (wrongShape.length > 0) lines.push(`  wrong shape (${wrongShape.length}): ${some(wrongShape)}`);
   throw new Error(lines.join('\n'));
 }
+
+/** Meta fields of a trainer's checkpoint that only resuming training reads (lib/train/trainer.ts restore). */
+const RESUME_ONLY_META = ['optimizerStep', 'loader', 'skippedSteps'];
+
+/**
+ * Writes the EMA weights of checkpoint `source` alone to `file` (a quarter of a trainer's checkpoint: no online
+ * weights, no optimiser or loader state), with `meta(recorded)` as its metadata (default: the recorded meta without
+ * what only resuming reads). Such a checkpoint samples, evaluates, exports and starts a tuning run (--init) like
+ * the original; training cannot resume from it. Refuses a source without EMA weights, naming it.
+ */
+export function writeEmaOnlyCheckpoint(source: string, file: string,
+  meta: (recorded: Record<string, unknown>) => Record<string, unknown> = (recorded) => Object.fromEntries(Object.entries(recorded).filter(([k]) => !RESUME_ONLY_META.includes(k)))): void {
+  const ckpt = loadCheckpoint(source);
+  try {
+    const { ema } = ckpt.groups;
+    if (!ema) throw new Error(`${source}: checkpoint lacks the ema group (it holds ${Object.keys(ckpt.groups).join(', ') || 'no tensors'})`);
+    saveCheckpoint(file, { meta: { ...meta(ckpt.meta), emaOnly: true }, groups: { ema } });
+  } finally {
+    disposeCheckpoint(ckpt);
+  }
+}

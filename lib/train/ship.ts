@@ -12,7 +12,7 @@ import { checkOutputFolder } from '../output-paths';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { backendName, trainingFlops } from '../results/runs';
 import { DEFAULT_SAMPLE_SEED, samplerLabel } from '../sample';
-import { checkpointPath, disposeCheckpoint, loadCheckpoint, readCheckpointMeta, saveCheckpoint } from './checkpoint';
+import { checkpointPath, readCheckpointMeta, writeEmaOnlyCheckpoint } from './checkpoint';
 import { truncateMetrics } from './metrics-log';
 import {
   basicEnvironment, disposeModel, loadRunModel, resolveCheckpointFile, samplerModelOf, CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR, type LoadedModel,
@@ -223,15 +223,8 @@ interface CheckpointMeta { iteration?: number; imagesSeen?: number; wallSeconds?
  * optimiser or loader state: nothing resumes a shipped teacher).
  */
 function writeEmaCheckpoint(source: string, file: string, meta: CheckpointMeta & Record<string, unknown>): void {
-  const ckpt = loadCheckpoint(source);
-  try {
-    const { ema } = ckpt.groups;
-    if (!ema) throw new Error(`${source}: checkpoint lacks the ema group, the weights a teacher ships`);
-    const { iteration, imagesSeen, wallSeconds, config, backend, format, teacher } = meta;
-    saveCheckpoint(file, { meta: { format, teacher, iteration, imagesSeen, wallSeconds: wallSeconds ?? null, config, backend: backend ?? null }, groups: { ema } });
-  } finally {
-    disposeCheckpoint(ckpt);
-  }
+  const { iteration, imagesSeen, wallSeconds, config, backend, format, teacher } = meta;
+  writeEmaOnlyCheckpoint(source, file, () => ({ format, teacher, iteration, imagesSeen, wallSeconds: wallSeconds ?? null, config, backend: backend ?? null }));
 }
 
 /** How the teacher was shipped, as a command without machine paths. */

@@ -375,6 +375,10 @@ export class Trainer {
     const ckpt = loadCheckpoint(file);
     try {
       const { params, ema, optimizer } = ckpt.groups;
+      if (ema && !params && !optimizer) {
+        throw new Error(`${file}: holds the EMA weights alone (a shipped teacher, or a checkpoint trimmed by ect trim-checkpoint), so training cannot resume from it; ` +
+          'start a new run from these weights with --init instead');
+      }
       if (!params || !ema || !optimizer) throw new Error(`${file}: not a training checkpoint (needs params, ema and optimizer groups)`);
       assertParamsMatch(file, this.net.paramShapes(), params);
       assertParamsMatch(file, this.net.paramShapes(), ema);

@@ -79,6 +79,13 @@ describe('ECT mapping t -> r', () => {
     assert.equal(stageAt(25000, 25000), 1);
     assert.equal(stageAt(199999, 25000), 7);
   });
+  it('ect.maxStage holds the schedule at its last stage: r stays where stage maxStage puts it', () => {
+    assert.equal(stageAt(10 * 50 + 3, 50, 7), 7);
+    assert.equal(stageAt(6 * 50, 50, 7), 6);
+    assert.equal(stageAt(10 * 50, 50), 10, 'no cap: the paper code\'s schedule');
+    const cfg = { mapping: 'constant' as const, k: 8, b: 1, nCap: 4, q: 2 };
+    close(mapTimeToR(1, stageAt(1000, 50, 7), cfg), 1 - 1 / 256);
+  });
 });
 
 describe('ECT loss metric and weighting', () => {

@@ -228,6 +228,7 @@ const ECT_FIELDS: Fields<EctConfig> = {
   mapping: oneOf(MAPPINGS),
   q: leaf('a number above 1', (v) => isNumber(v) && v > 1),
   stageIters: positiveInteger,
+  maxStage: optional(nonNegativeInteger),
   k: finiteNumber,
   b: finiteNumber,
   nCap: positiveNumber,

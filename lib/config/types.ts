@@ -73,6 +73,7 @@ export interface EctConfig {
   mapping: MappingName;   // mapping function n(t)
   q: number;              // stage base: r = t (1 - n(t) / q^(s+1)), 2 on CIFAR-10
   stageIters: number;     // iterations per stage d, 25000 on CIFAR-10
+  maxStage?: number;      // last stage: from it on the schedule stays (absent: none, as the paper's code); 7 keeps q^(s+1) at 256 for q = 2, the 1-hour run's q
   k: number;              // mapping strength, 8
   b: number;              // sigmoid slope, 1
   nCap: number;           // cap on n(t) for the log2cap and powcap mappings, 4

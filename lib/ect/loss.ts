@@ -16,7 +16,7 @@ export interface EctDraws { t: Float64Array; r: Float64Array; stage: number; noi
 
 /** Draws ln t ~ N(P_mean, P_std) and maps each t to r at the stage of this iteration. */
 export function ectDraws(batch: number, ect: EctConfig, seed: number, iteration: number): EctDraws {
-  const stage = stageAt(iteration, ect.stageIters);
+  const stage = stageAt(iteration, ect.stageIters, ect.maxStage);
   const t = logNormalSamples(drawSeed(seed, iteration, 'ect-t'), batch, ect.pMean, ect.pStd);
   const r = t.map((ti) => mapTimeToR(ti, stage, ect));
   return { t, r, stage, noiseSeed: drawSeed(seed, iteration, 'ect-noise') };
@@ -31,7 +31,7 @@ export class EctLoss implements TrainingLoss {
   }
 
   stage(iteration: number): number {
-    return stageAt(iteration, this.ect.stageIters);
+    return stageAt(iteration, this.ect.stageIters, this.ect.maxStage);
   }
 }
 

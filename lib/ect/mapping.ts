@@ -2,8 +2,9 @@
 import { MAPPINGS, type EctConfig } from '../config/types';
 
 /** Stage s = floor(iteration / d). */
-export function stageAt(iteration: number, stageIters: number): number {
-  return Math.floor(iteration / stageIters);
+export function stageAt(iteration: number, stageIters: number, maxStage?: number): number {
+  const stage = Math.floor(iteration / stageIters);
+  return maxStage === undefined ? stage : Math.min(stage, maxStage);
 }
 
 /** n(t) of a mapping function: sigmoid 1 + k sigmoid(-b t); constant 1; log2cap min(1 + k log2(1 + 1/t^2), cap); powcap min(1 + t^-k, cap). */

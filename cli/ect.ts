@@ -14,8 +14,8 @@ import { registerMetricsCommands } from './commands/metrics';
 import { registerSweepCommands } from './commands/sweep';
 import { registerExportWebCommand } from './commands/export-web';
 import { registerEdmCommands } from './commands/import-edm';
-import { registerShipTeacherCommand } from './commands/ship-teacher';
-import { runDemo } from './demo';
+import { registerShipTeacherCommand, registerTrimCheckpointCommand } from './commands/ship-teacher';
+import { DEMO_TEACHER, DEMO_TUNE_ITERS, runDemo } from './demo';
 import { fraction, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
 
 const BACKENDS = [...BACKEND_CHOICES];
@@ -149,11 +149,11 @@ export function buildProgram(): Command {
     .action(async (flags: SampleFlags) => { await sampleCommand(flags); });
 
   program.command('demo')
-    .description('the end-to-end demo on Fashion-MNIST: pretrain a tiny teacher, ECT-tune it, write 1- and 2-step grids and metrics (resumes if interrupted)')
-    .option('-o, --out <dir>', 'where the two runs go', path.join('runs', 'demo'))
-    .option('--teacher-iters <n>', 'pretraining iterations (default: the fmnist-edm-tiny preset)', positiveInteger('--teacher-iters'))
-    .option('--tune-iters <n>', 'ECT iterations (default: the fmnist-ect-tiny preset)', positiveInteger('--tune-iters'))
-    .option('--eval-n <n>', 'images generated for the final fd_fmnist evaluation (0: skip)', integer('--eval-n'), 1000)
+    .description(`the end-to-end demo on Fashion-MNIST: ECT-tune the shipped teacher (${DEMO_TEACHER}), then write the teacher's, the 1-step and the 2-step grids from the same noise, and fd_fmnist (resumes if interrupted)`)
+    .option('-o, --out <dir>', 'where the tuning run and the grids go', path.join('runs', 'demo'))
+    .option('--teacher <name|dir>', 'the teacher to tune: a teacher shipped in data/teachers/, or a run folder', DEMO_TEACHER)
+    .option('--tune-iters <n>', `ECT iterations (default ${DEMO_TUNE_ITERS}: 16 kimg, a few minutes on 2 cores)`, positiveInteger('--tune-iters'))
+    .option('--eval-n <n>', 'images generated for the final fd_fmnist evaluation, against the 10k test images (0: skip)', integer('--eval-n'), 1000)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (flags) => { await runDemo(flags); });
@@ -163,6 +163,7 @@ export function buildProgram(): Command {
   registerExportWebCommand(program);
   registerEdmCommands(program);
   registerShipTeacherCommand(program);
+  registerTrimCheckpointCommand(program);
   return program;
 }
 

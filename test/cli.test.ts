@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { readNpz } from '../lib/image/npz';
+import { requireSystemPart } from './helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'ect.js');
 
@@ -98,5 +99,32 @@ describe('ect command line', () => {
     const scored = ect('eval', '--checkpoint', run, '--steps', 'heun', '--n', '20', '--class-accuracy', '--no-progress');
     assert.equal(scored.status, 0, scored.out);
     assert.match(scored.out, /assigned to the class asked for: \d+\.\d% \(chance 10%; the classifier on 256 real test images: \d+\.\d%\)/);
+  });
+  it('ect demo tunes the shipped teacher and draws teacher | 1 step | 2 steps from the same noise', function () {
+    requireSystemPart(this, 'dataset');
+    this.timeout(600000);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-demo-'));
+    try {
+      const missing = ect('demo', '--teacher', 'no-such-teacher', '--out', out);
+      assert.notEqual(missing.status, 0);
+      assert.match(missing.out, /--teacher no-such-teacher: neither a run folder nor a shipped teacher \(shipped in data\/teachers\/: fmnist-edm-base/);
+      const demo = ect('demo', '--out', out, '--tune-iters', '2', '--eval-n', '40', '--no-progress');
+      assert.equal(demo.status, 0, demo.out);
+      assert.match(demo.out, /demo: about [\d.]+ min on the \w+ backend here/);
+      assert.match(demo.out, /ECT tuning of the teacher data\/teachers\/fmnist-edm-base/);
+      assert.match(demo.out, /fd_fmnist_1step = [\d.]+, fd_fmnist_2step = [\d.]+ \(40 samples against the 10k test images/);
+      const config = JSON.parse(fs.readFileSync(path.join(out, 'ect', 'config.json'), 'utf8'));
+      assert.equal(config.evalSplit, 'test');
+      assert.equal(config.ema.beta, 0.99);
+      const grids = ['comparison', 'teacher-heun', 'ect-1step', 'ect-2step'].map((name) => PNG.sync.read(fs.readFileSync(path.join(out, 'grids', `${name}.png`))));
+      const [comparison, ...single] = grids;
+      assert.equal(comparison.width, single.reduce((w, g) => w + g.width, 0) + 2 * 12, 'three 8x8 grids and two gaps');
+      assert.ok(single.every((g) => g.width === 8 * 30 + 2 && g.height === 8 * 30 + 2), 'each: 64 images of 28 pixels, 2-pixel borders');
+      const again = ect('demo', '--out', out, '--tune-iters', '2', '--eval-n', '40', '--no-progress');
+      assert.equal(again.status, 0, again.out);
+      assert.match(again.out, /reusing .*ect \(finished, 2 iterations/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   });
 });

@@ -185,7 +185,7 @@ describe('ect ship-teacher', function () {
     const copy = path.join(root, 'runs', 'trimmed');
     fs.cpSync(runDir, copy, { recursive: true });
     const original = loadCheckpoint(latestCheckpoint(path.join(copy, 'checkpoints'))!);
-    const file = trimCheckpointCommand({ checkpoint: copy }, () => {});
+    const file = await trimCheckpointCommand({ checkpoint: copy }, () => {});
     const trimmed = loadCheckpoint(file);
     try {
       assert.deepEqual(Object.keys(trimmed.groups), ['ema']);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES } from '../../lib/backend/select';
+import { BACKEND_CHOICES, initBackend } from '../../lib/backend/select';
 import { startBackend } from '../../lib/train/launch';
 import { writeEmaOnlyCheckpoint } from '../../lib/train/checkpoint';
 import { resolveCheckpointFile, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
@@ -93,7 +93,8 @@ export function registerShipTeacherCommand(program: Command): void {
  * `ect trim-checkpoint`: a finished run's newest checkpoint reduced to its EMA weights, in place of the original
  * (or beside it with --out), to commit a run's weights at a quarter of the size. Returns the file written.
  */
-export function trimCheckpointCommand(flags: { checkpoint: string; out?: string }, log: (line: string) => void = console.log): string {
+export async function trimCheckpointCommand(flags: { checkpoint: string; out?: string }, log: (line: string) => void = console.log): Promise<string> {
+  await initBackend('cpu');  // the tensors are only read and written again
   const source = resolveCheckpointFile(flags.checkpoint);
   const target = flags.out ?? source;
   const before = fs.statSync(source).size;
@@ -111,5 +112,5 @@ export function registerTrimCheckpointCommand(program: Command): void {
     .description('keep only the EMA weights of a checkpoint (a quarter of the size; for committing a finished run): it still samples, evaluates, exports and starts tuning, but cannot resume training')
     .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
     .option('-o, --out <file>', 'write here instead of replacing the checkpoint')
-    .action((flags: { checkpoint: string; out?: string }) => { trimCheckpointCommand(flags); });
+    .action(async (flags: { checkpoint: string; out?: string }) => { await trimCheckpointCommand(flags); });
 }

@@ -306,5 +306,6 @@ export function teacherInRunQuality(demo: NotebookDemo, metric: string): InRunQu
   const logged = run.metrics.filter((row) => Number(row.iter) <= upTo && typeof row[metric] === 'number' && Number.isFinite(row[metric]));
   const last = logged[logged.length - 1];
   if (!last) return null;
-  return { metric, value: last[metric] as number, iter: Number(last.iter), kimg: Number(last.kimg), n: run.config.evalN, split: run.config.evalSplit };
+  // runs recorded before evalSplit existed compared with the training images, its default
+  return { metric, value: last[metric] as number, iter: Number(last.iter), kimg: Number(last.kimg), n: run.config.evalN, split: run.config.evalSplit ?? 'train' };
 }

@@ -17,10 +17,10 @@ import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from '.
 import { packWeights, type HostTensor, type WebWeightDtype } from './weights';
 
 /**
- * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: the committed demo ECT run
- * (tiny, rough samples) until the main Fashion-MNIST ECT model is shipped; then point this at its run folder.
+ * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: issue 10's headline ECT run,
+ * the shipped fmnist-edm-base teacher tuned with the fmnist-ect-base recipe (its final checkpoint, EMA weights alone).
  */
-export const SHIPPED_WEB_CHECKPOINT = 'results/demo/ect';
+export const SHIPPED_WEB_CHECKPOINT = 'results/long/headline/fmnist-ect-base';
 /** Where `npm run build:web` writes the site and `npm run web` serves it from (gitignored). */
 export const WEB_SITE_DIR = path.join('build', 'web');
 

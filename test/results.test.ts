@@ -346,10 +346,10 @@ describe('results: the full-mode notebooks read issue 10\'s committed runs and t
     assert.match(teacher, /fd_fmnist_heun = 4\.12 on 10000 samples against the 10000 test images of fashion-mnist .*not FID/);
   });
 
-  it('plans the recipe study\'s 10 variants from configs/sweeps/recipe.json, and names them and `sweep run recipe` while they are missing', async () => {
+  it('plans the recipe study\'s 11 variants from configs/sweeps/recipe.json, and names them and `sweep run recipe` while they are missing', async () => {
     const variants = notebookRecipePlan(paths, teachers);
-    assert.deepEqual(variants.map((v) => v.name), ['base', 'stage-25', 'stage-125', 'q256-one-stage', 'lr-3e-4', 'batch-128', 'ema-0.995', 'dropout-0',
-      'mapping-constant', 'weighting-snr_k']);
+    assert.deepEqual(variants.map((v) => v.name), ['base', 'stage-25', 'stage-125', 'q256-one-stage', 'lr-3e-4', 'lr-1e-3', 'batch-128', 'ema-0.995',
+      'dropout-0', 'mapping-constant', 'weighting-snr_k']);
     const recipe = path.join(root, 'results', 'long', 'recipe');
     assert.equal(notebookCommittedRuns(paths, teachers).recipe.path, recipe);
     for (const { name, run } of variants) {
@@ -361,9 +361,10 @@ describe('results: the full-mode notebooks read issue 10\'s committed runs and t
     assert.equal(setting.base, 'the base recipe');
     assert.equal(setting['stage-25'], 'ect.stageIters=25');
     assert.equal(setting['batch-128'], 'iters=125, batch=128, ect.stageIters=25');
+    assert.equal(setting['lr-1e-3'], 'optimizer.lr=0.001');
     assert.deepEqual(notebookAblationPlan('full', paths, '/unused', teachers), variants);
     await assert.rejects(ensureAblationRuns('full', paths, '/unused', () => {}, teachers), (err: Error) => {
-      assert.ok(err.message.startsWith(`${recipe}: 10 of its 10 runs are missing or unfinished: ${path.join(recipe, 'base')} (new)`), err.message);
+      assert.ok(err.message.startsWith(`${recipe}: 11 of its 11 runs are missing or unfinished: ${path.join(recipe, 'base')} (new)`), err.message);
       assert.ok(err.message.endsWith('make it with: node bin/ect.js sweep run recipe'), err.message);
       return true;
     });

@@ -23,9 +23,12 @@ import { WEB_BACKENDS, type WebBackend } from '../lib/web/template';
 import { packWeights, unpackWeights, type HostTensor } from '../lib/web/weights';
 import { TINY_NET, requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
 
-/** The committed demo ECT run (28x28 Fashion-MNIST, 180k parameters): a real model, small enough for a test. */
+/**
+ * The committed demo ECT run (28x28 Fashion-MNIST, 180k parameters): a real model, small enough for a test.
+ * ECT_WEB_TEST_CHECKPOINT runs the same checks on another one, e.g. the prebuilt site's (SHIPPED_WEB_CHECKPOINT).
+ */
 const ROOT = path.resolve(__dirname, '..', '..');
-const CHECKPOINT = path.join(ROOT, 'results', 'demo', 'ect');
+const CHECKPOINT = process.env.ECT_WEB_TEST_CHECKPOINT ? path.resolve(ROOT, process.env.ECT_WEB_TEST_CHECKPOINT) : path.join(ROOT, 'results', 'demo', 'ect');
 const SEED = 3;
 
 /**

@@ -16,7 +16,7 @@ import { registerExportWebCommand } from './commands/export-web';
 import { registerEdmCommands } from './commands/import-edm';
 import { registerShipTeacherCommand, registerTrimCheckpointCommand } from './commands/ship-teacher';
 import { DEMO_TEACHER, DEMO_TUNE_ITERS, runDemo } from './demo';
-import { fraction, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
+import { fraction, growthFactor, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
 
 const BACKENDS = [...BACKEND_CHOICES];
 
@@ -47,6 +47,7 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .option('--sample-every <n>', 'iterations between sample grids in samples/ (0: only at the end)', integer('--sample-every'))
     .option('--eval-every <kimg>', 'thousands of images between sample-quality evaluations (0: never)', nonNegativeNumber('--eval-every'))
     .option('--eval-n <n>', 'generated images per evaluation', integer('--eval-n'))
+    .option('--eval-growth <g>', 'space evaluations geometrically: at E, E*g, E*g^2, ... kimg for --eval-every E (e.g. 1.4142: two budgets per doubling of the images, for scaling studies); 1: every E kimg (default)', growthFactor('--eval-growth'))
     .addOption(new Option('--eval-split <split>', 'the dataset split evaluations compare the samples with (default train, as the paper\'s FID; test: the 10k held-out images)').choices([...EVAL_SPLITS]))
     .option('--plateau-gain <x>', 'finish the run early once doubling the training images improves the evaluated fd (Heun when pretraining, 2-step else 1-step when tuning) by less than this fraction (0.1 = 10%), checked at each evaluation; 0: never (default); needs --eval-every', fraction('--plateau-gain'))
     .addOption(new Option('--on-non-finite <policy>', 'a NaN or infinite loss or gradient: stop the run (the last good checkpoint stays the newest; default) or skip the batch (counted in metrics.csv\'s skipped column)').choices([...NON_FINITE_POLICIES]))

@@ -36,6 +36,15 @@ export function nonNegativeNumber(name: string) {
   };
 }
 
+/** A finite number >= 1: a growth factor. */
+export function growthFactor(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!(value >= 1) || !Number.isFinite(value) || text.trim() === '') throw new InvalidArgumentError(`${name} must be a number >= 1, got '${text}'`);
+    return value;
+  };
+}
+
 /** A finite number in [0, 1): a fraction such as a probability or a relative gain. */
 export function fraction(name: string) {
   return (text: string): number => {

@@ -49,6 +49,7 @@ export function defaultRunConfig(kind: RunKind): RunConfig {
     ckptEvery: 5000,
     sampleEvery: 0,
     evalEvery: 0,
+    evalGrowth: 1,         // evenly spaced evaluations; e.g. 1.4142 evaluates at evalEvery * sqrt(2)^n kimg
     evalN: 10000,
     evalSplit: 'train',    // the paper compares with the training images
     plateauGain: 0,        // 0: train to iters; e.g. 0.1 stops once doubling the images improves the fd by less than 10%

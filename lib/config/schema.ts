@@ -311,6 +311,7 @@ const RUN_FIELDS: Fields<RunConfig> = {
   ckptEvery: positiveInteger,
   sampleEvery: nonNegativeInteger,
   evalEvery: nonNegativeNumber,
+  evalGrowth: leaf('a number >= 1', (v) => isNumber(v) && v >= 1),
   evalN: nonNegativeInteger,
   evalSplit: oneOf(EVAL_SPLITS),
   plateauGain: probability,

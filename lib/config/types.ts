@@ -144,6 +144,7 @@ export interface RunConfig {
   ckptEvery: number;      // iterations between checkpoints
   sampleEvery: number;    // iterations between sample grids (0: only at the end)
   evalEvery: number;      // kimg between metric evaluations (0: never)
+  evalGrowth: number;     // 1: evaluations every evalEvery kimg; g > 1: at evalEvery * g^n kimg (log-spaced; lib/train/eval-schedule.ts)
   evalN: number;          // samples per evaluation
   evalSplit: EvalSplit;   // the dataset split in-run evaluations compare the samples with ('train' by default, as the paper's FID)
   plateauGain: number;    // stop (finished) once doubling the images improves the primary fd by less than this fraction (0: never; lib/train/plateau.ts)

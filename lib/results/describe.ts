@@ -31,7 +31,7 @@ export function tuningRunMarkdown(run: RunRecord): string {
   const last = run.metrics[run.metrics.length - 1];
   const ema = cfg.ema.beta !== undefined ? `EMA ${cfg.ema.beta}` : `EMA half-life ${cfg.ema.halfLifeKimg} kimg`;
   const evaluations = cfg.evalEvery > 0
-    ? `In-run evaluations every ${cfg.evalEvery} kimg: ${cfg.evalN} samples against the ${cfg.evalSplit} images.`
+    ? `In-run evaluations ${(cfg.evalGrowth ?? 1) > 1 ? `at ${cfg.evalEvery} kimg and every factor ${cfg.evalGrowth} beyond` : `every ${cfg.evalEvery} kimg`}: ${cfg.evalN} samples against the ${cfg.evalSplit} images.`
     : 'No in-run evaluations.';
   return `**ECT run \`${run.id}\`** (\`${repositoryRelativePath(run.dir)}\`): preset \`${cfg.name}\`${cfg.init ? `, tuned from \`${repositoryRelativePath(resolveRunInit(cfg.init, run.dir))}\`` : ''}; `
     + `q = ${cfg.ect.q}, a stage every ${cfg.ect.stageIters} iterations, ${cfg.ect.mapping} mapping, ${cfg.ect.weighting} weighting, `

@@ -21,7 +21,7 @@ export type AxisScalar = number | string | boolean;
  * form (logEvery -> --log-every), as commander names them.
  */
 export const STAGE_FLAG_KEYS = [
-  'seed', 'iters', 'batch', 'lr', 'logEvery', 'ckptEvery', 'sampleEvery', 'evalEvery', 'evalN', 'evalSplit', 'plateauGain',
+  'seed', 'iters', 'batch', 'lr', 'logEvery', 'ckptEvery', 'sampleEvery', 'evalEvery', 'evalGrowth', 'evalN', 'evalSplit', 'plateauGain',
   'data', 'dataDir', 'dataLimit', 'backend', 'fromScratch',
 ] as const satisfies ReadonlyArray<keyof RunFlags>;
 export type StageFlags = Pick<RunFlags, typeof STAGE_FLAG_KEYS[number]>;

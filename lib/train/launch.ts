@@ -39,6 +39,7 @@ export interface RunFlags {
   sampleEvery?: number;
   evalEvery?: number;
   evalN?: number;
+  evalGrowth?: number;      // > 1: evaluate at evalEvery * g^n kimg (log-spaced budgets) instead of every evalEvery kimg
   init?: string;            // pretrained checkpoint or run directory to tune, from the current directory
   set?: Array<string | ConfigPatch>;  // `key.path=value` assignments (--set) or config patches, applied last, in order
   resume?: boolean;         // continue the run in `out` from its newest checkpoint
@@ -78,6 +79,7 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--sample-every', flags.sampleEvery, (sampleEvery) => ({ sampleEvery }));
   add('--eval-every', flags.evalEvery, (evalEvery) => ({ evalEvery }));
   add('--eval-n', flags.evalN, (evalN) => ({ evalN }));
+  add('--eval-growth', flags.evalGrowth, (evalGrowth) => ({ evalGrowth }));
   add('--init', flags.init, (init) => ({ init: resolveInitTarget(String(init)) }));  // a path from the current directory, or a shipped teacher's name
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
   add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));

@@ -22,6 +22,7 @@ import {
   assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
+import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
 import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
 import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
 
@@ -201,8 +202,7 @@ export class Trainer {
     let windowImages = 0;
     let lastCheckpoint: string | null = null;
     let stopped = false;
-    const kimgPerEval = cfg.evalEvery > 0 ? cfg.evalEvery : Infinity;
-    let nextEvalKimg = (Math.floor(this.imagesSeen / 1000 / kimgPerEval) + 1) * kimgPerEval;
+    let nextEval = nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth);
     const losses = new LossTrail();
 
     while (this.iteration < cfg.iters) {
@@ -233,9 +233,9 @@ export class Trainer {
       const atCap = this.iteration === cfg.iters;
       stopped = !atCap && (events.shouldStop?.() ?? false);
       let evaluation: Record<string, number> = {};
-      if (this.opts.evaluator && cfg.evalN > 0 && (stats.kimg >= nextEvalKimg || (atCap && cfg.evalEvery > 0))) {
+      if (this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, nextEval) || (atCap && cfg.evalEvery > 0))) {
         evaluation = await this.evaluate(events);
-        nextEvalKimg = (Math.floor(stats.kimg / kimgPerEval) + 1) * kimgPerEval;
+        nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
       }
       // before the cap, an evaluation may finish the run: this iteration is then its last (not a stop to resume)
       const plateau = !atCap && cfg.plateauGain > 0 ? this.checkPlateau(metricsFile, evaluation, stats.kimg, events) : null;

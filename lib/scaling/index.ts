@@ -2,3 +2,4 @@
 export * from './levenberg-marquardt';
 export * from './power-law';
 export * from './table';
+export * from './compare';

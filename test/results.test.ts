@@ -10,14 +10,15 @@ import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
   ensureAblationRuns, ensureRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
   notebookAblationPlan, notebookCommittedRuns, notebookDemoPlan, notebookRecipePlan, notebookScalingPlan, NOT_REACHED, readEvaluationTable, readRun,
-  recipeTable, requireCommittedDemo, SCALING_WIDTHS, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
+  recipeTable, requireCommittedDemo, requireCommittedScaling, SCALING_WIDTHS, HEADLINE_TEACHER, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
 import { notebookPaths, repositoryRoot } from '../lib/env';
-import { recordedRunInit, resolveRunInit } from '../lib/train/run';
+import { recordedRunInit, resolveRunInit, SHIPPED_TEACHERS_DIR } from '../lib/train/run';
+import { evalBudgets } from '../lib/train/eval-schedule';
 import type { RunConfig } from '../lib/config/types';
-import { runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
+import { plannedRunConfig, runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
 import { TEACHER_FILE, type TeacherRecord } from '../lib/train/ship';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
@@ -153,29 +154,33 @@ describe('results: loading runs into one table', () => {
 
 describe('results: the notebooks\' planned runs', () => {
 
-  it('plans the scaling study as one teacher and one evaluated ECT run per width, each tuned from its own width', () => {
+  it('plans the scaling study on issue 10\'s teachers: per width a teacher and an ECT run evaluated at 8+ budgets over 1.5+ decades', () => {
     const root = path.join(os.tmpdir(), 'ect-scaling-plan');
     const paths = notebookPaths('full', root);
-    assert.deepEqual(notebookScalingPlan('small', notebookPaths('small', root)), []);
-    const demoTeacher = path.join(paths.runs, 'demo', 'teacher');   // the old minute-scale demo teacher is the width-16 one
-    const plan = notebookScalingPlan('full', paths);
+    const plan = notebookScalingPlan(paths);
     const tunes = plan.filter((r) => r.kind === 'tune');
-    assert.equal(tunes.length, SCALING_WIDTHS.length);
+    assert.deepEqual(tunes.map((r) => r.width), [...SCALING_WIDTHS]);
     const costs: number[] = [];
     for (const run of tunes) {
-      const cfg = resolveRunConfig('tune', run.flags.config, run.flags.set.map(parseOverride));
-      assert.ok(run.flags.out.startsWith(path.join(root, 'results', 'scaling')));
-      assert.ok(run.flags.evalEvery! > 0 && run.flags.evalN! > 0, 'every study run is evaluated along training');
-      // its teacher is planned with the same width (the demo teacher, the preset's 16, for width 16)
+      const cfg = plannedRunConfig(run);
+      assert.equal(run.flags.out, path.join(root, 'results', 'long', 'scaling', `ect-ch${run.width}`));
+      const budgets = evalBudgets(cfg.evalEvery, cfg.evalGrowth, (cfg.iters * cfg.batch) / 1000);
+      assert.ok(budgets.length >= 8, `${budgets.length} budgets`);
+      assert.ok(Math.log10(budgets[budgets.length - 1] / budgets[0]) >= 1.5, `budgets ${budgets[0]} to ${budgets[budgets.length - 1]} kimg`);
+      // its teacher has its width: planned in this study, or (32) the shipped teacher
       const teacher = plan.find((r) => r.flags.out === run.flags.init);
-      assert.ok(teacher, `${run.flags.out}: its teacher ${run.flags.init} is planned`);
-      const teacherCfg = resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride));
-      if (cfg.net.modelChannels === 16) assert.equal(run.flags.init, demoTeacher);
-      assert.equal(teacherCfg.net.modelChannels, cfg.net.modelChannels);
-      assert.ok(!teacher.flags.out.includes(`${path.sep}scaling${path.sep}`), 'teachers stay out of the study folder');
+      if (run.width === 32) assert.equal(run.flags.init, path.join(SHIPPED_TEACHERS_DIR, HEADLINE_TEACHER));
+      else {
+        assert.ok(teacher, `${run.flags.out}: its teacher ${run.flags.init} is planned`);
+        assert.equal(teacher.flags.out, path.join(root, 'results', 'long', 'teachers', `fmnist-edm-ch${run.width}`));
+        assert.equal(resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride)).net.modelChannels, run.width);
+      }
       costs.push(forwardFlopsPerImage(cfg.net));
     }
     for (let i = 1; i < costs.length; i++) assert.ok(costs[i] > 1.5 * costs[i - 1], `wider nets cost more per image: ${costs}`);
+    // full mode trains nothing: an incomplete study is an error naming its runs and the command
+    assert.throws(() => requireCommittedScaling(paths),
+      /the scaling study \(configs\/sweeps\/scaling-long\.json\) is not complete: results\/long\/teachers\/fmnist-edm-ch16 \(new\), results\/long\/scaling\/ect-ch16 \(new\),.*node bin\/ect\.js sweep run scaling-long$/);
   });
   it('finds the committed runs\' teachers where the full-mode plans put them, from inits relative to each run', () => {
     const paths = notebookPaths('full', repositoryRoot());
@@ -189,7 +194,7 @@ describe('results: the notebooks\' planned runs', () => {
       assert.ok(fs.existsSync(path.join(teacher, TEACHER_FILE)) || runStatus(teacher).state === 'finished', `${dir}/config.json: init ${init} is neither a finished run nor a shipped teacher`);
     }
     // ... and it is the teacher the notebooks' full-mode plans tune it from
-    const planned = [...notebookRecipePlan(paths).map((v) => v.run), ...notebookScalingPlan('full', paths)]
+    const planned = [...notebookRecipePlan(paths).map((v) => v.run), ...notebookScalingPlan(paths)]
       .filter((run) => run.kind === 'tune' && fs.existsSync(path.join(run.flags.out, 'config.json')));
     assert.ok(planned.length >= 3, `planned runs found committed: ${planned.map((r) => r.flags.out).join(', ')}`);
     for (const run of planned) assert.equal(resolveRunInit(readRun(run.flags.out).config.init!, run.flags.out), run.flags.init, run.flags.out);

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
 import { notebookPaths } from '../lib/env';
 import {
-  findRunDirs, loadRunsTable, notebookAblationPlan, notebookRecipePlan, notebookScalingPlan, notebookStudyFolder, notebookSweepOut, SCALING_WIDTHS,
+  findRunDirs, loadRunsTable, notebookAblationPlan, notebookRecipePlan, notebookScalingPlan, notebookSweepOut, SCALING_WIDTHS,
 } from '../lib/results';
 import {
   arrayRanges, isActive, planSweep, readSubmissions, runCommand, runStatusOf, runSweepLocal, sbatchScript, slurmTaskStates, submitSweep, sweepStatus,
@@ -168,18 +168,20 @@ describe('sweep: specs and plans', () => {
     assert.ok(!fs.existsSync(out), 'a rejected sweep writes nothing');
   });
 
-  it('notebook 03\'s study is configs/sweeps/scaling.json and 04\'s the recipe study; the old ablations sweep names committed runs', () => {
+  it('notebook 03\'s study is configs/sweeps/scaling-long.json and 04\'s the recipe study; the old minute-scale sweeps name committed runs', () => {
     const paths = notebookPaths('full', root);
-    const scaling = planSweep('scaling', { out: paths.runs });
+    const scaling = planSweep('scaling-long', { out: path.join(paths.runs, 'long') });
     // every run the spec names is committed and finished: the notebook finds them without retraining
-    for (const run of scaling.runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);
-    assert.deepEqual(notebookScalingPlan('full', paths), scaling.runs.map(({ kind, flags }) => ({ kind, flags })));
-    assert.deepEqual(scaling.runs.map((r) => path.relative(paths.runs, r.flags.out)),
-      ['demo/teacher', 'teachers/edm-ch8', 'teachers/edm-ch24', 'scaling/ect-ch8', 'scaling/ect-ch16', 'scaling/ect-ch24']);
-    assert.deepEqual(scaling.runs.filter((r) => r.stage === 'scaling').map((r) => r.values['net.modelChannels']), [...SCALING_WIDTHS]);
+    for (const run of scaling.runs) assert.equal(runStatusOf(run).state, 'finished', `scaling-long: ${run.flags.out}`);
+    assert.deepEqual(notebookScalingPlan(paths).map(({ kind, flags }) => ({ kind, flags })), scaling.runs.map(({ kind, flags }) => ({ kind, flags })));
+    assert.deepEqual(scaling.runs.map((r) => path.relative(paths.runs, r.flags.out).split(path.sep).join('/')),
+      ['long/teachers/fmnist-edm-ch16', 'long/teachers/fmnist-edm-ch24', 'long/scaling/ect-ch16', 'long/scaling/ect-ch24', 'long/scaling/ect-ch32']);
+    assert.deepEqual(scaling.runs.filter((r) => r.stage === 'ect').map((r) => r.values['net.modelChannels']), [...SCALING_WIDTHS]);
     // a sweep trained elsewhere (--out on a cluster) is where ECT_SWEEP_OUT points the notebooks
-    assert.equal(notebookStudyFolder('scaling', paths), path.join(paths.runs, 'scaling'));
-    assert.equal(notebookSweepOut(paths, path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
+    assert.equal(notebookSweepOut(paths, 'scaling-long', path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
+    assert.equal(notebookSweepOut(paths, 'scaling-long', ''), path.join(paths.runs, 'long'));
+    // the minute-scale scaling study stays committed and finished, beside the new one
+    for (const run of planSweep('scaling', { out: paths.runs }).runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);
     // the minute-scale ablations, no longer a notebook's study, stay committed and finished
     const ablations = planSweep('ablations', { out: paths.runs });
     for (const run of ablations.runs) assert.equal(runStatusOf(run).state, 'finished', `ablations: ${run.flags.out}`);

@@ -3,8 +3,8 @@
  * and trains them when missing, through the same launcher as the command line (lib/train/launch.ts). Full mode
  * trains none of these: it reads issue 10's committed results (the shipped teacher, its training run, the headline
  * ECT run and its evaluations, the recipe study of configs/sweeps/recipe.json) and, when one is missing or
- * unfinished, names its folder and the command that makes it. Notebook 03's study is still the minute-scale sweep
- * configs/sweeps/scaling.json, trained here when missing.
+ * unfinished, names its folder and the command that makes it. Notebook 03 reads the scaling study on issue 10's
+ * teachers (configs/sweeps/scaling-long.json) the same way.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -225,41 +225,56 @@ export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPath
   return variants.map(({ name, setting, run }) => ({ name, setting, dir: run.flags.out }));
 }
 
-/** The notebooks' full-mode studies that are still trained when missing, each a sweep spec in configs/sweeps/. */
-export type NotebookStudy = 'scaling';
+/** The sweep spec of notebook 03's scaling study on issue 10's teachers (configs/sweeps/scaling-long.json). */
+export const SCALING_SWEEP = 'scaling-long';
+
+/** Base channel widths of that study (0.32M, 0.71M and 1.26M parameters; 32 is the shipped teacher's). */
+export const SCALING_WIDTHS = [16, 24, 32] as const;
 
 /**
- * The folder the studies' sweeps land in: the notebook's runs folder (results/ in full mode), or ECT_SWEEP_OUT,
- * the --out of a sweep trained elsewhere (`ect sweep run scaling --executor slurm --out <dir>` on a cluster).
+ * The folder a sweep's runs land in: ECT_SWEEP_OUT when set (the --out of a sweep trained elsewhere, e.g. `ect sweep
+ * run scaling-long --executor slurm --out <dir>` on a cluster), else its spec's out, relative to the repository root
+ * like results/ itself.
  */
-export function notebookSweepOut(paths: NotebookPaths, value = process.env.ECT_SWEEP_OUT): string {
-  return value ? path.resolve(value) : paths.runs;
+export function notebookSweepOut(paths: NotebookPaths, sweep = SCALING_SWEEP, value = process.env.ECT_SWEEP_OUT): string {
+  if (value) return path.resolve(value);
+  return path.resolve(rootOf(paths), loadSweepSpec(sweep).out ?? path.join('runs', sweep));
 }
 
-/** A notebook's full-mode study: the runs of its sweep spec (configs/sweeps/<name>.json) under notebookSweepOut, in stage order. */
-export function notebookStudyPlan(sweep: NotebookStudy, paths: NotebookPaths): PlannedRun[] {
-  const plan = planSweep(sweep, { out: notebookSweepOut(paths) });
-  return plan.runs.map(({ kind, flags }) => ({ kind, flags }));
+/** The scaling study's runs, planned (not checked against their folders): teachers first, then the ECT runs. */
+export function notebookScalingPlan(paths: NotebookPaths): Array<PlannedRun & { stage: string; width: number }> {
+  const plan = planSweep(SCALING_SWEEP, { out: notebookSweepOut(paths), check: false });
+  return plan.runs.map(({ kind, flags, stage, values }) => ({ kind, flags, stage, width: Number(values['net.modelChannels']) }));
 }
 
-/** The folder of a study's last stage, the runs its notebook reads (results/scaling for the scaling study). */
-export function notebookStudyFolder(sweep: NotebookStudy, paths: NotebookPaths): string {
-  const plan = planSweep(sweep, { out: notebookSweepOut(paths), check: false });
-  return path.join(plan.out, plan.stages[plan.stages.length - 1].folder);
+/** The scaling study ready to read: per width, its teacher (a run or a shipped teacher) and its ECT run. */
+export interface NotebookScaling {
+  widths: Array<{ width: number; teacher: string; run: string }>;
 }
-
-/** Base channel widths of the full-mode scaling study (configs/sweeps/scaling.json; 16 is the old demo's own network). */
-export const SCALING_WIDTHS = [8, 16, 24] as const;
 
 /**
- * The scaling study of notebook 03, the sweep configs/sweeps/scaling.json (the old minute-scale study, to be redone):
- * for each width of SCALING_WIDTHS, a teacher pretrained for 600 iterations of 32 images (the width-16 one is the old
- * demo teacher, results/demo/teacher) and an ECT run of 360 iterations evaluated every 1.28 kimg, so each width gives
- * quality at 9 training budgets. Teachers live under `teachers/` and `demo/`, the ECT runs (the study) under
- * `scaling/`. Small mode has no study (the notebook fits the tiny teacher's loss instead): empty plan.
+ * Notebook 03's full mode: the committed scaling study, every run finished. A missing or unfinished run is an error
+ * naming it and the command that makes (or resumes) the study; nothing is trained here.
  */
-export function notebookScalingPlan(mode: NotebookMode, paths: NotebookPaths): PlannedRun[] {
-  return mode === 'small' ? [] : notebookStudyPlan('scaling', paths);
+export function requireCommittedScaling(paths: NotebookPaths): NotebookScaling {
+  const plan = notebookScalingPlan(paths);
+  const tunes = plan.filter((r) => r.kind === 'tune');
+  const problems = tunes.flatMap((run) => [run.flags.init!, run.flags.out]).flatMap((dir) => {
+    if (fs.existsSync(path.join(dir, TEACHER_FILE))) return [];
+    const status = runStatus(dir);
+    return status.state === 'finished' ? [] : [`${repositoryRelative(paths, dir)} (${status.state}${status.iteration ? `, iteration ${status.iteration}` : ''})`];
+  });
+  if (problems.length) {
+    throw new Error(`the scaling study (configs/sweeps/${SCALING_SWEEP}.json) is not complete: ${problems.join(', ')}. Full mode reads committed `
+      + `results and trains nothing; from the repository root, make or resume it with: node bin/ect.js sweep run ${SCALING_SWEEP}`);
+  }
+  return { widths: tunes.map((run) => ({ width: run.width, teacher: run.flags.init!, run: run.flags.out })) };
+}
+
+/** A path for messages: relative to the repository root when inside it. */
+function repositoryRelative(paths: NotebookPaths, dir: string): string {
+  const relative = path.relative(rootOf(paths), dir);
+  return relative.startsWith('..') ? dir : relative.split(path.sep).join('/');
 }
 
 /**

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
+import { statusLines } from '../cli/commands/sweep';
 import { notebookPaths } from '../lib/env';
 import {
   findRunDirs, loadRunsTable, notebookAblationPlan, notebookRecipePlan, notebookScalingPlan, notebookSweepOut, SCALING_WIDTHS,
@@ -243,6 +244,25 @@ describe('sweep: specs and plans', () => {
     const status = sweepStatus(plan, { squeue: failing });
     assert.match(status.slurm, /squeue failed: slurm_load_jobs error: Unable to contact slurm controller/);
     assert.deepEqual(status.runs.map((r) => r.state), Array(6).fill('new'));
+  });
+
+  it('says which runs are training now (a live lock on their folder), and from which iteration they logged last', () => {
+    const plan = planSweep(writeSpec(dir), { out: path.join(dir, 'training-now') });
+    const [live, dead] = [plan.runs[0].flags.out, plan.runs[1].flags.out];
+    for (const out of [live, dead]) {
+      fs.mkdirSync(out, { recursive: true });
+      fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ ...defaultRunConfig('pretrain'), iters: 10 }));
+      fs.writeFileSync(path.join(out, 'metrics.csv'), 'iter,kimg,loss,lr,stage,img_per_s,wall_s\n3,0.012,1,0.001,0,10,5\n');
+    }
+    const lock = (pid: number) => JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00Z', command: 'ect pretrain' });
+    fs.writeFileSync(path.join(live, '.lock'), lock(process.pid));
+    fs.writeFileSync(path.join(dead, '.lock'), lock(2 ** 22 + 7));  // above Linux's pid_max: no such process
+    const status = sweepStatus(plan, { squeue: path.join(dir, 'no-squeue') });
+    assert.deepEqual(status.runs.slice(0, 2).map((r) => [r.training, r.iteration]), [[`pid ${process.pid}`, 3], [undefined, 0]]);
+    const lines = statusLines(plan, status.runs, status.slurm);
+    assert.match(lines[0], /: 1 training, 0 finished, 0 interrupted, 5 new/);
+    assert.match(lines[2], new RegExp(`^teachers +ch4 +training \\(pid ${process.pid}\\) +3/`));
+    assert.match(lines[3], /^teachers +ch8 +new +0\//);
   });
 
   it('the local executor runs stages in order, reuses finished runs, and skips the runs whose teacher failed', async () => {

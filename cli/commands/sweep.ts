@@ -44,11 +44,13 @@ export function statusLines(plan: SweepPlan, runs: SweepRunStatus[], slurm: stri
   const withSlurm = runs.some((r) => r.slurm);
   const header = ['stage', 'run', 'state', 'iter', 'loss', ...metricNames, ...(withSlurm ? ['slurm task'] : [])];
   const rows = runs.map((r) => [
-    r.run.stage, r.run.name, r.state, `${r.iteration}/${r.iters}`, formatNumber(r.loss),
+    r.run.stage, r.run.name, r.training ? `training (${r.training})` : r.state, `${r.iteration}/${r.iters}`, formatNumber(r.loss),
     ...metricNames.map((m) => (r.metrics[m] ? `${formatNumber(r.metrics[m].value)} @${r.metrics[m].iter}` : '-')),
     ...(withSlurm ? [r.slurm ? `${r.slurm.task} ${r.slurm.state}${r.slurm.reason ? ` (${r.slurm.reason})` : ''}` : '-'] : []),
   ]);
-  const counts = ['finished', 'interrupted', 'new'].map((state) => `${runs.filter((r) => r.state === state).length} ${state}`).join(', ');
+  const training = runs.filter((r) => r.training).length;
+  const counts = [...(training ? [`${training} training`] : []),
+    ...['finished', 'interrupted', 'new'].map((state) => `${runs.filter((r) => r.state === state && !r.training).length} ${state}`)].join(', ');
   return [`sweep ${plan.name} in ${shown(plan.out)}: ${counts}${slurm === 'available' ? '' : ` (no Slurm states: ${slurm})`}`, ...textTable(header, rows)];
 }
 

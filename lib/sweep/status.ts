@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { parseMetricColumn } from '../metrics/columns';
 import { readMetrics } from '../train/metrics-log';
 import type { RunStatus } from '../train/launch';
+import { runLockHolder } from '../train/run-folder';
 import { runStatusOf, type SweepPlan, type SweepRun } from './plan';
 import { slurmTaskStates, type SlurmOptions, type TaskState } from './slurm';
 
@@ -18,13 +19,14 @@ export interface SweepRunStatus {
   loss: number | null;                         // the last logged training loss
   metrics: Record<string, { value: number; iter: number }>;  // the last value of each sample-quality column
   slurm?: TaskState;                           // its newest Slurm task, when submitted
+  training?: string;                           // the process training it now (its folder's lock): 'pid 1234', or 'pid 1234 on <host>'
 }
 
 /** The sweep's status, run by run; `slurm` says why runs have no Slurm state when squeue could not tell ('available' otherwise). */
 export interface SweepStatus { runs: SweepRunStatus[]; slurm: string }
 
 /** The last training loss and the last value of each metric column of a run folder's metrics.csv. */
-function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> {
+function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> & { iter: number } {
   const { header, rows } = readMetrics(path.join(dir, 'metrics.csv'));
   const metrics: SweepRunStatus['metrics'] = {};
   for (const column of header.filter((name) => parseMetricColumn(name) !== null)) {
@@ -32,7 +34,8 @@ function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> {
     if (row) metrics[column] = { value: Number(row[column]), iter: Number(row.iter) };
   }
   const loss = rows.length ? Number(rows[rows.length - 1].loss) : null;
-  return { loss: loss === null || Number.isNaN(loss) ? null : loss, metrics };
+  const iter = rows.length ? Number(rows[rows.length - 1].iter) : 0;
+  return { loss: loss === null || Number.isNaN(loss) ? null : loss, metrics, iter: Number.isFinite(iter) ? iter : 0 };
 }
 
 /** Reads each run's folder, and the Slurm queue (squeue, sacct) when the sweep was submitted; the folders alone when Slurm cannot answer. */
@@ -48,7 +51,12 @@ export function sweepStatus(plan: SweepPlan, opts: SlurmOptions = {}): SweepStat
   }
   const runs = plan.runs.map((run): SweepRunStatus => {
     const status = runStatusOf(run);
-    return { run, state: status.state, iteration: status.iteration, iters: run.iters, ...lastMetrics(run.flags.out), slurm: tasks?.get(run.flags.out) };
+    const holder = status.state === 'finished' ? null : runLockHolder(run.flags.out);
+    const last = lastMetrics(run.flags.out);
+    // a run training now: its last logged iteration is further on than its newest checkpoint
+    const iteration = holder ? Math.max(status.iteration, last.iter) : status.iteration;
+    return { run, state: status.state, iteration, iters: run.iters, loss: last.loss, metrics: last.metrics, slurm: tasks?.get(run.flags.out),
+      ...(holder ? { training: `pid ${holder.pid}${holder.otherHost ? ` on ${holder.host}` : ''}` } : {}) };
   });
   return { runs, slurm };
 }

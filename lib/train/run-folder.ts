@@ -85,6 +85,17 @@ function describe(holder: LockHolder): string {
 }
 
 /**
+ * The process training in a run folder now: the holder of its lock when that process is alive on this machine, or
+ * the holder of a lock taken on another machine (whose process this one cannot check); null when no lock is held.
+ */
+export function runLockHolder(runDir: string): (LockHolder & { otherHost: boolean }) | null {
+  const holder = readHolder(path.join(runDir, LOCK_FILE));
+  if (holder === null) return null;
+  if (holder.host !== os.hostname()) return { ...holder, otherHost: true };
+  return processAlive(holder.pid) ? { ...holder, otherHost: false } : null;
+}
+
+/**
  * Locks a run folder (creating it) for this process, or throws an error naming the holder. A lock whose process
  * is gone (this host, pid not running) is taken over, said through `log`. A lock of another host cannot be checked:
  * the error says how to remove it.

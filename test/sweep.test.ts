@@ -252,13 +252,14 @@ describe('sweep: specs and plans', () => {
     for (const out of [live, dead]) {
       fs.mkdirSync(out, { recursive: true });
       fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ ...defaultRunConfig('pretrain'), iters: 10 }));
-      fs.writeFileSync(path.join(out, 'metrics.csv'), 'iter,kimg,loss,lr,stage,img_per_s,wall_s\n3,0.012,1,0.001,0,10,5\n');
+      // the last row is an evaluation's, without a loss
+      fs.writeFileSync(path.join(out, 'metrics.csv'), 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_heun\n2,0.008,1.5,0.001,0,10,5,\n3,0.012,,,,,,42\n');
     }
     const lock = (pid: number) => JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00Z', command: 'ect pretrain' });
     fs.writeFileSync(path.join(live, '.lock'), lock(process.pid));
     fs.writeFileSync(path.join(dead, '.lock'), lock(2 ** 22 + 7));  // above Linux's pid_max: no such process
     const status = sweepStatus(plan, { squeue: path.join(dir, 'no-squeue') });
-    assert.deepEqual(status.runs.slice(0, 2).map((r) => [r.training, r.iteration]), [[`pid ${process.pid}`, 3], [undefined, 0]]);
+    assert.deepEqual(status.runs.slice(0, 2).map((r) => [r.training, r.iteration, r.loss]), [[`pid ${process.pid}`, 3, 1.5], [undefined, 0, 1.5]]);
     const lines = statusLines(plan, status.runs, status.slurm);
     assert.match(lines[0], /: 1 training, 0 finished, 0 interrupted, 5 new/);
     assert.match(lines[2], new RegExp(`^teachers +ch4 +training \\(pid ${process.pid}\\) +3/`));

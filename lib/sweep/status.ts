@@ -33,7 +33,9 @@ function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> & { 
     const row = [...rows].reverse().find((r) => (r[column] ?? '').trim() !== '');
     if (row) metrics[column] = { value: Number(row[column]), iter: Number(row.iter) };
   }
-  const loss = rows.length ? Number(rows[rows.length - 1].loss) : null;
+  // an evaluation's own row has no loss: the loss is the last row that logged one
+  const logged = [...rows].reverse().find((r) => (r.loss ?? '').trim() !== '');
+  const loss = logged ? Number(logged.loss) : null;
   const iter = rows.length ? Number(rows[rows.length - 1].iter) : 0;
   return { loss: loss === null || Number.isNaN(loss) ? null : loss, metrics, iter: Number.isFinite(iter) ? iter : 0 };
 }

@@ -30,6 +30,7 @@ describe('scaling: which model is better at equal compute', () => {
     const comparison = equalComputeTable(table, fits, options);
     const objects = comparison.objects() as Array<Record<string, number | boolean | null>>;
     assert.equal(objects.length, 10, 'five budgets, two groups');
+    assert.ok(objects.every((r) => r.measured !== null), 'every budget, the ends too, is on every curve');
     const budgets = [...new Set(objects.map((r) => r.compute as number))];
     assert.ok(Math.abs(budgets[0] - 4) < 1e-9, 'from the later start');
     assert.ok(Math.abs(budgets[4] - 2 ** 6.5) < 1e-6, 'to the earlier end');

@@ -22,7 +22,11 @@ interface Curve { xs: number[]; ys: number[] }
 /** The measured quality at `x` by linear interpolation in log-log between the bracketing points (null outside the curve). */
 export function interpolateLogLog(curve: Curve, x: number): number | null {
   const { xs, ys } = curve;
-  if (xs.length === 0 || x < xs[0] || x > xs[xs.length - 1]) return null;
+  // budgets computed through exp and log land within rounding of a curve's ends: those count as on the curve
+  const slack = 1e-9 * x;
+  if (xs.length === 0 || x < xs[0] - slack || x > xs[xs.length - 1] + slack) return null;
+  if (x <= xs[0]) return ys[0];
+  if (x >= xs[xs.length - 1]) return ys[ys.length - 1];
   let i = 0;
   while (i < xs.length - 1 && xs[i + 1] < x) i += 1;
   if (xs[i] === x || i === xs.length - 1) return ys[i];
@@ -62,7 +66,8 @@ export function equalComputeTable(table: ColumnTable, fits: GroupFit[], options:
     throw new Error(`equal-compute comparison: the groups of '${options.groupBy}' measured no common range of '${options.x}' (the latest start, ${low.toPrecision(3)}, is past the earliest end, ${high.toPrecision(3)})`);
   }
   const points = options.points ?? 6;
-  const budgets = Array.from({ length: points }, (_, i) => Math.exp(Math.log(low) + (i / (points - 1)) * (Math.log(high) - Math.log(low))));
+  const budgets = Array.from({ length: points }, (_, i) => (i === 0 ? low : i === points - 1 ? high
+    : Math.exp(Math.log(low) + (i / (points - 1)) * (Math.log(high) - Math.log(low)))));
   const groups = [...curves.keys()].sort((p, q) => (typeof p === 'number' && typeof q === 'number' ? p - q : String(p).localeCompare(String(q))));
   const rows: Array<Record<string, unknown>> = [];
   for (const compute of budgets) {
@@ -96,7 +101,8 @@ export function describeEqualCompute(comparison: ColumnTable, groupBy: string, l
     const here = rows.filter((r) => r.compute === compute);
     const measured = here.find((r) => r.best_measured);
     const fitted = here.find((r) => r.best_fitted);
-    const order = [...here].sort((p, q) => Number(p.measured) - Number(q.measured)).map((r) => `${label(r[groupBy])} ${Number(r.measured).toPrecision(3)}`).join(' < ');
+    const order = here.filter((r) => r.measured !== null).sort((p, q) => Number(p.measured) - Number(q.measured))
+      .map((r) => `${label(r[groupBy])} ${Number(r.measured).toPrecision(3)}`).join(' < ');
     return `${compute.toExponential(2)}: measured best ${measured ? label(measured[groupBy]) : 'none'} (${order}); `
       + `fitted best ${fitted ? label(fitted[groupBy]) : 'none'}${fitted?.best_fitted_clear ? ', its band clear of the others' : ', bands overlapping'}`;
   });

@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { OptimizerConfig } from '../lib/config/types';
+import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { UpdateKernel, createOptimizer, radamRho, rampedLearningRate, sanitizeGradient } from '../lib/train/optim';
 
 const ADAM: OptimizerConfig = { name: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, rampupKimg: 0 };
@@ -120,6 +121,17 @@ describe('optimisers', () => {
     assert.equal(optimizer.learningRate(10_000), 1e-3);
     assert.equal(optimizer.learningRate(50_000), 1e-3);
     assert.equal(rampedLearningRate(1e-4, 0, 0), 1e-4, 'rampupKimg 0 means no ramp');
+  });
+
+  it('decays the learning rate as 1/sqrt(kimg / decayKimg) past decayKimg (EDM2), after any ramp-up', () => {
+    const optimizer = createOptimizer({ ...RADAM, lr: 1e-3, decayKimg: 64 }, new Map());
+    assert.equal(optimizer.learningRate(32_000), 1e-3, 'constant before decayKimg');
+    assert.equal(optimizer.learningRate(64_000), 1e-3);
+    assert.ok(Math.abs(optimizer.learningRate(256_000) - 0.5e-3) < 1e-15, 'half at 4x the images');
+    assert.ok(Math.abs(rampedLearningRate(1e-3, 10, 5_000, 64) - 0.5e-3) < 1e-15, 'the ramp still applies');
+    assert.equal(rampedLearningRate(1e-3, 0, 1e9, 0), 1e-3, 'decayKimg 0: constant');
+    assert.equal(resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride('optimizer.decayKimg=64')]).optimizer.decayKimg, 64);
+    assert.throws(() => resolveRunConfig('tune', 'fmnist-ect-tiny', [parseOverride('optimizer.decayKimg=-1')]), /optimizer\.decayKimg must be a number >= 0/);
   });
 
   it('applies the ramped learning rate in the update', () => {

@@ -251,6 +251,7 @@ const OPTIMIZER_FIELDS: Fields<OptimizerConfig> = {
   beta2: probability,
   eps: positiveNumber,
   rampupKimg: nonNegativeNumber,
+  decayKimg: optional(nonNegativeNumber),
 };
 
 export function validateOptimizerConfig(optimizer: unknown): asserts optimizer is OptimizerConfig {

@@ -94,6 +94,7 @@ export interface OptimizerConfig {
   beta2: number;
   eps: number;
   rampupKimg: number;     // linear lr ramp-up length in thousands of images (0: none)
+  decayKimg?: number;     // inverse square-root decay past this many kimg: lr / sqrt(max(kimg / decayKimg, 1)) (0 or absent: constant)
 }
 
 /** EMA: either a fixed per-step beta, or EDM's half-life in kimg with a ramp-up ratio; never both. */

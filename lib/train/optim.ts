@@ -99,10 +99,14 @@ export function gradientNorm(grads: Iterable<tf.Tensor>): number {
 
 /**
  * EDM's learning-rate ramp-up: lr * min(imagesSeen / (rampupKimg * 1000), 1); rampupKimg = 0 means no ramp.
+ * With decayKimg > 0 the rate then decays as EDM2's inverse square root, lr / sqrt(max(kimg / decayKimg, 1)):
+ * constant up to decayKimg, half of it at 4x those images.
  */
-export function rampedLearningRate(lr: number, rampupKimg: number, imagesSeen: number): number {
-  if (rampupKimg <= 0) return lr;
-  return lr * Math.min(Math.max(imagesSeen, 0) / (rampupKimg * 1000), 1);
+export function rampedLearningRate(lr: number, rampupKimg: number, imagesSeen: number, decayKimg = 0): number {
+  const kimg = Math.max(imagesSeen, 0) / 1000;
+  const ramp = rampupKimg > 0 ? Math.min(kimg / rampupKimg, 1) : 1;
+  const decay = decayKimg > 0 ? 1 / Math.sqrt(Math.max(kimg / decayKimg, 1)) : 1;
+  return lr * ramp * decay;
 }
 
 /** The scalars of one update that are the same for every parameter. */
@@ -166,7 +170,7 @@ class MomentOptimizer implements Optimizer {
   }
 
   learningRate(imagesSeen: number): number {
-    return rampedLearningRate(this.cfg.lr, this.cfg.rampupKimg, imagesSeen);
+    return rampedLearningRate(this.cfg.lr, this.cfg.rampupKimg, imagesSeen, this.cfg.decayKimg ?? 0);
   }
 
   apply(grads: Map<string, tf.Tensor>, imagesSeen: number): void {

@@ -4,7 +4,7 @@
  */
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { GroupFit } from '../scaling/table';
-import { predictQuality, predictionInterval } from '../scaling/power-law';
+import { logSpaced, predictQuality, predictionInterval } from '../scaling/power-law';
 
 /** A plotly figure as JSON: what Plotly.newPlot(div, data, layout) takes. */
 export interface Figure {
@@ -40,10 +40,6 @@ function groupRows(table: ColumnTable, column: string | undefined, what: string)
 }
 
 const isPresent = (v: unknown): boolean => v !== null && v !== undefined && !(typeof v === 'number' && Number.isNaN(v));
-
-function logSpaced(from: number, to: number, points: number): number[] {
-  return Array.from({ length: points }, (_, i) => Math.exp(Math.log(from) + (i / (points - 1)) * Math.log(to / from)));
-}
 
 export interface ScalingFigureOptions {
   x: string;           // compute column, e.g. 'train_flops'

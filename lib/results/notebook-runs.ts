@@ -79,10 +79,13 @@ export const RECIPE_SWEEP = 'recipe';
 /** The root the notebook's folders hang from: the repository's (results/ is paths.runs in full mode). */
 const rootOf = (paths: NotebookPaths): string => path.dirname(paths.runs);
 
-/** The recipe study's folder: the spec's out, which is relative to the repository root like results/ itself. */
-function recipeOut(paths: NotebookPaths): string {
-  return path.resolve(rootOf(paths), loadSweepSpec(RECIPE_SWEEP).out ?? path.join('results', 'long', RECIPE_SWEEP));
+/** A sweep's folder: its spec's out, which is relative to the repository root like results/ itself (else runs/<name>). */
+function sweepSpecOut(paths: NotebookPaths, sweep: string): string {
+  return path.resolve(rootOf(paths), loadSweepSpec(sweep).out ?? path.join('runs', sweep));
 }
+
+/** The recipe study's folder. */
+const recipeOut = (paths: NotebookPaths): string => sweepSpecOut(paths, RECIPE_SWEEP);
 
 /**
  * Issue 10's results that the full-mode notebooks read, each with what it is and the command that makes it. `teachers`
@@ -237,8 +240,7 @@ export const SCALING_WIDTHS = [16, 24, 32] as const;
  * like results/ itself.
  */
 export function notebookSweepOut(paths: NotebookPaths, sweep = SCALING_SWEEP, value = process.env.ECT_SWEEP_OUT): string {
-  if (value) return path.resolve(value);
-  return path.resolve(rootOf(paths), loadSweepSpec(sweep).out ?? path.join('runs', sweep));
+  return value ? path.resolve(value) : sweepSpecOut(paths, sweep);
 }
 
 /** The scaling study's runs, planned (not checked against their folders): teachers first, then the ECT runs. */

@@ -6,8 +6,8 @@
  */
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
-import { predictQuality, predictionInterval } from './power-law';
-import type { GroupFit } from './table';
+import { logSpaced, predictQuality, predictionInterval } from './power-law';
+import { compareKeys, type GroupFit } from './table';
 
 export interface EqualComputeOptions {
   x: string;            // compute column, e.g. 'train_flops'
@@ -66,9 +66,8 @@ export function equalComputeTable(table: ColumnTable, fits: GroupFit[], options:
     throw new Error(`equal-compute comparison: the groups of '${options.groupBy}' measured no common range of '${options.x}' (the latest start, ${low.toPrecision(3)}, is past the earliest end, ${high.toPrecision(3)})`);
   }
   const points = options.points ?? 6;
-  const budgets = Array.from({ length: points }, (_, i) => (i === 0 ? low : i === points - 1 ? high
-    : Math.exp(Math.log(low) + (i / (points - 1)) * (Math.log(high) - Math.log(low)))));
-  const groups = [...curves.keys()].sort((p, q) => (typeof p === 'number' && typeof q === 'number' ? p - q : String(p).localeCompare(String(q))));
+  const budgets = logSpaced(low, high, points);
+  const groups = [...curves.keys()].sort((p, q) => compareKeys([p], [q]));
   const rows: Array<Record<string, unknown>> = [];
   for (const compute of budgets) {
     const here = groups.map((group) => {

@@ -42,6 +42,12 @@ export interface BootstrapOptions {
 
 export const DEFAULT_BOOTSTRAP: BootstrapOptions = { samples: 1000, level: 0.95, seed: 0 };
 
+/** `points` values from `from` to `to` (both > 0), evenly spaced in log; the ends are exactly `from` and `to`. */
+export function logSpaced(from: number, to: number, points: number): number[] {
+  return Array.from({ length: points }, (_, i) => (i === 0 ? from : i === points - 1 ? to
+    : Math.exp(Math.log(from) + (i / (points - 1)) * Math.log(to / from))));
+}
+
 /** q(C) for fitted parameters, computed in log space so that FLOP-sized C does not overflow. */
 export function predictQuality(params: ScalingParams, compute: number): number {
   return Math.exp(params.logA - params.b * Math.log(compute)) + params.qInf;

@@ -2,7 +2,7 @@
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import {
-  BootstrapOptions, ScalingFit, ScalingModel, fitScalingLaw, predictQuality, predictionInterval,
+  BootstrapOptions, ScalingFit, ScalingModel, fitScalingLaw, logSpaced, predictQuality, predictionInterval,
 } from './power-law';
 
 export interface ScalingTableOptions {
@@ -27,7 +27,8 @@ function numericColumn(table: ColumnTable, name: string): number[] {
   return Array.from(table.array(name) as ArrayLike<unknown>, (v) => (v === null || v === undefined ? NaN : Number(v)));
 }
 
-function compareKeys(p: unknown[], q: unknown[]): number {
+/** Orders group keys value by value: numbers numerically, anything else as text (so groups read 8, 16, 24). */
+export function compareKeys(p: unknown[], q: unknown[]): number {
   for (let i = 0; i < p.length; i++) {
     const [a, b] = [p[i], q[i]];
     const order = typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b));
@@ -115,8 +116,7 @@ export function residualTable(table: ColumnTable, options: ScalingTableOptions, 
  */
 export function scalingCurveTable(fit: ScalingFit, from: number, to: number, points = 50): ColumnTable {
   if (!(from > 0 && to > from)) throw new Error(`scalingCurveTable: need 0 < from < to, got ${from}, ${to}`);
-  const rows = Array.from({ length: points }, (_, i) => {
-    const compute = Math.exp(Math.log(from) + (i / (points - 1)) * (Math.log(to) - Math.log(from)));
+  const rows = logSpaced(from, to, points).map((compute) => {
     const band = fit.bootstrap ? predictionInterval(fit, compute) : null;
     return { compute, fitted: predictQuality(fit, compute), low: band?.low ?? null, high: band?.high ?? null };
   });

@@ -1,22 +1,25 @@
 /** The `ect` command line: pretrain, tune, sample, demo (and the metrics commands). */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
 import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
 import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
-import { DEFAULT_SAMPLE_SEED, parseSampleSteps, perClassLabels, sampleBatches, type ImageLabels } from '../lib/sample';
+import { DEFAULT_SAMPLE_SEED, parseSampleSteps, parseSeedRanges, perClassLabels, sampleSeedRanges, seedIndices, type ImageLabels, type SeedRange } from '../lib/sample';
 import { createSampleWriter, SAMPLE_FORMAT_INFO, SAMPLE_FORMATS, type SampleFormat } from '../lib/image/export';
 import { checkOutputFile, checkOutputFolder } from '../lib/output-paths';
-import { commandLineHooks } from './progress';
+import { commandLineHooks, countProgress } from './progress';
 import { watchStopRequests } from './stop-requests';
 import { registerMetricsCommands } from './commands/metrics';
+import { registerScoreCommands } from './commands/score';
+import { registerPresetsCommand } from './commands/presets';
 import { registerSweepCommands } from './commands/sweep';
 import { registerExportWebCommand } from './commands/export-web';
 import { registerEdmCommands } from './commands/import-edm';
 import { registerShipTeacherCommand, registerTrimCheckpointCommand } from './commands/ship-teacher';
 import { DEMO_TEACHER, DEMO_TUNE_ITERS, runDemo } from './demo';
-import { fraction, growthFactor, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps } from './options';
+import { fraction, growthFactor, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps, seedRanges } from './options';
 
 const BACKENDS = [...BACKEND_CHOICES];
 
@@ -72,8 +75,14 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
 }
 
 interface SampleFlags {
-  checkpoint: string; steps: string; n: number; out?: string; seed: number; midT?: number[]; batch: number; backend?: string;
-  class?: number | 'all'; format: SampleFormat;
+  checkpoint: string; steps: string; n?: number; seeds?: SeedRange[]; out?: string; seed: number; midT?: number[]; batch: number; backend?: string;
+  class?: number | 'all'; format: SampleFormat; heunSteps?: number; progress: boolean;
+}
+
+/** The images `ect sample` draws: --seeds, else --n images from index 0 (64 when neither is given). */
+function sampleRanges(flags: Pick<SampleFlags, 'n' | 'seeds'>): SeedRange[] {
+  if (flags.seeds && flags.n !== undefined) throw new Error('--n and --seeds exclude each other: --n N draws images 0..N-1, as --seeds 0-(N-1)');
+  return flags.seeds ?? [{ start: 0, count: flags.n ?? 64 }];
 }
 
 /** `--class k` or `--class all`. */
@@ -85,7 +94,7 @@ function parseClass(text: string): number | 'all' {
  * The classes `ect sample` asks of a model: one class for every image, or (`all`) --n / classes images of each class,
  * one grid row each; none for an unconditional model (a conditional one without --class draws them per image index).
  */
-function sampleClasses(flags: SampleFlags, classes: number): { labels?: ImageLabels; columns?: number } {
+function sampleClasses(flags: SampleFlags & { n: number }, classes: number): { labels?: ImageLabels; columns?: number } {
   if (flags.class === undefined) return {};
   if (!classes) throw new Error(`--class: ${flags.checkpoint} is an unconditional model (net.labelDim 0); it takes no class`);
   if (flags.class !== 'all') {
@@ -97,8 +106,11 @@ function sampleClasses(flags: SampleFlags, classes: number): { labels?: ImageLab
 }
 
 /** Writes samples of a checkpoint's EMA weights as a PNG grid, a folder of PNGs or an .npz, batch by batch. */
-async function sampleCommand(flags: SampleFlags, log: (line: string) => void = console.log): Promise<void> {
+async function sampleCommand(options: SampleFlags, log: (line: string) => void = console.log): Promise<void> {
+  const ranges = sampleRanges(options);
+  const flags = { ...options, n: ranges.reduce((sum, range) => sum + range.count, 0) };
   const steps = parseSampleSteps(flags.steps);
+  if (flags.heunSteps !== undefined && steps !== 'heun') throw new Error(`--heun-steps: only the Heun sampler (--steps heun) has time steps to set; got --steps ${flags.steps}`);
   const out = flags.out ?? SAMPLE_FORMAT_INFO[flags.format].out;
   (flags.format === 'png-dir' ? checkOutputFolder : checkOutputFile)(out, '--out');  // before any work
   await startBackend(flags.backend, log);
@@ -109,11 +121,19 @@ async function sampleCommand(flags: SampleFlags, log: (line: string) => void = c
     if (tooLate.length) throw new Error(`--mid-t ${tooLate.join(' ')}: an intermediate time must be below the model's edm.sigmaMax (${sigmaMax}), where sampling starts`);
     const { resolution, imageChannels, labelDim } = model.config.net;
     const { labels, columns } = sampleClasses(flags, labelDim);
-    log(`sampling ${flags.n} images${flags.class === undefined ? '' : ` of class ${flags.class}`}, ${steps === 'heun' ? `Heun (${2 * model.config.edm.heunSteps - 1} network evaluations)` : `${steps} step(s)`}, from ${model.checkpoint} (iteration ${model.iteration})`);
-    const writer = createSampleWriter(flags.format, out, { n: flags.n, shape: [resolution, resolution, imageChannels], columns });
-    for (const batch of sampleBatches(samplerModelOf(model), steps, flags.n, { batch: flags.batch, seed: flags.seed, midT: flags.midT, labels })) {
-      writer.write(batch.images, batch.labels);
-      batch.images.dispose();
+    const edm = { ...model.config.edm, heunSteps: flags.heunSteps ?? model.config.edm.heunSteps };
+    const which = options.seeds ? `seeds ${ranges.map((r) => (r.count === 1 ? `${r.start}` : `${r.start}-${r.start + r.count - 1}`)).join(',')}` : `images 0-${flags.n - 1}`;
+    log(`sampling ${flags.n} images (${which} of noise seed ${flags.seed})${flags.class === undefined ? '' : ` of class ${flags.class}`}, ` +
+      `${steps === 'heun' ? `Heun, ${edm.heunSteps} steps (${2 * edm.heunSteps - 1} network evaluations)` : `${steps} step(s)`}, from ${model.checkpoint} (iteration ${model.iteration})`);
+    const writer = createSampleWriter(flags.format, out, { n: flags.n, shape: [resolution, resolution, imageChannels], columns, indices: seedIndices(ranges) });
+    const progress = countProgress('sampling', flags.n, flags.progress, log);
+    try {
+      for (const batch of sampleSeedRanges({ ...samplerModelOf(model), edm }, steps, ranges, { batch: flags.batch, seed: flags.seed, midT: flags.midT, labels, onBatch: (done) => progress.update(done) })) {
+        writer.write(batch.images, batch.labels);
+        batch.images.dispose();
+      }
+    } finally {
+      progress.stop();
     }
     log(`wrote ${writer.close()}`);
   } finally {
@@ -121,10 +141,16 @@ async function sampleCommand(flags: SampleFlags, log: (line: string) => void = c
   }
 }
 
+/** The version in package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** Builds the command tree (exported for tests of the help text). */
 export function buildProgram(): Command {
   const program = new Command('ect')
     .description('Easy Consistency Tuning (ECT) workbench: pretrain a diffusion model with EDM, tune it into a 1-2 step consistency model, sample and evaluate it.')
+    .version(packageVersion(), '-V, --version', 'the workbench\'s version (package.json)')
     .showHelpAfterError();
 
   addTrainingOptions(program.command('pretrain').description('EDM diffusion pretraining (the teacher ECT starts from)'), 'pretrain')
@@ -139,14 +165,17 @@ export function buildProgram(): Command {
     .description('draw samples from a checkpoint (EMA weights) into a PNG grid, a folder of PNGs or an .npz')
     .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
     .option('--steps <1|2|heun>', '1 or 2 consistency steps, or heun: the 18-step Heun sampler of a diffusion teacher', sampleSteps('--steps'), '1')
-    .option('--n <n>', 'number of images', positiveInteger('--n'), 64)
+    .option('--n <n>', 'number of images: images 0 .. N-1 of the noise seed (default 64)', positiveInteger('--n'))
+    .option('--seeds <ranges>', 'which images, as EDM\'s generate.py --seeds: indices and ranges such as 0-63,100-199 (image s of the noise seed is the same whichever range draws it, and the png-dir file is named s); instead of --n', seedRanges)
     .addOption(new Option('--format <format>', `what to write: ${SAMPLE_FORMATS.map((f) => `${f}, ${SAMPLE_FORMAT_INFO[f].what}`).join('; ')}`).choices([...SAMPLE_FORMATS]).default('grid'))
     .option('--out <path>', `file (grid, npz) or folder (png-dir) to write (default ${SAMPLE_FORMATS.map((f) => `${SAMPLE_FORMAT_INFO[f].out} for ${f}`).join(', ')})`)
     .option('--class <k|all>', 'class-conditional models: every image of class k, or all: --n / classes images of each class, one grid row per class (default: image i\'s class drawn from the seed)', parseClass)
     .option('--seed <n>', 'noise seed: image i of a seed is the same whatever --n and --batch (and the same as `ect eval`\'s)', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--mid-t <t...>', 'intermediate time(s) of multistep sampling (default: the run\'s ect.midT, 0.821 on CIFAR-10)', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
+    .option('--heun-steps <n>', 'Heun sampler (--steps heun): time steps, 2n - 1 network evaluations (default: the run\'s edm.heunSteps, 18)', positiveInteger('--heun-steps'))
     .option('--batch <n>', 'images per network call', positiveInteger('--batch'), 64)
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
+    .option('--no-progress', 'no progress bar (without a terminal: no line at each tenth of the images)')
     .action(async (flags: SampleFlags) => { await sampleCommand(flags); });
 
   program.command('demo')
@@ -160,6 +189,8 @@ export function buildProgram(): Command {
     .action(async (flags) => { await runDemo(flags); });
 
   registerMetricsCommands(program);
+  registerScoreCommands(program);
+  registerPresetsCommand(program);
   registerSweepCommands(program);
   registerExportWebCommand(program);
   registerEdmCommands(program);

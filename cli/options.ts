@@ -1,6 +1,6 @@
 /** Argument parsers shared by the `ect` commands: each names the flag in its error. */
 import { InvalidArgumentError } from 'commander';
-import { parseSampleSteps } from '../lib/sample';
+import { parseSampleSteps, parseSeedRanges, type SeedRange } from '../lib/sample';
 
 /** An integer >= min (0 by default). */
 export function integer(name: string, min = 0) {
@@ -64,4 +64,13 @@ export function sampleSteps(name: string) {
     }
     return text;
   };
+}
+
+/** EDM-style seed ranges, 0-63,100-199 (lib/sample.ts parseSeedRanges), checked at parse time. */
+export function seedRanges(text: string): SeedRange[] {
+  try {
+    return parseSeedRanges(text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }

@@ -83,3 +83,34 @@ export function commandLineHooks(progressBar: boolean, log: (line: string) => vo
     },
   };
 }
+
+/** Progress of a count of images (sampling, scoring): update(done) as they come, stop() at the end. */
+export interface CountProgress { update(done: number): void; stop(): void }
+
+/**
+ * A cli-progress bar of `total` images with its ETA on a terminal (when `enabled`); elsewhere (a log file, a pipe)
+ * a line at each tenth, so that a long job still says how far it is.
+ */
+export function countProgress(label: string, total: number, enabled: boolean, log: (line: string) => void): CountProgress {
+  if (!enabled) return { update: () => undefined, stop: () => undefined };
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar({ format: `${label} {bar} {value}/{total} images | {ips} img/s | ETA {eta_formatted}`, hideCursor: true, etaBuffer: 20, stream: process.stderr });
+    const started = Date.now();
+    bar.start(total, 0, { ips: '?' });
+    return {
+      update: (done) => bar.update(done, { ips: (done / Math.max((Date.now() - started) / 1000, 1e-9)).toFixed(1) }),
+      stop: () => bar.stop(),
+    };
+  }
+  const started = Date.now();
+  let tenth = 0;
+  return {
+    update: (done) => {
+      if (done * 10 < (tenth + 1) * total) return;
+      tenth = Math.floor((done * 10) / total);
+      const seconds = (Date.now() - started) / 1000;
+      log(`${label} ${done}/${total} images | ${(done / Math.max(seconds, 1e-9)).toFixed(1)} img/s | ETA ${formatSeconds((seconds / done) * (total - done))}`);
+    },
+    stop: () => undefined,
+  };
+}

@@ -200,3 +200,48 @@ export function generateImages(model: SamplerModel, steps: SampleSteps, n: numbe
   parts.forEach((p) => p.dispose());
   return all;
 }
+
+/** A run of consecutive image indices of a noise seed: images start .. start+count-1. */
+export interface SeedRange { start: number; count: number }
+
+/**
+ * EDM's `--seeds` list ('0-63,100-199', '7', '0-9999') as ranges of image indices. EDM gives each image a seed of its
+ * own; here an image is (noise seed, index) and its noise depends on nothing else (sampleNoise), so image s is the same
+ * whichever range draws it. Ranges may not overlap: each image is written once.
+ */
+export function parseSeedRanges(text: string): SeedRange[] {
+  const ranges = text.split(',').map((part) => {
+    const match = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!match) throw new Error(`--seeds: '${part}' is not a number or a range a-b (e.g. 0-63,100-199)`);
+    const [first, last] = [Number(match[1]), Number(match[2] ?? match[1])];
+    if (last < first) throw new Error(`--seeds: range ${part.trim()} ends before it starts`);
+    return { start: first, count: last - first + 1 };
+  });
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  sorted.slice(1).forEach((range, i) => {
+    const before = sorted[i];
+    if (range.start < before.start + before.count) throw new Error(`--seeds: ${range.start} is drawn twice (ranges overlap)`);
+  });
+  return ranges;
+}
+
+/** The image indices of seed ranges, in order. */
+export function seedIndices(ranges: SeedRange[]): number[] {
+  return ranges.flatMap(({ start, count }) => Array.from({ length: count }, (_, k) => start + k));
+}
+
+/**
+ * Generates the images of seed ranges, range after range in batches (sampleBatches on each): the same images as
+ * generating 0 .. max and keeping those indices. `labels`, one per image asked for or one for all, follow the ranges' order.
+ */
+export function* sampleSeedRanges(model: SamplerModel, steps: SampleSteps, ranges: SeedRange[], opts: GenerateOptions = {}): Generator<SampleBatch> {
+  const total = ranges.reduce((sum, range) => sum + range.count, 0);
+  if (typeof opts.labels === 'object' && opts.labels.length !== total) throw new Error(`${opts.labels.length} class labels for ${total} images`);
+  let done = 0;
+  for (const range of ranges) {
+    const labels = typeof opts.labels === 'object' ? Array.prototype.slice.call(opts.labels, done, done + range.count) as number[] : opts.labels;
+    const offset = done;
+    yield* sampleBatches(model, steps, range.count, { ...opts, start: range.start, labels, onBatch: (finished) => opts.onBatch?.(offset + finished, total) });
+    done += range.count;
+  }
+}

@@ -18,6 +18,7 @@ import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/s
 import { appendMetricsRow, appendTableRow } from '../../lib/train/metrics-log';
 import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
+import { DEFAULT_SCORE_SPLIT } from './score';
 
 function backendOption(): Option {
   return new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND); auto picks the fastest that loads').choices([...BACKEND_CHOICES]);
@@ -60,7 +61,7 @@ export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (
 interface EvalFlags {
   checkpoint: string; steps: string; n: number; batch: number; seed: number; inception?: string; classifier?: string;
   cacheDir?: string; referenceSplit: Split; referenceLimit?: number; append: boolean; backend?: string; progress: boolean;
-  classAccuracy?: boolean; midT?: number[]; table?: string;
+  classAccuracy?: boolean; midT?: number[]; table?: string; ref?: string; heunSteps?: number;
 }
 
 /**
@@ -105,6 +106,11 @@ export async function classAccuracyCommand(flags: EvalFlags, log: (line: string)
 export async function evalCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<Record<string, number>> {
   const steps = parseSampleSteps(flags.steps);
   const label = samplerLabel(steps);
+  if (flags.heunSteps !== undefined && steps !== 'heun') throw new Error(`--heun-steps: only the Heun sampler (--steps heun) has time steps to set; got --steps ${flags.steps}`);
+  if (flags.heunSteps !== undefined && flags.append) throw new Error('--heun-steps: the run\'s heun columns in metrics.csv are for its own edm.heunSteps; add --no-append (and --table <file> to keep the numbers)');
+  // the first line says what the numbers are against: the split (test unless told) or the reference file
+  log(flags.ref ? `against the reference statistics in ${flags.ref} (--ref)`
+    : `against the ${flags.referenceSplit} split${flags.referenceLimit ? ` (first ${flags.referenceLimit} images)` : ''} (--reference-split; test is what the project reports)`);
   const backend = await initBackend(flags.backend as BackendChoice | undefined);
   log(`backend: ${describeBackend(backend)}`);
   const model = await loadRunModel(flags.checkpoint);
@@ -118,12 +124,12 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     let reason = '';
     const evaluator = await createRunEvaluator(model.config, {
       inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit, referenceLimit: flags.referenceLimit,
-      batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
+      referenceFile: flags.ref, batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
     });
     if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
     try {
       log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}${steps === 2 ? ` (t_mid ${midT.join(' ')})` : ''}, ` +
-        `features ${evaluator.featureNetwork.name}, against the ${flags.referenceSplit} split`);
+        `features ${evaluator.featureNetwork.name}, against ${flags.ref ? `${evaluator.reference.key.dataset} ${evaluator.reference.key.split} (${flags.ref})` : `the ${flags.referenceSplit} split`}`);
       const started = Date.now();
       const bar = flags.progress && process.stderr.isTTY
         ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
@@ -131,7 +137,8 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
       bar?.start(flags.n, 0);
       let metrics: Record<string, number>;
       try {
-        metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT }, steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
+        const edm = { ...model.config.edm, heunSteps: flags.heunSteps ?? model.config.edm.heunSteps };
+        metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT, edm }, steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
       } finally {
         bar?.stop();
       }
@@ -142,7 +149,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
         appendTableRow(flags.table, {
           checkpoint: path.relative(process.cwd(), model.checkpoint).split(path.sep).join('/'), iter: model.iteration,
           kimg: (model.iteration * model.config.batch) / 1000, sampler: label, mid_t: steps === 2 ? midT.join(' ') : '', n: flags.n, seed: flags.seed,
-          reference: `${model.config.data.name}-${flags.referenceSplit}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
+          reference: flags.ref ? `${evaluator.reference.key.dataset}-${evaluator.reference.key.split}-file` : `${model.config.data.name}-${flags.referenceSplit}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
           features: evaluator.featureNetwork.name, backend: backend.name, seconds: Number(seconds.toFixed(1)), ...metrics,
         });
         log(`appended to ${flags.table}`);
@@ -153,7 +160,9 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
       } else if (flags.append) {
         const file = path.join(model.runDir, 'metrics.csv');
         appendMetricsRow(file, { iter: model.iteration, kimg: (model.iteration * model.config.batch) / 1000, ...metrics });
-        log(`appended to ${file}`);
+        const split = flags.ref ? evaluator.reference.key.split : flags.referenceSplit;
+        log(`appended to ${file}` + (split === model.config.evalSplit ? ''
+          : ` (against the ${split} split, while the run's own evaluations there are against its evalSplit, ${model.config.evalSplit}: compare rows of one split only)`));
       }
       return metrics;
     } finally {
@@ -188,7 +197,9 @@ export function registerMetricsCommands(program: Command): void {
     .option('--inception <dir>', 'CIFAR-10: TF.js graph model of the FID Inception-v3 (default $ECT_INCEPTION_DIR; see docs/inception.md)')
     .option('--classifier <dir>', 'Fashion-MNIST: classifier weights', DEFAULT_CLASSIFIER_DIR)
     .option('--cache-dir <dir>', 'reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)')
-    .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with').choices([...SPLITS]).default('train'))
+    .addOption(new Option('--reference-split <split>', 'dataset split the generated images are compared with: test (the 10k held-out images, what the README, teachers and notebooks report) or train (the paper\'s FID; in-run evaluations\' default)').choices([...SPLITS]).default(DEFAULT_SCORE_SPLIT))
+    .option('--ref <file>', 'reference statistics from a file of `ect ref` instead of --reference-split (must be of the same feature network); see docs/scoring.md')
+    .option('--heun-steps <n>', '--steps heun: Heun time steps (default: the run\'s edm.heunSteps); another value needs --no-append', positiveInteger('--heun-steps'))
     .option('--reference-limit <n>', 'compare with the first N images of that split only (quick checks; the cache key includes the count)', positiveInteger('--reference-limit'))
     .option('--mid-t <t...>', '2 steps: the intermediate time(s) to sample with (default: the run\'s ect.midT); another value needs --no-append', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
     .option('--no-append', 'print the metrics only; do not append a row to <run>/metrics.csv')

@@ -36,6 +36,7 @@ export interface SampleWriterOptions {
   shape: [number, number, number];             // height, width, channels of each image
   columns?: number;                            // grid: images per row (default near-square)
   first?: number;                              // png-dir: number of the first file (its image index; 0)
+  indices?: ArrayLike<number>;                 // png-dir: the number of each image's file, in order (its seed, as EDM names them; default first, first+1, ...)
 }
 
 /** A writer of `format` to `out` (a file, or a folder for png-dir). */
@@ -82,7 +83,7 @@ export function createSampleWriter(format: SampleFormat, out: string, opts: Samp
           const pixels = toUint8Images(images);
           const size = height * width * channels;
           for (let k = 0; k < batch; k++) {
-            const file = path.join(out, `${String(first + start + k).padStart(6, '0')}.png`);
+            const file = path.join(out, `${String(opts.indices ? opts.indices[start + k] : first + start + k).padStart(6, '0')}.png`);
             fs.writeFileSync(file, encodePng(pixels.subarray(k * size, (k + 1) * size), height, width, channels));
           }
         },

@@ -3,11 +3,14 @@
  * an .npz is a zip of .npy files, here stored uncompressed, as np.savez writes it and np.load reads it.
  */
 import * as fs from 'node:fs';
+import * as zlib from 'node:zlib';
 
 /** The array types written and read here, by NumPy dtype string (little-endian). */
 export const NPY_DTYPES = {
   '|u1': { bytes: 1, name: 'uint8' },
   '<i8': { bytes: 8, name: 'int64' },
+  '<f4': { bytes: 4, name: 'float32' },
+  '<f8': { bytes: 8, name: 'float64' },
 } as const;
 export type NpyDtype = keyof typeof NPY_DTYPES;
 
@@ -172,8 +175,8 @@ function centralHeader(entry: ZipEntry): Buffer {
 }
 
 /**
- * Reads the arrays of an .npz written with stored (uncompressed) entries, by name without `.npy` (arr_0, ...),
- * checking each entry's CRC. Compressed archives (np.savez_compressed) are refused with a message saying so.
+ * Reads the arrays of an .npz, by name without `.npy` (arr_0, ...): stored entries (np.savez) or deflated ones
+ * (np.savez_compressed), checking each entry's CRC.
  */
 export function readNpz(file: string): Map<string, NpyArray> {
   const bytes = fs.readFileSync(file);
@@ -186,15 +189,18 @@ export function readNpz(file: string): Map<string, NpyArray> {
     if (bytes.readUInt32LE(at) !== 0x02014b50) throw new Error(`${file}: bad central directory record ${i}`);
     const method = bytes.readUInt16LE(at + 10);
     const crc = bytes.readUInt32LE(at + 16);
-    const size = bytes.readUInt32LE(at + 20);
+    const compressedSize = bytes.readUInt32LE(at + 20);
+    const size = bytes.readUInt32LE(at + 24);
     const nameLength = bytes.readUInt16LE(at + 28);
     const extraLength = bytes.readUInt16LE(at + 30);
     const commentLength = bytes.readUInt16LE(at + 32);
     const offset = bytes.readUInt32LE(at + 42);
     const name = bytes.subarray(at + 46, at + 46 + nameLength).toString('latin1');
-    if (method !== 0) throw new Error(`${file}: ${name} is compressed (method ${method}); only stored entries are read here`);
+    if (method !== 0 && method !== 8) throw new Error(`${file}: ${name} uses zip method ${method}; only stored and deflated entries are read here`);
     const dataStart = offset + 30 + bytes.readUInt16LE(offset + 26) + bytes.readUInt16LE(offset + 28);
-    const data = bytes.subarray(dataStart, dataStart + size);
+    const stored = bytes.subarray(dataStart, dataStart + compressedSize);
+    const data = method === 8 ? zlib.inflateRawSync(stored) : stored;  // 8: deflate, as np.savez_compressed writes
+    if (data.length !== size) throw new Error(`${file}: ${name} holds ${data.length} bytes, its directory says ${size}`);
     if (crc32(data) !== crc) throw new Error(`${file}: ${name} fails its CRC-32 check`);
     arrays.set(name.replace(/\.npy$/, ''), parseNpy(data, `${file}: ${name}`));
     at += 46 + nameLength + extraLength + commentLength;

@@ -4,15 +4,18 @@
  * generates images from fixed evaluation noise and scores them as metric columns for metrics.csv.
  */
 import type * as tf from '@tensorflow/tfjs-core';
+import { toUint8Images } from '../image/pixels';
 import type { RunConfig } from '../config/types';
 import { limitDataset, loadDataset, type Split } from '../data';
 import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type ImageLabels, type SampleSteps, type SamplerModel } from '../sample';
 import { evaluationColumns, type FeatureNaming } from './columns';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
+import { imagesToTensor } from './fmnist-classifier';
 import { frechetDistance } from './frechet';
 import { DEFAULT_KID_OPTIONS, kernelDistance, type KidOptions } from './kid';
 import { precisionRecall } from './precision-recall';
 import { embedStream, loadOrComputeReference, type EmbeddedSet, type ReferenceStats } from './reference';
+import { assertSameFeatures, readReferenceFile } from './reference-file';
 
 /** Options of `createRunEvaluator`; every field has a default. */
 export interface RunEvaluatorOptions {
@@ -21,6 +24,7 @@ export interface RunEvaluatorOptions {
   cacheDir?: string;              // reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)
   referenceSplit?: Split;          // statistics of this split (the paper: the training set)
   referenceLimit?: number;        // use only the first N images of that split (0 or absent: all; quick checks)
+  referenceFile?: string;         // reference statistics from this file (`ect ref`) instead of the dataset; made with the same features
   keepFeatures?: number;          // features kept per set for KID and precision/recall (10000)
   batch?: number;                 // images generated and embedded per call (250); does not change the images
   kid?: Partial<KidOptions>;      // KID subsets (100 subsets of up to 1000)
@@ -49,7 +53,10 @@ export interface SampleEvaluator {
    * and returns the metric columns. The same checkpoint scores the same wherever it is evaluated.
    */
   evaluate(model: SamplerModel, steps: SampleSteps, opts: EvaluateOptions): Promise<Record<string, number>>;
-  /** Scores n images from any source (generate(count, offset) returns images offset .. offset+count-1, freed here). */
+  /**
+   * Scores n images from any source (generate(count, offset) returns images offset .. offset+count-1 in [-1, 1], freed
+   * here), as their 8-bit pixels (asSavedImages).
+   */
   scoreImages(generate: (count: number, offset: number) => tf.Tensor4D, n: number, label: string,
     onProgress?: (done: number, total: number) => void): Promise<Record<string, number>>;
   dispose(): void;
@@ -75,28 +82,86 @@ export function scoreFeatures(
   };
 }
 
-/** The feature network for a run's dataset, or the reason there is none. */
-export async function featureNetworkFor(cfg: RunConfig, opts: RunEvaluatorOptions = {}): Promise<FeatureNetwork | { unavailable: string }> {
-  switch (cfg.data.name) {
-    case 'fashion-mnist':
+/** The feature networks by their name (FeatureNetwork.name, recorded in every reference). */
+export const FEATURE_NETWORK_NAMES = ['fmnist', 'inception'] as const;
+
+/** The feature network of a name (a reference file records it), or the reason it cannot be loaded here. */
+export async function loadFeatureNetwork(name: string, opts: Pick<RunEvaluatorOptions, 'classifierDir' | 'inceptionDir'> = {}): Promise<FeatureNetwork | { unavailable: string }> {
+  switch (name) {
+    case 'fmnist':
       return ClassifierFeatureNetwork.load(opts.classifierDir ?? DEFAULT_CLASSIFIER_DIR);
-    case 'cifar10': {
+    case 'inception': {
       const dir = opts.inceptionDir ?? process.env.ECT_INCEPTION_DIR;
       if (!dir) {
-        return { unavailable: 'CIFAR-10 FID needs the Inception-v3 weights as a TF.js graph model: set ECT_INCEPTION_DIR or --inception (see docs/inception.md)' };
+        return { unavailable: 'FID needs the Inception-v3 weights as a TF.js graph model: set ECT_INCEPTION_DIR or --inception (see docs/inception.md)' };
       }
       return InceptionFeatureNetwork.load(dir);
     }
     default:
-      return { unavailable: `no feature network for dataset "${cfg.data.name}"` };
+      return { unavailable: `no feature network named "${name}" (known: ${FEATURE_NETWORK_NAMES.join(', ')})` };
   }
+}
+
+/** The feature network of each dataset: the Fashion-MNIST classifier's (fd_fmnist), Inception's (FID). */
+const DATASET_FEATURES: Record<string, (typeof FEATURE_NETWORK_NAMES)[number]> = { 'fashion-mnist': 'fmnist', cifar10: 'inception' };
+
+/** The feature network for a run's dataset, or the reason there is none. */
+export async function featureNetworkFor(cfg: Pick<RunConfig, 'data'>, opts: RunEvaluatorOptions = {}): Promise<FeatureNetwork | { unavailable: string }> {
+  const name = DATASET_FEATURES[cfg.data.name];
+  if (!name) return { unavailable: `no feature network for dataset "${cfg.data.name}"` };
+  const picked = await loadFeatureNetwork(name, opts);
+  return 'unavailable' in picked && cfg.data.name === 'cifar10' ? { unavailable: `CIFAR-10 ${picked.unavailable}` } : picked;
+}
+
+/**
+ * Generated images as a saved file holds them: quantised to uint8 (lib/image/pixels.ts, the one mapping of every
+ * writer) and read back as dataset images are (imagesToTensor). Every image is scored this way, so a checkpoint scores
+ * the same in `ect eval`, in training, and from its samples saved by `ect sample --format npz|png-dir`. Frees `images`.
+ */
+export function asSavedImages(images: tf.Tensor4D): tf.Tensor4D {
+  const [count, height, width, channels] = images.shape;
+  try {
+    return imagesToTensor({ images: toUint8Images(images), count, height, width, channels, labels: new Uint8Array(0) }, 0, count);
+  } finally {
+    images.dispose();
+  }
+}
+
+/** Reference statistics for an evaluator: from a file of `ect ref`, else the dataset split's (cached), announced through onInfo. */
+async function referenceFor(net: FeatureNetwork, cfg: Pick<RunConfig, 'data'>, opts: RunEvaluatorOptions, keep: number, batch: number): Promise<ReferenceStats> {
+  if (opts.referenceFile) {
+    const reference = readReferenceFile(opts.referenceFile);
+    assertSameFeatures(reference, net, opts.referenceFile);
+    const { dataset, split, count } = reference.key;
+    opts.onInfo?.(`reference statistics (${net.name}, ${dataset} ${split}, ${count} images) from ${opts.referenceFile}`);
+    return reference;
+  }
+  // the reference is the whole split (unless referenceLimit), whatever data.limit the run trained on
+  const dataset = limitDataset(loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train'), opts.referenceLimit);
+  const what = `reference statistics (${net.name}, ${dataset.name} ${dataset.split})`;
+  let started = 0;
+  const lookup = await loadOrComputeReference(net, dataset, {
+    cacheDir: opts.cacheDir, keep, batch,
+    onCompute: (why) => {
+      opts.onInfo?.(`${what}: none to reuse (${why}); computing them once from ${dataset.count} images, then cached`);
+      started = Date.now();
+    },
+    // the time it will take, said after the first batch rather than after the whole split
+    onProgress: (done, total) => {
+      if (done === Math.min(batch, total) && done < total) {
+        opts.onInfo?.(`${what}: about ${Math.ceil(((Date.now() - started) / 1000) * (total / done))} s for ${total} images (from the first ${done})`);
+      }
+    },
+  });
+  opts.onInfo?.(lookup.source === 'cache' ? `${what} from ${lookup.note}` : `${what} computed: ${lookup.note}`);
+  return lookup.reference;
 }
 
 /**
  * The evaluator for a run: null (with the reason passed to opts.onUnavailable) when its dataset has no
  * feature network here. Errors in a supplied network or dataset are thrown, not hidden.
  */
-export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptions = {}): Promise<SampleEvaluator | null> {
+export async function createRunEvaluator(cfg: Pick<RunConfig, 'data'>, opts: RunEvaluatorOptions = {}): Promise<SampleEvaluator | null> {
   const picked = await featureNetworkFor(cfg, opts);
   if ('unavailable' in picked) {
     opts.onUnavailable?.(picked.unavailable);
@@ -107,15 +172,9 @@ export async function createRunEvaluator(cfg: RunConfig, opts: RunEvaluatorOptio
   const batch = opts.batch ?? 250;
   const kid = { ...DEFAULT_KID_OPTIONS, ...opts.kid };
   try {
-    // the reference is the whole split (unless referenceLimit), whatever data.limit the run trained on
-    const dataset = limitDataset(loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train'), opts.referenceLimit);
-    const lookup = await loadOrComputeReference(net, dataset, { cacheDir: opts.cacheDir, keep, batch });
-    opts.onInfo?.(lookup.source === 'cache'
-      ? `reference statistics (${net.name}, ${dataset.name} ${dataset.split}) from ${lookup.note}`
-      : `reference statistics (${net.name}, ${dataset.name} ${dataset.split}) computed: ${lookup.note}`);
-    const reference = lookup.reference;
+    const reference = await referenceFor(net, cfg, opts, keep, batch);
     const scoreImages: SampleEvaluator['scoreImages'] = async (generate, n, label, onProgress) => {
-      const generated = await embedStream(net, generate, n, { batch, keep, seed: 1, onProgress });
+      const generated = await embedStream(net, (count, offset) => asSavedImages(generate(count, offset)), n, { batch, keep, seed: 1, onProgress });
       return scoreFeatures(net, reference, generated, label, kid);
     };
     return {

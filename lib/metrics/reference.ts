@@ -186,17 +186,21 @@ export interface ReferenceLookup {
   note: string;              // why it was computed (missing or stale cache), or the file it came from
 }
 
-/** Loads the cached reference statistics of `data` under `net`, computing and caching them when missing or stale. */
+/**
+ * Loads the cached reference statistics of `data` under `net`, computing and caching them when missing or stale
+ * (`onCompute` hears why before that starts; `onProgress` follows the embedding).
+ */
 export async function loadOrComputeReference(
   net: FeatureNetwork,
   data: ReferenceImages,
-  options: Partial<EmbedOptions> & { cacheDir?: string } = {},
+  options: Partial<EmbedOptions> & { cacheDir?: string; onCompute?: (why: string) => void } = {},
 ): Promise<ReferenceLookup> {
   const opts = { ...DEFAULT_EMBED_OPTIONS, ...options };
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const key = referenceKey(net, data, opts.keep);
   const cached = readCachedReference(cacheDir, key);
   if ('reference' in cached) return { reference: cached.reference, source: 'cache', note: referenceCachePaths(cacheDir, key).json };
+  options.onCompute?.('missing' in cached ? cached.missing : cached.stale);  // before the work, so that it can be announced
   const embedded = await embedDataset(net, data, opts);
   const reference: ReferenceStats = { key, ...embedded };
   saveReference(cacheDir, reference);

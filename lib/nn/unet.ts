@@ -27,6 +27,9 @@ export interface ForwardOptions {
   labels?: ClassLabels;              // class ids [B]: required by a conditional network (net.labelDim > 0), refused by another
 }
 
+/** What creates the parameters: a ParamFactory, or a counter of their sizes. */
+interface ParameterSink { add(...args: Parameters<ParamFactory['add']>): unknown }
+
 /** The UNet: its parameters under stable names and a pure forward function. */
 export class UNet {
   readonly plan: UNetPlan;
@@ -160,7 +163,15 @@ export class UNet {
     return h;
   }
 
-  private createParams(f: ParamFactory): void {
+  /** Number of scalar parameters of a network config, counted from its layer plan (no tensors are made). */
+  static parameterCount(cfg: NetworkConfig): number {
+    let total = 0;
+    const counter: ParameterSink = { add: (_name, shape) => { total += shape.reduce((a, b) => a * b, 1); } };
+    UNet.prototype.createParams.call({ cfg, plan: planUNet(cfg) }, counter);
+    return total;
+  }
+
+  private createParams(this: Pick<UNet, 'cfg' | 'plan'>, f: ParameterSink): void {
     const conv = (name: string, k: number, cin: number, cout: number, scale = 1) => {
       f.add(`${name}.weight`, [k, k, cin, cout], { kind: 'xavier', fanIn: cin * k * k, fanOut: cout * k * k, scale });
       f.add(`${name}.bias`, [cout], { kind: 'zeros' });

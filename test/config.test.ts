@@ -111,7 +111,7 @@ describe('run configs', () => {
   it('refuses a fixed EMA beta on a half-life preset until the half-life keys are deleted with null', () => {
     const beta = parseOverride('ema.beta=0.999');
     assert.throws(() => resolveRunConfig('pretrain', 'fmnist-edm-base', [beta]), (e: Error) =>
-      e.message.startsWith('--set ema.beta=0.999: ema must set exactly one of beta and halfLifeKimg') &&
+      e.message.startsWith('--set ema.beta=0.999: ema must set exactly one of beta, halfLifeKimg and sigmaRel') &&
       e.message.includes('ema.halfLifeKimg') && e.message.includes('--set ema.halfLifeKimg=null') &&
       e.message.includes(path.join(PRESET_DIR, 'fmnist-edm-base.json')));
     const switched = resolveRunConfig('pretrain', 'fmnist-edm-base',

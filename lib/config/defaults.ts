@@ -28,6 +28,12 @@ export const DEFAULT_ECT: EctConfig = {
   midT: [0.821],       // 2-step sampling time on CIFAR-10
 };
 
+/**
+ * The noise seed of in-run evaluations: validation latents, never those of a test score (`ect eval`'s default seed
+ * 0), so that a checkpoint, EMA or t_mid chosen on them is scored on other samples (docs/selection.md).
+ */
+export const VALIDATION_SAMPLE_SEED = 1;
+
 /** The full default config of a run kind: EDM pretraining or ECT tuning of the CIFAR-10 network. */
 export function defaultRunConfig(kind: RunKind): RunConfig {
   const pretrain = kind === 'pretrain';
@@ -51,7 +57,8 @@ export function defaultRunConfig(kind: RunKind): RunConfig {
     evalEvery: 0,
     evalGrowth: 1,         // evenly spaced evaluations; e.g. 1.4142 evaluates at evalEvery * sqrt(2)^n kimg
     evalN: 10000,
-    evalSplit: 'train',    // the paper compares with the training images
+    evalSplit: 'train',    // the paper compares with the training images; with evalSeed, the validation reference
+    evalSeed: VALIDATION_SAMPLE_SEED,
     plateauGain: 0,        // 0: train to iters; e.g. 0.1 stops once doubling the images improves the fd by less than 10%
     onNonFinite: 'stop',   // a NaN or infinite loss stops the run rather than training on
   };

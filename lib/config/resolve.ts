@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { RUN_KINDS, type EmaConfig, type RunConfig, type RunKind } from './types';
 import { defaultRunConfig } from './defaults';
 import { networkPreset } from './network-presets';
-import { ConfigError, emaSchedule, validateRunConfig } from './schema';
+import { ConfigError, emaSchedule, stageItersOf, validateRunConfig } from './schema';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** Values to apply on top of a config, keyed as the config is (`{ ect: { mapping: 'constant' } }`); null deletes a key. */
@@ -147,6 +147,22 @@ function locate(err: ConfigError, sources: string[], provenance: Provenance): st
 }
 
 /**
+ * Schedules given as fractions of the run, made concrete for its length: ect.stageIters from ect.stageFraction and
+ * optimizer.decayKimg from optimizer.decayFraction (both kept, so the record says how the number came about). A run
+ * resumed with other iters thus has another schedule, which the resume check refuses.
+ */
+function withRunFractions(config: JsonObject): JsonObject {
+  const { ect, optimizer, iters, batch } = config;
+  if (typeof iters !== 'number' || typeof batch !== 'number') return config;  // the schema names the bad field
+  const out = { ...config };
+  if (isObject(ect) && typeof ect.stageFraction === 'number') out.ect = { ...ect, stageIters: stageItersOf(ect.stageFraction, iters) };
+  if (isObject(optimizer) && typeof optimizer.decayFraction === 'number') {
+    out.optimizer = { ...optimizer, decayKimg: optimizer.decayFraction * iters * batch / 1000 };
+  }
+  return out;
+}
+
+/**
  * Values a run must keep, with what fixes them: they replace the defaults and the preset's values, and a flag or
  * --set that sets one to another value is an error naming its source (e.g. the network of a tuning run's --init
  * checkpoint).
@@ -200,6 +216,7 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
   });
   merged.ema = withDefaultEma(merged.ema, defaultEma) as Json;
   try {
+    merged = withRunFractions(merged);
     if ((RUN_KINDS as readonly Json[]).includes(merged.kind) && merged.kind !== kind) {
       throw new ConfigError(`it is a '${String(merged.kind)}' config, not '${kind}'`, ['kind']);
     }
@@ -212,6 +229,9 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
   return merged as unknown as RunConfig;
 }
 
+/** The in-run evaluation seed of runs recorded before the config had evalSeed: the default sample seed. */
+export const RECORDED_EVAL_SEED = 0;
+
 /**
  * A config a run recorded (its config.json without the bookkeeping fields, or a checkpoint's meta) as a config of
  * today's schema: resolved on the defaults like any other layer, so fields added since it was written take their
@@ -219,5 +239,7 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
  */
 export function resolveRecordedConfig(recorded: RunConfig, source: string): RunConfig {
   if (!(RUN_KINDS as readonly unknown[]).includes(recorded.kind)) throw new Error(`${source}: kind must be ${RUN_KINDS.join(' or ')}, got ${JSON.stringify(recorded.kind)}`);
-  return resolveRunConfig(recorded.kind, undefined, [labelOverride({ ...recorded } as unknown as ConfigPatch, source)]);
+  // runs recorded before evalSeed existed evaluated on the default sample seed's noise
+  const evalSeed = recorded.evalSeed ?? RECORDED_EVAL_SEED;
+  return resolveRunConfig(recorded.kind, undefined, [labelOverride({ ...recorded, evalSeed } as unknown as ConfigPatch, source)]);
 }

@@ -4,7 +4,7 @@
  */
 import {
   DATASET_NAMES, EVAL_SPLITS, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
-  type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type RunConfig, type VpConstants,
+  type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type PosthocEmaConfig, type RunConfig, type VpConstants,
 } from './types';
 
 /** A problem in a config; `keys` are the key paths it is about, so a resolver can say where each came from. */
@@ -228,6 +228,7 @@ const ECT_FIELDS: Fields<EctConfig> = {
   mapping: oneOf(MAPPINGS),
   q: leaf('a number above 1', (v) => isNumber(v) && v > 1),
   stageIters: positiveInteger,
+  stageFraction: optional(leaf('in (0, 1]', (v) => isNumber(v) && v > 0 && v <= 1)),
   maxStage: optional(nonNegativeInteger),
   k: finiteNumber,
   b: finiteNumber,
@@ -252,6 +253,8 @@ const OPTIMIZER_FIELDS: Fields<OptimizerConfig> = {
   eps: positiveNumber,
   rampupKimg: nonNegativeNumber,
   decayKimg: optional(nonNegativeNumber),
+  decayFraction: optional(leaf('in (0, 1]', (v) => isNumber(v) && v > 0 && v <= 1)),
+  cooldownFraction: optional(leaf('in [0, 1]', (v) => isNumber(v) && v >= 0 && v <= 1)),
 };
 
 export function validateOptimizerConfig(optimizer: unknown): asserts optimizer is OptimizerConfig {
@@ -260,37 +263,70 @@ export function validateOptimizerConfig(optimizer: unknown): asserts optimizer i
 
 // ema --------------------------------------------------------------------------------------------------------
 
+/**
+ * The largest relative width a power-function EMA can have: sigma_rel(gamma) = sqrt((gamma + 1) / ((gamma + 2)^2 (gamma + 3)))
+ * is 0.2887 at gamma = 0 and falls for larger gamma (lib/train/ema.ts powerEmaGamma).
+ */
+export const MAX_SIGMA_REL = Math.sqrt(1 / 12);
+
+const isSigmaRel = (v: unknown) => isNumber(v) && v > 0 && v < MAX_SIGMA_REL;
+
+const POSTHOC_EMA_FIELDS: Fields<PosthocEmaConfig> = {
+  sigmaRels: listOf(isSigmaRel, `a non-empty list of relative widths in (0, ${MAX_SIGMA_REL.toFixed(4)})`, true),
+  snapshotEvery: positiveInteger,
+};
+
+export function validatePosthocEmaConfig(posthoc: unknown): asserts posthoc is PosthocEmaConfig {
+  checkFields('ema.posthoc', posthoc, POSTHOC_EMA_FIELDS);
+}
+
 const EMA_FIELDS: Fields<EmaConfig> = {
   beta: optional(leaf('in [0, 1]', (v) => isNumber(v) && v >= 0 && v <= 1)),
   halfLifeKimg: optional(nonNegativeNumber),
   rampupRatio: optional(nonNegativeNumber),
+  sigmaRel: optional(leaf(`in (0, ${MAX_SIGMA_REL.toFixed(4)})`, isSigmaRel)),
+  posthoc: optional(section(POSTHOC_EMA_FIELDS, validatePosthocEmaConfig)),
 };
 
-/** The keys of the two EMA schedules: a fixed beta, or EDM's half-life with its ramp-up. */
-const FIXED_EMA_KEYS = ['beta'] as const;
-const HALF_LIFE_EMA_KEYS = ['halfLifeKimg', 'rampupRatio'] as const;
+/** The keys of the three EMA schedules: a fixed beta, EDM's half-life with its ramp-up, a power function. */
+type EmaScheduleName = 'fixed' | 'half-life' | 'power';
+const EMA_SCHEDULE_KEYS: Record<EmaScheduleName, readonly string[]> = {
+  fixed: ['beta'],
+  'half-life': ['halfLifeKimg', 'rampupRatio'],
+  power: ['sigmaRel'],
+};
 
-/** Which schedule an EMA section sets keys of: 'fixed', 'half-life', 'both', or undefined for none. */
-export function emaSchedule(ema: Record<string, unknown>): 'fixed' | 'half-life' | 'both' | undefined {
-  const fixed = FIXED_EMA_KEYS.some((k) => ema[k] !== undefined);
-  const halfLife = HALF_LIFE_EMA_KEYS.some((k) => ema[k] !== undefined);
-  return fixed && halfLife ? 'both' : fixed ? 'fixed' : halfLife ? 'half-life' : undefined;
+/** Which schedules an EMA section sets keys of. */
+function emaSchedulesSet(ema: Record<string, unknown>): EmaScheduleName[] {
+  return (Object.keys(EMA_SCHEDULE_KEYS) as EmaScheduleName[]).filter((name) => EMA_SCHEDULE_KEYS[name].some((k) => ema[k] !== undefined));
+}
+
+/** Which schedule an EMA section sets keys of: 'fixed', 'half-life', 'power', 'several', or undefined for none. */
+export function emaSchedule(ema: Record<string, unknown>): EmaScheduleName | 'several' | undefined {
+  const set = emaSchedulesSet(ema);
+  return set.length > 1 ? 'several' : set[0];
 }
 
 /** Checks an EMA config: its values, and that it is exactly one schedule (a null in an override deletes a key). */
 export function validateEmaConfig(ema: unknown): asserts ema is EmaConfig {
   checkFields('ema', ema, EMA_FIELDS);
-  const schedule = emaSchedule(ema as Record<string, unknown>);
-  if (schedule === 'both') {
-    const halfLife = HALF_LIFE_EMA_KEYS.filter((k) => ema[k] !== undefined).map((k) => `ema.${k}`);
-    throw new ConfigError(`ema must set exactly one of beta and halfLifeKimg, but has the fixed ema.beta and the half-life ${halfLife.join(' and ')}; ` +
-      `keep one schedule: ${halfLife.map((k) => `--set ${k}=null`).join(' ')} for the fixed beta, or --set ema.beta=null for the half-life`,
-    ['ema.beta', ...halfLife]);
+  const values = ema as Record<string, unknown>;
+  const set = emaSchedulesSet(values);
+  if (set.length > 1) {
+    const keys = set.flatMap((name) => EMA_SCHEDULE_KEYS[name].filter((k) => values[k] !== undefined).map((k) => `ema.${k}`));
+    const keep = set.map((name) => `${set.filter((other) => other !== name).flatMap((other) => EMA_SCHEDULE_KEYS[other].filter((k) => values[k] !== undefined))
+      .map((k) => `--set ema.${k}=null`).join(' ')} for the ${name} schedule`);
+    throw new ConfigError(`ema must set exactly one of beta, halfLifeKimg and sigmaRel, but has ${keys.join(', ')}; keep one schedule: ${keep.join(', or ')}`, keys);
   }
-  if (ema.halfLifeKimg === undefined && ema.beta === undefined) {
-    throw new ConfigError(`ema must set exactly one of beta and halfLifeKimg, got neither (${JSON.stringify(ema)})`,
+  if (set.length === 0 || (set[0] === 'half-life' && ema.halfLifeKimg === undefined)) {
+    throw new ConfigError(`ema must set exactly one of beta, halfLifeKimg and sigmaRel, got neither (${JSON.stringify(ema)})`,
       Object.keys(ema).length > 0 ? Object.keys(ema).map((k) => `ema.${k}`) : ['ema']);
   }
+}
+
+/** The iterations per ECT stage of a run of `iters` iterations whose stages last `fraction` of it (at least 1). */
+export function stageItersOf(fraction: number, iters: number): number {
+  return Math.max(1, Math.round(fraction * iters));
 }
 
 // the whole run ----------------------------------------------------------------------------------------------
@@ -315,6 +351,7 @@ const RUN_FIELDS: Fields<RunConfig> = {
   evalGrowth: leaf('a number >= 1', (v) => isNumber(v) && v >= 1),
   evalN: nonNegativeInteger,
   evalSplit: oneOf(EVAL_SPLITS),
+  evalSeed: nonNegativeInteger,
   plateauGain: probability,
   onNonFinite: oneOf(NON_FINITE_POLICIES),
   init: optional(text),
@@ -328,6 +365,14 @@ export function validateRunConfig(cfg: unknown): asserts cfg is RunConfig {
   }
   if (cfg.ect.midT.some((t) => t >= cfg.edm.sigmaMax)) {
     throw new ConfigError(`ect.midT must be times below edm.sigmaMax (${cfg.edm.sigmaMax}), got ${JSON.stringify(cfg.ect.midT)}`, ['ect.midT', 'edm.sigmaMax']);
+  }
+  if (cfg.optimizer.decayFraction !== undefined && cfg.optimizer.decayKimg !== cfg.optimizer.decayFraction * cfg.iters * cfg.batch / 1000) {
+    throw new ConfigError(`optimizer.decayKimg ${cfg.optimizer.decayKimg} is not optimizer.decayFraction ${cfg.optimizer.decayFraction} of the run's ` +
+      `${cfg.iters * cfg.batch / 1000} kimg; set one of them (resolution derives decayKimg from the fraction)`, ['optimizer.decayKimg', 'optimizer.decayFraction']);
+  }
+  if (cfg.ect.stageFraction !== undefined && cfg.ect.stageIters !== stageItersOf(cfg.ect.stageFraction, cfg.iters)) {
+    throw new ConfigError(`ect.stageIters ${cfg.ect.stageIters} is not ect.stageFraction ${cfg.ect.stageFraction} of the run's ${cfg.iters} iterations; ` +
+      'set one of them (resolution derives stageIters from the fraction)', ['ect.stageIters', 'ect.stageFraction']);
   }
   // the plateau rule compares in-run evaluations: without them it would never fire
   if (cfg.plateauGain > 0 && cfg.evalEvery === 0) {

@@ -72,7 +72,8 @@ export interface EctConfig {
   pStd: number;           // 2.0
   mapping: MappingName;   // mapping function n(t)
   q: number;              // stage base: r = t (1 - n(t) / q^(s+1)), 2 on CIFAR-10
-  stageIters: number;     // iterations per stage d, 25000 on CIFAR-10
+  stageIters: number;     // iterations per stage d, 25000 on CIFAR-10 (derived from stageFraction when that is set)
+  stageFraction?: number; // iterations per stage as a fraction of the run's iters: runs of any length pass through the same stages (absent: stageIters as given)
   maxStage?: number;      // last stage: from it on the schedule stays (absent: none, as the paper's code); 7 keeps q^(s+1) at 256 for q = 2, the 1-hour run's q
   k: number;              // mapping strength, 8
   b: number;              // sigmoid slope, 1
@@ -94,14 +95,32 @@ export interface OptimizerConfig {
   beta2: number;
   eps: number;
   rampupKimg: number;     // linear lr ramp-up length in thousands of images (0: none)
-  decayKimg?: number;     // inverse square-root decay past this many kimg: lr / sqrt(max(kimg / decayKimg, 1)) (0 or absent: constant)
+  decayKimg?: number;     // inverse square-root decay past this many kimg: lr / sqrt(max(kimg / decayKimg, 1)) (0 or absent: constant; derived from decayFraction when that is set)
+  decayFraction?: number; // the decay's reference point as a fraction of the run's images (iters * batch): decayKimg for runs of any length
+  cooldownFraction?: number; // linear cool-down to 0 over this last fraction of the run (0 or absent: none)
 }
 
-/** EMA: either a fixed per-step beta, or EDM's half-life in kimg with a ramp-up ratio; never both. */
+/**
+ * Post-hoc EMA (Karras et al. 2024, "Analyzing and Improving the Training Dynamics of Diffusion Models", section 3):
+ * power-function EMAs tracked beside the run's own and stored as snapshots, from which the EMA of any width
+ * sigma_rel is reconstructed after training (lib/select/posthoc-ema.ts, `ect posthoc-ema`).
+ */
+export interface PosthocEmaConfig {
+  sigmaRels: number[];    // the tracked EMAs' relative widths (EDM2: 0.05 and 0.10)
+  snapshotEvery: number;  // iterations between snapshots of the tracked EMAs (posthoc/ in the run folder)
+}
+
+/**
+ * EMA: exactly one schedule of a fixed per-step beta, EDM's half-life in kimg with a ramp-up ratio, or a
+ * power-function EMA of relative width sigmaRel (its length a fixed fraction of the training so far); optionally
+ * post-hoc tracking.
+ */
 export interface EmaConfig {
   beta?: number;          // fixed decay per step (ECT: 0.9999)
   halfLifeKimg?: number;  // EDM: 500 (0.5 Mimg)
   rampupRatio?: number;   // EDM: 0.05 (half-life <= ratio * images seen); only with halfLifeKimg
+  sigmaRel?: number;      // power-function EMA: std of its averaging profile relative to the images seen (EDM2: 0.05-0.15)
+  posthoc?: PosthocEmaConfig;
 }
 
 /** Datasets lib/data can load. */
@@ -148,6 +167,7 @@ export interface RunConfig {
   evalGrowth: number;     // 1: evaluations every evalEvery kimg; g > 1: at evalEvery * g^n kimg (log-spaced; lib/train/eval-schedule.ts)
   evalN: number;          // samples per evaluation
   evalSplit: EvalSplit;   // the dataset split in-run evaluations compare the samples with ('train' by default, as the paper's FID)
+  evalSeed: number;       // noise seed of in-run evaluations: VALIDATION_SAMPLE_SEED (1) for new runs, so choices made on them never share latents with a test score (seed 0); 0 in runs recorded before the field
   plateauGain: number;    // stop (finished) once doubling the images improves the primary fd by less than this fraction (0: never; lib/train/plateau.ts)
   onNonFinite: NonFinitePolicy; // a non-finite loss or gradient norm: 'stop' the run (default) or 'skip' the batch
   init?: string;          // checkpoint to start from (tuning)

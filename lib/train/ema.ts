@@ -9,12 +9,50 @@ import { UpdateKernel, hasJsTensorStorage } from './optim';
 const MIN_HALF_LIFE_IMAGES = 1e-8;
 
 /**
+ * The relative width of a power-function EMA of exponent gamma (Karras et al. 2024, eq. 3): the standard deviation
+ * of its averaging profile over the images seen, divided by their number: sqrt((gamma + 1) / ((gamma + 2)^2 (gamma + 3))).
+ */
+export function powerEmaSigmaRel(gamma: number): number {
+  return Math.sqrt((gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3)));
+}
+
+/** Bisection steps of powerEmaGamma: the bracket [0, 2^30] shrinks below 1e-9 relative. */
+const GAMMA_BISECTION_STEPS = 100;
+
+/**
+ * The exponent gamma >= 0 of the power-function EMA of relative width `sigmaRel` (in (0, sqrt(1/12)), where
+ * powerEmaSigmaRel falls monotonically): EDM2's sigma_rel 0.05 is gamma 16.97, 0.10 is gamma 6.94.
+ */
+export function powerEmaGamma(sigmaRel: number): number {
+  if (!(sigmaRel > 0 && sigmaRel < powerEmaSigmaRel(0))) throw new RangeError(`sigma_rel must be in (0, ${powerEmaSigmaRel(0).toFixed(4)}), got ${sigmaRel}`);
+  let low = 0;
+  let high = 2 ** 30;
+  for (let i = 0; i < GAMMA_BISECTION_STEPS && high - low > 1e-12 * high; i++) {
+    const mid = (low + high) / 2;
+    if (powerEmaSigmaRel(mid) > sigmaRel) low = mid; else high = mid;
+  }
+  return (low + high) / 2;
+}
+
+/**
+ * The decay of a power-function EMA for a step of `batch` images after `imagesSeen`: (1 - batch / t)^(gamma + 1)
+ * with t = imagesSeen + batch, the images seen after the step. After the first step it is 0 (the average is the
+ * weights), so the starting weights (a teacher's) weigh nothing; after that the average weighs image tau by
+ * tau^gamma, the profile post-hoc EMA reconstructs (lib/select/posthoc-ema.ts).
+ */
+export function powerEmaBeta(gamma: number, imagesSeen: number, batch: number): number {
+  return (1 - batch / (Math.max(imagesSeen, 0) + batch)) ** (gamma + 1);
+}
+
+/**
  * EMA decay for one step of `batch` images taken after `imagesSeen` images.
  * Fixed: cfg.beta. EDM: beta = 0.5^(batch / max(halfLife, 1e-8)),
  * halfLife = min(halfLifeKimg * 1000, imagesSeen * rampupRatio) when rampupRatio is set.
+ * Power function (cfg.sigmaRel): powerEmaBeta.
  */
 export function emaBeta(cfg: EmaConfig, imagesSeen: number, batch: number): number {
   if (cfg.beta !== undefined) return cfg.beta;
+  if (cfg.sigmaRel !== undefined) return powerEmaBeta(powerEmaGamma(cfg.sigmaRel), imagesSeen, batch);
   let halfLifeImages = cfg.halfLifeKimg! * 1000;
   if (cfg.rampupRatio !== undefined) halfLifeImages = Math.min(halfLifeImages, imagesSeen * cfg.rampupRatio);
   return 0.5 ** (batch / Math.max(halfLifeImages, MIN_HALF_LIFE_IMAGES));
@@ -101,5 +139,52 @@ export class Ema {
   dispose(): void {
     for (const average of this.averages.values()) average.dispose();
     this.averages.clear();
+  }
+}
+
+/** The checkpoint group of tracked post-hoc EMA number i (in the order of ema.posthoc.sigmaRels). */
+export function posthocGroupName(index: number): string {
+  return `posthoc-${index}`;
+}
+
+/**
+ * The power-function EMAs a run tracks for post-hoc EMA (ema.posthoc): one Ema per relative width, updated with
+ * the run's own, saved in its checkpoints (groups posthoc-<i>) and, every snapshotEvery iterations, as snapshots
+ * from which lib/select/posthoc-ema.ts reconstructs the EMA of other widths.
+ */
+export class PosthocEmaTracker {
+  readonly emas: Ema[];
+
+  constructor(params: Map<string, tf.Variable>, readonly sigmaRels: number[], initial?: Map<string, tf.Tensor>, kernel: UpdateKernel = 'auto') {
+    this.emas = [];
+    try {
+      for (const sigmaRel of sigmaRels) this.emas.push(new Ema(params, { sigmaRel }, initial, kernel));
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+
+  /** Moves every tracked average (see Ema.update). */
+  update(imagesSeen: number, batch: number): void {
+    for (const ema of this.emas) ema.update(imagesSeen, batch);
+  }
+
+  /** The tracked averages as checkpoint groups (live variables: do not dispose). */
+  groups(): Record<string, Map<string, tf.Tensor>> {
+    return Object.fromEntries(this.emas.map((ema, i) => [posthocGroupName(i), ema.weights]));
+  }
+
+  /** Sets the tracked averages from checkpoint groups; names the file when one is missing. */
+  restore(file: string, groups: Record<string, Map<string, tf.Tensor> | undefined>): void {
+    this.emas.forEach((ema, i) => {
+      const weights = groups[posthocGroupName(i)];
+      if (!weights) throw new Error(`${file}: lacks the tracked post-hoc EMA group ${posthocGroupName(i)} (sigma_rel ${this.sigmaRels[i]}) that ema.posthoc asks for`);
+      ema.setWeights(weights);
+    });
+  }
+
+  dispose(): void {
+    for (const ema of this.emas) ema.dispose();
   }
 }

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
-import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
+import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import type { DatasetName, NonFinitePolicy, RunConfig, RunKind } from '../config/types';
 import type { ImageDataset, Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
@@ -111,6 +111,7 @@ function savedRunConfig(runDir: string, checkpoint: string): ConfigPatch {
     ? [readConfigJson(file), file]
     : [{ ...checkpointConfig(checkpoint) } as unknown as Record<string, unknown>, `${checkpoint} (its recorded config)`];
   for (const field of RECORD_ONLY_FIELDS) delete saved[field];
+  saved.evalSeed ??= RECORDED_EVAL_SEED;  // a run recorded before the field goes on evaluating on the noise it started with
   if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
   return labelOverride(saved as ConfigPatch, source);
 }

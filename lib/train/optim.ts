@@ -109,6 +109,19 @@ export function rampedLearningRate(lr: number, rampupKimg: number, imagesSeen: n
   return lr * ramp * decay;
 }
 
+/**
+ * The learning rate of a step taken after `imagesSeen` images of a run planned for `runImages`: EDM's ramp-up and
+ * EDM2's inverse square-root decay (rampedLearningRate), times a linear cool-down to zero over the run's last
+ * cfg.cooldownFraction, as in warmup-stable-decay schedules: factor min(1, (1 - imagesSeen / runImages) / fraction).
+ * Without runImages (an optimiser used alone) there is no cool-down.
+ */
+export function scheduledLearningRate(cfg: OptimizerConfig, imagesSeen: number, runImages?: number): number {
+  const base = rampedLearningRate(cfg.lr, cfg.rampupKimg, imagesSeen, cfg.decayKimg ?? 0);
+  const fraction = cfg.cooldownFraction ?? 0;
+  if (!(fraction > 0) || runImages === undefined) return base;
+  return base * Math.min(1, Math.max(0, (1 - imagesSeen / runImages) / fraction));
+}
+
 /** The scalars of one update that are the same for every parameter. */
 interface StepCoefficients {
   momentumScale: number;   // multiplies m
@@ -158,7 +171,8 @@ class MomentOptimizer implements Optimizer {
   private readonly firstMoment = new Map<string, tf.Tensor>();
   private readonly secondMoment = new Map<string, tf.Tensor>();
 
-  constructor(private readonly cfg: OptimizerConfig, private readonly params: Map<string, tf.Variable>, private readonly kernel: UpdateKernel) {
+  constructor(private readonly cfg: OptimizerConfig, private readonly params: Map<string, tf.Variable>, private readonly kernel: UpdateKernel,
+              private readonly runImages?: number) {
     for (const [name, param] of params) {
       this.firstMoment.set(name, tf.keep(tf.zerosLike(param)));
       this.secondMoment.set(name, tf.keep(tf.zerosLike(param)));
@@ -170,7 +184,7 @@ class MomentOptimizer implements Optimizer {
   }
 
   learningRate(imagesSeen: number): number {
-    return rampedLearningRate(this.cfg.lr, this.cfg.rampupKimg, imagesSeen, this.cfg.decayKimg ?? 0);
+    return scheduledLearningRate(this.cfg, imagesSeen, this.runImages);
   }
 
   apply(grads: Map<string, tf.Tensor>, imagesSeen: number): void {
@@ -292,12 +306,16 @@ class MomentOptimizer implements Optimizer {
 
 /**
  * Creates the optimiser named by `cfg` ('adam' or 'radam') over the given float32 parameters, with zero moments.
- * `kernel` chooses how updates are computed (default 'auto': fused on cpu-storage backends, tfjs kernels elsewhere).
+ * `kernel` chooses how updates are computed (default 'auto': fused on cpu-storage backends, tfjs kernels elsewhere);
+ * `runImages`, the images the run is planned for, places a cool-down (cfg.cooldownFraction).
  */
-export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>, kernel: UpdateKernel = 'auto'): Optimizer {
+export function createOptimizer(cfg: OptimizerConfig, params: Map<string, tf.Variable>, kernel: UpdateKernel = 'auto', runImages?: number): Optimizer {
   validateOptimizerConfig(cfg);  // the same check as config resolution: a resolved config never fails here
   for (const [name, param] of params) {
     if (param.dtype !== 'float32') throw new Error(`optimizer: parameter '${name}' has dtype ${param.dtype}; only float32 is supported`);
   }
-  return new MomentOptimizer(cfg, params, kernel);
+  if ((cfg.cooldownFraction ?? 0) > 0 && runImages === undefined) {
+    throw new Error(`optimizer.cooldownFraction ${cfg.cooldownFraction}: a cool-down needs the run's planned length (runImages)`);
+  }
+  return new MomentOptimizer(cfg, params, kernel, runImages);
 }

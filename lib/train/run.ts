@@ -11,6 +11,8 @@ import { samplerModelFor, type SamplerModel } from '../sample';
 import { assertFiniteTensors, assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
 
 export const CHECKPOINT_DIR = 'checkpoints';
+/** Folder of a run's post-hoc EMA snapshots (ema.posthoc; lib/select/posthoc-ema.ts). */
+export const POSTHOC_DIR = 'posthoc';
 /** Teachers shipped with the workbench (data/teachers/<name>/: config.json, metrics.csv, an EMA checkpoint). */
 export const SHIPPED_TEACHERS_DIR = path.resolve(__dirname, '..', '..', '..', 'data', 'teachers');
 

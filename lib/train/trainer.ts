@@ -17,14 +17,14 @@ import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, sampler
 import { imagesToGridPng } from '../image/png';
 import { trainingLossFor } from './losses';
 import { createOptimizer, gradientNorm, type Optimizer } from './optim';
-import { Ema } from './ema';
+import { Ema, PosthocEmaTracker } from './ema';
 import {
   assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
 import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
 import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
-import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT } from './run';
+import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT, POSTHOC_DIR } from './run';
 
 /** Progress of the loop, reported after every step. */
 export interface StepStats {
@@ -83,7 +83,7 @@ export class Trainer {
   private readonly trainable: tf.Variable[];
 
   private constructor(readonly cfg: RunConfig, readonly net: UNet, readonly loss: TrainingLoss, readonly optimizer: Optimizer, readonly ema: Ema,
-    readonly loader: BatchLoader, private readonly opts: TrainerOptions) {
+    readonly posthoc: PosthocEmaTracker | null, readonly loader: BatchLoader, private readonly opts: TrainerOptions) {
     for (const [name, variable] of net.params) this.tfNames.set(variable.name, name);
     this.trainable = [...net.params.values()];
   }
@@ -119,10 +119,11 @@ export class Trainer {
         assertParamsMatch(initFile, net.paramShapes(), initWeights);
         for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
       }
-      const optimizer = createOptimizer(cfg.optimizer, net.params);
+      const optimizer = createOptimizer(cfg.optimizer, net.params, 'auto', cfg.iters * cfg.batch);
       const ema = new Ema(net.params, cfg.ema, initWeights);
+      const posthoc = cfg.ema.posthoc ? new PosthocEmaTracker(net.params, cfg.ema.posthoc.sigmaRels, initWeights) : null;
       const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
-      const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, loader, opts);
+      const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, posthoc, loader, opts);
       if (start.from === 'resume') trainer.restore(start.checkpoint);
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
@@ -163,6 +164,7 @@ export class Trainer {
     named.forEach((g) => g.dispose());
     // EDM's EMA schedule uses the image count before this step (its first update copies the weights)
     this.ema.update(this.imagesSeen, x0.shape[0]);
+    this.posthoc?.update(this.imagesSeen, x0.shape[0]);
     this.imagesSeen += x0.shape[0];
     this.iteration += 1;
     return lossValue;
@@ -253,6 +255,10 @@ export class Trainer {
       if (runDir && ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last)) {
         for (const file of this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`)) events.onInfo?.(`wrote ${file}`);
       }
+      // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
+      if (runDir && cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
+        events.onInfo?.(`post-hoc EMA snapshot ${this.savePosthocSnapshot()}`);
+      }
       if (runDir && (this.iteration % cfg.ckptEvery === 0 || last || stopped)) {
         lastCheckpoint = this.saveCheckpoint(plateau?.record);
         events.onInfo?.(`checkpoint ${lastCheckpoint}`);
@@ -306,8 +312,8 @@ export class Trainer {
   }
 
   /**
-   * Evaluates the EMA model with each of the run's samplers on the fixed evaluation noise (the default sample
-   * seed): the same numbers `ect eval` gives for this iteration's checkpoint. Returns metric columns.
+   * Evaluates the EMA model with each of the run's samplers on the fixed evaluation noise of cfg.evalSeed (validation
+   * latents in new runs): the same numbers `ect eval --seed <evalSeed>` gives for this iteration's checkpoint.
    */
   async evaluate(events: TrainerEvents = {}): Promise<Record<string, number>> {
     const evaluator = this.opts.evaluator;
@@ -316,7 +322,7 @@ export class Trainer {
     for (const steps of runSamplers(this.cfg)) {
       const label = samplerLabel(steps);
       Object.assign(out, await evaluator.evaluate(this.samplerModel(), steps, {
-        n: this.cfg.evalN, seed: DEFAULT_SAMPLE_SEED, onProgress: (done, total) => events.onEvalProgress?.(label, done, total),
+        n: this.cfg.evalN, seed: this.cfg.evalSeed, onProgress: (done, total) => events.onEvalProgress?.(label, done, total),
       }));
     }
     return out;
@@ -361,12 +367,29 @@ export class Trainer {
           wallSeconds: this.wallSeconds, optimizerStep: optState.step, loader: this.loader.getState(), skippedSteps: this.skippedSteps,
           config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null, ...(plateau ? { plateau } : {}),
         },
-        groups: { params: new Map(this.net.params), ema: this.ema.weights, optimizer: optState.slots },
+        groups: { params: new Map(this.net.params), ema: this.ema.weights, optimizer: optState.slots, ...this.posthoc?.groups() },
       });
     } finally {
       optState.slots.forEach((t) => t.dispose());
     }
     pruneCheckpoints(dir, CHECKPOINTS_KEPT);
+    return file;
+  }
+
+  /**
+   * Writes the tracked post-hoc EMAs as they are now to posthoc/snapshot-<iteration>.ckpt (groups posthoc-<i>, with
+   * their widths and the images seen in its meta), for `ect posthoc-ema`. Snapshots are never pruned.
+   */
+  savePosthocSnapshot(): string {
+    if (!this.opts.runDir || !this.posthoc) throw new Error('savePosthocSnapshot: this trainer has no run directory or no ema.posthoc');
+    const file = path.join(this.opts.runDir, POSTHOC_DIR, path.basename(checkpointPath('', this.iteration)).replace(/^ckpt-/, 'snapshot-'));
+    saveCheckpoint(file, {
+      meta: {
+        format: 'ect-workbench-posthoc-snapshot', iteration: this.iteration, imagesSeen: this.imagesSeen, sigmaRels: this.posthoc.sigmaRels,
+        config: recordedRunConfig(this.cfg, this.opts.runDir), backend: this.opts.backend ?? null,
+      },
+      groups: this.posthoc.groups(),
+    });
     return file;
   }
 
@@ -385,6 +408,7 @@ export class Trainer {
       assertFiniteTensors(file, { params, ema, optimizer });
       for (const [name, p] of this.net.params) p.assign(params.get(name) as tf.Tensor);
       this.ema.setWeights(ema);
+      this.posthoc?.restore(file, ckpt.groups);
       const meta = ckpt.meta as { iteration: number; imagesSeen: number; wallSeconds: number; optimizerStep: number; loader: LoaderState; skippedSteps?: number };
       this.optimizer.setState({ step: meta.optimizerStep, slots: optimizer });
       this.loader.setState(meta.loader);
@@ -402,6 +426,7 @@ export class Trainer {
   dispose(): void {
     this.optimizer.dispose();
     this.ema.dispose();
+    this.posthoc?.dispose();
     this.net.dispose();
   }
 }

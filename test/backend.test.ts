@@ -1,7 +1,11 @@
 /** Backend selection: forced choices, the automatic order with its fallback reasons, and clear errors. */
 import * as assert from 'assert';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../lib/backend/select';
+import { BACKEND_CHOICES, GPU_LIBRARIES, describeBackend, describeLoadError, initBackend, missingSharedLibraries, type BackendChoice } from '../lib/backend/select';
 
 describe('backend selection', function () {
   const savedEnv = process.env.ECT_BACKEND;
@@ -87,5 +91,45 @@ describe('backend selection', function () {
       fallbacks: ['onednn: addon missing'], details: { simd: 'true', threads: 1 },
     });
     assert.strictEqual(line, 'backend wasm (@tensorflow/tfjs-backend-wasm 4.22.0, simd=true, threads=1; asked for auto); skipped onednn: addon missing');
+  });
+});
+
+describe('backend diagnostics and quiet start', function () {
+  this.timeout(60000);
+
+  it('names the GPU libraries the loader would not find, from ldconfig\'s listing and LD_LIBRARY_PATH', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-libs-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'libcudnn.so.8'), '');
+      const listing = '9 libs found in cache `/etc/ld.so.cache\'\n\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1\n'
+        + '\tlibcudart.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcudart.so.12\n';
+      const missing = missingSharedLibraries(GPU_LIBRARIES, listing, [dir]);
+      // libcuda from the cache, libcudnn from the folder; CUDA 12's libcudart does not stand in for 11.0's
+      assert.ok(!missing.includes('libcuda.so.1') && !missing.includes('libcudnn.so.8'), missing.join(' '));
+      assert.ok(missing.includes('libcudart.so.11.0'), missing.join(' '));
+      assert.deepEqual(missingSharedLibraries(['libcudnn.so.8'], '', []), ['libcudnn.so.8']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the shared library in a load error', () => {
+    const error = new Error('libtensorflow.so.2: cannot open shared object file: No such file or directory\n    at Module._extensions');
+    assert.match(describeLoadError(error), /^missing shared library libtensorflow\.so\.2 \(/);
+    assert.equal(describeLoadError(new Error('something else\nsecond line')), 'something else');
+  });
+
+  it('prints no TensorFlow.js banner on the cpu, wasm and onednn backends', () => {
+    const select = path.resolve(__dirname, '..', 'lib', 'backend', 'select.js');
+    for (const backend of ['cpu', 'wasm', 'onednn']) {
+      const script = `const tf = require('@tensorflow/tfjs-core'); const { initBackend } = require(${JSON.stringify(select)});
+        initBackend(${JSON.stringify(backend)}).then(() => { tf.tensor([1, 2, 3]).square().dataSync(); console.log('ran on', tf.getBackend()); })
+          .catch((e) => { console.log('unavailable:', e.message); });`;
+      const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd: path.resolve(__dirname, '..', '..') });
+      assert.equal(run.status, 0, run.stderr);
+      if (run.stdout.startsWith('unavailable')) continue;   // onednn without its addon: nothing to hear
+      assert.match(run.stdout, new RegExp(`ran on ${backend}`));
+      assert.doesNotMatch(run.stdout + run.stderr, /looks like you are running TensorFlow\.js/, backend);
+    }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * No machine's absolute path in the repository: no tracked file names a folder under a home, the work
- * area or a temp folder (issue 9, item 5), and a tuning run records the checkpoint it started from (init)
+ * area or a temp folder, and a tuning run records the checkpoint it started from (init)
  * relative to its own folder, so a run tree still resumes and finds its teacher after it is moved.
  */
 import { strict as assert } from 'node:assert';

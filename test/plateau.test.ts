@@ -1,5 +1,5 @@
 /**
- * The plateau stop rule (issue 10): the pure rule on made-up fd curves, the primary metric column, the config and
+ * The plateau stop rule: the pure rule on made-up fd curves, the primary metric column, the config and
  * flag checks, and a tiny synthetic run that the rule finishes early (and that --resume may still continue).
  */
 import { strict as assert } from 'node:assert';

@@ -154,7 +154,7 @@ describe('results: loading runs into one table', () => {
 
 describe('results: the notebooks\' planned runs', () => {
 
-  it('plans the scaling study on issue 10\'s teachers: per width a teacher and an ECT run evaluated at 8+ budgets over 1.5+ decades', () => {
+  it('plans the scaling study on the Fashion-MNIST teachers: per width a teacher and an ECT run evaluated at 8+ budgets over 1.5+ decades', () => {
     const root = path.join(os.tmpdir(), 'ect-scaling-plan');
     const paths = notebookPaths('full', root);
     const plan = notebookScalingPlan(paths);
@@ -264,7 +264,7 @@ describe('results: the headline ratios against a shipped teacher', () => {
   });
 });
 
-describe('results: the full-mode notebooks read issue 10\'s committed runs and train nothing', () => {
+describe('results: the full-mode notebooks read the Fashion-MNIST study\'s committed runs and train nothing', () => {
   let root: string;
   let paths: ReturnType<typeof notebookPaths>;
   let teachers: string;

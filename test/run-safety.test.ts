@@ -1,5 +1,5 @@
 /**
- * A run under stress (issue 12): NaN losses and NaN weights, Ctrl-C / SIGTERM and resume, two writers on one
+ * A run under stress: NaN losses and NaN weights, Ctrl-C / SIGTERM and resume, two writers on one
  * folder, a killed npm parent, stale locks and left-over temporary files, checkpoints of another network, and
  * bad options. Most cases run the real `ect` command and check its exit status and its message.
  */
@@ -115,7 +115,7 @@ function poisonLoss(trainer: Trainer, iterations: (iteration: number) => boolean
   };
 }
 
-describe('run safety (issue 12)', function () {
+describe('run safety', function () {
   this.timeout(600000);
   let teacher: string;   // a 2-iteration width-8 EDM teacher of the CLI cases
 

@@ -1,5 +1,5 @@
 /**
- * `ect ship-teacher` (issue 10): a tiny Fashion-MNIST teacher shipped into a temp folder holds its EMA weights alone
+ * `ect ship-teacher`: a tiny Fashion-MNIST teacher shipped into a temp folder holds its EMA weights alone
  * and a complete, path-free teacher.json, and `ect tune --init`, `ect sample` and `ect export` read it; and every
  * teacher shipped in data/teachers still scores its recorded Heun fd_fmnist.
  */
@@ -32,7 +32,7 @@ const RUN_COMMAND = 'node bin/ect.js pretrain --config fmnist-edm-tiny --out run
  */
 const FD_MARGIN = 0.05;
 
-/** The check of issue 10: the teacher in `folder` scores its recorded check fd (same count, default noise, test images) within FD_MARGIN. */
+/** The shipping check: the teacher in `folder` scores its recorded check fd (same count, default noise, test images) within FD_MARGIN. */
 export async function assertTeacherQuality(folder: string, cacheDir?: string): Promise<void> {
   const { recorded, measured } = await recheckTeacher(folder, { cacheDir });
   assert.equal(measured.metric, recorded.metric);

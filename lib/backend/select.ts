@@ -1,4 +1,5 @@
 /** Chooses and initialises the TensorFlow.js backend, and records what was chosen and what was skipped and why. */
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -7,6 +8,11 @@ import * as tfjsCpu from '@tensorflow/tfjs-backend-cpu';
 import * as tfjsWasm from '@tensorflow/tfjs-backend-wasm';
 import { tryRegisterOnednn } from './onednn';
 import { registerWasmTrainingKernels } from './wasm-kernels';
+
+// Silences tfjs's console notices (tfjs-core's log.ts prints only when neither PROD nor IS_TEST is set), among them
+// the CPU kernels' "Hi, looks like you are running TensorFlow.js in Node.js" banner, which our oneDNN and wasm
+// backends also trigger. PROD changes nothing else in tfjs 4.22 (IS_TEST would add per-kernel leak checks).
+tf.enableProdMode();
 
 /** Every backend the user can ask for, best first after 'auto' (the auto order); 'auto' takes the best one that loads. */
 export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'onednn', 'wasm', 'cpu'] as const;
@@ -68,16 +74,64 @@ export function nodeBindingProblem(packageName: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The shared libraries libtensorflow 2.9 (inside @tensorflow/tfjs-node-gpu 4.22) opens to use a GPU: CUDA 11.2 and
+ * cuDNN 8.1, as tfjs's maintainers state (tensorflow/tfjs issues 8362 and 8047; docs/gpu.md). It opens them at run
+ * time and, when one is missing, quietly runs on the CPU.
+ */
+export const GPU_LIBRARIES = [
+  'libcuda.so.1', 'libcudart.so.11.0', 'libcublas.so.11', 'libcublasLt.so.11', 'libcufft.so.10', 'libcurand.so.10',
+  'libcusolver.so.11', 'libcusparse.so.11', 'libcudnn.so.8',
+] as const;
+
+/**
+ * Which of `libraries` the dynamic loader would not find: neither in the `ldconfig -p` listing nor in a folder of
+ * LD_LIBRARY_PATH. Pure on its inputs, so tests hand in their own listing and folders.
+ */
+export function missingSharedLibraries(libraries: readonly string[], ldconfigListing: string, searchDirs: string[]): string[] {
+  const cached = new Set(ldconfigListing.split('\n').map((line) => line.trim().split(/\s+/)[0]).filter(Boolean));
+  return libraries.filter((name) => !cached.has(name) && !searchDirs.some((dir) => fs.existsSync(path.join(dir, name))));
+}
+
+/** The GPU libraries this machine lacks (ldconfig's cache and LD_LIBRARY_PATH). */
+function missingGpuLibraries(): string[] {
+  let listing = '';
+  try {
+    listing = execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10000 });
+  } catch {
+    // no ldconfig on PATH (it lives in /sbin on Debian): LD_LIBRARY_PATH alone decides
+    try {
+      listing = execFileSync('/sbin/ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10000 });
+    } catch { /* listing stays empty */ }
+  }
+  const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  return missingSharedLibraries(GPU_LIBRARIES, listing, dirs);
+}
+
+/** A load error's first line, naming the shared library the loader could not open when that is the cause. */
+export function describeLoadError(error: unknown): string {
+  const line = firstLine(error);
+  const missing = /([\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(String((error as Error)?.message ?? error));
+  return missing ? `missing shared library ${missing[1]} (${line})` : line;
+}
+
 /** Loads @tensorflow/tfjs-node or -gpu (both register backend 'tensorflow'). */
-function nodeBindingLoader(packageName: string): Loader {
+function nodeBindingLoader(packageName: string, gpu = false): Loader {
   return async () => {
     const problem = nodeBindingProblem(packageName);
     if (problem) throw new Error(problem);
+    if (gpu) {
+      // checked before loading: libtensorflow would otherwise fall back to its CPU kernels without telling us
+      const missing = missingGpuLibraries();
+      if (missing.length) {
+        throw new Error(`${packageName} needs CUDA 11.2 and cuDNN 8.1; missing ${missing.join(', ')} (see docs/gpu.md)`);
+      }
+    }
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       require(packageName);
     } catch (error) {
-      throw new Error(`${packageName} failed to load: ${firstLine(error)}`);
+      throw new Error(`${packageName} failed to load: ${describeLoadError(error)}`);
     }
     await activate('tensorflow');
     return { name: tf.getBackend(), package: packageName, version: packageVersion(packageName) };
@@ -85,7 +139,7 @@ function nodeBindingLoader(packageName: string): Loader {
 }
 
 const LOADERS: Record<Exclude<BackendChoice, 'auto'>, Loader> = {
-  'tensorflow-gpu': nodeBindingLoader('@tensorflow/tfjs-node-gpu'),
+  'tensorflow-gpu': nodeBindingLoader('@tensorflow/tfjs-node-gpu', true),
   tensorflow: nodeBindingLoader('@tensorflow/tfjs-node'),
   onednn: async () => {
     const status = await tryRegisterOnednn();
@@ -96,7 +150,7 @@ const LOADERS: Record<Exclude<BackendChoice, 'auto'>, Loader> = {
     return { name: tf.getBackend(), package: 'ect-workbench/native', version: status.version ?? 'unknown', details };
   },
   wasm: async () => {
-    // Node cannot run the threaded build (tfjs issue 3830); pin the single-threaded (SIMD) binary.
+    // Node cannot run the threaded build (tensorflow/tfjs#3830); pin the single-threaded (SIMD) binary.
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     const kernels = registerWasmTrainingKernels();
     await activate('wasm');

@@ -1,5 +1,5 @@
 /**
- * Issue 10's headline: how close ECT's 1- and 2-step samples come to the teacher's Heun-35 samples, and at what
+ * The Fashion-MNIST headline: how close ECT's 1- and 2-step samples come to the teacher's Heun-35 samples, and at what
  * cost, from the teacher's record (teacher.json) and evaluations of tuned checkpoints kept by `ect eval --table`.
  * Like is compared with like only: the same metric, sample count and reference split as the teacher's number.
  */
@@ -9,7 +9,7 @@ import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { TeacherRecord } from '../train/ship';
 import { PASSES_PER_IMAGE } from '../nn/flops';
 
-/** The targets of issue 10: fd ratio to the teacher's Heun fd per sampler, within a share of the teacher's images. */
+/** The headline's targets: fd ratio to the teacher's Heun fd per sampler, within a share of the teacher's images. */
 export const HEADLINE_TARGETS: Record<string, number> = { '1step': 3, '2step': 1.5 };
 export const HEADLINE_MAX_IMAGE_SHARE = 0.25;
 

@@ -1,4 +1,4 @@
-/** Results as data: run directories into tidy arquero tables, the paper's numbers, the notebooks' runs, issue 10's tables. */
+/** Results as data: run directories into tidy arquero tables, the paper's numbers, the notebooks' runs, the Fashion-MNIST study's tables. */
 export * from './runs';
 export * from './paper';
 export * from './configs';

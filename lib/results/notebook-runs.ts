@@ -1,9 +1,9 @@
 /**
  * The runs the notebooks build on, per mode. Small mode plans tiny runs (a teacher, its ECT run, ablation variants)
  * and trains them when missing, through the same launcher as the command line (lib/train/launch.ts). Full mode
- * trains none of these: it reads issue 10's committed results (the shipped teacher, its training run, the headline
+ * trains none of these: it reads the Fashion-MNIST study's committed results (the shipped teacher, its training run, the headline
  * ECT run and its evaluations, the recipe study of configs/sweeps/recipe.json) and, when one is missing or
- * unfinished, names its folder and the command that makes it. Notebook 03 reads the scaling study on issue 10's
+ * unfinished, names its folder and the command that makes it. Notebook 03 reads the scaling study on the Fashion-MNIST
  * teachers (configs/sweeps/scaling-long.json) the same way.
  */
 import * as fs from 'node:fs';
@@ -67,7 +67,7 @@ export interface CommittedResult {
   command: string;      // from the repository root
 }
 
-/** Issue 10's teacher, shipped as data/teachers/<name>/. */
+/** The Fashion-MNIST study's teacher, shipped as data/teachers/<name>/. */
 export const HEADLINE_TEACHER = 'fmnist-edm-base';
 /** Its training run and the headline ECT run tuned from it, under results/. */
 const TEACHER_RUN = `long/teachers/${HEADLINE_TEACHER}`;
@@ -88,7 +88,7 @@ function sweepSpecOut(paths: NotebookPaths, sweep: string): string {
 const recipeOut = (paths: NotebookPaths): string => sweepSpecOut(paths, RECIPE_SWEEP);
 
 /**
- * Issue 10's results that the full-mode notebooks read, each with what it is and the command that makes it. `teachers`
+ * The Fashion-MNIST study's results that the full-mode notebooks read, each with what it is and the command that makes it. `teachers`
  * is the shipped teachers' folder (data/teachers; tests pass their own).
  */
 export function notebookCommittedRuns(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR): Record<'teacher' | 'teacherRun' | 'student' | 'evaluations' | 'recipe' | 'midT', CommittedResult> {
@@ -228,7 +228,7 @@ export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPath
   return variants.map(({ name, setting, run }) => ({ name, setting, dir: run.flags.out }));
 }
 
-/** The sweep spec of notebook 03's scaling study on issue 10's teachers (configs/sweeps/scaling-long.json). */
+/** The sweep spec of notebook 03's scaling study on the Fashion-MNIST teachers (configs/sweeps/scaling-long.json). */
 export const SCALING_SWEEP = 'scaling-long';
 
 /** Base channel widths of that study (0.32M, 0.71M and 1.26M parameters; 32 is the shipped teacher's). */
@@ -292,7 +292,7 @@ export async function ensureRun(run: PlannedRun, log: (line: string) => void = (
 
 /**
  * The demo of a mode. Small: the tiny teacher and its ECT run, trained when missing (the teacher is its own training
- * run). Full: issue 10's committed runs (requireCommittedDemo), trained never.
+ * run). Full: the Fashion-MNIST study's committed runs (requireCommittedDemo), trained never.
  */
 export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookDemo> {
   if (mode === 'full') return requireCommittedDemo(paths);

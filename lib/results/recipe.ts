@@ -1,5 +1,5 @@
 /**
- * Issue 10's recipe study as tables: each ECT variant's setting, its final 1- and 2-step quality, and how soon its
+ * The Fashion-MNIST recipe study as tables: each ECT variant's setting, its final 1- and 2-step quality, and how soon its
  * 2-step quality reached the teacher's own (both measured in-run, on as many samples against the same split); and the
  * 2-step quality of one checkpoint at several t_mid.
  */

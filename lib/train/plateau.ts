@@ -1,5 +1,5 @@
 /**
- * The plateau stop rule (issue 10): a run is finished once doubling its training images improved its quality
+ * The plateau stop rule of the Fashion-MNIST teachers: a run is finished once doubling its training images improved its quality
  * (the primary Frechet distance of its in-run evaluations) by less than a fraction, config.plateauGain.
  */
 

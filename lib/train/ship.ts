@@ -21,7 +21,7 @@ import {
 /** The provenance file of a shipped teacher. */
 export const TEACHER_FILE = 'teacher.json';
 
-/** Generated images of the headline evaluation (issue 10: Heun fd_fmnist of 10k samples) and of the quick check the quality test repeats. */
+/** Generated images of the headline evaluation (the teacher's headline number: Heun fd_fmnist of 10k samples) and of the quick check the quality test repeats. */
 export const DEFAULT_TEACHER_EVAL_N = 10000;
 export const DEFAULT_TEACHER_CHECK_N = 300;
 

@@ -17,7 +17,7 @@ import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from '.
 import { packWeights, type HostTensor, type WebWeightDtype } from './weights';
 
 /**
- * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: issue 10's headline ECT run,
+ * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: the Fashion-MNIST headline ECT run,
  * the shipped fmnist-edm-base teacher tuned with the fmnist-ect-base recipe (its final checkpoint, EMA weights alone).
  */
 export const SHIPPED_WEB_CHECKPOINT = 'results/long/headline/fmnist-ect-base';

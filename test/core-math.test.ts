@@ -1,4 +1,4 @@
-/** The method's formulas on plain numbers, checked against values computed by hand (ect-spec.md). */
+/** The method's formulas on plain numbers, checked against values computed by hand (docs/method.md). */
 import { strict as assert } from 'node:assert';
 import { cIn, cNoise, cOut, cSkip } from '../lib/edm/precond';
 import { edmLossWeight } from '../lib/edm/loss';

@@ -19,7 +19,7 @@ describe('DDPM++ UNet', () => {
     assert.equal(count, 55732739);
   });
 
-  it('costs about 42 GFLOP per forward pass at full size (ect-spec.md section 4)', () => {
+  it('costs about 42 GFLOP per forward pass at full size (docs/method.md §3)', () => {
     const gflop = forwardFlopsPerImage(networkPreset('cifar10-ddpmpp')) / 1e9;
     assert.ok(gflop > 41 && gflop < 43, `${gflop} GFLOP`);
   });

@@ -14,7 +14,7 @@ function gradientAt(step: number, size: number): number[] {
   return Array.from({ length: size }, (_, i) => 3 * Math.sin(1.7 * step + i) + 0.2 * (i - 1));
 }
 
-/** Reference Adam/RAdam in plain JS numbers, written from the formulas in ect-spec.md 6.7 and torch's documentation. */
+/** Reference Adam/RAdam in plain JS numbers, written from the formulas in docs/method.md §6.5 and torch's documentation. */
 function referenceSteps(cfg: OptimizerConfig, start: number[], steps: number): number[][] {
   const { lr, beta1, beta2, eps } = cfg;
   let theta = [...start];

@@ -1,4 +1,4 @@
-/** Documented defaults: the paper's CIFAR-10 settings (ect-spec.md sections 2-7). Presets override them. */
+/** Documented defaults: the paper's CIFAR-10 settings (docs/method.md sections 1-7). Presets override them. */
 import type { EctConfig, EdmConfig, RunConfig, RunKind } from './types';
 import { networkPreset } from './network-presets';
 

@@ -8,9 +8,9 @@ export const UNCONDITIONAL: Pick<NetworkConfig, 'labelDim' | 'labelDropout'> = {
 const base = { embedMult: 4, ...UNCONDITIONAL };
 
 export const NETWORK_PRESETS: Record<string, NetworkConfig> = {
-  // ect-spec.md section 4: EDM's DDPM++ for CIFAR-10, 55.7M parameters
+  // EDM's DDPM++ for CIFAR-10, 55.7M parameters (docs/method.md §3)
   'cifar10-ddpmpp': { ...base, resolution: 32, imageChannels: 3, modelChannels: 128, channelMult: [2, 2, 2], numBlocks: 4, attnResolutions: [16], dropout: 0.2 },
-  // the shapes of shared/bench/README.md, for speed comparisons with the PyTorch peer
+  // the benchmark's shape (bench/peer/README.md), for speed comparisons with the PyTorch peer
   'bench-32-ch64': { ...base, resolution: 32, imageChannels: 3, modelChannels: 64, channelMult: [1, 2, 2], numBlocks: 2, attnResolutions: [16], dropout: 0.2 },
   'fmnist-base': { ...base, resolution: 28, imageChannels: 1, modelChannels: 32, channelMult: [1, 2, 2], numBlocks: 1, attnResolutions: [7], dropout: 0.2 },
   'fmnist-small': { ...base, resolution: 28, imageChannels: 1, modelChannels: 16, channelMult: [1, 2, 2], numBlocks: 1, attnResolutions: [7], dropout: 0.2 },

@@ -11,7 +11,7 @@
 export const NETWORK_ARCHS = ['ddpmpp', 'ncsnpp'] as const;
 export type NetworkArch = (typeof NETWORK_ARCHS)[number];
 
-/** The DDPM++ ("SongUNet") family of ect-spec.md section 4 (and EDM's NCSN++ setting of the same network). */
+/** The DDPM++ ("SongUNet") family of docs/method.md §3 (and EDM's NCSN++ setting of the same network). */
 export interface NetworkConfig {
   resolution: number;        // image side in pixels (32 for CIFAR-10, 28 for Fashion-MNIST)
   imageChannels: number;     // 3 for CIFAR-10, 1 for Fashion-MNIST
@@ -31,7 +31,7 @@ export const PRECOND_MODES = ['train', 'eval'] as const;
 export type PrecondMode = (typeof PRECOND_MODES)[number];
 
 /**
- * Preconditionings of EDM's code (training/networks.py): 'edm' (EDMPrecond, ect-spec.md section 3, what ECT trains
+ * Preconditionings of EDM's code (training/networks.py): 'edm' (EDMPrecond, docs/method.md §2, what ECT trains
  * with), and the two that EDM's released VP and VE networks were trained with, which an imported teacher samples with.
  */
 export const PRECOND_KINDS = ['edm', 'vp', 've'] as const;
@@ -44,7 +44,7 @@ export interface VpConstants {
   M: number;              // original number of DDPM timesteps: c_noise = (M - 1) sigma^-1(sigma) (1000)
 }
 
-/** EDM constants (ect-spec.md sections 2, 3 and 5). */
+/** EDM constants (docs/method.md §1, §2, §4 and §5). */
 export interface EdmConfig {
   sigmaData: number;      // data standard deviation, 0.5
   sigmaMin: number;       // Heun sampler's smallest noise level, 0.002
@@ -66,7 +66,7 @@ export type MappingName = (typeof MAPPINGS)[number];
 export const WEIGHTINGS = ['inv_dt', 'snr_k', 'uniform'] as const;
 export type WeightingName = (typeof WEIGHTINGS)[number];
 
-/** ECT tuning (ect-spec.md section 6). */
+/** ECT tuning (docs/method.md §6). */
 export interface EctConfig {
   pMean: number;          // log t ~ Normal(pMean, pStd): -1.1
   pStd: number;           // 2.0

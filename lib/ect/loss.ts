@@ -1,5 +1,5 @@
 /**
- * The ECT loss (ect-spec.md section 6), step by step as in the paper: sample t, map it to r, share one
+ * The ECT loss (docs/method.md §6; ECT §3), step by step as in the paper: sample t, map it to r, share one
  * noise, take the target at (x_r, r) without gradient and with the student's dropout mask, compare.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -1,4 +1,4 @@
-/** ECT's mapping from t to r (ect-spec.md section 6.2) and its stage schedule. */
+/** ECT's mapping from t to r (docs/method.md §6.2; ECT §3) and its stage schedule. */
 import { MAPPINGS, type EctConfig } from '../config/types';
 
 /** Stage s = floor(iteration / d). */

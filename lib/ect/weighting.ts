@@ -1,4 +1,4 @@
-/** ECT's loss metric and time weighting (ect-spec.md section 6.6), as functions of plain numbers and tensors. */
+/** ECT's loss metric and time weighting (docs/method.md §6.4; ECT §3, iCT's pseudo-Huber), as functions of plain numbers and tensors. */
 import * as tf from '@tensorflow/tfjs-core';
 import { WEIGHTINGS, type WeightingName } from '../config/types';
 

@@ -1,5 +1,5 @@
 /**
- * EDM's denoising loss (ect-spec.md section 5): lambda(sigma) ||D(x0 + sigma eps, sigma) - x0||^2, per pixel;
+ * EDM's denoising loss (docs/method.md §4; EDM Eq. 8): lambda(sigma) ||D(x0 + sigma eps, sigma) - x0||^2, per pixel;
  * and the interface every training loss implements, so the trainer calls EDM's and ECT's losses the same way.
  */
 import * as tf from '@tensorflow/tfjs-core';

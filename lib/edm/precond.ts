@@ -1,5 +1,5 @@
 /**
- * Preconditioning, D(x, sigma) = c_skip x + c_out F(c_in x, c_noise): EDM's (ect-spec.md section 3), which ECT trains
+ * Preconditioning, D(x, sigma) = c_skip x + c_out F(c_in x, c_noise): EDM's (docs/method.md §2; EDM Eq. 7), which ECT trains
  * with, and the VP and VE ones of EDM's code, which imported teachers (lib/import/) sample with.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** uint8 = clamp(x * 127.5 + 128, 0, 255), truncated (ect-spec.md section 7); NHWC order kept. */
+/** uint8 = clamp(x * 127.5 + 128, 0, 255), truncated (docs/method.md §7); NHWC order kept. */
 export function toUint8Images(x: tf.Tensor4D): Uint8Array {
   const scaled = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 127.5), 128), 0, 255));
   const values = scaled.dataSync();

@@ -1,4 +1,4 @@
-/** The DDPM++ UNet (EDM's SongUNet) of ect-spec.md section 4, or EDM's NCSN++ setting of it: raw network F(c_in x, c_noise), NHWC. */
+/** The DDPM++ UNet (EDM's SongUNet) of docs/method.md §3, or EDM's NCSN++ setting of it: raw network F(c_in x, c_noise), NHWC. */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NetworkConfig } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';

@@ -1,6 +1,6 @@
 /**
  * Published CIFAR-10 numbers (unconditional FID, 50k samples, Inception-v3) from "Consistency Models
- * Made Easy" (Geng et al., ICLR 2025), as restated in shared/ect-spec.md section 8, for side-by-side tables.
+ * Made Easy" (Geng et al., ICLR 2025), section 4 (docs/method.md §8), for side-by-side tables.
  */
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';

@@ -1,5 +1,5 @@
 /**
- * Scaling-law fits of sample quality q against training compute C (ect-spec.md section 8):
+ * Scaling-law fits of sample quality q against training compute C (docs/method.md §8; ECT §4):
  * a pure power law q = a·C^(−b) fitted by least squares in log-log space, and a power law with an
  * irreducible floor q = a·C^(−b) + q_inf fitted by nonlinear least squares; bootstrap intervals.
  */

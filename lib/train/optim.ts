@@ -27,7 +27,7 @@ export interface Optimizer {
   dispose(): void;
 }
 
-/** Value that replaces an infinite gradient entry (with its sign), as in EDM and ECT (ect-spec.md 6.7). */
+/** Value that replaces an infinite gradient entry (with its sign), as in EDM and ECT (docs/method.md §6.5). */
 const GRADIENT_INF_REPLACEMENT = 1e5;
 
 /** RAdam uses the rectified adaptive step only once the variance estimate is tractable: rho_t > 5. */

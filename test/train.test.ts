@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UNet } from '../lib/nn/unet';
 import { EctLoss } from '../lib/ect/loss';
+import { pseudoHuberTensor } from '../lib/ect/weighting';
 import { EdmLoss } from '../lib/edm/loss';
 import { denoise } from '../lib/edm/precond';
 import { Trainer } from '../lib/train/trainer';
@@ -73,6 +74,43 @@ describe('ECT loss', () => {
     step.dispose();
     x0.dispose();
     net.dispose();
+  });
+
+  it('huberC 0: finite gradients at stage 0 and at a stage where student and target agree exactly', () => {
+    const net = new UNet({ ...TINY_NET, dropout: 0 }, 0);
+    randomizeWeights(net, 30);
+    const cfg = tinyRunConfig('tune');
+    const x0 = tf.randomUniform([4, 8, 8, 1], -1, 1, 'float32', 5) as tf.Tensor4D;
+    const ect = new EctLoss({ ...cfg.ect, huberC: 0, stageIters: 1, q: 2 }, cfg.edm);
+    const variables = [...net.params.values()];
+    // stage 0: r = t (1 - n/2) differs from t; stage 30: t - r = t n / 2^31 is below float32's resolution, so the
+    // network sees the same time and input twice and D(x_r, r) = D(x_t, t) exactly, while w = 1/(t - r) stays finite
+    for (const iteration of [0, 30]) {
+      const step = ect.prepare(net, x0, { seed: 7, iteration });
+      const same = Float32Array.from(step.draws.r).every((r, i) => r === Math.fround(step.draws.t[i]));
+      if (iteration === 30) assert.ok(same, 'r = t in float32 at stage 30');
+      const { value, grads } = tf.variableGrads(() => step.loss(), variables);
+      const loss = value.dataSync()[0];
+      assert.ok(Number.isFinite(loss), `stage ${step.draws.stage}: loss ${loss}`);
+      if (iteration === 30) assert.equal(loss, 0, 'student and target agree');
+      for (const [name, g] of Object.entries(grads)) {
+        assert.ok(tf.tidy(() => tf.all(tf.isFinite(g)).dataSync()[0]) === 1, `stage ${step.draws.stage}: non-finite gradient of ${name}`);
+      }
+      tf.dispose([value, ...Object.values(grads)]);
+      step.dispose();
+    }
+    x0.dispose();
+    net.dispose();
+  });
+
+  it('huberC 0: the norm\'s values and gradients away from 0 are tf.sqrt\'s bit for bit (runs reproduce)', () => {
+    const x = tf.variable(tf.randomNormal([5, 7], 0, 1, 'float32', 11));
+    const weights = tf.tensor1d([1, 2, 3, 4, 5]);
+    const ours = tf.variableGrads(() => tf.sum(tf.mul(pseudoHuberTensor(tf.sum(tf.square(x), 1), 0), weights)) as tf.Scalar, [x]);
+    const plain = tf.variableGrads(() => tf.sum(tf.mul(tf.sqrt(tf.sum(tf.square(x), 1)), weights)) as tf.Scalar, [x]);
+    assert.equal(ours.value.dataSync()[0], plain.value.dataSync()[0]);
+    assert.deepEqual(Array.from(ours.grads[x.name].dataSync()), Array.from(plain.grads[x.name].dataSync()));
+    tf.dispose([x, weights, ours.value, plain.value, ...Object.values(ours.grads), ...Object.values(plain.grads)]);
   });
 
   it('gives the target and the student pass the same labels and label-dropout mask', () => {

@@ -17,7 +17,22 @@ export function pseudoHuber(squaredNorm: number, c: number): number {
   return c > 0 ? Math.sqrt(squaredNorm + c * c) - c : Math.sqrt(squaredNorm);
 }
 
-/** The same rho on a tensor of squared norms. */
+/** The same rho on a tensor of squared norms; at c = 0 its gradient is 0 where u = 0 (see normOfSquared). */
 export function pseudoHuberTensor(squaredNorm: tf.Tensor, c: number): tf.Tensor {
-  return c > 0 ? tf.sub(tf.sqrt(tf.add(squaredNorm, c * c)), c) : tf.sqrt(squaredNorm);
+  return c > 0 ? tf.sub(tf.sqrt(tf.add(squaredNorm, c * c)), c) : normOfSquared(squaredNorm);
 }
+
+/**
+ * sqrt(u) whose gradient is 0 where u = 0, the norm's subgradient at d = 0 (torch.linalg.vector_norm's choice),
+ * instead of infinity times 0 = NaN once student and target agree. Values, and gradients where u > 0, are
+ * tf.sqrt's bit for bit (its gradient is dy / (2 sqrt(u))).
+ */
+const normOfSquared = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [squaredNorm, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  const value = tf.sqrt(squaredNorm);
+  save([value]);
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, [root]: tf.Tensor[]) => tf.where(tf.greater(root, 0), tf.div(dy, tf.mul(root, 2)), tf.zerosLike(root)),
+  };
+}) as (squaredNorm: tf.Tensor) => tf.Tensor;

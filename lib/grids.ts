@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { rgbaToPng } from './image/png';
+import { writeFileNamed } from './write-file';
 import { sideBySide, tileRgba, toUint8Images, type RgbaImage } from './image/pixels';
 import { DEFAULT_SAMPLE_SEED, generateImages, type SampleSteps } from './sample';
 import { disposeModel, loadRunModel, samplerModelOf } from './train/run';
@@ -44,10 +45,10 @@ export async function writeComparisonGrids(teacher: string, student: string, dir
   }
   const files = drawn.map(({ grid, channels, name }) => {
     const file = path.join(dir, name);
-    fs.writeFileSync(file, rgbaToPng(grid, channels));
+    writeFileNamed(file, rgbaToPng(grid, channels));
     return file;
   });
   const comparison = path.join(dir, COMPARISON_FILES.comparison);
-  fs.writeFileSync(comparison, rgbaToPng(sideBySide(drawn.map((d) => d.grid), COMPARISON_GRID.gap), drawn[0].channels));
+  writeFileNamed(comparison, rgbaToPng(sideBySide(drawn.map((d) => d.grid), COMPARISON_GRID.gap), drawn[0].channels));
   return [comparison, ...files];
 }

@@ -10,6 +10,7 @@ import { PNG } from 'pngjs';
 import { NpzWriter } from './npz';
 import { imagesToGridPng } from './png';
 import { toUint8Images } from './pixels';
+import { writeFileNamed } from '../write-file';
 
 /** The formats `ect sample --format` writes: the one source of the type, the choices and the help text. */
 export const SAMPLE_FORMATS = ['grid', 'png-dir', 'npz'] as const;
@@ -66,7 +67,7 @@ export function createSampleWriter(format: SampleFormat, out: string, opts: Samp
           const all = tf.concat(parts, 0) as tf.Tensor4D;
           parts.forEach((p) => p.dispose());
           try {
-            fs.writeFileSync(out, imagesToGridPng(all, opts.columns ?? Math.ceil(Math.sqrt(opts.n))));
+            writeFileNamed(out, imagesToGridPng(all, opts.columns ?? Math.ceil(Math.sqrt(opts.n))));
           } finally {
             all.dispose();
           }
@@ -84,7 +85,7 @@ export function createSampleWriter(format: SampleFormat, out: string, opts: Samp
           const size = height * width * channels;
           for (let k = 0; k < batch; k++) {
             const file = path.join(out, `${String(opts.indices ? opts.indices[start + k] : first + start + k).padStart(6, '0')}.png`);
-            fs.writeFileSync(file, encodePng(pixels.subarray(k * size, (k + 1) * size), height, width, channels));
+            writeFileNamed(file, encodePng(pixels.subarray(k * size, (k + 1) * size), height, width, channels));
           }
         },
         close: () => { complete(); return out; },

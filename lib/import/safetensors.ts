@@ -4,7 +4,7 @@
  * spaces to a multiple of 8 bytes, then the raw little-endian data. PyTorch code loads these files with
  * `safetensors.torch.load_file`, so a model trained here can leave, and one exported here reads back exactly.
  */
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../write-file';
 import * as os from 'node:os';
 import { readBytes } from './pickle';
 import { floatToBfloat16, floatToHalf } from './float16';
@@ -167,7 +167,7 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
 
 /** Writes tensors (and metadata) to a safetensors file. */
 export function writeSafetensors(file: string, tensors: Map<string, SafeTensor>, metadata: Record<string, string> = {}): void {
-  writeFileSync(file, encodeSafetensors(tensors, metadata));
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }
 
 /** Reads a safetensors file. */

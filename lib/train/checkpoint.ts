@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { namingFile, temporaryPath } from '../write-file';
 
 /** A checkpoint: free-form JSON metadata and named groups of tensors (e.g. 'params', 'ema', 'optimizer'). */
 export interface Checkpoint {
@@ -94,25 +95,27 @@ export function saveCheckpoint(file: string, ckpt: Checkpoint): void {
   preamble.writeUInt32LE(FORMAT_VERSION, MAGIC.length);
   preamble.writeUInt32LE(headerBytes.length, MAGIC.length + 4);
 
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    const hash = crypto.createHash('sha256');
-    writeAll(fd, preamble, hash);
-    writeAll(fd, headerBytes, hash);
-    for (const tensor of ordered) writeAll(fd, tensorBytes(tensor), hash);
-    const checksum = hash.digest();
-    let written = 0;
-    while (written < checksum.length) written += fs.writeSync(fd, checksum, written, checksum.length - written);
-    fs.fsyncSync(fd);
-  } catch (err) {
+  namingFile(file, () => {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = temporaryPath(file);
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      const hash = crypto.createHash('sha256');
+      writeAll(fd, preamble, hash);
+      writeAll(fd, headerBytes, hash);
+      for (const tensor of ordered) writeAll(fd, tensorBytes(tensor), hash);
+      const checksum = hash.digest();
+      let written = 0;
+      while (written < checksum.length) written += fs.writeSync(fd, checksum, written, checksum.length - written);
+      fs.fsyncSync(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });  // a full disk keeps the checkpoints it had, and no partial file
+      throw err;
+    }
     fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+    fs.renameSync(tmp, file);
+  });
   syncDirectory(path.dirname(file));
 }
 

@@ -312,7 +312,7 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
     evaluator = ownEvaluator ? await runEvaluator(run.cfg, log) : opts.evaluator ?? null;
     if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
-    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset });
+    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset, log });
     return {
       ...run, trainer, backend,
       dispose: () => {

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { temporaryPath, writeError, writeFileNamed } from '../write-file';
 import { CHECKPOINT_DIR } from './run';
 
 export const LOCK_FILE = '.lock';
@@ -44,28 +45,31 @@ function readHolder(file: string): LockHolder | null {
   }
 }
 
-/** Creates the lock file with `holder`'s record unless it exists; true when this call created it. */
+/**
+ * Creates the lock file with `holder`'s record unless it exists; true when this call created it. The record is
+ * written to a temporary file first and linked to the lock's name (which fails if it exists), so a lock is
+ * never seen empty or half written, and a full disk leaves no lock behind.
+ */
 function createLock(file: string, holder: LockHolder): boolean {
-  let fd: number;
+  const tmp = temporaryPath(file);
   try {
-    fd = fs.openSync(file, 'wx');
+    writeFileNamed(tmp, JSON.stringify(holder, null, 2) + '\n');
+    fs.linkSync(tmp, file);
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-  try {
-    fs.writeSync(fd, JSON.stringify(holder, null, 2) + '\n');
+    throw err instanceof Error && err.message.startsWith('cannot write ') ? err : writeError(file, err);
   } finally {
-    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
   }
-  return true;
 }
 
 /**
- * Removes the lock of a dead holder. It is first renamed aside, so that of two processes taking over the same
- * stale lock at once only one removes it: the other finds the first one's new lock aside and puts it back.
+ * Removes the lock of a dead holder (or an unreadable one: null). It is first renamed aside, so that of two
+ * processes taking over the same stale lock at once only one removes it: the other finds the first one's new
+ * lock aside and puts it back.
  */
-function removeStaleLock(file: string, stale: LockHolder): void {
+function removeStaleLock(file: string, stale: LockHolder | null): void {
   const aside = `${file}.stale-${process.pid}`;
   try {
     fs.renameSync(file, aside);
@@ -74,7 +78,7 @@ function removeStaleLock(file: string, stale: LockHolder): void {
     throw err;
   }
   const moved = readHolder(aside);
-  if (moved && (moved.pid !== stale.pid || moved.started !== stale.started)) {
+  if (moved && (stale === null || moved.pid !== stale.pid || moved.started !== stale.started)) {
     try { fs.linkSync(aside, file); } catch { /* a third process holds it now */ }
   }
   fs.rmSync(aside, { force: true });
@@ -108,8 +112,12 @@ export function acquireRunLock(runDir: string, command: string, log: (line: stri
   for (let attempt = 0; attempt < attempts; attempt++) {
     if (createLock(file, mine)) return holdLock(file, mine);
     const holder = readHolder(file);
+    if (holder === null && !fs.existsSync(file)) continue;  // released meanwhile
     if (holder === null) {
-      throw new Error(`${runDir} is locked by ${file}, which cannot be read; if no run is training in this folder, delete that file`);
+      // locks are linked into place whole, so an unreadable one was left by something else (an older version on a full disk)
+      removeStaleLock(file, null);
+      log(`${runDir}: taking over its lock ${file}, which could not be read (empty or damaged): no process of this version holds it`);
+      continue;
     }
     if (holder.host !== os.hostname()) {
       throw new Error(`${runDir} is in use by ${describe(holder)}; this machine cannot tell whether that process still runs. ` +

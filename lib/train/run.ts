@@ -7,6 +7,7 @@ import { resolveRecordedConfig } from '../config/resolve';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { UNet } from '../nn/unet';
+import { writeFileAtomic } from '../write-file';
 import { samplerModelFor, type SamplerModel } from '../sample';
 import { assertFiniteTensors, assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from './checkpoint';
 
@@ -87,8 +88,7 @@ export function recordedRunConfig(cfg: RunConfig, runDir: string | null): RunCon
 export function writeRunConfig(runDir: string, cfg: RunConfig, backend?: BackendInfo, environment?: Record<string, unknown>): void {
   const record = { ...recordedRunConfig(cfg, runDir), backend: backend ?? null, environment: environment ?? basicEnvironment(), writtenAt: new Date().toISOString() };
   const file = path.join(runDir, 'config.json');
-  fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(record, null, 2) + '\n');
-  fs.renameSync(`${file}.tmp-${process.pid}`, file);
+  writeFileAtomic(file, JSON.stringify(record, null, 2) + '\n');
 }
 
 /** A checkpoint file from a file path, a run directory or its checkpoints/ folder (the newest one). */

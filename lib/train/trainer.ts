@@ -15,6 +15,7 @@ import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet, type ClassLabels } from '../nn/unet';
 import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
 import { imagesToGridPng } from '../image/png';
+import { writeFileNamed } from '../write-file';
 import { trainingLossFor } from './losses';
 import { createOptimizer, gradientNorm, type Optimizer } from './optim';
 import { Ema, PosthocEmaTracker } from './ema';
@@ -70,6 +71,7 @@ export interface TrainerOptions {
   dataset?: ImageDataset;   // otherwise loaded from cfg.data
   evaluator?: Pick<SampleEvaluator, 'evaluate'> | null;  // in-run evaluation (lib/metrics/evaluate.ts)
   environment?: Record<string, unknown>;
+  log?: (line: string) => void;  // what was repaired in the run folder (a torn last row of metrics.csv dropped)
 }
 
 export class Trainer {
@@ -128,7 +130,8 @@ export class Trainer {
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
         writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
-        truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
+        const torn = truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
+        if (torn) opts.log?.(torn);
       }
       return trainer;
     } finally {
@@ -345,7 +348,7 @@ export class Trainer {
     return runSamplers(this.cfg).map((steps) => {
       const images = generateImages(this.samplerModel(), steps, 64, { batch: 64, seed: DEFAULT_SAMPLE_SEED });
       const file = path.join(dir, `${tag}-${samplerLabel(steps)}.png`);
-      fs.writeFileSync(file, imagesToGridPng(images, 8));
+      writeFileNamed(file, imagesToGridPng(images, 8));
       images.dispose();
       return file;
     });

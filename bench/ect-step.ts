@@ -7,7 +7,7 @@ import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { forwardFlopsPerImage, PASSES_PER_IMAGE } from '../lib/nn/flops';
 import { Trainer } from '../lib/train/trainer';
 
-/** One configuration in the peer's vocabulary (its README: ../shared/bench/README.md next to the repository). */
+/** One configuration in the peer's vocabulary (bench/peer/README.md). */
 export interface BenchShape {
   res: number;       // image resolution
   in_ch: number;     // image channels

@@ -10,7 +10,7 @@
  * every round. Each (round, backend, configuration) runs in its own child process, so peak memory is its own.
  * After the table, a long onednn run checks that resident memory does not grow.
  *
- * The peer is `../shared/bench/peer_torch_unet.py` next to the repository (or --peer, or ECT_PEER_SCRIPT),
+ * The peer is `bench/peer/ect_step_torch.py` (or --peer, or ECT_PEER_SCRIPT),
  * run by the first python3 on PATH that imports torch (or --python). `--help` lists every flag.
  */
 import { spawnSync } from 'child_process';
@@ -23,8 +23,8 @@ import { BENCH_SHAPES, benchRunConfig, type BenchShape } from './ect-step';
 
 /** The repository root: this file is compiled to dist/bench/. */
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
-/** Where the peer lives by default: the shared bench folder next to the repository. */
-const DEFAULT_PEER = path.resolve(REPO_ROOT, '..', 'shared', 'bench', 'peer_torch_unet.py');
+/** Where the peer lives by default: bench/peer/ in the repository (its README says what it measures). */
+const DEFAULT_PEER = path.join(REPO_ROOT, 'bench', 'peer', 'ect_step_torch.py');
 const BACKENDS = ['tensorflow', 'onednn', 'wasm', 'cpu'] as const;
 // Timed steps per configuration (after one warm-up step); small, because wasm takes minutes per big step.
 const DEFAULT_STEPS: Record<string, number> = { 'res32-ch64': 2, 'res28-ch32': 3, 'res28-ch16': 4 };
@@ -33,7 +33,7 @@ const DEFAULT_MEMORY_STEPS = 200;
 const DEFAULT_MEMORY_CONFIG = 'res28-ch32';
 const CHILD_TIMEOUT_MINUTES = 30;
 const MEMORY_TIMEOUT_MINUTES = 120;
-const PEER_WARMUPS = 2;  // the peer's own warm-up steps (peer_torch_unet.py)
+const PEER_WARMUPS = 2;  // the peer's own warm-up steps (WARMUP_STEPS in bench/peer/ect_step_torch.py)
 const KIB_PER_MIB = 1024;
 
 export const USAGE = `Usage: npm run bench -- [flags]   (or: node dist/bench/train-step.js [flags])
@@ -51,7 +51,7 @@ interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and tra
   --memory-steps N      resident-memory check: N onednn steps after the table (default ${DEFAULT_MEMORY_STEPS}; 0 skips)
   --memory-config name  configuration of the memory check (default ${DEFAULT_MEMORY_CONFIG})
   --peer path           the PyTorch peer script (default: $ECT_PEER_SCRIPT, else
-                        ../shared/bench/peer_torch_unet.py next to the repository)
+                        bench/peer/ect_step_torch.py)
   --python path         the python that runs the peer (default: the first python3 on PATH that imports torch)
   --out dir             where the report goes (default: results/bench in the repository)
   --help                print this text
@@ -202,12 +202,12 @@ function pythonsOnPath(): string[] {
   return found;
 }
 
-/** Finds the peer script (--peer, ECT_PEER_SCRIPT, or next to the repository) and a python with torch to run it. */
+/** Finds the peer script (--peer, ECT_PEER_SCRIPT, or bench/peer/) and a python with torch to run it. */
 function findPeer(flags: BenchFlags): PeerSetup {
   const script = flags.peer ?? (process.env.ECT_PEER_SCRIPT ? path.resolve(process.env.ECT_PEER_SCRIPT) : DEFAULT_PEER);
-  const from = flags.peer ? '--peer' : process.env.ECT_PEER_SCRIPT ? 'ECT_PEER_SCRIPT' : 'the default, the shared bench folder next to the repository';
+  const from = flags.peer ? '--peer' : process.env.ECT_PEER_SCRIPT ? 'ECT_PEER_SCRIPT' : 'the default, bench/peer/ in the repository';
   if (!fs.existsSync(script)) {
-    return { missing: `peer script not found at ${shown(script)} (${from}); put the peer's shared/bench folder next to the repository, or pass --peer <path> or set ECT_PEER_SCRIPT` };
+    return { missing: `peer script not found at ${shown(script)} (${from}); pass --peer <path> or set ECT_PEER_SCRIPT` };
   }
   if (flags.python) {
     return importsTorch(flags.python) ? { python: flags.python, script }

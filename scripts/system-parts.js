@@ -105,7 +105,7 @@ const PARTS = [
   },
   {
     name: 'torch',
-    what: "PyTorch for the CPU: the benchmark's peer (../shared/bench/peer_torch_unet.py) and the writer of the EDM-pickle test fixtures",
+    what: "PyTorch for the CPU: the benchmark's peer (bench/peer/ect_step_torch.py) and the writer of the EDM-pickle test fixtures",
     packages: ['python3-torch'],
     for: ['test', 'bench'],
     without: '`npm run bench` reports our speed without the ratio to PyTorch, and the EDM-import tests are skipped',

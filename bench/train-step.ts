@@ -370,7 +370,7 @@ async function main(): Promise<void> {
       const row = summarise({ backend: 'pytorch (peer)', config, steps }, imgs, imgs.map((v) => (v === null ? null : 1)), ok.map((p) => p.maxRssMB), flopsPerImage, peak);
       row.note = ok.length
         ? `torch ${ok[0].torch}; ${steps} step${steps > 1 ? 's' : ''} after ${PEER_WARMUPS} warm-ups per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}; ` +
-          `its own count: ${median(ok.map((p) => p.gflops)).toFixed(1)} GFLOP/s (no attention matmuls)${errors.length ? `; ${errors.length} round(s) failed: ${errors[0].error}` : ''}`
+          `its own count: ${median(ok.map((p) => p.gflops)).toFixed(1)} GFLOP/s (its own FLOP count)${errors.length ? `; ${errors.length} round(s) failed: ${errors[0].error}` : ''}`
         : `not run: ${errors[0]?.error ?? 'no result'}`;
       rows.push(row);
     }

@@ -185,7 +185,7 @@ export function repositoryRoot(): string {
 
 /**
  * How a record names a folder without a machine's absolute path: relative to the repository root with POSIX
- * separators (results/demo/ect), else, outside the repository, by its name alone.
+ * separators (results/long/headline/fmnist-ect-base), else, outside the repository, by its name alone.
  */
 export function repositoryRelativePath(target: string): string {
   const resolved = path.resolve(target);

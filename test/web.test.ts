@@ -28,7 +28,7 @@ import { TINY_NET, requireSystemPart, tinyRunConfig, useTestBackend } from './he
  * ECT_WEB_TEST_CHECKPOINT runs the same checks on another one, e.g. the prebuilt site's (SHIPPED_WEB_CHECKPOINT).
  */
 const ROOT = path.resolve(__dirname, '..', '..');
-const CHECKPOINT = process.env.ECT_WEB_TEST_CHECKPOINT ? path.resolve(ROOT, process.env.ECT_WEB_TEST_CHECKPOINT) : path.join(ROOT, 'results', 'demo', 'ect');
+const CHECKPOINT = process.env.ECT_WEB_TEST_CHECKPOINT ? path.resolve(ROOT, process.env.ECT_WEB_TEST_CHECKPOINT) : path.join(ROOT, 'results', 'archive', 'demo', 'ect');
 const SEED = 3;
 
 /**

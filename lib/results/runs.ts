@@ -120,7 +120,7 @@ export function trainingFlops(config: RunConfig, imagesSeen: number): number {
  * resolveRunInit (lib/train/run.ts: relative to the run's own folder), as loadRunsTable does. An absolute
  * path that no longer exists (results trained in another checkout before inits were recorded relative,
  * then committed or copied) is looked up by its last few folder names from the given bases and their
- * parents, e.g. `demo/teacher` from `<this checkout>/results/ablations/baseline`.
+ * parents, e.g. `demo/teacher` from `<this checkout>/results/archive/ablations/baseline`.
  */
 export function findRunDirOf(initPath: string, relativeTo: string[]): string {
   // each candidate walks up (a checkpoint file names a path inside its run) but never to `stop` or above it

@@ -54,6 +54,7 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .addOption(new Option('--eval-split <split>', 'the dataset split evaluations compare the samples with (default train, as the paper\'s FID; test: the 10k held-out images)').choices([...EVAL_SPLITS]))
     .option('--plateau-gain <x>', 'finish the run early once doubling the training images improves the evaluated fd (Heun when pretraining, 2-step else 1-step when tuning) by less than this fraction (0.1 = 10%), checked at each evaluation; 0: never (default); needs --eval-every', fraction('--plateau-gain'))
     .addOption(new Option('--on-non-finite <policy>', 'a NaN or infinite loss or gradient: stop the run (the last good checkpoint stays the newest; default) or skip the batch (counted in metrics.csv\'s skipped column)').choices([...NON_FINITE_POLICIES]))
+    .option('--divergence-factor <x>', 'stop the run once the mean loss of 50 steps exceeds this many times its lowest 50-step mean in this session (default 100; healthy runs stay within 2x; 0: never): a learning rate far too high, caught while the loss is still finite', nonNegativeNumber('--divergence-factor'))
     .option('--set <key=value>', 'override any config field by its path, e.g. --set ect.mapping=constant --set net.dropout=0 (repeatable; value parsed as JSON when it can be)', collect, [])
     .option('--no-progress', 'print a line per log interval instead of a progress bar');
 }

@@ -354,6 +354,7 @@ const RUN_FIELDS: Fields<RunConfig> = {
   evalSeed: nonNegativeInteger,
   plateauGain: probability,
   onNonFinite: oneOf(NON_FINITE_POLICIES),
+  divergenceFactor: leaf('0 (never) or a number > 1', (v) => isNumber(v) && (v === 0 || v > 1)),
   init: optional(text),
 };
 

@@ -170,5 +170,6 @@ export interface RunConfig {
   evalSeed: number;       // noise seed of in-run evaluations: VALIDATION_SAMPLE_SEED (1) for new runs, so choices made on them never share latents with a test score (seed 0); 0 in runs recorded before the field
   plateauGain: number;    // stop (finished) once doubling the images improves the primary fd by less than this fraction (0: never; lib/train/plateau.ts)
   onNonFinite: NonFinitePolicy; // a non-finite loss or gradient norm: 'stop' the run (default) or 'skip' the batch
+  divergenceFactor: number;     // stop once a 50-step mean loss exceeds this many times the session's lowest (0: never; lib/train/divergence.ts)
   init?: string;          // checkpoint to start from (tuning)
 }

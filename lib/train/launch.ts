@@ -47,6 +47,7 @@ export interface RunFlags {
   backend?: string;         // backend choice (default $ECT_BACKEND, else the fastest that loads)
   evalSplit?: Split;        // the split in-run evaluations compare with (config evalSplit; default train)
   onNonFinite?: NonFinitePolicy;  // a NaN or infinite loss or gradient norm: stop (default) or skip the batch
+  divergenceFactor?: number;      // stop once a 50-step mean loss exceeds this many times the lowest (0: never)
   plateauGain?: number;     // finish once doubling the images improves the evaluated fd by less than this fraction (0: never)
 }
 
@@ -83,6 +84,7 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--init', flags.init, (init) => ({ init: resolveInitTarget(String(init)) }));  // a path from the current directory, or a shipped teacher's name
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
   add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));
+  add('--divergence-factor', flags.divergenceFactor, (divergenceFactor) => ({ divergenceFactor }));
   add('--eval-split', flags.evalSplit, (evalSplit) => ({ evalSplit: evalSplit as Split }));
   add('--plateau-gain', flags.plateauGain, (plateauGain) => ({ plateauGain }));
   for (const assignment of flags.set ?? []) patches.push(typeof assignment === 'string' ? parseOverride(assignment) : assignment);

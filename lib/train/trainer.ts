@@ -19,6 +19,8 @@ import { writeFileNamed } from '../write-file';
 import { trainingLossFor } from './losses';
 import { createOptimizer, gradientNorm, type Optimizer } from './optim';
 import { Ema, PosthocEmaTracker } from './ema';
+import { DivergenceWatch } from './divergence';
+import { firstNonFinite } from './finite';
 import {
   assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
 } from './checkpoint';
@@ -41,7 +43,8 @@ export interface StepStats {
 
 /** A step whose loss or gradient norm is NaN or infinite; nothing of the step was applied. */
 export class NonFiniteStepError extends Error {
-  constructor(readonly iteration: number, readonly loss: number, readonly gradNorm: number, detail: string, readonly repeated = false) {
+  constructor(readonly iteration: number, readonly loss: number, readonly gradNorm: number, detail: string, readonly repeated = false,
+    readonly weights = false) {  // weights: the update itself overflowed
     super(`iteration ${iteration + 1}: the loss is ${loss}${Number.isNaN(gradNorm) && !Number.isFinite(loss) ? '' : `, the gradient norm ${gradNorm}`}; ${detail}`);
     this.name = 'NonFiniteStepError';
   }
@@ -165,6 +168,11 @@ export class Trainer {
     this.consecutiveSkips = 0;
     this.optimizer.apply(named, this.imagesSeen);
     named.forEach((g) => g.dispose());
+    // a finite gradient times a learning rate far too high overflows: such weights are never trained on or saved
+    const broken = firstNonFinite({ params: this.net.params });
+    if (broken !== null) {
+      throw new NonFiniteStepError(this.iteration, lossValue, gradNorm, `the update made ${broken} NaN or infinite, so no weights of this step are kept`, false, true);
+    }
     // EDM's EMA schedule uses the image count before this step (its first update copies the weights)
     this.ema.update(this.imagesSeen, x0.shape[0]);
     this.posthoc?.update(this.imagesSeen, x0.shape[0]);
@@ -209,6 +217,7 @@ export class Trainer {
     let stopped = false;
     let nextEval = nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth);
     const losses = new LossTrail();
+    const divergence = new DivergenceWatch(cfg.divergenceFactor);
 
     while (this.iteration < cfg.iters) {
       const batch = this.loader.next();
@@ -222,6 +231,8 @@ export class Trainer {
         batch.images.dispose();
       }
       losses.add(this.iteration, loss);
+      const diverged = divergence.add(this.iteration, loss);
+      if (diverged) throw new Error(this.divergenceReport(diverged));
       windowImages += cfg.batch;
       const elapsed = (Date.now() - windowStart) / 1000;
       const stats: StepStats = {
@@ -293,11 +304,23 @@ export class Trainer {
     return { record: plateauRecord(check, metric), message: describePlateau(check, metric) };
   }
 
+  /** The message of a run stopped by the divergence rule: what grew, and the checkpoint to go back to. */
+  private divergenceReport(diverged: string): string {
+    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const newest = dir ? latestCheckpoint(dir) : null;
+    return `iteration ${this.iteration}: the loss diverged: ${diverged}, and the run stops. Likely cause: the learning rate ` +
+      `(optimizer.lr = ${this.cfg.optimizer.lr}) is too high. ` +
+      (newest ? `The newest checkpoint is ${newest}; its loss may already be growing: start a new run with a lower --lr. ` : 'Start again with a lower --lr. ') +
+      'To train on regardless, raise --divergence-factor or set it to 0.';
+  }
+
   /** The message of a run stopped by a non-finite step: where, the likely cause, and the checkpoint to go back to. */
   private nonFiniteReport(err: NonFiniteStepError, losses: LossTrail): string {
     const { first, last } = losses;
     const lr = `optimizer.lr = ${this.cfg.optimizer.lr}`;
-    const cause = first === null || last === null
+    const cause = err.weights
+      ? `a finite gradient times the learning rate (${lr}) overflowed float32: the learning rate is far too high`
+      : first === null || last === null
       ? 'the first step of this session overflowed: look at the data and the starting weights'
       : last.loss > DIVERGED_LOSS_RATIO * first.loss
         ? `the loss diverged (${first.loss.toPrecision(4)} at iteration ${first.iteration}, ${last.loss.toPrecision(4)} at ${last.iteration}): the learning rate (${lr}) is likely too high`
@@ -306,7 +329,7 @@ export class Trainer {
           : `one batch overflowed although the loss was steady (${last.loss.toPrecision(4)} at iteration ${last.iteration}): an unusual batch, or a learning rate (${lr}) at the edge of stability`;
     const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
     const newest = dir ? latestCheckpoint(dir) : null;
-    const orSkip = this.cfg.onNonFinite === 'skip' ? '' : ', or let the run skip such batches with --on-non-finite skip';
+    const orSkip = this.cfg.onNonFinite === 'skip' || err.weights ? '' : ', or let the run skip such batches with --on-non-finite skip';
     const back = newest
       ? `The newest checkpoint, ${newest} (iteration ${Number(path.basename(newest).replace(/\D/g, ''))}), holds the last finite weights: ` +
         `continue from it with --resume${orSkip}; if the loss diverged, start a new run with a lower --lr.`
@@ -362,6 +385,8 @@ export class Trainer {
     if (!this.opts.runDir) throw new Error('saveCheckpoint: this trainer has no run directory');
     const dir = path.join(this.opts.runDir, CHECKPOINT_DIR);
     const file = checkpointPath(dir, this.iteration);
+    const broken = firstNonFinite({ params: this.net.params, ema: this.ema.weights });
+    if (broken !== null) throw new Error(`checkpoint ${file} not written: ${broken} holds NaN or infinite values; the checkpoints kept hold the last finite weights`);
     const optState = this.optimizer.getState();
     try {
       saveCheckpoint(file, {

@@ -75,7 +75,7 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
   }
 }
 
-interface SampleFlags {
+export interface SampleFlags {
   checkpoint: string; steps: string; n?: number; seeds?: SeedRange[]; out?: string; seed: number; midT?: number[]; batch: number; backend?: string;
   class?: number | 'all'; format: SampleFormat; heunSteps?: number; progress: boolean;
 }
@@ -107,7 +107,7 @@ function sampleClasses(flags: SampleFlags & { n: number }, classes: number): { l
 }
 
 /** Writes samples of a checkpoint's EMA weights as a PNG grid, a folder of PNGs or an .npz, batch by batch. */
-async function sampleCommand(options: SampleFlags, log: (line: string) => void = console.log): Promise<void> {
+export async function sampleCommand(options: SampleFlags, log: (line: string) => void = console.log): Promise<void> {
   const ranges = sampleRanges(options);
   const flags = { ...options, n: ranges.reduce((sum, range) => sum + range.count, 0) };
   const steps = parseSampleSteps(flags.steps);

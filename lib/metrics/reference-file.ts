@@ -71,10 +71,11 @@ export function readReferenceFile(file: string): ReferenceStats {
   }
   if (meta.format !== REFERENCE_FILE_FORMAT) throw new Error(`${file}: meta.format is ${JSON.stringify(meta.format)}, expected ${REFERENCE_FILE_FORMAT}`);
   const { dim, featureRows } = meta;
-  // copies: the arrays' bytes sit at any offset of the file's buffer, typed arrays need theirs aligned
-  const mean = new Float64Array(arrayOf(arrays, 'mu', '<f8', [dim], file).data.slice().buffer);
-  const cov = new Float64Array(arrayOf(arrays, 'sigma', '<f8', [dim, dim], file).data.slice().buffer);
-  const features = new Float32Array(arrayOf(arrays, 'features', '<f4', [featureRows, dim], file).data.slice().buffer);
+  // copies (new Uint8Array, not a Buffer's slice, which is a view): the bytes sit at any offset of the file, typed arrays need theirs aligned
+  const copy = (array: NpyArray) => new Uint8Array(array.data).buffer;
+  const mean = new Float64Array(copy(arrayOf(arrays, 'mu', '<f8', [dim], file)));
+  const cov = new Float64Array(copy(arrayOf(arrays, 'sigma', '<f8', [dim, dim], file)));
+  const features = new Float32Array(copy(arrayOf(arrays, 'features', '<f4', [featureRows, dim], file)));
   return { key: meta.key, stats: { count: meta.count, dim, mean, cov }, features, featureRows };
 }
 

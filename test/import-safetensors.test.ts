@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import seedrandom from 'seedrandom';
 import { halfToFloat } from '../lib/import/python-globals';
 import {
-  decodeSafetensors, encodeSafetensors, floatToHalf, readSafetensors, safeTensorFromValues, safeTensorValues, writeSafetensors,
+  decodeSafetensors, encodeSafetensors, floatToHalf, isSafetensorsFile, readSafetensors, safeTensorFromValues, safeTensorValues, writeSafetensors,
   type SafeTensor,
 } from '../lib/import/safetensors';
 
@@ -104,5 +104,36 @@ describe('import: safetensors', () => {
     assertRefused(header('{"a": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}', 2), /starts at byte 1 of the data, expected 0/);
     assertRefused(header('{"__metadata__": {"n": 1}}'), /__metadata__ is not a map of strings/);
     assertRefused(header('{"a": '), /the header is not JSON/);
+  });
+
+  it('is told by its structure: every header length round-trips (0x80 first, as a pickle starts, too); pickles and foreign files are not taken for it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-safetensors-'));
+    const file = path.join(dir, 'model.safetensors');
+    const firstBytes = new Set<number>();
+    // headers are padded to multiples of 8, so 32 lengths give every possible first byte of the length
+    for (let pad = 0; pad < 256; pad += 8) {
+      const metadata = { format: 'pt', pad: 'x'.repeat(pad) };
+      writeSafetensors(file, tensors, metadata);
+      const bytes = fs.readFileSync(file);
+      firstBytes.add(bytes[0]);
+      assert.ok(isSafetensorsFile(file), `header length ${bytes.readBigUInt64LE(0)} (first byte 0x${bytes[0].toString(16)})`);
+      assert.deepStrictEqual(readSafetensors(file).metadata, metadata);
+    }
+    assert.strictEqual(firstBytes.size, 32);
+    assert.ok(firstBytes.has(0x80));
+    const foreign: Array<[string, Buffer]> = [
+      ['pickle', Buffer.from('80049505000000000000004b012e', 'hex')],
+      ['legacy torch.save', Buffer.from('80028a0a6cfc9c46f9206aa85000', 'hex')],
+      ['png', Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex')],
+      ['length past the end', Buffer.concat([Buffer.from([0x80, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')])],
+      ['header not JSON', Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{abc')])],
+      ['header a list', Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('[]')])],
+      ['empty', Buffer.alloc(0)],
+    ];
+    for (const [what, bytes] of foreign) {
+      fs.writeFileSync(file, bytes);
+      assert.strictEqual(isSafetensorsFile(file), false, what);
+    }
+    fs.rmSync(dir, { recursive: true });
   });
 });

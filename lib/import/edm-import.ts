@@ -3,7 +3,6 @@
  * state_dict names) as a network of ours, its architecture read from the stored modules and its preconditioning
  * (EDMPrecond, VPPrecond or VEPrecond) recorded in the config, so the imported teacher samples as it is.
  */
-import * as fs from 'node:fs';
 import { DEFAULT_EDM } from '../config/defaults';
 import type { EdmConfig, NetworkArch, NetworkConfig } from '../config/types';
 import { ARCH_SETTINGS } from '../nn/architecture';
@@ -18,7 +17,7 @@ import {
   EDM_DROPPED, EDM_MODEL_PREFIX, EdmMappingError, convertLayout, edmResampleFilter, inferEdmArchitecture, matchEdmStateDict,
   type EdmMatch,
 } from './edm-map';
-import { readSafetensors, safeTensorValues } from './safetensors';
+import { isSafetensorsFile, readSafetensors, safeTensorValues } from './safetensors';
 import { tensorValues, type TensorValues, type TorchTensor } from './torch-storage';
 
 /** EDM's preconditioners this importer reads, and the preconditioning each becomes (edm.precond). */
@@ -244,15 +243,7 @@ export function importEdmSafetensors(file: string): ImportedEdm {
   };
 }
 
-/** Reads an EDM network from a pickle or a safetensors file (told apart by their first bytes). */
+/** Reads an EDM network from a pickle or a safetensors file (told apart by their structure: isSafetensorsFile). */
 export function importEdmFile(file: string): ImportedEdm {
-  const fd = fs.openSync(file, 'r');
-  const head = Buffer.alloc(9);
-  try {
-    fs.readSync(fd, head, 0, 9, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  // a safetensors file starts with its header length (8 bytes, little-endian) and then '{'; a pickle with 0x80
-  return head[0] !== 0x80 && head[8] === 0x7b ? importEdmSafetensors(file) : importEdmPickle(file);
+  return isSafetensorsFile(file) ? importEdmSafetensors(file) : importEdmPickle(file);
 }

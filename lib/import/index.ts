@@ -13,7 +13,7 @@ export {
   moduleTree, parseEdmPickle, readEdmPickle, submodule, type PickledModule,
 } from './edm-pickle';
 export {
-  decodeSafetensors, encodeSafetensors, floatToHalf, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
+  decodeSafetensors, encodeSafetensors, floatToHalf, isSafetensorsFile, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
   torchDtypeOf, writeSafetensors, type SafeTensor, type SafetensorsDtype, type SafetensorsFile,
 } from './safetensors';
 export {

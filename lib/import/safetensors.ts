@@ -4,8 +4,9 @@
  * spaces to a multiple of 8 bytes, then the raw little-endian data. PyTorch code loads these files with
  * `safetensors.torch.load_file`, so a model trained here can leave, and one exported here reads back exactly.
  */
-import { writeFileAtomic } from '../write-file';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { writeFileAtomic } from '../write-file';
 import { readBytes } from './pickle';
 import { floatToBfloat16, floatToHalf } from './float16';
 import { tensorBytes, valuesOfBytes, type TensorValues, type TorchDtype, type TorchTensor } from './torch-storage';
@@ -168,6 +169,30 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
 /** Writes tensors (and metadata) to a safetensors file. */
 export function writeSafetensors(file: string, tensors: Map<string, SafeTensor>, metadata: Record<string, string> = {}): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
+
+/**
+ * Whether a file is laid out as safetensors, told by its structure rather than one byte (a header length can
+ * begin with any byte, 0x80 too, which is also how a pickle starts): the 8-byte header length fits the file
+ * and the reader's limit, and the header it spans is a JSON object. Reads the header only.
+ */
+export function isSafetensorsFile(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const prefix = Buffer.alloc(8);
+    if (size < 10 || fs.readSync(fd, prefix, 0, 8, 0) < 8) return false;
+    const headerLength = prefix.readBigUInt64LE(0);
+    if (headerLength < 2n || headerLength > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) return false;
+    const header = Buffer.alloc(Number(headerLength));
+    if (fs.readSync(fd, header, 0, header.length, 8) < header.length || header[0] !== 0x7b) return false;
+    const parsed: unknown = JSON.parse(header.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+  } catch {
+    return false;  // not JSON
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Reads a safetensors file. */

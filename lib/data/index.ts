@@ -1,8 +1,8 @@
 /** Datasets: one entry point that loads the dataset a DataConfig names, plus the readers and the loader. */
 import { DataConfig } from '../config/types';
-import { loadCifar10 } from './cifar10';
+import { findCifar10Dir, loadCifar10 } from './cifar10';
 import { ImageDataset, Split, limitDataset } from './dataset';
-import { loadFashionMnist } from './idx';
+import { findFashionMnistDir, loadFashionMnist } from './idx';
 import { makeSyntheticDataset } from './synthetic';
 
 export * from './dataset';
@@ -29,5 +29,16 @@ export function loadDataset(cfg: DataConfig, split: Split): ImageDataset {
       return limitDataset(makeSyntheticDataset(split), limit);
     default:
       throw new Error(`data.name: unknown dataset "${(cfg as { name: unknown }).name}" (expected cifar10, fashion-mnist or synthetic)`);
+  }
+}
+
+/** Whether the dataset `cfg` names is on this machine (where loadDataset would look), without reading it. */
+export function datasetHere(cfg: DataConfig): boolean {
+  try {
+    if (cfg.name === 'cifar10') findCifar10Dir(cfg.dir);
+    else if (cfg.name === 'fashion-mnist') findFashionMnistDir(cfg.dir);
+    return true;
+  } catch {
+    return false;
   }
 }

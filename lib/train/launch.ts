@@ -9,8 +9,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
 import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
-import type { DatasetName, NonFinitePolicy, RunConfig, RunKind } from '../config/types';
-import type { ImageDataset, Split } from '../data';
+import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
+import { presetsForData } from '../config/preset-list';
+import { datasetHere, type ImageDataset, type Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { checkOutputFolder } from '../output-paths';
 import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
@@ -96,8 +97,17 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
  * read (for plans and estimates; resolveRun starts from it). `initNetwork` is the init checkpoint's network,
  * which the preset and flags may not change.
  */
-export function plannedRunConfig(spec: RunSpec, initNetwork?: FixedValues): RunConfig {
-  return resolveRunConfig(spec.kind, spec.flags.config, flagOverrides(spec.flags), initNetwork);
+export function plannedRunConfig(spec: RunSpec, initNetwork?: FixedValues, initLayers: ConfigPatch[] = []): RunConfig {
+  return resolveRunConfig(spec.kind, spec.flags.config, [...initLayers, ...flagOverrides(spec.flags)], initNetwork);
+}
+
+/**
+ * What a tuning run without --config takes from the model it starts from, as a layer under the flags: its dataset
+ * (name and flip), in place of the defaults' CIFAR-10; --data and --set change it. A preset names its own data.
+ */
+function initDataLayer(flags: RunFlags, init: RunConfig, initFile: string): ConfigPatch[] {
+  if (flags.config) return [];
+  return [labelOverride({ data: { name: init.data.name, flip: init.data.flip } }, `the --init checkpoint ${initFile}'s data`)];
 }
 
 /** Fields of config.json that record the run, not its settings. */
@@ -138,7 +148,7 @@ const RESULT_FIELDS: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'opt
  * (config.json) when resuming, where only bookkeeping fields such as iters may change, from the newest checkpoint
  * that is whole and finite (newer ones it cannot use are listed in `skipped`), and --init may only name the run's
  * own. Else the defaults and the preset, where a tuning run from a checkpoint takes that checkpoint's network in
- * place of the default and the preset's (dropout and label dropout are the tuning's own; a flag or --set that sets
+ * place of the default and the preset's, and without a preset its dataset too (dropout and label dropout are the tuning's own; a flag or --set that sets
  * another architecture is an error); then the flags and --set. Throws on anything that would not train the run asked for.
  */
 export function resolveRun(spec: RunSpec): ResolvedRun {
@@ -146,9 +156,9 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
   const runDir = runDirOf(spec);
   const { file: resumeFile, skipped } = flags.resume ? resumableCheckpoint(runDir) : { file: null, skipped: [] };
   const saved = resumeFile ? savedRunConfig(runDir, resumeFile) : null;
-  const resolveWith = (initNetwork?: FixedValues) => saved
+  const resolveWith = (initNetwork?: FixedValues, initLayers: ConfigPatch[] = []) => saved
     ? resolveRunConfig(kind, undefined, [saved, ...flagOverrides(flags)])
-    : plannedRunConfig(spec, initNetwork);
+    : plannedRunConfig(spec, initNetwork, initLayers);
   let cfg = resolveWith();
   const init = cfg.init === undefined ? undefined : path.resolve(cfg.init);  // a preset's or --set's init is the user's path too
   if (saved && !samePath(init, saved.init as string | undefined)) {
@@ -165,12 +175,13 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
   if (initFile) {
     // again with the pretrained network's architecture in place of the default and the preset's network (the init
     // path is known only now): the flags and --set may set only the tuning's own dropout and label dropout
-    const { dropout: _dropout, labelDropout: _labelDropout, ...architecture } = checkpointConfig(initFile).net;
+    const initConfig = checkpointConfig(initFile);
+    const { dropout: _dropout, labelDropout: _labelDropout, ...architecture } = initConfig.net;
     cfg = resolveWith({
       values: { net: architecture as unknown as ConfigPatch }, source: `the --init checkpoint ${initFile}`,
       hint: 'a tuning run keeps the architecture of the model it starts from (only net.dropout and net.labelDropout are its own); ' +
         'drop these settings, or --init a model of that architecture',
-    });
+    }, initDataLayer(flags, initConfig, initFile));
   }
   if (init !== undefined) cfg = { ...cfg, init };
   if (resumeFile) assertMatchesCheckpoint(cfg, resumeFile);
@@ -257,6 +268,20 @@ export async function runEvaluator(cfg: RunConfig, log: (line: string) => void):
   }
 }
 
+/**
+ * A failed start whose dataset is not here, with the presets of the run's kind that train on the datasets that are
+ * (say, a run that fell back to CIFAR-10 on a machine with Fashion-MNIST); any other error as it was.
+ */
+function withPresetsHere(err: Error, run: ResolvedRun): Error {
+  if (datasetHere(run.cfg.data)) return err;
+  const here = DATASET_NAMES.filter((name) => name !== 'synthetic' && datasetHere({ name, flip: false }));
+  const presets = presetsForData(here, run.kind);
+  const hint = presets.length
+    ? `\nDatasets found here: ${here.join(', ')}. Presets that train on them: ${presets.join(', ')} (--config NAME; \`ect presets\` says what each is)`
+    : '';
+  return new Error(`${err.message}${hint}`);
+}
+
 /** Options of launching a run beyond its spec. */
 export interface LaunchOptions {
   log?: (line: string) => void;
@@ -314,7 +339,8 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
     evaluator = ownEvaluator ? await runEvaluator(run.cfg, log) : opts.evaluator ?? null;
     if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
-    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset, log });
+    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset, log })
+      .catch((err: Error) => { throw withPresetsHere(err, run); });
     return {
       ...run, trainer, backend,
       dispose: () => {

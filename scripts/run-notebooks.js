@@ -9,6 +9,9 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+// this checkout's own kernel (scripts/register-kernel.js): its build/jupyter first on JUPYTER_PATH, so the notebooks'
+// `tslab` runs this checkout's tslab and library, whatever other clones registered
+const { jupyterEnv, writeCheckoutKernels, NOTEBOOK_KERNEL } = require('./register-kernel');
 
 const root = path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
@@ -38,6 +41,7 @@ function fail(message) {
 for (const nb of notebooks) if (!fs.existsSync(nb)) fail(`${nb}: no such notebook`);
 if (!fs.existsSync(path.join(root, 'dist', 'lib', 'index.js'))) fail('dist/lib is missing: the notebooks import the compiled library; run `npm run build` first');
 fs.mkdirSync(outDir, { recursive: true });
+writeCheckoutKernels();
 
 /** Cells whose outputs contain an error (nbconvert stops at the first, but tslab may report one as a stream). */
 function cellErrors(executedFile) {
@@ -57,13 +61,13 @@ for (const nb of notebooks) {
   const started = Date.now();
   const run = spawnSync(nbconvert, [
     '--to', 'notebook', '--execute',
-    '--ExecutePreprocessor.kernel_name=tslab',
+    `--ExecutePreprocessor.kernel_name=${NOTEBOOK_KERNEL}`,
     `--ExecutePreprocessor.timeout=${timeoutSeconds}`,
     '--output-dir', outDir, '--output', `${name}.ipynb`, nb,
   ], {
     cwd: notebookDir,
     encoding: 'utf8',
-    env: { ...process.env, ECT_NOTEBOOK_MODE: mode, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+    env: { ...jupyterEnv(), ECT_NOTEBOOK_MODE: mode, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
   });
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const executed = path.join(outDir, `${name}.ipynb`);

@@ -7,7 +7,7 @@
  *  2. npm dependencies (`npm ci` when node_modules is missing or older than the lockfile; it also builds);
  *  3. the oneDNN addon, rebuilt when it is missing or older than its sources and the headers are here;
  *  4. the TypeScript build;
- *  5. the tslab Jupyter kernel, registered when missing or pointing at another checkout (test, notebooks, jupyter).
+ *  5. this checkout's own tslab Jupyter kernel (scripts/register-kernel.js), registered when missing (test, notebooks, jupyter).
  * ECT_SETUP_NO_INSTALL=1 never installs system packages (it only says what is missing).
  */
 'use strict';
@@ -104,7 +104,7 @@ function main() {
     try {
       log(require('./register-kernel').ensureKernel({ ifNeeded: true }));
     } catch (error) {
-      log(`could not register the tslab kernel: ${error.message}`);
+      log(`could not register this checkout's kernel: ${error.message}`);
     }
   }
 }

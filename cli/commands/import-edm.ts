@@ -3,14 +3,15 @@ import * as fs from 'node:fs';
 import type * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../../lib/backend/select';
-import { importEdmFile } from '../../lib/import/edm-import';
+import { DEFAULT_MAX_IMPORT_PARAMS, importEdmFile } from '../../lib/import/edm-import';
 import { encodeEdmSafetensors, edmPrecondClass } from '../../lib/import/edm-export';
 import { writeImportedRun } from '../../lib/import/edm-run';
 import { checkOutputFile, checkOutputFolder } from '../../lib/output-paths';
+import { positiveInteger } from '../options';
 import { startBackend } from '../../lib/train/launch';
 import { disposeModel, loadRunModel } from '../../lib/train/run';
 
-interface ImportFlags { out: string; backend?: string }
+interface ImportFlags { out: string; backend?: string; maxParams?: number }
 interface ExportFlags { checkpoint: string; format: ExportFormat; out: string; weights: ExportWeights; backend?: string }
 
 /** Formats of `ect export` (export-web writes the browser site). */
@@ -25,7 +26,7 @@ type ExportWeights = (typeof EXPORT_WEIGHTS)[number];
 export async function importEdmCommand(file: string, flags: ImportFlags, log: (line: string) => void = console.log): Promise<string> {
   checkOutputFolder(flags.out, '--out');
   const backend = await startBackend(flags.backend, log);
-  const imported = importEdmFile(file);
+  const imported = importEdmFile(file, { maxParams: flags.maxParams });
   const run = writeImportedRun(flags.out, imported, backend);
   const { net, edm } = run.config;
   const params = [...imported.weights.values()].reduce((sum, w) => sum + w.values.length, 0);
@@ -62,6 +63,7 @@ export function registerEdmCommands(program: Command): void {
     .argument('<file>', 'the EDM pickle (network-snapshot-*.pkl, edm-cifar10-32x32-uncond-vp.pkl) or safetensors file')
     .requiredOption('-o, --out <dir>', 'the run folder to write: config.json and checkpoints/')
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices([...BACKEND_CHOICES]))
+    .option('--max-params <n>', `refuse networks (and files) of more parameters than this, before reading any weight (default ${DEFAULT_MAX_IMPORT_PARAMS.toLocaleString('en-US')}; EDM's largest has 296M)`, positiveInteger('--max-params'))
     .action(async (file: string, flags: ImportFlags) => { await importEdmCommand(file, flags); });
 
   program.command('export')

@@ -161,14 +161,36 @@ function convertWeights(match: EdmMatch, net: NetworkConfig, read: (edmName: str
   return new Map(match.mapping.map((m) => [m.ours, { values: convertLayout(m.layout, read(m.edm), m.shape, 'toOurs'), shape: m.shape }]));
 }
 
-/** Our parameter shapes for a network config (a UNet is built and freed for them: its constructor is their one source). */
-function ourShapes(net: NetworkConfig): Map<string, { shape: number[] }> {
-  const unet = new UNet(net, 0);
-  try {
-    return unet.paramShapes();
-  } finally {
-    unet.dispose();
-  }
+/** The largest network import-edm reads unless told otherwise, in parameters (EDM's largest, for ImageNet-64, has 296M). */
+export const DEFAULT_MAX_IMPORT_PARAMS = 400_000_000;
+
+/** Limits of one import, checked on declared sizes before anything is allocated. */
+export interface ImportLimits {
+  maxParams?: number;  // parameters of the network and tensor elements of the file (default DEFAULT_MAX_IMPORT_PARAMS)
+}
+
+/** Refuses a file whose tensors hold more elements than the budget allows, before their values are read. */
+function checkFileBudget(shapes: Map<string, readonly number[]>, limits: ImportLimits, source: string): void {
+  const max = limits.maxParams ?? DEFAULT_MAX_IMPORT_PARAMS;
+  let elements = 0;
+  for (const shape of shapes.values()) elements += shape.reduce((a, b) => a * b, 1);
+  if (elements > max) throw new EdmMappingError(source, `its tensors hold ${elements.toLocaleString('en-US')} values, more than the import budget of ${max.toLocaleString('en-US')} parameters (--max-params)`);
+}
+
+/**
+ * Our parameter shapes for a network config, from its layer plan (nothing allocated), after checking that the network
+ * is within the budget and no larger than the file's tensors (every parameter must come from them).
+ */
+function ourShapes(net: NetworkConfig, fileShapes: Map<string, readonly number[]>, limits: ImportLimits, source: string): Map<string, { shape: number[] }> {
+  const shapes = UNet.parameterShapes(net);
+  const max = limits.maxParams ?? DEFAULT_MAX_IMPORT_PARAMS;
+  let ours = 0;
+  for (const { shape } of shapes.values()) ours += shape.reduce((a, b) => a * b, 1);
+  let stored = 0;
+  for (const shape of fileShapes.values()) stored += shape.reduce((a, b) => a * b, 1);
+  if (ours > max) throw new EdmMappingError(source, `describes a network of ${ours.toLocaleString('en-US')} parameters, more than the import budget of ${max.toLocaleString('en-US')} (--max-params)`);
+  if (ours > stored) throw new EdmMappingError(source, `describes a network of ${ours.toLocaleString('en-US')} parameters, but its tensors hold only ${stored.toLocaleString('en-US')} values`);
+  return shapes;
 }
 
 /** The architecture, checked: the noise embedding's width must be the setting's (channel_mult_noise 1 for DDPM++, 2 for NCSN++). */
@@ -184,7 +206,7 @@ function networkFrom(shapes: Map<string, readonly number[]>, dropouts: { dropout
 }
 
 /** Reads an EDM pickle (training snapshot or released network): its 'ema' network as ours. */
-export function importEdmPickle(file: string): ImportedEdm {
+export function importEdmPickle(file: string, limits: ImportLimits = {}): ImportedEdm {
   const precond = edmNetwork(readEdmPickle(file), file);
   if (!Object.hasOwn(EDM_PRECONDS, precond.className)) {
     throw new EdmMappingError(file, `holds an EDM network of class ${precond.className}, which is not supported; supported: ${SUPPORTED_EDM_NETWORKS}`);
@@ -197,11 +219,12 @@ export function importEdmPickle(file: string): ImportedEdm {
   const tensors = moduleStateDict(model, file);
   const arch = checkSongUNetModules(model, tensors, file);
   const shapes = new Map([...tensors].map(([name, tensor]) => [name, tensor.shape]));
+  checkFileBudget(shapes, limits, file);
   const net = networkFrom(shapes, dropoutOf(model, file), file);
   if ((net.arch ?? 'ddpmpp') !== arch) throw new EdmMappingError(file, `its map_noise says ${arch}, its tensors ${net.arch ?? 'ddpmpp'}`);
   const labelDim = numberAttribute(precond, 'label_dim', file);
   if (labelDim !== net.labelDim) throw new EdmMappingError(file, `${precond.className}.label_dim is ${labelDim}, but its SongUNet's map_label has ${net.labelDim} classes`);
-  const match = matchEdmStateDict(net, ourShapes(net), shapes, file);
+  const match = matchEdmStateDict(net, ourShapes(net, shapes, limits, file), shapes, file);
   const weights = convertWeights(match, net, (name) => floatValues(tensorValues(tensors.get(name)!), name, file), file);
   const notes: string[] = [];
   if (moduleAttributes(precond).get('use_fp16') === true) notes.push('use_fp16 was set: EDM ran the network in float16 on GPUs; it runs in float32 here');
@@ -223,17 +246,18 @@ export const EXPORT_METADATA = { net: 'ect.net', edm: 'ect.edm', precondClass: '
  * saved so): names with or without EDMPrecond's 'model.' prefix. The architecture is read from the names and
  * shapes; our export's metadata adds the dropouts and the preconditioning (without it: EDM's, dropout 0).
  */
-export function importEdmSafetensors(file: string): ImportedEdm {
+export function importEdmSafetensors(file: string, limits: ImportLimits = {}): ImportedEdm {
   const { tensors, metadata } = readSafetensors(file);
   const prefixed = [...tensors.keys()].every((name) => name.startsWith(EDM_MODEL_PREFIX));
   const relative = new Map([...tensors].map(([name, tensor]) => [prefixed ? name.slice(EDM_MODEL_PREFIX.length) : name, tensor]));
   const shapes = new Map([...relative].map(([name, tensor]) => [name, tensor.shape as readonly number[]]));
+  checkFileBudget(shapes, limits, file);
   const recordedNet = metadata[EXPORT_METADATA.net] ? JSON.parse(metadata[EXPORT_METADATA.net]) as NetworkConfig : undefined;
   const net = networkFrom(shapes, { dropout: recordedNet?.dropout ?? 0, labelDropout: recordedNet?.labelDropout ?? 0 }, file);
   if (recordedNet && JSON.stringify({ ...recordedNet }) !== JSON.stringify({ ...recordedNet, ...net })) {
     throw new EdmMappingError(file, `its metadata's network ${JSON.stringify(recordedNet)} differs from the one its tensors hold ${JSON.stringify(net)}`);
   }
-  const match = matchEdmStateDict(net, ourShapes(net), shapes, file);
+  const match = matchEdmStateDict(net, ourShapes(net, shapes, limits, file), shapes, file);
   const weights = convertWeights(match, net, (name) => floatValues(safeTensorValues(relative.get(name)!), name, file), file);
   const edm = metadata[EXPORT_METADATA.edm] ? JSON.parse(metadata[EXPORT_METADATA.edm]) as Partial<EdmConfig> : { precond: 'edm' as const };
   const notes = metadata[EXPORT_METADATA.net] ? [] : ['no ect metadata: EDM preconditioning and dropout 0 assumed'];
@@ -244,6 +268,6 @@ export function importEdmSafetensors(file: string): ImportedEdm {
 }
 
 /** Reads an EDM network from a pickle or a safetensors file (told apart by their structure: isSafetensorsFile). */
-export function importEdmFile(file: string): ImportedEdm {
-  return isSafetensorsFile(file) ? importEdmSafetensors(file) : importEdmPickle(file);
+export function importEdmFile(file: string, limits: ImportLimits = {}): ImportedEdm {
+  return isSafetensorsFile(file) ? importEdmSafetensors(file, limits) : importEdmPickle(file, limits);
 }

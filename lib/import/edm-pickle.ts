@@ -95,12 +95,20 @@ function stateDict(module: PickledModule, key: string, source: string): PyDict {
   return dict;
 }
 
-/** Visits every module of a tree with its dotted name, parents first, refusing cycles and absurd depth. */
+/**
+ * Visits every module of a tree with its dotted name, parents first, each module once: a module reached a second
+ * time (a cycle, or one shared by two parents, which EDM's networks never have) is refused, so a small file whose
+ * modules form a deep DAG cannot cost one visit per path (2^depth). Refuses absurd depth too.
+ */
 function walkModules(root: PickledModule, source: string, visit: (module: PickledModule, name: string) => void): void {
   const onPath = new Set<PickledModule>();
+  const visited = new Map<PickledModule, string>();
   const walk = (module: PickledModule, name: string, depth: number) => {
     if (depth > MAX_MODULE_DEPTH) throw new PickleError(source, `module tree deeper than ${MAX_MODULE_DEPTH} at '${name}'`);
     if (onPath.has(module)) throw new PickleError(source, `module tree has a cycle at '${name}'`);
+    const first = visited.get(module);
+    if (first !== undefined) throw new PickleError(source, `module '${name}' is the same object as '${first}': a module shared by two parents (EDM networks share none)`);
+    visited.set(module, name);
     onPath.add(module);
     visit(module, name);
     for (const [childName, child] of stateDict(module, '_modules', source)) {

@@ -20,6 +20,8 @@ export {
   EDM_MODEL_PREFIX, EdmMappingError, convertLayout, edmResampleBuffers, edmResampleFilter, edmTensorMap, inferEdmArchitecture, matchEdmStateDict,
   type EdmLayout, type EdmTensorMapping,
 } from './edm-map';
-export { EDM_PRECONDS, SUPPORTED_EDM_NETWORKS, importEdmFile, importEdmPickle, importEdmSafetensors, type ImportedEdm } from './edm-import';
+export {
+  DEFAULT_MAX_IMPORT_PARAMS, EDM_PRECONDS, SUPPORTED_EDM_NETWORKS, importEdmFile, importEdmPickle, importEdmSafetensors, type ImportLimits, type ImportedEdm,
+} from './edm-import';
 export { edmStateDict, encodeEdmSafetensors } from './edm-export';
 export { importedRunConfig, writeImportedRun } from './edm-run';

@@ -188,12 +188,20 @@ export function valuesOfBytes(dtype: TorchDtype, bytes: Uint8Array): TensorValue
 /** A non-negative integer (a size, stride, offset or count). */
 const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 
-/** Checks a tensor's geometry against its storage, so reading it out can never go out of bounds. */
+/**
+ * Checks a tensor's geometry against its storage when it is made, before any value is read, so reading it out can
+ * never go out of bounds nor cost more than its storage: strides are positive along every axis longer than 1 (a
+ * zero stride repeats one element over a shape of any size, a negative one is not torch's), and a tensor holds no
+ * more elements than its storage (views that overlap themselves are not weights).
+ */
 function checkTensorGeometry(storage: TorchStorage, shape: unknown, stride: unknown, offset: unknown, context: PickleContext): void {
   if (!Array.isArray(shape) || !shape.every(isCount)) context.fail(`tensor with a shape that is not a tuple of sizes (${describeValue(shape)})`);
-  if (!Array.isArray(stride) || stride.length !== shape.length || !stride.every(isCount)) context.fail(`tensor of shape [${shape}] with strides that do not fit it`);
+  if (!Array.isArray(stride) || stride.length !== shape.length || !stride.every(isCount)) context.fail(`tensor of shape [${shape}] with strides that do not fit it (sizes >= 0, one per axis)`);
   if (!isCount(offset)) context.fail(`tensor with a storage offset that is a ${describeValue(offset)}`);
   if (shape.some((size) => size === 0)) return;
+  if (shape.some((size, d) => size > 1 && stride[d] === 0)) context.fail(`tensor of shape [${shape}] with a zero stride ([${stride}]): one element repeated, not weights`);
+  const numel = shape.reduce((product: number, size: number) => product * size, 1);
+  if (numel > storage.numel) context.fail(`tensor of shape [${shape}] has ${numel} elements, more than its storage's ${storage.numel}`);
   const last = offset + shape.reduce((sum: number, size: number, d: number) => sum + (size - 1) * stride[d], 0);
   if (last >= storage.numel) context.fail(`tensor of shape [${shape}], strides [${stride}] and offset ${offset} reaches element ${last} of a storage of ${storage.numel}`);
 }
@@ -304,11 +312,17 @@ export const TORCH_FILE_GLOBALS: GlobalTable = globalTable(PYTHON_GLOBALS, NUMPY
 class StorageTable {
   readonly byKey = new Map<string, TorchStorage>();
 
+  /** `streamBytes`: the length of the stream, which holds every storage's data, so no storage is larger. */
+  constructor(private readonly streamBytes: number) {}
+
   load(pid: unknown, context: PickleContext): TorchStorage {
     if (!Array.isArray(pid) || pid[0] !== 'storage') context.fail(`persistent id ${describeValue(pid)} is not a torch storage record`);
     const [, type, key, location, numel, view] = pid;
     if (!(type instanceof TorchStorageType)) context.fail(`storage record with a ${describeValue(type)} for its type`);
     if (typeof key !== 'string' || !isCount(numel)) context.fail('storage record without a key and an element count');
+    if (numel * DTYPE_BYTES[type.dtype] > this.streamBytes) {
+      context.fail(`storage ${key} declares ${numel} ${type.dtype} elements (${numel * DTYPE_BYTES[type.dtype]} bytes), more than the ${this.streamBytes} bytes of the stream that holds it`);
+    }
     const root = this.root(type, key, numel, location);
     if (root.dtype !== type.dtype || root.numel !== numel) context.fail(`storage ${key} is recorded twice, as ${root.numel} ${root.dtype} and as ${numel} ${type.dtype}`);
     return view === undefined || view === null ? root : this.view(type, root, view, context);
@@ -359,7 +373,7 @@ export function readLegacyTorchStream(bytes: Uint8Array, source: string, globals
   const systemInfo = streamPickle(bytes, version.end, source, globals, depth);
   if (!(systemInfo.value instanceof Map) || systemInfo.value.get('little_endian') !== true) fail('torch legacy stream that is not little-endian');
 
-  const storages = new StorageTable();
+  const storages = new StorageTable(bytes.length);
   const object = streamPickle(bytes, systemInfo.end, source, globals, depth, (pid, context) => storages.load(pid, context));
   const keys = streamPickle(bytes, object.end, source, globals, depth);
   if (!Array.isArray(keys.value) || !keys.value.every((key) => typeof key === 'string')) fail('torch legacy stream whose storage key list is not a list of strings');

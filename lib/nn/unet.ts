@@ -166,9 +166,16 @@ export class UNet {
   /** Number of scalar parameters of a network config, counted from its layer plan (no tensors are made). */
   static parameterCount(cfg: NetworkConfig): number {
     let total = 0;
-    const counter: ParameterSink = { add: (_name, shape) => { total += shape.reduce((a, b) => a * b, 1); } };
-    UNet.prototype.createParams.call({ cfg, plan: planUNet(cfg) }, counter);
+    for (const { shape } of UNet.parameterShapes(cfg).values()) total += shape.reduce((a, b) => a * b, 1);
     return total;
+  }
+
+  /** The shape of every parameter of a network config, by name, from its layer plan (no tensors are made). */
+  static parameterShapes(cfg: NetworkConfig): Map<string, { shape: number[] }> {
+    const shapes = new Map<string, { shape: number[] }>();
+    const recorder: ParameterSink = { add: (name, shape) => { shapes.set(name, { shape: [...shape] }); } };
+    UNet.prototype.createParams.call({ cfg, plan: planUNet(cfg) }, recorder);
+    return shapes;
   }
 
   private createParams(this: Pick<UNet, 'cfg' | 'plan'>, f: ParameterSink): void {

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Browser, Page } from 'playwright-core';
+import { PNG } from 'pngjs';
 import { SYNTHETIC_CLASS_NAMES } from '../lib/data/synthetic';
 import { UNet } from '../lib/nn/unet';
 import { launchChromium } from '../lib/plots/render';
@@ -19,7 +20,7 @@ import type { WebModelManifest } from '../lib/web/model';
 import type { GridResult, PageState } from '../lib/web/page';
 import { serveSite, type SiteServer } from '../lib/web/server';
 import { bundleWebPage, exportWebSite, imageDifference, webPageIframe, type ExportedSite } from '../lib/web/site';
-import { WEB_BACKENDS, type WebBackend } from '../lib/web/template';
+import { backendOrder, WEB_BACKENDS, webglKind, type WebBackend } from '../lib/web/template';
 import { packWeights, unpackWeights, type HostTensor } from '../lib/web/weights';
 import { TINY_NET, requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
 
@@ -64,6 +65,20 @@ describe('web: weight packing', () => {
   it('refuses a weight file that does not match its table', () => {
     const full = packWeights(weights, 'float32');
     assert.throws(() => unpackWeights(full.table, full.bytes.subarray(4)), /32 bytes, its table describes 36/);
+  });
+});
+
+describe('web: the backend order', () => {
+  it('puts a software-rendered WebGL after wasm, a GPU\'s first; ?backend= first of all', () => {
+    assert.equal(webglKind('ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)), SwiftShader driver)'), 'software');
+    assert.equal(webglKind('llvmpipe (LLVM 15.0.6, 256 bits)'), 'software');
+    assert.equal(webglKind('ANGLE (NVIDIA, NVIDIA GeForce RTX 3080 Direct3D11 vs_5_0 ps_5_0)'), 'hardware');
+    assert.equal(webglKind(null), 'none');
+    assert.deepEqual(backendOrder(null, 'software').order, ['wasm', 'webgl', 'cpu']);
+    assert.deepEqual(backendOrder(null, 'hardware').order, ['webgl', 'wasm', 'cpu']);
+    assert.deepEqual(backendOrder(null, 'none').order, ['wasm', 'cpu']);
+    assert.deepEqual(backendOrder('cpu', 'hardware').order, ['cpu', 'webgl', 'wasm']);
+    assert.deepEqual(backendOrder('nonsense', 'software').order, ['wasm', 'webgl', 'cpu']);
   });
 });
 
@@ -230,6 +245,39 @@ describe('web: the page in headless Chromium', function () {
       otherClass.dispose();
     } finally {
       net.dispose();
+    }
+  });
+
+  it('without ?backend= it runs wasm, not the software WebGL of headless Chromium; Enter generates; the grid downloads as a PNG; t_mid starts at the run\'s', async () => {
+    const chosen = await exportWebSite({ checkpoint: CHECKPOINT, out: path.join(dir, 'chosen-tmid'), midT: [3] });
+    assert.deepEqual(chosen.manifest.midT, [3]);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    try {
+      await page.goto(`${server.url}chosen-tmid/`);
+      await page.waitForFunction(() => window.__ect && window.__ect.status !== 'loading', null, { timeout: 120000 });
+      const state = await page.evaluate(() => window.__ect);
+      assert.equal(state.status, 'ready', state.error);
+      assert.equal(state.backend, 'wasm', `order ${state.order?.join(', ')} (${state.orderReason}); skipped ${state.skipped.join('; ')}`);
+      assert.equal(state.backendDetails?.crossOriginIsolated, true, 'the site server sends the isolation headers');
+      assert.equal(await page.textContent('#tmid-value'), '3.000', 'the slider starts at the exported run\'s t_mid');
+      await page.selectOption('#steps', '2');
+      await page.focus('#seed');
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => window.__ect.grids === 1 || window.__ect.status === 'error', null, { timeout: 300000 });
+      const grid = await page.evaluate(() => window.__lastGrid as GridResult);
+      assert.equal(grid.steps, 2);
+      assert.ok(Math.abs((grid.midT as number) - 3) < 1e-9, `t_mid ${grid.midT}`);
+      console.log(`      default backend ${grid.backend} (${state.orderReason}; ${JSON.stringify(state.backendDetails)}): 64 images in ${(grid.ms / 1000).toFixed(2)} s, the first batch (warm-up included), under the test's load`);
+      await page.waitForSelector('#download:not([hidden])', { timeout: 30000 });
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+      assert.equal(download.suggestedFilename(), 'ect-seed0-2step-tmid3.000.png');
+      const png = PNG.sync.read(fs.readFileSync(await download.path() as string));
+      assert.deepEqual([png.width, png.height], [8 * (28 + 2) + 2, 8 * (28 + 2) + 2], 'the grid as drawn: 8 x 8 images of 28 px, 2 px apart');
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.close();
     }
   });
 

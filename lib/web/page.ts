@@ -6,11 +6,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
-import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { tileRgba, toUint8Images } from '../image/pixels';
 import { generateImages } from '../sample';
 import { checkWebManifest, webModel, type WebModel, type WebModelManifest } from './model';
-import { EMBEDDED_MODEL_ID, EMBEDDED_WASM_ID, EMBEDDED_WEIGHTS_ID, GRID_COLUMNS, GRID_IMAGES, MODEL_FILE, T_MID_RANGE, WEB_BACKENDS, type WebBackend } from './template';
+import { backendOrder, EMBEDDED_MODEL_ID, EMBEDDED_WASM_ID, EMBEDDED_WEIGHTS_ID, GRID_COLUMNS, GRID_IMAGES, MODEL_FILE, T_MID_RANGE, webglKind } from './template';
 
 /** One generated grid, as the page shows it and as tests read it (window.__lastGrid). */
 export interface GridResult {
@@ -32,6 +32,9 @@ export interface PageState {
   backend?: string;
   backendDetails?: Record<string, string | number | boolean>;
   skipped: string[];            // backends tried before the one that runs, each with why it did not start
+  order?: string[];             // the order backends were tried in (lib/web/template.ts backendOrder)
+  orderReason?: string;         // why that order: asked for, WebGL on a GPU, or WebGL software-rendered
+  download?: string;            // the file name the grid's PNG downloads as
   model?: { run: string; iteration: number; weights: string; classes: number };
   grids: number;                // grids generated so far
 }
@@ -49,24 +52,21 @@ const element = <T extends HTMLElement>(id: string): T => {
   return found as T;
 };
 
-/** The backends to try, in order: ?backend=NAME first (then the others as fallbacks), else WebGL, wasm, cpu. */
-function backendOrder(): WebBackend[] {
-  const asked = new URLSearchParams(location.search).get('backend');
-  if (asked && (WEB_BACKENDS as readonly string[]).includes(asked)) return [asked as WebBackend, ...WEB_BACKENDS.filter((b) => b !== asked)];
-  return [...WEB_BACKENDS];
-}
-
-/** Where the wasm backend finds its binaries: embedded data URLs (the inline page) or the folder of the page. */
+/**
+ * Where the wasm backend finds its binaries: embedded data URLs (the inline page) or the folder of the page; and its
+ * threads: one per core where the page is cross-origin isolated (SharedArrayBuffer; the site's server sends the headers).
+ */
 function configureWasm(): void {
   const embedded = document.getElementById(EMBEDDED_WASM_ID);
   if (embedded?.textContent) setWasmPaths(JSON.parse(embedded.textContent) as Record<string, string>);
   else setWasmPaths(new URL('./', document.baseURI).href);
+  if (window.crossOriginIsolated) setThreadsCount(Math.max(1, navigator.hardwareConcurrency || 1));
 }
 
-/** The WebGL renderer string (UNMASKED_RENDERER_WEBGL where the browser gives it): 'SwiftShader' is software rendering. */
-function webglRenderer(): string {
+/** The WebGL renderer string (UNMASKED_RENDERER_WEBGL where the browser gives it; 'SwiftShader' is software rendering), null without WebGL. */
+function webglRenderer(): string | null {
   const gl = document.createElement('canvas').getContext('webgl2') ?? document.createElement('canvas').getContext('webgl');
-  if (!gl) return 'no WebGL context';
+  if (!gl) return null;
   const info = gl.getExtension('WEBGL_debug_renderer_info');
   return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
 }
@@ -74,23 +74,32 @@ function webglRenderer(): string {
 /** Facts about the backend that runs, shown on the page. */
 async function backendDetails(name: string): Promise<Record<string, string | number | boolean>> {
   if (name === 'webgl') {
-    const renderer = webglRenderer();
+    const renderer = webglRenderer() ?? 'no WebGL context';
     return {
-      renderer, software: /swiftshader|llvmpipe|software/i.test(renderer),
+      renderer, software: webglKind(renderer) === 'software',
       webglVersion: tf.env().getNumber('WEBGL_VERSION'), float32: tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
     };
   }
   if (name === 'wasm') {
     // threads need a cross-origin isolated page (the site's server sends the headers; a plain static host may not)
-    return { threads: getThreadsCount(), simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')), crossOriginIsolated: window.crossOriginIsolated };
+    return {
+      threads: getThreadsCount(), simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')),
+      threadSupport: Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')), crossOriginIsolated: window.crossOriginIsolated,
+    };
   }
   return {};
 }
 
-/** Starts the first backend of the order that initialises; records why the ones before it did not. */
+/**
+ * Starts the first backend that initialises, in the order backendOrder gives for this browser (a software-rendered
+ * WebGL after wasm); records the order, why, and why the backends before the one that runs did not start.
+ */
 async function startBackend(): Promise<string> {
   configureWasm();
-  for (const name of backendOrder()) {
+  const { order, why } = backendOrder(new URLSearchParams(location.search).get('backend'), webglKind(webglRenderer()));
+  state.order = order;
+  state.orderReason = why;
+  for (const name of order) {
     try {
       if (await tf.setBackend(name)) {
         await tf.ready();
@@ -140,6 +149,20 @@ function drawGrid(canvas: HTMLCanvasElement, pixels: Uint8Array, shape: number[]
   const image = context.createImageData(grid.width, grid.height);
   image.data.set(grid.data);
   context.putImageData(image, 0, 0);
+}
+
+/** Offers the canvas as a PNG download named after the grid's settings. */
+function offerDownload(canvas: HTMLCanvasElement, grid: Pick<GridResult, 'seed' | 'steps' | 'midT' | 'label'>): void {
+  const link = element<HTMLAnchorElement>('download');
+  const name = `ect-seed${grid.seed}-${grid.steps}step${grid.midT === null ? '' : `-tmid${grid.midT.toFixed(3)}`}${grid.label === null ? '' : `-class${grid.label}`}.png`;
+  canvas.toBlob((blob) => {
+    if (!blob) return;
+    if (link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(blob);
+    link.download = name;
+    link.hidden = false;
+    state.download = name;
+  }, 'image/png');
 }
 
 /** One grid from the controls' settings, with the library's sampler. */
@@ -198,7 +221,7 @@ function setUpControls(model: WebModel): void {
 function describeBackendLine(name: string, details: Record<string, string | number | boolean>): string {
   const facts = Object.entries(details).map(([key, value]) => `${key}: ${value}`).join(', ');
   const skipped = state.skipped.length ? ` (not started: ${state.skipped.join('; ')})` : '';
-  return `backend: ${name}${facts ? ` (${facts})` : ''}${skipped}`;
+  return `backend: ${name}${facts ? ` (${facts})` : ''}${skipped}; order ${state.order?.join(', ')} (${state.orderReason})`;
 }
 
 async function main(): Promise<void> {
@@ -219,6 +242,7 @@ async function main(): Promise<void> {
         // let the browser paint the status (and finish the click) first: on cpu and wasm the batch blocks the page
         await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
         const grid = await generate(model);
+        offerDownload(element<HTMLCanvasElement>('grid'), grid);
         window.__lastGrid = grid;
         state.grids++;
         status.textContent = `${grid.shape[0]} images in ${grid.ms.toFixed(0)} ms on ${grid.backend}, `
@@ -232,6 +256,12 @@ async function main(): Promise<void> {
       } finally {
         button.disabled = false;
       }
+    });
+    // Enter anywhere generates (except on the buttons and links, where it already clicks them)
+    document.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter' || button.disabled || event.target instanceof HTMLButtonElement || event.target instanceof HTMLAnchorElement) return;
+      event.preventDefault();
+      button.click();
     });
     button.disabled = false;
     state.status = 'ready';

@@ -42,6 +42,7 @@ export interface ExportWebOptions {
   checkpoint: string;            // a checkpoint file or run folder (its newest checkpoint); the EMA weights are exported
   out: string;                   // the site's folder (created; its files are overwritten)
   dtype?: WebWeightDtype;        // float32 (default) or float16
+  midT?: number[];               // the page's default 2-step t_mid (default: the run's chosen one, its config's ect.midT)
 }
 
 /** What an export wrote. */
@@ -119,7 +120,7 @@ export async function exportWebSite(options: ExportWebOptions): Promise<Exported
     const { config } = model;
     manifest = {
       format: WEB_MODEL_FORMAT, version: WEB_MODEL_VERSION,
-      net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: config.ect.midT,
+      net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: options.midT ?? config.ect.midT,
       classNames: config.net.labelDim > 0 ? [...(CLASS_NAMES[config.data.name] ?? [])].slice(0, config.net.labelDim) : [],
       source: {
         run: repositoryRelativePath(model.runDir), checkpoint: path.basename(model.checkpoint),

@@ -3,9 +3,32 @@
  * embedded data, the backends in fallback order, the grid's size and the t_mid slider's range.
  */
 
-/** The backends the page tries, best first: WebGL, then wasm, then plain JavaScript. */
+/** The backends the page knows, fastest first on a machine with a GPU: WebGL, then wasm, then plain JavaScript. */
 export const WEB_BACKENDS = ['webgl', 'wasm', 'cpu'] as const;
 export type WebBackend = (typeof WEB_BACKENDS)[number];
+
+/** What WebGL runs on here: a GPU, a software renderer (SwiftShader, llvmpipe), or nothing. */
+export type WebglKind = 'hardware' | 'software' | 'none';
+
+/** A WebGL renderer string's kind: SwiftShader, llvmpipe and other software renderers compute on the CPU. */
+export function webglKind(renderer: string | null): WebglKind {
+  if (renderer === null) return 'none';
+  return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(renderer) ? 'software' : 'hardware';
+}
+
+/**
+ * The order the page tries backends in, and why: ?backend=NAME first when given (then the others as fallbacks); else
+ * WebGL on a GPU, wasm, cpu, with a software-rendered WebGL after wasm (it runs the shaders on the CPU, tens of times
+ * slower than wasm: 77-187 s against 2.4-6.3 s for 64 images on one machine).
+ */
+export function backendOrder(asked: string | null, webgl: WebglKind): { order: WebBackend[]; why: string } {
+  if (asked && (WEB_BACKENDS as readonly string[]).includes(asked)) {
+    return { order: [asked as WebBackend, ...WEB_BACKENDS.filter((b) => b !== asked)], why: `?backend=${asked}` };
+  }
+  if (webgl === 'hardware') return { order: ['webgl', 'wasm', 'cpu'], why: 'WebGL runs on a GPU' };
+  if (webgl === 'software') return { order: ['wasm', 'webgl', 'cpu'], why: 'WebGL is software-rendered here, slower than wasm' };
+  return { order: ['wasm', 'cpu'], why: 'no WebGL here' };
+}
 
 export const MODEL_FILE = 'model.json';          // the manifest (lib/web/model.ts)
 export const WEIGHTS_FILE = 'weights.bin';       // the packed weights (lib/web/weights.ts)
@@ -72,11 +95,13 @@ export function webPageHtml(title: string, source: PageSource): string {
   <label>t_mid <input type="range" id="tmid" min="0" max="1" step="any"> <output id="tmid-value"></output></label>
   <label id="label-control" hidden>class <select id="label"><option value="">each image's own (from the seed)</option></select></label>
   <button type="button" id="generate" disabled>Generate ${GRID_IMAGES}</button>
+  <a id="download" hidden>download PNG</a>
 </form>
 <canvas id="grid" width="${GRID_COLUMNS * 30 + 2}" height="${GRID_COLUMNS * 30 + 2}"></canvas>
 <p id="status">starting...</p>
 <p class="small" id="backend">backend: starting...</p>
-<p class="small">Backend order: WebGL, then wasm, then cpu; force one with ${backendLinks}.
+<p class="small">Enter generates. Backend order: WebGL on a GPU, then wasm (with threads where the page is cross-origin isolated), then cpu;
+a software-rendered WebGL comes after wasm. Force one with ${backendLinks}.
 The network and sampler are the ect-workbench library's own (lib/nn/unet.ts, lib/sample.ts), bundled with esbuild.</p>
 ${data}
 </body>

@@ -18,6 +18,7 @@ import { registerSweepCommands } from './commands/sweep';
 import { registerExportWebCommand } from './commands/export-web';
 import { registerEdmCommands } from './commands/import-edm';
 import { registerShipTeacherCommand, registerTrimCheckpointCommand } from './commands/ship-teacher';
+import { registerSelectCommands } from './commands/select';
 import { DEMO_TEACHER, DEMO_TUNE_ITERS, runDemo } from './demo';
 import { fraction, growthFactor, integer, nonNegativeNumber, positiveInteger, positiveNumber, sampleSteps, seedRanges } from './options';
 
@@ -197,6 +198,7 @@ export function buildProgram(): Command {
   registerEdmCommands(program);
   registerShipTeacherCommand(program);
   registerTrimCheckpointCommand(program);
+  registerSelectCommands(program);
   return program;
 }
 

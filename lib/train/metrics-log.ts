@@ -38,7 +38,8 @@ function format(value: number | string | undefined): string {
   if (value === undefined) return '';
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(7)));
-  return value;
+  // a text with a separator, quote or line break is quoted as CSV does (a rule or a description in a table row)
+  return /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
 function writeAll(file: string, header: string[], rows: MetricsRow[]): void {

@@ -13,7 +13,7 @@ import type { TrainingLoss } from '../edm/loss';
 import { primaryFdColumn } from '../metrics/columns';
 import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet, type ClassLabels } from '../nn/unet';
-import { DEFAULT_SAMPLE_SEED, generateImages, runSamplers, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
+import { DEFAULT_SAMPLE_SEED, runSamplers, sampleBatches, samplerLabel, samplerModelFor, type SamplerModel } from '../sample';
 import { imagesToGridPng } from '../image/png';
 import { writeFileNamed } from '../write-file';
 import { trainingLossFor } from './losses';
@@ -245,11 +245,14 @@ export class Trainer {
       events.onStep?.(stats);
       if (!Number.isFinite(loss)) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
       // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await yieldToSignals();
       const atCap = this.iteration === cfg.iters;
-      stopped = !atCap && (events.shouldStop?.() ?? false);
+      const stopRequested = events.shouldStop?.() ?? false;
+      stopped = !atCap && stopRequested;
       let evaluation: Record<string, number> = {};
-      if (this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, nextEval) || (atCap && cfg.evalEvery > 0))) {
+      const evaluationDue = this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, nextEval) || (atCap && cfg.evalEvery > 0));
+      if (evaluationDue && stopRequested) events.onInfo?.(`stop requested: the evaluation at ${stats.kimg} kimg is skipped (ect eval of the checkpoint gives it)`);
+      if (evaluationDue && !stopRequested) {
         evaluation = await this.evaluate(events);
         nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
       }
@@ -267,11 +270,13 @@ export class Trainer {
       if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
       if (metricsFile && Object.keys(row).length) appendMetricsRow(metricsFile, row);
       if (runDir && ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last)) {
-        for (const file of this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`)) events.onInfo?.(`wrote ${file}`);
+        const stopGrids = () => (last ? events.shouldStop?.() ?? false : false);  // a stop skips what is left of the final grids
+        for (const file of await this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`, stopGrids)) events.onInfo?.(`wrote ${file}`);
       }
       // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
       if (runDir && cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
-        events.onInfo?.(`post-hoc EMA snapshot ${this.savePosthocSnapshot()}`);
+        const snapshot = this.savePosthocSnapshot();
+        events.onInfo?.(`post-hoc EMA snapshot ${snapshot}`);
       }
       if (runDir && (this.iteration % cfg.ckptEvery === 0 || last || stopped)) {
         lastCheckpoint = this.saveCheckpoint(plateau?.record);
@@ -347,6 +352,11 @@ export class Trainer {
     const out: Record<string, number> = {};
     for (const steps of runSamplers(this.cfg)) {
       const label = samplerLabel(steps);
+      await yieldToSignals();
+      if (events.shouldStop?.()) {
+        events.onInfo?.(`stop requested: the ${label} evaluation is skipped`);
+        break;
+      }
       Object.assign(out, await evaluator.evaluate(this.samplerModel(), steps, {
         n: this.cfg.evalN, seed: this.cfg.evalSeed, onProgress: (done, total) => events.onEvalProgress?.(label, done, total),
       }));
@@ -361,20 +371,34 @@ export class Trainer {
 
   /**
    * Writes 8x8 sample grids of the EMA model from the default sample seed's noise, so grids are comparable
-   * across iterations and `ect sample --n 64` of the checkpoint draws the same images.
+   * across iterations and `ect sample --n 64` of the checkpoint draws the same images (an image's noise depends on
+   * its index only, so the run's batch, which bounds the memory, draws the same grid). Between batches it lets
+   * signal handlers run; once `shouldStop` says so, the grids left are skipped.
    */
-  writeSampleGrids(tag: string): string[] {
+  async writeSampleGrids(tag: string, shouldStop: () => boolean = () => false): Promise<string[]> {
     const runDir = this.opts.runDir;
     if (!runDir) return [];
     const dir = path.join(runDir, 'samples');
     fs.mkdirSync(dir, { recursive: true });
-    return runSamplers(this.cfg).map((steps) => {
-      const images = generateImages(this.samplerModel(), steps, 64, { batch: 64, seed: DEFAULT_SAMPLE_SEED });
-      const file = path.join(dir, `${tag}-${samplerLabel(steps)}.png`);
-      writeFileNamed(file, imagesToGridPng(images, 8));
-      images.dispose();
-      return file;
-    });
+    const files: string[] = [];
+    for (const steps of runSamplers(this.cfg)) {
+      const parts: tf.Tensor4D[] = [];
+      try {
+        for (const part of sampleBatches(this.samplerModel(), steps, GRID_IMAGES, { batch: Math.min(GRID_IMAGES, this.cfg.batch), seed: DEFAULT_SAMPLE_SEED })) {
+          parts.push(part.images);
+          await yieldToSignals();
+          if (shouldStop()) return files;
+        }
+        const images = tf.tidy(() => tf.concat(parts, 0) as tf.Tensor4D);
+        const file = path.join(dir, `${tag}-${samplerLabel(steps)}.png`);
+        writeFileNamed(file, imagesToGridPng(images, GRID_COLUMNS));
+        images.dispose();
+        files.push(file);
+      } finally {
+        tf.dispose(parts);
+      }
+    }
+    return files;
   }
 
   /**
@@ -457,6 +481,15 @@ export class Trainer {
     this.posthoc?.dispose();
     this.net.dispose();
   }
+}
+
+/** Images of a sample grid, and its columns (8x8). */
+const GRID_IMAGES = 64;
+const GRID_COLUMNS = 8;
+
+/** Lets signal handlers and timers run: a step or a batch of samples is synchronous, this takes microseconds. */
+function yieldToSignals(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /** A loss this many times the session's first one counts as diverged in the report of a non-finite step. */

@@ -1,0 +1,163 @@
+/**
+ * The selection protocol applied to a run folder (`ect select`): post-hoc EMAs reconstructed at the run's last
+ * snapshot, every (EMA, t_mid) scored on validation, the choice and the last checkpoint scored on test, and the
+ * records: selection/validation.csv, selection/selection.json and test rows in the run's evaluations.csv.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Split } from '../data';
+import { DEFAULT_SAMPLE_SEED } from '../sample';
+import { VALIDATION_SAMPLE_SEED } from '../config/defaults';
+import { evaluationColumns } from '../metrics/columns';
+import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
+import { appendTableRow } from '../train/metrics-log';
+import { disposeModel, loadRunModel, resolveCheckpointFile, samplerModelOf, basicEnvironment, type LoadedModel } from '../train/run';
+import { listSnapshots, reconstructPosthocEma, writePosthocEma } from './posthoc-ema';
+import { describeCandidate, runSelection, type Candidate, type ScoringReference, type SelectionResult } from './protocol';
+
+/** What `ect select` is asked. */
+export interface RunSelectionOptions {
+  runDir: string;
+  sigmaRels: number[];        // post-hoc EMA widths to reconstruct at the last snapshot ([]: the run's own EMA only)
+  midTs: number[];            // t_mid candidates of 2-step sampling ([]: the run's own)
+  validationN: number;
+  testN: number;
+  validationSeed?: number;    // VALIDATION_SAMPLE_SEED
+  testSeed?: number;          // DEFAULT_SAMPLE_SEED: the seed every reported number uses
+  batch?: number;             // images per generation call
+  classifierDir?: string;
+  inceptionDir?: string;
+  cacheDir?: string;
+  referenceLimit?: number;    // reference statistics of the first N images of each split only (quick checks; absent: all)
+  backend?: string;           // recorded with the test rows
+  onInfo?: (line: string) => void;
+}
+
+/** Files the selection wrote. */
+export interface RunSelectionOutcome {
+  result: SelectionResult;
+  posthocCheckpoints: string[];
+  validationTable: string;
+  record: string;
+  evaluations: string;
+}
+
+/** The folder of a run's selection records. */
+export const SELECTION_DIR = 'selection';
+
+/** A path relative to `base`, with forward slashes, for records that move with the repository. */
+function relativeTo(base: string, file: string): string {
+  return path.relative(base, file).split(path.sep).join('/');
+}
+
+/** Runs the protocol on a run folder; see the file header. */
+export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelectionOutcome> {
+  const log = opts.onInfo ?? (() => {});
+  const runDir = opts.runDir;
+  const lastCheckpoint = resolveCheckpointFile(runDir);
+  const models = new Map<string, LoadedModel>();
+  const evaluators = new Map<Split, SampleEvaluator>();
+  const load = async (file: string) => {
+    let model = models.get(file);
+    if (!model) {
+      model = await loadRunModel(file);
+      models.set(file, model);
+    }
+    return model;
+  };
+  try {
+    const last = await load(lastCheckpoint);
+    const config = last.config;
+    const posthocCheckpoints: string[] = [];
+    if (opts.sigmaRels.length) {
+      const snapshots = listSnapshots(runDir);
+      const final = snapshots[snapshots.length - 1];
+      if (final.iteration !== last.iteration) {
+        throw new Error(`${runDir}: its last post-hoc snapshot is at iteration ${final.iteration}, its last checkpoint at ${last.iteration}; finish the run (--resume) first`);
+      }
+      for (const sigmaRel of opts.sigmaRels) {
+        const rec = reconstructPosthocEma(runDir, sigmaRel);
+        try {
+          const file = writePosthocEma(runDir, rec);
+          posthocCheckpoints.push(file);
+          log(`post-hoc EMA sigma_rel ${sigmaRel} at iteration ${rec.iteration} from ${rec.snapshots} snapshots (profile error ${rec.profileError.toExponential(2)}): ${file}`);
+        } finally {
+          rec.weights.forEach((t) => t.dispose());
+        }
+      }
+    }
+    const ownWidth = config.ema.sigmaRel ?? null;
+    const midTs = opts.midTs.length ? opts.midTs : config.ect.midT;
+    const ways = (name: string, checkpoint: string, sigmaRel: number | null, times: number[]): Candidate[] => [
+      { name, checkpoint, sigmaRel, steps: 1, midT: null },
+      ...times.map((midT) => ({ name, checkpoint, sigmaRel, steps: 2 as const, midT })),
+    ];
+    const candidates = [
+      ...ways('run EMA', lastCheckpoint, ownWidth, midTs),
+      ...posthocCheckpoints.flatMap((file, i) => ways(`post-hoc EMA sigma_rel ${opts.sigmaRels[i]}`, file, opts.sigmaRels[i], midTs)),
+    ];
+    const validation: ScoringReference = { split: 'train', seed: opts.validationSeed ?? VALIDATION_SAMPLE_SEED, n: opts.validationN };
+    const test: ScoringReference = { split: 'test', seed: opts.testSeed ?? DEFAULT_SAMPLE_SEED, n: opts.testN };
+    const evaluatorFor = async (split: Split) => {
+      let evaluator = evaluators.get(split);
+      if (!evaluator) {
+        let reason = '';
+        const made = await createRunEvaluator(config, {
+          referenceSplit: split, referenceLimit: opts.referenceLimit, classifierDir: opts.classifierDir, inceptionDir: opts.inceptionDir, cacheDir: opts.cacheDir,
+          batch: opts.batch, onInfo: log, onUnavailable: (why) => (reason = why),
+        });
+        if (!made) throw new Error(`cannot evaluate ${runDir}: ${reason}`);
+        evaluator = made;
+        evaluators.set(split, evaluator);
+      }
+      return evaluator;
+    };
+    const result = await runSelection({ candidates, last: ways('run EMA, last checkpoint', lastCheckpoint, ownWidth, config.ect.midT.slice(0, 1)), validation, test },
+      async (candidate, reference) => {
+        const model = await load(candidate.checkpoint);
+        const evaluator = await evaluatorFor(reference.split);
+        const sampler = { ...samplerModelOf(model), midT: candidate.midT === null ? model.config.ect.midT : [candidate.midT] };
+        const label = `${candidate.steps}step`;
+        const metrics = await evaluator.evaluate(sampler, candidate.steps, { n: reference.n, seed: reference.seed });
+        return { fd: metrics[evaluationColumns(evaluator.featureNetwork, label).fd], metrics };
+      }, log);
+    return { result, posthocCheckpoints, ...writeSelectionRecords(runDir, result, last, opts.backend) };
+  } finally {
+    for (const model of models.values()) disposeModel(model);
+    for (const evaluator of evaluators.values()) evaluator.dispose();
+  }
+}
+
+/** Writes the validation table, the JSON record and the test rows (with the rule that chose them). */
+function writeSelectionRecords(runDir: string, result: SelectionResult, last: LoadedModel, backend?: string)
+  : Pick<RunSelectionOutcome, 'validationTable' | 'record' | 'evaluations'> {
+  const dir = path.join(runDir, SELECTION_DIR);
+  fs.mkdirSync(dir, { recursive: true });
+  const validationTable = path.join(dir, 'validation.csv');
+  if (fs.existsSync(validationTable)) fs.rmSync(validationTable);  // one table per selection: the newest
+  const row = (s: SelectionResult['validation'][number]) => ({
+    candidate: s.candidate.name, checkpoint: relativeTo(runDir, s.candidate.checkpoint), sigma_rel: s.candidate.sigmaRel ?? '',
+    sampler: `${s.candidate.steps}step`, mid_t: s.candidate.midT ?? '', split: s.reference.split, seed: s.reference.seed, n: s.reference.n, fd: s.fd,
+  });
+  for (const s of result.validation) appendTableRow(validationTable, row(s));
+  const evaluations = path.join(runDir, 'evaluations.csv');
+  for (const s of result.test) {
+    appendTableRow(evaluations, {
+      ...row(s), iter: last.iteration, kimg: (last.iteration * last.config.batch) / 1000, backend: backend ?? '',
+      chosen_by: s.role === 'chosen' ? 'validation (selection/selection.json)' : 'last checkpoint, run EMA and t_mid (no choice)', ...s.metrics,
+    });
+  }
+  const record = path.join(dir, 'selection.json');
+  const summary = (s: SelectionResult['validation'][number] | null) => (s ? { ...row(s), what: describeCandidate(s.candidate) } : null);
+  fs.writeFileSync(record, `${JSON.stringify({
+    rule: result.rule,
+    iteration: last.iteration,
+    chosen: { '1step': summary(result.chosen['1step']), '2step': summary(result.chosen['2step']) },
+    test: result.test.map((s) => ({ role: s.role, ...summary(s), metrics: s.metrics })),
+    validation: result.validation.map(row),
+    machine: basicEnvironment(),
+    backend: backend ?? null,
+    writtenAt: new Date().toISOString(),
+  }, null, 2)}\n`);
+  return { validationTable, record, evaluations };
+}

@@ -3,7 +3,12 @@
  * Executes the notebooks headlessly with the tslab kernel (Debian's Jupyter nbconvert) and fails on any
  * cell error: `npm run notebooks [-- --full] [--html] [names...]`. Small mode (ECT_NOTEBOOK_MODE=small,
  * the default) is the CI check; --full runs them on results/. Executed copies go to build/notebooks/
- * (and .html with --html), so notebooks/ keeps clean sources. --dir runs another folder's notebooks.
+ * (and .html with --html). --dir runs another folder's notebooks.
+ *
+ * --commit (implies --full) writes the executed notebooks back into notebooks/, outputs included, with light
+ * embedding (plotly from its CDN, a PNG beside each figure) and a stamp in metadata.ect: the commit, and a digest
+ * of the result files the notebook read (results/manifest.json, lib/results/manifest.ts), which the tests compare
+ * with the files as they are now. Run it after committing new results: `npm run notebooks -- --commit`.
  */
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -16,7 +21,8 @@ const { jupyterEnv, writeCheckoutKernels, NOTEBOOK_KERNEL } = require('./registe
 const root = path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
 const notebookDir = path.resolve(valueOf('--dir') ?? path.join(root, 'notebooks'));
-const mode = args.includes('--full') ? 'full' : 'small';
+const commitOutputs = args.includes('--commit');
+const mode = args.includes('--full') || commitOutputs ? 'full' : 'small';
 const exportHtml = args.includes('--html');
 const outDir = path.resolve(valueOf('--out') ?? path.join(root, 'build', 'notebooks'));
 const timeoutSeconds = Number(valueOf('--cell-timeout') ?? (mode === 'small' ? 600 : 86400));
@@ -55,11 +61,33 @@ function cellErrors(executedFile) {
   return errors;
 }
 
+/** The commit the outputs are made at: HEAD, with '+ local changes' when tracked files differ from it. */
+function currentCommit() {
+  const head = spawnSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  if (head.status !== 0) return 'unknown (not a git checkout)';
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' });
+  return head.stdout.trim() + (dirty.stdout.trim() ? ' + local changes' : '');
+}
+
+/**
+ * Writes an executed notebook over its source with the stamp of the files it read; machine paths in its outputs
+ * become repository-relative, and nbconvert's per-cell timings are dropped (they change on every run).
+ */
+function commitNotebook(executedFile, sourceFile) {
+  const { notebookStamp } = require(path.join(root, 'dist', 'lib', 'results', 'manifest.js'));
+  const text = fs.readFileSync(executedFile, 'utf8').split(`${root}${path.sep}`).join('').split(root).join('.');
+  const notebook = JSON.parse(text);
+  for (const cell of notebook.cells) if (cell.metadata) delete cell.metadata.execution;
+  notebook.metadata.ect = notebookStamp(path.basename(sourceFile, '.ipynb'), currentCommit(), root);
+  fs.writeFileSync(sourceFile, JSON.stringify(notebook, null, 1) + '\n');
+  return sourceFile;
+}
+
 const failures = [];
 for (const nb of notebooks) {
   const name = path.basename(nb, '.ipynb');
   const started = Date.now();
-  const run = spawnSync(nbconvert, [
+  const execute = () => spawnSync(nbconvert, [
     '--to', 'notebook', '--execute',
     `--ExecutePreprocessor.kernel_name=${NOTEBOOK_KERNEL}`,
     `--ExecutePreprocessor.timeout=${timeoutSeconds}`,
@@ -67,8 +95,14 @@ for (const nb of notebooks) {
   ], {
     cwd: notebookDir,
     encoding: 'utf8',
-    env: { ...jupyterEnv(), ECT_NOTEBOOK_MODE: mode, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+    env: { ...jupyterEnv(), ECT_NOTEBOOK_MODE: mode, PYDEVD_DISABLE_FILE_VALIDATION: '1', ...(commitOutputs ? { ECT_NOTEBOOK_EMBED: 'light' } : {}) },
   });
+  let run = execute();
+  // --commit runs once more after a failure: on a loaded machine the kernel has died mid-cell with an empty error
+  if (commitOutputs && run.status !== 0 && !run.error) {
+    console.log(`retrying ${name} once (first attempt: status ${run.status})`);
+    run = execute();
+  }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const executed = path.join(outDir, `${name}.ipynb`);
   const errors = run.status === 0 && fs.existsSync(executed) ? cellErrors(executed) : [];
@@ -79,6 +113,7 @@ for (const nb of notebooks) {
     failures.push(`${name}: failed after ${seconds} s\n${errors.join('\n')}\n${stderr.slice(-40).join('\n')}`);
   } else {
     console.log(`ok ${name} (${mode} mode, ${seconds} s) -> ${path.relative(root, executed)}`);
+    if (commitOutputs) console.log(`   outputs -> ${path.relative(root, commitNotebook(executed, nb))}`);
     if (exportHtml) {
       const html = spawnSync(nbconvert, ['--to', 'html', '--output-dir', outDir, executed], { encoding: 'utf8' });
       if (html.status !== 0) failures.push(`${name}: HTML export failed\n${html.stderr}`);

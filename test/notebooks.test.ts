@@ -1,5 +1,6 @@
 /**
- * Tests of the notebooks: how they import the library under tslab, that every notebook runs headlessly
+ * Tests of the notebooks: that the committed ones carry full-mode outputs made from today's result files, how they
+ * import the library under tslab, that every notebook runs headlessly
  * in small mode with the tslab kernel without a cell error, and that an executed notebook's HTML draws
  * its plotly figures in headless Chromium without page errors.
  */
@@ -9,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { launchChromium } from '../lib/plots';
+import { committedNotebookProblems, digestInputs, type NotebookFile } from '../lib/results/manifest';
 import { requireSystemPart } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -33,18 +35,52 @@ function tslabDiagnostics(cwd: string, cell: string): Array<{ code: number; mess
 }
 
 describe('notebooks: sources', () => {
-  it('are stored without outputs, use the tslab kernel and tell a story (markdown between code)', () => {
+  it('use the tslab kernel and tell a story (markdown between code)', () => {
     assert.ok(notebooks.length >= 6, `only ${notebooks.length} notebooks`);
     for (const name of notebooks) {
       const nb = readNotebook(path.join(notebookDir, name));
       assert.equal(nb.metadata.kernelspec?.name, 'tslab', name);
-      for (const cell of nb.cells) if (cell.cell_type === 'code') assert.deepEqual(cell.outputs, [], `${name} has stored outputs`);
       const markdown = nb.cells.filter((c) => c.cell_type === 'markdown').length;
       assert.ok(markdown >= 3, `${name}: ${markdown} markdown cells`);
       assert.equal(nb.cells[0].cell_type, 'markdown', `${name} starts with code`);
       // the library is imported compiled; '../lib/' sources cannot compile under tslab (next test)
       const code = nb.cells.filter((c) => c.cell_type === 'code').map((c) => c.source.join('')).join('\n');
       assert.ok(!/from '\.\.\/lib\//.test(code), `${name} imports ../lib sources`);
+    }
+  });
+
+  it('are committed with full-mode outputs made from the result files as they are now', () => {
+    // `npm run notebooks -- --commit` makes them; this fails when one was never run, holds an error or reads changed files
+    const problems = notebooks.flatMap((name) => committedNotebookProblems(name, readNotebook(path.join(notebookDir, name)) as unknown as NotebookFile)
+      .map((problem) => `${name}: ${problem}`));
+    assert.deepEqual(problems, [], `re-run \`npm run notebooks -- --commit\`:\n${problems.join('\n')}`);
+    for (const name of notebooks) {
+      const text = fs.readFileSync(path.join(notebookDir, name), 'utf8');
+      assert.ok(!text.includes(root), `${name} names this machine's checkout path`);
+      if (name !== '06-cifar10-gpu.ipynb') assert.match(text, /"image\/png"/, `${name} has no static PNG for viewers without scripts`);
+    }
+  });
+
+  it('the check catches a notebook that was not run, one with an error and changed inputs', () => {
+    const name = '02-training-dynamics.ipynb';
+    const nb = readNotebook(path.join(notebookDir, name)) as unknown as NotebookFile;
+    const cleared: NotebookFile = { ...nb, cells: nb.cells.map((c) => ({ ...c, execution_count: null, outputs: [] })) };
+    assert.match(committedNotebookProblems(name, cleared).join('\n'), /code cells have no output/);
+    const broken: NotebookFile = { ...nb, cells: nb.cells.map((c, i) => (i === 3 ? { ...c, outputs: [{ output_type: 'error', ename: 'Error', evalue: 'boom' }] } : c)) };
+    assert.match(committedNotebookProblems(name, broken).join('\n'), /holds an error: Error: boom/);
+    const stale: NotebookFile = { ...nb, metadata: { ...nb.metadata, ect: { ...nb.metadata.ect!, digest: '0'.repeat(64) } } };
+    assert.match(committedNotebookProblems(name, stale).join('\n'), /inputs changed since/);
+    // the digest moves with any byte of any file it covers
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-digest-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'r', 'a'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'r', 'a', 'metrics.csv'), 'iter,loss\n1,0.5\n');
+      const before = digestInputs(['r'], dir);
+      fs.writeFileSync(path.join(dir, 'r', 'a', 'metrics.csv'), 'iter,loss\n1,0.6\n');
+      assert.notEqual(digestInputs(['r'], dir).digest, before.digest);
+      assert.equal(before.files, 1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -198,8 +198,8 @@ describe('results: the notebooks\' planned runs', () => {
       .filter((run) => run.kind === 'tune' && fs.existsSync(path.join(run.flags.out, 'config.json')));
     assert.ok(planned.length >= 3, `planned runs found committed: ${planned.map((r) => r.flags.out).join(', ')}`);
     for (const run of planned) assert.equal(resolveRunInit(readRun(run.flags.out).config.init!, run.flags.out), run.flags.init, run.flags.out);
-    // the scaling study counts each width's pretraining compute
-    const study = findRunDirs(path.join(paths.runs, 'scaling'));
+    // the archived minute-scale scaling study counts each width's pretraining compute
+    const study = findRunDirs(path.join(paths.runs, 'archive', 'scaling'));
     const rows = loadRunsTable(study, { includePretraining: true }).objects() as Array<Record<string, unknown>>;
     for (const dir of study) {
       const expected = totalRunFlops(readRun(resolveRunInit(readRun(dir).config.init!, dir)));

@@ -1,6 +1,6 @@
 /**
- * Offline HTML for plotly figures in notebooks: the plotly.js bundle is inlined once per notebook
- * (no CDN), then each figure is a div plus a short script that draws it.
+ * HTML for plotly figures in notebooks: the plotly.js bundle inlined once per notebook (offline), or loaded from
+ * plotly's CDN for notebooks committed with their outputs; then each figure is a div plus a short script that draws it.
  */
 import * as fs from 'node:fs';
 import type { Figure } from './figures';
@@ -34,16 +34,44 @@ export function plotlyBundleScript(): string {
 
 let figureCounter = 0;
 
-/** A div and the script that draws one figure into it (needs window.Plotly from plotlyBundleScript). */
+/**
+ * A div and the script that draws one figure into it once window.Plotly exists (inlined by plotlyBundleScript, or
+ * still loading from plotlyLoaderScript).
+ */
 export function figureDivHtml(figure: Figure, id = `ect-figure-${Date.now().toString(36)}-${figureCounter++}`): string {
   const width = (figure.layout.width as number | undefined) ?? 700;
   const height = (figure.layout.height as number | undefined) ?? 450;
   const json = escapeForScript(JSON.stringify({ data: figure.data, layout: figure.layout }));
   return `<div id="${id}" class="ect-plotly-figure" style="width:${width}px;height:${height}px"></div>\n`
-    + `<script type="text/javascript">(function() { var fig = ${json};\n`
-    + `  window.Plotly.newPlot(${JSON.stringify(id)}, fig.data, fig.layout, {responsive: false, displaylogo: false});\n`
+    + `<script type="text/javascript">(function() { var fig = ${json}, tries = 0;\n`
+    + '  function draw() { if (!window.Plotly) { if (tries++ < 300) setTimeout(draw, 100); return; }\n'
+    + `    window.Plotly.newPlot(${JSON.stringify(id)}, fig.data, fig.layout, {responsive: false, displaylogo: false}); }\n`
+    + '  draw();\n'
     + '})();</script>';
 }
+
+/** The installed plotly.js-dist version, which names its file on plotly's CDN. */
+export function plotlyVersion(): string {
+  return (JSON.parse(fs.readFileSync(require.resolve('plotly.js-dist/package.json'), 'utf8')) as { version: string }).version;
+}
+
+/**
+ * A short script that loads the same plotly.js version from plotly's CDN, for notebooks committed with their outputs
+ * (a few kB instead of the 4.6 MB bundle per notebook). define is hidden while it loads, so that on pages with
+ * require.js the bundle still sets window.Plotly. Offline, the figures' PNG beside each one shows instead.
+ */
+export function plotlyLoaderScript(version = plotlyVersion()): string {
+  const src = `https://cdn.plot.ly/plotly-${version}.min.js`;
+  return '<script type="text/javascript">(function() { if (window.Plotly || window.__ectPlotlyLoading) return;\n'
+    + '  window.__ectPlotlyLoading = true; var define = window.define; window.define = undefined;\n'
+    + `  var s = document.createElement('script'); s.src = ${JSON.stringify(src)};\n`
+    + '  s.onload = s.onerror = function() { window.define = define; };\n'
+    + '  document.head.appendChild(s);\n'
+    + '})();</script>';
+}
+
+/** How a notebook's figures get plotly.js: inlined once (works offline) or loaded from plotly's CDN (light files). */
+export type PlotlySource = 'inline' | 'cdn';
 
 /**
  * Produces display HTML for a notebook: the first figure carries the plotly bundle, later ones only
@@ -52,9 +80,11 @@ export function figureDivHtml(figure: Figure, id = `ect-figure-${Date.now().toSt
 export class NotebookFigures {
   private bundleEmitted = false;
 
-  /** HTML for one figure (with the bundle in front the first time). */
+  constructor(private readonly source: PlotlySource = 'inline') {}
+
+  /** HTML for one figure (with the bundle, or its loader, in front the first time). */
   html(figure: Figure): string {
-    const prefix = this.bundleEmitted ? '' : plotlyBundleScript() + '\n';
+    const prefix = this.bundleEmitted ? '' : (this.source === 'cdn' ? plotlyLoaderScript() : plotlyBundleScript()) + '\n';
     this.bundleEmitted = true;
     return prefix + figureDivHtml(figure);
   }

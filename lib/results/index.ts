@@ -2,6 +2,7 @@
 export * from './runs';
 export * from './paper';
 export * from './configs';
+export * from './manifest';
 export * from './notebook-runs';
 export * from './headline';
 export * from './recipe';

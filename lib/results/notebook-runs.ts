@@ -16,6 +16,7 @@ import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from 
 import { latestCheckpoint } from '../train/checkpoint';
 import { CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR } from '../train/run';
 import { readTeacherRecord, TEACHER_FILE } from '../train/ship';
+import { manifestEntry, readManifest } from './manifest';
 import { readRun } from './runs';
 
 /** A planned run's flags: a preset, an output folder and any flags and --set assignments. */
@@ -69,9 +70,6 @@ export interface CommittedResult {
 
 /** The Fashion-MNIST study's teacher, shipped as data/teachers/<name>/. */
 export const HEADLINE_TEACHER = 'fmnist-edm-base';
-/** Its training run and the headline ECT run tuned from it, under results/. */
-const TEACHER_RUN = `long/teachers/${HEADLINE_TEACHER}`;
-const HEADLINE_RUN = 'long/headline/fmnist-ect-base';
 
 /** The sweep spec of the recipe study (configs/sweeps/recipe.json), notebook 04's full mode. */
 export const RECIPE_SWEEP = 'recipe';
@@ -87,36 +85,25 @@ function sweepSpecOut(paths: NotebookPaths, sweep: string): string {
 /** The recipe study's folder. */
 const recipeOut = (paths: NotebookPaths): string => sweepSpecOut(paths, RECIPE_SWEEP);
 
+/** The committed results the full-mode notebooks check before reading, by their id in results/manifest.json. */
+const COMMITTED_IDS = ['teacher', 'teacherRun', 'student', 'evaluations', 'recipe', 'midT'] as const;
+
 /**
- * The Fashion-MNIST study's results that the full-mode notebooks read, each with what it is and the command that makes it. `teachers`
- * is the shipped teachers' folder (data/teachers; tests pass their own).
+ * The Fashion-MNIST study's results that the full-mode notebooks read, each with what it is and the command that makes
+ * it, from results/manifest.json. Folders under results/ are taken under `paths.runs`; `teachers` is the shipped
+ * teachers' folder (data/teachers; tests pass their own).
  */
-export function notebookCommittedRuns(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR): Record<'teacher' | 'teacherRun' | 'student' | 'evaluations' | 'recipe' | 'midT', CommittedResult> {
-  const long = (relative: string) => path.join(paths.runs, ...relative.split('/'));
-  const recipe = recipeOut(paths);
-  return {
-    teacher: {
-      path: path.join(teachers, HEADLINE_TEACHER), what: 'the shipped teacher',
-      command: `node bin/ect.js ship-teacher --run results/${TEACHER_RUN} --name ${HEADLINE_TEACHER} (results/long/README.md says how it was made)`,
-    },
-    teacherRun: {
-      path: long(TEACHER_RUN), what: "the shipped teacher's training run",
-      command: `node bin/ect.js pretrain --config ${HEADLINE_TEACHER} --out results/${TEACHER_RUN} --eval-every 51.2 --eval-n 1000`,
-    },
-    student: {
-      path: long(HEADLINE_RUN), what: 'the headline ECT run, tuned from the shipped teacher',
-      command: `node bin/ect.js tune --config fmnist-ect-base --init ${HEADLINE_TEACHER} --out results/${HEADLINE_RUN}`,
-    },
-    evaluations: {
-      path: path.join(path.dirname(long(HEADLINE_RUN)), 'evaluations.csv'), what: "the headline run's checkpoints evaluated on 10k samples against the 10k test images",
-      command: `node bin/ect.js eval --checkpoint <checkpoint> --steps <1 or 2> --n 10000 --reference-split test --no-append --table results/${path.posix.dirname(HEADLINE_RUN)}/evaluations.csv`,
-    },
-    recipe: { path: recipe, what: `the recipe study (configs/sweeps/${RECIPE_SWEEP}.json)`, command: `node bin/ect.js sweep run ${RECIPE_SWEEP}` },
-    midT: {
-      path: path.join(recipe, 'midt.csv'), what: 'one recipe checkpoint evaluated with 2 steps at several t_mid',
-      command: `node bin/ect.js eval --checkpoint <checkpoint> --steps 2 --mid-t <t> --n <n> --no-append --table ${path.relative(rootOf(paths), recipe).split(path.sep).join('/')}/midt.csv`,
-    },
+export function notebookCommittedRuns(paths: NotebookPaths, teachers = SHIPPED_TEACHERS_DIR, manifest = readManifest()): Record<(typeof COMMITTED_IDS)[number], CommittedResult> {
+  const where = (folder: string): string => {
+    if (folder.startsWith('data/teachers/')) return path.join(teachers, ...folder.slice('data/teachers/'.length).split('/'));
+    if (folder.startsWith('results/')) return path.join(paths.runs, ...folder.slice('results/'.length).split('/'));
+    return path.join(rootOf(paths), ...folder.split('/'));
   };
+  const entries = COMMITTED_IDS.map((id) => {
+    const entry = manifestEntry(id, manifest);
+    return [id, { path: where(entry.folder), what: entry.what, command: entry.command }] as const;
+  });
+  return Object.fromEntries(entries) as Record<(typeof COMMITTED_IDS)[number], CommittedResult>;
 }
 
 /** The error of a committed result that is missing or unfinished: what, where, and the command that makes it. */

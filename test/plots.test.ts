@@ -7,8 +7,8 @@ import * as aq from 'arquero';
 import { PNG } from 'pngjs';
 import { fitScalingGroups } from '../lib/scaling';
 import {
-  FigureRenderer, NotebookFigures, ablationBarsFigure, escapeForScript, imageGridFigure, launchChromium,
-  pngSize, scalingFigure, standaloneFiguresPage, trainingCurvesFigure, tuningCostFigure,
+  FigureRenderer, NOTEBOOK_COLUMN_WIDTH, NotebookFigures, ablationBarsFigure, escapeForScript, imageGridFigure, launchChromium,
+  pngSize, scalingFigure, standaloneFiguresPage, trainingCurvesFigure, tuningCostFigure, wrapTitle,
 } from '../lib/plots';
 import { requireSystemPart } from './helpers';
 
@@ -54,6 +54,24 @@ describe('plots: figure specs', () => {
     assert.deepEqual(pngSize(png), { width: 30, height: 20 });
     const grid = imageGridFigure(png, 30, 20, 'samples');
     assert.ok(String(grid.data[0].source).startsWith('data:image/png;base64,'));
+  });
+
+  it('a wide comparison (three grids side by side, enlarged 3x: 2290 px) fits a notebook column, aspect kept, its title wrapped', () => {
+    const title = 'Teacher, Heun (35 evaluations) | ECT, 1 step | ECT, 2 steps (t_mid 0.821), same noise (small mode: 6 iterations, not a result)';
+    const figure = imageGridFigure(tinyPng(2290, 770), 2290, 770, title);
+    const layout = figure.layout as { width: number; height: number; margin: { l: number; r: number; t: number; b: number }; title: { text: string } };
+    assert.ok(layout.width <= NOTEBOOK_COLUMN_WIDTH, `width ${layout.width}`);
+    const plotWidth = layout.width - layout.margin.l - layout.margin.r;
+    const plotHeight = layout.height - layout.margin.t - layout.margin.b;
+    assert.ok(Math.abs(plotHeight - (plotWidth * 770) / 2290) <= 1, `plot ${plotWidth}x${plotHeight} for a 2290x770 image`);
+    const lines = layout.title.text.split('<br>');
+    assert.ok(lines.length >= 2, 'a title longer than the figure is wrapped');
+    assert.equal(lines.join(' '), title, 'no word lost');
+    for (const line of lines) assert.ok(line.length * 8.5 <= plotWidth, `title line of ${line.length} characters: ${line}`);
+    // a small grid is still enlarged by a whole factor, and never below the width a title needs
+    const small = imageGridFigure(tinyPng(30, 20), 30, 20, 'samples').layout as { width: number; height: number };
+    assert.deepEqual([small.width, small.height], [560, 16 * 20 + 60 + 20]);
+    assert.equal(wrapTitle('a b c', 1000), 'a b c');
   });
 
   it('tuning cost: the teacher along pretraining and the tuned runs along tuning on one log-log compute axis', () => {

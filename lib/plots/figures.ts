@@ -241,18 +241,43 @@ export function ablationBarsFigure(table: ColumnTable, options: AblationBarsOpti
   };
 }
 
-/** A PNG image (e.g. a sample grid from lib/image/png.ts or a run's samples/ folder) as a figure. */
+/** Width of a Jupyter notebook's output column (the classic page's ~980 px less the prompt): no figure is wider. */
+export const NOTEBOOK_COLUMN_WIDTH = 940;
+/** About how wide a character of plotly's default title font (17 px) is, to wrap titles before they are cut. */
+const TITLE_CHAR_PX = 8.5;
+
+/** A title broken into lines (plotly's <br>) at spaces so that each fits `width` pixels; plotly cuts a long line instead. */
+export function wrapTitle(text: string, width: number): string {
+  const perLine = Math.max(10, Math.floor(width / TITLE_CHAR_PX));
+  const lines: string[] = [];
+  for (const word of text.split(' ')) {
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last].length + 1 + word.length <= perLine) lines[last] += ` ${word}`;
+    else lines.push(word);
+  }
+  return lines.join('<br>');
+}
+
+/**
+ * A PNG (say, grids side by side) as a figure that fits a notebook column: a small image enlarged by a whole factor
+ * (sharp pixels, up to about 480 px), a wide one scaled down to the column, its aspect kept; the title wrapped to the width.
+ */
 export function imageGridFigure(png: Uint8Array, width: number, height: number, title: string): Figure {
   const source = `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
-  const scale = Math.max(1, Math.floor(480 / Math.max(width, height)));
+  const enlarge = Math.max(1, Math.floor(480 / Math.max(width, height)));
+  const side = 20;                                            // left and right margins
+  const plotWidth = Math.min(width * enlarge, NOTEBOOK_COLUMN_WIDTH - 2 * side);
+  const plotHeight = Math.round((height * plotWidth) / width);
+  const figureWidth = Math.min(Math.max(plotWidth + 2 * side, 560), NOTEBOOK_COLUMN_WIDTH);  // wide enough for a title
+  const wrapped = wrapTitle(title, figureWidth - 2 * side);
+  const top = 36 + 24 * wrapped.split('<br>').length;
   return {
     data: [{ type: 'image', source, hoverinfo: 'skip' }],
     layout: {
-      title: { text: title },
+      title: { text: wrapped },
       xaxis: { visible: false }, yaxis: { visible: false, scaleanchor: 'x' },
-      // wide enough for the title even when the grid is small
-      width: Math.max(width * scale + 40, 560), height: height * scale + 80,
-      margin: { l: 20, r: 20, t: 60, b: 20 },
+      width: figureWidth, height: plotHeight + top + 20,
+      margin: { l: side, r: side, t: top, b: 20 },
     },
   };
 }

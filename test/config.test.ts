@@ -124,7 +124,7 @@ describe('run configs', () => {
     const params = new Map([['w', tf.variable(tf.zeros([2]))]]);
     for (const cfg of [switched, ...shippedPresets().map(([kind, file]) => resolveRunConfig(kind, file))]) {
       new Ema(params, cfg.ema).dispose();
-      createOptimizer(cfg.optimizer, params).dispose();
+      createOptimizer(cfg.optimizer, params, 'auto', cfg.iters * cfg.batch).dispose();
     }
     params.get('w')!.dispose();
   });
@@ -180,7 +180,8 @@ describe('run configs', () => {
       assert.deepEqual(leaves(resolved), Object.fromEntries(Object.keys(leaves(resolved)).map((k) => [k, expected[k]])), file);
       assert.deepEqual(Object.keys(leaves(saved)).filter((k) => !(k in leaves(resolved))), [], `${file}: no recorded field is lost`);
       assert.deepEqual({ labelDim: resolved.net.labelDim, labelDropout: resolved.net.labelDropout }, UNCONDITIONAL, file);
-      assert.deepEqual(resolveRecordedConfig(saved, file), resolved, file);
+      // a run recorded before evalSeed evaluated on seed 0's noise, which its record keeps
+      assert.deepEqual(resolveRecordedConfig(saved, file), { ...resolved, evalSeed: saved.evalSeed ?? 0 }, file);
     }
     assert.throws(() => resolveRecordedConfig({ net: {} } as RunConfig, 'old.json'), /old\.json: kind must be pretrain or tune, got undefined/);
   });
@@ -234,5 +235,31 @@ function findFiles(dir: string, name: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const full = path.join(dir, entry.name);
     return entry.isDirectory() ? findFiles(full, name) : entry.name === name ? [full] : [];
+  
+  it('makes schedules given as fractions of the run concrete for its length, and refuses a value that disagrees', () => {
+    const cfg = resolveRunConfig('tune', 'fmnist-ect-annealed');
+    assert.equal(cfg.ect.stageIters, Math.round(cfg.ect.stageFraction! * cfg.iters));
+    assert.equal(cfg.optimizer.decayKimg, cfg.optimizer.decayFraction! * cfg.iters * cfg.batch / 1000);
+    const longer = resolveRunConfig('tune', 'fmnist-ect-annealed', [parseOverride('iters=10000')]);
+    assert.equal(longer.ect.stageIters, 4 * cfg.ect.stageIters, 'four times the run, four times the stage');
+    assert.equal(longer.optimizer.decayKimg, 4 * cfg.optimizer.decayKimg!);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('optimizer.decayFraction=0')]), /optimizer\.decayFraction must be in \(0, 1\]/);
   });
+
+  it('takes exactly one EMA schedule, the power function included, and checks post-hoc widths', () => {
+    const cfg = resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.1')]);
+    assert.deepEqual(cfg.ema, { sigmaRel: 0.1 });
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.sigmaRel=0.1')]),
+      /exactly one of beta, halfLifeKimg and sigmaRel, but has ema\.beta, ema\.sigmaRel.*--set ema\.beta=null for the power schedule/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.3')]), /ema\.sigmaRel must be in \(0, 0\.2887\)/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.posthoc={"sigmaRels":[],"snapshotEvery":10}')]), /ema\.posthoc\.sigmaRels must be a non-empty list/);
+  });
+
+  it('evaluates new runs on validation latents (seed 1) and recorded runs without the field on seed 0', () => {
+    assert.equal(resolveRunConfig('tune').evalSeed, 1);
+    const { evalSeed: _dropped, ...old } = resolveRunConfig('tune');
+    assert.equal(resolveRecordedConfig(old as RunConfig, 'an old run').evalSeed, 0);
+    assert.equal(resolveRecordedConfig({ ...old, evalSeed: 5 } as RunConfig, 'a run').evalSeed, 5);
+  });
+});
 }

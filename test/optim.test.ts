@@ -123,6 +123,18 @@ describe('optimisers', () => {
     assert.equal(rampedLearningRate(1e-4, 0, 0), 1e-4, 'rampupKimg 0 means no ramp');
   });
 
+  it('cools the learning rate down linearly to zero over the run\'s last cooldownFraction, on top of the decay', () => {
+    const run = 160_000;
+    const optimizer = createOptimizer({ ...RADAM, lr: 1e-3, decayKimg: 20, cooldownFraction: 0.2 }, new Map(), 'auto', run);
+    const decayed = (images: number) => 1e-3 / Math.sqrt(images / 20_000);
+    assert.ok(Math.abs(optimizer.learningRate(80_000) - decayed(80_000)) < 1e-15, 'before the cool-down: the decay alone');
+    assert.ok(Math.abs(optimizer.learningRate(128_000) - decayed(128_000)) < 1e-15, 'the cool-down starts at 80% of the run');
+    assert.ok(Math.abs(optimizer.learningRate(144_000) - 0.5 * decayed(144_000)) < 1e-15, 'half-way through it: half');
+    assert.ok(Math.abs(optimizer.learningRate(run - 64) - (64 / 32_000) * decayed(run - 64)) < 1e-15, 'the last step still moves');
+    assert.equal(optimizer.learningRate(run), 0);
+    assert.throws(() => createOptimizer({ ...RADAM, cooldownFraction: 0.2 }, new Map()), /a cool-down needs the run's planned length/);
+  });
+
   it('decays the learning rate as 1/sqrt(kimg / decayKimg) past decayKimg (EDM2), after any ramp-up', () => {
     const optimizer = createOptimizer({ ...RADAM, lr: 1e-3, decayKimg: 64 }, new Map());
     assert.equal(optimizer.learningRate(32_000), 1e-3, 'constant before decayKimg');

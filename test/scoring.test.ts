@@ -8,17 +8,21 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { sampleCommand, type SampleFlags } from '../cli/ect';
+import { spawnSync } from 'child_process';
+import { buildProgram, sampleCommand, type SampleFlags } from '../cli/ect';
+import { countProgress } from '../cli/progress';
 import { evalCommand } from '../cli/commands/metrics';
 import { fdCommand, refCommand } from '../cli/commands/score';
 import { initBackend } from '../lib/backend/select';
 import { loadDataset } from '../lib/data';
 import { NpzWriter, readNpz } from '../lib/image/npz';
+import { toUint8Images } from '../lib/image/pixels';
 import { readImageSet } from '../lib/image/read';
 import { assertSameFeatures, readReferenceFile, writeReferenceFile } from '../lib/metrics/reference-file';
 import type { ReferenceStats } from '../lib/metrics/reference';
 import { UNet } from '../lib/nn/unet';
 import { generateImages, parseSeedRanges, samplerModelFor, sampleSeedRanges, seedIndices } from '../lib/sample';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
 import { Trainer } from '../lib/train/trainer';
 import { TINY_NET, requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
 
@@ -47,6 +51,44 @@ describe('scoring: seed ranges', () => {
       [all, drawn, expected, ...parts].forEach((t) => t.dispose());
     } finally {
       net.dispose();
+    }
+  });
+});
+
+describe('scoring: defaults and progress', () => {
+  it('ect eval, ect fd and ect ref compare with the test split unless told otherwise', () => {
+    const program = buildProgram();
+    for (const [command, flag] of [['eval', '--reference-split'], ['fd', '--split'], ['ref', '--split']]) {
+      const option = program.commands.find((c) => c.name() === command)?.options.find((o) => o.long === flag);
+      assert.equal(option?.defaultValue, 'test', `${command} ${flag}`);
+    }
+  });
+
+  it('without a terminal, progress is a line at each tenth of the images', () => {
+    const lines: string[] = [];
+    const progress = countProgress('sampling', 100, true, (line) => lines.push(line));
+    for (let done = 8; done <= 100; done += 8) progress.update(done);
+    progress.update(100);
+    progress.stop();
+    assert.equal(lines.length, 10, lines.join('\n'));
+    assert.match(lines[0], /^sampling 16\/100 images \| [0-9.]+ img\/s \| ETA /);
+    assert.match(lines[9], /^sampling 100\/100 images/);
+    const none: string[] = [];
+    countProgress('sampling', 100, false, (line) => none.push(line)).update(100);
+    assert.deepEqual(none, []);
+  });
+
+  it('reads an .npz that NumPy compressed (np.savez_compressed), when NumPy is here', function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-npz-'));
+    try {
+      const file = path.join(dir, 'compressed.npz');
+      const made = spawnSync('python3', ['-c', `import numpy as np; np.savez_compressed(${JSON.stringify(file)}, np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3))`], { encoding: 'utf8' });
+      if (made.status !== 0) this.skip();
+      const images = readImageSet(file);
+      assert.deepEqual([images.count, images.height, images.width, images.channels], [2, 4, 4, 3]);
+      assert.deepEqual(Array.from(images.images), Array.from({ length: 96 }, (_, i) => i));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
@@ -139,6 +181,35 @@ describe('scoring: ect fd and ect ref on Fashion-MNIST samples', function () {
     assert.equal(fromNpz.precision_fmnist, evaluated.precision_fmnist_1step);
     assert.deepEqual(fromPngs, fromNpz);
     assert.deepEqual(fromCheckpoint, evaluated);
+  });
+
+  it('ect sample --heun-steps samples the teacher\'s Heun with that many steps (and only Heun)', async () => {
+    const npz = path.join(dir, 'heun.npz');
+    await sampleCommand({ checkpoint: runDir, steps: 'heun', heunSteps: 2, n: 4, out: npz, seed: 0, batch: 4, format: 'npz', progress: false, backend: 'wasm' } as SampleFlags, quiet);
+    const model = await loadRunModel(runDir);
+    try {
+      const sampler = samplerModelOf(model);
+      const twoSteps = generateImages({ ...sampler, edm: { ...sampler.edm, heunSteps: 2 } }, 'heun', 4);
+      const own = generateImages(sampler, 'heun', 4);
+      const written = readImageSet(npz).images;
+      assert.ok(Buffer.from(toUint8Images(twoSteps)).equals(Buffer.from(written)), '2 Heun steps');
+      assert.ok(!Buffer.from(toUint8Images(own)).equals(Buffer.from(written)), `the run's own ${sampler.edm.heunSteps} steps differ`);
+      twoSteps.dispose();
+      own.dispose();
+    } finally {
+      disposeModel(model);
+    }
+    await assert.rejects(sampleCommand({ checkpoint: runDir, steps: '1', heunSteps: 2, n: 4, out: path.join(dir, 'x.npz'), seed: 0, batch: 4, format: 'npz', progress: false } as SampleFlags, quiet),
+      /--heun-steps: only the Heun sampler/);
+  });
+
+  it('a first-time reference says so, and about how long it takes, before the work', async () => {
+    const lines: string[] = [];
+    await fdCommand(path.join(dir, 'samples.npz'), { ...QUICK, cacheDir: path.join(dir, 'fresh-cache'), steps: '1', seed: 0 }, (line) => lines.push(line));
+    const computing = lines.findIndex((l) => /none to reuse .*computing them once from 300 images/.test(l));
+    const estimate = lines.findIndex((l) => /about \d+ s for 300 images \(from the first 20\)/.test(l));
+    const computed = lines.findIndex((l) => /computed: /.test(l));
+    assert.ok(computing >= 0 && computing < estimate && estimate < computed, lines.join('\n'));
   });
 
   it('a reference written by ect ref and read elsewhere gives the same number; one of other features is refused', async () => {

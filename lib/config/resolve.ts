@@ -146,6 +146,22 @@ function locate(err: ConfigError, sources: string[], provenance: Provenance): st
   return `${where}: ${err.message}${others.length > 0 ? ` (${others.join('; ')})` : ''}`;
 }
 
+/** Keys whose change a preset's description need not mention: they name or place the run, or are the description. */
+const UNDESCRIBED_KEYS = ['description', 'name', 'init'];
+
+/**
+ * The preset's description followed by what the flags and --set changed in it ("Changed from fmnist-ect-base:
+ * optimizer.lr 0.001, iters 2500"), so that the description a run records is true of what ran. `provenance` gives
+ * the layer that set each key; layers from `firstOverride` on are the overrides.
+ */
+function withOverridesDescribed(config: JsonObject, provenance: Provenance, firstOverride: number, presetName: string): JsonObject {
+  if (typeof config.description !== 'string') return config;
+  const changed = [...provenance].filter(([key, layer]) => layer >= firstOverride && !UNDESCRIBED_KEYS.includes(key.split('.')[0])).map(([key]) => key).sort();
+  if (changed.length === 0) return config;
+  const values = changed.map((key) => `${key} ${JSON.stringify(valueAt(config, key)) ?? '(deleted)'}`);
+  return { ...config, description: `${config.description} Changed from ${presetName}: ${values.join(', ')}.` };
+}
+
 /**
  * Schedules given as fractions of the run, made concrete for its length: ect.stageIters from ect.stageFraction and
  * optimizer.decayKimg from optimizer.decayFraction (both kept, so the record says how the number came about). A run
@@ -215,6 +231,7 @@ export function resolveRunConfig(kind: RunKind, presetFile?: string, overrides: 
     if (fixed && i === preset.length - 1) merged = mergeLayer(merged, fixed.values, -1, new Map());
   });
   merged.ema = withDefaultEma(merged.ema, defaultEma) as Json;
+  if (preset.length) merged = withOverridesDescribed(merged, provenance, preset.length, path.basename(preset[preset.length - 1].source, '.json'));
   try {
     merged = withRunFractions(merged);
     if ((RUN_KINDS as readonly Json[]).includes(merged.kind) && merged.kind !== kind) {

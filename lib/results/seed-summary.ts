@@ -1,0 +1,69 @@
+/**
+ * A recipe's result over training seeds: the test scores `ect select` recorded for each seed's run (the choice made
+ * on validation, and the last checkpoint as the run left it), their mean and spread, and the mean's ratio to the
+ * teacher's Heun fd on the same test reference. Every number is read from the runs' evaluations.csv.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as aq from 'arquero';
+import type ColumnTable from 'arquero/dist/types/table/column-table';
+import { readEvaluationTable, type EvaluationRow } from './headline';
+
+/** One test score of one seed's run. */
+export interface SeedScore {
+  run: string;            // the run folder, as given
+  sampler: string;        // '1step' or '2step'
+  role: 'chosen' | 'last';
+  fd: number;
+  n: number;
+  seed: number;           // the noise seed of the test samples
+  what: string;           // the candidate: EMA and t_mid
+}
+
+/** The test rows `ect select` wrote to a run's evaluations.csv (the newest selection's, one per sampler and role). */
+export function readSeedScores(runDir: string): SeedScore[] {
+  const file = path.join(runDir, 'evaluations.csv');
+  if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect select --run ${runDir}\` writes it`);
+  const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '');
+  if (rows.length === 0) throw new Error(`${file}: no rows of \`ect select\` (a chosen_by column)`);
+  const newest = new Map<string, EvaluationRow>();
+  for (const row of rows) newest.set(`${row.sampler}/${String(row.chosen_by).startsWith('validation') ? 'chosen' : 'last'}`, row);
+  return [...newest].map(([key, row]) => ({
+    run: runDir, sampler: String(row.sampler), role: key.endsWith('/chosen') ? 'chosen' : 'last', fd: Number(row.fd), n: Number(row.n), seed: Number(row.seed),
+    what: `${row.candidate}${row.mid_t === null || row.mid_t === '' || row.mid_t === undefined ? '' : `, t_mid ${row.mid_t}`}`,
+  }));
+}
+
+/** Mean and sample standard deviation (0 for one value). */
+function meanAndStd(values: number[]): { mean: number; std: number } {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const variance = values.length > 1 ? values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1) : 0;
+  return { mean, std: Math.sqrt(variance) };
+}
+
+/**
+ * One row per (sampler, role): the seeds' fds, their mean, standard deviation, min and max, and the mean over the
+ * teacher's fd with the target ratio. Scores of unlike sample counts or test seeds are refused, naming the runs.
+ */
+export function seedSummaryTable(scores: SeedScore[], teacher: { fd: number; n: number; seed: number }, targets: Record<string, number>): ColumnTable {
+  const groups = new Map<string, SeedScore[]>();
+  for (const s of scores) {
+    if (s.n !== teacher.n || s.seed !== teacher.seed) {
+      throw new Error(`${s.run}: its ${s.sampler} test score is on ${s.n} samples of noise seed ${s.seed}, the teacher's on ${teacher.n} of seed ${teacher.seed}: compare like with like`);
+    }
+    const key = `${s.sampler}/${s.role}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  const rows = [...groups].sort(([a], [b]) => a.localeCompare(b)).map(([, group]) => {
+    const fds = group.map((s) => s.fd);
+    const { mean, std } = meanAndStd(fds);
+    const target = targets[group[0].sampler];
+    return {
+      sampler: group[0].sampler, role: group[0].role, seeds: group.length, fd_per_seed: fds.map((fd) => fd.toPrecision(4)).join(' / '),
+      fd_mean: mean, fd_std: std, fd_min: Math.min(...fds), fd_max: Math.max(...fds), teacher_fd: teacher.fd, ratio: mean / teacher.fd,
+      ratio_min: Math.min(...fds) / teacher.fd, ratio_max: Math.max(...fds) / teacher.fd, target: target ?? null,
+      met: target === undefined ? null : mean / teacher.fd <= target,
+    };
+  });
+  return aq.from(rows);
+}

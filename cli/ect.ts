@@ -68,8 +68,11 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
   const stop = watchStopRequests(log);
   try {
     const outcome = await trainRun({ kind, flags }, commandLineHooks(flags.progress, log, stop));
-    if (outcome.stopped && stop.reason) process.exitCode = stop.reason.exitCode;
-    log(outcome.stopped ? `stopped at iteration ${outcome.iteration}; resume with --resume --out ${outcome.runDir}` : `done: ${outcome.runDir}`);
+    // a stop during the final grids or evaluation: the run is finished, what was left of them skipped
+    if (stop.reason) process.exitCode = stop.reason.exitCode;
+    log(outcome.stopped ? `stopped at iteration ${outcome.iteration}; resume with --resume --out ${outcome.runDir}`
+      : stop.reason ? `${stop.reason.cause} after the last iteration: ${outcome.runDir} is finished and checkpointed; what was left of its final grids and evaluation was skipped`
+        : `done: ${outcome.runDir}`);
     return outcome.runDir;
   } finally {
     stop.close();

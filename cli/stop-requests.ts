@@ -2,7 +2,10 @@
  * What stops a training command early and cleanly: Ctrl-C (SIGINT), SIGTERM, and the death of the npm / npx
  * process that started it (killed, it would leave this process training on its own). The loop finishes its
  * step, writes a checkpoint, and the command exits with 128 + the signal's number; a second signal quits at once.
+ * A step is synchronous (up to ~15 s on the 55.7M network), and Node runs signal handlers only between steps, so a
+ * small watchdog process counts the Ctrl-Cs of the terminal too and ends this one at the second, within a second.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -73,8 +76,43 @@ function running(pid: number): boolean {
 }
 
 /**
+ * The watchdog's program (plain JavaScript, run by `node -e`): Ctrl-C in a terminal signals the whole foreground
+ * process group, so it sees the same SIGINTs as its parent. At the second it kills the parent, which may be
+ * inside a step and unable to run its own handler; it ends when its stdin closes (the parent exited or is done).
+ */
+const WATCHDOG_SOURCE = `
+const parent = Number(process.argv[1]);
+let seen = 0;
+process.on('SIGINT', () => {
+  seen += 1;
+  if (seen < 2) return;
+  process.stderr.write('\\nSIGINT again: quitting at once, without a checkpoint\\n');
+  try { process.kill(parent, 'SIGKILL'); } catch {}
+  process.exit(0);
+});
+process.on('SIGTERM', () => process.exit(0));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
+`;
+
+/** Starts the watchdog of the second Ctrl-C; null where it cannot start (it is a convenience, not a requirement). */
+function startWatchdog(): ChildProcess | null {
+  try {
+    const child = spawn(process.execPath, ['-e', WATCHDOG_SOURCE, String(process.pid)], { stdio: ['pipe', 'ignore', 'inherit'] });
+    child.on('error', () => {});
+    child.unref();
+    (child.stdin as unknown as { unref?(): void }).unref?.();
+    return child;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Listens for stop requests while a command trains: the first SIGINT / SIGTERM, or the launcher's death, asks the
- * run to stop after its step (`reason` says why); a further signal exits at once (the run lock is released at exit).
+ * run to stop after its step (`reason` says why); a further signal exits at once (the run lock is released at exit;
+ * a second Ctrl-C during a step ends the process through the watchdog, and the next run takes over its lock).
  */
 export function watchStopRequests(log: (line: string) => void): StopRequests {
   let reason: StopReason | null = null;
@@ -89,6 +127,7 @@ export function watchStopRequests(log: (line: string) => void): StopRequests {
   const onSignal = (signal: keyof typeof SIGNAL_EXIT_CODES) => request({ cause: signal, exitCode: SIGNAL_EXIT_CODES[signal] });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const watchdog = startWatchdog();
   const launcher = npmLauncher();
   const timer = launcher === null ? null : setInterval(() => {
     if (running(launcher)) return;
@@ -104,6 +143,7 @@ export function watchStopRequests(log: (line: string) => void): StopRequests {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       if (timer) clearInterval(timer);
+      watchdog?.stdin?.end();
     },
   };
 }

@@ -207,7 +207,7 @@ describe('scoring: ect fd and ect ref on Fashion-MNIST samples', function () {
     const lines: string[] = [];
     await fdCommand(path.join(dir, 'samples.npz'), { ...QUICK, cacheDir: path.join(dir, 'fresh-cache'), steps: '1', seed: 0 }, (line) => lines.push(line));
     const computing = lines.findIndex((l) => /none to reuse .*computing them once from 300 images/.test(l));
-    const estimate = lines.findIndex((l) => /about \d+ s for 300 images \(from the first 20\)/.test(l));
+    const estimate = lines.findIndex((l) => /about \d+ s for 300 images \(timed on the second batch\)/.test(l));
     const computed = lines.findIndex((l) => /computed: /.test(l));
     assert.ok(computing >= 0 && computing < estimate && estimate < computed, lines.join('\n'));
   });

@@ -15,7 +15,7 @@ import { loadOrComputeReference } from '../../lib/metrics/reference';
 import { readReferenceFile, writeReferenceFile } from '../../lib/metrics/reference-file';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { checkOutputFile } from '../../lib/output-paths';
-import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/train/run';
+import { disposeModel, loadRunModel, resolveInitTarget, samplerModelOf } from '../../lib/train/run';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { countProgress } from '../progress';
 
@@ -101,7 +101,7 @@ export async function fdCommand(source: string, flags: FdFlags, log: (line: stri
   const n = flags.n ?? 10000;
   log(`scoring ${n} samples (${samplerLabel(steps)}, images 0-${n - 1} of noise seed ${flags.seed}) of ${source} against ${against}`);
   await startScoringBackend(flags, log);
-  const model = await loadRunModel(source);
+  const model = await loadRunModel(resolveInitTarget(source));  // a path, or a shipped teacher's name
   try {
     const evaluator = await evaluatorFor({ ...model.config.data, dir: flags.dataDir ?? model.config.data.dir }, flags, log);
     try {

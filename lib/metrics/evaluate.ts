@@ -140,16 +140,21 @@ async function referenceFor(net: FeatureNetwork, cfg: Pick<RunConfig, 'data'>, o
   const dataset = limitDataset(loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train'), opts.referenceLimit);
   const what = `reference statistics (${net.name}, ${dataset.name} ${dataset.split})`;
   let started = 0;
+  let firstBatch: { done: number; at: number } | null = null;
   const lookup = await loadOrComputeReference(net, dataset, {
     cacheDir: opts.cacheDir, keep, batch,
     onCompute: (why) => {
       opts.onInfo?.(`${what}: none to reuse (${why}); computing them once from ${dataset.count} images, then cached`);
       started = Date.now();
     },
-    // the time it will take, said after the first batch rather than after the whole split
+    // the time it will take, said after the second batch (the first one warms the backend up) rather than at the end
     onProgress: (done, total) => {
-      if (done === Math.min(batch, total) && done < total) {
-        opts.onInfo?.(`${what}: about ${Math.ceil(((Date.now() - started) / 1000) * (total / done))} s for ${total} images (from the first ${done})`);
+      if (!firstBatch) {
+        firstBatch = { done, at: Date.now() };
+      } else if (done < total && done - firstBatch.done <= batch) {
+        const perImage = (Date.now() - firstBatch.at) / 1000 / (done - firstBatch.done);
+        const seconds = (Date.now() - started) / 1000 + perImage * (total - done);
+        opts.onInfo?.(`${what}: about ${Math.ceil(seconds)} s for ${total} images (timed on the second batch)`);
       }
     },
   });

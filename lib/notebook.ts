@@ -48,6 +48,16 @@ export interface NotebookSession {
   close(): Promise<void>;
 }
 
+/** The note every small-mode figure carries in its title, so no notebook cell has to add it. */
+export const SMALL_MODE_NOTE = '(small mode: a pipeline check, not a result)';
+
+/** A figure whose title says it comes from small mode. */
+function labelSmallMode(figure: Figure): Figure {
+  const title = figure.layout.title as { text?: string } | string | undefined;
+  const text = typeof title === 'string' ? title : title?.text ?? '';
+  return { ...figure, layout: { ...figure.layout, title: { ...(typeof title === 'object' ? title : {}), text: `${text} ${SMALL_MODE_NOTE}`.trim() } } };
+}
+
 /** The notebook's one setup call: mode, paths, figure and table display; notes small mode, whose numbers are not results. */
 export async function openNotebook(display: NotebookDisplay): Promise<NotebookSession> {
   const mode = notebookMode();
@@ -65,6 +75,7 @@ export async function openNotebook(display: NotebookDisplay): Promise<NotebookSe
     mode,
     paths,
     async show(figure, name) {
+      if (mode === 'small') figure = labelSmallMode(figure);
       display.html(figures.html(figure));
       const png = path.join(paths.figures, `${name}.png`);
       await renderer.save(figure, png);

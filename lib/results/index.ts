@@ -3,6 +3,7 @@ export * from './runs';
 export * from './paper';
 export * from './configs';
 export * from './manifest';
+export * from './midt-study';
 export * from './notebook-runs';
 export * from './headline';
 export * from './recipe';

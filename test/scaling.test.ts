@@ -78,8 +78,24 @@ describe('power law with an irreducible floor', () => {
     assert.ok(Math.abs(fit.b - 0.28) < 1e-4, `b = ${fit.b}`);
     assert.ok(Math.abs(fit.qInf - 2.5) < 1e-3, `qInf = ${fit.qInf}`);
     assert.ok(Math.abs(fit.logA - Math.log(2e4)) < 1e-2, `logA = ${fit.logA}`);
-    assert.equal(fit.r2Space, 'linear');
+    assert.equal(fit.r2Space, 'log');
     assert.ok(fit.r2 > 0.999999);
+    const linear = fitScalingLaw(compute, quality, 'power_floor', undefined, { space: 'linear' });
+    assert.equal(linear.r2Space, 'linear');
+    assert.ok(Math.abs(linear.b - 0.28) < 1e-4 && Math.abs(linear.qInf - 2.5) < 1e-3, `linear: b ${linear.b}, qInf ${linear.qInf}`);
+  });
+
+  it('fits in log space so the late, small values count: relative misses of the last points stay small', () => {
+    // quality over three decades with a few percent of multiplicative noise, as an fd curve
+    const compute = computeGrid(12);
+    const wiggle = [1.05, 0.96, 1.03, 0.97, 1.04, 0.95, 1.02, 0.98, 1.05, 0.96, 1.03, 0.97];
+    const quality = compute.map((c, i) => (1e11 * c ** -0.6 + 0.5) * wiggle[i]);
+    const worstLate = (space: 'log' | 'linear') => {
+      const fit = fitScalingLaw(compute, quality, 'power_floor', undefined, { space });
+      return Math.max(...quality.slice(-4).map((q, i) => Math.abs(Math.log(fit.fitted[quality.length - 4 + i] / q))));
+    };
+    assert.ok(worstLate('log') < 0.1, `log space misses a late point by ${worstLate('log')}`);
+    assert.ok(worstLate('log') <= worstLate('linear'), `log ${worstLate('log')} vs linear ${worstLate('linear')}`);
   });
 
   it('recovers the exponent from noisy data and its interval covers the truth in most repeats', () => {

@@ -28,7 +28,7 @@ export interface ScalingFit extends ScalingParams {
   n: number;                  // number of points
   a: number;                  // exp(logA); may be Infinity/0 for extreme exponents, use logA then
   r2: number;                 // coefficient of determination in the space the fit minimised
-  r2Space: 'log' | 'linear';  // 'log': ln q (pure power law); 'linear': q (with floor)
+  r2Space: 'log' | 'linear';  // the space the fit minimised: 'log' (ln q) unless a floor fit asked for 'linear'
   residuals: number[];        // observed − fitted, in that same space, in input order
   fitted: number[];           // fitted q at the input computes
   bootstrap?: BootstrapSummary;
@@ -125,17 +125,28 @@ function powerParams(compute: number[], quality: number[]): ScalingParams {
 /**
  * q = exp(lnA' − b·u) + qInf with u = ln(C / C_ref), C_ref the geometric mean of C, so the three
  * parameters have comparable scales; a = A'·C_ref^b afterwards. With `nonNegativeFloor` the floor is
- * written qInf = s² (a distance such as FD cannot level off below zero), else it is free.
+ * written qInf = s² (a distance such as FD cannot level off below zero), else it is free. In 'log' space the
+ * residuals are ln(model) − ln q, so a quality that falls by orders of magnitude weighs each point by its
+ * relative error (in 'linear' space the first, largest values dominate and the late points are missed).
  */
-function floorParams(compute: number[], quality: number[], starts: ScalingParams[], nonNegativeFloor: boolean): ScalingParams | null {
+function floorParams(compute: number[], quality: number[], starts: ScalingParams[], nonNegativeFloor: boolean, space: FitSpace): ScalingParams | null {
   const logRef = compute.reduce((s, c) => s + Math.log(c), 0) / compute.length;
   const u = compute.map((c) => Math.log(c) - logRef);
   const floorOf = (p: number) => (nonNegativeFloor ? p * p : p);
-  const problem = {
+  const floorSlope = (p: number) => (nonNegativeFloor ? 2 * p : 1);
+  const problem = space === 'linear' ? {
     residuals: ([lnA, b, p]: number[]) => u.map((ui, i) => Math.exp(lnA - b * ui) + floorOf(p) - quality[i]),
     jacobian: ([lnA, b, p]: number[]) => u.map((ui) => {
       const term = Math.exp(lnA - b * ui);
-      return [term, -ui * term, nonNegativeFloor ? 2 * p : 1];
+      return [term, -ui * term, floorSlope(p)];
+    }),
+  } : {
+    // a model value at or below zero (a free floor) has no logarithm: NaN residuals make the solver reject the step
+    residuals: ([lnA, b, p]: number[]) => u.map((ui, i) => Math.log(Math.exp(lnA - b * ui) + floorOf(p)) - Math.log(quality[i])),
+    jacobian: ([lnA, b, p]: number[]) => u.map((ui) => {
+      const term = Math.exp(lnA - b * ui);
+      const model = term + floorOf(p);
+      return [term / model, (-ui * term) / model, floorSlope(p) / model];
     }),
   };
   // a start at exactly zero would leave s without a gradient: nudge it to a small positive floor
@@ -174,21 +185,27 @@ function floorStarts(compute: number[], quality: number[]): ScalingParams[] {
   return starts;
 }
 
-function fitParams(compute: number[], quality: number[], model: ScalingModel, nonNegativeFloor: boolean,
+function fitParams(compute: number[], quality: number[], model: ScalingModel, nonNegativeFloor: boolean, space: FitSpace,
   starts?: ScalingParams[]): ScalingParams | null {
   if (model === 'power') return powerParams(compute, quality);
-  return floorParams(compute, quality, starts ?? floorStarts(compute, quality), nonNegativeFloor);
+  return floorParams(compute, quality, starts ?? floorStarts(compute, quality), nonNegativeFloor, space);
 }
+
+/** Where a fit with a floor measures its residuals: ln q (default) or q. */
+export type FitSpace = 'log' | 'linear';
 
 /** Options of a fit beyond the model. */
 export interface FitOptions {
   /** Keep the floor q_inf >= 0 (default true: FD, KID and losses cannot level off below zero). */
   nonNegativeFloor?: boolean;
+  /** Residual space of the fit with a floor (default 'log'; the pure power law is always fitted in log space). */
+  space?: FitSpace;
 }
 
 /**
  * Fits q(C) to points (compute, quality). `model` 'power' fits ln q linearly in ln C (R² and residuals
- * in ln q); 'power_floor' fits q = a·C^(−b) + q_inf by Levenberg-Marquardt (R² and residuals in q).
+ * in ln q); 'power_floor' fits q = a·C^(−b) + q_inf by Levenberg-Marquardt, in ln q unless options.space is
+ * 'linear' (R² and residuals in the space fitted).
  * With `bootstrap`, the points are resampled with replacement and refitted to give an interval on b.
  * The floor is kept non-negative unless `options.nonNegativeFloor` is false.
  */
@@ -196,10 +213,11 @@ export function fitScalingLaw(compute: number[], quality: number[], model: Scali
   bootstrap?: Partial<BootstrapOptions>, options: FitOptions = {}): ScalingFit {
   checkPoints(compute, quality, model);
   const nonNegativeFloor = options.nonNegativeFloor ?? true;
-  const params = fitParams(compute, quality, model, nonNegativeFloor);
+  const space: FitSpace = model === 'power' ? 'log' : options.space ?? 'log';
+  const params = fitParams(compute, quality, model, nonNegativeFloor, space);
   if (!params) throw new Error(`scaling fit (${model}): the least-squares solver found no finite solution`);
   const fitted = compute.map((c) => predictQuality(params, c));
-  const logSpace = model === 'power';
+  const logSpace = space === 'log';
   const observedSpace = logSpace ? quality.map(Math.log) : quality;
   const fittedSpace = logSpace ? fitted.map(Math.log) : fitted;
   const fit: ScalingFit = {
@@ -212,13 +230,13 @@ export function fitScalingLaw(compute: number[], quality: number[], model: Scali
     residuals: observedSpace.map((v, i) => v - fittedSpace[i]),
     fitted,
   };
-  if (bootstrap) fit.bootstrap = bootstrapFit(compute, quality, model, params, { ...DEFAULT_BOOTSTRAP, ...bootstrap }, nonNegativeFloor);
+  if (bootstrap) fit.bootstrap = bootstrapFit(compute, quality, model, params, { ...DEFAULT_BOOTSTRAP, ...bootstrap }, nonNegativeFloor, space);
   return fit;
 }
 
 /** Case-resampling bootstrap: refit on points drawn with replacement, percentile interval of b. */
 function bootstrapFit(compute: number[], quality: number[], model: ScalingModel, full: ScalingParams,
-  options: BootstrapOptions, nonNegativeFloor: boolean): BootstrapSummary {
+  options: BootstrapOptions, nonNegativeFloor: boolean, space: FitSpace): BootstrapSummary {
   if (!(options.level > 0 && options.level < 1)) throw new Error(`bootstrap level must be in (0, 1), got ${options.level}`);
   if (!(Number.isInteger(options.samples) && options.samples >= 10)) {
     throw new Error(`bootstrap samples must be an integer >= 10, got ${options.samples}`);
@@ -233,7 +251,7 @@ function bootstrapFit(compute: number[], quality: number[], model: ScalingModel,
     const c = idx.map((i) => compute[i]);
     if (new Set(c).size < needed) continue; // degenerate resample: the model is not identifiable
     // the full-data fit is a good start for every resample, and keeps the refits cheap
-    const params = fitParams(c, idx.map((i) => quality[i]), model, nonNegativeFloor, [full]);
+    const params = fitParams(c, idx.map((i) => quality[i]), model, nonNegativeFloor, space, [full]);
     if (params) samples.push(params);
     else failed++;
   }

@@ -2,7 +2,7 @@
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import {
-  BootstrapOptions, ScalingFit, ScalingModel, fitScalingLaw, logSpaced, predictQuality, predictionInterval,
+  BootstrapOptions, FitSpace, ScalingFit, ScalingModel, fitScalingLaw, logSpaced, predictQuality, predictionInterval,
 } from './power-law';
 
 export interface ScalingTableOptions {
@@ -12,6 +12,7 @@ export interface ScalingTableOptions {
   groupBy?: string[];        // one fit per distinct combination of these columns (e.g. model size)
   bootstrap?: Partial<BootstrapOptions>;
   nonNegativeFloor?: boolean; // keep q_inf >= 0 in 'power_floor' fits (default true)
+  space?: FitSpace;           // residual space of 'power_floor' fits (default 'log')
 }
 
 /** One group's fit with the group's key values. */
@@ -63,7 +64,7 @@ export function fitScalingGroups(table: ColumnTable, options: ScalingTableOption
   const ordered = [...groups.values()].sort((p, q) => compareKeys(groupBy.map((g) => p.key[g]), groupBy.map((g) => q.key[g])));
   return ordered.map(({ key, xs, ys }) => ({
     group: key,
-    fit: fitScalingLaw(xs, ys, options.model, options.bootstrap, { nonNegativeFloor: options.nonNegativeFloor }),
+    fit: fitScalingLaw(xs, ys, options.model, options.bootstrap, { nonNegativeFloor: options.nonNegativeFloor, space: options.space }),
   }));
 }
 

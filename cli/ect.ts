@@ -9,6 +9,7 @@ import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, parseSeedRanges, perClassLabels, sampleSeedRanges, seedIndices, type ImageLabels, type SeedRange } from '../lib/sample';
 import { createSampleWriter, SAMPLE_FORMAT_INFO, SAMPLE_FORMATS, type SampleFormat } from '../lib/image/export';
 import { checkOutputFile, checkOutputFolder } from '../lib/output-paths';
+import { batchForMemory, defaultSamplingBudgetBytes, MAX_DERIVED_BATCH, samplingBytesPerImage } from '../lib/nn/memory';
 import { commandLineHooks, countProgress } from './progress';
 import { watchStopRequests } from './stop-requests';
 import { registerMetricsCommands } from './commands/metrics';
@@ -80,7 +81,7 @@ export async function trainCommand(kind: RunKind, flags: TrainFlags, log: (line:
 }
 
 export interface SampleFlags {
-  checkpoint: string; steps: string; n?: number; seeds?: SeedRange[]; out?: string; seed: number; midT?: number[]; batch: number; backend?: string;
+  checkpoint: string; steps: string; n?: number; seeds?: SeedRange[]; out?: string; seed: number; midT?: number[]; batch?: number; memory?: number; backend?: string;
   class?: number | 'all'; format: SampleFormat; heunSteps?: number; progress: boolean;
 }
 
@@ -131,9 +132,14 @@ export async function sampleCommand(options: SampleFlags, log: (line: string) =>
     log(`sampling ${flags.n} images (${which} of noise seed ${flags.seed})${flags.class === undefined ? '' : ` of class ${flags.class}`}, ` +
       `${steps === 'heun' ? `Heun, ${edm.heunSteps} steps (${2 * edm.heunSteps - 1} network evaluations)` : `${steps} step(s)`}, from ${model.checkpoint} (iteration ${model.iteration})`);
     const writer = createSampleWriter(flags.format, out, { n: flags.n, shape: [resolution, resolution, imageChannels], columns, indices: seedIndices(ranges) });
+    const batchSize = flags.batch ?? batchForMemory(model.config.net, flags.memory !== undefined ? flags.memory * 1e9 : defaultSamplingBudgetBytes());
+    if (flags.batch === undefined) {
+      log(`batch ${batchSize}: about ${(samplingBytesPerImage(model.config.net) / 1e6).toFixed(0)} MB per image within ` +
+        `${flags.memory !== undefined ? `--memory ${flags.memory} GB` : `a quarter of this machine's memory (${(defaultSamplingBudgetBytes() / 1e9).toFixed(1)} GB)`}; --batch sets it`);
+    }
     const progress = countProgress('sampling', flags.n, flags.progress, log);
     try {
-      for (const batch of sampleSeedRanges({ ...samplerModelOf(model), edm }, steps, ranges, { batch: flags.batch, seed: flags.seed, midT: flags.midT, labels, onBatch: (done) => progress.update(done) })) {
+      for (const batch of sampleSeedRanges({ ...samplerModelOf(model), edm }, steps, ranges, { batch: batchSize, seed: flags.seed, midT: flags.midT, labels, onBatch: (done) => progress.update(done) })) {
         writer.write(batch.images, batch.labels);
         batch.images.dispose();
       }
@@ -178,7 +184,8 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'noise seed: image i of a seed is the same whatever --n and --batch (and the same as `ect eval`\'s)', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--mid-t <t...>', 'intermediate time(s) of multistep sampling (default: the run\'s ect.midT, 0.821 on CIFAR-10)', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
     .option('--heun-steps <n>', 'Heun sampler (--steps heun): time steps, 2n - 1 network evaluations (default: the run\'s edm.heunSteps, 18)', positiveInteger('--heun-steps'))
-    .option('--batch <n>', 'images per network call', positiveInteger('--batch'), 64)
+    .option('--batch <n>', `images per network call (does not change the images; default: what --memory allows, at most ${MAX_DERIVED_BATCH})`, positiveInteger('--batch'))
+    .option('--memory <GB>', 'memory for a network call\'s activations when --batch is not given (default: a quarter of this machine\'s memory; EDM\'s CIFAR-10 network takes about 140 MB per image)', positiveNumber('--memory'))
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend (also ECT_BACKEND)').choices(BACKENDS))
     .option('--no-progress', 'no progress bar (without a terminal: no line at each tenth of the images)')
     .action(async (flags: SampleFlags) => { await sampleCommand(flags); });

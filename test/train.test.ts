@@ -167,9 +167,10 @@ describe('losses: every draw from (seed, iteration)', () => {
 describe('Trainer', () => {
   before(useTestBackend);
 
-  it('leaks no tensors over 20 ECT steps and 20 EDM steps', async () => {
-    for (const kind of ['tune', 'pretrain'] as const) {
-      const trainer = await Trainer.create(tinyRunConfig(kind, { iters: 40 }), { runDir: null, dataset: tinyData() });
+  it('leaks no tensors over 20 ECT steps and 20 EDM steps, with post-hoc EMA tracking too', async () => {
+    const annealed = { iters: 40, ema: { beta: null, sigmaRel: 0.1, posthoc: { sigmaRels: [0.05, 0.1], snapshotEvery: 5 } } };
+    for (const [kind, patch] of [['tune', { iters: 40 }], ['pretrain', { iters: 40 }], ['tune', annealed]] as const) {
+      const trainer = await Trainer.create(tinyRunConfig(kind, patch), { runDir: null, dataset: tinyData() });
       const { images: x0 } = trainer.loader.next();
       trainer.step(x0);
       trainer.step(x0);
@@ -237,6 +238,48 @@ describe('Trainer', () => {
       c.dispose();
     });
   }
+
+  it('tune with a power EMA, post-hoc tracking, decay and cool-down: killed and resumed, equal to the uninterrupted run, snapshots included', async () => {
+    const dataset = tinyData();
+    const init = { init: await tinyTeacher(dataset) };
+    const patch = {
+      iters: 6, ema: { beta: null, sigmaRel: 0.1, posthoc: { sigmaRels: [0.05, 0.1], snapshotEvery: 2 } },
+      optimizer: { lr: 1e-3, rampupKimg: 0, decayFraction: 0.25, cooldownFraction: 0.5 }, ect: { stageFraction: 0.5 },
+    };
+    const full = tmpDir();
+    const parts = tmpDir();
+    const a = await launchRun(tinyRunSpec('tune', full, patch, init), { dataset });
+    assert.equal(a.cfg.ect.stageIters, 3);
+    assert.equal(a.cfg.optimizer.decayKimg, 0.25 * 6 * 4 / 1000);
+    await a.trainer.run();
+    const b = await launchRun(tinyRunSpec('tune', parts, patch, init), { dataset });
+    let steps = 0;
+    await b.trainer.run({ onStep: () => { steps++; }, shouldStop: () => steps >= 4 });
+    b.dispose();
+    fs.rmSync(path.join(parts, 'checkpoints', 'ckpt-000000004.ckpt'));
+    fs.rmSync(path.join(parts, 'posthoc', 'snapshot-000000004.ckpt'));
+    const c = await launchRun(tinyRunSpec('tune', parts, patch, { ...init, resume: true }), { dataset });
+    assert.equal(c.trainer.iteration, 3);
+    await c.trainer.run();
+    a.trainer.posthoc!.emas.forEach((ema, i) => {
+      for (const [name, w] of ema.weights) {
+        assert.deepEqual(Array.from(c.trainer.posthoc!.emas[i].weights.get(name)!.dataSync()), Array.from(w.dataSync()), `post-hoc EMA ${i} ${name} differs`);
+      }
+    });
+    for (const [name, w] of a.trainer.ema.weights) assert.deepEqual(Array.from(c.trainer.ema.weights.get(name)!.dataSync()), Array.from(w.dataSync()), `EMA ${name} differs`);
+    const snapshots = (dir: string) => fs.readdirSync(path.join(dir, 'posthoc')).sort();
+    assert.deepEqual(snapshots(parts), ['snapshot-000000002.ckpt', 'snapshot-000000004.ckpt', 'snapshot-000000006.ckpt']);
+    for (const name of snapshots(full)) {
+      const [x, y] = [loadCheckpoint(path.join(full, 'posthoc', name)), loadCheckpoint(path.join(parts, 'posthoc', name))];
+      for (const group of Object.keys(x.groups)) {
+        for (const [tensor, values] of x.groups[group]) assert.deepEqual(Array.from(y.groups[group].get(tensor)!.dataSync()), Array.from(values.dataSync()), `${name} ${group} ${tensor}`);
+      }
+      disposeCheckpoint(x);
+      disposeCheckpoint(y);
+    }
+    a.dispose();
+    c.dispose();
+  });
 
   it('refuses to resume with a config that changes the result, and to overwrite a run without --resume', async () => {
     const dir = tmpDir();

@@ -261,6 +261,8 @@ describe('web: the page in headless Chromium', function () {
       assert.equal(state.status, 'ready', state.error);
       assert.equal(state.backend, 'wasm', `order ${state.order?.join(', ')} (${state.orderReason}); skipped ${state.skipped.join('; ')}`);
       assert.equal(state.backendDetails?.crossOriginIsolated, true, 'the site server sends the isolation headers');
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      assert.equal(state.backendDetails?.threads, cores, 'wasm runs a thread per logical core (tfjs alone would take half)');
       assert.equal(await page.textContent('#tmid-value'), '3.000', 'the slider starts at the exported run\'s t_mid');
       await page.selectOption('#steps', '2');
       await page.focus('#seed');

@@ -54,13 +54,32 @@ const element = <T extends HTMLElement>(id: string): T => {
 
 /**
  * Where the wasm backend finds its binaries: embedded data URLs (the inline page) or the folder of the page; and its
- * threads: one per core where the page is cross-origin isolated (SharedArrayBuffer; the site's server sends the headers).
+ * threads where the page is cross-origin isolated (SharedArrayBuffer; the site's server sends the headers): ?threads=N,
+ * else one per logical core. Returns that count (1 without isolation: no threads).
  */
-function configureWasm(): void {
+function configureWasm(): number {
   const embedded = document.getElementById(EMBEDDED_WASM_ID);
   if (embedded?.textContent) setWasmPaths(JSON.parse(embedded.textContent) as Record<string, string>);
   else setWasmPaths(new URL('./', document.baseURI).href);
-  if (window.crossOriginIsolated) setThreadsCount(Math.max(1, navigator.hardwareConcurrency || 1));
+  if (!window.crossOriginIsolated) return 1;
+  const asked = Number(new URLSearchParams(location.search).get('threads'));
+  const threads = Number.isInteger(asked) && asked >= 1 ? asked : Math.max(1, navigator.hardwareConcurrency || 1);
+  setThreadsCount(threads);
+  return threads;
+}
+
+/**
+ * Runs `start` (the wasm backend's start) where it can use `threads` threads. TensorFlow.js's wasm build assumes two
+ * hardware threads per core and caps its pool at navigator.hardwareConcurrency / 2, one thread on a 2-vCPU machine;
+ * while it starts it sees 2 * threads instead. Afterwards the browser's own value is back.
+ */
+async function withThreadCap<T>(threads: number, start: () => Promise<T>): Promise<T> {
+  Object.defineProperty(navigator, 'hardwareConcurrency', { value: 2 * threads, configurable: true });
+  try {
+    return await start();
+  } finally {
+    delete (navigator as { hardwareConcurrency?: number }).hardwareConcurrency;  // the own property shadowed the prototype's getter
+  }
 }
 
 /** The WebGL renderer string (UNMASKED_RENDERER_WEBGL where the browser gives it; 'SwiftShader' is software rendering), null without WebGL. */
@@ -95,13 +114,14 @@ async function backendDetails(name: string): Promise<Record<string, string | num
  * WebGL after wasm); records the order, why, and why the backends before the one that runs did not start.
  */
 async function startBackend(): Promise<string> {
-  configureWasm();
+  const threads = configureWasm();
   const { order, why } = backendOrder(new URLSearchParams(location.search).get('backend'), webglKind(webglRenderer()));
   state.order = order;
   state.orderReason = why;
   for (const name of order) {
     try {
-      if (await tf.setBackend(name)) {
+      const started = name === 'wasm' && threads > 1 ? await withThreadCap(threads, () => tf.setBackend(name)) : await tf.setBackend(name);
+      if (started) {
         await tf.ready();
         return name;
       }

@@ -101,7 +101,7 @@ export function webPageHtml(title: string, source: PageSource): string {
 <p id="status">starting...</p>
 <p class="small" id="backend">backend: starting...</p>
 <p class="small">Enter generates. Backend order: WebGL on a GPU, then wasm (with threads where the page is cross-origin isolated), then cpu;
-a software-rendered WebGL comes after wasm. Force one with ${backendLinks}.
+a software-rendered WebGL comes after wasm. Force one with ${backendLinks}; ?threads=N sets wasm's threads (default one per core).
 The network and sampler are the ect-workbench library's own (lib/nn/unet.ts, lib/sample.ts), bundled with esbuild.</p>
 ${data}
 </body>

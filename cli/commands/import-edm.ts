@@ -1,11 +1,11 @@
 /** `ect import-edm` (an EDM network as a run of ours) and `ect export --format safetensors` (ours under EDM's names). */
-import * as fs from 'node:fs';
 import type * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../../lib/backend/select';
 import { DEFAULT_MAX_IMPORT_PARAMS, importEdmFile } from '../../lib/import/edm-import';
 import { encodeEdmSafetensors, edmPrecondClass } from '../../lib/import/edm-export';
-import { writeImportedRun } from '../../lib/import/edm-run';
+import { keptEdmTensors, writeImportedRun } from '../../lib/import/edm-run';
+import { writeFileAtomic } from '../../lib/write-file';
 import { checkOutputFile, checkOutputFolder } from '../../lib/output-paths';
 import { positiveInteger } from '../options';
 import { startBackend } from '../../lib/train/launch';
@@ -32,7 +32,7 @@ export async function importEdmCommand(file: string, flags: ImportFlags, log: (l
   const params = [...imported.weights.values()].reduce((sum, w) => sum + w.values.length, 0);
   log(`read ${imported.source.precondClass} around a ${imported.source.modelClass} (${net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'}) from ${file}: ${(params / 1e6).toFixed(2)}M parameters, ` +
     `${net.resolution}x${net.resolution}x${net.imageChannels}, ${net.labelDim ? `${net.labelDim} classes` : 'unconditional'}, preconditioning ${edm.precond ?? 'edm'}`);
-  for (const [name, why] of Object.entries(imported.source.dropped)) log(`dropped ${name}: ${why}`);
+  for (const [name, why] of Object.entries(imported.source.dropped)) log(`dropped ${name}: ${why}; kept in the checkpoint, so \`ect export\` writes it back`);
   for (const note of imported.source.notes) log(`note: ${note}`);
   log(`wrote ${run.runDir}/config.json and ${run.checkpoint}`);
   log(`sample it with \`ect sample --checkpoint ${run.runDir} --steps heun\`; tune it with \`ect tune --init ${run.runDir}\` (ECT's preconditioning)`);
@@ -47,9 +47,11 @@ export async function exportCommand(flags: ExportFlags, log: (line: string) => v
   try {
     if (flags.weights === 'params' && model.emaOnly) throw new Error(`--weights params: ${model.checkpoint} holds the EMA weights alone (a shipped teacher); export them with --weights ema`);
     const weights: Map<string, tf.Tensor> = flags.weights === 'ema' ? model.ema : new Map<string, tf.Tensor>(model.net.params);
-    fs.writeFileSync(flags.out, encodeEdmSafetensors(model.net, weights, model.config));
+    const kept = keptEdmTensors(model.checkpoint);
+    writeFileAtomic(flags.out, encodeEdmSafetensors(model.net, weights, model.config, kept));
     log(`wrote ${flags.out}: the ${flags.weights} weights of ${model.checkpoint} (iteration ${model.iteration}) as an ${edmPrecondClass(model.config)} state_dict ` +
-      `of a SongUNet (${model.config.net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'} settings); load with safetensors.torch.load_file and load_state_dict`);
+      `of a SongUNet (${model.config.net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'} settings)${kept.size ? `, with ${[...kept.keys()].join(', ')} as imported` : ''}; ` +
+      'load with safetensors.torch.load_file and load_state_dict');
     return flags.out;
   } finally {
     disposeModel(model);

@@ -17,8 +17,14 @@ export function edmPrecondClass(cfg: RunConfig): EdmPrecondClass {
   return (Object.keys(EDM_PRECONDS) as EdmPrecondClass[]).find((name) => EDM_PRECONDS[name] === kind)!;
 }
 
-/** The EDMPrecond state_dict of a network's weights (e.g. its EMA), as safetensors tensors, and the file's metadata. */
-export function edmStateDict(net: UNet, weights: Map<string, tf.Tensor>, cfg: RunConfig): { tensors: Map<string, SafeTensor>; metadata: Record<string, string> } {
+/** EDM tensors our network leaves out, by their names relative to the SongUNet (lib/import/edm-run.ts keptEdmTensors). */
+export type KeptEdmTensors = Map<string, { values: Float32Array; shape: number[] }>;
+
+/**
+ * The EDMPrecond state_dict of a network's weights (e.g. its EMA), as safetensors tensors, and the file's metadata;
+ * `kept`: the tensors its import left out, written back so EDM's load_state_dict(strict=True) takes the file.
+ */
+export function edmStateDict(net: UNet, weights: Map<string, tf.Tensor>, cfg: RunConfig, kept: KeptEdmTensors = new Map()): { tensors: Map<string, SafeTensor>; metadata: Record<string, string> } {
   const tensors = new Map<string, SafeTensor>();
   for (const m of edmTensorMap(net.cfg, net.paramShapes())) {
     const weight = weights.get(m.ours);
@@ -28,6 +34,7 @@ export function edmStateDict(net: UNet, weights: Map<string, tf.Tensor>, cfg: Ru
   }
   const filter = edmResampleFilter(net.cfg.arch);
   for (const name of edmResampleBuffers(net.cfg)) tensors.set(`${EDM_MODEL_PREFIX}${name}`, safeTensorFromValues(filter.values.slice(), filter.shape));
+  for (const [name, { values, shape }] of kept) tensors.set(`${EDM_MODEL_PREFIX}${name}`, safeTensorFromValues(values, shape));
   const { precond, vp, sigmaData, sigmaMin, sigmaMax } = cfg.edm;
   const metadata = {
     format: 'pt',
@@ -39,7 +46,7 @@ export function edmStateDict(net: UNet, weights: Map<string, tf.Tensor>, cfg: Ru
 }
 
 /** The safetensors file of edmStateDict. */
-export function encodeEdmSafetensors(net: UNet, weights: Map<string, tf.Tensor>, cfg: RunConfig): Uint8Array {
-  const { tensors, metadata } = edmStateDict(net, weights, cfg);
+export function encodeEdmSafetensors(net: UNet, weights: Map<string, tf.Tensor>, cfg: RunConfig, kept: KeptEdmTensors = new Map()): Uint8Array {
+  const { tensors, metadata } = edmStateDict(net, weights, cfg, kept);
   return encodeSafetensors(tensors, metadata);
 }

@@ -42,6 +42,7 @@ export interface ImportedEdm {
   net: NetworkConfig;
   edm: Partial<EdmConfig>;       // precond, vp, sigmaData, sigmaMin, sigmaMax: the sampler's range clamped to the network's
   weights: Map<string, { values: Float32Array; shape: number[] }>;
+  kept: Map<string, { values: Float32Array; shape: number[] }>;  // EDM tensors our network leaves out (EDM_DROPPED), by EDM name, for exports
   source: {
     file: string;
     format: 'pickle' | 'safetensors';
@@ -225,13 +226,20 @@ export function importEdmPickle(file: string, limits: ImportLimits = {}): Import
   const labelDim = numberAttribute(precond, 'label_dim', file);
   if (labelDim !== net.labelDim) throw new EdmMappingError(file, `${precond.className}.label_dim is ${labelDim}, but its SongUNet's map_label has ${net.labelDim} classes`);
   const match = matchEdmStateDict(net, ourShapes(net, shapes, limits, file), shapes, file);
-  const weights = convertWeights(match, net, (name) => floatValues(tensorValues(tensors.get(name)!), name, file), file);
+  const read = (name: string) => floatValues(tensorValues(tensors.get(name)!), name, file);
+  const weights = convertWeights(match, net, read, file);
+  const kept = keptTensors(match, shapes, read);
   const notes: string[] = [];
   if (moduleAttributes(precond).get('use_fp16') === true) notes.push('use_fp16 was set: EDM ran the network in float16 on GPUs; it runs in float32 here');
   return {
-    net, edm: precondFields(precond, file), weights,
+    net, edm: precondFields(precond, file), weights, kept,
     source: { file, format: 'pickle', precondClass: precond.className, modelClass, dropped: droppedReasons(match), notes },
   };
+}
+
+/** The values of the EDM tensors our network leaves out, kept so an export writes them back (EDM loads strictly). */
+function keptTensors(match: EdmMatch, shapes: Map<string, readonly number[]>, read: (edmName: string) => Float32Array): Map<string, { values: Float32Array; shape: number[] }> {
+  return new Map(match.dropped.map((name) => [name, { values: read(name), shape: [...shapes.get(name)!] }]));
 }
 
 function droppedReasons(match: EdmMatch): Record<string, string> {
@@ -258,11 +266,13 @@ export function importEdmSafetensors(file: string, limits: ImportLimits = {}): I
     throw new EdmMappingError(file, `its metadata's network ${JSON.stringify(recordedNet)} differs from the one its tensors hold ${JSON.stringify(net)}`);
   }
   const match = matchEdmStateDict(net, ourShapes(net, shapes, limits, file), shapes, file);
-  const weights = convertWeights(match, net, (name) => floatValues(safeTensorValues(relative.get(name)!), name, file), file);
+  const read = (name: string) => floatValues(safeTensorValues(relative.get(name)!), name, file);
+  const weights = convertWeights(match, net, read, file);
+  const kept = keptTensors(match, shapes, read);
   const edm = metadata[EXPORT_METADATA.edm] ? JSON.parse(metadata[EXPORT_METADATA.edm]) as Partial<EdmConfig> : { precond: 'edm' as const };
   const notes = metadata[EXPORT_METADATA.net] ? [] : ['no ect metadata: EDM preconditioning and dropout 0 assumed'];
   return {
-    net, edm, weights,
+    net, edm, weights, kept,
     source: { file, format: 'safetensors', precondClass: metadata[EXPORT_METADATA.precondClass] ?? 'EDMPrecond', modelClass: 'SongUNet', dropped: droppedReasons(match), notes },
   };
 }

@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolveRunConfig, labelOverride, type ConfigPatch } from '../config/resolve';
 import type { DatasetName, NetworkConfig, RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
-import { checkpointPath, saveCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_DIR, writeRunConfig } from '../train/run';
+import { checkpointPath, disposeCheckpoint, loadCheckpoint, saveCheckpoint } from '../train/checkpoint';
+import { CHECKPOINT_DIR, resolveCheckpointFile, resolveRunInit, writeRunConfig } from '../train/run';
 import type { ImportedEdm } from './edm-import';
 
 /** The dataset an imported network's images look like (for the run's evaluations): CIFAR-10 at 32x32x3, else none of ours. */
@@ -34,6 +34,36 @@ export function importedRunConfig(imported: ImportedEdm): RunConfig {
   return resolveRunConfig('pretrain', undefined, [labelOverride(patch, `the network read from ${source.file}`)]);
 }
 
+/** The checkpoint group of an imported run holding the EDM tensors our network leaves out, under EDM's names. */
+export const EDM_KEPT_GROUP = 'edm-kept';
+
+/** Runs looked back through for them: an export of a run tuned from a run tuned from the import, and so on. */
+const KEPT_SEARCH_DEPTH = 8;
+
+/**
+ * The EDM tensors a model's import left out of our network (map_augment.weight), which an export writes back so
+ * that EDM loads it strictly: from the checkpoint's own group, else from the run it started from (its recorded
+ * init), and so on back to the import. Empty when the model was not imported, or its import is gone.
+ */
+export function keptEdmTensors(checkpoint: string): Map<string, { values: Float32Array; shape: number[] }> {
+  let file = checkpoint;
+  for (let depth = 0; depth < KEPT_SEARCH_DEPTH; depth++) {
+    const ckpt = loadCheckpoint(file);
+    try {
+      const kept = ckpt.groups[EDM_KEPT_GROUP];
+      if (kept) return new Map([...kept].map(([name, tensor]) => [name, { values: Float32Array.from(tensor.dataSync()), shape: [...tensor.shape] }]));
+      const init = (ckpt.meta.config as RunConfig | undefined)?.init;
+      if (init === undefined) return new Map();
+      const target = resolveRunInit(init, path.dirname(path.dirname(file)));  // <run>/checkpoints/ckpt-*.ckpt
+      if (!fs.existsSync(target)) return new Map();
+      file = resolveCheckpointFile(target);
+    } finally {
+      disposeCheckpoint(ckpt);
+    }
+  }
+  return new Map();
+}
+
 /** What writeImportedRun wrote. */
 export interface ImportedRun { runDir: string; config: RunConfig; checkpoint: string }
 
@@ -49,16 +79,18 @@ export function writeImportedRun(runDir: string, imported: ImportedEdm, backend?
   fs.mkdirSync(runDir, { recursive: true });
   const checkpoint = checkpointPath(path.join(runDir, CHECKPOINT_DIR), 0);
   const weights = new Map([...imported.weights].map(([name, { values, shape }]) => [name, tf.tensor(values, shape, 'float32')]));
+  const kept = new Map([...imported.kept].map(([name, { values, shape }]) => [name, tf.tensor(values, shape, 'float32')]));
   try {
     saveCheckpoint(checkpoint, {
       meta: {
         format: 'ect-workbench-run', iteration: 0, imagesSeen: 0, wallSeconds: 0, optimizerStep: 0, config,
         imported: { file: path.resolve(imported.source.file), format: imported.source.format, precondClass: imported.source.precondClass, dropped: imported.source.dropped, notes: imported.source.notes },
       },
-      groups: { params: weights, ema: weights },
+      groups: { params: weights, ema: weights, ...(kept.size ? { [EDM_KEPT_GROUP]: kept } : {}) },
     });
   } finally {
     weights.forEach((t) => t.dispose());
+    kept.forEach((t) => t.dispose());
   }
   writeRunConfig(runDir, config, backend);
   return { runDir, config, checkpoint };

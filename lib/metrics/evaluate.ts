@@ -8,7 +8,7 @@ import { toUint8Images } from '../image/pixels';
 import type { RunConfig } from '../config/types';
 import { limitDataset, loadDataset, type Split } from '../data';
 import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type ImageLabels, type SampleSteps, type SamplerModel } from '../sample';
-import { evaluationColumns, type FeatureNaming } from './columns';
+import { evaluationColumns, FEATURE_NAMINGS, type FeatureNaming } from './columns';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
 import { imagesToTensor } from './fmnist-classifier';
 import { frechetDistance } from './frechet';
@@ -82,8 +82,8 @@ export function scoreFeatures(
   };
 }
 
-/** The feature networks by their name (FeatureNetwork.name, recorded in every reference). */
-export const FEATURE_NETWORK_NAMES = ['fmnist', 'inception'] as const;
+/** A feature network's name (FeatureNetwork.name, recorded in every reference): the networks lib/metrics/columns.ts names. */
+type FeatureNetworkName = keyof typeof FEATURE_NAMINGS;
 
 /** The feature network of a name (a reference file records it), or the reason it cannot be loaded here. */
 export async function loadFeatureNetwork(name: string, opts: Pick<RunEvaluatorOptions, 'classifierDir' | 'inceptionDir'> = {}): Promise<FeatureNetwork | { unavailable: string }> {
@@ -98,12 +98,12 @@ export async function loadFeatureNetwork(name: string, opts: Pick<RunEvaluatorOp
       return InceptionFeatureNetwork.load(dir);
     }
     default:
-      return { unavailable: `no feature network named "${name}" (known: ${FEATURE_NETWORK_NAMES.join(', ')})` };
+      return { unavailable: `no feature network named "${name}" (known: ${Object.keys(FEATURE_NAMINGS).join(', ')})` };
   }
 }
 
 /** The feature network of each dataset: the Fashion-MNIST classifier's (fd_fmnist), Inception's (FID). */
-const DATASET_FEATURES: Record<string, (typeof FEATURE_NETWORK_NAMES)[number]> = { 'fashion-mnist': 'fmnist', cifar10: 'inception' };
+const DATASET_FEATURES: Record<string, FeatureNetworkName> = { 'fashion-mnist': 'fmnist', cifar10: 'inception' };
 
 /** The feature network for a run's dataset, or the reason there is none. */
 export async function featureNetworkFor(cfg: Pick<RunConfig, 'data'>, opts: RunEvaluatorOptions = {}): Promise<FeatureNetwork | { unavailable: string }> {

@@ -49,8 +49,8 @@ export async function exportCommand(flags: ExportFlags, log: (line: string) => v
     const weights: Map<string, tf.Tensor> = flags.weights === 'ema' ? model.ema : new Map<string, tf.Tensor>(model.net.params);
     const kept = keptEdmTensors(model.checkpoint);
     writeFileAtomic(flags.out, encodeEdmSafetensors(model.net, weights, model.config, kept));
-    log(`wrote ${flags.out}: the ${flags.weights} weights of ${model.checkpoint} (iteration ${model.iteration}) as an ${edmPrecondClass(model.config)} state_dict ` +
-      `of a SongUNet (${model.config.net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'} settings)${kept.size ? `, with ${[...kept.keys()].join(', ')} as imported` : ''}; ` +
+    log(`wrote ${flags.out}: the ${flags.weights} weights of ${model.checkpoint} (iteration ${model.iteration}) as the state_dict of ${edmPrecondClass(model.config)} ` +
+      `around a SongUNet (${model.config.net.arch === 'ncsnpp' ? 'NCSN++' : 'DDPM++'} settings)${kept.size ? `, with ${[...kept.keys()].join(', ')} as imported` : ''}; ` +
       'load with safetensors.torch.load_file and load_state_dict');
     return flags.out;
   } finally {

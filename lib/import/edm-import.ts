@@ -215,7 +215,7 @@ export function importEdmPickle(file: string, limits: ImportLimits = {}): Import
   const model = submodule(precond, 'model', file);
   const modelClass = moduleClassName(model);
   if (!(EDM_MODELS as readonly string[]).includes(modelClass)) {
-    throw new EdmMappingError(file, `holds a ${precond.className} around a ${modelClass}, which is not supported; supported: ${SUPPORTED_EDM_NETWORKS}`);
+    throw new EdmMappingError(file, `holds ${precond.className} around a ${modelClass}, which is not supported; supported: ${SUPPORTED_EDM_NETWORKS}`);
   }
   const tensors = moduleStateDict(model, file);
   const arch = checkSongUNetModules(model, tensors, file);

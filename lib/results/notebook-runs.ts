@@ -260,6 +260,24 @@ export function requireCommittedScaling(paths: NotebookPaths): NotebookScaling {
   return { widths: tunes.map((run) => ({ width: run.width, teacher: run.flags.init!, run: run.flags.out })) };
 }
 
+/** The sweep spec of the scaling study's miniature (configs/sweeps/scaling-small.json), notebook 03's small mode. */
+export const SMALL_SCALING_SWEEP = 'scaling-small';
+
+/**
+ * Notebook 03's study, one path for both modes. Full: the committed scaling study (requireCommittedScaling), trained
+ * never. Small: its miniature, two tiny widths evaluated at four budgets under the small runs' folder, trained once
+ * when missing through the same launcher, then reused.
+ */
+export async function ensureScalingStudy(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookScaling> {
+  if (mode === 'full') return requireCommittedScaling(paths);
+  const plan = planSweep(SMALL_SCALING_SWEEP, { out: path.join(paths.runs, 'scaling'), check: false });
+  for (const run of plan.runs) await ensureRun({ kind: run.kind, flags: run.flags }, log);
+  return {
+    widths: plan.runs.filter((run) => run.kind === 'tune')
+      .map((run) => ({ width: Number(run.values['net.modelChannels']), teacher: run.flags.init!, run: run.flags.out })),
+  };
+}
+
 /** A path for messages: relative to the repository root when inside it. */
 function repositoryRelative(paths: NotebookPaths, dir: string): string {
   const relative = path.relative(rootOf(paths), dir);

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { networkPreset } from '../lib/config/network-presets';
-import { presetSummaries, purposeOf } from '../lib/config/preset-list';
+import { presetSummaries, purposeOf } from '../lib/train/preset-list';
 import { PRESET_DIR } from '../lib/config/resolve';
 import { UNet } from '../lib/nn/unet';
 import { useTestBackend } from './helpers';

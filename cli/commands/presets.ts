@@ -1,6 +1,6 @@
 /** `ect presets`: the presets in configs/, one line each: kind, data, network, parameters and purpose. */
 import { Command } from 'commander';
-import { presetSummaries, type PresetSummary } from '../../lib/config/preset-list';
+import { presetSummaries, type PresetSummary } from '../../lib/train/preset-list';
 
 /** Parameters as 0.18M, 55.7M. */
 function millions(count: number): string {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
 import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
-import { presetsForData } from '../config/preset-list';
+import { presetsForData } from './preset-list';
 import { datasetHere, type ImageDataset, type Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { checkOutputFolder } from '../output-paths';

@@ -2,9 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UNet } from '../nn/unet';
-import { NETWORK_PRESETS } from './network-presets';
-import { PRESET_DIR, resolveRunConfig } from './resolve';
-import { RUN_KINDS, type NetworkConfig, type RunConfig, type RunKind } from './types';
+import { NETWORK_PRESETS } from '../config/network-presets';
+import { PRESET_DIR, resolveRunConfig } from '../config/resolve';
+import { RUN_KINDS, type NetworkConfig, type RunConfig, type RunKind } from '../config/types';
 
 /** One preset as `ect presets` lists it. */
 export interface PresetSummary {

@@ -58,7 +58,7 @@ function createLock(file: string, holder: LockHolder): boolean {
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err instanceof Error && err.message.startsWith('cannot write ') ? err : writeError(file, err);
+    throw writeError(file, err instanceof Error && err.message.startsWith('cannot write ') ? err.cause : err);  // name the lock, not its temporary file
   } finally {
     fs.rmSync(tmp, { force: true });
   }

@@ -88,6 +88,19 @@ describe('ECT mapping t -> r', () => {
   });
 });
 
+describe('ECT mapping at late stages', () => {
+  it('keeps r below t, so 1/(t - r) stays finite where n / q^(s+1) vanishes next to 1, and leaves earlier stages alone', () => {
+    const cfg = { mapping: 'sigmoid' as const, k: 8, b: 1, nCap: 4, q: 2 };
+    for (const t of [0.002, 0.3, 1, 7.5, 80]) {
+      for (const stage of [52, 53, 60, 200]) {
+        const r = mapTimeToR(t, stage, cfg);
+        assert.ok(r < t && Number.isFinite(timeWeight(t, r, 'inv_dt', 0.5)), `t ${t}, stage ${stage}: r ${r}`);
+      }
+      for (const stage of [0, 3, 8, 25, 40]) assert.equal(mapTimeToR(t, stage, cfg), Math.max(0, t * (1 - mappingN(t, cfg) / 2 ** (stage + 1))));
+    }
+  });
+});
+
 describe('ECT loss metric and weighting', () => {
   it('pseudo-Huber reduces to the L2 norm at c = 0', () => {
     assert.equal(pseudoHuber(9, 0), 3);

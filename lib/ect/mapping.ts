@@ -18,7 +18,10 @@ export function mappingN(t: number, cfg: Pick<EctConfig, 'mapping' | 'k' | 'b' |
   }
 }
 
-/** r = max(0, t (1 - n(t) / q^(s+1))), with the public code's exponent s + 1. */
+/**
+ * r = max(0, t (1 - n(t) / q^(s+1))), with the public code's exponent s + 1; at most t (1 - 2^-52), so t - r > 0 and the
+ * weight 1/(t - r) stays finite at late stages, where n / q^(s+1) vanishes next to 1 in float64 (s >= ~52 for q = 2).
+ */
 export function mapTimeToR(t: number, stage: number, cfg: Pick<EctConfig, 'mapping' | 'k' | 'b' | 'nCap' | 'q'>): number {
-  return Math.max(0, t * (1 - mappingN(t, cfg) / Math.pow(cfg.q, stage + 1)));
+  return Math.max(0, Math.min(t * (1 - mappingN(t, cfg) / Math.pow(cfg.q, stage + 1)), t * (1 - Number.EPSILON)));
 }

@@ -2,6 +2,7 @@
  * End to end: a tiny Fashion-MNIST run is evaluated by `ect eval` and during training; metric columns land in
  * metrics.csv, and `ect eval` of checkpoint N gives exactly the numbers of the run's own evaluation at N.
  */
+import { VALIDATION_SAMPLE_SEED } from '../lib/config/defaults';
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -97,11 +98,11 @@ describe('metrics: ect eval and evaluation during training', () => {
       assert.ok(header.includes(`fd_fmnist_${label}`), header.join(','));
       assert.ok(rows.some((row) => Number(row[`fd_fmnist_${label}`]) > 0), JSON.stringify(rows));
     }
-    // iteration 1 was evaluated with 1 and 2 steps (inRun[0], inRun[1]); its checkpoint is still there
+    // iteration 1 was evaluated with 1 and 2 steps (inRun[0], inRun[1]) on the run's evalSeed, validation latents; its checkpoint is still there
     assert.equal(inRun.length, 4);
     for (const [steps, expected] of [['1', inRun[0]], ['2', inRun[1]]] as const) {
       const metrics = await evalCommand({
-        checkpoint: checkpointPath(path.join(runDir, 'checkpoints'), 1), steps, n: 20, batch: 10, seed: 0, cacheDir, ...QUICK_REFERENCE,
+        checkpoint: checkpointPath(path.join(runDir, 'checkpoints'), 1), steps, n: 20, batch: 10, seed: VALIDATION_SAMPLE_SEED, cacheDir, ...QUICK_REFERENCE,
         append: false, backend: 'wasm', progress: false,
       }, () => {});
       assert.deepEqual(metrics, expected, `ect eval --steps ${steps} of checkpoint 1 against the run's own evaluation at 1`);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { appendTableRow } from '../lib/train/metrics-log';
-import { readSeedScores, seedSummaryTable } from '../lib/results/seed-summary';
+import { readSeedScores, readTeacherScore, seedSummaryMarkdown, seedSummaryTable } from '../lib/results/seed-summary';
 
 describe('seed summary', () => {
   let root: string;
@@ -42,6 +42,12 @@ describe('seed summary', () => {
     assert.equal(row('2step', 'chosen').ratio, 2);
     assert.equal(row('2step', 'last').fd_std, 0);
     assert.equal(row('2step', 'last').fd_per_seed, '4.000 / 4.000');
+    const markdown = seedSummaryMarkdown(seedSummaryTable(scores, { fd: 2, n: 10000, seed: 0 }, { '1step': 3, '2step': 1.5 })).split('\n');
+    assert.equal(markdown.length, 6);
+    assert.match(markdown.find((line) => line.startsWith('| 1step | chosen'))!, /\| 2 \| 6\.000 \/ 8\.000 \| 7 \| 1\.41 \| 2 \| 3\.50 \| 3 \| 4 \| 3 \| false \|/);
+    const teacher = path.join(root, 'teacher.csv');
+    appendTableRow(teacher, { checkpoint: 't', sampler: 'heun', n: 10000, seed: 0, fd_fmnist_heun: 2.5 });
+    assert.deepEqual(readTeacherScore(teacher), { fd: 2.5, n: 10000, seed: 0 });
   });
 
   it('refuses scores on other samples than the teacher\'s, and runs without a selection', () => {

@@ -4,6 +4,8 @@ import { BACKEND_CHOICES } from '../../lib/backend/select';
 import { startBackend } from '../../lib/train/launch';
 import { reconstructPosthocEma, writePosthocEma } from '../../lib/select/posthoc-ema';
 import { selectForRun } from '../../lib/select/run-selection';
+import { readSeedScores, readTeacherScore, seedSummaryMarkdown, seedSummaryTable } from '../../lib/results/seed-summary';
+import { HEADLINE_TARGETS } from '../../lib/results/headline';
 import { VALIDATION_SAMPLE_SEED } from '../../lib/config/defaults';
 import { DEFAULT_SAMPLE_SEED } from '../../lib/sample';
 import { MAX_SIGMA_REL } from '../../lib/config/schema';
@@ -72,5 +74,14 @@ export function registerSelectCommands(program: Command): void {
       console.log(`rule: ${outcome.result.rule}`);
       for (const s of outcome.result.test) console.log(`test ${s.role.padEnd(6)} ${s.candidate.name}, ${s.candidate.steps} step(s)${s.candidate.midT === null ? '' : `, t_mid ${s.candidate.midT}`}: fd ${s.fd.toPrecision(5)}`);
       console.log(`wrote ${outcome.validationTable}, ${outcome.record}, ${outcome.evaluations}`);
+    });
+
+  program.command('seed-summary')
+    .description('a recipe over training seeds: each seed\'s test fd from `ect select` (the choice and the last checkpoint), mean, spread and ratio to the teacher\'s Heun fd, as a markdown table')
+    .requiredOption('--runs <list>', 'the runs of the seeds, comma-separated folders')
+    .requiredOption('--teacher <file>', 'the teacher\'s `ect eval --steps heun --table` CSV on the same test samples (n and seed)')
+    .action((flags: { runs: string; teacher: string }) => {
+      const scores = flags.runs.split(',').flatMap((run) => readSeedScores(run.trim()));
+      console.log(seedSummaryMarkdown(seedSummaryTable(scores, readTeacherScore(flags.teacher), HEADLINE_TARGETS)));
     });
 }

@@ -67,3 +67,20 @@ export function seedSummaryTable(scores: SeedScore[], teacher: { fd: number; n: 
   });
   return aq.from(rows);
 }
+
+/** The teacher's Heun score from an `ect eval --table` CSV of the teacher (its single heun row on the test split). */
+export function readTeacherScore(file: string): { fd: number; n: number; seed: number } {
+  const rows = readEvaluationTable(file).filter((row) => row.sampler === 'heun');
+  if (rows.length !== 1) throw new Error(`${file}: expected one heun row of the teacher's evaluation, found ${rows.length}`);
+  const fdColumn = Object.keys(rows[0]).find((key) => /^(fd_[a-z]+|fid)_heun$/.test(key));
+  if (!fdColumn) throw new Error(`${file}: its heun row has no fd_*_heun or fid_heun column`);
+  return { fd: Number(rows[0][fdColumn]), n: Number(rows[0].n), seed: Number(rows[0].seed) };
+}
+
+/** A summary table as markdown, numbers to 3 significant digits (4 for fds), for READMEs and the command line. */
+export function seedSummaryMarkdown(table: ColumnTable): string {
+  const columns = ['sampler', 'role', 'seeds', 'fd_per_seed', 'fd_mean', 'fd_std', 'teacher_fd', 'ratio', 'ratio_min', 'ratio_max', 'target', 'met'];
+  const cell = (value: unknown) => (typeof value === 'number' ? (Number.isInteger(value) ? String(value) : value.toPrecision(3)) : String(value ?? ''));
+  const rows = (table.objects() as Array<Record<string, unknown>>).map((row) => `| ${columns.map((c) => cell(row[c])).join(' | ')} |`);
+  return [`| ${columns.join(' | ')} |`, `| ${columns.map(() => '---').join(' | ')} |`, ...rows].join('\n');
+}

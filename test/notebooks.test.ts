@@ -155,6 +155,36 @@ describe('notebooks: headless execution with the tslab kernel', function () {
     assert.match(run.stderr, /deliberate failure/);
   });
 
+  it('the committed notebooks show their figures and tables on a viewer that runs nothing and has no network', async () => {
+    // what a notebook viewer does: convert the stored outputs to HTML, no kernel; plotly's CDN is unreachable here
+    const viewerDir = path.join(outDir, 'viewer');
+    fs.mkdirSync(viewerDir);
+    const browser = await launchChromium();
+    try {
+      for (const name of notebooks) {
+        const convert = spawnSync(process.env.ECT_NBCONVERT || 'jupyter-nbconvert', ['--to', 'html', '--output-dir', viewerDir, path.join(notebookDir, name)], { encoding: 'utf8' });
+        assert.equal(convert.status, 0, convert.stderr);
+        const html = path.join(viewerDir, name.replace(/\.ipynb$/, '.html'));
+        const figures = (fs.readFileSync(html, 'utf8').match(/class="ect-plotly-figure"/g) ?? []).length;
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (err) => errors.push(err.message));
+        await page.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
+        await page.goto(`file://${html}`, { waitUntil: 'load', timeout: 60000 });
+        const shown = await page.evaluate(() => ({
+          images: Array.from(document.querySelectorAll('img')).filter((img) => img.naturalWidth > 0).length,
+          tables: document.querySelectorAll('table').length,
+        }));
+        await page.close();
+        assert.deepEqual(errors, [], name);
+        assert.ok(shown.images >= figures, `${name}: ${shown.images} images shown for ${figures} figures`);
+        assert.ok(shown.tables >= 1, `${name}: no table`);
+      }
+    } finally {
+      await browser.close();
+    }
+  });
+
   it('runs every notebook in small mode without a cell error, then draws one in Chromium', async () => {
     const run = spawnSync(process.execPath, [runner, '--html', '--out', outDir], { encoding: 'utf8' });
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);

@@ -86,7 +86,8 @@ describe('notebooks: sources', () => {
 });
 
 describe('notebooks: importing the library under tslab', function () {
-  this.timeout(60000);
+  // each spawns tslab's converter (TypeScript), about a minute for the six notebooks on two busy cores
+  this.timeout(5 * 60 * 1000);
 
   it('tslab rejects TypeScript sources outside the notebook folder (TS6059, rootDir = the kernel cwd)', () => {
     const diagnostics = tslabDiagnostics(notebookDir, "import { notebookMode } from '../lib/env'; notebookMode();");

@@ -3,6 +3,7 @@
  * makes it, the commit that carries it, the machine and backend, and the notebooks that read it in full mode. The
  * notebooks' committed runs, the READMEs and the stamps of the committed notebooks all come from it.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -64,9 +65,28 @@ function filesUnder(root: string, relative: string): string[] {
   return fs.readdirSync(full).sort().flatMap((name) => filesUnder(root, path.posix.join(relative, name)));
 }
 
-/** A digest of folders' contents: sha256 over each file's path and the sha256 of its bytes, in sorted order. */
+/**
+ * The files git tracks under `root` (repository-relative, '/'-separated), or null when `root` is not a git checkout.
+ * A run folder holds more than is committed (checkpoints kept on disk, post-hoc snapshots, locks); a fresh clone has
+ * only what is tracked, so a digest made in one and checked in the other must look at those alone.
+ */
+function trackedFiles(root: string): Set<string> | null {
+  try {
+    const prefix = execFileSync('git', ['rev-parse', '--show-prefix'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const listed = execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 * 2 ** 20 });
+    return new Set(listed.split('\0').filter(Boolean).map((file) => (prefix && file.startsWith(prefix) ? file.slice(prefix.length) : file)));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A digest of folders' contents: sha256 over each file's path and the sha256 of its bytes, in sorted order. In a git
+ * checkout only the files git tracks count (what a clone has); elsewhere every file.
+ */
 export function digestInputs(inputs: string[], root = REPOSITORY_ROOT): { digest: string; files: number } {
-  const files = [...new Set(inputs.flatMap((input) => filesUnder(root, input)))].sort();
+  const tracked = trackedFiles(root);
+  const files = [...new Set(inputs.flatMap((input) => filesUnder(root, input)))].filter((file) => tracked === null || tracked.has(file)).sort();
   const all = createHash('sha256');
   for (const file of files) {
     const bytes = createHash('sha256').update(fs.readFileSync(path.join(root, file))).digest('hex');

@@ -181,14 +181,15 @@ describe('sweep: specs and plans', () => {
     // a sweep trained elsewhere (--out on a cluster) is where ECT_SWEEP_OUT points the notebooks
     assert.equal(notebookSweepOut(paths, 'scaling-long', path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
     assert.equal(notebookSweepOut(paths, 'scaling-long', ''), path.join(paths.runs, 'long'));
-    // the minute-scale scaling study stays committed and finished, beside the new one
-    for (const run of planSweep('scaling', { out: paths.runs }).runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);
+    // the minute-scale scaling study stays committed and finished, in the archive
+    const archive = path.join(paths.runs, 'archive');
+    for (const run of planSweep('scaling', { out: archive }).runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);
     // the minute-scale ablations, no longer a notebook's study, stay committed and finished
-    const ablations = planSweep('ablations', { out: paths.runs });
+    const ablations = planSweep('ablations', { out: archive });
     for (const run of ablations.runs) assert.equal(runStatusOf(run).state, 'finished', `ablations: ${run.flags.out}`);
     assert.deepEqual(ablations.runs.filter((r) => r.kind === 'tune').map((r) => r.name),
       ['baseline', 'mapping-constant', 'weighting-snr_k', 'dropout-0', 'huber-c-0.03', 'from-scratch']);
-    const teacher = path.join(paths.runs, 'demo', 'teacher');
+    const teacher = path.join(archive, 'demo', 'teacher');
     assert.deepEqual(notebookAblationPlan('full', paths, teacher).map((v) => path.relative(paths.runs, v.run.flags.out)),
       notebookRecipePlan(paths).map((v) => path.join('long', 'recipe', v.name)));
   });

@@ -8,3 +8,4 @@ export * from './notebook-runs';
 export * from './headline';
 export * from './recipe';
 export * from './describe';
+export * from './seed-summary';

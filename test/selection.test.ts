@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chooseLowest, runSelection, type Candidate, type ScoringReference, type Scored } from '../lib/select/protocol';
-import { selectForRun } from '../lib/select/run-selection';
+import { chosenTwoStepMidT, selectForRun } from '../lib/select/run-selection';
 import { trainRun } from '../lib/train/launch';
 import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
 import { createRunEvaluator } from '../lib/metrics/evaluate';
@@ -102,6 +102,11 @@ describe('ect select on a run', function () {
     const record = JSON.parse(fs.readFileSync(outcome.record, 'utf8')) as { rule: string; chosen: Record<string, { checkpoint: string }> };
     assert.match(record.rule, /sigma_rel|EMA width/);
     assert.ok(!path.isAbsolute(record.chosen['1step'].checkpoint));
+    // the page exporter's default t_mid: the chosen one for the chosen 2-step checkpoint, none for another checkpoint
+    const chosen2 = outcome.result.chosen['2step']!.candidate;
+    assert.equal(chosenTwoStepMidT(chosen2.checkpoint), chosen2.midT);
+    const other = [outcome.posthocCheckpoints[0], (await import('../lib/train/run')).resolveCheckpointFile(out)].find((file) => path.resolve(file) !== path.resolve(chosen2.checkpoint))!;
+    assert.equal(chosenTwoStepMidT(other), null);
     // the reconstructed EMA is a checkpoint like any other
     const posthoc = await loadRunModel(outcome.posthocCheckpoints[0]);
     assert.equal(posthoc.iteration, 6);

@@ -14,7 +14,7 @@ export async function exportWebCommand(flags: ExportWebFlags, log: (line: string
   const site = await exportWebSite({ checkpoint: flags.checkpoint, out: flags.out, dtype: flags.dtype, midT: flags.midT === undefined ? undefined : [flags.midT] });
   const { manifest } = site;
   log(`wrote ${flags.out}: ${site.files.join(', ')}`);
-  log(`the page's 2-step t_mid starts at ${manifest.midT.join(' ') || '(none: a 1-step model)'} (${flags.midT === undefined ? 'the run\'s ect.midT' : '--mid-t'})`);
+  log(`the page's 2-step t_mid starts at ${manifest.midT.join(' ') || '(none: a 1-step model)'} (${flags.midT === undefined ? 'chosen by `ect select`, else the run\'s ect.midT' : '--mid-t'})`);
   log(`model: ${manifest.source.run} iteration ${manifest.source.iteration}; weights ${manifest.weights.dtype}, ${(site.weightsBytes / 1024).toFixed(0)} KiB; script ${(site.bundleBytes / 1024).toFixed(0)} KiB`);
   const error = manifest.halfPrecisionError;
   if (error) log(`float16 weights: max |pixel difference| against float32 ${error.maxAbs.toExponential(2)} (mean ${error.meanAbs.toExponential(2)}) over ${error.images} 1-step images in [-1, 1]`);
@@ -30,6 +30,6 @@ export function registerExportWebCommand(program: Command): void {
     .option('-o, --out <dir>', 'the site folder: index.html, ect-web.js, model.json, weights.bin, the wasm binaries', WEB_SITE_DIR)
     .addOption(new Option('--dtype <type>', 'weight precision in the site (float16: half the bytes; its pixel error is measured and shown)').choices([...WEB_WEIGHT_DTYPES]).default('float32'))
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend of this export (the float16 error is measured on it)').choices([...BACKEND_CHOICES]))
-    .option('--mid-t <t>', 'the page\'s default 2-step intermediate time (default: the run\'s chosen one, its config\'s ect.midT)', positiveNumber('--mid-t'))
+    .option('--mid-t <t>', 'the page\'s default 2-step intermediate time (default: the t_mid `ect select` chose for this checkpoint on validation, else the run\'s ect.midT)', positiveNumber('--mid-t'))
     .action(async (flags: ExportWebFlags) => { await exportWebCommand(flags); });
 }

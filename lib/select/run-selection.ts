@@ -161,3 +161,27 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
   }, null, 2)}\n`);
   return { validationTable, record, evaluations };
 }
+
+/**
+ * The t_mid that `ect select` chose for 2-step sampling of this checkpoint, or null: the run's selection record
+ * (selection/selection.json beside the checkpoints/ or posthoc-ema/ folder the file is in) must have chosen this
+ * very checkpoint for 2 steps. A t_mid chosen for another EMA is not this checkpoint's.
+ */
+export function chosenTwoStepMidT(checkpoint: string): number | null {
+  const file = path.resolve(checkpoint);
+  for (const runDir of [path.dirname(file), path.dirname(path.dirname(file))]) {
+    const record = path.join(runDir, SELECTION_DIR, 'selection.json');
+    if (!fs.existsSync(record)) continue;
+    let parsed: { chosen?: { '2step'?: { checkpoint?: string; mid_t?: number | string } | null } };
+    try {
+      parsed = JSON.parse(fs.readFileSync(record, 'utf8'));
+    } catch (err) {
+      throw new Error(`${record}: not valid JSON (${(err as Error).message})`);
+    }
+    const chosen = parsed.chosen?.['2step'];
+    if (!chosen?.checkpoint || path.resolve(runDir, chosen.checkpoint) !== file) return null;
+    const midT = Number(chosen.mid_t);
+    return Number.isFinite(midT) && midT > 0 ? midT : null;
+  }
+  return null;
+}

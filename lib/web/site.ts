@@ -15,12 +15,20 @@ import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
 import { WEB_MODEL_FORMAT, WEB_MODEL_VERSION, webModel, type HalfPrecisionError, type WebModelManifest } from './model';
 import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from './template';
 import { packWeights, type HostTensor, type WebWeightDtype } from './weights';
+import { chosenTwoStepMidT } from '../select/run-selection';
 
 /**
- * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: the Fashion-MNIST headline ECT run,
- * the shipped fmnist-edm-base teacher tuned with the fmnist-ect-base recipe (its final checkpoint, EMA weights alone).
+ * The model the prebuilt site (`npm run build:web`) exports when no checkpoint is given: the Fashion-MNIST headline, the
+ * shipped teacher tuned with fmnist-ect-annealed (seed 0), with the post-hoc EMA that `ect select` chose for 2 steps on
+ * validation; the page starts at the t_mid chosen with it.
  */
-export const SHIPPED_WEB_CHECKPOINT = 'results/long/headline/fmnist-ect-base';
+export const SHIPPED_WEB_CHECKPOINT = 'results/long/annealed/seed0/posthoc-ema/sigma-0.1500-iter-000002500.ckpt';
+
+/** The 2-step t_mid a selection chose for this checkpoint as a one-element list, or undefined. */
+function chosenMidT(checkpoint: string): number[] | undefined {
+  const midT = chosenTwoStepMidT(checkpoint);
+  return midT === null ? undefined : [midT];
+}
 /** Where `npm run build:web` writes the site and `npm run web` serves it from (gitignored). */
 export const WEB_SITE_DIR = path.join('build', 'web');
 
@@ -42,7 +50,7 @@ export interface ExportWebOptions {
   checkpoint: string;            // a checkpoint file or run folder (its newest checkpoint); the EMA weights are exported
   out: string;                   // the site's folder (created; its files are overwritten)
   dtype?: WebWeightDtype;        // float32 (default) or float16
-  midT?: number[];               // the page's default 2-step t_mid (default: the run's chosen one, its config's ect.midT)
+  midT?: number[];               // the page's default 2-step t_mid (default: the one `ect select` chose for this checkpoint, else its config's ect.midT)
 }
 
 /** What an export wrote. */
@@ -120,7 +128,7 @@ export async function exportWebSite(options: ExportWebOptions): Promise<Exported
     const { config } = model;
     manifest = {
       format: WEB_MODEL_FORMAT, version: WEB_MODEL_VERSION,
-      net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: options.midT ?? config.ect.midT,
+      net: config.net, edm: config.edm, samplePrecond: config.ect.samplePrecond, midT: options.midT ?? chosenMidT(model.checkpoint) ?? config.ect.midT,
       classNames: config.net.labelDim > 0 ? [...(CLASS_NAMES[config.data.name] ?? [])].slice(0, config.net.labelDim) : [],
       source: {
         run: repositoryRelativePath(model.runDir), checkpoint: path.basename(model.checkpoint),

@@ -3,6 +3,7 @@
  * content or the new one: whole files through a temporary file and a rename, appended lines whole or not at all.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** What went wrong, in words, for the usual errors of a write. */
 const WRITE_PROBLEMS: Record<string, string> = {
@@ -82,4 +83,21 @@ export function appendWhole(file: string, text: string): void {
       fs.closeSync(fd);
     }
   });
+}
+
+/**
+ * Throws writeError(file, ...) unless `file` can be written now: it is writable when it exists, else its folder
+ * exists and is writable. For commands that check their outputs before long work rather than after it.
+ */
+export function assertWritable(file: string): void {
+  try {
+    if (fs.existsSync(file)) {
+      if (fs.statSync(file).isDirectory()) throw Object.assign(new Error('it is a folder'), { code: 'EISDIR' });
+      fs.accessSync(file, fs.constants.W_OK);
+    } else {
+      fs.accessSync(path.dirname(file), fs.constants.W_OK);
+    }
+  } catch (err) {
+    throw writeError(file, err);
+  }
 }

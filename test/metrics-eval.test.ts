@@ -16,6 +16,7 @@ import { launchRun } from '../lib/train/launch';
 import { checkpointPath } from '../lib/train/checkpoint';
 import { Trainer } from '../lib/train/trainer';
 import { readMetrics } from '../lib/train/metrics-log';
+import { LOCK_FILE } from '../lib/train/run-folder';
 import { TINY_NET, requireSystemPart, tinyRunConfig, tinyRunSpec } from './helpers';
 import { initBackend } from '../lib/backend/select';
 
@@ -132,5 +133,34 @@ describe('metrics: ect eval and evaluation during training', () => {
       assert.ok(Number(row.seconds) > 0);
     }
     assert.equal(Number(rows[1].fd_fmnist_2step), Number(other.fd_fmnist_2step.toPrecision(7)));
+  });
+
+  it('refuses before the work to append to a run another process holds, or to a --table it cannot write; holds the lock while appending', async () => {
+    const runDir = path.join(dir, 'run');   // the first test's run
+    const metricsFile = path.join(runDir, 'metrics.csv');
+    const lockFile = path.join(runDir, LOCK_FILE);
+    const base = { checkpoint: runDir, steps: '1', n: 20, batch: 20, seed: 0, cacheDir, ...QUICK_REFERENCE, backend: 'wasm', progress: false };
+    const before = fs.readFileSync(metricsFile, 'utf8');
+    const rowsBefore = readMetrics(metricsFile).rows.length;
+    const lines: string[] = [];
+    // a live process of this machine (the one that started mocha) holds the run, as a training run would
+    fs.writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, host: os.hostname(), started: new Date().toISOString(), command: 'ect tune --out run' }));
+    try {
+      await assert.rejects(evalCommand({ ...base, append: true }, (line) => lines.push(line)),
+        new RegExp(`cannot append to ${metricsFile}: ${runDir} is in use by pid ${process.ppid} .*ect tune --out run.*--no-append`));
+    } finally {
+      fs.rmSync(lockFile);
+    }
+    const missing = path.join(dir, 'no-such-folder', 'evaluations.csv');
+    await assert.rejects(evalCommand({ ...base, append: false, table: missing }, (line) => lines.push(line)),
+      new RegExp(`cannot write ${missing}: its folder does not exist`));
+    assert.ok(!lines.some((line) => line.startsWith('evaluating')), `refused after the work: ${lines.join('\n')}`);
+    assert.equal(fs.readFileSync(metricsFile, 'utf8'), before);
+    // appending: the lock is this process's during the work and released after it
+    let holder: unknown;
+    await evalCommand({ ...base, append: true }, (line) => { if (line.startsWith('evaluating')) holder = JSON.parse(fs.readFileSync(lockFile, 'utf8')).pid; });
+    assert.equal(holder, process.pid);
+    assert.ok(!fs.existsSync(lockFile));
+    assert.equal(readMetrics(metricsFile).rows.length, rowsBefore + 1);
   });
 });

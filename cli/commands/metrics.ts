@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
+import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../../lib/backend/select';
 import { loadDataset, SPLITS, type Split } from '../../lib/data';
 import { createRunEvaluator } from '../../lib/metrics/evaluate';
 import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
@@ -14,9 +14,11 @@ import {
   trainClassifier,
 } from '../../lib/metrics/fmnist-classifier';
 import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
-import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
+import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel, type SampleSteps } from '../../lib/sample';
 import { appendMetricsRow, appendTableRow } from '../../lib/train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR, type LoadedModel } from '../../lib/train/run';
+import { acquireRunLock, runLockHolder, type RunLock } from '../../lib/train/run-folder';
+import { assertWritable } from '../../lib/write-file';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { DEFAULT_SCORE_SPLIT } from './score';
 
@@ -121,55 +123,88 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     if (flags.midT !== undefined && flags.append && midT.join() !== runMidT.join()) {
       throw new Error(`--mid-t ${midT.join(' ')}: the run's ${samplerLabel(steps)} columns in metrics.csv are for its own ect.midT (${runMidT.join(' ') || 'none'}); add --no-append (and --table <file> to keep the numbers)`);
     }
-    let reason = '';
-    const evaluator = await createRunEvaluator(model.config, {
-      inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit, referenceLimit: flags.referenceLimit,
-      referenceFile: flags.ref, batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
-    });
-    if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
+    // outputs are checked before the work (minutes to hours), not after it
+    if (flags.table) assertWritable(flags.table);
+    const shipped = path.relative(SHIPPED_TEACHERS_DIR, model.runDir);
+    const isShipped = !shipped.startsWith('..') && !path.isAbsolute(shipped);
+    const metricsFile = flags.append && !isShipped ? path.join(model.runDir, 'metrics.csv') : undefined;
+    if (metricsFile) assertWritable(metricsFile);
+    const lock = metricsFile ? lockRunForAppend(model.runDir, metricsFile, `ect eval --checkpoint ${flags.checkpoint}`, log) : undefined;
     try {
-      log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}${steps === 2 ? ` (t_mid ${midT.join(' ')})` : ''}, ` +
-        `features ${evaluator.featureNetwork.name}, against ${flags.ref ? `${evaluator.reference.key.dataset} ${evaluator.reference.key.split} (${flags.ref})` : `the ${flags.referenceSplit} split`}`);
-      const started = Date.now();
-      const bar = flags.progress && process.stderr.isTTY
-        ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
-        : null;
-      bar?.start(flags.n, 0);
-      let metrics: Record<string, number>;
-      try {
-        const edm = { ...model.config.edm, heunSteps: flags.heunSteps ?? model.config.edm.heunSteps };
-        metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT, edm }, steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
-      } finally {
-        bar?.stop();
-      }
-      const seconds = (Date.now() - started) / 1000;
-      for (const [column, value] of Object.entries(metrics)) log(`${column.padEnd(28)} ${value.toPrecision(6)}`);
-      log(`${'seconds'.padEnd(28)} ${seconds.toFixed(1)} (generation, features and distances on ${backend.name})`);
-      if (flags.table) {
-        appendTableRow(flags.table, {
-          checkpoint: path.relative(process.cwd(), model.checkpoint).split(path.sep).join('/'), iter: model.iteration,
-          kimg: (model.iteration * model.config.batch) / 1000, sampler: label, mid_t: steps === 2 ? midT.join(' ') : '', n: flags.n, seed: flags.seed,
-          reference: flags.ref ? `${evaluator.reference.key.dataset}-${evaluator.reference.key.split}-file` : `${model.config.data.name}-${flags.referenceSplit}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
-          features: evaluator.featureNetwork.name, backend: backend.name, seconds: Number(seconds.toFixed(1)), ...metrics,
-        });
-        log(`appended to ${flags.table}`);
-      }
-      const shipped = path.relative(SHIPPED_TEACHERS_DIR, model.runDir);
-      if (flags.append && !shipped.startsWith('..') && !path.isAbsolute(shipped)) {
-        log(`not appended: ${model.runDir} is a shipped teacher, whose metrics.csv is its training record (--table <file> keeps the numbers)`);
-      } else if (flags.append) {
-        const file = path.join(model.runDir, 'metrics.csv');
-        appendMetricsRow(file, { iter: model.iteration, kimg: (model.iteration * model.config.batch) / 1000, ...metrics });
-        const split = flags.ref ? evaluator.reference.key.split : flags.referenceSplit;
-        log(`appended to ${file}` + (split === model.config.evalSplit ? ''
-          : ` (against the ${split} split, while the run's own evaluations there are against its evalSplit, ${model.config.evalSplit}: compare rows of one split only)`));
-      }
-      return metrics;
+      return await evaluateAndRecord(flags, model, { steps, label, midT, backend, metricsFile }, log);
     } finally {
-      evaluator.dispose();
+      lock?.release();
     }
   } finally {
     disposeModel(model);
+  }
+}
+
+/**
+ * Locks a run folder for appending to its metrics.csv (`file`), or says which process writes it now: a training
+ * run appends its own rows there.
+ */
+function lockRunForAppend(runDir: string, file: string, command: string, log: (line: string) => void): RunLock {
+  const holder = runLockHolder(runDir);
+  if (holder) {
+    throw new Error(`cannot append to ${file}: ${runDir} is in use by pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.started}). ` +
+      'Add --no-append (and --table <file> to keep the numbers), or wait for that process to finish');
+  }
+  return acquireRunLock(runDir, command, log);
+}
+
+interface EvalPlan {
+  steps: SampleSteps; label: string; midT: number[]; backend: BackendInfo; metricsFile?: string;   // metricsFile: the run's, when appending
+}
+
+/** Evaluates the loaded model, prints the metrics and appends them to --table and `plan.metricsFile`. */
+async function evaluateAndRecord(flags: EvalFlags, model: LoadedModel, plan: EvalPlan, log: (line: string) => void): Promise<Record<string, number>> {
+  const { steps, label, midT, backend } = plan;
+  let reason = '';
+  const evaluator = await createRunEvaluator(model.config, {
+    inceptionDir: flags.inception, classifierDir: flags.classifier, cacheDir: flags.cacheDir, referenceSplit: flags.referenceSplit, referenceLimit: flags.referenceLimit,
+    referenceFile: flags.ref, batch: flags.batch, onInfo: log, onUnavailable: (why) => (reason = why),
+  });
+  if (!evaluator) throw new Error(`cannot evaluate ${model.checkpoint}: ${reason}`);
+  try {
+    log(`evaluating ${model.checkpoint} (iteration ${model.iteration}): ${flags.n} images, sampler ${label}${steps === 2 ? ` (t_mid ${midT.join(' ')})` : ''}, ` +
+      `features ${evaluator.featureNetwork.name}, against ${flags.ref ? `${evaluator.reference.key.dataset} ${evaluator.reference.key.split} (${flags.ref})` : `the ${flags.referenceSplit} split`}`);
+    const started = Date.now();
+    const bar = flags.progress && process.stderr.isTTY
+      ? new SingleBar({ format: 'generating {bar} {value}/{total} images | ETA {eta_formatted}', hideCursor: true, stream: process.stderr })
+      : null;
+    bar?.start(flags.n, 0);
+    let metrics: Record<string, number>;
+    try {
+      const edm = { ...model.config.edm, heunSteps: flags.heunSteps ?? model.config.edm.heunSteps };
+      metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT, edm }, steps, { n: flags.n, seed: flags.seed, onProgress: (done) => bar?.update(done) });
+    } finally {
+      bar?.stop();
+    }
+    const seconds = (Date.now() - started) / 1000;
+    for (const [column, value] of Object.entries(metrics)) log(`${column.padEnd(28)} ${value.toPrecision(6)}`);
+    log(`${'seconds'.padEnd(28)} ${seconds.toFixed(1)} (generation, features and distances on ${backend.name})`);
+    if (flags.table) {
+      appendTableRow(flags.table, {
+        checkpoint: path.relative(process.cwd(), model.checkpoint).split(path.sep).join('/'), iter: model.iteration,
+        kimg: (model.iteration * model.config.batch) / 1000, sampler: label, mid_t: steps === 2 ? midT.join(' ') : '', n: flags.n, seed: flags.seed,
+        reference: flags.ref ? `${evaluator.reference.key.dataset}-${evaluator.reference.key.split}-file` : `${model.config.data.name}-${flags.referenceSplit}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
+        features: evaluator.featureNetwork.name, backend: backend.name, seconds: Number(seconds.toFixed(1)), ...metrics,
+      });
+      log(`appended to ${flags.table}`);
+    }
+    if (flags.append && !plan.metricsFile) {
+      log(`not appended: ${model.runDir} is a shipped teacher, whose metrics.csv is its training record (--table <file> keeps the numbers)`);
+    } else if (plan.metricsFile) {
+      const file = plan.metricsFile;
+      appendMetricsRow(file, { iter: model.iteration, kimg: (model.iteration * model.config.batch) / 1000, ...metrics });
+      const split = flags.ref ? evaluator.reference.key.split : flags.referenceSplit;
+      log(`appended to ${file}` + (split === model.config.evalSplit ? ''
+        : ` (against the ${split} split, while the run's own evaluations there are against its evalSplit, ${model.config.evalSplit}: compare rows of one split only)`));
+    }
+    return metrics;
+  } finally {
+    evaluator.dispose();
   }
 }
 

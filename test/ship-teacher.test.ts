@@ -203,6 +203,23 @@ describe('ect ship-teacher', function () {
     assert.match(resumed.out, /holds the EMA weights alone .* training cannot resume from it; start a new run from these weights with --init/);
   });
 
+  it('ect trim-checkpoint refuses to trim an unfinished run in place, naming it; --out writes the trimmed copy elsewhere', async () => {
+    const copy = path.join(root, 'runs', 'unfinished');
+    fs.cpSync(runDir, copy, { recursive: true });
+    const configFile = path.join(copy, 'config.json');
+    const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    fs.writeFileSync(configFile, JSON.stringify({ ...config, iters: config.iters * 2 }));  // the run now has iterations to go
+    const newest = latestCheckpoint(path.join(copy, 'checkpoints'))!;
+    const before = fs.readFileSync(newest);
+    await assert.rejects(trimCheckpointCommand({ checkpoint: copy }, () => {}),
+      (err: Error) => err.message.startsWith(`${copy}: the run is not finished`) && /Finish the run first .*--resume.*, or write the trimmed copy elsewhere with --out/.test(err.message));
+    assert.ok(fs.readFileSync(newest).equals(before), 'the checkpoint is left whole');
+    const out = path.join(root, 'unfinished-ema.ckpt');
+    assert.equal(await trimCheckpointCommand({ checkpoint: copy, out }, () => {}), out);
+    assert.ok(fs.statSync(out).size < before.length);
+    assert.ok(fs.readFileSync(newest).equals(before));
+  });
+
   it('refuses a checkpoint with neither weights group, naming the file', async () => {
     const file = path.join(root, 'broken', 'checkpoints', 'ckpt-000000001.ckpt');
     const source = loadCheckpoint(path.join(shipped, record.checkpoint));

@@ -4,9 +4,9 @@ import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, initBackend } from '../../lib/backend/select';
-import { startBackend } from '../../lib/train/launch';
+import { runStatus, startBackend } from '../../lib/train/launch';
 import { writeEmaOnlyCheckpoint } from '../../lib/train/checkpoint';
-import { resolveCheckpointFile, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
+import { CHECKPOINT_DIR, resolveCheckpointFile, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
 import { DEFAULT_TEACHER_CHECK_N, DEFAULT_TEACHER_EVAL_N, shipTeacher, TEACHER_FILE, type ShippedTeacher } from '../../lib/train/ship';
 import { positiveInteger } from '../options';
 
@@ -96,6 +96,7 @@ export function registerShipTeacherCommand(program: Command): void {
 export async function trimCheckpointCommand(flags: { checkpoint: string; out?: string }, log: (line: string) => void = console.log): Promise<string> {
   await initBackend('cpu');  // the tensors are only read and written again
   const source = resolveCheckpointFile(flags.checkpoint);
+  if (flags.out === undefined) refuseUnfinishedRun(source);
   const target = flags.out ?? source;
   const before = fs.statSync(source).size;
   const temporary = `${target}.tmp-${process.pid}`;
@@ -106,11 +107,27 @@ export async function trimCheckpointCommand(flags: { checkpoint: string; out?: s
   return target;
 }
 
+/**
+ * Refuses to trim a checkpoint of an unfinished run in place: --resume needs the optimizer state and the
+ * data order the trimmed file drops.
+ */
+function refuseUnfinishedRun(checkpoint: string): void {
+  const checkpointsDir = path.dirname(checkpoint);
+  if (path.basename(checkpointsDir) !== CHECKPOINT_DIR) return;  // a loose file: no run to resume
+  const runDir = path.dirname(checkpointsDir);
+  if (!fs.existsSync(path.join(runDir, 'config.json'))) return;
+  const status = runStatus(runDir);
+  if (status.state === 'finished') return;
+  throw new Error(`${runDir}: the run is not finished (its newest checkpoint is at iteration ${status.iteration}), ` +
+    `and trimming ${checkpoint} in place would leave --resume nothing to continue from. ` +
+    `Finish the run first (--resume --out ${runDir}), or write the trimmed copy elsewhere with --out <file>`);
+}
+
 /** Adds `trim-checkpoint` to the `ect` program. */
 export function registerTrimCheckpointCommand(program: Command): void {
   program.command('trim-checkpoint')
     .description('keep only the EMA weights of a checkpoint (a quarter of the size; for committing a finished run): it still samples, evaluates, exports and starts tuning, but cannot resume training')
     .requiredOption('--checkpoint <path>', 'checkpoint file, or a run directory (its newest checkpoint)')
-    .option('-o, --out <file>', 'write here instead of replacing the checkpoint')
+    .option('-o, --out <file>', 'write here instead of replacing the checkpoint (needed for a run that is not finished: in place, --resume could not continue it)')
     .action(async (flags: { checkpoint: string; out?: string }) => { await trimCheckpointCommand(flags); });
 }

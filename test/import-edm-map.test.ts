@@ -355,6 +355,33 @@ describe('import: EDM pickles written by PyTorch, into our UNet', function () {
       /ECT tunes with EDM's preconditioning/);
   });
 
+  it('refuses NaN and infinite weights, naming the tensor and the file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-edm-nan-'));
+    const cfg = tinyRunConfig('pretrain', { net: CONDITIONAL_NET as never });
+    const net = new UNet(cfg.net, 7);
+    try {
+      for (const bad of [NaN, Infinity]) {
+        const weights = new Map<string, tf.Tensor>(net.params);
+        const [name, param] = [...net.params][3];
+        const values = (param.dataSync() as Float32Array).slice();
+        values[1] = bad;
+        values[2] = bad;
+        weights.set(name, tf.tensor(values, param.shape));
+        const file = path.join(dir, `net-${bad}.safetensors`);
+        fs.writeFileSync(file, encodeEdmSafetensors(net, weights, cfg));
+        weights.get(name)!.dispose();
+        const edmName = 'model.' + edmTensorMap(cfg.net, net.paramShapes()).find((m) => m.ours === name)!.edm;
+        assert.throws(() => importEdmFile(file), (err: Error) => {
+          assert.ok(err.message.startsWith(`\`${file}\`: tensor ${edmName} holds 2 NaN or infinite values of ${values.length} (the first: ${bad})`), err.message);
+          return true;
+        });
+      }
+    } finally {
+      net.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses mixed settings and other network classes, naming them and what is supported', () => {
     assert.throws(() => importEdmPickle(fixture('mixed-settings.pkl')), (err: Error) => {
       assert.match(err.message, /mixed-settings\.pkl`: has settings our DDPM\+\+ UNet does not compute/);

@@ -8,6 +8,7 @@ import type { EdmConfig, NetworkArch, NetworkConfig } from '../config/types';
 import { ARCH_SETTINGS } from '../nn/architecture';
 import { validateNetworkConfig } from '../config/schema';
 import { UNet } from '../nn/unet';
+import { countNonFinite } from '../train/checkpoint';
 import { groupCount } from '../nn/layers';
 import {
   PersistentObject, edmNetwork, moduleAttributes, moduleClassName, moduleStateDict, moduleTree, readEdmPickle, submodule,
@@ -61,11 +62,21 @@ function numberAttribute(module: PickledModule, key: string, source: string): nu
   return number;
 }
 
-/** Float weights as float32 (float16 and bfloat16 exactly; float64 rounded to nearest). */
+/**
+ * Float weights as float32 (float16 and bfloat16 exactly; float64 rounded to nearest), all finite: a NaN or
+ * infinite weight would make the network sample only NaN. `name` is relative to the SongUNet.
+ */
 function floatValues(values: TensorValues, name: string, source: string): Float32Array {
-  if (values instanceof Float32Array) return values;
-  if (values instanceof Float64Array) return Float32Array.from(values);
-  throw new EdmMappingError(source, `${name} holds ${values.constructor.name} values, not floats`);
+  if (!(values instanceof Float32Array) && !(values instanceof Float64Array)) {
+    throw new EdmMappingError(source, `${name} holds ${values.constructor.name} values, not floats`);
+  }
+  const floats = values instanceof Float32Array ? values : Float32Array.from(values);
+  const { count, first } = countNonFinite(floats);
+  if (count > 0) {
+    throw new EdmMappingError(source, `tensor ${EDM_MODEL_PREFIX}${name} holds ${count} NaN or infinite value${count > 1 ? 's' : ''} of ${floats.length} (the first: ${first}); ` +
+      'a network with such weights samples only NaN (a diverged training run, or an edited file): import an earlier snapshot');
+  }
+  return floats;
 }
 
 /** True when a resample_filter buffer holds the setting's filter, exactly. */

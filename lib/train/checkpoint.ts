@@ -254,7 +254,7 @@ export function loadCheckpoint(file: string): Checkpoint {
 }
 
 /** How many entries of a float32 array are NaN or infinite, and the first such value. */
-function countNonFinite(values: ArrayLike<number>): { count: number; first: number } {
+export function countNonFinite(values: ArrayLike<number>): { count: number; first: number } {
   let count = 0;
   let first = 0;
   for (let i = 0; i < values.length; i++) {

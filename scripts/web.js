@@ -40,7 +40,7 @@ function build() {
   const checkpoint = valueOf('--checkpoint') ?? SHIPPED_WEB_CHECKPOINT;
   const dtype = valueOf('--dtype');
   const run = spawnSync(process.execPath, [
-    path.join(root, 'bin', 'ect.js'), 'export-web', '--checkpoint', checkpoint, '--out', WEB_SITE_DIR,
+    path.join(root, 'bin', 'ect.js'), 'export-web', '--checkpoint', checkpoint, '--out', WEB_SITE_DIR, '--force',  // build/web is rebuilt
     ...(dtype ? ['--dtype', dtype] : []),
   ], { cwd: root, stdio: 'inherit' });
   if (run.status !== 0) fail(`ect export-web --checkpoint ${checkpoint} failed`);

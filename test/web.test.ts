@@ -92,6 +92,31 @@ describe('web: the page bundle', () => {
   });
 });
 
+describe('web: the site folder', () => {
+  before(async () => { await useTestBackend(); });
+
+  it('refuses, before the work, a folder that is not empty unless --force, and an output that is a file', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-web-out-'));
+    try {
+      const out = path.join(dir, 'site');
+      fs.mkdirSync(out);
+      fs.writeFileSync(path.join(out, 'index.html'), 'my own page');
+      await assert.rejects(exportWebSite({ checkpoint: path.join(dir, 'no-such-run'), out }),
+        new RegExp(`^Error: ${out}: the folder is not empty \\(index\\.html\\); the export would overwrite its index\\.html and the rest\\. Choose another --out, or add --force`));
+      assert.equal(fs.readFileSync(path.join(out, 'index.html'), 'utf8'), 'my own page');
+      const file = path.join(dir, 'a-file');
+      fs.writeFileSync(file, '');
+      await assert.rejects(exportWebSite({ checkpoint: CHECKPOINT, out: file }), new RegExp(`${file}: exists and is not a folder`));
+      const site = await exportWebSite({ checkpoint: CHECKPOINT, out, force: true });
+      assert.ok(site.files.every((name) => fs.existsSync(path.join(out, name))));
+      assert.notEqual(fs.readFileSync(path.join(out, 'index.html'), 'utf8'), 'my own page');
+      await exportWebSite({ checkpoint: CHECKPOINT, out: path.join(dir, 'empty') });  // a new folder needs no --force
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('web: the page in headless Chromium', function () {
   this.timeout(600000);
   let dir: string;

@@ -6,12 +6,12 @@ import { exportWebSite, WEB_SITE_DIR } from '../../lib/web/site';
 import { WEB_WEIGHT_DTYPES, type WebWeightDtype } from '../../lib/web/weights';
 import { positiveNumber } from '../options';
 
-interface ExportWebFlags { checkpoint: string; out: string; dtype: WebWeightDtype; backend?: string; midT?: number }
+interface ExportWebFlags { checkpoint: string; out: string; dtype: WebWeightDtype; backend?: string; midT?: number; force?: boolean }
 
 /** Writes the site and says what it holds and how to open it. */
 export async function exportWebCommand(flags: ExportWebFlags, log: (line: string) => void = console.log): Promise<string> {
   await startBackend(flags.backend, log);
-  const site = await exportWebSite({ checkpoint: flags.checkpoint, out: flags.out, dtype: flags.dtype, midT: flags.midT === undefined ? undefined : [flags.midT] });
+  const site = await exportWebSite({ checkpoint: flags.checkpoint, out: flags.out, dtype: flags.dtype, midT: flags.midT === undefined ? undefined : [flags.midT], force: flags.force });
   const { manifest } = site;
   log(`wrote ${flags.out}: ${site.files.join(', ')}`);
   log(`the page's 2-step t_mid starts at ${manifest.midT.join(' ') || '(none: a 1-step model)'} (${flags.midT === undefined ? 'chosen by `ect select`, else the run\'s ect.midT' : '--mid-t'})`);
@@ -31,5 +31,6 @@ export function registerExportWebCommand(program: Command): void {
     .addOption(new Option('--dtype <type>', 'weight precision in the site (float16: half the bytes; its pixel error is measured and shown)').choices([...WEB_WEIGHT_DTYPES]).default('float32'))
     .addOption(new Option('--backend <name>', 'TensorFlow.js backend of this export (the float16 error is measured on it)').choices([...BACKEND_CHOICES]))
     .option('--mid-t <t>', 'the page\'s default 2-step intermediate time (default: the t_mid `ect select` chose for this checkpoint on validation, else the run\'s ect.midT)', positiveNumber('--mid-t'))
+    .option('--force', 'write into an existing folder that is not empty, replacing the site\'s files there')
     .action(async (flags: ExportWebFlags) => { await exportWebCommand(flags); });
 }

@@ -11,6 +11,7 @@ import { FASHION_MNIST_CLASS_NAMES } from '../data/idx';
 import { SYNTHETIC_CLASS_NAMES } from '../data/synthetic';
 import { generateImages, type SamplerModel } from '../sample';
 import { repositoryRelativePath } from '../env';
+import { namingFile, writeFileNamed } from '../write-file';
 import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
 import { WEB_MODEL_FORMAT, WEB_MODEL_VERSION, webModel, type HalfPrecisionError, type WebModelManifest } from './model';
 import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from './template';
@@ -48,7 +49,8 @@ const CLASS_NAMES: Record<DatasetName, readonly string[]> = {
 
 export interface ExportWebOptions {
   checkpoint: string;            // a checkpoint file or run folder (its newest checkpoint); the EMA weights are exported
-  out: string;                   // the site's folder (created; its files are overwritten)
+  out: string;                   // the site's folder: new or empty, unless force
+  force?: boolean;               // write into an existing non-empty folder, replacing the site's files there
   dtype?: WebWeightDtype;        // float32 (default) or float16
   midT?: number[];               // the page's default 2-step t_mid (default: the one `ect select` chose for this checkpoint, else its config's ect.midT)
 }
@@ -116,9 +118,25 @@ function halfPrecisionError(full: SamplerModel, manifest: WebModelManifest, byte
   }
 }
 
+/**
+ * Refuses a site folder that is a file, or that holds files unless `force`: an export replaces its index.html and
+ * the rest. Checked before the work.
+ */
+function checkSiteFolder(dir: string, force: boolean): void {
+  if (!fs.existsSync(dir)) return;
+  if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir}: exists and is not a folder; choose another --out for the site`);
+  const entries = fs.readdirSync(dir);
+  if (entries.length === 0 || force) return;
+  const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, and ${entries.length - 3} more` : '');
+  throw new Error(`${dir}: the folder is not empty (${shown}); the export would overwrite its ${PAGE_FILE} and the rest. ` +
+    'Choose another --out, or add --force to replace them');
+}
+
 /** Writes the generator site of a checkpoint (needs a TensorFlow.js backend: the float16 error is measured here). */
 export async function exportWebSite(options: ExportWebOptions): Promise<ExportedSite> {
   const dtype = options.dtype ?? 'float32';
+  const dir = path.resolve(options.out);
+  checkSiteFolder(dir, options.force ?? false);
   const model = await loadRunModel(options.checkpoint);
   let manifest: WebModelManifest;
   let bytes: Uint8Array;
@@ -142,14 +160,13 @@ export async function exportWebSite(options: ExportWebOptions): Promise<Exported
     disposeModel(model);
   }
   const bundle = await bundleWebPage();
-  const dir = path.resolve(options.out);
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, MODEL_FILE), JSON.stringify(manifest, null, 1) + '\n');
-  fs.writeFileSync(path.join(dir, WEIGHTS_FILE), bytes);
-  fs.writeFileSync(path.join(dir, SCRIPT_FILE), bundle.code);
+  namingFile(dir, () => fs.mkdirSync(dir, { recursive: true }));
+  writeFileNamed(path.join(dir, MODEL_FILE), JSON.stringify(manifest, null, 1) + '\n');
+  writeFileNamed(path.join(dir, WEIGHTS_FILE), bytes);
+  writeFileNamed(path.join(dir, SCRIPT_FILE), bundle.code);
   const wasmDir = wasmBinaryDir();
-  for (const name of WASM_BINARIES) fs.copyFileSync(path.join(wasmDir, name), path.join(dir, name));
-  fs.writeFileSync(path.join(dir, PAGE_FILE), webPageHtml(pageTitle(manifest), { kind: 'files' }));
+  for (const name of WASM_BINARIES) namingFile(path.join(dir, name), () => fs.copyFileSync(path.join(wasmDir, name), path.join(dir, name)));
+  writeFileNamed(path.join(dir, PAGE_FILE), webPageHtml(pageTitle(manifest), { kind: 'files' }));
   return {
     dir, files: [PAGE_FILE, SCRIPT_FILE, MODEL_FILE, WEIGHTS_FILE, ...WASM_BINARIES], manifest,
     bundleBytes: Buffer.byteLength(bundle.code), weightsBytes: bytes.length,

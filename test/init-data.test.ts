@@ -39,6 +39,15 @@ describe('tuning from a teacher: its data unless told otherwise', function () {
     assert.deepEqual([set.cfg.data.name, set.cfg.data.flip], ['fashion-mnist', true]);
   });
 
+  it('refuses a class-conditional preset with an unconditional teacher, naming both', () => {
+    assert.throws(() => resolveRun({ kind: 'tune', flags: { init: teacher, config: 'fmnist-ect-tiny-cond', out: path.join(dir, 'cond') } }), (err: Error) => {
+      assert.match(err.message, /^--config fmnist-ect-tiny-cond asks for a class-conditional network \(net\.labelDim 10\), but the --init checkpoint \S+ is unconditional \(net\.labelDim 0\)/);
+      assert.ok(err.message.includes(teacher), err.message);
+      return true;
+    });
+    assert.equal(resolveRun({ kind: 'tune', flags: { init: teacher, config: 'fmnist-ect-tiny', out: path.join(dir, 'uncond') } }).cfg.net.labelDim, 0);
+  });
+
   it('a missing dataset names the presets of the run\'s kind that train on the datasets here', async function () {
     if (datasetHere({ name: 'cifar10', flip: false })) this.skip();  // the error needs CIFAR-10 to be missing
     const out = path.join(dir, 'cifar');

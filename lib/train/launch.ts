@@ -176,6 +176,7 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
     // again with the pretrained network's architecture in place of the default and the preset's network (the init
     // path is known only now): the flags and --set may set only the tuning's own dropout and label dropout
     const initConfig = checkpointConfig(initFile);
+    assertInitHasClasses(cfg.net.labelDim, flags.config, initConfig.net.labelDim, initFile);
     const { dropout: _dropout, labelDropout: _labelDropout, ...architecture } = initConfig.net;
     cfg = resolveWith({
       values: { net: architecture as unknown as ConfigPatch }, source: `the --init checkpoint ${initFile}`,
@@ -188,6 +189,17 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
   const start: RunStart = resumeFile ? { from: 'resume', checkpoint: resumeFile }
     : initFile ? { from: 'init', checkpoint: initFile } : { from: 'fresh' };
   return { kind, cfg, runDir, start, skipped };
+}
+
+/**
+ * Refuses a class-conditional preset (net.labelDim > 0) with an --init model of other classes or none: the init
+ * network replaces the preset's, so the run would otherwise tune without the classes the preset asks for.
+ */
+function assertInitHasClasses(presetLabelDim: number, preset: string | undefined, initLabelDim: number, initFile: string): void {
+  if (presetLabelDim === 0 || initLabelDim === presetLabelDim) return;
+  const initKind = initLabelDim === 0 ? 'is unconditional (net.labelDim 0)' : `is conditional on ${initLabelDim} classes`;
+  throw new Error(`${preset ? `--config ${preset}` : 'the config'} asks for a class-conditional network (net.labelDim ${presetLabelDim}), but the --init checkpoint ${initFile} ${initKind}: ` +
+    `the run would tune that network without the classes asked for. --init a model conditional on ${presetLabelDim} classes, or use a preset without net.labelDim`);
 }
 
 /** Whether two paths (absolute or from the current directory, or absent) name the same file or folder. */

@@ -108,6 +108,27 @@ describe('run configs', () => {
     assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('extends=cifar10-ect')]), /unknown key 'extends'/);
   });
 
+  it('extends a preset by name from a user file outside configs/, unless a file of that name is beside it', () => {
+    const own = writePreset({ extends: 'fmnist-ect-tiny', iters: 7 });
+    const cfg = resolveRunConfig('tune', own);
+    const preset = resolveRunConfig('tune', path.join(PRESET_DIR, 'fmnist-ect-tiny.json'));
+    assert.equal(cfg.iters, 7);
+    assert.deepEqual(cfg.net, preset.net);
+    assert.deepEqual(cfg.data, preset.data);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-extends-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'fmnist-ect-tiny.json'), JSON.stringify({ kind: 'tune', batch: 3 }));  // beside the user file: it wins
+      const child = path.join(dir, 'mine.json');
+      fs.writeFileSync(child, JSON.stringify({ extends: 'fmnist-ect-tiny' }));
+      assert.equal(resolveRunConfig('tune', child).batch, 3);
+      fs.writeFileSync(child, JSON.stringify({ extends: 'no-such-preset' }));
+      assert.throws(() => resolveRunConfig('tune', child),
+        new RegExp(`^Error: config ${child}: 'extends' "no-such-preset": no ${path.join(dir, 'no-such-preset.json')}, and no preset of that name in configs/ \\(known: .*fmnist-ect-tiny`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a fixed EMA beta on a half-life preset until the half-life keys are deleted with null', () => {
     const beta = parseOverride('ema.beta=0.999');
     assert.throws(() => resolveRunConfig('pretrain', 'fmnist-edm-base', [beta]), (e: Error) =>

@@ -53,8 +53,21 @@ function presetLayers(file: string, seen: string[] = []): Layer[] {
   const layer = { source: resolved, values: own };
   if (parent === undefined) return [layer];
   if (typeof parent !== 'string') throw new Error(`config ${resolved}: 'extends' must be a preset name`);
-  const parentFile = path.resolve(path.dirname(resolved), parent.endsWith('.json') ? parent : `${parent}.json`);
-  return [...presetLayers(parentFile, [...seen, resolved]), layer];
+  return [...presetLayers(parentPresetFile(resolved, parent), [...seen, resolved]), layer];
+}
+
+/**
+ * The file a preset's `extends` names: a file beside the preset, else (a bare name, as a user's file outside
+ * configs/ gives) the preset of that name in configs/.
+ */
+function parentPresetFile(child: string, parent: string): string {
+  const beside = path.resolve(path.dirname(child), parent.endsWith('.json') ? parent : `${parent}.json`);
+  if (fs.existsSync(beside)) return beside;
+  const bareName = !parent.includes('/') && !parent.includes(path.sep);
+  const inPresets = path.join(PRESET_DIR, path.basename(beside));
+  if (bareName && fs.existsSync(inPresets)) return inPresets;
+  const known = fs.existsSync(PRESET_DIR) ? fs.readdirSync(PRESET_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).join(', ') : '(none)';
+  throw new Error(`config ${child}: 'extends' ${JSON.stringify(parent)}: no ${beside}${bareName ? `, and no preset of that name in configs/ (known: ${known})` : ''}`);
 }
 
 /** Where overrides made by parseOverride came from, for error messages. */

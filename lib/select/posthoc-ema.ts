@@ -8,8 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Matrix, solve } from 'ml-matrix';
-import { powerEmaGamma } from '../train/ema';
-import { posthocGroupName } from '../train/ema';
+import { posthocGroupName, powerEmaGamma } from '../train/ema';
 import { disposeCheckpoint, loadCheckpoint, readCheckpointMeta, saveCheckpoint } from '../train/checkpoint';
 import { POSTHOC_DIR } from '../train/run';
 

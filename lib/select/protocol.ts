@@ -3,8 +3,6 @@
  * made on validation samples (the training split, noise seed 1), and the test split (noise seed 0) is scored once,
  * for what was chosen and, beside it, for the run's last checkpoint as it is. The record says the rule that chose.
  */
-import type { SampleSteps } from '../sample';
-
 /** Where samples are scored: a dataset split and the noise seed the images are drawn from. */
 export interface ScoringReference {
   split: 'train' | 'test';
@@ -99,9 +97,4 @@ export async function runSelection(spec: SelectionSpec, score: CandidateScorer, 
 /** A candidate in a few words. */
 export function describeCandidate(c: Candidate): string {
   return `${c.name}, ${c.steps} step${c.steps === 1 ? '' : `s, t_mid ${c.midT}`}`;
-}
-
-/** The sampler a candidate uses, as lib/sample.ts takes it. */
-export function candidateSteps(c: Candidate): SampleSteps {
-  return c.steps;
 }

@@ -1,8 +1,9 @@
 /**
- * The selection protocol (docs/selection.md): every choice of what to report (EMA width, t_mid, training point) is
+ * The selection protocol (docs/selection.md): every choice of what to report (the checkpoint and EMA, t_mid) is
  * made on validation samples (the training split, noise seed 1), and the test split (noise seed 0) is scored once,
  * for what was chosen and, beside it, for the run's last checkpoint as it is. The record says the rule that chose.
  */
+
 /** Where samples are scored: a dataset split and the noise seed the images are drawn from. */
 export interface ScoringReference {
   split: 'train' | 'test';

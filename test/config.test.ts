@@ -233,6 +233,34 @@ describe('run configs', () => {
       for (const from of imports) assert.ok(from.startsWith('./') || from.startsWith('node:'), `${file} imports ${from}`);
     }
   });
+
+  it('makes schedules given as fractions of the run concrete for its length, and refuses a value that disagrees', () => {
+    const cfg = resolveRunConfig('tune', 'fmnist-ect-annealed');
+    assert.equal(cfg.ect.stageIters, Math.round(cfg.ect.stageFraction! * cfg.iters));
+    assert.equal(cfg.optimizer.decayKimg, cfg.optimizer.decayFraction! * cfg.iters * cfg.batch / 1000);
+    const longer = resolveRunConfig('tune', 'fmnist-ect-annealed', [parseOverride('iters=10000')]);
+    assert.equal(longer.ect.stageIters, 4 * cfg.ect.stageIters, 'four times the run, four times the stage');
+    assert.equal(longer.optimizer.decayKimg, 4 * cfg.optimizer.decayKimg!);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('optimizer.decayFraction=0')]), /optimizer\.decayFraction must be in \(0, 1\]/);
+  });
+
+  it('takes exactly one EMA schedule, the power function included, and checks post-hoc widths', () => {
+    const cfg = resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.1')]);
+    assert.deepEqual(cfg.ema, { sigmaRel: 0.1 });
+    // without a preset the default's fixed beta gives way to the power schedule asked for; a preset's beta does not
+    assert.deepEqual(resolveRunConfig('tune', undefined, [parseOverride('ema.sigmaRel=0.1')]).ema, { sigmaRel: 0.1 });
+    assert.throws(() => resolveRunConfig('tune', 'fmnist-ect-base', [parseOverride('ema.sigmaRel=0.1')]),
+      /exactly one of beta, halfLifeKimg and sigmaRel, but has ema\.beta, ema\.sigmaRel.*--set ema\.beta=null for the power schedule/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.3')]), /ema\.sigmaRel must be in \(0, 0\.2887\)/);
+    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.posthoc={"sigmaRels":[],"snapshotEvery":10}')]), /ema\.posthoc\.sigmaRels must be a non-empty list/);
+  });
+
+  it('evaluates new runs on validation latents (seed 1) and recorded runs without the field on seed 0', () => {
+    assert.equal(resolveRunConfig('tune').evalSeed, 1);
+    const { evalSeed: _dropped, ...old } = resolveRunConfig('tune');
+    assert.equal(resolveRecordedConfig(old as RunConfig, 'an old run').evalSeed, 0);
+    assert.equal(resolveRecordedConfig({ ...old, evalSeed: 5 } as RunConfig, 'a run').evalSeed, 5);
+  });
 });
 
 /** [kind, file] of every preset in configs/. */
@@ -256,31 +284,5 @@ function findFiles(dir: string, name: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const full = path.join(dir, entry.name);
     return entry.isDirectory() ? findFiles(full, name) : entry.name === name ? [full] : [];
-  
-  it('makes schedules given as fractions of the run concrete for its length, and refuses a value that disagrees', () => {
-    const cfg = resolveRunConfig('tune', 'fmnist-ect-annealed');
-    assert.equal(cfg.ect.stageIters, Math.round(cfg.ect.stageFraction! * cfg.iters));
-    assert.equal(cfg.optimizer.decayKimg, cfg.optimizer.decayFraction! * cfg.iters * cfg.batch / 1000);
-    const longer = resolveRunConfig('tune', 'fmnist-ect-annealed', [parseOverride('iters=10000')]);
-    assert.equal(longer.ect.stageIters, 4 * cfg.ect.stageIters, 'four times the run, four times the stage');
-    assert.equal(longer.optimizer.decayKimg, 4 * cfg.optimizer.decayKimg!);
-    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('optimizer.decayFraction=0')]), /optimizer\.decayFraction must be in \(0, 1\]/);
   });
-
-  it('takes exactly one EMA schedule, the power function included, and checks post-hoc widths', () => {
-    const cfg = resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.1')]);
-    assert.deepEqual(cfg.ema, { sigmaRel: 0.1 });
-    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.sigmaRel=0.1')]),
-      /exactly one of beta, halfLifeKimg and sigmaRel, but has ema\.beta, ema\.sigmaRel.*--set ema\.beta=null for the power schedule/);
-    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.beta=null'), parseOverride('ema.sigmaRel=0.3')]), /ema\.sigmaRel must be in \(0, 0\.2887\)/);
-    assert.throws(() => resolveRunConfig('tune', undefined, [parseOverride('ema.posthoc={"sigmaRels":[],"snapshotEvery":10}')]), /ema\.posthoc\.sigmaRels must be a non-empty list/);
-  });
-
-  it('evaluates new runs on validation latents (seed 1) and recorded runs without the field on seed 0', () => {
-    assert.equal(resolveRunConfig('tune').evalSeed, 1);
-    const { evalSeed: _dropped, ...old } = resolveRunConfig('tune');
-    assert.equal(resolveRecordedConfig(old as RunConfig, 'an old run').evalSeed, 0);
-    assert.equal(resolveRecordedConfig({ ...old, evalSeed: 5 } as RunConfig, 'a run').evalSeed, 5);
-  });
-});
 }

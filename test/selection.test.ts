@@ -107,6 +107,13 @@ describe('ect select on a run', function () {
     assert.equal(chosenTwoStepMidT(chosen2.checkpoint), chosen2.midT);
     const other = [outcome.posthocCheckpoints[0], (await import('../lib/train/run')).resolveCheckpointFile(out)].find((file) => path.resolve(file) !== path.resolve(chosen2.checkpoint))!;
     assert.equal(chosenTwoStepMidT(other), null);
+    // the training point chosen too: post-hoc EMAs at an earlier snapshot are candidates beside the last ones
+    const early = await selectForRun({ runDir: out, sigmaRels: [0.07], iterations: [4, 6], midTs: [1], validationN: 12, testN: 12, referenceLimit: 400, batch: 12 });
+    assert.deepEqual(early.result.validation.map((v) => `${v.candidate.name}/${v.candidate.steps}`),
+      ['run EMA/1', 'run EMA/2', 'post-hoc EMA sigma_rel 0.07 at iteration 4/1', 'post-hoc EMA sigma_rel 0.07 at iteration 4/2', 'post-hoc EMA sigma_rel 0.07/1', 'post-hoc EMA sigma_rel 0.07/2']);
+    assert.ok(early.posthocCheckpoints[0].endsWith('sigma-0.0700-iter-000000004.ckpt'), early.posthocCheckpoints[0]);
+    await assert.rejects(selectForRun({ runDir: out, sigmaRels: [0.07], iterations: [5], midTs: [1], validationN: 12, testN: 12, referenceLimit: 400 }),
+      /--iterations 5: .* has no snapshot there \(snapshots at 2, 4, 6\)/);
     // the reconstructed EMA is a checkpoint like any other
     const posthoc = await loadRunModel(outcome.posthocCheckpoints[0]);
     assert.equal(posthoc.iteration, 6);

@@ -18,7 +18,8 @@ import { describeCandidate, runSelection, type Candidate, type ScoringReference,
 /** What `ect select` is asked. */
 export interface RunSelectionOptions {
   runDir: string;
-  sigmaRels: number[];        // post-hoc EMA widths to reconstruct at the last snapshot ([]: the run's own EMA only)
+  sigmaRels: number[];        // post-hoc EMA widths to reconstruct ([]: the run's own EMA only)
+  iterations?: number[];      // snapshot iterations to reconstruct them at, so the training point is chosen too (default: the last)
   midTs: number[];            // t_mid candidates of 2-step sampling ([]: the run's own)
   validationN: number;
   testN: number;
@@ -68,24 +69,30 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
   try {
     const last = await load(lastCheckpoint);
     const config = last.config;
-    const posthocCheckpoints: string[] = [];
+    const posthoc: Array<{ file: string; sigmaRel: number; iteration: number }> = [];
     if (opts.sigmaRels.length) {
       const snapshots = listSnapshots(runDir);
       const final = snapshots[snapshots.length - 1];
       if (final.iteration !== last.iteration) {
         throw new Error(`${runDir}: its last post-hoc snapshot is at iteration ${final.iteration}, its last checkpoint at ${last.iteration}; finish the run (--resume) first`);
       }
-      for (const sigmaRel of opts.sigmaRels) {
-        const rec = reconstructPosthocEma(runDir, sigmaRel);
-        try {
-          const file = writePosthocEma(runDir, rec);
-          posthocCheckpoints.push(file);
-          log(`post-hoc EMA sigma_rel ${sigmaRel} at iteration ${rec.iteration} from ${rec.snapshots} snapshots (profile error ${rec.profileError.toExponential(2)}): ${file}`);
-        } finally {
-          rec.weights.forEach((t) => t.dispose());
+      const iterations = opts.iterations?.length ? opts.iterations : [final.iteration];
+      const missing = iterations.filter((it) => !snapshots.some((s) => s.iteration === it));
+      if (missing.length) throw new Error(`--iterations ${missing.join(',')}: ${runDir} has no snapshot there (snapshots at ${snapshots.map((s) => s.iteration).join(', ')})`);
+      for (const iteration of iterations) {
+        for (const sigmaRel of opts.sigmaRels) {
+          const rec = reconstructPosthocEma(runDir, sigmaRel, iteration);
+          try {
+            const file = writePosthocEma(runDir, rec);
+            posthoc.push({ file, sigmaRel, iteration });
+            log(`post-hoc EMA sigma_rel ${sigmaRel} at iteration ${rec.iteration} from ${rec.snapshots} snapshots (profile error ${rec.profileError.toExponential(2)}): ${file}`);
+          } finally {
+            rec.weights.forEach((t) => t.dispose());
+          }
         }
       }
     }
+    const posthocCheckpoints = posthoc.map((p) => p.file);
     const ownWidth = config.ema.sigmaRel ?? null;
     const midTs = opts.midTs.length ? opts.midTs : config.ect.midT;
     const ways = (name: string, checkpoint: string, sigmaRel: number | null, times: number[]): Candidate[] => [
@@ -94,7 +101,7 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
     ];
     const candidates = [
       ...ways('run EMA', lastCheckpoint, ownWidth, midTs),
-      ...posthocCheckpoints.flatMap((file, i) => ways(`post-hoc EMA sigma_rel ${opts.sigmaRels[i]}`, file, opts.sigmaRels[i], midTs)),
+      ...posthoc.map((p) => ways(`post-hoc EMA sigma_rel ${p.sigmaRel}${p.iteration === last.iteration ? '' : ` at iteration ${p.iteration}`}`, p.file, p.sigmaRel, midTs)).flat(),
     ];
     const validation: ScoringReference = { split: 'train', seed: opts.validationSeed ?? VALIDATION_SAMPLE_SEED, n: opts.validationN };
     const test: ScoringReference = { split: 'test', seed: opts.testSeed ?? DEFAULT_SAMPLE_SEED, n: opts.testN };

@@ -190,6 +190,13 @@ describe('data', () => {
   });
 
   describe('synthetic dataset', () => {
+    it('is drawn at a network\'s resolution and channels when given one (so a model of any size can be tuned on it)', () => {
+      const shaped = loadDataset({ name: 'synthetic', flip: false, limit: 64 }, 'train', { resolution: 64, imageChannels: 3 });
+      assert.deepStrictEqual([shaped.height, shaped.width, shaped.channels, shaped.count], [64, 64, 3, 64]);
+      const fashion = loadDataset({ name: 'synthetic', flip: false }, 'train', { resolution: 28, imageChannels: 1 });
+      assert.ok(Buffer.from(fashion.images).equals(Buffer.from(loadDataset({ name: 'synthetic', flip: false }, 'train').images)), 'the default size is unchanged');
+    });
+
     it('is deterministic, balanced, and differs between splits', () => {
       const a = loadDataset({ name: 'synthetic', flip: false }, 'train');
       const b = loadDataset({ name: 'synthetic', flip: false }, 'train');

@@ -13,7 +13,7 @@ import { pseudoHuberTensor } from '../lib/ect/weighting';
 import { EdmLoss } from '../lib/edm/loss';
 import { denoise } from '../lib/edm/precond';
 import { Trainer } from '../lib/train/trainer';
-import { launchRun, resolveRun } from '../lib/train/launch';
+import { launchRun, trainRun, resolveRun } from '../lib/train/launch';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { loadCheckpoint, disposeCheckpoint, latestCheckpoint } from '../lib/train/checkpoint';
 import { readMetrics, TRAINING_COLUMNS } from '../lib/train/metrics-log';
@@ -279,6 +279,12 @@ describe('Trainer', () => {
     }
     a.dispose();
     c.dispose();
+  });
+
+  it('tunes a network of another size on the synthetic set, drawn at the network\'s size (as an imported 16x16 RGB model)', async () => {
+    const out = tmpDir();
+    const outcome = await trainRun(tinyRunSpec('tune', out, { net: { ...TINY_NET, resolution: 16, imageChannels: 3 }, iters: 2 }, { fromScratch: true }));
+    assert.equal(outcome.iteration, 2);
   });
 
   it('refuses to resume with a config that changes the result, and to overwrite a run without --resume', async () => {

@@ -11,11 +11,14 @@ export * from './idx';
 export * from './synthetic';
 export * from './loader';
 
+/** The image size a synthetic set is drawn at: a network's resolution and image channels. */
+export interface SyntheticShape { resolution: number; imageChannels: number }
+
 /**
- * Loads one split of the dataset `cfg` names. `cfg.limit` (0 or absent: all) keeps the first N images
+ * Loads one split of the dataset `cfg` names (the synthetic set at `shape` when given, else 28x28x1). `cfg.limit` (0 or absent: all) keeps the first N images
  * of the training split, as DataConfig documents; the test split is always whole.
  */
-export function loadDataset(cfg: DataConfig, split: Split): ImageDataset {
+export function loadDataset(cfg: DataConfig, split: Split, shape?: SyntheticShape): ImageDataset {
   const limit = split === 'train' ? cfg.limit : undefined;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
     throw new Error(`data.limit must be a non-negative integer (0 means all images), got ${limit}`);
@@ -26,7 +29,8 @@ export function loadDataset(cfg: DataConfig, split: Split): ImageDataset {
     case 'fashion-mnist':
       return limitDataset(loadFashionMnist(split, cfg.dir), limit);
     case 'synthetic':
-      return limitDataset(makeSyntheticDataset(split), limit);
+      // drawn at the network's size when given, so a model of any resolution (an imported one) can be tuned on it
+      return limitDataset(makeSyntheticDataset(split, shape ? { height: shape.resolution, width: shape.resolution, channels: shape.imageChannels } : {}), limit);
     default:
       throw new Error(`data.name: unknown dataset "${(cfg as { name: unknown }).name}" (expected cifar10, fashion-mnist or synthetic)`);
   }

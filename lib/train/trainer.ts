@@ -106,7 +106,7 @@ export class Trainer {
     if (start.from !== 'resume' && opts.runDir && latestCheckpoint(path.join(opts.runDir, CHECKPOINT_DIR))) {
       throw new Error(`${opts.runDir} already holds checkpoints of a run: pass --resume to continue it, or choose another --out`);
     }
-    const dataset = opts.dataset ?? loadDataset(cfg.data, 'train');
+    const dataset = opts.dataset ?? loadDataset(cfg.data, 'train', cfg.net);
     if (dataset.height !== cfg.net.resolution || dataset.width !== cfg.net.resolution || dataset.channels !== cfg.net.imageChannels) {
       throw new Error(`data ${dataset.name} (${dataset.source}) has ${dataset.height}x${dataset.width}x${dataset.channels} images, ` +
         `but the network expects ${cfg.net.resolution}x${cfg.net.resolution}x${cfg.net.imageChannels}`);

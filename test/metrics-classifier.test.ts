@@ -11,6 +11,7 @@ import { DEFAULT_CLASSIFIER_DIR } from '../lib/metrics/features';
 import {
   classifierAccuracy, CLASSIFIER_MANIFEST, CLASSIFIER_WEIGHTS, imagesToTensor, loadClassifier, saveClassifier, trainClassifier,
 } from '../lib/metrics/fmnist-classifier';
+import { trainClassifierCommand } from '../cli/commands/metrics';
 import { requireSystemPart } from './helpers';
 
 describe('metrics: Fashion-MNIST classifier', () => {
@@ -37,6 +38,20 @@ describe('metrics: Fashion-MNIST classifier', () => {
     assert.ok(losses[1] < losses[0], `epoch losses ${losses}`);
     assert.equal(tf.memory().numTensors, before + model.params.size, 'only the parameters stay');
     model.dispose();
+  });
+
+  it('`ect train-classifier` builds the widths it is given, and the saved file names them', async () => {
+    const out = path.join(dir, 'wide');
+    const lines: string[] = [];
+    await trainClassifierCommand({
+      out, epochs: 1, batch: 128, lr: 2e-3, seed: 5, limit: 512, backend: 'wasm', conv1: 8, conv2: 12, hidden: 24,
+    }, (line) => lines.push(line));
+    const { model, manifest } = loadClassifier(out);
+    assert.deepEqual([manifest.arch.conv1, manifest.arch.conv2, manifest.arch.hidden], [8, 12, 24]);
+    const x = imagesToTensor({ ...train(), count: 4 }, 0, 4);
+    assert.deepEqual(model.features(x).shape, [4, 24], 'the feature dimension is the hidden width');
+    [x, model].forEach((t) => t.dispose());
+    assert.ok(lines.some((line) => line.includes('convs 8/12, 24 features')), lines.join('\n'));
   });
 
   it('round-trips through its files, and rejects corrupt or missing ones by file name', () => {

@@ -8,10 +8,12 @@ import { createRunEvaluator } from '../../lib/metrics/evaluate';
 import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
 import {
   classifierAccuracy,
+  DEFAULT_CLASSIFIER_ARCH,
   DEFAULT_CLASSIFIER_TRAINING,
   loadClassifier,
   saveClassifier,
   trainClassifier,
+  type ClassifierArch,
 } from '../../lib/metrics/fmnist-classifier';
 import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel, type SampleSteps } from '../../lib/sample';
@@ -28,6 +30,7 @@ function backendOption(): Option {
 
 interface TrainClassifierFlags {
   dataDir?: string; out: string; epochs: number; batch: number; lr: number; seed: number; limit?: number; backend?: string;
+  conv1: number; conv2: number; hidden: number;
 }
 
 /** Trains the Fashion-MNIST classifier, prints its test accuracy and writes its weights. */
@@ -36,12 +39,13 @@ export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (
   log(`backend: ${describeBackend(backend)}`);
   const train = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false, limit: flags.limit }, 'train');
   const test = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false }, 'test');
-  log(`training the Fashion-MNIST classifier on ${train.count} images (${train.source}), ${flags.epochs} epochs, batch ${flags.batch}`);
+  const arch: ClassifierArch = { ...DEFAULT_CLASSIFIER_ARCH, conv1: flags.conv1, conv2: flags.conv2, hidden: flags.hidden };
+  log(`training the Fashion-MNIST classifier (convs ${arch.conv1}/${arch.conv2}, ${arch.hidden} features) on ${train.count} images (${train.source}), ${flags.epochs} epochs, batch ${flags.batch}`);
   const started = Date.now();
   const model = trainClassifier(train, {
     epochs: flags.epochs, batch: flags.batch, lr: flags.lr, seed: flags.seed,
     onEpoch: (epoch, loss, seconds) => log(`epoch ${epoch + 1}/${flags.epochs}: mean cross-entropy ${loss.toFixed(4)} (${seconds.toFixed(0)} s)`),
-  });
+  }, arch);
   try {
     const accuracy = classifierAccuracy(model, test);
     log(`test accuracy: ${(100 * accuracy).toFixed(2)}% on ${test.count} test images`);
@@ -219,6 +223,9 @@ export function registerMetricsCommands(program: Command): void {
     .option('--lr <x>', 'Adam learning rate at the start of the cosine decay', positiveNumber('--lr'), DEFAULT_CLASSIFIER_TRAINING.lr)
     .option('--seed <n>', 'seed of initialisation and shuffling', integer('--seed'), DEFAULT_CLASSIFIER_TRAINING.seed)
     .option('--limit <n>', 'train on the first N training images only (quick checks)', positiveInteger('--limit'))
+    .option('--conv1 <n>', 'channels of the first 3x3 convolution (28x28); another width than the default gives a second, independent feature network', positiveInteger('--conv1'), DEFAULT_CLASSIFIER_ARCH.conv1)
+    .option('--conv2 <n>', 'channels of the second 3x3 convolution (14x14)', positiveInteger('--conv2'), DEFAULT_CLASSIFIER_ARCH.conv2)
+    .option('--hidden <n>', 'width of the penultimate layer: the feature dimension of its fd_fmnist', positiveInteger('--hidden'), DEFAULT_CLASSIFIER_ARCH.hidden)
     .addOption(backendOption())
     .action(async (flags: TrainClassifierFlags) => { await trainClassifierCommand(flags); });
 

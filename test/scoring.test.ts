@@ -12,6 +12,7 @@ import { spawnSync } from 'child_process';
 import { buildProgram, sampleCommand, type SampleFlags } from '../cli/ect';
 import { countProgress } from '../cli/progress';
 import { evalCommand } from '../cli/commands/metrics';
+import Papa from 'papaparse';
 import { fdCommand, refCommand } from '../cli/commands/score';
 import { initBackend } from '../lib/backend/select';
 import { loadDataset } from '../lib/data';
@@ -172,9 +173,15 @@ describe('scoring: ect fd and ect ref on Fashion-MNIST samples', function () {
       checkpoint: runDir, steps: '1', n: 40, seed: 0, cacheDir, referenceSplit: 'test', referenceLimit: 300, batch: 20, backend: 'wasm', progress: false, append: false,
     }, (line) => lines.push(line));
     assert.match(lines[0], /^against the test split/, 'the first line says what the numbers are against');
-    const fromNpz = await fdCommand(npz, { ...QUICK, cacheDir, steps: '1', seed: 0 }, quiet);
+    const table = path.join(dir, 'fd-table.csv');
+    const fromNpz = await fdCommand(npz, { ...QUICK, cacheDir, steps: '1', seed: 0, table }, quiet);
     const fromPngs = await fdCommand(pngs, { ...QUICK, cacheDir, steps: '1', seed: 0 }, quiet);
-    const fromCheckpoint = await fdCommand(runDir, { ...QUICK, cacheDir, steps: '1', seed: 0, n: 40 }, quiet);
+    const fromCheckpoint = await fdCommand(runDir, { ...QUICK, cacheDir, steps: '1', seed: 0, n: 40, table }, quiet);
+    const rows = Papa.parse<Record<string, string>>(fs.readFileSync(table, 'utf8'), { header: true, skipEmptyLines: true }).data;
+    assert.deepEqual(rows.map((r) => [r.source, r.sampler, r.n, r.features]), [[npz, 'images', '40', 'fmnist'], [runDir, '1step', '40', 'fmnist']]);
+    assert.equal(Number(rows[0].fd_fmnist), Number(fromNpz.fd_fmnist.toPrecision(7)), '--table holds the printed numbers (7 significant digits)');
+    assert.equal(Number(rows[1].fd_fmnist_1step), Number(fromCheckpoint.fd_fmnist_1step.toPrecision(7)));
+    assert.match(rows[1].feature_sha256, /^[0-9a-f]{12}$/);
     assert.ok(evaluated.fd_fmnist_1step > 0);
     assert.equal(fromNpz.fd_fmnist, evaluated.fd_fmnist_1step);
     assert.equal(fromNpz.kid_fmnist, evaluated.kid_fmnist_1step);

@@ -3,6 +3,7 @@
  * the feature networks of `ect eval`; `ect ref`: writes a dataset split's reference statistics to a file to share.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
 import { DATASET_NAMES, type DatasetName } from '../../lib/config/types';
@@ -15,6 +16,7 @@ import { loadOrComputeReference } from '../../lib/metrics/reference';
 import { readReferenceFile, writeReferenceFile } from '../../lib/metrics/reference-file';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { checkOutputFile } from '../../lib/output-paths';
+import { appendTableRow } from '../../lib/train/metrics-log';
 import { disposeModel, loadRunModel, resolveInitTarget, samplerModelOf } from '../../lib/train/run';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { countProgress } from '../progress';
@@ -31,7 +33,21 @@ interface ReferenceFlags {
 }
 
 interface FdFlags extends ReferenceFlags {
-  ref?: string; n?: number; steps: string; seed: number; midT?: number[]; heunSteps?: number; label?: string;
+  ref?: string; n?: number; steps: string; seed: number; midT?: number[]; heunSteps?: number; label?: string; table?: string;
+}
+
+/** What a row of `ect fd --table` says besides the metrics: the source, how its images were made, the reference and the features. */
+function tableRow(source: string, flags: FdFlags, evaluator: SampleEvaluator, what: Record<string, string | number>, metrics: Record<string, number>): Record<string, string | number> {
+  const net = evaluator.featureNetwork;
+  return {
+    source, ...what,
+    reference: flags.ref ?? `${flags.split}${flags.referenceLimit ? `-first${flags.referenceLimit}` : ''}`,
+    features: net.name,
+    // which weights: the classifier folder (relative to where the command ran) and its hash, since two classifiers share the name
+    feature_weights: net.name === 'fmnist' && flags.classifier ? path.relative(process.cwd(), path.resolve(flags.classifier)) : '',
+    feature_sha256: net.weightsHash.slice(0, 12),
+    ...metrics,
+  };
 }
 
 function backendOption(): Option {
@@ -90,6 +106,7 @@ export async function fdCommand(source: string, flags: FdFlags, log: (line: stri
     const evaluator = await evaluatorFor({ name: data, dir: flags.dataDir }, flags, log);
     try {
       const metrics = await withProgress(flags, n, log, (onProgress) => evaluator.scoreImages((count, offset) => imagesToTensor({ ...images, labels: new Uint8Array(0) }, offset, count), n, flags.label ?? '', onProgress));
+      if (flags.table) appendTableRow(flags.table, tableRow(source, flags, evaluator, { sampler: 'images', n }, metrics));
       return printMetrics(metrics, log);
     } finally {
       evaluator.dispose();
@@ -107,6 +124,12 @@ export async function fdCommand(source: string, flags: FdFlags, log: (line: stri
     try {
       const sampler = { ...samplerModelOf(model), edm: { ...model.config.edm, heunSteps: flags.heunSteps ?? model.config.edm.heunSteps } };
       const metrics = await withProgress(flags, n, log, (onProgress) => evaluator.evaluate(sampler, steps, { n, seed: flags.seed, midT: flags.midT, label: flags.label, onProgress }));
+      if (flags.table) {
+        const midT = steps === 2 ? (flags.midT ?? model.config.ect.midT) : undefined;
+        appendTableRow(flags.table, tableRow(source, flags, evaluator, {
+          iter: model.iteration, sampler: samplerLabel(steps), mid_t: midT === undefined ? '' : [midT].flat().join(' '), n, seed: flags.seed,
+        }, metrics));
+      }
       return printMetrics(metrics, log);
     } finally {
       evaluator.dispose();
@@ -187,7 +210,7 @@ export function registerScoreCommands(program: Command): void {
   addReferenceOptions(program.command('fd')
     .description('score images made anywhere, or a checkpoint, with the metrics of `ect eval` (FD or FID, KID, precision, recall) against a reference: ' +
       'an .npz (arr_0 uint8 [N, H, W, C], as guided-diffusion and `ect sample --format npz` write), a folder of PNGs (EDM\'s layout), or a checkpoint ' +
-      '(file, run folder or shipped teacher); printed only. See docs/scoring.md')
+      '(file, run folder or shipped teacher); printed, and appended to a CSV with --table. See docs/scoring.md')
     .argument('<source>', 'an .npz, a folder of PNGs, or a checkpoint file / run folder / shipped teacher name')
     .option('--ref <file>', 'reference statistics written by `ect ref` (instead of the dataset split\'s; must be of the same feature network)')
     .addOption(new Option('--data <name>', 'images: the dataset they are scored as (default: the --ref file\'s, else 28x28x1 fashion-mnist, 32x32x3 cifar10)').choices([...DATASET_NAMES]))
@@ -196,7 +219,8 @@ export function registerScoreCommands(program: Command): void {
     .option('--seed <n>', 'a checkpoint: the noise seed, as `ect eval --seed` and `ect sample --seed`', integer('--seed'), DEFAULT_SAMPLE_SEED)
     .option('--mid-t <t...>', 'a checkpoint, 2 steps: intermediate time(s) (default: the run\'s ect.midT)', (v: string, prev: number[] | undefined) => [...(prev ?? []), positiveNumber('--mid-t')(v)])
     .option('--heun-steps <n>', 'a checkpoint, --steps heun: Heun time steps (default: the run\'s edm.heunSteps)', positiveInteger('--heun-steps'))
-    .option('--label <text>', 'suffix of the printed metric names (default: the sampler\'s, 1step/2step/heun, none for images)'))
+    .option('--label <text>', 'suffix of the printed metric names (default: the sampler\'s, 1step/2step/heun, none for images)')
+    .option('--table <file>', 'also append a row to this CSV: the source, sampler, t_mid, n and seed, the reference, the feature network and its weights (folder and SHA-256), and the metrics'))
     .action(async (source: string, flags: FdFlags) => { await fdCommand(source, flags); });
 
   addReferenceOptions(program.command('ref')

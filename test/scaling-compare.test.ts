@@ -1,7 +1,7 @@
 /** The equal-compute comparison of the scaling study (lib/scaling/compare.ts) on made-up curves with a known answer. */
 import { strict as assert } from 'node:assert';
 import * as aq from 'arquero';
-import { describeEqualCompute, equalComputeTable, fitScalingGroups, interpolateLogLog } from '../lib/scaling';
+import { computeFrontier, describeEqualCompute, describeFrontier, equalComputeTable, fitScalingGroups, interpolateLogLog } from '../lib/scaling';
 
 describe('scaling: which model is better at equal compute', () => {
   // small: q = 10 C^-0.3 on C in [1, 100]; large: q = 20 C^-0.5 on C in [4, 400]; equal at C = 2^(1/0.2) = 32
@@ -55,5 +55,19 @@ describe('scaling: which model is better at equal compute', () => {
     const apart = aq.from([{ ch: 1, flops: 1, fd: 3 }, { ch: 1, flops: 2, fd: 2 }, { ch: 2, flops: 5, fd: 3 }, { ch: 2, flops: 9, fd: 1 }]);
     assert.throws(() => equalComputeTable(apart, [], options), /measured no common range of 'flops' \(the latest start, 5\.00, is past the earliest end, 2\.00\)/);
     assert.throws(() => equalComputeTable(table, [], { ...options, y: 'kid' }), /no column 'kid'/);
+  });
+  it('the compute frontier holds the small model below the crossing and the large one past it, and nothing dominated', () => {
+    const frontier = computeFrontier(table, options);
+    const rows = frontier.objects() as Array<{ ch: number; flops: number; fd: number }>;
+    // the crossing of the two laws is C = 32: below it the small model's points, above it the large one's
+    assert.ok(rows.every((r) => (r.flops < 32 ? r.ch === 16 : r.ch === 32)), JSON.stringify(rows));
+    assert.deepEqual(rows.map((r) => r.flops), [...rows.map((r) => r.flops)].sort((p, q) => p - q));
+    rows.slice(1).forEach((r, i) => assert.ok(r.fd < rows[i].fd, 'each point beats every cheaper one'));
+    assert.equal(rows[0].flops, 1);
+    assert.equal(rows[rows.length - 1].flops, Math.max(...rows.map((r) => r.flops)));
+    const lines = describeFrontier(frontier, options);
+    assert.equal(lines.length, 2);
+    assert.match(lines[0], /^1\.00e\+0 to .*: ch 16 \(\d+ points\)$/);
+    assert.match(lines[1], /: ch 32 \(\d+ points\)$/);
   });
 });

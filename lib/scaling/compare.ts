@@ -106,3 +106,37 @@ export function describeEqualCompute(comparison: ColumnTable, groupBy: string, l
       + `fitted best ${fitted ? label(fitted[groupBy]) : 'none'}${fitted?.best_fitted_clear ? ', its band clear of the others' : ', bands overlapping'}`;
   });
 }
+
+/**
+ * The compute frontier (the lower envelope of the paper's quality-against-compute figure): the measurements that no
+ * other measurement beats with less or equal compute, in order of compute, with the group each belongs to. Reading
+ * down the `groupBy` column says which model is the best use of each compute range among what was measured.
+ */
+export function computeFrontier(table: ColumnTable, options: Omit<EqualComputeOptions, 'points'>): ColumnTable {
+  const curves = curvesOf(table, options);
+  const points = [...curves.entries()].flatMap(([group, curve]) => curve.xs.map((x, i) => ({ x, y: curve.ys[i], group })));
+  // by compute, and at equal compute the better first, so a point is on the frontier iff it beats every earlier one
+  points.sort((p, q) => p.x - q.x || p.y - q.y);
+  const rows: Array<Record<string, unknown>> = [];
+  let best = Infinity;
+  for (const p of points) {
+    if (p.y >= best) continue;
+    best = p.y;
+    rows.push({ [options.x]: p.x, [options.y]: p.y, [options.groupBy]: p.group });
+  }
+  return aq.from(rows);
+}
+
+/** The frontier as runs of one group: "from x0 to x1: group g (n points)", in order of compute. */
+export function describeFrontier(frontier: ColumnTable, options: Omit<EqualComputeOptions, 'points'>, label = (group: unknown) => `${options.groupBy} ${group}`): string[] {
+  const rows = frontier.objects() as Array<Record<string, unknown>>;
+  const lines: string[] = [];
+  let start = 0;
+  for (let i = 1; i <= rows.length; i++) {
+    if (i < rows.length && rows[i][options.groupBy] === rows[start][options.groupBy]) continue;
+    const [from, to] = [Number(rows[start][options.x]), Number(rows[i - 1][options.x])];
+    lines.push(`${from.toExponential(2)} to ${to.toExponential(2)}: ${label(rows[start][options.groupBy])} (${i - start} point${i - start === 1 ? '' : 's'})`);
+    start = i;
+  }
+  return lines;
+}

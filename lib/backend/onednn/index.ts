@@ -6,6 +6,9 @@ import { fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kern
 
 export { kernelCounters, resetKernelCounters } from './kernels';
 export { addonPath, loadAddon } from './addon';
+export {
+  assertPrecisionAvailable, bf16Support, currentPrecision, machineCpuFlags, withPrecision, BF16_CPU_FLAGS, type CpuFlagsSource,
+} from './precision';
 
 /** Outcome of trying to register the backend: ok, or why not; the oneDNN version when loaded. */
 export interface OnednnStatus { ok: boolean; reason?: string; version?: string; threads?: number }

@@ -124,6 +124,11 @@ Napi::Value MatMulImplementation(const Napi::CallbackInfo& info) {
 
 Napi::Value EffectiveIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::effectiveIsa()); }
 
+// setVerbose(level): oneDNN's verbose log level (0, 1 or 2)
+Napi::Value SetVerbose(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { ect::setVerbose(info[0].As<Napi::Number>().Int32Value()); });
+}
+
 Napi::Value Bf16Executions(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(ect::bf16Executions()));
 }
@@ -292,6 +297,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matMulImplementation", Napi::Function::New(env, MatMulImplementation));
   exports.Set("effectiveIsa", Napi::Function::New(env, EffectiveIsa));
   exports.Set("bf16Executions", Napi::Function::New(env, Bf16Executions));
+  exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduce", Napi::Function::New(env, Reduce));

@@ -334,6 +334,10 @@ std::string effectiveIsa() {
 
 int64_t bf16Executions() { return bf16Runs; }
 
+void setVerbose(int level) {
+  if (dnnl::set_verbose(level) != dnnl::status::success) throw std::invalid_argument("oneDNN verbose level must be 0, 1 or 2");
+}
+
 std::string onednnVersion() {
   const dnnl_version_t* v = dnnl_version();
   std::ostringstream text;

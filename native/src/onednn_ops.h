@@ -49,6 +49,9 @@ std::string matMulImplementation(const MatMulGeometry& g, Precision precision = 
 std::string effectiveIsa();
 // Convolutions and matrix products run with bf16 inputs so far (a test can check the bf16 path really ran).
 int64_t bf16Executions();
+// oneDNN's verbose level from now on (0 off, 1 one stdout line per primitive execution, 2 creation too), as
+// ONEDNN_VERBOSE sets it at start; lets a profile log one step and not the warm-up.
+void setVerbose(int level);
 // oneDNN's version string, e.g. "2.6.3".
 std::string onednnVersion();
 // Primitives built so far (cache size), for memory checks.

@@ -37,6 +37,8 @@ export interface OnednnAddon {
   effectiveIsa(): string;
   /** Convolutions and matrix products run with bf16 inputs since the addon loaded. */
   bf16Executions(): number;
+  /** oneDNN's verbose level from now on: 0 off, 1 a stdout line per primitive execution (ONEDNN_VERBOSE's format). */
+  setVerbose(level: number): void;
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
   compare(op: CompareCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Uint8Array, outShape: number[]): void;
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;

@@ -239,13 +239,13 @@ async function childMain(job: ChildJob): Promise<void> {
 type PeerSetup = { python: string; script: string } | { missing: string };
 
 /** True when `python` runs and imports torch. */
-function importsTorch(python: string): boolean {
+export function importsTorch(python: string): boolean {
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
   return !probe.error && probe.status === 0;
 }
 
 /** Every python3 on PATH, in PATH order, once each (by real path). */
-function pythonsOnPath(): string[] {
+export function pythonsOnPath(): string[] {
   const seen = new Set<string>();
   const found: string[] = [];
   for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {

@@ -12,6 +12,8 @@ import { markdownTable, parseFlags } from '../bench/train-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
 import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
 import { BENCH_SHAPES } from '../bench/ect-step';
+import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
+import { opKind } from '../bench/profile-step';
 import { requireSystemPart } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -94,5 +96,40 @@ describe('benchmark --quick smoke run', function () {
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+  });
+});
+
+describe('oneDNN verbose log summary', () => {
+  const log = [
+    'onednn_verbose,info,oneDNN v2.6.3 (commit N/A)',
+    'onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support',
+    'onednn_verbose,info,prim_template:operation,engine,primitive,implementation,prop_kind,memory_descriptors,attributes,auxiliary,problem_desc,exec_time',
+    'onednn_verbose,exec,cpu,convolution,brgconv:avx512_core_bf16,forward_training,src_bf16::blocked:acdb:f0 wei_bf16:p:blocked:AcdB16a16b2a:f0 bia_f32::blocked:a:f0 dst_f32::blocked:acdb:f0,,alg:convolution_direct,mb64_ic32oc32_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,1.5',
+    'onednn_verbose,exec,cpu,convolution,brgconv:avx512_core_bf16,forward_training,src_bf16::blocked:acdb:f0 wei_bf16:p:blocked:AcdB16a16b2a:f0 bia_f32::blocked:a:f0 dst_f32::blocked:acdb:f0,,alg:convolution_direct,mb64_ic64oc64_ih14oh14kh3sh1dh0ph1_iw14ow14kw3sw1dw0pw1,2.5',
+    'dnnl_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:cdba:f0 dst_bf16:p:blocked:AcdB16a16b2a:f0,,,32x32x3x3,0.25',
+    'some other line, not a log line',
+  ].join('\n');
+
+  it('parses info and execution lines (both prefixes, padded descriptors) and groups them by implementation', () => {
+    const parsed = parseVerbose(log);
+    assert.deepEqual(parsed.info, ['oneDNN v2.6.3 (commit N/A)', 'cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support']);
+    assert.equal(parsed.execs.length, 3);
+    assert.deepEqual(parsed.execs[0].tensors.wei, { type: 'bf16', layout: 'AcdB16a16b2a(p)' });
+    assert.deepEqual(parsed.execs[2].tensors.src, { type: 'f32', layout: 'cdba' });
+    const groups = groupVerbose(parsed.execs);
+    assert.equal(groups.length, 2);
+    assert.deepEqual([groups[0].calls, groups[0].ms, groups[0].largest], [2, 4, 'mb64_ic64oc64_ih14oh14kh3sh1dh0ph1_iw14ow14kw3sw1dw0pw1']);
+    assert.equal(groups[0].io, 'src bf16 acdb, wei bf16 AcdB16a16b2a(p), bia f32 a, dst f32 acdb');
+    const text = formatVerbose(parsed, 'log');
+    assert.match(text, /convolution +2 +4\.00 +94\.1%/);
+    assert.match(text, /reorder +1 +0\.25 +5\.9%/);
+  });
+});
+
+describe('profile op kinds', () => {
+  it('sorts kernels into op kinds', () => {
+    const kinds = ['Conv2DBackpropFilter', '_FusedMatMul', 'EctGroupNormGrad', 'EctUpsample2x', 'EctMomentUpdate', 'Sum', 'Transpose', 'Multiply', 'Softmax', 'Unheard']
+      .map(opKind);
+    assert.deepEqual(kinds, ['convolution', 'matmul', 'normalisation', 'resampling', 'optimiser/EMA', 'reduction', 'data movement', 'elementwise', 'elementwise', 'other']);
   });
 });

@@ -314,10 +314,13 @@ def main():
         flops_per_image = {'1step': 1, '2step': 2, 'heun': 2 * HEUN_STEPS - 1}[mode] * flops
     for _ in range(WARMUP_STEPS):
         work()
-    started = time.perf_counter()
-    for _ in range(steps):
-        work()
-    seconds = (time.perf_counter() - started) / steps
+    # "verbose": oneDNN's log (one line per primitive execution, on stdout) of the timed units only
+    verbose = torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON) if cfg.get('verbose') else contextlib.nullcontext()
+    with verbose:
+        started = time.perf_counter()
+        for _ in range(steps):
+            work()
+        seconds = (time.perf_counter() - started) / steps
     print(json.dumps({
         'torch': torch.__version__, 'mode': mode, 'precision': precision,
         'params': sum(p.numel() for p in net.parameters()),

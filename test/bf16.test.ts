@@ -14,8 +14,9 @@
  * the products the step runs (counted: the student's forward pass, the target pass of the same size and the
  * two gradient products per forward product, L = 4 per layer). Round-to-nearest errors are unbiased and
  * independent, so along a chain they add in quadrature: the step test allows a relative error of 2u sqrt(D) on
- * the loss and on the whole parameter update. Biased rounding (truncation, whose errors add linearly, D u), a
- * wrong layout, a stale buffer or fp32 silently used (bf16 must change something) fail it.
+ * the loss and on the whole parameter update. A wrong layout, a stale buffer or fp32 silently used (bf16 must
+ * change something) fail it; the rounding rule itself (to nearest, ties to even, not truncation, whose errors
+ * the bounds above would still admit) is checked on exact cases.
  */
 import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
@@ -154,6 +155,23 @@ describe('bf16 precision on the onednn backend', function () {
         ['forward', 'input gradient', 'filter gradient'].forEach((name, i) => assertWithinProductBound(`conv ${x} * ${w} ${name}`, bf16[i], fp32[i], magnitude[i]));
       });
     }
+  });
+
+  it('rounds inputs to the nearest bfloat16, ties to even (exact cases through the matrix-product kernel)', () => {
+    // bfloat16 has 7 stored mantissa bits: next to 1 it holds 1, 1 + 2^-7, 1 + 2^-6, ...; A [n, 1] x B [1, 1] = 1
+    // returns A's rounded values exactly (one product each, accumulated in float32)
+    const cases: Array<[number, number]> = [
+      [1 + 2 ** -8 + 2 ** -10, 1 + 2 ** -7],   // above the midpoint: up (truncation would give 1)
+      [1 + 2 ** -8 - 2 ** -12, 1],             // below the midpoint: down
+      [1 + 2 ** -8, 1],                        // tie: to the even neighbour 1
+      [1 + 3 * 2 ** -8, 1 + 2 ** -6],          // tie: to the even neighbour 1 + 2^-6, not 1 + 2^-7
+      [-(1 + 2 ** -8 + 2 ** -10), -(1 + 2 ** -7)],  // the sign does not change the magnitude's rounding
+      [1000 + 2, 1000],                        // 1000..1008 step 8 near 2^10: 1002 rounds down, 1006 up
+      [1000 + 6, 1008],
+    ];
+    const got = tf.tidy(() => withPrecision('bf16', () =>
+      Array.from(tf.matMul(tf.tensor2d(cases.map(([x]) => x), [cases.length, 1]), tf.tensor2d([1], [1, 1])).dataSync())));
+    cases.forEach(([x, want], i) => assert.equal(got[i], Math.fround(want), `${x} rounded to ${got[i]}, want ${want}`));
   });
 
   it('matrix products with transposes and broadcast batches stay within the bound', () => {

@@ -46,8 +46,9 @@ const KIB_PER_MIB = 1024;
 
 export const USAGE = `Usage: npm run bench -- [flags]   (or: node dist/bench/train-step.js [flags])
 
-Times one ECT training step per configuration on each backend and on the PyTorch CPU peer, in
-interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and train-step-latest.md.
+Times one ECT training step per configuration (and, with --workloads, generation and the evaluation
+pass) on each backend and on the PyTorch CPU peer, in interleaved rounds, and writes
+results/bench/train-step-<time>.{md,json} and train-step-latest.md.
 
   --configs a,b         configurations (default: ${Object.keys(BENCH_SHAPES).join(',')})
   --backends a,b        backends (default: ${BACKENDS.join(',')}; cpu only with --with-cpu)
@@ -59,7 +60,7 @@ interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and tra
   --steps N             timed units per measurement, after a warm-up (default per configuration for
                         train: ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')}; batches for the others:
                         ${Object.entries(DEFAULT_UNITS).map(([c, n]) => `${c} ${n}`).join(', ')})
-  --quick               a smoke run in seconds: configuration ${Object.keys(SMOKE_SHAPES).join(',')}, every workload, 1 round,
+  --quick               a smoke run of a few minutes: configuration ${Object.keys(SMOKE_SHAPES).join(',')}, every workload, 1 round,
                         1 unit, no memory check (flags given explicitly still apply); not a measurement
   --rounds N            interleaved rounds per configuration (default ${DEFAULT_ROUNDS}); each round runs the
                         peer and every backend, the order reversed every other round

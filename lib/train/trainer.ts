@@ -102,7 +102,7 @@ export class Trainer {
    */
   static async create(cfg: RunConfig, opts: TrainerOptions): Promise<Trainer> {
     const start = opts.start ?? { from: 'fresh' };
-    assertPrecisionAvailable(cfg.precision, tf.getBackend(), opts.cpuFlags);
+    if ((cfg.precision ?? 'fp32') !== 'fp32') assertPrecisionAvailable(cfg.precision, tf.getBackend(), opts.cpuFlags);
     if (cfg.init && start.from === 'fresh') {
       throw new Error(`config init ${cfg.init}: a run that starts from a checkpoint is launched with it (lib/train/launch.ts launchRun)`);
     }

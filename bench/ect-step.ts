@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '../lib/tf-gradients';
 import { defaultRunConfig } from '../lib/config/defaults';
-import type { RunConfig } from '../lib/config/types';
+import type { Precision, RunConfig } from '../lib/config/types';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { forwardFlopsPerImage, PASSES_PER_IMAGE } from '../lib/nn/flops';
 import { Trainer } from '../lib/train/trainer';
@@ -25,6 +25,16 @@ export const BENCH_SHAPES: Record<string, BenchShape> = {
   'res28-ch16': { res: 28, in_ch: 1, ch: 16, mult: [1, 2, 2], blocks: 1, attn: [7], batch: 64 },
 };
 
+/** Shapes for smoke tests of the benchmark itself (`--quick`): seconds per round, never a default configuration. */
+export const SMOKE_SHAPES: Record<string, BenchShape> = {
+  tiny: { res: 28, in_ch: 1, ch: 8, mult: [1, 2], blocks: 1, attn: [], batch: 8 },
+};
+
+/** A configuration by name: the benchmark's three, or a smoke-test shape. */
+export function benchShape(name: string): BenchShape | undefined {
+  return BENCH_SHAPES[name] ?? SMOKE_SHAPES[name];
+}
+
 /**
  * A tuning RunConfig matching the peer's step: dropout 0.2, Adam at lr 1e-4 without ramp-up, and the
  * sigmoid mapping with r = t (1 - n(t)/4) (q = 4, one stage), so the target pass runs for large t.
@@ -44,9 +54,10 @@ export function benchRunConfig(shape: BenchShape): RunConfig {
   return cfg;
 }
 
-/** A trainer on the current tfjs backend, with synthetic images of the right shape (no files). */
-export async function createBenchTrainer(shape: BenchShape): Promise<Trainer> {
+/** A trainer on the current tfjs backend, with synthetic images of the right shape (no files), its steps in `precision`. */
+export async function createBenchTrainer(shape: BenchShape, precision: Precision = 'fp32'): Promise<Trainer> {
   const cfg = benchRunConfig(shape);
+  cfg.precision = precision;
   const dataset = makeSyntheticDataset('train', { count: Math.max(256, shape.batch), height: shape.res, width: shape.res, channels: shape.in_ch });
   return Trainer.create(cfg, { runDir: null, dataset, evaluator: null });
 }

@@ -1,24 +1,77 @@
-/** Where an ECT training step spends its time, kernel by kernel: `node dist/bench/profile-step.js [backend] [config]`. */
+/**
+ * Where an ECT training step spends its time: `node dist/bench/profile-step.js [backend] [config] [flags]`.
+ *
+ * Prints, for one step after warm-up steps: time per kernel and per op kind (convolutions, matrix products,
+ * normalisation, elementwise, reductions, data movement, ...), what lies outside kernels (JavaScript dispatch,
+ * autodiff bookkeeping: the step's wall time minus its kernel time), and allocations (tensors and bytes the
+ * step created, output arrays the onednn pool allocated fresh versus reused). With --verbose, oneDNN's own log
+ * of one step (ISA, implementation, data types and layouts of every convolution, matrix product and reorder,
+ * bench/onednn-verbose.ts); with --peer, the same log of the PyTorch peer's step, whose convolutions also run
+ * on oneDNN (run by --python, else the first python3 on PATH that imports torch). `--precision bf16` profiles
+ * the mixed-precision step.
+ */
+import { spawnSync } from 'child_process';
+import * as os from 'os';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, initBackend, type BackendChoice } from '../lib/backend/select';
-import { BENCH_SHAPES, createBenchTrainer, runStep, type BenchShape } from './ect-step';
+import { assertPrecisionAvailable } from '../lib/backend/onednn/precision';
+import type { Precision } from '../lib/config/types';
+import { BENCH_SHAPES, benchShape, createBenchTrainer, disposeTrainer, runStep, type BenchShape } from './ect-step';
+import { formatVerbose, parseVerbose } from './onednn-verbose';
+import { importsTorch, pythonsOnPath } from './train-step';
 
 /** Milliseconds and calls per kernel name over one profiled step, largest first. */
 export interface KernelTime { kernel: string; ms: number; calls: number; share: number }
+
+/** What kind of work a kernel does, for the per-kind table. */
+export type OpKind = 'convolution' | 'matmul' | 'normalisation' | 'elementwise' | 'reduction' | 'data movement' | 'resampling' | 'optimiser/EMA' | 'random' | 'other';
+
+const KINDS: Array<[OpKind, RegExp]> = [
+  ['convolution', /^(Conv2D|FusedConv2D|Conv2DBackprop(Input|Filter)|DepthwiseConv2dNative)/],
+  ['matmul', /^(BatchMatMul|_FusedMatMul)$/],
+  ['normalisation', /^(EctGroupNorm|EctGroupNormGrad|FusedBatchNorm)/],
+  ['resampling', /^(EctDownsample2x|EctUpsample2x|AvgPool|MaxPool|ResizeNearestNeighbor)/],
+  ['optimiser/EMA', /^(EctMomentUpdate|EctEmaUpdate)$/],
+  ['reduction', /^(Sum|Mean|Max|Min|Prod|All|Any|ArgMax|ArgMin)$/],
+  ['data movement', /^(Transpose|Slice|StridedSlice|Concat|Pack|Unpack|SplitV|Reshape|Pad|PadV2|Tile|GatherV2|Cast|Identity|Fill|ZerosLike|OnesLike|Reverse|MirrorPad)$/],
+  ['random', /^(RandomUniform|RandomNormal|RandomStandardNormal|Multinomial)$/],
+  ['elementwise', /^(Add|AddN|Sub|Multiply|RealDiv|Div|SquaredDifference|Maximum|Minimum|Sigmoid|Exp|Neg|Square|Rsqrt|Sqrt|Relu|Relu6|Log|Abs|Tanh|Reciprocal|Pow|Less|LessEqual|Greater|GreaterEqual|Equal|NotEqual|Select|LogicalAnd|LogicalOr|LogicalNot|Softmax|Sin|Cos|Step|Sign|Floor|Ceil|Round|ClipByValue|IsNan|IsInf|Elu|LeakyRelu|Prelu|Softplus|Erf|Atan2|FloorDiv|Mod|Selu|Expm1|Log1p)$/],
+];
+
+/** The op kind of a tfjs kernel name. */
+export function opKind(kernel: string): OpKind {
+  return KINDS.find(([, pattern]) => pattern.test(kernel))?.[0] ?? 'other';
+}
 
 /** Entries of tf.profile that are op scopes around kernels, not kernels. */
 function isOpScope(name: string): boolean {
   return name.endsWith('__op') || name === 'unnamed scope';
 }
 
-/** Profiles one training step (after warm-up steps) and sums kernel times by kernel name. */
-export async function profileStep(shape: BenchShape, warmupSteps = 2): Promise<{ wallMs: number; kernels: KernelTime[] }> {
-  const trainer = await createBenchTrainer(shape);
+/** One profiled step: wall time, kernels, their sum by op kind, and the step's allocations. */
+export interface StepProfile {
+  wallMs: number;
+  kernels: KernelTime[];
+  kinds: Array<{ kind: OpKind; ms: number; calls: number; share: number }>;
+  outsideKernelsMs: number;     // wall - sum of kernel times: dispatch, autodiff, JavaScript
+  newTensors: number;           // tensors created by the step and still alive after it (0 when nothing leaks)
+  kernelOutputs: number;        // tensors the step's kernels produced
+  peakBytes: number;            // tfjs's peak bytes during the step
+  pool?: { allocated: number; allocatedMB: number; reused: number };  // onednn output arrays during the step
+}
+
+/** Profiles one training step (after warm-up steps) and sums kernel times by kernel name and by op kind. */
+export async function profileStep(shape: BenchShape, warmupSteps = 2, precision: Precision = 'fp32'): Promise<StepProfile> {
+  const trainer = await createBenchTrainer(shape, precision);
   for (let i = 0; i < warmupSteps; i++) runStep(trainer);
+  const pool = tf.getBackend() === 'onednn' ? (await import('../lib/backend/onednn')).outputPool : undefined;
+  const before = pool ? { ...pool.counts } : undefined;
   const start = performance.now();
   const profile = await tf.profile(() => { runStep(trainer); });
   const wallMs = performance.now() - start;
   const byName = new Map<string, { ms: number; calls: number }>();
+  let kernelOutputs = 0;
   for (const k of profile.kernels) {
     // ops built with customGrad (fused conv/matMul, our fused kernels) appear as a scope around the kernel
     // they run: count the kernel, not the scope, so no time is counted twice
@@ -27,28 +80,107 @@ export async function profileStep(shape: BenchShape, warmupSteps = 2): Promise<{
     const entry = byName.get(k.name) ?? { ms: 0, calls: 0 };
     entry.ms += ms;
     entry.calls += 1;
+    kernelOutputs += k.outputShapes.length;
     byName.set(k.name, entry);
   }
   const total = [...byName.values()].reduce((s, e) => s + e.ms, 0);
   const kernels = [...byName].map(([kernel, e]) => ({ kernel, ms: e.ms, calls: e.calls, share: e.ms / total }))
     .sort((a, b) => b.ms - a.ms);
-  trainer.net.dispose();
-  return { wallMs, kernels };
+  const kindMap = new Map<OpKind, { ms: number; calls: number }>();
+  for (const k of kernels) {
+    const e = kindMap.get(opKind(k.kernel)) ?? { ms: 0, calls: 0 };
+    e.ms += k.ms;
+    e.calls += k.calls;
+    kindMap.set(opKind(k.kernel), e);
+  }
+  const kinds = [...kindMap].map(([kind, e]) => ({ kind, ...e, share: e.ms / total })).sort((a, b) => b.ms - a.ms);
+  const poolDelta = pool && before ? {
+    allocated: pool.counts.allocated - before.allocated, allocatedMB: (pool.counts.allocatedBytes - before.allocatedBytes) / 2 ** 20,
+    reused: pool.counts.reused - before.reused,
+  } : undefined;
+  disposeTrainer(trainer);
+  return {
+    wallMs, kernels, kinds, outsideKernelsMs: Math.max(0, wallMs - total), newTensors: profile.newTensors, kernelOutputs,
+    peakBytes: profile.peakBytes, pool: poolDelta,
+  };
+}
+
+/** The printed tables of a profile. */
+export function formatProfile(label: string, p: StepProfile, topKernels = 25): string {
+  const kernelMs = p.kernels.reduce((s, k) => s + k.ms, 0);
+  const lines = [`${label}: step ${p.wallMs.toFixed(0)} ms wall (profiled), kernels ${kernelMs.toFixed(0)} ms, ` +
+    `outside kernels (dispatch, autodiff, JavaScript) ${p.outsideKernelsMs.toFixed(0)} ms (${(100 * p.outsideKernelsMs / p.wallMs).toFixed(1)}% of wall)`];
+  lines.push(`allocations: ${p.kernelOutputs} kernel outputs, ${p.newTensors} tensors left after the step, tfjs peak ${(p.peakBytes / 2 ** 20).toFixed(1)} MB` +
+    (p.pool ? `; onednn output arrays: ${p.pool.allocated} allocated fresh (${p.pool.allocatedMB.toFixed(1)} MB), ${p.pool.reused} reused` : ''));
+  lines.push('', `${'op kind'.padEnd(16)} ${'ms'.padStart(9)} ${'share'.padStart(6)} ${'calls'.padStart(6)}`);
+  for (const k of p.kinds) lines.push(`${k.kind.padEnd(16)} ${k.ms.toFixed(1).padStart(9)} ${(100 * k.share).toFixed(1).padStart(5)}% ${String(k.calls).padStart(6)}`);
+  lines.push('', `${'kernel'.padEnd(24)} ${'ms'.padStart(9)} ${'share'.padStart(6)} ${'calls'.padStart(6)}  kind`);
+  for (const k of p.kernels.slice(0, topKernels)) {
+    lines.push(`${k.kernel.padEnd(24)} ${k.ms.toFixed(1).padStart(9)} ${(100 * k.share).toFixed(1).padStart(5)}% ${String(k.calls).padStart(6)}  ${opKind(k.kernel)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Flags of the command line. */
+interface ProfileFlags { backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; python?: string }
+
+function parseProfileFlags(argv: string[]): ProfileFlags {
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python'].includes(argv[i - 1]));
+  const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
+  const precision = (value('--precision') ?? 'fp32') as Precision;
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
+  return {
+    backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
+    verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), python: value('--python'),
+  };
+}
+
+/** Child side of --verbose: warm up with the log off, then log one step (stdout carries only the log). */
+async function verboseChild(flags: ProfileFlags): Promise<void> {
+  await initBackend(flags.backend as BackendChoice);
+  const { onednnAddon } = await import('../lib/backend/onednn');
+  const addon = onednnAddon();
+  if (!addon) throw new Error('--verbose needs the onednn backend');
+  const trainer = await createBenchTrainer(benchShape(flags.config) as BenchShape, flags.precision);
+  for (let i = 0; i < 2; i++) runStep(trainer);
+  addon.setVerbose(1);
+  runStep(trainer);
+  addon.setVerbose(0);
+}
+
+/** Runs this file with --verbose-child and summarises oneDNN's log of one step. */
+function ourVerbose(flags: ProfileFlags): string {
+  const child = spawnSync(process.execPath, [__filename, '--verbose-child', flags.backend, flags.config, '--precision', flags.precision],
+    { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 30 * 60_000 });
+  if (child.status !== 0) return `our oneDNN log: not taken (${(child.stderr ?? '').trim().split('\n').slice(-2).join(' | ') || child.error?.message})`;
+  return formatVerbose(parseVerbose(child.stdout), `our oneDNN log of one ${flags.precision} step (${flags.config})`);
+}
+
+/** Runs the PyTorch peer with oneDNN's log on for its one timed step and summarises it. */
+function peerVerbose(flags: ProfileFlags, shape: BenchShape): string {
+  const script = path.resolve(__dirname, '..', '..', 'bench', 'peer', 'ect_step_torch.py');
+  const args = JSON.stringify({ ...shape, steps: 1, threads: os.availableParallelism(), mode: 'train', precision: flags.precision, verbose: true });
+  const python = flags.python ?? pythonsOnPath().find(importsTorch);
+  if (!python) return "the peer's oneDNN log: not taken (no python3 on PATH imports torch; pass --python <path>)";
+  const child = spawnSync(python, [script, args], { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 30 * 60_000 });
+  if (child.status !== 0) return `the peer's oneDNN log: not taken (${(child.stderr ?? '').trim().split('\n').slice(-2).join(' | ') || child.error?.message})`;
+  const log = parseVerbose(child.stdout);
+  const note = log.execs.length ? '' : '\n  (no oneDNN executions: this PyTorch runs its convolutions elsewhere, e.g. its own kernels)';
+  return formatVerbose(log, `the PyTorch peer's oneDNN log of one ${flags.precision} step (${flags.config})`) + note;
 }
 
 async function main(): Promise<void> {
-  const backend = process.argv[2] ?? 'onednn';
-  const shapeName = process.argv[3] ?? 'res28-ch32';
-  const shape = BENCH_SHAPES[shapeName];
-  if (!shape) throw new Error(`unknown config ${shapeName}; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--verbose-child') return verboseChild(parseProfileFlags(argv.slice(1)));
+  const flags = parseProfileFlags(argv);
+  const shape = benchShape(flags.config);
+  if (!shape) throw new Error(`unknown config ${flags.config}; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
   // the same set-up as training (wasm gets its training kernels, onednn its addon), or a clear error
-  console.log(describeBackend(await initBackend(backend as BackendChoice)));
-  const { wallMs, kernels } = await profileStep(shape);
-  const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
-  console.log(`${backend} ${shapeName}: step ${wallMs.toFixed(0)} ms wall (profiled), kernels ${kernelMs.toFixed(0)} ms`);
-  for (const k of kernels.slice(0, 25)) {
-    console.log(`${k.kernel.padEnd(24)} ${k.ms.toFixed(1).padStart(9)} ms ${(100 * k.share).toFixed(1).padStart(5)}% ${String(k.calls).padStart(5)} calls`);
-  }
+  console.log(describeBackend(await initBackend(flags.backend as BackendChoice)));
+  assertPrecisionAvailable(flags.precision, tf.getBackend());
+  console.log(formatProfile(`${flags.backend} ${flags.precision} ${flags.config}`, await profileStep(shape, 2, flags.precision)));
+  if (flags.verbose) console.log(`\n${ourVerbose(flags)}`);
+  if (flags.peer) console.log(`\n${peerVerbose(flags, shape)}`);
 }
 
 if (require.main === module) {

@@ -1,13 +1,17 @@
 /**
  * `npm run bench`: times the ECT training step of the PyTorch peer's UNet configurations on every available
- * backend and on the PyTorch CPU peer, and writes the table to results/bench/.
+ * backend and on the PyTorch CPU peer, and writes the table to results/bench/. With --workloads it also times
+ * generation (1-step, 2-step, Heun-35) and the evaluation pass (features + fd), bench/workloads.ts; with
+ * --precisions fp32,bf16 each of them also in bf16 mixed precision (ours on onednn, the peer under
+ * torch.autocast), against the bf16 peak.
  *
  * Every figure comes from the machine it runs on. The fp32 peak is computed from this CPU's facts
  * (lib/machine/peak.ts: cores, vector width, FMA units, clock), or printed as '-' with the reason when it
  * cannot be known. The ratio to PyTorch is measured in interleaved rounds: each round runs the peer and then
  * each backend (the order reversed every other round, so drift in machine load hits both sides), and the
  * table gives the median img/s, the median of the rounds' ratios and their min-max spread; the JSON keeps
- * every round. Each (round, backend, configuration) runs in its own child process, so peak memory is its own.
+ * every round. A round runs every workload of a configuration. Each (round, workload, backend, precision) runs
+ * in its own child process, so peak memory is its own; the table sets it against the peer's.
  * After the table, a long onednn run checks that resident memory does not grow.
  *
  * The peer is `bench/peer/ect_step_torch.py` (or --peer, or ECT_PEER_SCRIPT),
@@ -18,8 +22,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
-import { fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
-import { BENCH_SHAPES, benchRunConfig, type BenchShape } from './ect-step';
+import { bf16Peak, fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
+import { PRECISIONS, type Precision } from '../lib/config/types';
+import { BENCH_SHAPES, SMOKE_SHAPES, benchShape, type BenchShape } from './ect-step';
+import { WORKLOADS, WORKLOAD_LABELS, workloadFlopsPerImage, workloadProblem, type Workload } from './workloads';
 
 /** The repository root: this file is compiled to dist/bench/. */
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -28,6 +34,8 @@ const DEFAULT_PEER = path.join(REPO_ROOT, 'bench', 'peer', 'ect_step_torch.py');
 const BACKENDS = ['tensorflow', 'onednn', 'wasm', 'cpu'] as const;
 // Timed steps per configuration (after one warm-up step); small, because wasm takes minutes per big step.
 const DEFAULT_STEPS: Record<string, number> = { 'res32-ch64': 2, 'res28-ch32': 3, 'res28-ch16': 4 };
+// Timed units of the other workloads (one batch each; Heun is 35 network evaluations per unit).
+const DEFAULT_UNITS: Record<Exclude<Workload, 'train'>, number> = { '1step': 5, '2step': 3, heun: 1, features: 5 };
 const DEFAULT_ROUNDS = 3;
 const DEFAULT_MEMORY_STEPS = 200;
 const DEFAULT_MEMORY_CONFIG = 'res28-ch32';
@@ -38,14 +46,22 @@ const KIB_PER_MIB = 1024;
 
 export const USAGE = `Usage: npm run bench -- [flags]   (or: node dist/bench/train-step.js [flags])
 
-Times one ECT training step per configuration on each backend and on the PyTorch CPU peer, in
-interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and train-step-latest.md.
+Times one ECT training step per configuration (and, with --workloads, generation and the evaluation
+pass) on each backend and on the PyTorch CPU peer, in interleaved rounds, and writes
+results/bench/train-step-<time>.{md,json} and train-step-latest.md.
 
   --configs a,b         configurations (default: ${Object.keys(BENCH_SHAPES).join(',')})
   --backends a,b        backends (default: ${BACKENDS.join(',')}; cpu only with --with-cpu)
   --with-cpu            also time the pure-JavaScript cpu backend (1 step; ~250x slower than wasm)
-  --steps N             timed steps per measurement, after a warm-up (default per configuration:
-                        ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')})
+  --workloads a,b       what to time (default: train): ${WORKLOADS.join(', ')} (features: the fmnist
+                        classifier's features + fd, 28x28x1 configurations only)
+  --precisions a,b      ${PRECISIONS.join(', ')} (default: fp32); bf16 runs on onednn where the CPU has bf16
+                        instructions (others report the refusal) and on the peer under torch.autocast
+  --steps N             timed units per measurement, after a warm-up (default per configuration for
+                        train: ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')}; batches for the others:
+                        ${Object.entries(DEFAULT_UNITS).map(([c, n]) => `${c} ${n}`).join(', ')})
+  --quick               a smoke run of a few minutes: configuration ${Object.keys(SMOKE_SHAPES).join(',')}, every workload, 1 round,
+                        1 unit, no memory check (flags given explicitly still apply); not a measurement
   --rounds N            interleaved rounds per configuration (default ${DEFAULT_ROUNDS}); each round runs the
                         peer and every backend, the order reversed every other round
   --memory-steps N      resident-memory check: N onednn steps after the table (default ${DEFAULT_MEMORY_STEPS}; 0 skips)
@@ -60,6 +76,9 @@ interleaved rounds, and writes results/bench/train-step-<time>.{md,json} and tra
 /** The parsed command line. */
 export interface BenchFlags {
   steps?: number;
+  workloads: Workload[];
+  precisions: Precision[];
+  quick: boolean;
   rounds: number;
   configs: string[];
   backends: string[];
@@ -75,7 +94,7 @@ export interface BenchFlags {
 /** Parses the flags; throws with the usage text on an unknown flag, a missing value or a bad number. */
 export function parseFlags(argv: string[]): BenchFlags {
   const flags: BenchFlags = {
-    rounds: DEFAULT_ROUNDS, configs: Object.keys(BENCH_SHAPES), backends: [...BACKENDS], withCpu: false,
+    workloads: ['train'], precisions: ['fp32'], quick: false, rounds: DEFAULT_ROUNDS, configs: Object.keys(BENCH_SHAPES), backends: [...BACKENDS], withCpu: false,
     memorySteps: DEFAULT_MEMORY_STEPS, memoryConfig: DEFAULT_MEMORY_CONFIG, out: path.join(REPO_ROOT, 'results', 'bench'), help: false,
   };
   const fail = (why: string): never => { throw new Error(`${why}\n\n${USAGE}`); };
@@ -84,15 +103,21 @@ export function parseFlags(argv: string[]): BenchFlags {
     return Number.isInteger(n) && n >= min ? n : fail(`${name} needs an integer >= ${min}, got '${text}'`);
   };
   const list = (text: string) => text.split(',').map((s) => s.trim()).filter(Boolean);
+  const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') { flags.help = true; continue; }
     if (arg === '--with-cpu') { flags.withCpu = true; continue; }
-    const takesValue = ['--steps', '--rounds', '--configs', '--backends', '--memory-steps', '--memory-config', '--peer', '--python', '--out'];
+    if (arg === '--quick') { flags.quick = true; continue; }
+    const takesValue = ['--steps', '--rounds', '--configs', '--backends', '--memory-steps', '--memory-config', '--peer', '--python', '--out',
+      '--workloads', '--precisions'];
     if (!takesValue.includes(arg)) fail(`unknown ${arg.startsWith('-') ? 'flag' : 'argument'} '${arg}'`);
     const value = argv[++i];
     if (value === undefined || value.startsWith('--')) fail(`${arg} needs a value`);
+    given.add(arg);
     switch (arg) {
+      case '--workloads': flags.workloads = list(value) as Workload[]; break;
+      case '--precisions': flags.precisions = list(value) as Precision[]; break;
       case '--steps': flags.steps = count(arg, value, 1); break;
       case '--rounds': flags.rounds = count(arg, value, 1); break;
       case '--configs': flags.configs = list(value); break;
@@ -104,9 +129,24 @@ export function parseFlags(argv: string[]): BenchFlags {
       case '--out': flags.out = path.resolve(value); break;
     }
   }
-  for (const c of [...flags.configs, flags.memoryConfig]) {
-    if (!BENCH_SHAPES[c]) fail(`unknown configuration '${c}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
+  if (flags.quick) {
+    if (!given.has('--configs')) flags.configs = Object.keys(SMOKE_SHAPES);
+    if (!given.has('--workloads')) flags.workloads = [...WORKLOADS];
+    if (!given.has('--rounds')) flags.rounds = 1;
+    if (!given.has('--steps')) flags.steps = 1;
+    if (!given.has('--memory-steps')) flags.memorySteps = 0;
+    if (!given.has('--backends')) flags.backends = ['onednn'];
   }
+  for (const c of [...flags.configs, flags.memoryConfig]) {
+    if (!benchShape(c)) fail(`unknown configuration '${c}'; known: ${[...Object.keys(BENCH_SHAPES), ...Object.keys(SMOKE_SHAPES)].join(', ')}`);
+  }
+  for (const w of flags.workloads) {
+    if (!(WORKLOADS as readonly string[]).includes(w)) fail(`unknown workload '${w}'; known: ${WORKLOADS.join(', ')}`);
+  }
+  for (const p of flags.precisions) {
+    if (!(PRECISIONS as readonly string[]).includes(p)) fail(`unknown precision '${p}'; known: ${PRECISIONS.join(', ')}`);
+  }
+  if (!flags.workloads.length || !flags.precisions.length) fail('--workloads and --precisions need at least one value');
   for (const b of flags.backends) {
     if (!(BACKENDS as readonly string[]).includes(b)) fail(`unknown backend '${b}'; known: ${BACKENDS.join(', ')}`);
   }
@@ -126,11 +166,14 @@ const shown = (p: string) => (path.isAbsolute(p) ? path.relative(REPO_ROOT, p) |
 export interface BenchRow {
   backend: string;
   config: string;
+  workload: Workload;
+  precision: Precision;
   imgPerSec?: number;              // median over rounds
   imgPerSecRange?: [number, number];
   gflops?: number;                 // achieved at the median, counting 4 forward passes per image (see stepFlopsPerImage)
   peakFraction?: number;           // gflops / this machine's fp32 peak; absent when the peak is unknown
   peakRssMB?: number;              // the largest over rounds
+  rssToTorch?: number;             // peakRssMB over the peer's (same workload and precision)
   ratioToTorch?: number;           // median over rounds of (img/s / the peer's img/s in the same round)
   ratioRange?: [number, number];   // min-max of those ratios
   roundImgPerSec?: Array<number | null>;  // each round's img/s (null: no result that round)
@@ -143,36 +186,51 @@ export interface BenchRow {
 /** What a child process reports for one backend and configuration. */
 interface ChildResult { secPerStep: number; imgPerSec: number; steps: number; maxRssMB: number; rssMB: number[]; backend: string; error?: string }
 
-/** Runs this file as a child measuring one backend on one configuration; returns its JSON report. */
-function runChild(backend: string, config: string, steps: number, timeoutMinutes = CHILD_TIMEOUT_MINUTES): ChildResult {
-  const child = spawnSync(process.execPath, [__filename, '--child', backend, config, String(steps)], {
+/** What a child measures: one backend, configuration, workload and precision, `steps` timed units. */
+interface ChildJob { backend: string; config: string; steps: number; workload: Workload; precision: Precision }
+
+/** Runs this file as a child measuring one job; returns its JSON report. */
+function runChild(job: ChildJob, timeoutMinutes = CHILD_TIMEOUT_MINUTES): ChildResult {
+  const { backend } = job;
+  const child = spawnSync(process.execPath, [__filename, '--child', JSON.stringify(job)], {
     encoding: 'utf8', timeout: timeoutMinutes * 60_000, maxBuffer: 64 << 20,
   });
   const line = (child.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) {
-    const why = child.error ? child.error.message : (child.stderr ?? '').trim().split('\n').slice(-3).join(' | ');
+    const lines = (child.stderr ?? '').split('\n').map((l) => l.trim()).filter((l) => l && !/^Node\.js v/.test(l));
+    // the error's own line (an uncaught exception prints its stack and properties after it), else the last lines
+    const errorLine = lines.find((l) => /^(\w*Error\b|Error:)/.test(l));
+    const why = child.error ? child.error.message : errorLine ?? lines.slice(-3).join(' | ');
     return { secPerStep: NaN, imgPerSec: NaN, steps: 0, maxRssMB: NaN, rssMB: [], backend, error: scrub(why || `exit ${child.status}`) };
   }
   return JSON.parse(line) as ChildResult;
 }
 
-/** Child side: initialise the backend the project's way, warm up, time `steps` steps, sample RSS after each. */
-async function childMain(backend: string, config: string, steps: number): Promise<void> {
+/**
+ * Child side: initialise the backend the project's way, check the precision may run (a refusal is the child's
+ * error, shown in the table), warm up, time `steps` units, sample RSS after each.
+ */
+async function childMain(job: ChildJob): Promise<void> {
   const { initBackend } = await import('../lib/backend/select');
-  const { createBenchTrainer, runStep } = await import('./ect-step');
-  const info = await initBackend(backend as never);
-  const shape = BENCH_SHAPES[config];
-  const trainer = await createBenchTrainer(shape);
-  runStep(trainer);  // warm-up: oneDNN primitive creation, wasm compilation, first allocations
+  const { assertPrecisionAvailable } = await import('../lib/backend/onednn/precision');
+  const { prepareWorkload } = await import('./workloads');
+  const tf = await import('@tensorflow/tfjs-core');
+  const info = await initBackend(job.backend as never);
+  assertPrecisionAvailable(job.precision, tf.getBackend());
+  const shape = benchShape(job.config) as BenchShape;
+  const work = await prepareWorkload(job.workload, shape, job.precision);
+  work.run();  // warm-up: oneDNN primitive creation, wasm compilation, first allocations
   const rssMB: number[] = [];
   const start = performance.now();
-  for (let i = 0; i < steps; i++) {
-    runStep(trainer);
+  for (let i = 0; i < job.steps; i++) {
+    work.run();
     rssMB.push(process.memoryUsage().rss / 2 ** 20);
   }
-  const secPerStep = (performance.now() - start) / 1000 / steps;
+  const secPerStep = (performance.now() - start) / 1000 / job.steps;
+  work.dispose();
+  const steps = job.steps;
   const result: ChildResult = {
-    secPerStep, imgPerSec: shape.batch / secPerStep, steps, backend: info.name,
+    secPerStep, imgPerSec: work.images / secPerStep, steps, backend: info.name,
     maxRssMB: process.resourceUsage().maxRSS / KIB_PER_MIB, rssMB,
   };
   console.log(JSON.stringify(result));
@@ -182,13 +240,13 @@ async function childMain(backend: string, config: string, steps: number): Promis
 type PeerSetup = { python: string; script: string } | { missing: string };
 
 /** True when `python` runs and imports torch. */
-function importsTorch(python: string): boolean {
+export function importsTorch(python: string): boolean {
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
   return !probe.error && probe.status === 0;
 }
 
 /** Every python3 on PATH, in PATH order, once each (by real path). */
-function pythonsOnPath(): string[] {
+export function pythonsOnPath(): string[] {
   const seen = new Set<string>();
   const found: string[] = [];
   for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
@@ -236,9 +294,9 @@ const PEER_WRAPPER = [
 /** What one peer run reports. */
 interface PeerResult { imgPerSec: number; gflops: number; maxRssMB: number; torch: string }
 
-/** Runs the PyTorch peer once on a configuration; a string with the reason when it fails. */
-function runPeer(setup: { python: string; script: string }, shape: BenchShape, steps: number, threads: number): PeerResult | string {
-  const args = JSON.stringify({ ...shape, steps, threads });
+/** Runs the PyTorch peer once on a configuration, workload and precision; a string with the reason when it fails. */
+function runPeer(setup: { python: string; script: string }, shape: BenchShape, steps: number, threads: number, mode: Workload, precision: Precision): PeerResult | string {
+  const args = JSON.stringify({ ...shape, steps, threads, mode, precision });
   const child = spawnSync(setup.python, ['-c', PEER_WRAPPER, setup.script, args], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MINUTES * 60_000 });
   const line = (child.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) {
@@ -266,22 +324,34 @@ function ratioText(r: BenchRow): string {
   return (r.rounds ?? 1) > 1 && lo !== hi ? `${r.ratioToTorch.toFixed(2)}x (${lo.toFixed(2)}-${hi.toFixed(2)})` : `${r.ratioToTorch.toFixed(2)}x`;
 }
 
+/** How a report names one side of a comparison: the backend (or the peer) and, when not fp32, its precision. */
+function participantName(backend: string, precision: Precision): string {
+  return precision === 'fp32' ? backend : `${backend} ${precision}`;
+}
+
 /** The results as a Markdown table. */
 export function markdownTable(rows: BenchRow[]): string {
-  const header = '| backend | config | img/s (median) | GFLOP/s | of fp32 peak | peak RSS (MB) | vs PyTorch (median, min-max) | rounds | note |\n' +
-    '|---|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.backend} | ${r.config} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ` +
-    `${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ${ratioText(r)} | ` +
+  const header = '| backend | precision | config | workload | img/s (median) | GFLOP/s | of peak | peak RSS (MB) | RSS vs PyTorch | ' +
+    'vs PyTorch (median, min-max) | rounds | note |\n' +
+    '|---|---|---|---|---|---|---|---|---|---|---|---|';
+  const body = rows.map((r) => `| ${r.backend} | ${r.precision} | ${r.config} | ${WORKLOAD_LABELS[r.workload]} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ` +
+    `${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ` +
+    `${r.rssToTorch === undefined ? '-' : `${r.rssToTorch.toFixed(2)}x`} | ${ratioText(r)} | ` +
     `${r.rounds ?? '-'} | ${(r.note ?? '').replace(/\|/g, '/')} |`);
   return [header, ...body].join('\n');
 }
 
-/** One round of one configuration: the order it ran in and what each run gave. */
+/** One measured side of a round. */
+type Measured = { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string } | { error: string };
+
+/** One round of one configuration: per workload, the order it ran in and what each run gave. */
 interface RoundRecord {
   round: number;
-  order: string[];
-  peer?: PeerResult | { error: string };
-  backends: Record<string, { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string } | { error: string }>;
+  workloads: Partial<Record<Workload, {
+    order: string[];
+    peer: Partial<Record<Precision, PeerResult | { error: string }>>;
+    backends: Record<string, Measured>;   // by participant name (backend, or 'backend bf16')
+  }>>;
 }
 
 /** The row of one backend (or the peer) from its per-round img/s, ratios and peak memory. */
@@ -301,6 +371,17 @@ function summarise(base: BenchRow, imgPerSec: Array<number | null>, ratios: Arra
   };
 }
 
+/** '3 steps', '1 batch', '5 batches'. */
+function countOf(n: number, unit: 'step' | 'batch'): string {
+  return `${n} ${unit}${n === 1 ? '' : unit === 'batch' ? 'es' : 's'}`;
+}
+
+/** Timed units of a workload on a configuration: --steps, else the defaults above. */
+function unitsOf(flags: BenchFlags, workload: Workload, config: string): number {
+  if (flags.steps) return flags.steps;
+  return workload === 'train' ? DEFAULT_STEPS[config] ?? 3 : DEFAULT_UNITS[workload];
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const flags = parseFlags(argv);
@@ -310,109 +391,142 @@ async function main(): Promise<void> {
   const threads = os.availableParallelism();  // the peer's thread count; our backends use every core too
   const cpu = readCpuFacts();
   const peak = fp32Peak(cpu, threads);
+  const peakBf16 = bf16Peak(cpu, threads);
+  const peakOf = (precision: Precision) => (precision === 'bf16' ? peakBf16 : peak);
   const machine = {
     cpu: cpu.modelName || 'unknown', logicalCpus: threads, cores: peak.cores, vectorExtensions: vectorExtensions(cpu),
-    peakGflops: peak.gflops, peak: peak.explanation, loadAverageAtStart: loadAverage,
+    peakGflops: peak.gflops, peak: peak.explanation, bf16PeakGflops: peakBf16.gflops, bf16Peak: peakBf16.explanation, loadAverageAtStart: loadAverage,
   };
   const machineLine = `${machine.cpu}, ${threads} logical CPUs (${peak.cores} cores counted), vector extensions ${machine.vectorExtensions}; ` +
     `load average at start ${loadAverage.map((l) => l.toFixed(1)).join(' ')}.`;
   const command = `npm run bench -- ${argv.map((a, i) => (['--peer', '--python', '--out'].includes(argv[i - 1]) ? shown(path.resolve(a)) : a)).join(' ')}`.trim();
   fs.mkdirSync(flags.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
-  console.error(`machine: ${machineLine}\nfp32 peak: ${peak.explanation}`);
+  console.error(`machine: ${machineLine}\nfp32 peak: ${peak.explanation}\nbf16 peak: ${peakBf16.explanation}`);
+  if (flags.quick) console.error('--quick: a smoke run of the benchmark itself; its figures are not measurements');
 
   const peer = findPeer(flags);
   if ('missing' in peer) console.error(`peer: not run: ${peer.missing}`);
   const rows: BenchRow[] = [];
   const roundsByConfig: Record<string, RoundRecord[]> = {};
   let rssSeriesMB: number[] = [];
+  const timed = flags.backends.filter((b) => b !== 'cpu' || flags.withCpu);
   for (const config of flags.configs) {
-    const shape = BENCH_SHAPES[config];
-    const steps = flags.steps ?? DEFAULT_STEPS[config] ?? 3;
-    const flopsPerImage = 4 * forwardFlopsPerImage(benchRunConfig(shape).net);
-    const timed = flags.backends.filter((b) => b !== 'cpu' || flags.withCpu);
-    const runs = ['missing' in peer ? [] : ['peer'], timed].flat();
+    const shape = benchShape(config) as BenchShape;
+    const workloads = flags.workloads.filter((w) => !workloadProblem(w, shape));
     const records: RoundRecord[] = [];
     for (let round = 0; round < flags.rounds; round++) {
-      // Reverse the order every other round, so a drift in machine load does not favour one side.
-      const order = round % 2 === 0 ? runs : [...runs].reverse();
-      const record: RoundRecord = { round: round + 1, order, backends: {} };
-      const ours: string[] = [];
-      for (const who of order) {
-        if (who === 'peer' && !('missing' in peer)) {
-          const result = runPeer(peer, shape, steps, threads);
-          record.peer = typeof result === 'string' ? { error: result } : result;
-          console.error(`${config} round ${round + 1}/${flags.rounds}: peer ${typeof result === 'string' ? `failed: ${result}` : `${result.imgPerSec.toFixed(2)} img/s`}`);
-          continue;
+      const record: RoundRecord = { round: round + 1, workloads: {} };
+      for (const workload of workloads) {
+        const steps = unitsOf(flags, workload, config);
+        // every side of the comparison: the peer and each backend, in each precision
+        const sides = flags.precisions.flatMap((precision) => [
+          ...('missing' in peer ? [] : [{ who: 'peer', precision }]), ...timed.map((who) => ({ who, precision }))]);
+        // Reverse the order every other round, so a drift in machine load does not favour one side.
+        const order = round % 2 === 0 ? sides : [...sides].reverse();
+        const entry = { order: order.map((s) => participantName(s.who, s.precision)), peer: {} as Partial<Record<Precision, PeerResult | { error: string }>>, backends: {} as Record<string, Measured> };
+        const progress = (name: string, text: string) => console.error(`${config} ${workload} round ${round + 1}/${flags.rounds}: ${name} ${text}`);
+        for (const { who, precision } of order) {
+          if (who === 'peer' && !('missing' in peer)) {
+            const result = runPeer(peer, shape, steps, threads, workload, precision);
+            entry.peer[precision] = typeof result === 'string' ? { error: result } : result;
+            progress(participantName('peer', precision), typeof result === 'string' ? `failed: ${result}` : `${result.imgPerSec.toFixed(2)} img/s`);
+            continue;
+          }
+          const result = runChild({ backend: who, config, steps: who === 'cpu' ? 1 : steps, workload, precision });
+          entry.backends[participantName(who, precision)] = result.error ? { error: result.error.slice(0, 200) }
+            : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend };
+          progress(participantName(who, precision), result.error ? `no result: ${result.error.slice(0, 200)}` : `${result.imgPerSec.toFixed(2)} img/s`);
         }
-        const result = runChild(who, config, who === 'cpu' ? 1 : steps);
-        record.backends[who] = result.error ? { error: result.error.slice(0, 200) }
-          : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend };
-        ours.push(who);
-        console.error(`${config} round ${round + 1}/${flags.rounds}: ${who} ${result.error ? `no result: ${result.error.slice(0, 200)}` : `${result.imgPerSec.toFixed(2)} img/s`}`);
-      }
-      const peerImgPerSec = record.peer && 'imgPerSec' in record.peer ? record.peer.imgPerSec : null;
-      for (const who of ours) {
-        const r = record.backends[who];
-        if ('imgPerSec' in r && peerImgPerSec) r.ratio = r.imgPerSec / peerImgPerSec;
+        for (const { who, precision } of order) {
+          const r = entry.backends[participantName(who, precision)];
+          const p = entry.peer[precision];
+          if (r && 'imgPerSec' in r && p && 'imgPerSec' in p) r.ratio = r.imgPerSec / p.imgPerSec;
+        }
+        record.workloads[workload] = entry;
       }
       records.push(record);
     }
     roundsByConfig[config] = records;
 
-    // The peer's row.
-    if ('missing' in peer) {
-      rows.push({ backend: 'pytorch (peer)', config, note: `not run: ${peer.missing}` });
-    } else {
-      const imgs = records.map((r) => (r.peer && 'imgPerSec' in r.peer ? r.peer.imgPerSec : null));
-      const ok = records.map((r) => r.peer).filter((p): p is PeerResult => !!p && 'imgPerSec' in p);
-      const errors = records.map((r) => r.peer).filter((p): p is { error: string } => !!p && 'error' in p);
-      const row = summarise({ backend: 'pytorch (peer)', config, steps }, imgs, imgs.map((v) => (v === null ? null : 1)), ok.map((p) => p.maxRssMB), flopsPerImage, peak);
-      row.note = ok.length
-        ? `torch ${ok[0].torch}; ${steps} step${steps > 1 ? 's' : ''} after ${PEER_WARMUPS} warm-ups per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}; ` +
-          `its own count: ${median(ok.map((p) => p.gflops)).toFixed(1)} GFLOP/s (its own FLOP count)${errors.length ? `; ${errors.length} round(s) failed: ${errors[0].error}` : ''}`
-        : `not run: ${errors[0]?.error ?? 'no result'}`;
-      rows.push(row);
-    }
-    // One row per backend.
-    for (const backend of flags.backends) {
-      if (!timed.includes(backend)) {
-        rows.push({ backend, config, note: 'skipped: ~250x slower than wasm (--with-cpu runs it)' });
-        continue;
+    for (const workload of flags.workloads) {
+      const problem = workloadProblem(workload, shape);
+      const flopsPerImage = workloadFlopsPerImage(workload, shape);
+      const steps = unitsOf(flags, workload, config);
+      const unit = workload === 'train' ? 'step' : 'batch';
+      for (const precision of flags.precisions) {
+        if (problem) {
+          rows.push({ backend: '-', config, workload, precision, note: `not run: ${problem}` });
+          continue;
+        }
+        const entries = records.map((r) => r.workloads[workload]);
+        // The peer's row.
+        const peerName = participantName('pytorch (peer)', precision);
+        let peerRssMB: number | undefined;
+        if ('missing' in peer) {
+          rows.push({ backend: peerName, config, workload, precision, note: `not run: ${peer.missing}` });
+        } else {
+          const results = entries.map((e) => e?.peer[precision]);
+          const imgs = results.map((p) => (p && 'imgPerSec' in p ? p.imgPerSec : null));
+          const ok = results.filter((p): p is PeerResult => !!p && 'imgPerSec' in p);
+          const errors = results.filter((p): p is { error: string } => !!p && 'error' in p);
+          const row = summarise({ backend: peerName, config, workload, precision, steps }, imgs, imgs.map((v) => (v === null ? null : 1)),
+            ok.map((p) => p.maxRssMB), flopsPerImage, peakOf(precision));
+          peerRssMB = row.peakRssMB;
+          row.note = ok.length
+            ? `torch ${ok[0].torch}; ${countOf(steps, unit)} after ${PEER_WARMUPS} warm-ups per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}; ` +
+              `its own count: ${median(ok.map((p) => p.gflops)).toFixed(1)} GFLOP/s${errors.length ? `; ${errors.length} round(s) failed: ${errors[0].error}` : ''}`
+            : `not run: ${errors[0]?.error ?? 'no result'}`;
+          rows.push(row);
+        }
+        // One row per backend.
+        for (const backend of flags.backends) {
+          if (!timed.includes(backend)) {
+            rows.push({ backend, config, workload, precision, note: 'skipped: ~250x slower than wasm (--with-cpu runs it)' });
+            continue;
+          }
+          const results = entries.map((e) => e?.backends[participantName(backend, precision)] ?? { error: 'not run' });
+          const imgs = results.map((r) => ('imgPerSec' in r ? r.imgPerSec : null));
+          const ratios = results.map((r) => ('imgPerSec' in r ? r.ratio : null));
+          const rss = results.flatMap((r) => ('imgPerSec' in r ? [r.maxRssMB] : []));
+          const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
+          const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
+          const stepsRun = backend === 'cpu' ? 1 : steps;
+          const row = summarise({ backend: name, config, workload, precision, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, peakOf(precision));
+          if (row.peakRssMB !== undefined && peerRssMB) row.rssToTorch = row.peakRssMB / peerRssMB;
+          row.note = row.rounds
+            ? `${countOf(stepsRun, unit)} after 1 warm-up per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}` +
+              `${errors.length ? `; ${errors.length} round(s) failed: ${errors[0]}` : ''}`
+            : `no result: ${errors[0] ?? 'not run'}`;
+          rows.push(row);
+        }
       }
-      const results = records.map((r) => r.backends[backend]);
-      const imgs = results.map((r) => ('imgPerSec' in r ? r.imgPerSec : null));
-      const ratios = results.map((r) => ('imgPerSec' in r ? r.ratio : null));
-      const rss = results.flatMap((r) => ('imgPerSec' in r ? [r.maxRssMB] : []));
-      const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
-      const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
-      const stepsRun = backend === 'cpu' ? 1 : steps;
-      const row = summarise({ backend: name, config, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, peak);
-      row.note = row.rounds
-        ? `${stepsRun} step${stepsRun > 1 ? 's' : ''} after 1 warm-up per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}` +
-          `${errors.length ? `; ${errors.length} round(s) failed: ${errors[0]}` : ''}`
-        : `no result: ${errors[0] ?? 'not run'}`;
-      rows.push(row);
     }
   }
 
   const writeReport = (memoryLine: string): string => {
-    const peakNote = peak.gflops === null
-      ? "Fraction of peak: '-', because this machine's fp32 peak is unknown (see above)."
-      : `Fraction of peak against this machine's fp32 peak above (${peak.gflops.toFixed(1)} GFLOP/s).`;
-    const flopsNote = 'GFLOP/s = median img/s x 4 x forward FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and ' +
-      'attention matmuls; one step = student forward + backward (3 passes) + target forward (1 pass)), for every row including the peer. ' +
-      `${peakNote} vs PyTorch: each round's img/s over the peer's img/s in the same round; the median over ` +
-      `${flags.rounds} round(s) and, in brackets, their min-max (the JSON has every round).`;
+    const peakNote = (p: PeakEstimate, name: string) => (p.gflops === null
+      ? `'-' for ${name} rows: this machine's ${name} peak is unknown or absent (see above)`
+      : `${name} rows against the ${name} peak above (${p.gflops.toFixed(1)} GFLOP/s)`);
+    const flopsNote = 'GFLOP/s = median img/s x FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and attention matmuls; ' +
+      'a training step counts 4 forward passes: student forward + backward (3) and the target forward (1); a sampler one pass per network ' +
+      'evaluation: 1, 2 and 35 for Heun; features + fd the classifier\'s feature layers), for every row including the peer. ' +
+      `Fraction of peak: ${peakNote(peak, 'fp32')}; ${peakNote(peakBf16, 'bf16')}. vs PyTorch: each round's img/s over the peer's img/s ` +
+      `(same workload and precision) in the same round; the median over ${flags.rounds} round(s) and, in brackets, their min-max ` +
+      '(the JSON has every round). Peak RSS: the largest resident set of the process over the rounds (getrusage); RSS vs PyTorch: ' +
+      'that over the peer\'s in the same workload and precision.';
     const report = [
-      `# ECT training-step benchmark (${started.toISOString()})`, '',
+      `# ECT benchmark: ${flags.workloads.map((w) => WORKLOAD_LABELS[w]).join(', ')} (${started.toISOString()})`, '',
+      ...(flags.quick ? ['**--quick smoke run: the figures below test the benchmark itself and are not measurements.**', ''] : []),
       `Machine: ${machineLine}`, '',
       `fp32 peak: ${peak.explanation}.`, '',
+      `bf16 peak: ${peakBf16.explanation}.`, '',
       `Command: \`${command}\``, '',
       markdownTable(rows), '', flopsNote, '', memoryLine, '',
     ].join('\n');
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.md`), report);
-    const json = { started, command, machine, rounds: flags.rounds, rows, roundsByConfig, memoryLine, rssSeriesMB };
+    const json = { started, command, machine, rounds: flags.rounds, workloads: flags.workloads, precisions: flags.precisions, quick: flags.quick,
+      rows, roundsByConfig, memoryLine, rssSeriesMB };
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.json`), JSON.stringify(json, null, 2));
     fs.writeFileSync(path.join(flags.out, 'train-step-latest.md'), report);
     return report;
@@ -420,7 +534,7 @@ async function main(): Promise<void> {
   writeReport('Resident memory: measured after the table (see the next report).');  // keep the table if the long memory run dies
   let memoryLine = 'Resident memory: not checked (--memory-steps 0).';
   if (flags.memorySteps > 0) {
-    const memory = runChild('onednn', flags.memoryConfig, flags.memorySteps, MEMORY_TIMEOUT_MINUTES);
+    const memory = runChild({ backend: 'onednn', config: flags.memoryConfig, steps: flags.memorySteps, workload: 'train', precision: 'fp32' }, MEMORY_TIMEOUT_MINUTES);
     if (memory.error) {
       memoryLine = `Resident memory over ${flags.memorySteps} onednn steps (${flags.memoryConfig}): not measured (${memory.error}).`;
     } else {
@@ -441,8 +555,8 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
-  // `--child backend config steps` is this file measuring one backend for the parent (runChild), not a user flag.
-  const run = argv[0] === '--child' ? childMain(argv[1], argv[2], Number(argv[3])) : main();
+  // `--child <job JSON>` is this file measuring one job for the parent (runChild), not a user flag.
+  const run = argv[0] === '--child' ? childMain(JSON.parse(argv[1]) as ChildJob) : main();
   run.catch((error) => {
     console.error(error instanceof Error ? error.message : error);
     process.exit(1);

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
+import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, PRECISIONS, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
 import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
 import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
@@ -57,6 +57,7 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .option('--plateau-gain <x>', 'finish the run early once doubling the training images improves the evaluated fd (Heun when pretraining, 2-step else 1-step when tuning) by less than this fraction (0.1 = 10%), checked at each evaluation; 0: never (default); needs --eval-every', fraction('--plateau-gain'))
     .addOption(new Option('--on-non-finite <policy>', 'a NaN or infinite loss or gradient: stop the run (the last good checkpoint stays the newest; default) or skip the batch (counted in metrics.csv\'s skipped column)').choices([...NON_FINITE_POLICIES]))
     .option('--divergence-factor <x>', 'stop the run once the mean loss of 50 steps exceeds this many times its lowest 50-step mean in this session (default 100; healthy runs stay within 2x; 0: never): a learning rate far too high, caught while the loss is still finite', nonNegativeNumber('--divergence-factor'))
+    .addOption(new Option('--precision <p>', 'arithmetic of the training steps: fp32 (default) or bf16 mixed precision (bf16 inputs to convolutions and matrix products, float32 accumulation, weights, optimiser state and EMA); bf16 needs the onednn backend and a CPU with avx512_bf16 or amx_bf16, and is refused elsewhere').choices([...PRECISIONS]))
     .option('--set <key=value>', 'override any config field by its path, e.g. --set ect.mapping=constant --set net.dropout=0 (repeatable; value parsed as JSON when it can be)', collect, [])
     .option('--no-progress', 'print a line per log interval instead of a progress bar');
 }

@@ -1,6 +1,6 @@
 /** The fp32 peak computed from CPU facts (lib/machine/peak.ts), on fixture /proc/cpuinfo texts, against peaks derived by hand. */
 import { strict as assert } from 'node:assert';
-import { clockOf, fp32Peak, parseCpuinfo, readCpuFacts, vectorDatapath } from '../lib/machine/peak';
+import { bf16Peak, clockOf, fp32Peak, parseCpuinfo, readCpuFacts, vectorDatapath } from '../lib/machine/peak';
 
 const close = (a: number | null, b: number, tol = 1e-6) => assert.ok(a !== null && Math.abs(a - b) <= tol, `${a} vs ${b}`);
 
@@ -137,5 +137,31 @@ describe('fp32 peak from CPU facts', () => {
   it('reads this machine without throwing and accounts for its answer either way', () => {
     const peak = fp32Peak(readCpuFacts());
     assert.ok(peak.gflops === null ? /^unknown/.test(peak.explanation) : peak.gflops > 0 && /GFLOP\/s = /.test(peak.explanation));
+  });
+});
+
+describe('bf16 peak from CPU facts', () => {
+  it('avx512_bf16 (Zen 5): twice the fp32 rate, 2 cores x 2 FMA x 16 lanes x 2 bf16 pairs x 2 x 2.59612 GHz = 664.6 GFLOP/s', () => {
+    const peak = bf16Peak(parseCpuinfo(EPYC_ZEN5));
+    close(peak.gflops, 2 * 2 * 16 * 2 * 2 * 2.59612);
+    close(peak.gflops, 2 * fp32Peak(parseCpuinfo(EPYC_ZEN5)).gflops!);
+    assert.match(peak.explanation, /VDPBF16PS/);
+  });
+
+  it('amx_bf16 (Sapphire Rapids): 1024 bf16 multiply-adds per cycle per core', () => {
+    const spr = parseCpuinfo(cpuinfo({
+      vendor_id: 'GenuineIntel', 'cpu family': '6', model: '143', 'model name': 'Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz',
+      flags: `${X86_BASE} fma avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 hypervisor`,
+    }, [[0, 0], [0, 1]], ['2700.000']));
+    close(bf16Peak(spr).gflops, 2 * 1024 * 2 * 2.7);
+    assert.match(bf16Peak(spr).explanation, /AMX/);
+  });
+
+  it('is null, saying why, on CPUs without bf16 instructions (Zen 2, Cascade Lake)', () => {
+    for (const text of [EPYC_ROME, XEON_8272CL]) {
+      const peak = bf16Peak(parseCpuinfo(text));
+      assert.equal(peak.gflops, null);
+      assert.match(peak.explanation, /no bf16 instructions/);
+    }
   });
 });

@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""The benchmark's PyTorch peer: times one ECT training step on the CPU and prints one JSON line.
+"""The benchmark's PyTorch peer: times one unit of work on the CPU and prints one JSON line.
 
-The step is the one bench/ect-step.ts times on our backends: the student pass D(x_t, t) with its backward,
-the target pass D(x_r, r) without gradient and with the student's dropout mask, and an Adam update, on a
-UNet of the family docs/method.md section 3 describes, with EDM's preconditioning (section 2). Usage:
+mode "train" (default) is the ECT training step bench/ect-step.ts times on our backends: the student pass
+D(x_t, t) with its backward, the target pass D(x_r, r) without gradient and with the student's dropout mask,
+and an Adam update, on a UNet of the family docs/method.md section 3 describes, with EDM's preconditioning
+(section 2). The other modes are bench/workloads.ts's: "1step" and "2step" consistency sampling (eval-mode
+preconditioning, intermediate time 0.821), "heun" (EDM's deterministic sampler, 18 steps = 35 evaluations,
+training-mode preconditioning) and "features" (the Fashion-MNIST classifier's feature layers, Float64 mean and
+covariance, Fréchet distance to a fixed reference). "precision": "bf16" runs the network under
+torch.autocast(bfloat16), PyTorch's own mixed precision on the CPU. Usage:
 
     python3 bench/peer/ect_step_torch.py '{"res": 28, "in_ch": 1, "ch": 32, "mult": [1, 2, 2], "blocks": 1,
-                                          "attn": [7], "batch": 64, "steps": 3, "threads": 2}'
+                                          "attn": [7], "batch": 64, "steps": 3, "threads": 2, "mode": "train"}'
 
-Output keys: torch (version), params, fwd_gflop (per image, convolutions, linear layers and attention
-matmuls), sec_per_step, img_per_s, gflops (achieved, 4 forward passes per image: student forward and
-backward count 3, the target 1).
+Output keys: torch (version), mode, precision, params, fwd_gflop (per image, convolutions, linear layers and
+attention matmuls), sec_per_step (per unit of work), img_per_s, gflops (achieved: 4 forward passes per image
+for a training step, one per network evaluation for the samplers, the classifier's for "features").
 """
+import contextlib
 import json
 import math
 import sys
@@ -25,8 +31,16 @@ SIGMA_DATA = 0.5
 WARMUP_STEPS = 2   # untimed steps first (bench/train-step.ts counts on this number)
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm in float32 whatever its input: under bf16 autocast the convolutions hand it bfloat16, which this
+    PyTorch's CPU group_norm does not mix with float32 weights (our side keeps normalisation in float32 too)."""
+
+    def forward(self, x):
+        return super().forward(x.float())
+
+
 def group_norm(channels):
-    return nn.GroupNorm(min(32, channels // 4), channels, eps=1e-6)
+    return GroupNorm32(min(32, channels // 4), channels, eps=1e-6)
 
 
 class NoiseEmbedding(nn.Module):
@@ -184,29 +198,134 @@ def ect_step(net, optimizer, images, generator):
     return loss.item()
 
 
+SIGMA_MAX, SIGMA_MIN, RHO, HEUN_STEPS = 80.0, 0.002, 7.0, 18   # EDM's sampler (lib/config/defaults.ts)
+EVAL_SIGMA_MIN, MID_T = 0.003, 0.821                             # eval-mode boundary and 2-step time
+
+
+def denoise_eval(net, x, sigma):
+    """EDM's preconditioning in eval mode (consistency sampling): D(x, sigma_min) = x, lib/edm/precond.ts."""
+    s = torch.full((x.shape[0],), sigma)
+    shifted = sigma - EVAL_SIGMA_MIN
+    c_skip = SIGMA_DATA ** 2 / (shifted ** 2 + SIGMA_DATA ** 2)
+    c_out = shifted * SIGMA_DATA / math.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+    c_in = 1 / math.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+    return c_skip * x + c_out * net(c_in * x, s.log() / 4).float()
+
+
+def heun_times():
+    """t_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, then 0 (lib/sample.ts heunTimeSteps)."""
+    a, b = SIGMA_MAX ** (1 / RHO), SIGMA_MIN ** (1 / RHO)
+    return [(a + i / (HEUN_STEPS - 1) * (b - a)) ** RHO for i in range(HEUN_STEPS)] + [0.0]
+
+
+def sample(net, z, mode, generator):
+    """1-step or 2-step consistency sampling, or Heun, from noise z (lib/sample.ts)."""
+    if mode == 'heun':
+        times = heun_times()
+        x = z * times[0]
+        for t_cur, t_next in zip(times[:-1], times[1:]):
+            slope = (x - denoise(net, x, torch.full((x.shape[0],), t_cur)).float()) / t_cur
+            euler = x + slope * (t_next - t_cur)
+            if t_next == 0:
+                x = euler
+                break
+            slope_next = (euler - denoise(net, euler, torch.full((x.shape[0],), t_next)).float()) / t_next
+            x = x + (slope + slope_next) * (0.5 * (t_next - t_cur))
+        return x
+    x = denoise_eval(net, z * SIGMA_MAX, SIGMA_MAX)
+    if mode == '2step':
+        x = denoise_eval(net, x + MID_T * torch.randn(x.shape, generator=generator), MID_T)
+    return x
+
+
+class Classifier(nn.Module):
+    """The Fashion-MNIST classifier's feature layers (lib/metrics/fmnist-classifier.ts): two 3x3 conv + ReLU +
+    2x2 max-pool stages (16 and 32 channels) and a 128-wide dense layer with ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(7 * 7 * 32, 128)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.fc1(h.flatten(1)))
+
+
+def feature_stats(features):
+    f = features.double()
+    mean = f.mean(0)
+    centred = f - mean
+    return mean, centred.T @ centred / (f.shape[0] - 1)
+
+
+def frechet(stats_a, stats_b):
+    """|mu_a - mu_b|^2 + tr(A) + tr(B) - 2 tr sqrt(sqrt(A) B sqrt(A)), by symmetric eigendecompositions."""
+    (mu_a, cov_a), (mu_b, cov_b) = stats_a, stats_b
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    inner = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * inner)
+
+
 def main():
     cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     torch.set_num_threads(int(cfg.get('threads', 2)))
     torch.manual_seed(0)
+    mode, precision = cfg.get('mode', 'train'), cfg.get('precision', 'fp32')
+    if mode not in ('train', '1step', '2step', 'heun', 'features') or precision not in ('fp32', 'bf16'):
+        raise SystemExit(f'unknown mode {mode!r} or precision {precision!r}')
+    autocast = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if precision == 'bf16' else contextlib.nullcontext
     shape = (cfg.get('in_ch', 1), cfg.get('res', 28), cfg.get('res', 28))
     net = UNet(cfg.get('res', 28), cfg.get('in_ch', 1), cfg.get('ch', 32), cfg.get('mult', [1, 2, 2]),
                cfg.get('blocks', 1), cfg.get('attn', [7]))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     generator = torch.Generator().manual_seed(1)
     batch, steps = cfg.get('batch', 64), cfg.get('steps', 3)
-    images = torch.rand((batch, *shape), generator=generator) * 2 - 1
-    net.train()
-    for _ in range(WARMUP_STEPS):
-        ect_step(net, optimizer, images, generator)
-    started = time.perf_counter()
-    for _ in range(steps):
-        ect_step(net, optimizer, images, generator)
-    seconds = (time.perf_counter() - started) / steps
     flops = forward_flops(net, shape)
+    if mode == 'train':
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
+        images = torch.rand((batch, *shape), generator=generator) * 2 - 1
+        net.train()
+
+        def work():
+            with autocast():
+                ect_step(net, optimizer, images, generator)
+        flops_per_image = 4 * flops
+    elif mode == 'features':
+        classifier = Classifier().eval()
+        images = torch.rand((batch, 1, 28, 28), generator=generator) * 2 - 1
+        dim = 128
+        index = torch.arange(4 * dim * dim, dtype=torch.float64)
+        reference = feature_stats((torch.sin(index * 12.9898) * 0.5 + (index % dim) / dim).reshape(4 * dim, dim))
+
+        def work():
+            with torch.inference_mode(), autocast():
+                features = classifier(images).float()
+            frechet(feature_stats(features), reference)
+        flops_per_image = 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 32 * 128)
+    else:
+        net.eval()
+        z = torch.randn((batch, *shape), generator=generator)
+
+        def work():
+            with torch.inference_mode(), autocast():
+                sample(net, z, mode, generator)
+        flops_per_image = {'1step': 1, '2step': 2, 'heun': 2 * HEUN_STEPS - 1}[mode] * flops
+    for _ in range(WARMUP_STEPS):
+        work()
+    # "verbose": oneDNN's log (one line per primitive execution, on stdout) of the timed units only
+    verbose = torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON) if cfg.get('verbose') else contextlib.nullcontext()
+    with verbose:
+        started = time.perf_counter()
+        for _ in range(steps):
+            work()
+        seconds = (time.perf_counter() - started) / steps
     print(json.dumps({
-        'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
+        'torch': torch.__version__, 'mode': mode, 'precision': precision,
+        'params': sum(p.numel() for p in net.parameters()),
         'fwd_gflop': flops / 1e9, 'sec_per_step': seconds, 'img_per_s': batch / seconds,
-        'gflops': 4 * flops * batch / seconds / 1e9,
+        'gflops': flops_per_image * batch / seconds / 1e9,
     }))
 
 

@@ -62,5 +62,6 @@ export function defaultRunConfig(kind: RunKind): RunConfig {
     plateauGain: 0,        // 0: train to iters; e.g. 0.1 stops once doubling the images improves the fd by less than 10%
     onNonFinite: 'stop',   // a NaN or infinite loss stops the run rather than training on
     divergenceFactor: 100, // a mean loss 100x the run's lowest stops it (healthy runs stay within 2x); 0: never
+    precision: 'fp32',     // 'bf16': mixed precision where the CPU has bf16 instructions (onednn backend)
   };
 }

@@ -3,7 +3,7 @@
  * the rules that span keys. Config resolution, the optimiser and the EMA all validate through these functions.
  */
 import {
-  DATASET_NAMES, EVAL_SPLITS, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
+  DATASET_NAMES, EVAL_SPLITS, MAPPINGS, NETWORK_ARCHS, NON_FINITE_POLICIES, OPTIMIZERS, PRECISIONS, PRECOND_KINDS, PRECOND_MODES, RUN_KINDS, WEIGHTINGS,
   type DataConfig, type EctConfig, type EdmConfig, type EmaConfig, type NetworkConfig, type OptimizerConfig, type PosthocEmaConfig, type RunConfig, type VpConstants,
 } from './types';
 
@@ -355,6 +355,7 @@ const RUN_FIELDS: Fields<RunConfig> = {
   plateauGain: probability,
   onNonFinite: oneOf(NON_FINITE_POLICIES),
   divergenceFactor: leaf('0 (never) or a number > 1', (v) => isNumber(v) && (v === 0 || v > 1)),
+  precision: optional(oneOf(PRECISIONS)),
   init: optional(text),
 };
 

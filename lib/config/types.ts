@@ -142,6 +142,14 @@ export type EvalSplit = (typeof EVAL_SPLITS)[number];
 export const NON_FINITE_POLICIES = ['stop', 'skip'] as const;
 export type NonFinitePolicy = (typeof NON_FINITE_POLICIES)[number];
 
+/**
+ * Arithmetic of a run's training steps: 'fp32' throughout, or 'bf16' mixed precision (convolutions and matrix
+ * products read bfloat16 inputs and accumulate in float32; weights, gradients, optimiser state and EMA stay
+ * float32). bf16 needs the onednn backend on a CPU with bf16 instructions (lib/backend/onednn/precision.ts).
+ */
+export const PRECISIONS = ['fp32', 'bf16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
 /** What a run does: EDM pretraining or ECT tuning. */
 export const RUN_KINDS = ['pretrain', 'tune'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
@@ -171,5 +179,6 @@ export interface RunConfig {
   plateauGain: number;    // stop (finished) once doubling the images improves the primary fd by less than this fraction (0: never; lib/train/plateau.ts)
   onNonFinite: NonFinitePolicy; // a non-finite loss or gradient norm: 'stop' the run (default) or 'skip' the batch
   divergenceFactor: number;     // stop once a 50-step mean loss exceeds this many times the session's lowest (0: never; lib/train/divergence.ts)
+  precision?: Precision;  // training steps in 'fp32' (default; also when absent, as in runs recorded before the field) or 'bf16' mixed precision
   init?: string;          // checkpoint to start from (tuning)
 }

@@ -254,3 +254,45 @@ export function vectorExtensions(facts: CpuFacts): string {
   const present = known.filter((f) => flags.has(f));
   return present.length ? present.join(' ') : 'none known';
 }
+
+/** bf16 multiply-adds per fp32 lane of one dot-product instruction: VDPBF16PS adds the products of two bf16 pairs. */
+const BF16_PAIRS_PER_FP32_LANE = 2;
+/** bf16 multiply-adds per cycle of one core's AMX unit: TDPBF16PS on a 16x32 by 32x16 tile product, 16 cycles each. */
+const AMX_BF16_FMAS_PER_CYCLE = 1024;
+
+/**
+ * The bf16 peak in GFLOP/s (bf16 inputs, fp32 accumulation), with how it was computed; null with the reason
+ * where the CPU has no bf16 instructions or its fp32 datapath or clock is unknown. avx512_bf16 (Zen 4/5, Cooper
+ * Lake, Sapphire Rapids' vector units): VDPBF16PS issues on the same units as an fp32 FMA and does two bf16
+ * multiply-adds per fp32 lane, so twice the fp32 rate (Intel's and AMD's instruction tables give the same
+ * throughput as VFMADD). amx_bf16 (Sapphire Rapids and later): one AMX unit per core doing 1024 bf16
+ * multiply-adds per cycle (Intel's optimisation manual, AMX chapter), which is what oneDNN uses there.
+ */
+export function bf16Peak(facts: CpuFacts, coresUsed = facts.logicalCpus): PeakEstimate {
+  const fp32 = fp32Peak(facts, coresUsed);
+  const flags = new Set(facts.flags);
+  const base = { cores: fp32.cores, datapath: fp32.datapath, clock: fp32.clock };
+  if (flags.has('amx_bf16')) {
+    const flopsPerCyclePerCore = AMX_BF16_FMAS_PER_CYCLE * FLOPS_PER_FMA;
+    if (!fp32.clock) return { ...base, gflops: null, flopsPerCyclePerCore, explanation: 'unknown: no clock rate (see the fp32 peak)' };
+    const gflops = fp32.cores * flopsPerCyclePerCore * fp32.clock.ghz;
+    return {
+      ...base, gflops, flopsPerCyclePerCore,
+      explanation: `${gflops.toFixed(1)} GFLOP/s = ${fp32.cores} cores x 1 AMX unit x ${AMX_BF16_FMAS_PER_CYCLE} bf16 multiply-adds x ${FLOPS_PER_FMA} flops ` +
+        `x ${fp32.clock.ghz.toFixed(3)} GHz (amx_bf16; TDPBF16PS); clock: ${fp32.clock.source}`,
+    };
+  }
+  if (!flags.has('avx512_bf16')) {
+    return { ...base, gflops: null, flopsPerCyclePerCore: null, explanation: 'none: this CPU has no bf16 instructions (neither amx_bf16 nor avx512_bf16)' };
+  }
+  if (fp32.flopsPerCyclePerCore === null || fp32.gflops === null || !fp32.datapath?.fused) {
+    return { ...base, gflops: null, flopsPerCyclePerCore: null, explanation: `unknown: the fp32 peak is unknown (${fp32.explanation})` };
+  }
+  const flopsPerCyclePerCore = fp32.flopsPerCyclePerCore * BF16_PAIRS_PER_FP32_LANE;
+  const gflops = fp32.gflops * BF16_PAIRS_PER_FP32_LANE;
+  return {
+    ...base, gflops, flopsPerCyclePerCore,
+    explanation: `${gflops.toFixed(1)} GFLOP/s = ${BF16_PAIRS_PER_FP32_LANE} x the fp32 peak (avx512_bf16: VDPBF16PS does ${BF16_PAIRS_PER_FP32_LANE} bf16 ` +
+      `multiply-adds per fp32 lane on the FMA units) = ${fp32.cores} cores x ${flopsPerCyclePerCore} flops/cycle x ${fp32.clock!.ghz.toFixed(3)} GHz`,
+  };
+}

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
 import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
-import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
+import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type Precision, type RunConfig, type RunKind } from '../config/types';
 import { presetsForData } from './preset-list';
 import { datasetHere, type ImageDataset, type Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
@@ -49,6 +49,7 @@ export interface RunFlags {
   evalSplit?: Split;        // the split in-run evaluations compare with (config evalSplit; default train)
   onNonFinite?: NonFinitePolicy;  // a NaN or infinite loss or gradient norm: stop (default) or skip the batch
   divergenceFactor?: number;      // stop once a 50-step mean loss exceeds this many times the lowest (0: never)
+  precision?: Precision;          // training-step arithmetic: fp32 (default) or bf16 mixed precision (config precision)
   plateauGain?: number;     // finish once doubling the images improves the evaluated fd by less than this fraction (0: never)
 }
 
@@ -86,6 +87,7 @@ export function flagOverrides(flags: RunFlags): ConfigPatch[] {
   add('--lr', flags.lr, (lr) => ({ optimizer: { lr } }));
   add('--on-non-finite', flags.onNonFinite, (onNonFinite) => ({ onNonFinite }));
   add('--divergence-factor', flags.divergenceFactor, (divergenceFactor) => ({ divergenceFactor }));
+  add('--precision', flags.precision, (precision) => ({ precision: precision as Precision }));
   add('--eval-split', flags.evalSplit, (evalSplit) => ({ evalSplit: evalSplit as Split }));
   add('--plateau-gain', flags.plateauGain, (plateauGain) => ({ plateauGain }));
   for (const assignment of flags.set ?? []) patches.push(typeof assignment === 'string' ? parseOverride(assignment) : assignment);

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../tf-gradients';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
+import { assertPrecisionAvailable, withPrecision, type CpuFlagsSource } from '../backend/onednn/precision';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
 import type { TrainingLoss } from '../edm/loss';
 import { primaryFdColumn } from '../metrics/columns';
@@ -75,6 +76,7 @@ export interface TrainerOptions {
   evaluator?: Pick<SampleEvaluator, 'evaluate'> | null;  // in-run evaluation (lib/metrics/evaluate.ts)
   environment?: Record<string, unknown>;
   log?: (line: string) => void;  // what was repaired in the run folder (a torn last row of metrics.csv dropped)
+  cpuFlags?: CpuFlagsSource;     // the CPU flags cfg.precision 'bf16' is checked against (default this machine's; tests simulate others)
 }
 
 export class Trainer {
@@ -100,6 +102,7 @@ export class Trainer {
    */
   static async create(cfg: RunConfig, opts: TrainerOptions): Promise<Trainer> {
     const start = opts.start ?? { from: 'fresh' };
+    if ((cfg.precision ?? 'fp32') !== 'fp32') assertPrecisionAvailable(cfg.precision, tf.getBackend(), opts.cpuFlags);
     if (cfg.init && start.from === 'fresh') {
       throw new Error(`config init ${cfg.init}: a run that starts from a checkpoint is launched with it (lib/train/launch.ts launchRun)`);
     }
@@ -142,8 +145,15 @@ export class Trainer {
     }
   }
 
-  /** One optimisation step on a batch of clean images and their class ids (used when the network is conditional); returns the loss. Frees everything it makes. */
+  /**
+   * One optimisation step on a batch of clean images and their class ids (used when the network is conditional);
+   * returns the loss. Frees everything it makes. Runs in cfg.precision (sampling and evaluation stay fp32).
+   */
   step(x0: tf.Tensor4D, labels?: ClassLabels): number {
+    return withPrecision(this.cfg.precision, () => this.stepInPrecision(x0, labels));
+  }
+
+  private stepInPrecision(x0: tf.Tensor4D, labels?: ClassLabels): number {
     // the loss draws this step's noise and dropout masks from (seed, iteration) and does its no-gradient work
     const step = this.loss.prepare(this.net, x0, { seed: this.cfg.seed, iteration: this.iteration, labels: this.net.conditional ? labels : undefined });
     let lossValue: number;

@@ -45,6 +45,14 @@ ect::ConvGeometry convGeometry(const Napi::Value& value) {
   return g;
 }
 
+// An optional trailing precision argument: 0 (or absent) float32, 1 bf16 inputs (onednn_ops.h Precision).
+ect::Precision precisionAt(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || info[index].IsUndefined() || info[index].IsNull()) return ect::Precision::Fp32;
+  const int32_t code = info[index].As<Napi::Number>().Int32Value();
+  if (code != 0 && code != 1) throw std::invalid_argument("precision must be 0 (float32) or 1 (bf16), got " + std::to_string(code));
+  return static_cast<ect::Precision>(code);
+}
+
 // Runs a kernel, turning oneDNN / std exceptions into JavaScript errors.
 template <typename Body>
 Napi::Value guarded(const Napi::CallbackInfo& info, Body body) {
@@ -56,46 +64,73 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Body body) {
   return info.Env().Undefined();
 }
 
-// convForward(geometry, x, filter, bias|null, y, activation, alpha)
+// convForward(geometry, x, filter, bias|null, y, activation, alpha, precision?)
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
   return guarded(info, [&] {
     ect::convForward(convGeometry(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
                      static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
-                     info[6].As<Napi::Number>().FloatValue());
+                     info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7));
   });
 }
 
-// convBackwardData(geometry, dy, filter, dx)
+// convBackwardData(geometry, dy, filter, dx, precision?)
 Napi::Value ConvBackwardData(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
-  return guarded(info, [&] { ect::convBackwardData(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3])); });
+  return guarded(info, [&] {
+    ect::convBackwardData(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4));
+  });
 }
 
-// convBackwardFilter(geometry, x, dy, dfilter)
+// convBackwardFilter(geometry, x, dy, dfilter, precision?)
 Napi::Value ConvBackwardFilter(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
-  return guarded(info, [&] { ect::convBackwardFilter(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3])); });
+  return guarded(info, [&] {
+    ect::convBackwardFilter(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4));
+  });
 }
 
-// matMul([batchA, batchB, m, k, n, transposeA, transposeB], a, b, bias|null, c, activation, alpha)
+ect::MatMulGeometry matMulGeometry(const Napi::Value& value) {
+  Napi::Array list = value.As<Napi::Array>();
+  return {integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3),
+          integerAt(list, 4), integerAt(list, 5) != 0, integerAt(list, 6) != 0};
+}
+
+// matMul([batchA, batchB, m, k, n, transposeA, transposeB], a, b, bias|null, c, activation, alpha, precision?)
 Napi::Value MatMul(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
   return guarded(info, [&] {
-    Napi::Array list = info[0].As<Napi::Array>();
-    ect::MatMulGeometry g{integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3),
-                          integerAt(list, 4), integerAt(list, 5) != 0, integerAt(list, 6) != 0};
-    ect::matMul(g, floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
+    ect::matMul(matMulGeometry(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
                 static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
-                info[6].As<Napi::Number>().FloatValue());
+                info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7));
   });
 }
 
-// convImplementation(geometry, which: 0 forward, 1 backward data, 2 backward filter) -> oneDNN's implementation name
+// convImplementation(geometry, which: 0 forward, 1 backward data, 2 backward filter, precision?) -> oneDNN's implementation name
 Napi::Value ConvImplementation(const Napi::CallbackInfo& info) {
   std::string name;
-  guarded(info, [&] { name = ect::convImplementation(convGeometry(info[0]), info[1].As<Napi::Number>().Int32Value()); });
+  guarded(info, [&] {
+    name = ect::convImplementation(convGeometry(info[0]), info[1].As<Napi::Number>().Int32Value(), precisionAt(info, 2));
+  });
   return Napi::String::New(info.Env(), name);
+}
+
+// matMulImplementation(geometry, precision?) -> oneDNN's implementation name
+Napi::Value MatMulImplementation(const Napi::CallbackInfo& info) {
+  std::string name;
+  guarded(info, [&] { name = ect::matMulImplementation(matMulGeometry(info[0]), precisionAt(info, 1)); });
+  return Napi::String::New(info.Env(), name);
+}
+
+Napi::Value EffectiveIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::effectiveIsa()); }
+
+// setVerbose(level): oneDNN's verbose log level (0, 1 or 2)
+Napi::Value SetVerbose(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { ect::setVerbose(info[0].As<Napi::Number>().Int32Value()); });
+}
+
+Napi::Value Bf16Executions(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ect::bf16Executions()));
 }
 
 std::vector<int64_t> shapeOf(const Napi::Value& value) {
@@ -259,6 +294,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convBackwardFilter", Napi::Function::New(env, ConvBackwardFilter));
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("convImplementation", Napi::Function::New(env, ConvImplementation));
+  exports.Set("matMulImplementation", Napi::Function::New(env, MatMulImplementation));
+  exports.Set("effectiveIsa", Napi::Function::New(env, EffectiveIsa));
+  exports.Set("bf16Executions", Napi::Function::New(env, Bf16Executions));
+  exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("reduce", Napi::Function::New(env, Reduce));

@@ -1,4 +1,6 @@
-// oneDNN convolutions and matrix products on TensorFlow's NHWC / HWIO memory, with primitives cached by shape.
+// oneDNN convolutions and matrix products on TensorFlow's NHWC / HWIO memory, with primitives cached by shape and
+// input precision. In bf16, inputs are rounded into bfloat16 scratch buffers (activations and gradients, keeping
+// their layout) or reordered (filters, into oneDNN's blocked layout); outputs, bias and accumulation stay float32.
 #include "onednn_ops.h"
 
 #include <algorithm>
@@ -8,6 +10,8 @@
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
+
+#include "bf16.h"
 
 namespace ect {
 namespace {
@@ -27,13 +31,20 @@ dnnl::stream& cpuStream() {
   return stream;
 }
 
+// The data type a primitive reads its inputs in.
+dt inputType(Precision precision) { return precision == Precision::Bf16 ? dt::bf16 : dt::f32; }
+
 // oneDNN names dimensions in logical NCHW / OIHW order whatever the memory layout.
-memory::desc activationDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return memory::desc({n, c, h, w}, dt::f32, tag::nhwc);
+memory::desc activationDesc(int64_t n, int64_t c, int64_t h, int64_t w, dt type = dt::f32) {
+  return memory::desc({n, c, h, w}, type, tag::nhwc);
 }
-memory::desc filterDesc(const ConvGeometry& g, tag layout) {
-  return memory::desc({g.outChannels, g.inChannels, g.filterHeight, g.filterWidth}, dt::f32, layout);
+memory::desc filterDesc(const ConvGeometry& g, tag layout, dt type = dt::f32) {
+  return memory::desc({g.outChannels, g.inChannels, g.filterHeight, g.filterWidth}, type, layout);
 }
+
+// Scratch for the bf16 copies of a primitive's two data inputs (see Bf16Scratch).
+Bf16Scratch firstInput, secondInput;
+int64_t bf16Runs = 0;
 memory::dims strides(const ConvGeometry& g) { return {g.strideHeight, g.strideWidth}; }
 // oneDNN counts dilation as the number of skipped taps: TensorFlow's d is oneDNN's d - 1.
 memory::dims dilations(const ConvGeometry& g) { return {g.dilationHeight - 1, g.dilationWidth - 1}; }
@@ -65,11 +76,13 @@ dnnl::primitive_attr activationAttr(Activation act, float alpha) {
   return attr;
 }
 
-// Forward descriptor; also the "hint" the backward primitives are built from.
-dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeometry& g, bool withBias, Activation act, float alpha) {
-  auto src = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
+// Forward descriptor; also the "hint" the backward primitives are built from. The destination is float32 in
+// either precision.
+dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeometry& g, bool withBias, Activation act, float alpha,
+                                                    Precision precision) {
+  auto src = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, inputType(precision));
   auto dst = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
-  auto weights = filterDesc(g, tag::any);  // let oneDNN pick its blocked filter layout; we reorder into it
+  auto weights = filterDesc(g, tag::any, inputType(precision));  // oneDNN picks its blocked filter layout; we reorder into it
   auto bias = memory::desc({g.outChannels}, dt::f32, tag::a);
   auto desc = withBias
       ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm::convolution_direct, src, weights,
@@ -131,42 +144,62 @@ struct ConvForwardCached {
 };
 Cache<ConvForwardCached> forwardCache;
 
-ConvForwardCached& forwardEntry(const ConvGeometry& g, bool withBias, Activation act, float alpha) {
+// A primitive descriptor, or an error that says which bf16 primitive this oneDNN build or CPU cannot run.
+template <typename Make>
+auto describe(const char* what, Precision precision, Make make) -> decltype(make()) {
+  try {
+    return make();
+  } catch (const dnnl::error& error) {
+    if (precision != Precision::Bf16) throw;
+    throw std::runtime_error(std::string("no bf16 implementation of ") + what + " in this oneDNN on this CPU (" + error.what() + ")");
+  }
+}
+
+std::string precisionKey(Precision precision) { return precision == Precision::Bf16 ? "bf16," : "f32,"; }
+
+ConvForwardCached& forwardEntry(const ConvGeometry& g, bool withBias, Activation act, float alpha, Precision precision) {
   std::ostringstream key;
-  key << geometryKey(g) << withBias << ',' << static_cast<int>(act) << ',' << alpha;
+  key << precisionKey(precision) << geometryKey(g) << withBias << ',' << static_cast<int>(act) << ',' << alpha;
   auto& slot = forwardCache[key.str()];
   if (!slot) {
-    auto pd = forwardPd(g, withBias, act, alpha);
+    auto pd = describe("the forward convolution", precision, [&] { return forwardPd(g, withBias, act, alpha, precision); });
     slot.reset(new ConvForwardCached{pd, dnnl::convolution_forward(pd),
                                      std::make_unique<FilterSlot>(g, pd.weights_desc(), true)});
   }
   return *slot;
 }
 
-ConvBackwardDataEntry& backwardDataEntry(const ConvGeometry& g) {
-  auto& slot = backwardDataCache[geometryKey(g)];
+ConvBackwardDataEntry& backwardDataEntry(const ConvGeometry& g, Precision precision) {
+  auto& slot = backwardDataCache[precisionKey(precision) + geometryKey(g)];
   if (!slot) {
-    auto hint = forwardPd(g, false, Activation::Linear, 0.f);
-    dnnl::convolution_backward_data::desc desc(
-        algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth),
-        filterDesc(g, tag::any), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth), strides(g),
-        dilations(g), padBefore(g), padAfter(g));
-    dnnl::convolution_backward_data::primitive_desc pd(desc, cpuEngine(), hint);
+    const dt in = inputType(precision);
+    auto pd = describe("the convolution's input gradient", precision, [&] {
+      auto hint = forwardPd(g, false, Activation::Linear, 0.f, precision);
+      dnnl::convolution_backward_data::desc desc(
+          algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth),
+          filterDesc(g, tag::any, in), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in), strides(g),
+          dilations(g), padBefore(g), padAfter(g));
+      return dnnl::convolution_backward_data::primitive_desc(desc, cpuEngine(), hint);
+    });
     slot.reset(new ConvBackwardDataEntry{pd, dnnl::convolution_backward_data(pd),
                                          std::make_unique<FilterSlot>(g, pd.weights_desc(), true)});
   }
   return *slot;
 }
 
-ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g) {
-  auto& slot = backwardFilterCache[geometryKey(g)];
+ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision precision) {
+  auto& slot = backwardFilterCache[precisionKey(precision) + geometryKey(g)];
   if (!slot) {
-    auto hint = forwardPd(g, false, Activation::Linear, 0.f);
-    dnnl::convolution_backward_weights::desc desc(
-        algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth),
-        filterDesc(g, tag::any), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth), strides(g),
-        dilations(g), padBefore(g), padAfter(g));
-    dnnl::convolution_backward_weights::primitive_desc pd(desc, cpuEngine(), hint);
+    const dt in = inputType(precision);
+    auto pd = describe("the convolution's filter gradient", precision, [&] {
+      auto hint = forwardPd(g, false, Activation::Linear, 0.f, precision);
+      // the filter gradient itself stays float32 (it feeds the float32 master weights' optimiser)
+      dnnl::convolution_backward_weights::desc desc(
+          algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, in),
+          filterDesc(g, tag::any), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in), strides(g),
+          dilations(g), padBefore(g), padAfter(g));
+      return dnnl::convolution_backward_weights::primitive_desc(desc, cpuEngine(), hint);
+    });
     slot.reset(new ConvBackwardFilterEntry{pd, dnnl::convolution_backward_weights(pd),
                                            std::make_unique<FilterSlot>(g, pd.diff_weights_desc(), false)});
   }
@@ -185,70 +218,124 @@ memory wrap(const memory::desc& desc, const float* data) {
   return memory(desc, cpuEngine(), const_cast<float*>(data));
 }
 
+// A primitive's data input: the float32 array itself, or (bf16) its rounded copy in `scratch`, same layout.
+memory input(const memory::desc& desc, const float* data, int64_t count, Bf16Scratch& scratch, Precision precision) {
+  if (precision != Precision::Bf16) return wrap(desc, data);
+  return memory(desc, cpuEngine(), scratch.convert(data, count));
+}
+
+int64_t elements(int64_t a, int64_t b, int64_t c, int64_t d) { return a * b * c * d; }
+
+std::string matMulKey(const MatMulGeometry& g, bool withBias, Activation act, float alpha, Precision precision) {
+  std::ostringstream key;
+  key << precisionKey(precision) << g.batchA << ',' << g.batchB << ',' << g.m << ',' << g.k << ',' << g.n << ','
+      << g.transposeA << ',' << g.transposeB << ',' << withBias << ',' << static_cast<int>(act) << ',' << alpha;
+  return key.str();
+}
+
+MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act, float alpha, Precision precision) {
+  auto& slot = matMulCache[matMulKey(g, withBias, act, alpha, precision)];
+  if (!slot) {
+    const int64_t batch = std::max(g.batchA, g.batchB);
+    const dt in = inputType(precision);
+    // Transposed operands are described by their strides, so no data moves.
+    memory::desc aDesc({g.batchA, g.m, g.k}, in,
+                       g.transposeA ? memory::dims{g.m * g.k, 1, g.m} : memory::dims{g.m * g.k, g.k, 1});
+    memory::desc bDesc({g.batchB, g.k, g.n}, in,
+                       g.transposeB ? memory::dims{g.k * g.n, 1, g.k} : memory::dims{g.k * g.n, g.n, 1});
+    memory::desc cDesc({batch, g.m, g.n}, dt::f32, memory::dims{g.m * g.n, g.n, 1});
+    memory::desc biasDesc({1, 1, g.n}, dt::f32, memory::dims{g.n, g.n, 1});
+    auto pd = describe("the matrix product", precision, [&] {
+      auto desc = withBias ? dnnl::matmul::desc(aDesc, bDesc, biasDesc, cDesc) : dnnl::matmul::desc(aDesc, bDesc, cDesc);
+      return dnnl::matmul::primitive_desc(desc, activationAttr(act, alpha), cpuEngine());
+    });
+    slot.reset(new MatMulEntry{pd, dnnl::matmul(pd)});
+  }
+  return *slot;
+}
+
 }  // namespace
 
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha) {
-  auto& e = forwardEntry(g, bias != nullptr, act, alpha);
+                 Activation act, float alpha, Precision precision) {
+  auto& e = forwardEntry(g, bias != nullptr, act, alpha, precision);
+  const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, wrap(e.pd.src_desc(), x)},
+      {DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
       {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), y)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
   e.primitive.execute(cpuStream(), args);
   cpuStream().wait();
+  if (precision == Precision::Bf16) bf16Runs++;
 }
 
-void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx) {
-  auto& e = backwardDataEntry(g);
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, wrap(e.pd.diff_dst_desc(), dy)},
+void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx, Precision precision) {
+  auto& e = backwardDataEntry(g, precision);
+  const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, firstInput, precision)},
                                     {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter)},
                                     {DNNL_ARG_DIFF_SRC, wrap(e.pd.diff_src_desc(), dx)}});
   cpuStream().wait();
+  if (precision == Precision::Bf16) bf16Runs++;
 }
 
-void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter) {
-  auto& e = backwardFilterEntry(g);
+void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision) {
+  auto& e = backwardFilterEntry(g, precision);
   memory user = wrap(e.filter->user, dfilter);
   memory target = e.filter->needsReorder ? e.filter->buffer : user;
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, wrap(e.pd.src_desc(), x)},
-                                    {DNNL_ARG_DIFF_DST, wrap(e.pd.diff_dst_desc(), dy)},
+  const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
+  const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
+                                    {DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, secondInput, precision)},
                                     {DNNL_ARG_DIFF_WEIGHTS, target}});
   if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
   cpuStream().wait();
+  if (precision == Precision::Bf16) bf16Runs++;
 }
 
 void matMul(const MatMulGeometry& g, const float* a, const float* b, const float* bias, float* c,
-            Activation act, float alpha) {
-  std::ostringstream key;
-  key << g.batchA << ',' << g.batchB << ',' << g.m << ',' << g.k << ',' << g.n << ',' << g.transposeA << ','
-      << g.transposeB << ',' << (bias != nullptr) << ',' << static_cast<int>(act) << ',' << alpha;
-  auto& slot = matMulCache[key.str()];
-  const int64_t batch = std::max(g.batchA, g.batchB);
-  if (!slot) {
-    // Transposed operands are described by their strides, so no data moves.
-    memory::desc aDesc({g.batchA, g.m, g.k}, dt::f32,
-                       g.transposeA ? memory::dims{g.m * g.k, 1, g.m} : memory::dims{g.m * g.k, g.k, 1});
-    memory::desc bDesc({g.batchB, g.k, g.n}, dt::f32,
-                       g.transposeB ? memory::dims{g.k * g.n, 1, g.k} : memory::dims{g.k * g.n, g.n, 1});
-    memory::desc cDesc({batch, g.m, g.n}, dt::f32, memory::dims{g.m * g.n, g.n, 1});
-    memory::desc biasDesc({1, 1, g.n}, dt::f32, memory::dims{g.n, g.n, 1});
-    auto desc = bias ? dnnl::matmul::desc(aDesc, bDesc, biasDesc, cDesc) : dnnl::matmul::desc(aDesc, bDesc, cDesc);
-    dnnl::matmul::primitive_desc pd(desc, activationAttr(act, alpha), cpuEngine());
-    slot.reset(new MatMulEntry{pd, dnnl::matmul(pd)});
-  }
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, wrap(slot->pd.src_desc(), a)},
-                                       {DNNL_ARG_WEIGHTS, wrap(slot->pd.weights_desc(), b)},
-                                       {DNNL_ARG_DST, wrap(slot->pd.dst_desc(), c)}};
-  if (bias) args.insert({DNNL_ARG_BIAS, wrap(slot->pd.bias_desc(), bias)});
-  slot->primitive.execute(cpuStream(), args);
+            Activation act, float alpha, Precision precision) {
+  auto& e = matMulEntry(g, bias != nullptr, act, alpha, precision);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, input(e.pd.src_desc(), a, g.batchA * g.m * g.k, firstInput, precision)},
+      {DNNL_ARG_WEIGHTS, input(e.pd.weights_desc(), b, g.batchB * g.k * g.n, secondInput, precision)},
+      {DNNL_ARG_DST, wrap(e.pd.dst_desc(), c)}};
+  if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
+  e.primitive.execute(cpuStream(), args);
   cpuStream().wait();
+  if (precision == Precision::Bf16) bf16Runs++;
 }
 
-std::string convImplementation(const ConvGeometry& g, int which) {
-  if (which == 0) return forwardEntry(g, false, Activation::Linear, 0.f).pd.impl_info_str();
-  if (which == 1) return backwardDataEntry(g).pd.impl_info_str();
-  return backwardFilterEntry(g).pd.impl_info_str();
+std::string convImplementation(const ConvGeometry& g, int which, Precision precision) {
+  if (which == 0) return forwardEntry(g, false, Activation::Linear, 0.f, precision).pd.impl_info_str();
+  if (which == 1) return backwardDataEntry(g, precision).pd.impl_info_str();
+  return backwardFilterEntry(g, precision).pd.impl_info_str();
+}
+
+std::string matMulImplementation(const MatMulGeometry& g, Precision precision) {
+  return matMulEntry(g, false, Activation::Linear, 0.f, precision).pd.impl_info_str();
+}
+
+std::string effectiveIsa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_mic: return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+int64_t bf16Executions() { return bf16Runs; }
+
+void setVerbose(int level) {
+  if (dnnl::set_verbose(level) != dnnl::status::success) throw std::invalid_argument("oneDNN verbose level must be 0, 1 or 2");
 }
 
 std::string onednnVersion() {

@@ -15,16 +15,23 @@ struct ConvGeometry {
   int64_t padTop, padLeft, padBottom, padRight;
 };
 
+// The data type convolutions and matrix products read their inputs in. Bf16: the float32 inputs (activations,
+// filters, gradients) are rounded to bfloat16 before the primitive runs; accumulation, outputs and the bias stay
+// float32. The caller decides where this is allowed (lib/backend/onednn/precision.ts checks the CPU).
+enum class Precision { Fp32 = 0, Bf16 = 1 };
+
 // Activation fused after a convolution or matrix product (TensorFlow.js `activation` attribute).
 enum class Activation { Linear = 0, Relu = 1, Relu6 = 2, LeakyRelu = 3, Sigmoid = 4, Elu = 5 };
 
 // y = act(conv(x, filter) + bias); bias may be null.
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha);
+                 Activation act, float alpha, Precision precision = Precision::Fp32);
 // dx = gradient of the convolution with respect to its input.
-void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx);
+void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx,
+                      Precision precision = Precision::Fp32);
 // dfilter = gradient of the convolution with respect to its filter (HWIO).
-void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter);
+void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
+                        Precision precision = Precision::Fp32);
 
 // Batched C[b] = act(op(A[b]) op(B[b]) + bias); batchA or batchB may be 1 (broadcast).
 struct MatMulGeometry {
@@ -32,10 +39,19 @@ struct MatMulGeometry {
   bool transposeA, transposeB;
 };
 void matMul(const MatMulGeometry& g, const float* a, const float* b, const float* bias, float* c,
-            Activation act, float alpha);
+            Activation act, float alpha, Precision precision = Precision::Fp32);
 
 // Which oneDNN implementation runs a convolution of this geometry (for profiles and tests).
-std::string convImplementation(const ConvGeometry& g, int which);
+std::string convImplementation(const ConvGeometry& g, int which, Precision precision = Precision::Fp32);
+// Which oneDNN implementation runs a matrix product of this geometry (no bias, no activation).
+std::string matMulImplementation(const MatMulGeometry& g, Precision precision = Precision::Fp32);
+// The instruction set oneDNN dispatches to on this CPU (its effective ISA), e.g. "avx512_core_bf16".
+std::string effectiveIsa();
+// Convolutions and matrix products run with bf16 inputs so far (a test can check the bf16 path really ran).
+int64_t bf16Executions();
+// oneDNN's verbose level from now on (0 off, 1 one stdout line per primitive execution, 2 creation too), as
+// ONEDNN_VERBOSE sets it at start; lets a profile log one step and not the warm-up.
+void setVerbose(int level);
 // oneDNN's version string, e.g. "2.6.3".
 std::string onednnVersion();
 // Primitives built so far (cache size), for memory checks.

@@ -19,15 +19,26 @@ export enum ReduceCode { Sum = 0, Mean = 1, Max = 2, Min = 3 }
  */
 export type ConvGeometry = number[];
 
-/** The functions native/src/addon.cc exports. Every array argument is a Float32Array used in place. */
+/**
+ * The functions native/src/addon.cc exports. Every array argument is a Float32Array used in place. `precision`
+ * (convolutions and matrix products): 0 or absent float32, 1 bf16 inputs with float32 accumulation and output.
+ */
 export interface OnednnAddon {
-  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number): void;
-  convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
-  convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array): void;
+  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number, precision?: number): void;
+  convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array, precision?: number): void;
+  convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array, precision?: number): void;
   /** geometry: [batchA, batchB, m, k, n, transposeA, transposeB]. */
-  matMul(g: number[], a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array, activation: number, alpha: number): void;
+  matMul(g: number[], a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array, activation: number, alpha: number, precision?: number): void;
   /** oneDNN's implementation name for a convolution (which: 0 forward, 1 backward data, 2 backward filter). */
-  convImplementation(g: ConvGeometry, which: number): string;
+  convImplementation(g: ConvGeometry, which: number, precision?: number): string;
+  /** oneDNN's implementation name for a matrix product of this geometry (no bias or activation). */
+  matMulImplementation(g: number[], precision?: number): string;
+  /** The instruction set oneDNN dispatches to on this CPU, e.g. 'avx512_core_bf16'. */
+  effectiveIsa(): string;
+  /** Convolutions and matrix products run with bf16 inputs since the addon loaded. */
+  bf16Executions(): number;
+  /** oneDNN's verbose level from now on: 0 off, 1 a stdout line per primitive execution (ONEDNN_VERBOSE's format). */
+  setVerbose(level: number): void;
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
   compare(op: CompareCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Uint8Array, outShape: number[]): void;
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;

@@ -7,6 +7,8 @@ export class FloatBufferPool {
   private readonly free = new Map<number, Float32Array[]>();
   private readonly owned = new WeakSet<Float32Array>();
   private freeBytes = 0;
+  /** Arrays handed out so far: freshly allocated, and reused from the free lists (a profile reads both). */
+  readonly counts = { allocated: 0, allocatedBytes: 0, reused: 0 };
 
   /** maxFreeBytes: free arrays kept for reuse at most; beyond it released arrays are left to the GC. */
   constructor(readonly maxFreeBytes: number) {}
@@ -16,8 +18,11 @@ export class FloatBufferPool {
     const reused = this.free.get(length)?.pop();
     if (reused) {
       this.freeBytes -= reused.byteLength;
+      this.counts.reused += 1;
       return reused;
     }
+    this.counts.allocated += 1;
+    this.counts.allocatedBytes += length * 4;
     // allocUnsafeSlow skips the zero-filling pass of `new Float32Array(n)`
     const bytes = Buffer.allocUnsafeSlow(length * 4);
     const array = new Float32Array(bytes.buffer, bytes.byteOffset, length);

@@ -4,8 +4,11 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
 import { fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kernels';
 
-export { kernelCounters, resetKernelCounters } from './kernels';
+export { kernelCounters, outputPool, resetKernelCounters } from './kernels';
 export { addonPath, loadAddon } from './addon';
+export {
+  assertPrecisionAvailable, bf16Support, currentPrecision, machineCpuFlags, withPrecision, BF16_CPU_FLAGS, type CpuFlagsSource,
+} from './precision';
 
 /** Outcome of trying to register the backend: ok, or why not; the oneDNN version when loaded. */
 export interface OnednnStatus { ok: boolean; reason?: string; version?: string; threads?: number }

@@ -5,6 +5,7 @@ import {
   ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
+import { precisionCode } from './precision';
 import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
 
@@ -72,7 +73,7 @@ function conv2dNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
       filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const y = outputFloats(tf.util.sizeFromShape(info.outShape));
-    addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2);
+    addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2, precisionCode());
     return output(backend, info.outShape, y);
   };
 }
@@ -87,7 +88,7 @@ function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number],
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const dx = outputFloats(tf.util.sizeFromShape(a.inputShape));
-    addon.convBackwardData(convGeometry(info), dys, ws, dx);
+    addon.convBackwardData(convGeometry(info), dys, ws, dx, precisionCode());
     return output(backend, a.inputShape.slice(), dx);
   };
 }
@@ -102,7 +103,7 @@ function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape,
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const dw = outputFloats(tf.util.sizeFromShape(a.filterShape));
-    addon.convBackwardFilter(convGeometry(info), xs, dys, dw);
+    addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode());
     return output(backend, a.filterShape.slice(), dw);
   };
 }
@@ -131,7 +132,8 @@ function matMulNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     if (!(batchA === batchB || batchA === 1 || batchB === 1) || batch !== Math.max(batchA, batchB)) return null;
     const c = k > 0 ? outputFloats(batch * m * n) : new Float32Array(batch * m * n);
     if (c.length > 0 && k > 0) {
-      addon.matMul([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0], as, bs, biasValues, c, activation, leakyreluAlpha ?? 0.2);
+      addon.matMul([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0], as, bs, biasValues, c, activation, leakyreluAlpha ?? 0.2,
+        precisionCode());
     } else if (c.length > 0 && biasValues) {
       return null;  // empty inner dimension: leave it to the cpu kernel
     }

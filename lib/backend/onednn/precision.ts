@@ -1,0 +1,77 @@
+/**
+ * bf16 mixed precision on the `onednn` backend: which precision the convolution and matrix-product kernels run
+ * in, and whether bf16 may be chosen at all.
+ *
+ * In bf16 the kernels round their float32 inputs (activations, filters, incoming gradients) to bfloat16 and
+ * oneDNN accumulates in float32 and writes float32 outputs; every tensor the rest of the program sees stays
+ * float32, so master weights, gradients, optimiser state and EMA are float32 by construction. bf16 is allowed
+ * only on the onednn backend and only where the CPU executes bf16 natively (the `avx512_bf16` or `amx_bf16`
+ * flag): elsewhere oneDNN would emulate it, slower than float32, or have no implementation.
+ */
+import { readCpuFacts } from '../../machine/peak';
+import { PRECISIONS, type Precision } from '../../config/types';
+
+export { PRECISIONS, type Precision };
+
+/** The CPU flags bf16 is judged by: a function so tests hand in another machine's flags. */
+export type CpuFlagsSource = () => string[];
+
+/** This machine's CPU flags (/proc/cpuinfo 'flags'). */
+export const machineCpuFlags: CpuFlagsSource = () => readCpuFacts().flags;
+
+/** Flags of the instructions that execute bf16 arithmetic natively, in the order reports name them. */
+export const BF16_CPU_FLAGS = ['amx_bf16', 'avx512_bf16'] as const;
+
+/** Whether a CPU with these flags runs bf16 natively: the instruction flags it has, or why not. */
+export function bf16Support(flags: readonly string[]): { ok: boolean; instructions: string[]; reason?: string } {
+  const present = new Set(flags);
+  const instructions = BF16_CPU_FLAGS.filter((f) => present.has(f));
+  if (instructions.length) return { ok: true, instructions };
+  return {
+    ok: false, instructions,
+    reason: `this CPU has no bf16 instructions (neither ${BF16_CPU_FLAGS.join(' nor ')} among its /proc/cpuinfo flags); ` +
+      'oneDNN would emulate bf16, slower than fp32. Use --precision fp32 (the default)',
+  };
+}
+
+/**
+ * Throws a clear error unless `precision` can run here: fp32 always; bf16 only on the onednn backend and a CPU
+ * with bf16 instructions (flags from `cpuFlags`, this machine's by default).
+ */
+export function assertPrecisionAvailable(precision: Precision | undefined, backendName: string, cpuFlags: CpuFlagsSource = machineCpuFlags): void {
+  if (precision === undefined || precision === 'fp32') return;
+  if (!(PRECISIONS as readonly string[]).includes(precision)) {
+    throw new Error(`unknown precision '${precision}'; known: ${PRECISIONS.join(', ')}`);
+  }
+  if (backendName !== 'onednn') {
+    throw new Error(`--precision bf16 runs on the onednn backend only (this run uses '${backendName}'); pass --backend onednn, or use --precision fp32`);
+  }
+  const support = bf16Support(cpuFlags());
+  if (!support.ok) throw new Error(`--precision bf16 refused: ${support.reason}`);
+}
+
+let current: Precision = 'fp32';
+
+/** Precision the onednn convolution and matrix-product kernels run in now. */
+export function currentPrecision(): Precision {
+  return current;
+}
+
+/** The addon's precision code (native/src/onednn_ops.h Precision): 0 float32, 1 bf16. */
+export function precisionCode(): number {
+  return current === 'bf16' ? 1 : 0;
+}
+
+/**
+ * Runs fn with the onednn kernels in `precision`, restoring the previous precision afterwards (also when fn
+ * throws). Other backends ignore it; callers check availability first (assertPrecisionAvailable).
+ */
+export function withPrecision<T>(precision: Precision | undefined, fn: () => T): T {
+  const previous = current;
+  current = precision ?? 'fp32';
+  try {
+    return fn();
+  } finally {
+    current = previous;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The benchmark harness itself (bench/train-step.ts, bench/workloads.ts): its flags, and a --quick smoke run on
+ * the tiny shape whose printed report must have every row and column. No figure is asserted: timings are the
+ * benchmark's business, on an idle machine.
+ */
+import { strict as assert } from 'assert';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { markdownTable, parseFlags } from '../bench/train-step';
+import { SMOKE_SHAPES } from '../bench/ect-step';
+import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
+import { BENCH_SHAPES } from '../bench/ect-step';
+import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
+import { opKind } from '../bench/profile-step';
+import { requireSystemPart } from './helpers';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SCRIPT = path.join(ROOT, 'dist', 'bench', 'train-step.js');
+
+describe('benchmark flags and workloads', () => {
+  it('--quick picks the smoke shape, every workload, one round and unit, no memory check; explicit flags win', () => {
+    const quick = parseFlags(['--quick']);
+    assert.deepEqual(quick.configs, Object.keys(SMOKE_SHAPES));
+    assert.deepEqual(quick.workloads, [...WORKLOADS]);
+    assert.equal(quick.rounds, 1);
+    assert.equal(quick.steps, 1);
+    assert.equal(quick.memorySteps, 0);
+    const explicit = parseFlags(['--quick', '--rounds', '2', '--workloads', 'heun', '--precisions', 'fp32,bf16']);
+    assert.equal(explicit.rounds, 2);
+    assert.deepEqual(explicit.workloads, ['heun']);
+    assert.deepEqual(explicit.precisions, ['fp32', 'bf16']);
+    assert.deepEqual(parseFlags([]).workloads, ['train'], 'the default stays the training step alone');
+    assert.throws(() => parseFlags(['--workloads', 'sample']), /unknown workload 'sample'/);
+    assert.throws(() => parseFlags(['--precisions', 'fp16']), /unknown precision 'fp16'/);
+  });
+
+  it('counts FLOPs per image: 4 passes per training step, 1, 2 and 35 per sampler, the classifier for features', () => {
+    const shape = BENCH_SHAPES['res28-ch32'];
+    const forward = workloadFlopsPerImage('1step', shape);
+    assert.equal(workloadFlopsPerImage('train', shape), 4 * forward);
+    assert.equal(workloadFlopsPerImage('2step', shape), 2 * forward);
+    assert.equal(workloadFlopsPerImage('heun', shape), 35 * forward);
+    // 28x28x16 3x3 conv on 1 channel, 14x14x32 3x3 conv on 16, 7*7*32 -> 128 dense: 2 flops per multiply-add
+    assert.equal(classifierFlopsPerImage(), 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 32 * 128));
+    assert.match(workloadProblem('features', BENCH_SHAPES['res32-ch64']) ?? '', /28x28x1 images/);
+    assert.equal(workloadProblem('features', shape), null);
+  });
+
+  it('the table has a precision, workload and RSS-vs-PyTorch column', () => {
+    const table = markdownTable([{ backend: 'onednn', config: 'tiny', workload: 'heun', precision: 'bf16', imgPerSec: 2, rssToTorch: 0.5, note: 'x' }]);
+    assert.match(table.split('\n')[0], /\| backend \| precision \| config \| workload \| img\/s \(median\) \|.*\| RSS vs PyTorch \|/);
+    assert.match(table.split('\n')[2], /^\| onednn \| bf16 \| tiny \| Heun-35 generation \| 2\.00 \|.*\| 0\.50x \|/);
+  });
+});
+
+describe('benchmark --quick smoke run', function () {
+  this.timeout(15 * 60_000);
+
+  before(function () {
+    requireSystemPart(this, 'native', 'torch');
+  });
+
+  it('prints a report with a peer row and an onednn row for every workload and precision, and writes it', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-bench-'));
+    try {
+      const run = spawnSync(process.execPath, [SCRIPT, '--quick', '--workloads', '1step,heun,features', '--precisions', 'fp32,bf16', '--out', out],
+        { encoding: 'utf8', timeout: 14 * 60_000 });
+      assert.equal(run.status, 0, run.stderr);
+      const lines = run.stdout.split('\n');
+      assert.ok(lines.some((l) => /^\*\*--quick smoke run/.test(l)), 'the report says it is a smoke run');
+      assert.ok(lines.some((l) => /^fp32 peak: /.test(l)) && lines.some((l) => /^bf16 peak: /.test(l)));
+      const header = lines.findIndex((l) => l.startsWith('| backend | precision |'));
+      assert.ok(header >= 0, 'a table');
+      const columns = lines[header].split('|').length;
+      const rows = lines.slice(header + 2).filter((l) => l.startsWith('|'));
+      for (const row of rows) assert.equal(row.split('|').length, columns, `row with a wrong column count: ${row}`);
+      for (const workload of ['1-step generation', 'Heun-35 generation', 'features + fd']) {
+        for (const precision of ['fp32', 'bf16']) {
+          const of = rows.filter((r) => r.includes(`| ${precision} | tiny | ${workload} |`));
+          assert.equal(of.length, 2, `${workload} ${precision}: a peer row and an onednn row`);
+          assert.ok(of.some((r) => r.startsWith('| pytorch (peer)')), `${workload} ${precision}: peer row`);
+          // our fp32 row is measured; a bf16 row is measured or says why not (a CPU without bf16)
+          const ours = of.find((r) => r.startsWith('| onednn'))!;
+          if (precision === 'fp32') assert.match(ours, /\| \d+\.\d\dx \| 1 \|/, `a ratio to the peer: ${ours}`);
+          else assert.match(ours, /\| \d+\.\d\dx \| 1 \||refused: this CPU has no bf16 instructions/, ours);
+        }
+      }
+      const files = fs.readdirSync(out);
+      assert.ok(files.includes('train-step-latest.md'));
+      const json = JSON.parse(fs.readFileSync(path.join(out, files.find((f) => f.endsWith('.json'))!), 'utf8'));
+      assert.equal(json.quick, true);
+      assert.deepEqual(json.precisions, ['fp32', 'bf16']);
+      assert.ok(json.roundsByConfig.tiny[0].workloads.heun.order.length === 4, 'peer and onednn in both precisions in the round');
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('oneDNN verbose log summary', () => {
+  const log = [
+    'onednn_verbose,info,oneDNN v2.6.3 (commit N/A)',
+    'onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support',
+    'onednn_verbose,info,prim_template:operation,engine,primitive,implementation,prop_kind,memory_descriptors,attributes,auxiliary,problem_desc,exec_time',
+    'onednn_verbose,exec,cpu,convolution,brgconv:avx512_core_bf16,forward_training,src_bf16::blocked:acdb:f0 wei_bf16:p:blocked:AcdB16a16b2a:f0 bia_f32::blocked:a:f0 dst_f32::blocked:acdb:f0,,alg:convolution_direct,mb64_ic32oc32_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,1.5',
+    'onednn_verbose,exec,cpu,convolution,brgconv:avx512_core_bf16,forward_training,src_bf16::blocked:acdb:f0 wei_bf16:p:blocked:AcdB16a16b2a:f0 bia_f32::blocked:a:f0 dst_f32::blocked:acdb:f0,,alg:convolution_direct,mb64_ic64oc64_ih14oh14kh3sh1dh0ph1_iw14ow14kw3sw1dw0pw1,2.5',
+    'dnnl_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:cdba:f0 dst_bf16:p:blocked:AcdB16a16b2a:f0,,,32x32x3x3,0.25',
+    'some other line, not a log line',
+  ].join('\n');
+
+  it('parses info and execution lines (both prefixes, padded descriptors) and groups them by implementation', () => {
+    const parsed = parseVerbose(log);
+    assert.deepEqual(parsed.info, ['oneDNN v2.6.3 (commit N/A)', 'cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support']);
+    assert.equal(parsed.execs.length, 3);
+    assert.deepEqual(parsed.execs[0].tensors.wei, { type: 'bf16', layout: 'AcdB16a16b2a(p)' });
+    assert.deepEqual(parsed.execs[2].tensors.src, { type: 'f32', layout: 'cdba' });
+    const groups = groupVerbose(parsed.execs);
+    assert.equal(groups.length, 2);
+    assert.deepEqual([groups[0].calls, groups[0].ms, groups[0].largest], [2, 4, 'mb64_ic64oc64_ih14oh14kh3sh1dh0ph1_iw14ow14kw3sw1dw0pw1']);
+    assert.equal(groups[0].io, 'src bf16 acdb, wei bf16 AcdB16a16b2a(p), bia f32 a, dst f32 acdb');
+    const text = formatVerbose(parsed, 'log');
+    assert.match(text, /convolution +2 +4\.00 +94\.1%/);
+    assert.match(text, /reorder +1 +0\.25 +5\.9%/);
+  });
+});
+
+describe('profile op kinds', () => {
+  it('sorts kernels into op kinds', () => {
+    const kinds = ['Conv2DBackpropFilter', '_FusedMatMul', 'EctGroupNormGrad', 'EctUpsample2x', 'EctMomentUpdate', 'Sum', 'Transpose', 'Multiply', 'Softmax', 'Unheard']
+      .map(opKind);
+    assert.deepEqual(kinds, ['convolution', 'matmul', 'normalisation', 'resampling', 'optimiser/EMA', 'reduction', 'data movement', 'elementwise', 'elementwise', 'other']);
+  });
+});

@@ -1,0 +1,242 @@
+/**
+ * bf16 mixed precision on the onednn backend: refused where it cannot run, and within tolerances derived from
+ * bfloat16's rounding where it runs (single convolutions, matrix products and their gradients, one whole
+ * training step), without leaking tensors.
+ *
+ * The tolerances. bfloat16 keeps 8 significant bits (7 stored + the implicit one), so rounding a float32 to it
+ * has a relative error of at most u = 2^-8 (round to nearest). A product of two rounded inputs is off by at most
+ * (1 + u)^2 - 1 = 2u + u^2 relative, and oneDNN accumulates those products in float32, whose own rounding
+ * (2^-24 per addition) is negligible next to u. So every output of a convolution or matrix product obeys
+ *   |y_bf16 - y_fp32| <= (2u + u^2) * sum_k |a_k| |b_k|,
+ * a per-element bound that holds whatever the data; the right side is the same operation run in fp32 on |a|, |b|.
+ * A training step chains such products: a parameter's gradient crosses each product of the student's forward
+ * pass at most once going forward and once going back, so its chain is at most D = L / 2 products long, with L
+ * the products the step runs (counted: the student's forward pass, the target pass of the same size and the
+ * two gradient products per forward product, L = 4 per layer). Round-to-nearest errors are unbiased and
+ * independent, so along a chain they add in quadrature: the step test allows a relative error of 2u sqrt(D) on
+ * the loss and on the whole parameter update. A wrong layout, a stale buffer or fp32 silently used (bf16 must
+ * change something) fail it; the rounding rule itself (to nearest, ties to even, not truncation, whose errors
+ * the bounds above would still admit) is checked on exact cases.
+ */
+import { strict as assert } from 'assert';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import seedrandom from 'seedrandom';
+import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { assertPrecisionAvailable, bf16Support, currentPrecision, withPrecision } from '../lib/backend/onednn/precision';
+import { validateRunConfig } from '../lib/config/schema';
+import { makeSyntheticDataset } from '../lib/data/synthetic';
+import { Trainer } from '../lib/train/trainer';
+import { flagOverrides } from '../lib/train/launch';
+import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
+import '../lib/tf-gradients';
+
+/** Unit roundoff of bfloat16: 8 significant bits, round to nearest. */
+const BF16_U = 2 ** -8;
+/** Relative error bound of one product of two bf16-rounded inputs. */
+const PRODUCT_BOUND = 2 * BF16_U + BF16_U ** 2;
+
+const ZEN5_FLAGS = ['fpu', 'sse2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16'];
+const SAPPHIRE_RAPIDS_FLAGS = ['avx2', 'fma', 'avx512f', 'amx_tile', 'amx_bf16', 'amx_int8'];
+const ZEN3_FLAGS = ['fpu', 'sse2', 'avx', 'avx2', 'fma'];
+const ZEN4_WITHOUT_BF16 = ['avx2', 'fma', 'avx512f', 'avx512_vnni'];
+
+describe('bf16 precision: where it may run', () => {
+  it('is accepted on CPUs with avx512_bf16 or amx_bf16, refused elsewhere with the reason', () => {
+    assert.deepEqual(bf16Support(ZEN5_FLAGS), { ok: true, instructions: ['avx512_bf16'] });
+    assert.deepEqual(bf16Support(SAPPHIRE_RAPIDS_FLAGS).instructions, ['amx_bf16']);
+    for (const flags of [ZEN3_FLAGS, ZEN4_WITHOUT_BF16, []]) {
+      const support = bf16Support(flags);
+      assert.equal(support.ok, false);
+      assert.match(support.reason ?? '', /no bf16 instructions \(neither amx_bf16 nor avx512_bf16/);
+    }
+  });
+
+  it('assertPrecisionAvailable: fp32 always; bf16 only on onednn with the instructions (flags injected)', () => {
+    assert.doesNotThrow(() => assertPrecisionAvailable('fp32', 'wasm', () => ZEN3_FLAGS));
+    assert.doesNotThrow(() => assertPrecisionAvailable(undefined, 'cpu', () => []));
+    assert.doesNotThrow(() => assertPrecisionAvailable('bf16', 'onednn', () => ZEN5_FLAGS));
+    assert.throws(() => assertPrecisionAvailable('bf16', 'onednn', () => ZEN3_FLAGS), /--precision bf16 refused: this CPU has no bf16 instructions/);
+    assert.throws(() => assertPrecisionAvailable('bf16', 'wasm', () => ZEN5_FLAGS), /runs on the onednn backend only \(this run uses 'wasm'\)/);
+  });
+
+  it('is a config field (default fp32, recorded) and a launcher flag; unknown values are refused', () => {
+    assert.equal(tinyRunConfig('tune').precision, 'fp32');
+    assert.equal(tinyRunConfig('tune', { precision: 'bf16' }).precision, 'bf16');
+    assert.throws(() => validateRunConfig({ ...tinyRunConfig('tune'), precision: 'fp16' }), /precision/);
+    const noField: Record<string, unknown> = { ...tinyRunConfig('tune') };
+    delete noField.precision;
+    assert.doesNotThrow(() => validateRunConfig(noField), 'configs recorded before the field stay valid');
+    assert.deepEqual(flagOverrides({ precision: 'bf16' }).map((p) => ({ ...p })), [{ precision: 'bf16' }]);
+  });
+
+  it('withPrecision sets the kernels\' precision and restores it, also after a throw', () => {
+    assert.equal(currentPrecision(), 'fp32');
+    assert.equal(withPrecision('bf16', () => currentPrecision()), 'bf16');
+    assert.throws(() => withPrecision('bf16', () => { throw new Error('inside'); }), /inside/);
+    assert.equal(currentPrecision(), 'fp32');
+  });
+
+  it('a trainer refuses bf16 on a CPU without bf16 instructions (simulated) and on a backend other than onednn', async () => {
+    const data = makeSyntheticDataset('train', { count: 8, height: 8, width: 8, channels: 1, seed: 1 });
+    const cfg = tinyRunConfig('tune', { precision: 'bf16' });
+    const previous = tf.getBackend();
+    try {
+      await tf.setBackend('cpu');
+      await assert.rejects(Trainer.create(cfg, { runDir: null, dataset: data, cpuFlags: () => ZEN5_FLAGS }), /runs on the onednn backend only \(this run uses 'cpu'\)/);
+      if ((await tryRegisterOnednn()).ok) {
+        await tf.setBackend('onednn');
+        await assert.rejects(Trainer.create(cfg, { runDir: null, dataset: data, cpuFlags: () => ZEN3_FLAGS }), /--precision bf16 refused: this CPU has no bf16 instructions/);
+      }
+    } finally {
+      if (previous) await tf.setBackend(previous);
+    }
+  });
+});
+
+/** Inputs of the numeric tests, seeded. */
+const rng = seedrandom('bf16-agreement');
+function randomTensor(shape: number[], scale = 1): tf.Tensor {
+  const values = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (rng() * 2 - 1) * scale);
+  return tf.tensor(values, shape);
+}
+
+/** Checks |bf16 - fp32| <= PRODUCT_BOUND * magnitude (+ a float32 accumulation slack) element by element; returns the worst ratio to the bound. */
+function assertWithinProductBound(what: string, bf16: Float32Array, fp32: Float32Array, magnitude: Float32Array): number {
+  let worst = 0;
+  let differs = false;
+  for (let i = 0; i < fp32.length; i++) {
+    const bound = PRODUCT_BOUND * magnitude[i] + 1e-6 * magnitude[i] + 1e-30;
+    const error = Math.abs(bf16[i] - fp32[i]);
+    if (error !== 0) differs = true;
+    assert.ok(error <= bound, `${what}: element ${i}: |${bf16[i]} - ${fp32[i]}| = ${error} > ${bound}`);
+    worst = Math.max(worst, error / bound);
+  }
+  assert.ok(differs, `${what}: bf16 gave exactly the fp32 values, so the bf16 path did not run`);
+  return worst;
+}
+
+describe('bf16 precision on the onednn backend', function () {
+  let previousBackend = 'cpu';
+
+  before(async function () {
+    requireSystemPart(this, 'native');
+    const status = await tryRegisterOnednn();
+    assert.ok(status.ok, `the oneDNN addon does not load: ${status.reason}`);
+    if (!bf16Support(readFlags()).ok) {
+      console.log('    skipped: this CPU has no bf16 instructions (the refusal is tested above with simulated flags)');
+      this.skip();
+    }
+    previousBackend = tf.getBackend() ?? 'cpu';
+    await tf.setBackend('onednn');
+  });
+
+  after(async () => {
+    await tf.setBackend(previousBackend);
+  });
+
+  it('convolutions (forward, input and filter gradients) stay within the per-element bound of bf16 rounding', () => {
+    const addon = onednnAddon();
+    assert.ok(addon);
+    for (const [x, w, stride] of [[[2, 9, 9, 5], [3, 3, 5, 7], 1], [[3, 8, 8, 16], [3, 3, 16, 32], 1], [[2, 8, 8, 8], [1, 1, 8, 24], 2]] as const) {
+      tf.tidy(() => {
+        const xs = randomTensor([...x]), ws = randomTensor([...w], 0.5), dy = randomTensor([x[0], Math.ceil(x[1] / stride), Math.ceil(x[2] / stride), w[3]]);
+        // y and both gradients of sum(conv(x, w) * dy)
+        const run = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => {
+          const f = (p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(p as tf.Tensor4D, q as tf.Tensor4D, stride, 'same'), d));
+          const [gx, gw] = tf.grads(f)([a, b]);
+          return [tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, 'same'), gx, gw].map((t) => t.dataSync() as Float32Array);
+        };
+        const before = addon.bf16Executions();
+        const bf16 = withPrecision('bf16', () => run(xs, ws, dy));
+        assert.ok(addon.bf16Executions() - before >= 3, 'forward, input gradient and filter gradient all ran in bf16');
+        const fp32 = run(xs, ws, dy);
+        const magnitude = run(tf.abs(xs), tf.abs(ws), tf.abs(dy));  // sum |a| |b| for each output: the same bilinear maps on |inputs|
+        ['forward', 'input gradient', 'filter gradient'].forEach((name, i) => assertWithinProductBound(`conv ${x} * ${w} ${name}`, bf16[i], fp32[i], magnitude[i]));
+      });
+    }
+  });
+
+  it('rounds inputs to the nearest bfloat16, ties to even (exact cases through the matrix-product kernel)', () => {
+    // bfloat16 has 7 stored mantissa bits: next to 1 it holds 1, 1 + 2^-7, 1 + 2^-6, ...; A [n, 1] x B [1, 1] = 1
+    // returns A's rounded values exactly (one product each, accumulated in float32)
+    const cases: Array<[number, number]> = [
+      [1 + 2 ** -8 + 2 ** -10, 1 + 2 ** -7],   // above the midpoint: up (truncation would give 1)
+      [1 + 2 ** -8 - 2 ** -12, 1],             // below the midpoint: down
+      [1 + 2 ** -8, 1],                        // tie: to the even neighbour 1
+      [1 + 3 * 2 ** -8, 1 + 2 ** -6],          // tie: to the even neighbour 1 + 2^-6, not 1 + 2^-7
+      [-(1 + 2 ** -8 + 2 ** -10), -(1 + 2 ** -7)],  // the sign does not change the magnitude's rounding
+      [1000 + 2, 1000],                        // 1000..1008 step 8 near 2^10: 1002 rounds down, 1006 up
+      [1000 + 6, 1008],
+    ];
+    const got = tf.tidy(() => withPrecision('bf16', () =>
+      Array.from(tf.matMul(tf.tensor2d(cases.map(([x]) => x), [cases.length, 1]), tf.tensor2d([1], [1, 1])).dataSync())));
+    cases.forEach(([x, want], i) => assert.equal(got[i], Math.fround(want), `${x} rounded to ${got[i]}, want ${want}`));
+  });
+
+  it('matrix products with transposes and broadcast batches stay within the bound', () => {
+    for (const [a, b, ta, tb] of [[[4, 17, 33], [4, 33, 9], false, false], [[2, 40, 16], [2, 40, 24], true, false], [[64, 32], [48, 32], false, true]] as const) {
+      tf.tidy(() => {
+        const as = randomTensor([...a]), bs = randomTensor([...b]);
+        const run = (p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).dataSync() as Float32Array;
+        const bf16 = withPrecision('bf16', () => run(as, bs));
+        assertWithinProductBound(`matMul ${a} x ${b}`, bf16, run(as, bs), run(tf.abs(as), tf.abs(bs)));
+      });
+    }
+  });
+
+  it('one training step agrees with fp32 within 2u sqrt(L / 2), leaks no tensors, and keeps everything the optimiser sees fp32', async () => {
+    const data = makeSyntheticDataset('train', { count: 16, height: 8, width: 8, channels: 1, seed: 3 });
+    const make = async (precision: 'fp32' | 'bf16') => {
+      const trainer = await Trainer.create(tinyRunConfig('tune', { precision, net: { ...TINY_NET, dropout: 0 } }), { runDir: null, dataset: data });
+      // random weights everywhere (the zero-initialised output layer would stop every gradient behind it)
+      let seed = 40;
+      for (const p of trainer.net.params.values()) p.assign(tf.tidy(() => tf.randomNormal(p.shape, 0, 0.2, 'float32', seed++)));
+      return trainer;
+    };
+    const fp32 = await make('fp32'), bf16 = await make('bf16');
+    const snapshot = (t: Trainer) => [...t.net.params.values()].map((p) => p.dataSync().slice() as Float32Array);
+    const start = snapshot(fp32);
+    const { images } = fp32.loader.next();
+    resetKernelCounters();
+    const lossFp32 = fp32.step(images);
+    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul']
+      .reduce((n, k) => n + (kernelCounters.native[k] ?? 0), 0);
+    const addon = onednnAddon()!;
+    const runsBefore = addon.bf16Executions();
+    const lossBf16 = bf16.step(images);
+    assert.equal(addon.bf16Executions() - runsBefore, products, 'every convolution and matrix product of the bf16 step ran in bf16');
+    const tolerance = 2 * BF16_U * Math.sqrt(products / 2);
+    const lossError = Math.abs(lossBf16 - lossFp32) / Math.abs(lossFp32);
+    assert.ok(lossError <= tolerance, `loss ${lossBf16} vs ${lossFp32}: relative error ${lossError} > ${tolerance} (L = ${products})`);
+    // the update (new - old weights) over all parameters, compared as one vector
+    const [afterFp32, afterBf16] = [snapshot(fp32), snapshot(bf16)];
+    let diff = 0, norm = 0;
+    start.forEach((s, i) => s.forEach((v, j) => {
+      const uf = afterFp32[i][j] - v, ub = afterBf16[i][j] - v;
+      diff += (uf - ub) ** 2;
+      norm += uf ** 2;
+    }));
+    const updateError = Math.sqrt(diff / norm);
+    assert.ok(norm > 0 && updateError <= tolerance, `update relative error ${updateError} > ${tolerance}`);
+    assert.ok(lossError > 0 || updateError > 0, 'bf16 changed nothing: the bf16 path did not run');
+    console.log(`      L = ${products} products; loss relative error ${lossError.toExponential(2)}, update ${updateError.toExponential(2)}, tolerance ${tolerance.toExponential(2)}`);
+    // fp32 master weights, optimiser state and EMA: every tensor the step leaves behind is float32
+    for (const p of bf16.net.params.values()) assert.equal(p.dtype, 'float32');
+    // flat tensor count over further bf16 steps
+    bf16.step(images);
+    const count = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) bf16.step(images);
+    assert.equal(tf.memory().numTensors, count, 'bf16 steps leak tensors');
+    assert.equal(currentPrecision(), 'fp32', 'the step restores fp32 for everything outside it');
+    images.dispose();
+    fp32.dispose();
+    bf16.dispose();
+  });
+});
+
+/** This machine's flags (the suite runs the numeric checks only where bf16 is native). */
+function readFlags(): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../lib/machine/peak') as typeof import('../lib/machine/peak')).readCpuFacts().flags;
+}

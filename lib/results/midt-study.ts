@@ -16,6 +16,11 @@ export const SMALL_MID_T = [0.2, 0.821, 2.0] as const;
 export const SMALL_MID_T_SAMPLES = 100;
 export const SMALL_MID_T_REFERENCE = 500;
 
+/** Where small mode keeps its t_mid study. */
+export function smallMidTFile(paths: NotebookPaths): string {
+  return path.join(paths.runs, 'demo', 'midt.csv');
+}
+
 /**
  * The CSV of the t_mid study for this mode. Full: the committed file (an error naming the command when it is missing).
  * Small: made once from `demo.student` when missing (needs the Fashion-MNIST dataset, like the small runs themselves).
@@ -26,7 +31,7 @@ export async function ensureMidTStudy(mode: NotebookMode, paths: NotebookPaths, 
     if (!fs.existsSync(midT.path)) throw new Error(`${midT.path}: missing (${midT.what}); from the repository root, make it with: ${midT.command}`);
     return midT.path;
   }
-  const file = path.join(paths.runs, 'demo', 'midt.csv');
+  const file = smallMidTFile(paths);
   if (fs.existsSync(file)) return file;
   return writeEvaluationTable(file, [demo.student], SMALL_MID_T.map((midT) => ({ steps: 2, midT })), {
     n: SMALL_MID_T_SAMPLES, referenceSplit: 'train', referenceLimit: SMALL_MID_T_REFERENCE, root: paths.root, log,

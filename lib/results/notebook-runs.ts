@@ -207,6 +207,11 @@ export function notebookRecipePlan(paths: NotebookPaths, teachers = SHIPPED_TEAC
   });
 }
 
+/** Where small mode keeps its recipe study's variants. */
+export function smallAblationsDir(paths: NotebookPaths): string {
+  return path.join(paths.runs, 'ablations');
+}
+
 /**
  * Notebook 04's variants. Full mode: the recipe study (notebookRecipePlan). Small mode: its miniature, three variants
  * of the small demo's ECT run tuned from `teacher` for 4 iterations, evaluated in-run like the small teacher (1- and
@@ -214,7 +219,7 @@ export function notebookRecipePlan(paths: NotebookPaths, teachers = SHIPPED_TEAC
  */
 export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string, teachers = SHIPPED_TEACHERS_DIR): NotebookVariant[] {
   if (mode === 'full') return notebookRecipePlan(paths, teachers);
-  const dir = path.join(paths.runs, 'ablations');
+  const dir = smallAblationsDir(paths);
   const tune = (name: string, set: string[]): NotebookVariant => ({
     name, setting: set.join(', ') || 'the small demo\'s ECT run',
     run: { kind: 'tune', flags: {

@@ -14,12 +14,11 @@ import { readTeacherRecord } from '../train/ship';
 import { SHIPPED_TEACHERS_DIR } from '../train/run';
 import { writeEvaluationTable } from './evaluation-table';
 import { manifestEntry, readManifest, type ResultsManifest } from './manifest';
-import { SMALL_MID_T, SMALL_MID_T_SAMPLES } from './midt-study';
+import { smallMidTFile, SMALL_MID_T, SMALL_MID_T_SAMPLES } from './midt-study';
 import {
-  ensureRun, notebookCommittedRuns, notebookDemoPlan, plannedRunCommand, type CommittedResult, type NotebookDemo, type PlannedRun,
+  ensureRun, notebookCommittedRuns, notebookDemoPlan, plannedRunCommand, smallAblationsDir, type CommittedResult, type NotebookDemo, type PlannedRun,
 } from './notebook-runs';
 import { findRunDirs, frechetColumns, lastEvaluatedRows, loadRunsTable } from './runs';
-
 
 /** The results notebook 01 lists, with the same ids in both modes: where each is, what it is, the command that makes it. */
 export type NotebookStudyResults = Record<'teacher' | 'teacherRun' | 'student' | 'evaluations' | 'recipe' | 'midT', CommittedResult>;
@@ -42,9 +41,9 @@ export function notebookStudyResults(mode: NotebookMode, paths: NotebookPaths, t
     student: { path: plan.student.flags.out, what: 'the small demo\'s ECT run, tuned from its shipped teacher', command: plannedRunCommand(plan.student, root) },
     evaluations: { path: smallHeadlineFile(paths), what: `the small ECT run's last checkpoint with 1 and 2 steps on as many samples as the teacher's Heun fd, against the test images`,
       command: 'ensureHeadlineEvaluations (lib/results/notebook-studies.ts), in notebook 02' },
-    recipe: { path: path.join(paths.runs, 'ablations'), what: 'the small recipe study: variants of the small ECT run, one setting changed per run',
+    recipe: { path: smallAblationsDir(paths), what: 'the small recipe study: variants of the small ECT run, one setting changed per run',
       command: 'ensureAblationRuns (lib/results/notebook-runs.ts), in notebook 04' },
-    midT: { path: path.join(paths.runs, 'demo', 'midt.csv'), what: `the small ECT run with 2 steps at t_mid ${SMALL_MID_T.join(', ')} (${SMALL_MID_T_SAMPLES} samples)`,
+    midT: { path: smallMidTFile(paths), what: `the small ECT run with 2 steps at t_mid ${SMALL_MID_T.join(', ')} (${SMALL_MID_T_SAMPLES} samples)`,
       command: 'ensureMidTStudy (lib/results/midt-study.ts), in notebooks 04 and 05' },
   };
 }

@@ -195,6 +195,7 @@ export function repositoryRelativePath(target: string): string {
 
 /** Where a notebook reads runs and writes figures in each mode. */
 export interface NotebookPaths {
+  root: string;      // the repository root: commands and recorded paths are relative to it
   runs: string;      // small: build/notebook-runs (scratch, tiny runs); full: results/
   figures: string;   // small: build/notebooks/figures; full: results/figures (committed images)
 }
@@ -202,7 +203,7 @@ export interface NotebookPaths {
 /** Small mode keeps its scratch runs and images out of results/, so CI never overwrites real figures. */
 export function notebookPaths(mode: NotebookMode, root = repositoryRoot()): NotebookPaths {
   return mode === 'small'
-    ? { runs: path.join(root, 'build', 'notebook-runs'), figures: path.join(root, 'build', 'notebooks', 'figures') }
-    : { runs: path.join(root, 'results'), figures: path.join(root, 'results', 'figures') };
+    ? { root, runs: path.join(root, 'build', 'notebook-runs'), figures: path.join(root, 'build', 'notebooks', 'figures') }
+    : { root, runs: path.join(root, 'results'), figures: path.join(root, 'results', 'figures') };
 }
 

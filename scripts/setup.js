@@ -82,17 +82,28 @@ function main() {
     process.exit(1);
   }
 
-  // npm dependencies: npm ci when node_modules is missing or older than the lockfile (ci also builds, via prepare)
-  const installed = path.join(ROOT, 'node_modules', '.package-lock.json');
+  // npm dependencies: npm ci when node_modules is missing or older than the lockfile (ci also builds, via prepare).
+  // A node_modules that is a link (a checkout sharing another's packages) is never reinstalled from here: npm ci
+  // empties the folder the link points to before it removes the link, which would break the other checkout.
+  const nodeModules = path.join(ROOT, 'node_modules');
+  const installed = path.join(nodeModules, '.package-lock.json');
   const lock = path.join(ROOT, 'package-lock.json');
-  const freshInstall = !fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lock).mtimeMs;
+  const linked = fs.existsSync(nodeModules) && fs.lstatSync(nodeModules).isSymbolicLink();
+  const stale = !fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lock).mtimeMs;
+  const freshInstall = stale && !linked;
   if (freshInstall) {
     log('installing npm dependencies (npm ci)');
     run('npm', ['ci', '--no-audit', '--no-fund']);
+  } else if (stale) {
+    log(`node_modules links to ${fs.realpathSync(nodeModules)}, whose install looks older than this lockfile; not running npm ci `
+      + 'through the link (it would empty the linked folder): run npm ci in the checkout that owns it if its packages changed');
   }
 
-  // the oneDNN addon: npm ci builds it when the headers are there; rebuild it when it is missing or stale
-  if (!missing.includes('native') && parts.isPresent('native') &&
+  // the oneDNN addon: npm ci builds it when the headers are there; rebuild it when it is missing or stale, but never
+  // through a linked native/build (another checkout's addon, which its running processes may have loaded)
+  const nativeBuild = path.join(ROOT, 'native', 'build');
+  const nativeLinked = fs.existsSync(nativeBuild) && fs.lstatSync(nativeBuild).isSymbolicLink();
+  if (!missing.includes('native') && parts.isPresent('native') && !nativeLinked &&
       (!fs.existsSync(ADDON) || fs.statSync(ADDON).mtimeMs < nativeSourcesTime())) {
     log(`building the oneDNN addon (${fs.existsSync(ADDON) ? 'older than its sources' : 'not built yet'})`);
     run(process.execPath, [path.join(__dirname, 'build-native.js')], { optional: true });

@@ -49,6 +49,17 @@ describe('notebooks: sources', () => {
     }
   });
 
+  it('have one path per cell: no code cell branches on the mode or leaves a variable to be set in branches', () => {
+    // small mode is a miniature of the same study: the mode picks inputs inside the library, never a program in a cell
+    for (const name of notebooks) {
+      readNotebook(path.join(notebookDir, name)).cells.filter((c) => c.cell_type === 'code').forEach((cell, i) => {
+        const code = cell.source.join('');
+        assert.ok(!/\bmode\s*[!=]==?|[!=]==?\s*mode\b|\bswitch\s*\(\s*mode\b/.test(code), `${name}, code cell ${i} branches on the mode:\n${code}`);
+        assert.ok(!/\blet\s+[A-Za-z_$][\w$]*\s*(,\s*[A-Za-z_$][\w$]*\s*)*;/.test(code), `${name}, code cell ${i} declares an untyped, unset variable:\n${code}`);
+      });
+    }
+  });
+
   it('are committed with full-mode outputs made from the result files as they are now', () => {
     // `npm run notebooks -- --commit` makes them; this fails when one was never run, holds an error or reads changed files
     const problems = notebooks.flatMap((name) => committedNotebookProblems(name, readNotebook(path.join(notebookDir, name)) as unknown as NotebookFile)

@@ -214,7 +214,7 @@ describe('results: the notebooks\' planned runs', () => {
       const paths = notebookPaths('small', root);
       const plan = notebookDemoPlan(paths);
       assert.ok(plan.teacher.flags.out.startsWith(path.join(root, 'build')));
-      assert.equal(plan.student.flags.init, plan.teacher.flags.out);
+      assert.equal(plan.student.flags.init, plan.shipped.dir);
       const calls: Array<{ kind: string; resume: unknown }> = [];
       // a stand-in for the launcher's trainRun that writes a finished run directory
       const train = async ({ kind, flags }: RunSpec): Promise<RunOutcome> => {

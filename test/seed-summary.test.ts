@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { appendTableRow } from '../lib/train/metrics-log';
-import { readSeedScores, readTeacherScore, seedSummaryMarkdown, seedSummaryTable } from '../lib/results/seed-summary';
+import { readSeedScores, readTeacherScore, seedScoresTable, seedSummaryMarkdown, seedSummaryTable } from '../lib/results/seed-summary';
 
 describe('seed summary', () => {
   let root: string;
@@ -45,6 +45,9 @@ describe('seed summary', () => {
     const markdown = seedSummaryMarkdown(seedSummaryTable(scores, { fd: 2, n: 10000, seed: 0 }, { '1step': 3, '2step': 1.5 })).split('\n');
     assert.equal(markdown.length, 6);
     assert.match(markdown.find((line) => line.startsWith('| 1step | chosen'))!, /\| 2 \| 6\.000 \/ 8\.000 \| 7 \| 1\.41 \| 2 \| 3\.50 \| 3 \| 4 \| 3 \| false \|/);
+    const perSeed = seedScoresTable(scores).objects() as Array<Record<string, unknown>>;
+    assert.equal(perSeed.length, 8);
+    assert.deepEqual(perSeed.find((r) => r.run === 'seed1' && r.sampler === '2step' && r.role === 'chosen'), { run: 'seed1', sampler: '2step', role: 'chosen', what: 'run EMA, t_mid 3', fd: 5 });
     const teacher = path.join(root, 'teacher.csv');
     appendTableRow(teacher, { checkpoint: 't', sampler: 'heun', n: 10000, seed: 0, fd_fmnist_heun: 2.5 });
     assert.deepEqual(readTeacherScore(teacher), { fd: 2.5, n: 10000, seed: 0 });

@@ -9,3 +9,5 @@ export * from './headline';
 export * from './recipe';
 export * from './describe';
 export * from './seed-summary';
+export * from './notebook-studies';
+export * from './evaluation-table';

@@ -6,12 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend } from '../backend/select';
 import type { NotebookMode, NotebookPaths } from '../env';
-import { createRunEvaluator } from '../metrics/evaluate';
-import { DEFAULT_SAMPLE_SEED } from '../sample';
-import { appendTableRow } from '../train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
+import { writeEvaluationTable } from './evaluation-table';
 import { notebookCommittedRuns, type NotebookDemo } from './notebook-runs';
 
 /** The miniature's t_mid values: one below the paper's 0.821, the paper's, one above. */
@@ -19,6 +15,11 @@ export const SMALL_MID_T = [0.2, 0.821, 2.0] as const;
 /** The miniature's sample count and reference images: enough to run the code, not to rank settings. */
 export const SMALL_MID_T_SAMPLES = 100;
 export const SMALL_MID_T_REFERENCE = 500;
+
+/** Where small mode keeps its t_mid study. */
+export function smallMidTFile(paths: NotebookPaths): string {
+  return path.join(paths.runs, 'demo', 'midt.csv');
+}
 
 /**
  * The CSV of the t_mid study for this mode. Full: the committed file (an error naming the command when it is missing).
@@ -30,32 +31,9 @@ export async function ensureMidTStudy(mode: NotebookMode, paths: NotebookPaths, 
     if (!fs.existsSync(midT.path)) throw new Error(`${midT.path}: missing (${midT.what}); from the repository root, make it with: ${midT.command}`);
     return midT.path;
   }
-  const file = path.join(paths.runs, 'demo', 'midt.csv');
+  const file = smallMidTFile(paths);
   if (fs.existsSync(file)) return file;
-  const backend = await initBackend();
-  const model = await loadRunModel(demo.student);
-  let reason = '';
-  const evaluator = await createRunEvaluator(model.config, { referenceSplit: 'train', referenceLimit: SMALL_MID_T_REFERENCE, onUnavailable: (why) => (reason = why) });
-  try {
-    if (!evaluator) throw new Error(`cannot score the small t_mid study: ${reason}`);
-    const partial = `${file}.partial`;
-    fs.rmSync(partial, { force: true });
-    for (const midT of SMALL_MID_T) {
-      const started = Date.now();
-      const metrics = await evaluator.evaluate({ ...samplerModelOf(model), midT: [midT] }, 2, { n: SMALL_MID_T_SAMPLES, seed: DEFAULT_SAMPLE_SEED });
-      // the columns of `ect eval --table` (cli/commands/metrics.ts), so midTTable reads both modes alike
-      appendTableRow(partial, {
-        checkpoint: path.relative(path.dirname(paths.runs), model.checkpoint).split(path.sep).join('/'), iter: model.iteration,
-        kimg: (model.iteration * model.config.batch) / 1000, sampler: '2step', mid_t: String(midT), n: SMALL_MID_T_SAMPLES, seed: DEFAULT_SAMPLE_SEED,
-        reference: `${model.config.data.name}-train-first${SMALL_MID_T_REFERENCE}`, features: evaluator.featureNetwork.name,
-        backend: backend.name, seconds: Number(((Date.now() - started) / 1000).toFixed(1)), ...metrics,
-      });
-      log(`t_mid ${midT}: ${Object.entries(metrics).map(([k, v]) => `${k} ${v.toPrecision(4)}`).join(', ')}`);
-    }
-    fs.renameSync(partial, file);   // whole or absent: an interrupted study is made again
-    return file;
-  } finally {
-    evaluator?.dispose();
-    disposeModel(model);
-  }
+  return writeEvaluationTable(file, [demo.student], SMALL_MID_T.map((midT) => ({ steps: 2, midT })), {
+    n: SMALL_MID_T_SAMPLES, referenceSplit: 'train', referenceLimit: SMALL_MID_T_REFERENCE, root: paths.root, log,
+  });
 }

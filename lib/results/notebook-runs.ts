@@ -1,6 +1,7 @@
 /**
- * The runs the notebooks build on, per mode. Small mode plans tiny runs (a teacher, its ECT run, ablation variants)
- * and trains them when missing, through the same launcher as the command line (lib/train/launch.ts). Full mode
+ * The runs the notebooks build on, per mode. Small mode plans a miniature of the study (a tiny teacher, shipped like
+ * data/teachers/, its ECT run, ablation variants, every run evaluated on a few samples) and trains them when missing,
+ * through the same launcher as the command line (lib/train/launch.ts). Full mode
  * trains none of these: it reads the Fashion-MNIST study's committed results (the shipped teacher, its training run, the headline
  * ECT run and its evaluations, the recipe study of configs/sweeps/recipe.json) and, when one is missing or
  * unfinished, names its folder and the command that makes it. Notebook 03 reads the scaling study on the Fashion-MNIST
@@ -9,13 +10,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
-import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
-import { planSweep } from '../sweep/plan';
+import { workbenchCommit, writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
+import { planSweep, runCommand } from '../sweep/plan';
 import { loadSweepSpec, STAGE_FLAG_KEYS } from '../sweep/spec';
 import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from '../train/launch';
 import { latestCheckpoint } from '../train/checkpoint';
 import { CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR } from '../train/run';
-import { readTeacherRecord, TEACHER_FILE } from '../train/ship';
+import { readTeacherRecord, shipTeacher, TEACHER_FILE } from '../train/ship';
+import { initBackend } from '../backend/select';
 import { manifestEntry, readManifest } from './manifest';
 import { readRun } from './runs';
 
@@ -38,26 +40,56 @@ const SMALL_NET = ['net.modelChannels=8'];
 const SMALL_HEUN = ['edm.heunSteps=4'];
 const SMALL_BATCH = 8;
 
-/** The small-mode demo: a tiny teacher and its ECT run, seconds of training each (the full mode's runs: notebookCommittedRuns). */
-export function notebookDemoPlan(paths: NotebookPaths): { teacher: PlannedRun; student: PlannedRun } {
+/**
+ * Small mode's in-run evaluations: a few samples against the test images (whose feature statistics are computed once
+ * and cached), for the teacher and every ECT run alike, so the curves and tables of full mode have their columns.
+ */
+const SMALL_EVAL_N = 50;
+const SMALL_EVAL_SPLIT = 'evalSplit="test"';
+
+/** The small demo's shipped teacher: its name, and the samples of its two Heun evaluations (teacher.json). */
+export const SMALL_TEACHER = { name: 'fmnist-edm-tiny', evalN: SMALL_EVAL_N, checkN: SMALL_EVAL_N } as const;
+
+/** The small demo's plan: the teacher's run, where and how it is shipped, and the ECT run tuned from the shipped teacher. */
+export interface NotebookDemoPlan {
+  teacher: PlannedRun;
+  shipped: { dir: string; out: string; name: string; evalN: number; checkN: number };
+  student: PlannedRun;
+}
+
+/**
+ * The small-mode demo, a miniature of the Fashion-MNIST study (the full mode's runs: notebookCommittedRuns): a tiny
+ * teacher trained for seconds and evaluated in-run, shipped like data/teachers/ (EMA weights, teacher.json with its
+ * Heun fd on a few samples), and its ECT run tuned from the shipped teacher, evaluated in-run with 1 and 2 steps.
+ */
+export function notebookDemoPlan(paths: NotebookPaths): NotebookDemoPlan {
   const dir = path.join(paths.runs, 'demo');
-  const teacherOut = path.join(dir, 'teacher');
+  const shippedOut = path.join(dir, 'shipped');
+  const shipped = { dir: path.join(shippedOut, SMALL_TEACHER.name), out: shippedOut, ...SMALL_TEACHER };
   return {
     teacher: { kind: 'pretrain', flags: {
-      config: 'fmnist-edm-tiny', out: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set: [...SMALL_NET, ...SMALL_HEUN],
+      // Heun fd at iterations 3 and 6
+      config: 'fmnist-edm-tiny', out: path.join(dir, 'teacher'), iters: 6, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0.024, evalN: SMALL_EVAL_N,
+      set: [...SMALL_NET, ...SMALL_HEUN, SMALL_EVAL_SPLIT],
     } },
+    shipped,
     student: { kind: 'tune', flags: {
-      // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations
-      config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: teacherOut, iters: 6, batch: SMALL_BATCH, logEvery: 1,
-      evalEvery: 0, set: ['ect.stageIters=2'],
+      // a stage every 2 iterations, so the schedule visibly moves within the 6 iterations; 1- and 2-step fd at 2, 4 and 6
+      config: 'fmnist-ect-tiny', out: path.join(dir, 'ect'), init: shipped.dir, iters: 6, batch: SMALL_BATCH, logEvery: 1,
+      evalEvery: 0.016, evalN: SMALL_EVAL_N, set: ['ect.stageIters=2', SMALL_EVAL_SPLIT],
     } },
   };
 }
 
+/** A planned run's command as results/manifest.json writes commands: `node bin/ect.js ...` from the repository root `root`. */
+export function plannedRunCommand(run: PlannedRun, root: string): string {
+  return runCommand({ kind: run.kind, flags: run.flags }, root).replace(/^ect /, 'node bin/ect.js ');
+}
+
 /** The runs a notebook shows: the teacher, the run that trained it (its quality along training), and its ECT run. */
 export interface NotebookDemo {
-  teacher: string;      // full: the shipped teacher's folder (EMA weights, teacher.json); small: the tiny teacher run
-  teacherRun: string;   // the teacher's training run (full: results/long/teachers/<name>; small: the tiny teacher run itself)
+  teacher: string;      // the shipped teacher's folder (EMA weights, teacher.json); small mode ships its tiny teacher under the small runs' folder
+  teacherRun: string;   // the teacher's training run (full: results/long/teachers/<name>; small: the tiny teacher's run)
   student: string;      // the ECT run tuned from the teacher
 }
 
@@ -74,8 +106,8 @@ export const HEADLINE_TEACHER = 'fmnist-edm-base';
 /** The sweep spec of the recipe study (configs/sweeps/recipe.json), notebook 04's full mode. */
 export const RECIPE_SWEEP = 'recipe';
 
-/** The root the notebook's folders hang from: the repository's (results/ is paths.runs in full mode). */
-const rootOf = (paths: NotebookPaths): string => path.dirname(paths.runs);
+/** The root the notebook's folders hang from: the repository's. */
+const rootOf = (paths: NotebookPaths): string => paths.root;
 
 /** A sweep's folder: its spec's out, which is relative to the repository root like results/ itself (else runs/<name>). */
 function sweepSpecOut(paths: NotebookPaths, sweep: string): string {
@@ -175,16 +207,25 @@ export function notebookRecipePlan(paths: NotebookPaths, teachers = SHIPPED_TEAC
   });
 }
 
+/** Where small mode keeps its recipe study's variants. */
+export function smallAblationsDir(paths: NotebookPaths): string {
+  return path.join(paths.runs, 'ablations');
+}
+
 /**
- * Notebook 04's variants. Full mode: the recipe study (notebookRecipePlan). Small mode: three variants of the small
- * demo's ECT run, tuned from `teacher` for 4 iterations.
+ * Notebook 04's variants. Full mode: the recipe study (notebookRecipePlan). Small mode: its miniature, three variants
+ * of the small demo's ECT run tuned from `teacher` for 4 iterations, evaluated in-run like the small teacher (1- and
+ * 2-step fd at iterations 2 and 4), so the recipe table and its figures have their columns in both modes.
  */
 export function notebookAblationPlan(mode: NotebookMode, paths: NotebookPaths, teacher: string, teachers = SHIPPED_TEACHERS_DIR): NotebookVariant[] {
   if (mode === 'full') return notebookRecipePlan(paths, teachers);
-  const dir = path.join(paths.runs, 'ablations');
+  const dir = smallAblationsDir(paths);
   const tune = (name: string, set: string[]): NotebookVariant => ({
     name, setting: set.join(', ') || 'the small demo\'s ECT run',
-    run: { kind: 'tune', flags: { config: 'fmnist-ect-tiny', out: path.join(dir, name), init: teacher, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0, set } },
+    run: { kind: 'tune', flags: {
+      config: 'fmnist-ect-tiny', out: path.join(dir, name), init: teacher, iters: 4, batch: SMALL_BATCH, logEvery: 1, evalEvery: 0.016, evalN: SMALL_EVAL_N,
+      set: [...set, SMALL_EVAL_SPLIT],
+    } },
   });
   return [tune('baseline', []), tune('mapping-constant', ['ect.mapping="constant"']), tune('dropout-0', ['net.dropout=0'])];
 }
@@ -296,15 +337,24 @@ export async function ensureRun(run: PlannedRun, log: (line: string) => void = (
 }
 
 /**
- * The demo of a mode. Small: the tiny teacher and its ECT run, trained when missing (the teacher is its own training
- * run). Full: the Fashion-MNIST study's committed runs (requireCommittedDemo), trained never.
+ * The demo of a mode, the same three folders in both. Small: the tiny teacher's run, trained when missing, shipped when
+ * not yet shipped (with its Heun fd on a few samples), and the ECT run tuned from the shipped teacher, trained when
+ * missing. Full: the Fashion-MNIST study's committed runs (requireCommittedDemo), trained never. `train` and `ship`
+ * are the launcher's trainRun and lib/train/ship.ts's shipTeacher; tests pass stand-ins.
  */
-export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookDemo> {
+export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {},
+  { train = trainRun, ship = shipTeacher }: { train?: typeof trainRun; ship?: typeof shipTeacher } = {}): Promise<NotebookDemo> {
   if (mode === 'full') return requireCommittedDemo(paths);
   const plan = notebookDemoPlan(paths);
-  const teacher = await ensureRun(plan.teacher, log);
-  const student = await ensureRun(plan.student, log);
-  return { teacher, teacherRun: teacher, student };
+  const teacherRun = await ensureRun(plan.teacher, log, train);
+  const { dir, out, name, evalN, checkN } = plan.shipped;
+  if (!fs.existsSync(path.join(dir, TEACHER_FILE))) {
+    await initBackend();
+    // a run launched from here records no command line: the one that makes it, from the repository root
+    await ship({ run: teacherRun, name, out, evalN, checkN, command: plannedRunCommand(plan.teacher, paths.root), commit: workbenchCommit(), onInfo: log });
+  }
+  const student = await ensureRun(plan.student, log, train);
+  return { teacher: dir, teacherRun, student };
 }
 
 /** A quality number logged during a run's training: where, and on what (samples, reference split). */
@@ -330,4 +380,20 @@ export function teacherInRunQuality(demo: NotebookDemo, metric: string): InRunQu
   if (!last) return null;
   // runs recorded before evalSplit existed compared with the training images, its default
   return { metric, value: last[metric] as number, iter: Number(last.iter), kimg: Number(last.kimg), n: run.config.evalN, split: run.config.evalSplit ?? 'train' };
+}
+
+/** A figure's reference line at the teacher's in-run quality: its value, a label saying where and on what, and the quality itself. */
+export interface TeacherLine { value: number; label: string; quality: InRunQuality }
+
+/**
+ * The teacher's in-run quality (teacherInRunQuality) as a reference line for the ECT runs' curves and tables; an error
+ * naming the teacher's run when it never logged `metric` (both modes' teachers evaluate along pretraining).
+ */
+export function teacherReferenceLine(demo: NotebookDemo, metric: string): TeacherLine {
+  const quality = teacherInRunQuality(demo, metric);
+  if (!quality) throw new Error(`${demo.teacherRun}: its metrics.csv has no ${metric} (the teacher's run was not evaluated along pretraining)`);
+  return {
+    value: quality.value, quality,
+    label: `teacher at ${quality.kimg} kimg: ${quality.metric} ${quality.value.toPrecision(3)} (${quality.n} samples vs ${quality.split})`,
+  };
 }

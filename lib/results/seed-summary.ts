@@ -68,6 +68,11 @@ export function seedSummaryTable(scores: SeedScore[], teacher: { fd: number; n: 
   return aq.from(rows);
 }
 
+/** One row per seed score: its run folder's name, sampler, role, the candidate it scores (EMA and t_mid) and its fd. */
+export function seedScoresTable(scores: SeedScore[]): ColumnTable {
+  return aq.from(scores.map((s) => ({ run: path.basename(s.run), sampler: s.sampler, role: s.role, what: s.what, fd: s.fd })));
+}
+
 /** The teacher's Heun score from an `ect eval --table` CSV of the teacher (its single heun row on the test split). */
 export function readTeacherScore(file: string): { fd: number; n: number; seed: number } {
   const rows = readEvaluationTable(file).filter((row) => row.sampler === 'heun');

@@ -6,7 +6,10 @@ import seedrandom from 'seedrandom';
 import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
-import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, UPSAMPLE_KERNEL } from '../lib/nn/fused';
+import {
+  DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, hasFusedScaledSum, SCALED_SUM_KERNEL,
+  scaledSum, UPSAMPLE_KERNEL,
+} from '../lib/nn/fused';
 import { createOptimizer } from '../lib/train/optim';
 import { Ema } from '../lib/train/ema';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/train/update-kernels';
@@ -324,6 +327,40 @@ describe('onednn backend against the cpu backend', function () {
     tf.setBackend('cpu');
   });
 
+  it('the fused scaled sum (a + b) * scale equals Add then Multiply exactly, values and gradients, with no tensor left over', () => {
+    tf.setBackend('cpu');
+    assert.equal(hasFusedScaledSum(), false, 'cpu composes the scaled sum from tfjs ops');
+    tf.setBackend('onednn');
+    assert.equal(hasFusedScaledSum(), true, 'onednn registers the fused kernel');
+    resetKernelCounters();
+    const plain = (a: tf.Tensor, b: tf.Tensor) => tf.mul(tf.add(a, b), Math.SQRT1_2);
+    // the last shape is large enough to run on every thread
+    for (const shape of [[1], [3, 5], [2, 4, 4, 3], [16, 14, 14, 32]]) {
+      const inputs = [randomInput(shape), randomInput(shape)];
+      const weights = randomInput(shape);
+      // the fused kernel on onednn against the plain ops on cpu, and against the plain ops on onednn
+      assertValuesAndGradients(`scaledSum [${shape}]`, (a, b) => scaledSum(a, b, Math.SQRT1_2), inputs, 0);
+      const fused = runOn('onednn', gradientsOf((a, b) => scaledSum(a, b, Math.SQRT1_2), weights), inputs);
+      const composed = runOn('onednn', gradientsOf(plain, weights), inputs);
+      fused.forEach((g, k) => assert.deepEqual(g.values, composed[k].values, `scaledSum [${shape}]: gradient ${k} on onednn`));
+      // one input used twice (its two gradients accumulate) and an input that also feeds another op
+      assertValuesAndGradients(`scaledSum(x, x) [${shape}]`, (a) => scaledSum(a, a, 0.5), [inputs[0]], 0);
+      assertValuesAndGradients(`scaledSum(a, b) * b [${shape}]`, (a, b) => tf.mul(scaledSum(a, b, 0.5), b), inputs, 0);
+    }
+    assert.ok(nativeCount(SCALED_SUM_KERNEL) > 0, 'the fused kernel ran');
+    // inputs of different shapes broadcast through the plain ops
+    assertValuesAndGradients('scaledSum broadcast', (a, b) => scaledSum(a, b, 0.25), [randomInput([2, 3, 4]), randomInput([4])], 0);
+    tf.setBackend('onednn');
+    const before = tf.memory().numTensors;
+    const [a, b] = [tf.randomNormal([2, 4, 4, 3]), tf.randomNormal([2, 4, 4, 3])];
+    for (let step = 0; step < 3; step++) tf.dispose(tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(scaledSum(x, y, 0.5)))([a, b]));
+    tf.dispose([a, b]);
+    assert.equal(tf.memory().numTensors, before, 'no tensor is left over by the fused forward and backward');
+    assert.throws(() => tf.tidy(() => tf.engine().runKernel(SCALED_SUM_KERNEL, { a: tf.zeros([2, 3]), b: tf.zeros([3]) }, { scale: 1 } as never)),
+      /EctScaledSum: inputs must have one shape/);
+    tf.setBackend('cpu');
+  });
+
   it('fused GroupNorm names a wrong input shape', () => {
     tf.setBackend('onednn');
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
@@ -411,7 +448,7 @@ describe('onednn backend against the cpu backend', function () {
     }
     tf.setBackend('cpu');
     assert.ok(nativeCount('FusedConv2D') > 0 && nativeCount('Conv2DBackpropFilter') > 0 && nativeCount('_FusedMatMul') > 0
-      && nativeCount('BatchMatMul') > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0, JSON.stringify(kernelCounters.native));
+      && nativeCount('BatchMatMul') > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0 && nativeCount(SCALED_SUM_KERNEL) > 0, JSON.stringify(kernelCounters.native));
   });
 
   it('falls back to the cpu kernels where it has no native path (int32)', () => {

@@ -52,6 +52,34 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
 
 const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];
 
+/** Scaled sum, y = (a + b) * scale, for inputs of one shape (a residual connection and its scale). */
+export const SCALED_SUM_KERNEL = 'EctScaledSum';
+
+/** Whether the active backend has the scaled-sum kernel (then scaledSum uses it). */
+export function hasFusedScaledSum(): boolean {
+  return tf.getKernel(SCALED_SUM_KERNEL, tf.getBackend()) !== undefined;
+}
+
+/**
+ * (a + b) * scale. With the kernel, one pass forward and one product backward (both inputs get dy * scale);
+ * elsewhere, or when the shapes or dtypes differ, tfjs's Add and Multiply. Both round the sum to float32 before
+ * the product, so the two paths give the same values.
+ */
+export function scaledSum<T extends tf.Tensor>(a: T, b: tf.Tensor, scale: number): T {
+  if (!hasFusedScaledSum() || a.dtype !== 'float32' || b.dtype !== 'float32' || !tf.util.arraysEqual(a.shape, b.shape)) {
+    return tf.mul(tf.add(a, b), scale);
+  }
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.engine().runKernel(SCALED_SUM_KERNEL, { a: args[0] as tf.Tensor, b: args[1] as tf.Tensor }, { scale } as unknown as tf.NamedAttrMap) as tf.Tensor,
+    // the two gradients are the same values: the second is a view (clone) so each can be disposed on its own
+    gradFunc: (dy: tf.Tensor) => {
+      const g = tf.mul(dy, scale);
+      return [g, tf.clone(g)];
+    },
+  }));
+  return op(a, b) as T;
+}
+
 /** 2x2 block sums times `scale` (0.25: average pooling), NHWC with even sizes: [B, H, W, C] -> [B, H/2, W/2, C]. */
 export const DOWNSAMPLE_KERNEL = 'EctDownsample2x';
 /** Nearest-neighbour x2 times `scale`, NHWC: [B, H, W, C] -> [B, 2H, 2W, C]. */

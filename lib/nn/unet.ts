@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NetworkConfig } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
+import { scaledSum } from './fused';
 import {
   conv2d, convDownFused, DropoutMasks, fourierEmbedding, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
   resample2x, selfAttention, silu, type WeightSource,
@@ -97,7 +98,7 @@ export class UNet {
         hidden = this.block(weights, block, hidden, emb, masks);
         if (block.auxResidual) {
           const residual = convDownFused(weights, block.auxResidual.name, aux, this.plan.arch.resampleTaps);
-          hidden = aux = tf.mul(tf.add(hidden, residual), SKIP_SCALE) as tf.Tensor4D;
+          hidden = aux = scaledSum(hidden, residual, SKIP_SCALE);
         }
         skips.push(hidden);
       }
@@ -158,8 +159,8 @@ export class UNet {
     if (masks) h = tf.mul(h, masks.mask(`${name}.dropout`, h.shape));
     h = conv2d(w, `${name}.conv1`, h);
     const shortcut = plan.skipConv ? conv2d(w, `${name}.skip`, resample(x)) : x;
-    h = tf.mul(tf.add(h, shortcut), SKIP_SCALE);
-    if (plan.attention) h = tf.mul(tf.add(h, selfAttention(w, `${name}.attn`, h)), SKIP_SCALE);
+    h = scaledSum(h, shortcut, SKIP_SCALE);
+    if (plan.attention) h = scaledSum(h, selfAttention(w, `${name}.attn`, h), SKIP_SCALE);
     return h;
   }
 

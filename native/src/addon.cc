@@ -168,6 +168,19 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   });
 }
 
+// scaledSum(a, b, scale, out): out = (a + b) * scale, arrays of one length
+Napi::Value ScaledSum(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {0, 1, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    const auto n = static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength());
+    if (static_cast<int64_t>(info[1].As<Napi::Float32Array>().ElementLength()) != n ||
+        static_cast<int64_t>(info[3].As<Napi::Float32Array>().ElementLength()) != n) {
+      throw std::invalid_argument("scaledSum: arrays differ in length");
+    }
+    ect::scaledSum(floats(info[0]), floats(info[1]), info[2].As<Napi::Number>().FloatValue(), floats(info[3]), n);
+  });
+}
+
 // reduce(op, x, shape, axes, out): sum / mean / max / min over the given axes (cpu_loops.h ReduceOp)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 4})) return info.Env().Undefined();
@@ -300,6 +313,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("scaledSum", Napi::Function::New(env, ScaledSum));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("slice", Napi::Function::New(env, Slice));

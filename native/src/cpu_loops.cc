@@ -227,6 +227,15 @@ void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha) {
   throw std::invalid_argument("unary: unknown op");
 }
 
+void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n) {
+  // the sum is rounded to float before the product, as two separate elementwise kernels would round it
+#pragma omp parallel for num_threads(teamFor(n)) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float sum = a[i] + b[i];
+    out[i] = sum * scale;
+  }
+}
+
 void reduce(ReduceOp op, const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& axes, float* out) {
   // Collapse neighbouring axes of the same kind (kept / reduced); drop size-1 axes.
   std::vector<int64_t> dims;

@@ -19,6 +19,8 @@ void compare(CompareOp op, const float* a, const std::vector<int64_t>& aShape, c
              const std::vector<int64_t>& bShape, uint8_t* out, const std::vector<int64_t>& outShape);
 // y = op(x) elementwise over n values.
 void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
+// out = (a + b) * scale elementwise over n values (a residual sum and its scale in one pass).
+void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n);
 // out = reduction of x over `axes` (out keeps the other axes in order).
 void reduce(ReduceOp op, const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& axes, float* out);
 // out = x with its axes permuted (out axis i is x axis perm[i]).

@@ -42,6 +42,8 @@ export interface OnednnAddon {
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
   compare(op: CompareCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Uint8Array, outShape: number[]): void;
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;
+  /** out = (a + b) * scale, elementwise over arrays of one length. */
+  scaledSum(a: Float32Array, b: Float32Array, scale: number, out: Float32Array): void;
   reduce(op: ReduceCode, x: Float32Array, shape: number[], axes: number[], out: Float32Array): void;
   transpose(x: Float32Array, shape: number[], perm: number[], out: Float32Array): void;
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;

@@ -6,7 +6,7 @@ import {
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
 import { precisionCode } from './precision';
-import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
+import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -329,7 +329,7 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
-/** Kernels of our own ops on the addon: fused GroupNorm and resampling (lib/nn/fused.ts), the parameter updates (lib/train/update-kernels.ts). */
+/** Kernels of our own ops on the addon: fused GroupNorm, scaled sum and resampling (lib/nn/fused.ts), the parameter updates (lib/train/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const resample = (kernelName: string, down: boolean) => ownKernel(kernelName, ({ inputs, attrs }, cpu) => {
     const { x } = inputs as { x: tf.TensorInfo };
@@ -364,6 +364,14 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
       if (dshift) grads.push(output(cpu, [b, c], dshift));
       return grads;
+    }),
+    ownKernel(SCALED_SUM_KERNEL, ({ inputs, attrs }, cpu) => {
+      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      if (!tf.util.arraysEqual(a.shape, b.shape)) throw new Error(`${SCALED_SUM_KERNEL}: inputs must have one shape, got [${a.shape}] and [${b.shape}]`);
+      const [as, bs] = floatInputs(cpu, SCALED_SUM_KERNEL, [a, b]);
+      const out = outputFloats(as.length);
+      if (out.length > 0) addon.scaledSum(as, bs, (attrs as unknown as { scale: number }).scale, out);
+      return output(cpu, a.shape.slice(), out);
     }),
     resample(DOWNSAMPLE_KERNEL, true),
     resample(UPSAMPLE_KERNEL, false),

@@ -3,7 +3,7 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
-import { kernelCounters, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
@@ -358,6 +358,49 @@ describe('onednn backend against the cpu backend', function () {
     assert.equal(tf.memory().numTensors, before, 'no tensor is left over by the fused forward and backward');
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(SCALED_SUM_KERNEL, { a: tf.zeros([2, 3]), b: tf.zeros([3]) }, { scale: 1 } as never)),
       /EctScaledSum: inputs must have one shape/);
+    tf.setBackend('cpu');
+  });
+
+  it('keeps reordered filters per weight for the forward and input-gradient passes, and never serves an updated weight stale', () => {
+    const addon = onednnAddon();
+    assert.ok(addon);
+    const x = randomInput([2, 6, 6, 16]), dy = randomInput([2, 6, 6, 16]);
+    const first = randomInput([3, 3, 16, 16]);
+    // what the cpu backend gives for a filter w: the forward output and the input gradient
+    const expect = (w: Input) => runOn('cpu', (xt, wt, dyt) => [tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'),
+      tf.conv2dTranspose(dyt as tf.Tensor4D, wt as tf.Tensor4D, [2, 6, 6, 16], 1, 'same')], [x, w, dy]).map((o) => o.values);
+    const firstExpected = expect(first);
+    tf.setBackend('onednn');
+    const kept = addon.cachedFilters();
+    const initial = tf.tensor4d(first.values, [3, 3, 16, 16]);
+    const weight = tf.variable(initial);
+    initial.dispose();
+    const [xt, dyt] = [tf.tensor4d(x.values, [2, 6, 6, 16]), tf.tensor4d(dy.values, [2, 6, 6, 16])];
+    const check = (want: Float32Array[], what: string) => tf.tidy(() => {
+      tf.setBackend('onednn');  // (expect ran on cpu)
+      resetKernelCounters();
+      for (let pass = 0; pass < 2; pass++) {
+        const y = tf.conv2d(xt, weight as tf.Tensor4D, 1, 'same').dataSync();
+        const dx = tf.conv2dTranspose(dyt, weight as tf.Tensor4D, [2, 6, 6, 16], 1, 'same').dataSync();
+        [y, dx].forEach((got, k) => got.forEach((v, i) => assert.ok(Math.abs(v - want[k][i]) <= 1e-4 * Math.max(1, Math.abs(want[k][i])),
+          `${what}, pass ${pass}, output ${k}[${i}]: ${v} on onednn, ${want[k][i]} on cpu`)));
+      }
+      assert.ok(nativeCount('Conv2D') === 2 && nativeCount('Conv2DBackpropInput') === 2, JSON.stringify(kernelCounters));
+    });
+    check(firstExpected, 'first weight');
+    const afterFirst = addon.cachedFilters();
+    assert.ok(afterFirst > kept && afterFirst <= kept + 2, `one copy per layout, kept across calls (${kept} -> ${afterFirst})`);
+    // updates like the optimiser's: the new value comes from a kernel (a recycled output array) and is assigned
+    for (let step = 1; step <= 3; step++) {
+      tf.tidy(() => weight.assign(tf.add(tf.mul(weight, -0.5), 0.1 * step)));
+      const values = Float32Array.from(first.values);
+      for (let s = 1; s <= step; s++) values.forEach((v, i) => { values[i] = Math.fround(Math.fround(v * -0.5) + Math.fround(0.1 * s)); });
+      const want = expect({ shape: first.shape, values });
+      check(want, `after update ${step}`);
+      assert.equal(addon.cachedFilters(), afterFirst, 'the old weight\'s copies are dropped with it');
+    }
+    tf.dispose([weight, xt, dyt]);
+    assert.equal(addon.cachedFilters(), kept, 'disposing the weight drops its copies');
     tf.setBackend('cpu');
   });
 

@@ -65,20 +65,29 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Body body) {
 }
 
 // convForward(geometry, x, filter, bias|null, y, activation, alpha, precision?)
+// The optional filter identity at `index`: 0 (absent) means the filter is reordered afresh (onednn_ops.h).
+int64_t filterIdAt(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || info[index].IsUndefined() || info[index].IsNull()) return 0;
+  const int64_t id = info[index].As<Napi::Number>().Int64Value();
+  if (id < 0) throw std::invalid_argument("filter id must be 0 or positive, got " + std::to_string(id));
+  return id;
+}
+
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
   return guarded(info, [&] {
     ect::convForward(convGeometry(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
                      static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
-                     info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7));
+                     info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7), filterIdAt(info, 8));
   });
 }
 
-// convBackwardData(geometry, dy, filter, dx, precision?)
+// convBackwardData(geometry, dy, filter, dx, precision?, filterId?)
 Napi::Value ConvBackwardData(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
   return guarded(info, [&] {
-    ect::convBackwardData(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4));
+    ect::convBackwardData(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4),
+                          filterIdAt(info, 5));
   });
 }
 
@@ -295,6 +304,15 @@ Napi::Value Upsample2x(const Napi::CallbackInfo& info) { return Resample(info, f
 
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), ect::onednnVersion()); }
 
+// releaseFilter(id): drops the reordered copies of a filter whose tensor is gone
+Napi::Value ReleaseFilter(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { ect::releaseFilter(filterIdAt(info, 0)); });
+}
+
+Napi::Value CachedFilters(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ect::cachedFilterCount()));
+}
+
 Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(ect::cachedPrimitiveCount()));
 }
@@ -327,6 +345,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("momentUpdate", Napi::Function::New(env, MomentUpdate));
   exports.Set("emaUpdate", Napi::Function::New(env, EmaUpdate));
   exports.Set("version", Napi::Function::New(env, Version));
+  exports.Set("releaseFilter", Napi::Function::New(env, ReleaseFilter));
+  exports.Set("cachedFilters", Napi::Function::New(env, CachedFilters));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));
   return exports;

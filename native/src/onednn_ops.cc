@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
+#include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -99,6 +100,7 @@ struct FilterSlot {
   bool needsReorder = false;
   dnnl::reorder toInternal, toUser;
   memory buffer;  // internal-layout storage, owned by the cache entry
+  std::unordered_map<int64_t, memory> byId;  // reordered copies of identified filters (convForward's filterId)
 
   FilterSlot(const ConvGeometry& g, const memory::desc& wanted, bool fromUser)
       : user(filterDesc(g, tag::hwio)), internal(wanted) {
@@ -206,12 +208,26 @@ ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision pr
   return *slot;
 }
 
-// The filter memory a primitive reads: the user's buffer itself, or its reordered copy.
-memory filterForReading(FilterSlot& slot, const float* filter) {
+// For each filter id with kept copies, the slots holding them (so releaseFilter touches only those).
+std::unordered_map<int64_t, std::vector<FilterSlot*>> slotsById;
+size_t keptFilters = 0;
+
+// The filter memory a primitive reads: the user's buffer itself, or its reordered copy (kept per id when id > 0).
+memory filterForReading(FilterSlot& slot, const float* filter, int64_t id) {
   memory user(slot.user, cpuEngine(), const_cast<float*>(filter));
   if (!slot.needsReorder) return user;
-  slot.toInternal.execute(cpuStream(), user, slot.buffer);
-  return slot.buffer;
+  if (id <= 0) {
+    slot.toInternal.execute(cpuStream(), user, slot.buffer);
+    return slot.buffer;
+  }
+  auto found = slot.byId.find(id);
+  if (found != slot.byId.end()) return found->second;
+  memory copy(slot.internal, cpuEngine());
+  slot.toInternal.execute(cpuStream(), user, copy);
+  slot.byId.emplace(id, copy);
+  slotsById[id].push_back(&slot);
+  keptFilters++;
+  return copy;
 }
 
 memory wrap(const memory::desc& desc, const float* data) {
@@ -257,12 +273,12 @@ MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act,
 }  // namespace
 
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha, Precision precision) {
+                 Activation act, float alpha, Precision precision, int64_t filterId) {
   auto& e = forwardEntry(g, bias != nullptr, act, alpha, precision);
   const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
-      {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter)},
+      {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), y)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
   e.primitive.execute(cpuStream(), args);
@@ -270,11 +286,12 @@ void convForward(const ConvGeometry& g, const float* x, const float* filter, con
   if (precision == Precision::Bf16) bf16Runs++;
 }
 
-void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx, Precision precision) {
+void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx, Precision precision,
+                      int64_t filterId) {
   auto& e = backwardDataEntry(g, precision);
   const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
   e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, firstInput, precision)},
-                                    {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter)},
+                                    {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
                                     {DNNL_ARG_DIFF_SRC, wrap(e.pd.diff_src_desc(), dx)}});
   cpuStream().wait();
   if (precision == Precision::Bf16) bf16Runs++;
@@ -344,6 +361,15 @@ std::string onednnVersion() {
   text << v->major << '.' << v->minor << '.' << v->patch;
   return text.str();
 }
+
+void releaseFilter(int64_t filterId) {
+  auto found = slotsById.find(filterId);
+  if (found == slotsById.end()) return;
+  for (FilterSlot* slot : found->second) keptFilters -= slot->byId.erase(filterId);
+  slotsById.erase(found);
+}
+
+size_t cachedFilterCount() { return keptFilters; }
 
 size_t cachedPrimitiveCount() {
   return forwardCache.size() + backwardDataCache.size() + backwardFilterCache.size() + matMulCache.size();

@@ -23,12 +23,20 @@ enum class Precision { Fp32 = 0, Bf16 = 1 };
 // Activation fused after a convolution or matrix product (TensorFlow.js `activation` attribute).
 enum class Activation { Linear = 0, Relu = 1, Relu6 = 2, LeakyRelu = 3, Sigmoid = 4, Elu = 5 };
 
+// Filters are reordered into the layout the primitive wants. A nonzero filterId names the filter's contents: the
+// reordered copy is kept per primitive and id and reused while the id is alive, so the caller must never pass
+// one id for two different contents, and must call releaseFilter(id) when those contents go away. 0: no reuse.
+
 // y = act(conv(x, filter) + bias); bias may be null.
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha, Precision precision = Precision::Fp32);
+                 Activation act, float alpha, Precision precision = Precision::Fp32, int64_t filterId = 0);
 // dx = gradient of the convolution with respect to its input.
 void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx,
-                      Precision precision = Precision::Fp32);
+                      Precision precision = Precision::Fp32, int64_t filterId = 0);
+// Drops every reordered copy kept for this filter id (no-op for an unknown id).
+void releaseFilter(int64_t filterId);
+// Reordered filter copies kept now (for memory checks and tests).
+size_t cachedFilterCount();
 // dfilter = gradient of the convolution with respect to its filter (HWIO).
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
                         Precision precision = Precision::Fp32);

@@ -24,8 +24,17 @@ export type ConvGeometry = number[];
  * (convolutions and matrix products): 0 or absent float32, 1 bf16 inputs with float32 accumulation and output.
  */
 export interface OnednnAddon {
-  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number, precision?: number): void;
-  convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array, precision?: number): void;
+  /**
+   * filterId (optional, 0 = none) names the filter's contents: its reordered copy is kept and reused until
+   * releaseFilter(filterId); one id must never stand for two different contents.
+   */
+  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number,
+    precision?: number, filterId?: number): void;
+  convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array, precision?: number, filterId?: number): void;
+  /** Drops the reordered copies kept for a filter id. */
+  releaseFilter(filterId: number): void;
+  /** Reordered filter copies kept now. */
+  cachedFilters(): number;
   convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array, precision?: number): void;
   /** geometry: [batchA, batchB, m, k, n, transposeA, transposeB]. */
   matMul(g: number[], a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array, activation: number, alpha: number, precision?: number): void;

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
-import { fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kernels';
+import { filterIdentities, fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kernels';
 
 export { kernelCounters, outputPool, resetKernelCounters } from './kernels';
 export { addonPath, loadAddon } from './addon';
@@ -27,8 +27,16 @@ class OnednnBackend extends MathBackendCPU {
     const entry = this.data.get(dataId);
     const freed = super.disposeData(dataId, force);
     // only when this call removed the data: a second dispose of the same id must not release twice
-    if (freed && entry && !this.data.has(dataId) && outputPool.owns(entry.values)) outputPool.release(entry.values);
+    if (freed && entry && !this.data.has(dataId)) {
+      filterIdentities.forget(dataId);  // before the array can be recycled under another tensor
+      if (outputPool.owns(entry.values)) outputPool.release(entry.values);
+    }
     return freed;
+  }
+
+  override move(dataId: object, values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    filterIdentities.forget(dataId);  // new contents under a known id: no kept filter copy may outlive the old ones
+    super.move(dataId, values, shape, dtype, refCount);
   }
 
   override readSync(dataId: object): tf.backend_util.BackendValues {

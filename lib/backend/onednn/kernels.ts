@@ -37,6 +37,44 @@ function outputFloats(length: number): Float32Array {
   return length === 0 ? new Float32Array(0) : outputPool.take(length);
 }
 
+/**
+ * Identities of filter contents for the addon's reordered-filter cache. A tfjs tensor's data never changes in
+ * place (a parameter update makes new data, and a variable points to it), so a data id names one content for as
+ * long as the backend holds it; the backend releases the id when the data is disposed or moved (index.ts), and
+ * ids are never reused, so an updated weight is never served from a stale copy.
+ */
+export class FilterIdentities {
+  private readonly ids = new WeakMap<object, number>();
+  private next = 1;
+  private addon?: OnednnAddon;
+
+  /** The addon whose cache the ids key (set when the kernels are made). */
+  attach(addon: OnednnAddon): void {
+    this.addon = addon;
+  }
+
+  /** The id of a filter's data, made on first use. */
+  idOf(dataId: object): number {
+    let id = this.ids.get(dataId);
+    if (id === undefined) {
+      id = this.next++;
+      this.ids.set(dataId, id);
+    }
+    return id;
+  }
+
+  /** Forgets a data id and drops the addon's copies kept under it (the data is gone or about to change). */
+  forget(dataId: object): void {
+    const id = this.ids.get(dataId);
+    if (id === undefined) return;
+    this.ids.delete(dataId);
+    this.addon?.releaseFilter(id);
+  }
+}
+
+/** The backend's filter identities (one backend instance per process). */
+export const filterIdentities = new FilterIdentities();
+
 function floatValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array | null {
   if (t.dtype !== 'float32') return null;
   const values = backend.data.get(t.dataId).values;
@@ -73,7 +111,7 @@ function conv2dNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
       filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const y = outputFloats(tf.util.sizeFromShape(info.outShape));
-    addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2, precisionCode());
+    addon.convForward(convGeometry(info), xs, ws, bs, y, activation, a.leakyreluAlpha ?? 0.2, precisionCode(), filterIdentities.idOf(filter.dataId));
     return output(backend, info.outShape, y);
   };
 }
@@ -88,7 +126,7 @@ function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number],
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const dx = outputFloats(tf.util.sizeFromShape(a.inputShape));
-    addon.convBackwardData(convGeometry(info), dys, ws, dx, precisionCode());
+    addon.convBackwardData(convGeometry(info), dys, ws, dx, precisionCode(), filterIdentities.idOf(filter.dataId));
     return output(backend, a.inputShape.slice(), dx);
   };
 }
@@ -396,6 +434,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
 
 /** Native implementations by tfjs kernel name. Each returns null when it does not handle the case. */
 export function nativeKernels(addon: OnednnAddon): Record<string, NativeKernel> {
+  filterIdentities.attach(addon);
   return {
     [tf.Conv2D]: conv2dNative(addon, false),
     [tf.FusedConv2D]: conv2dNative(addon, true),

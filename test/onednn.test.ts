@@ -404,6 +404,36 @@ describe('onednn backend against the cpu backend', function () {
     tf.setBackend('cpu');
   });
 
+  it('kept filter copies live within a UNet training step (two forward passes, gradients) and go with the updated weights; tensors stay flat', () => {
+    const addon = onednnAddon();
+    assert.ok(addon);
+    tf.setBackend('onednn');
+    const net = new UNet(TINY_NET, 3);
+    const x = tf.randomNormal([2, TINY_NET.resolution, TINY_NET.resolution, TINY_NET.imageChannels], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const cNoise = tf.tensor1d([0.3, -0.2]);
+    const counts: Array<[number, number]> = [];
+    const kept = addon.cachedFilters();
+    let during = 0;
+    try {
+      for (let step = 0; step < 3; step++) {
+        tf.tidy(() => {
+          const target = net.forward(x, cNoise);  // like the consistency target: same weights, outside the gradient
+          const { grads } = tf.variableGrads(() => tf.mean(tf.square(tf.sub(net.forward(x, cNoise), target))) as tf.Scalar, [...net.params.values()]);
+          during = Math.max(during, addon.cachedFilters());
+          for (const variable of net.params.values()) variable.assign(tf.sub(variable, tf.mul(grads[variable.name], 1e-3)));
+        });
+        counts.push([addon.cachedFilters(), tf.memory().numTensors]);
+      }
+    } finally {
+      tf.dispose([x, cNoise]);
+      net.dispose();
+    }
+    assert.ok(during > kept, 'the passes of a step share kept filter copies');
+    // the updates replace every weight, so each step's copies go with the old weights
+    assert.deepEqual(counts, [[kept, counts[0][1]], [kept, counts[0][1]], [kept, counts[0][1]]], `kept copies and tensors after each step`);
+    tf.setBackend('cpu');
+  });
+
   it('fused GroupNorm names a wrong input shape', () => {
     tf.setBackend('onednn');
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,

@@ -30,7 +30,6 @@ import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
 import '../lib/tf-gradients';
-import { CONV_FILTER_BIAS_GRAD_KERNEL } from '../lib/nn/fused';
 
 /** Unit roundoff of bfloat16: 8 significant bits, round to nearest. */
 const BF16_U = 2 ** -8;
@@ -201,7 +200,7 @@ describe('bf16 precision on the onednn backend', function () {
     const { images } = fp32.loader.next();
     resetKernelCounters();
     const lossFp32 = fp32.step(images);
-    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', CONV_FILTER_BIAS_GRAD_KERNEL, 'BatchMatMul', '_FusedMatMul']
+    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul']
       .reduce((n, k) => n + (kernelCounters.native[k] ?? 0), 0);
     const addon = onednnAddon()!;
     const runsBefore = addon.bf16Executions();

@@ -52,38 +52,6 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
 
 const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];
 
-/** Filter and bias gradients of a stride-1 'same' NHWC convolution: inputs x, dy; attrs filterShape; outputs dfilter, dbias. */
-export const CONV_FILTER_BIAS_GRAD_KERNEL = 'EctConv2DBackpropFilterBias';
-
-/** Whether the active backend computes a convolution's filter and bias gradients in one kernel (then conv2dSame uses it). */
-export function hasFusedConvBiasGrad(): boolean {
-  return tf.getKernel(CONV_FILTER_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined;
-}
-
-/**
- * conv(x, filter) + bias with stride 1 and 'same' padding, NHWC / HWIO. Forward it is tfjs's fused convolution;
- * backward, the input gradient is tfjs's Conv2DBackpropInput and the filter and bias gradients come from one
- * kernel (the bias gradient from the same pass over dy as the filter's). Call only when hasFusedConvBiasGrad().
- */
-export function conv2dSameWithBias(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const save = args.pop() as tf.GradSaveFunc;
-    const [xi, fi, bi] = args as tf.Tensor[];
-    save([xi, fi]);
-    return {
-      value: tf.fused.conv2d({ x: xi as tf.Tensor4D, filter: fi as tf.Tensor4D, strides: 1, pad: 'same', bias: bi }),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, fs] = saved as tf.Tensor4D[];
-        const dx = tf.conv2dTranspose(dy as tf.Tensor4D, fs, xs.shape, 1, 'same');
-        const [dfilter, dbias] = tf.engine().runKernel(CONV_FILTER_BIAS_GRAD_KERNEL, { x: xs, dy },
-          { filterShape: fs.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
-        return [dx, dfilter, dbias];
-      },
-    };
-  });
-  return op(x, filter, bias) as tf.Tensor4D;
-}
-
 /** Scaled sum, y = (a + b) * scale, for inputs of one shape (a residual connection and its scale). */
 export const SCALED_SUM_KERNEL = 'EctScaledSum';
 

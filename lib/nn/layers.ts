@@ -2,9 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
-import {
-  conv2dSameWithBias, fusedDownsample2x, fusedGroupNorm, fusedUpsample2x, hasFusedConvBiasGrad, hasFusedGroupNorm, hasFusedResample,
-} from './fused';
+import { fusedDownsample2x, fusedGroupNorm, fusedUpsample2x, hasFusedGroupNorm, hasFusedResample } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
 export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones' | 'normal'; scale?: number; fanIn?: number; fanOut?: number }
@@ -136,8 +134,6 @@ export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor
     const flat = tf.fused.matMul({ a: tf.reshape(x, [b * h * wd, cin]), b: tf.reshape(weight, [cin, cout]), bias });
     return tf.reshape(flat, [b, h, wd, cout]);
   }
-  // where the backend has it, the bias gradient comes with the filter gradient (else tfjs sums dy apart)
-  if (hasFusedConvBiasGrad() && bias.dtype === 'float32' && bias.rank === 1) return conv2dSameWithBias(x, weight, bias);
   return tf.fused.conv2d({ x, filter: weight, strides: 1, pad: 'same', bias });
 }
 

@@ -189,21 +189,17 @@ ConvBackwardDataEntry& backwardDataEntry(const ConvGeometry& g, Precision precis
   return *slot;
 }
 
-ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision precision, bool withBias = false) {
-  auto& slot = backwardFilterCache[precisionKey(precision) + geometryKey(g) + (withBias ? "bias" : "")];
+ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision precision) {
+  auto& slot = backwardFilterCache[precisionKey(precision) + geometryKey(g)];
   if (!slot) {
     const dt in = inputType(precision);
     auto pd = describe("the convolution's filter gradient", precision, [&] {
-      auto hint = forwardPd(g, withBias, Activation::Linear, 0.f, precision);
-      // the filter and bias gradients stay float32 (they feed the float32 master weights' optimiser)
-      auto src = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, in);
-      auto diffDst = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in);
-      auto desc = withBias
-          ? dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, filterDesc(g, tag::any),
-                                                     memory::desc({g.outChannels}, dt::f32, tag::a), diffDst, strides(g),
-                                                     dilations(g), padBefore(g), padAfter(g))
-          : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, filterDesc(g, tag::any), diffDst,
-                                                     strides(g), dilations(g), padBefore(g), padAfter(g));
+      auto hint = forwardPd(g, false, Activation::Linear, 0.f, precision);
+      // the filter gradient itself stays float32 (it feeds the float32 master weights' optimiser)
+      dnnl::convolution_backward_weights::desc desc(
+          algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, in),
+          filterDesc(g, tag::any), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in), strides(g),
+          dilations(g), padBefore(g), padAfter(g));
       return dnnl::convolution_backward_weights::primitive_desc(desc, cpuEngine(), hint);
     });
     slot.reset(new ConvBackwardFilterEntry{pd, dnnl::convolution_backward_weights(pd),
@@ -301,18 +297,15 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
   if (precision == Precision::Bf16) bf16Runs++;
 }
 
-void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision,
-                        float* dbias) {
-  auto& e = backwardFilterEntry(g, precision, dbias != nullptr);
+void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision) {
+  auto& e = backwardFilterEntry(g, precision);
   memory user = wrap(e.filter->user, dfilter);
   memory target = e.filter->needsReorder ? e.filter->buffer : user;
   const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
   const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
-                                       {DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, secondInput, precision)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, target}};
-  if (dbias) args.insert({DNNL_ARG_DIFF_BIAS, wrap(e.pd.diff_bias_desc(), dbias)});
-  e.primitive.execute(cpuStream(), args);
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
+                                    {DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, secondInput, precision)},
+                                    {DNNL_ARG_DIFF_WEIGHTS, target}});
   if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
   cpuStream().wait();
   if (precision == Precision::Bf16) bf16Runs++;

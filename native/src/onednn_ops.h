@@ -37,10 +37,9 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
 void releaseFilter(int64_t filterId);
 // Reordered filter copies kept now (for memory checks and tests).
 size_t cachedFilterCount();
-// dfilter = gradient of the convolution with respect to its filter (HWIO); with dbias (not null), also the bias
-// gradient (dy summed over batch and pixels) from the same primitive.
+// dfilter = gradient of the convolution with respect to its filter (HWIO).
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
-                        Precision precision = Precision::Fp32, float* dbias = nullptr);
+                        Precision precision = Precision::Fp32);
 
 // Batched C[b] = act(op(A[b]) op(B[b]) + bias); batchA or batchB may be 1 (broadcast).
 struct MatMulGeometry {

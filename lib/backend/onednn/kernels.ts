@@ -6,7 +6,7 @@ import {
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
 import { precisionCode } from './precision';
-import { CONV_FILTER_BIAS_GRAD_KERNEL, DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
+import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -402,21 +402,6 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
       if (dshift) grads.push(output(cpu, [b, c], dshift));
       return grads;
-    }),
-    ownKernel(CONV_FILTER_BIAS_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
-      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      const { filterShape } = attrs as unknown as { filterShape: [number, number, number, number] };
-      if (x.shape.length !== 4 || dy.shape.length !== 4 || filterShape.length !== 4) {
-        throw new Error(`${CONV_FILTER_BIAS_GRAD_KERNEL}: x, dy and the filter must be rank 4, got [${x.shape}], [${dy.shape}], [${filterShape}]`);
-      }
-      const [xs, dys] = floatInputs(cpu, CONV_FILTER_BIAS_GRAD_KERNEL, [x, dy]);
-      const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, 1, 1, 'same',
-        undefined, false, 'channelsLast');
-      if (!tf.util.arraysEqual(info.outShape, dy.shape)) throw new Error(`${CONV_FILTER_BIAS_GRAD_KERNEL}: dy must be [${info.outShape}], got [${dy.shape}]`);
-      const dw = outputFloats(tf.util.sizeFromShape(filterShape));
-      const db = outputFloats(filterShape[3]);
-      addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode(), db);
-      return [output(cpu, filterShape.slice(), dw), output(cpu, [filterShape[3]], db)];
     }),
     ownKernel(SCALED_SUM_KERNEL, ({ inputs, attrs }, cpu) => {
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };

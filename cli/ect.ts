@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
 import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/runs/model';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, parseSeedRanges, perClassLabels, sampleSeedRanges, seedIndices, type ImageLabels, type SeedRange } from '../lib/sample';
 import { createSampleWriter, SAMPLE_FORMAT_INFO, SAMPLE_FORMATS, type SampleFormat } from '../lib/image/export';
 import { checkOutputFile, checkOutputFolder } from '../lib/output-paths';

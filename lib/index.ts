@@ -29,10 +29,18 @@ export * from './ect/loss';
 export * from './ect/mapping';
 export * from './ect/weighting';
 
-// training: the one launcher, the trainer, run folders and checkpoints, optimisers, EMA
+// run folders (their files, config.json, the lock) and the models trained in them; the shipped teachers
+export * from './runs/folder';
+export * from './runs/lock';
+export * from './runs/model';
+export * from './teachers/shipped';
+export * from './teachers/record';
+export * from './teachers/ship';
+export * from './machine/facts';
+
+// training: the one launcher, the trainer, checkpoints, optimisers, EMA
 export * from './train/launch';
 export * from './train/trainer';
-export * from './train/run';
 export * from './train/checkpoint';
 export * from './train/losses';
 export * from './train/optim';
@@ -40,7 +48,6 @@ export * from './train/ema';
 export * from './train/metrics-log';
 export * from './train/estimate';
 export * from './train/plateau';
-export * from './train/ship';
 
 // sampling, and images in the ecosystem's formats (PNG grid, PNG folder, .npz)
 export * from './sample';

@@ -12,7 +12,7 @@ import { trainCommand } from '../cli/ect';
 import { repositoryRoot } from '../lib/env';
 import { loadRunsTable, readRun, totalRunFlops } from '../lib/results';
 import { disposeCheckpoint, latestCheckpoint, loadCheckpoint } from '../lib/train/checkpoint';
-import { CHECKPOINT_DIR, recordedRunInit, resolveRunInit } from '../lib/train/run';
+import { CHECKPOINT_DIR, recordedRunInit, resolveRunInit } from '../lib/runs/folder';
 
 /** A root-anchored path from its parts, so this file does not itself contain the paths it looks for. */
 const rooted = (...parts: string[]): string => `/${parts.join('/')}`;

@@ -15,11 +15,12 @@ import {
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
 import { notebookPaths, repositoryRoot } from '../lib/env';
-import { recordedRunInit, resolveRunInit, SHIPPED_TEACHERS_DIR } from '../lib/train/run';
+import { recordedRunInit, resolveRunInit } from '../lib/runs/folder';
+import { SHIPPED_TEACHERS_DIR } from '../lib/teachers/shipped';
 import { evalBudgets } from '../lib/train/eval-schedule';
 import type { RunConfig } from '../lib/config/types';
 import { plannedRunConfig, runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
-import { TEACHER_FILE, type TeacherRecord } from '../lib/train/ship';
+import { TEACHER_FILE, type TeacherRecord } from '../lib/teachers/record';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
 function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {

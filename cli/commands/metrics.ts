@@ -16,8 +16,10 @@ import {
 import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel, type SampleSteps } from '../../lib/sample';
 import { appendMetricsRow, appendTableRow } from '../../lib/train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR, type LoadedModel } from '../../lib/train/run';
-import { acquireRunLock, runLockHolder, type RunLock } from '../../lib/train/run-folder';
+import { runPaths } from '../../lib/runs/folder';
+import { disposeModel, loadRunModel, samplerModelOf, type LoadedModel } from '../../lib/runs/model';
+import { SHIPPED_TEACHERS_DIR } from '../../lib/teachers/shipped';
+import { acquireRunLock, runLockHolder, type RunLock } from '../../lib/runs/lock';
 import { assertWritable } from '../../lib/write-file';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { DEFAULT_SCORE_SPLIT } from './score';
@@ -127,7 +129,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     if (flags.table) assertWritable(flags.table);
     const shipped = path.relative(SHIPPED_TEACHERS_DIR, model.runDir);
     const isShipped = !shipped.startsWith('..') && !path.isAbsolute(shipped);
-    const metricsFile = flags.append && !isShipped ? path.join(model.runDir, 'metrics.csv') : undefined;
+    const metricsFile = flags.append && !isShipped ? runPaths(model.runDir).metrics : undefined;
     if (metricsFile) assertWritable(metricsFile);
     const lock = metricsFile ? lockRunForAppend(model.runDir, metricsFile, `ect eval --checkpoint ${flags.checkpoint}`, log) : undefined;
     try {

@@ -15,7 +15,8 @@ import { loadOrComputeReference } from '../../lib/metrics/reference';
 import { readReferenceFile, writeReferenceFile } from '../../lib/metrics/reference-file';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { checkOutputFile } from '../../lib/output-paths';
-import { disposeModel, loadRunModel, resolveInitTarget, samplerModelOf } from '../../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/runs/model';
+import { resolveInitTarget } from '../../lib/teachers/shipped';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { countProgress } from '../progress';
 

@@ -11,7 +11,7 @@ import type { NotebookMode, NotebookPaths } from '../env';
 import { createRunEvaluator } from '../metrics/evaluate';
 import { DEFAULT_SAMPLE_SEED } from '../sample';
 import { appendTableRow } from '../train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../runs/model';
 import { notebookCommittedRuns, type NotebookDemo } from './notebook-runs';
 
 /** The miniature's t_mid values: one below the paper's 0.821, the paper's, one above. */

@@ -14,8 +14,9 @@ import { planSweep } from '../sweep/plan';
 import { loadSweepSpec, STAGE_FLAG_KEYS } from '../sweep/spec';
 import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from '../train/launch';
 import { latestCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR } from '../train/run';
-import { readTeacherRecord, TEACHER_FILE } from '../train/ship';
+import { isRunFolder, CHECKPOINT_DIR } from '../runs/folder';
+import { SHIPPED_TEACHERS_DIR } from '../teachers/shipped';
+import { readTeacherRecord, TEACHER_FILE } from '../teachers/record';
 import { manifestEntry, readManifest } from './manifest';
 import { readRun } from './runs';
 
@@ -112,11 +113,6 @@ function notCommitted(result: CommittedResult, problem: string, command = result
     + `from the repository root, make it with: ${command}`);
 }
 
-/** Whether `dir` is a run that has logged: config.json and metrics.csv. */
-function hasLogged(dir: string): boolean {
-  return fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'));
-}
-
 /** The last iteration a run's metrics.csv logged (0 when it logged none). */
 function lastLoggedIteration(runDir: string): number {
   const { metrics } = readRun(runDir);
@@ -133,12 +129,12 @@ export function requireCommittedDemo(paths: NotebookPaths, teachers = SHIPPED_TE
   const { teacher, teacherRun, student } = runs;
   if (!fs.existsSync(path.join(teacher.path, TEACHER_FILE))) throw notCommitted(teacher, fs.existsSync(teacher.path) ? `no ${TEACHER_FILE}` : 'missing');
   const record = readTeacherRecord(teacher.path);
-  if (!hasLogged(teacherRun.path)) throw notCommitted(teacherRun, fs.existsSync(teacherRun.path) ? 'no config.json and metrics.csv' : 'missing');
+  if (!isRunFolder(teacherRun.path)) throw notCommitted(teacherRun, fs.existsSync(teacherRun.path) ? 'no config.json and metrics.csv' : 'missing');
   const logged = lastLoggedIteration(teacherRun.path);
   if (logged < record.iteration) {
     throw notCommitted(teacherRun, `logged up to iteration ${logged}, but the shipped teacher is its iteration ${record.iteration}`, `${teacherRun.command} --resume`);
   }
-  if (!hasLogged(student.path)) throw notCommitted(student, fs.existsSync(student.path) ? 'no config.json and metrics.csv' : 'missing');
+  if (!isRunFolder(student.path)) throw notCommitted(student, fs.existsSync(student.path) ? 'no config.json and metrics.csv' : 'missing');
   if (runStatus(student.path).state !== 'finished') {
     const { config } = readRun(student.path);
     throw notCommitted(student, `unfinished: logged up to iteration ${lastLoggedIteration(student.path)} of ${config.iters}`, `${student.command} --resume`);

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Matrix, solve } from 'ml-matrix';
 import { posthocGroupName, powerEmaGamma } from '../train/ema';
 import { disposeCheckpoint, loadCheckpoint, readCheckpointMeta, saveCheckpoint } from '../train/checkpoint';
-import { POSTHOC_DIR } from '../train/run';
+import { POSTHOC_DIR } from '../runs/folder';
 
 /** One averaging profile: a power-function EMA of exponent gamma as it stands after t images. */
 export interface PowerProfile {

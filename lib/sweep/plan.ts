@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
 import { plannedRunConfig, resolveRun, runStatus, type RunFlags, type RunSpec, type RunStatus } from '../train/launch';
-import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../train/run';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../teachers/shipped';
 import {
   loadSweepSpec, SAFE_NAME, STAGE_FLAG_KEYS, SweepSpecError, validateSweepSpec,
   type AxisScalar, type AxisSpec, type StageFlags, type StageSpec, type SweepResources, type SweepSpec,

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
-import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
+import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
 import { presetsForData } from './preset-list';
 import { datasetHere, type ImageDataset, type Split } from '../data';
@@ -17,8 +17,10 @@ import { checkOutputFolder } from '../output-paths';
 import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
 import { readMetrics } from './metrics-log';
 import type { PlateauRecord } from './plateau';
-import { acquireRunLock, removeOrphanedTemporaryFiles } from './run-folder';
-import { resolveCheckpointFile, resolveInitTarget, resolveRunInit, CHECKPOINT_DIR } from './run';
+import { readConfigJson, recordedSettings, readRunConfigFile, resolveRunInit, runPaths } from '../runs/folder';
+import { acquireRunLock, removeOrphanedTemporaryFiles } from '../runs/lock';
+import { resolveCheckpointFile } from '../runs/model';
+import { resolveInitTarget } from '../teachers/shipped';
 import { Trainer, type RunStart, type TrainerEvents } from './trainer';
 
 /** One layer of config values, as resolveRunConfig takes them. */
@@ -110,34 +112,17 @@ function initDataLayer(flags: RunFlags, init: RunConfig, initFile: string): Conf
   return [labelOverride({ data: { name: init.data.name, flip: init.data.flip } }, `the --init checkpoint ${initFile}'s data`)];
 }
 
-/** Fields of config.json that record the run, not its settings. */
-const RECORD_ONLY_FIELDS = ['backend', 'environment', 'writtenAt'];
-
 /**
- * A resumed run's own config as a config layer: its config.json, else the config its checkpoint recorded;
- * bookkeeping fields dropped, `init` resolved from the run's folder.
+ * A resumed run's own config as a config layer: its config.json, else the config its checkpoint recorded, read by
+ * the run folder's one rule for older runs (lib/runs/folder.ts recordedSettings); `init` resolved from the run's folder.
  */
 function savedRunConfig(runDir: string, checkpoint: string): ConfigPatch {
-  const file = path.join(runDir, 'config.json');
-  const [saved, source] = fs.existsSync(file)
-    ? [readConfigJson(file), file]
-    : [{ ...checkpointConfig(checkpoint) } as unknown as Record<string, unknown>, `${checkpoint} (its recorded config)`];
-  for (const field of RECORD_ONLY_FIELDS) delete saved[field];
-  saved.evalSeed ??= RECORDED_EVAL_SEED;  // a run recorded before the field goes on evaluating on the noise it started with
+  const own = readRunConfigFile(runDir);
+  const [saved, source] = own
+    ? [own.settings, own.file]
+    : [recordedSettings({ ...checkpointConfig(checkpoint) }), `${checkpoint} (its recorded config)`];
   if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
   return labelOverride(saved as ConfigPatch, source);
-}
-
-/** A run's config.json as an object; an error naming the file when it is not valid JSON (say, cut short). */
-function readConfigJson(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message}); if it was cut short, delete it: --resume then uses the config recorded in the checkpoint`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${file}: not a run config (the top level must be a JSON object)`);
-  return parsed as Record<string, unknown>;
 }
 
 /** The fields of a run config that define its result: a resumed run must match its checkpoint in each. */
@@ -217,7 +202,7 @@ export interface SkippedCheckpoint { file: string; problem: string }
  * table, no NaN weights), and the newer ones skipped on the way. Throws when there is none.
  */
 function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCheckpoint[] } {
-  const dir = path.join(runDir, CHECKPOINT_DIR);
+  const dir = runPaths(runDir).checkpoints;
   const skipped: SkippedCheckpoint[] = [];
   for (const file of checkpointsNewestFirst(dir)) {
     const problem = checkpointProblem(file);
@@ -412,13 +397,13 @@ export interface RunStatus { state: 'new' | 'interrupted' | 'finished'; iteratio
  */
 export function runStatus(runDir: string, iters?: number): RunStatus {
   // the newest checkpoint whose header reads (--resume verifies it whole, and says what it skipped)
-  const readable = checkpointsNewestFirst(path.join(runDir, CHECKPOINT_DIR)).map(metaOrNull).find((meta) => meta !== null);
+  const paths = runPaths(runDir);
+  const readable = checkpointsNewestFirst(paths.checkpoints).map(metaOrNull).find((meta) => meta !== null);
   const checkpoint = readable ?? null;
   const checkpointIter = checkpoint ? Number(checkpoint.iteration ?? 0) : 0;
   if (checkpoint?.plateau) return { state: 'finished', iteration: checkpointIter };
-  const configFile = path.join(runDir, 'config.json');
-  const target = iters ?? (fs.existsSync(configFile) ? readConfigJson(configFile).iters as number | undefined : undefined);
-  const { rows } = readMetrics(path.join(runDir, 'metrics.csv'));
+  const target = iters ?? (fs.existsSync(paths.config) ? readConfigJson(paths.config).iters as number | undefined : undefined);
+  const { rows } = readMetrics(paths.metrics);
   const logged = rows.length ? Number(rows[rows.length - 1].iter) : 0;
   const finished = target !== undefined && logged >= target && (checkpoint === null || checkpointIter >= target);
   if (finished) return { state: 'finished', iteration: Math.max(logged, checkpointIter) };

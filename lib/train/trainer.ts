@@ -27,7 +27,7 @@ import {
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
 import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
 import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
-import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT, POSTHOC_DIR } from './run';
+import { recordedRunConfig, runPaths, writeRunConfig, CHECKPOINTS_KEPT } from '../runs/folder';
 
 /** Progress of the loop, reported after every step. */
 export interface StepStats {
@@ -103,7 +103,7 @@ export class Trainer {
     if (cfg.init && start.from === 'fresh') {
       throw new Error(`config init ${cfg.init}: a run that starts from a checkpoint is launched with it (lib/train/launch.ts launchRun)`);
     }
-    if (start.from !== 'resume' && opts.runDir && latestCheckpoint(path.join(opts.runDir, CHECKPOINT_DIR))) {
+    if (start.from !== 'resume' && opts.runDir && latestCheckpoint(runPaths(opts.runDir).checkpoints)) {
       throw new Error(`${opts.runDir} already holds checkpoints of a run: pass --resume to continue it, or choose another --out`);
     }
     const dataset = opts.dataset ?? loadDataset(cfg.data, 'train', cfg.net);
@@ -133,7 +133,7 @@ export class Trainer {
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
         writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
-        const torn = truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
+        const torn = truncateMetrics(runPaths(opts.runDir).metrics, trainer.iteration);
         if (torn) opts.log?.(torn);
       }
       return trainer;
@@ -209,7 +209,7 @@ export class Trainer {
   async run(events: TrainerEvents = {}): Promise<{ iteration: number; stopped: boolean; checkpoint: string | null; plateau: PlateauRecord | null }> {
     const { cfg } = this;
     const runDir = this.opts.runDir;
-    const metricsFile = runDir ? path.join(runDir, 'metrics.csv') : null;
+    const metricsFile = runDir ? runPaths(runDir).metrics : null;
     const sessionStart = Date.now();
     let windowStart = Date.now();
     let windowImages = 0;
@@ -311,7 +311,7 @@ export class Trainer {
 
   /** The message of a run stopped by the divergence rule: what grew, and the checkpoint to go back to. */
   private divergenceReport(diverged: string): string {
-    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const dir = this.opts.runDir ? runPaths(this.opts.runDir).checkpoints : null;
     const newest = dir ? latestCheckpoint(dir) : null;
     return `iteration ${this.iteration}: the loss diverged: ${diverged}, and the run stops. Likely cause: the learning rate ` +
       `(optimizer.lr = ${this.cfg.optimizer.lr}) is too high. ` +
@@ -332,7 +332,7 @@ export class Trainer {
         : err.repeated
           ? `every batch fails since iteration ${last.iteration + 1} although the loss was steady until then (${last.loss.toPrecision(4)}): look at the data and the weights`
           : `one batch overflowed although the loss was steady (${last.loss.toPrecision(4)} at iteration ${last.iteration}): an unusual batch, or a learning rate (${lr}) at the edge of stability`;
-    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const dir = this.opts.runDir ? runPaths(this.opts.runDir).checkpoints : null;
     const newest = dir ? latestCheckpoint(dir) : null;
     const orSkip = this.cfg.onNonFinite === 'skip' || err.weights ? '' : ', or let the run skip such batches with --on-non-finite skip';
     const back = newest
@@ -378,7 +378,7 @@ export class Trainer {
   async writeSampleGrids(tag: string, shouldStop: () => boolean = () => false): Promise<string[]> {
     const runDir = this.opts.runDir;
     if (!runDir) return [];
-    const dir = path.join(runDir, 'samples');
+    const dir = runPaths(runDir).samples;
     fs.mkdirSync(dir, { recursive: true });
     const files: string[] = [];
     for (const steps of runSamplers(this.cfg)) {
@@ -407,7 +407,7 @@ export class Trainer {
    */
   saveCheckpoint(plateau?: PlateauRecord): string {
     if (!this.opts.runDir) throw new Error('saveCheckpoint: this trainer has no run directory');
-    const dir = path.join(this.opts.runDir, CHECKPOINT_DIR);
+    const dir = runPaths(this.opts.runDir).checkpoints;
     const file = checkpointPath(dir, this.iteration);
     const broken = firstNonFinite({ params: this.net.params, ema: this.ema.weights });
     if (broken !== null) throw new Error(`checkpoint ${file} not written: ${broken} holds NaN or infinite values; the checkpoints kept hold the last finite weights`);
@@ -434,7 +434,7 @@ export class Trainer {
    */
   savePosthocSnapshot(): string {
     if (!this.opts.runDir || !this.posthoc) throw new Error('savePosthocSnapshot: this trainer has no run directory or no ema.posthoc');
-    const file = path.join(this.opts.runDir, POSTHOC_DIR, path.basename(checkpointPath('', this.iteration)).replace(/^ckpt-/, 'snapshot-'));
+    const file = path.join(runPaths(this.opts.runDir).posthoc, path.basename(checkpointPath('', this.iteration)).replace(/^ckpt-/, 'snapshot-'));
     saveCheckpoint(file, {
       meta: {
         format: 'ect-workbench-posthoc-snapshot', iteration: this.iteration, imagesSeen: this.imagesSeen, sigmaRels: this.posthoc.sigmaRels,

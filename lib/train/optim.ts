@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { OptimizerConfig } from '../config/types';
 import { validateOptimizerConfig } from '../config/schema';
-import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from './update-kernels';
+import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
 export interface OptimizerState {
@@ -230,7 +230,7 @@ class MomentOptimizer implements Optimizer {
     });
   }
 
-  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/train/update-kernels.ts). */
+  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/backend/update-kernels.ts). */
   private kernelUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
     const { beta1, beta2, eps } = this.cfg;
     const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };

@@ -8,7 +8,7 @@ import type { RunConfig } from '../config/types';
 import { UNet } from '../nn/unet';
 import { samplerModelFor, type SamplerModel } from '../sample';
 import { shippedTeachers } from '../teachers/shipped';
-import { assertFiniteTensors, assertParamsMatch, disposeCheckpoint, latestCheckpoint, loadCheckpoint } from '../train/checkpoint';
+import { latestCheckpoint, loadCheckedCheckpoint, openCheckpoint, type Checkpoint } from '../train/checkpoint';
 import { resolveRecordedConfig } from '../config/resolve';
 import { runFolderOfCheckpoint, runPaths, CHECKPOINT_DIR } from './folder';
 
@@ -40,39 +40,27 @@ export function resolveCheckpointFile(target: string): string {
  * of EMA weights alone (a shipped teacher, lib/teachers/ship.ts) loads them as the online weights too.
  */
 export function modelFromCheckpoint(file: string): LoadedModel {
-  const ckpt = loadCheckpoint(file);
-  const recorded = ckpt.meta.config as RunConfig | undefined;
-  if (!recorded?.net) {
-    disposeCheckpoint(ckpt);
-    throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
+  const opened = openCheckpoint(file);
+  const recorded = opened.meta.config as RunConfig | undefined;
+  if (!recorded?.net) throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
+  const held = opened.groupNames;
+  if (!held.includes('ema')) {
+    throw new Error(`${file}: checkpoint lacks the ema group, the weights samplers use (it holds ${held.length ? `the groups ${held.join(', ')}` : 'no tensors'})`);
   }
-  const { ema } = ckpt.groups;
-  if (!ema) {
-    const groups = Object.keys(ckpt.groups);
-    disposeCheckpoint(ckpt);
-    throw new Error(`${file}: checkpoint lacks the ema group, the weights samplers use (it holds ${groups.length ? `the groups ${groups.join(', ')}` : 'no tensors'})`);
-  }
-  const params = ckpt.groups.params ?? ema;  // EMA-only (a shipped teacher): the online weights are the EMA's
-  let config: RunConfig;
-  try {
-    config = resolveRecordedConfig(recorded, `${file} (its recorded config)`);  // fields added since it was written take their defaults
-  } catch (err) {
-    disposeCheckpoint(ckpt);
-    throw err;
-  }
+  const config = resolveRecordedConfig(recorded, `${file} (its recorded config)`);  // fields added since it was written take their defaults
   const net = new UNet(config.net, config.seed);
+  let ckpt: Checkpoint;
   try {
-    assertParamsMatch(file, net.paramShapes(), params);
-    assertParamsMatch(file, net.paramShapes(), ema);
-    assertFiniteTensors(file, { ema });  // the weights samplers use: NaN ones would draw a black grid
+    // the weights samplers use must be finite: NaN ones would draw a black grid
+    ckpt = loadCheckedCheckpoint(opened, { load: ['params', 'ema'], required: ['ema'], shapes: net.paramShapes(), shaped: ['params', 'ema'], finite: ['ema'] });
   } catch (err) {
     net.dispose();
-    disposeCheckpoint(ckpt);
     throw err;
   }
-  for (const [name, p] of net.params) p.assign(params.get(name) as tf.Tensor);
-  for (const [group, tensors] of Object.entries(ckpt.groups)) if (group !== 'ema') tensors.forEach((t) => t.dispose());
-  return { config, net, ema, emaOnly: !ckpt.groups.params, iteration: Number(ckpt.meta.iteration ?? 0), checkpoint: file, runDir: runFolderOfCheckpoint(file) };
+  const { ema, params } = ckpt.groups;
+  for (const [name, p] of net.params) p.assign((params ?? ema).get(name) as tf.Tensor);  // EMA-only (a shipped teacher): the online weights are the EMA's
+  params?.forEach((t) => t.dispose());
+  return { config, net, ema, emaOnly: !params, iteration: Number(opened.meta.iteration ?? 0), checkpoint: file, runDir: runFolderOfCheckpoint(file) };
 }
 
 /** Loads a model from a run directory, its checkpoints/ folder or a checkpoint file. */

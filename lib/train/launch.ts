@@ -11,10 +11,10 @@ import { describeBackend, initBackend, type BackendChoice, type BackendInfo } fr
 import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
 import { presetsForData } from './preset-list';
-import { datasetHere, type ImageDataset, type Split } from '../data';
+import { datasetHere, limitDataset, loadDataset, type ImageDataset, type Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { checkOutputFolder } from '../output-paths';
-import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
+import { checkpointsNewestFirst, openCheckpoint, readCheckpointMeta, verifiedCheckpoint, type OpenedCheckpoint } from './checkpoint';
 import { readMetrics } from './metrics-log';
 import type { PlateauRecord } from './plateau';
 import { readConfigJson, recordedSettings, readRunConfigFile, resolveRunInit, runPaths } from '../runs/folder';
@@ -57,8 +57,11 @@ export interface RunFlags {
 /** A run: what it does and how it is named. */
 export interface RunSpec { kind: RunKind; flags: RunFlags }
 
-/** A resolved run: its config (final), its directory, where its weights start, and newer checkpoints --resume could not use. */
-export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart; skipped: SkippedCheckpoint[] }
+/**
+ * A resolved run: its config (final), its directory, where its weights start, and newer checkpoints --resume could not
+ * use; `resumed` is the checkpoint it resumes from, read and verified once, which the trainer loads.
+ */
+export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart; skipped: SkippedCheckpoint[]; resumed: OpenedCheckpoint | null }
 
 /** The run directory of a spec: --out, else runs/<preset name>. */
 export function runDirOf({ kind, flags }: RunSpec): string {
@@ -116,11 +119,11 @@ function initDataLayer(flags: RunFlags, init: RunConfig, initFile: string): Conf
  * A resumed run's own config as a config layer: its config.json, else the config its checkpoint recorded, read by
  * the run folder's one rule for older runs (lib/runs/folder.ts recordedSettings); `init` resolved from the run's folder.
  */
-function savedRunConfig(runDir: string, checkpoint: string): ConfigPatch {
+function savedRunConfig(runDir: string, checkpoint: OpenedCheckpoint): ConfigPatch {
   const own = readRunConfigFile(runDir);
   const [saved, source] = own
     ? [own.settings, own.file]
-    : [recordedSettings({ ...checkpointConfig(checkpoint) }), `${checkpoint} (its recorded config)`];
+    : [recordedSettings({ ...recordedCheckpointConfig(checkpoint.file, checkpoint.meta) }), `${checkpoint.file} (its recorded config)`];
   if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
   return labelOverride(saved as ConfigPatch, source);
 }
@@ -139,8 +142,9 @@ const RESULT_FIELDS: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'opt
 export function resolveRun(spec: RunSpec): ResolvedRun {
   const { kind, flags } = spec;
   const runDir = runDirOf(spec);
-  const { file: resumeFile, skipped } = flags.resume ? resumableCheckpoint(runDir) : { file: null, skipped: [] };
-  const saved = resumeFile ? savedRunConfig(runDir, resumeFile) : null;
+  const { opened: resumed, skipped } = flags.resume ? resumableCheckpoint(runDir) : { opened: null, skipped: [] };
+  const resumeFile = resumed?.file ?? null;
+  const saved = resumed ? savedRunConfig(runDir, resumed) : null;
   const resolveWith = (initNetwork?: FixedValues, initLayers: ConfigPatch[] = []) => saved
     ? resolveRunConfig(kind, undefined, [saved, ...flagOverrides(flags)])
     : plannedRunConfig(spec, initNetwork, initLayers);
@@ -170,10 +174,10 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
     }, initDataLayer(flags, initConfig, initFile));
   }
   if (init !== undefined) cfg = { ...cfg, init };
-  if (resumeFile) assertMatchesCheckpoint(cfg, resumeFile);
+  if (resumed) assertMatchesCheckpoint(cfg, resumed);
   const start: RunStart = resumeFile ? { from: 'resume', checkpoint: resumeFile }
     : initFile ? { from: 'init', checkpoint: initFile } : { from: 'fresh' };
-  return { kind, cfg, runDir, start, skipped };
+  return { kind, cfg, runDir, start, skipped, resumed };
 }
 
 /**
@@ -199,14 +203,14 @@ export interface SkippedCheckpoint { file: string; problem: string }
 
 /**
  * The newest checkpoint of a run that is whole and finite (verified byte for byte: its checksum, its tensor
- * table, no NaN weights), and the newer ones skipped on the way. Throws when there is none.
+ * table, no NaN weights), opened, and the newer ones skipped on the way. Throws when there is none.
  */
-function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCheckpoint[] } {
+function resumableCheckpoint(runDir: string): { opened: OpenedCheckpoint; skipped: SkippedCheckpoint[] } {
   const dir = runPaths(runDir).checkpoints;
   const skipped: SkippedCheckpoint[] = [];
   for (const file of checkpointsNewestFirst(dir)) {
-    const problem = checkpointProblem(file);
-    if (problem === null) return { file, skipped };
+    const { opened, problem } = verifiedCheckpoint(file);
+    if (opened) return { opened, skipped };
     skipped.push({ file, problem });
   }
   if (skipped.length === 0) throw new Error(`--resume: no checkpoint in ${dir} to resume from`);
@@ -215,14 +219,20 @@ function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCh
 
 /** The config recorded in a checkpoint's metadata (read without loading its tensors), with today's defaults for newer fields. */
 function checkpointConfig(file: string): RunConfig {
-  const config = readCheckpointMeta(file).config as RunConfig | undefined;
+  return recordedCheckpointConfig(file, readCheckpointMeta(file));
+}
+
+/** The config a checkpoint's metadata records, with today's defaults for newer fields; an error naming the file when it has none. */
+function recordedCheckpointConfig(file: string, meta: Record<string, unknown>): RunConfig {
+  const config = meta.config as RunConfig | undefined;
   if (!config?.net) throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
   return resolveRecordedConfig(config, `${file} (its recorded config)`);
 }
 
 /** A resumed run must train the same thing: the fields that define the result must match the checkpoint's. */
-function assertMatchesCheckpoint(cfg: RunConfig, file: string): void {
-  const saved = checkpointConfig(file);
+function assertMatchesCheckpoint(cfg: RunConfig, checkpoint: OpenedCheckpoint): void {
+  const { file } = checkpoint;
+  const saved = recordedCheckpointConfig(file, checkpoint.meta);
   const differing = RESULT_FIELDS.flatMap((k) => differingFields(saved[k], cfg[k], String(k)));
   if (differing.length) {
     const details = differing.map(({ key, a, b }) => `${key} (checkpoint ${JSON.stringify(a)}, this run ${JSON.stringify(b)})`).join(', ');
@@ -253,10 +263,13 @@ export async function startBackend(choice: string | undefined, log: (line: strin
   return info;
 }
 
-/** The evaluator of a run's dataset, or null (with the reason logged) when none is available here. */
-export async function runEvaluator(cfg: RunConfig, log: (line: string) => void): Promise<SampleEvaluator | null> {
+/**
+ * The evaluator of a run's dataset, or null (with the reason logged) when none is available here. `referenceImages`:
+ * the evaluation split already loaded whole (else the evaluator loads it).
+ */
+export async function runEvaluator(cfg: RunConfig, log: (line: string) => void, referenceImages?: ImageDataset): Promise<SampleEvaluator | null> {
   try {
-    const evaluator = await createRunEvaluator(cfg, { referenceSplit: cfg.evalSplit, onInfo: log });
+    const evaluator = await createRunEvaluator(cfg, { referenceSplit: cfg.evalSplit, referenceImages, onInfo: log });
     if (!evaluator) log('evaluation: no feature network for this dataset; metric columns stay empty');
     return evaluator;
   } catch (err) {
@@ -277,6 +290,15 @@ function withPresetsHere(err: Error, run: ResolvedRun): Error {
     ? `\nDatasets found here: ${here.join(', ')}. Presets that train on them: ${presets.join(', ')} (--config NAME; \`ect presets\` says what each is)`
     : '';
   return new Error(`${err.message}${hint}`);
+}
+
+/** A run's whole training split (the images data.limit leaves out too), or the error of a dataset not here with the presets that are. */
+function wholeTrainingSplit(run: ResolvedRun): ImageDataset {
+  try {
+    return loadDataset({ ...run.cfg.data, limit: undefined }, 'train', run.cfg.net);
+  } catch (err) {
+    throw withPresetsHere(err as Error, run);
+  }
 }
 
 /** Options of launching a run beyond its spec. */
@@ -334,9 +356,14 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     }
     const backend = await startBackend(spec.flags.backend, log);
     ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
-    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log) : opts.evaluator ?? null;
+    // the training split is read once: whole for the reference of in-run evaluations that compare with it, data.limit of it to train on
+    const split = ownEvaluator && !opts.dataset && run.cfg.evalSplit === 'train' ? wholeTrainingSplit(run) : undefined;
+    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log, split) : opts.evaluator ?? null;
+    const dataset = opts.dataset ?? (split && limitDataset(split, run.cfg.data.limit));
     if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
-    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset, log })
+    // the checkpoint the run starts from is read once: --resume's as it was verified, --init's here
+    const opened = run.resumed ?? (run.start.from === 'init' ? openCheckpoint(run.start.checkpoint) : undefined);
+    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, opened, backend, evaluator, dataset, log })
       .catch((err: Error) => { throw withPresetsHere(err, run); });
     return {
       ...run, trainer, backend,

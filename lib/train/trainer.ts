@@ -22,7 +22,7 @@ import { Ema, PosthocEmaTracker } from './ema';
 import { DivergenceWatch } from './divergence';
 import { firstNonFinite } from './finite';
 import {
-  assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
+  checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckedCheckpoint, openCheckpoint, pruneCheckpoints, saveCheckpoint, type OpenedCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
 import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
@@ -70,6 +70,7 @@ export type RunStart = { from: 'fresh' } | { from: 'init'; checkpoint: string } 
 export interface TrainerOptions {
   runDir: string | null;    // null: no files (tests, benchmarks)
   start?: RunStart;         // default fresh
+  opened?: OpenedCheckpoint; // start's checkpoint, opened by the launcher (else the trainer opens it)
   backend?: BackendInfo;
   dataset?: ImageDataset;   // otherwise loaded from cfg.data
   evaluator?: Pick<SampleEvaluator, 'evaluate'> | null;  // in-run evaluation (lib/metrics/evaluate.ts)
@@ -116,20 +117,20 @@ export class Trainer {
       throw new Error(`data ${dataset.name} (${dataset.source}) has ${classes} classes, but the network embeds ${cfg.net.labelDim} (net.labelDim)`);
     }
     const net = new UNet(cfg.net, cfg.seed);
+    if (start.from !== 'fresh' && opts.opened && opts.opened.file !== start.checkpoint) {
+      throw new Error(`the opened checkpoint ${opts.opened.file} is not the run's start, ${start.checkpoint}`);
+    }
+    const checkpoint = start.from === 'fresh' ? null : opts.opened ?? start.checkpoint;
     // tuning starts from a pretrained model: its EMA weights for both the online network and the EMA
-    const initFile = start.from === 'init' ? start.checkpoint : null;
-    const initWeights = initFile ? loadEmaWeights(initFile) : undefined;
+    const initWeights = start.from === 'init' && checkpoint ? loadEmaWeights(checkpoint, net) : undefined;
     try {
-      if (initFile && initWeights) {
-        assertParamsMatch(initFile, net.paramShapes(), initWeights);
-        for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
-      }
+      if (initWeights) for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
       const optimizer = createOptimizer(cfg.optimizer, net.params, 'auto', cfg.iters * cfg.batch);
       const ema = new Ema(net.params, cfg.ema, initWeights);
       const posthoc = cfg.ema.posthoc ? new PosthocEmaTracker(net.params, cfg.ema.posthoc.sigmaRels, initWeights) : null;
       const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
       const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, posthoc, loader, opts);
-      if (start.from === 'resume') trainer.restore(start.checkpoint);
+      if (start.from === 'resume' && checkpoint) trainer.restore(checkpoint);
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
         writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
@@ -445,19 +446,21 @@ export class Trainer {
     return file;
   }
 
-  /** Restores everything saveCheckpoint wrote. */
-  private restore(file: string): void {
-    const ckpt = loadCheckpoint(file);
+  /** Restores everything saveCheckpoint wrote, from the checkpoint file or the launcher's opened one. */
+  private restore(source: string | OpenedCheckpoint): void {
+    const opened = typeof source === 'string' ? openCheckpoint(source) : source;
+    const file = opened.file;
+    const ckpt = loadCheckedCheckpoint(opened, {
+      load: opened.groupNames,  // posthoc-<i> too, when the run tracks them
+      required: ['params', 'ema', 'optimizer'],
+      missing: (present) => (present.includes('ema') && !present.includes('params') && !present.includes('optimizer')
+        ? 'holds the EMA weights alone (a shipped teacher, or a checkpoint trimmed by ect trim-checkpoint), so training cannot resume from it; ' +
+          'start a new run from these weights with --init instead'
+        : 'not a training checkpoint (needs params, ema and optimizer groups)'),
+      shapes: this.net.paramShapes(), shaped: ['params', 'ema'], finite: ['params', 'ema', 'optimizer'],
+    });
     try {
       const { params, ema, optimizer } = ckpt.groups;
-      if (ema && !params && !optimizer) {
-        throw new Error(`${file}: holds the EMA weights alone (a shipped teacher, or a checkpoint trimmed by ect trim-checkpoint), so training cannot resume from it; ` +
-          'start a new run from these weights with --init instead');
-      }
-      if (!params || !ema || !optimizer) throw new Error(`${file}: not a training checkpoint (needs params, ema and optimizer groups)`);
-      assertParamsMatch(file, this.net.paramShapes(), params);
-      assertParamsMatch(file, this.net.paramShapes(), ema);
-      assertFiniteTensors(file, { params, ema, optimizer });
       for (const [name, p] of this.net.params) p.assign(params.get(name) as tf.Tensor);
       this.ema.setWeights(ema);
       this.posthoc?.restore(file, ckpt.groups);
@@ -507,17 +510,7 @@ class LossTrail {
   }
 }
 
-/** The EMA weights of a checkpoint (the other groups are freed). */
-function loadEmaWeights(file: string): Map<string, tf.Tensor> {
-  const ckpt = loadCheckpoint(file);
-  const { ema, ...others } = ckpt.groups;
-  disposeCheckpoint({ meta: ckpt.meta, groups: others });
-  if (!ema) throw new Error(`${file}: checkpoint lacks the ema group`);
-  try {
-    assertFiniteTensors(file, { ema });
-  } catch (err) {
-    ema.forEach((t) => t.dispose());
-    throw err;
-  }
-  return ema;
+/** The EMA weights of a checkpoint, checked against the network and for finiteness (the other groups are not built). */
+function loadEmaWeights(source: string | OpenedCheckpoint, net: UNet): Map<string, tf.Tensor> {
+  return loadCheckedCheckpoint(source, { load: ['ema'], shapes: net.paramShapes(), shaped: ['ema'], finite: ['ema'] }).groups.ema;
 }

@@ -222,6 +222,7 @@ export class Trainer {
 
     while (this.iteration < cfg.iters) {
       const batch = this.loader.next();
+      const skippedBefore = this.skippedSteps;
       let loss: number;
       try {
         loss = this.step(batch.images, batch.labels);
@@ -244,7 +245,7 @@ export class Trainer {
       };
       this.wallSeconds = stats.wallSeconds;
       events.onStep?.(stats);
-      if (!Number.isFinite(loss)) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
+      if (this.skippedSteps > skippedBefore) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
       // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
       await yieldToSignals();
       const atCap = this.iteration === cfg.iters;

@@ -76,6 +76,7 @@ export { ensureRun as ensurePlannedRun } from './results/notebook-runs';
 export * from './scaling';
 export * from './plots';
 export * from './env';
+export * from './repository';
 export * from './notebook';
 
 // backends, and reading EDM pickles and safetensors

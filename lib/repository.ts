@@ -5,14 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** The repository root: the nearest folder above this file that holds package.json (lib/ in source, dist/lib/ compiled). */
+/**
+ * The repository root: the nearest folder above this file that holds package.json (from lib/ in source, dist/lib/
+ * compiled); the current directory when none does (the compiled files copied elsewhere).
+ */
 function findRoot(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    dir = path.dirname(dir);
+    if (path.dirname(dir) === dir) return process.cwd();
   }
-  throw new Error(`no package.json above ${__dirname}: the workbench's files are not where it was built`);
 }
 
 /** The repository root, absolute. */

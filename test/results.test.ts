@@ -14,7 +14,8 @@ import {
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
-import { notebookPaths, repositoryRoot } from '../lib/env';
+import { notebookPaths } from '../lib/env';
+import { REPOSITORY_ROOT } from '../lib/repository';
 import { recordedRunInit, resolveRunInit } from '../lib/runs/folder';
 import { SHIPPED_TEACHERS_DIR } from '../lib/teachers/shipped';
 import { evalBudgets } from '../lib/train/eval-schedule';
@@ -184,7 +185,7 @@ describe('results: the notebooks\' planned runs', () => {
       /the scaling study \(configs\/sweeps\/scaling-long\.json\) is not complete: results\/long\/teachers\/fmnist-edm-ch16 \(new\), results\/long\/scaling\/ect-ch16 \(new\),.*node bin\/ect\.js sweep run scaling-long$/);
   });
   it('finds the committed runs\' teachers where the full-mode plans put them, from inits relative to each run', () => {
-    const paths = notebookPaths('full', repositoryRoot());
+    const paths = notebookPaths('full', REPOSITORY_ROOT);
     // every committed tuning run names an existing teacher relative to its own folder: a finished run or a shipped teacher
     const committed = findRunDirs(paths.runs).filter((dir) => readRun(dir).config.kind === 'tune');
     assert.ok(committed.length >= 10, `committed tuning runs: ${committed.join(', ')}`);

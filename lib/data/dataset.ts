@@ -1,6 +1,7 @@
 /** The in-memory image dataset every reader returns, and small helpers shared by the readers. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { REPOSITORY_ROOT } from '../repository';
 
 /** The splits every dataset has: the one source of the type, of validation and of the command line's choices. */
 export const SPLITS = ['train', 'test'] as const;
@@ -72,17 +73,7 @@ export function readRequiredFile(file: string, what: string): Buffer {
 export function candidateDirs(relativeOrAbsolute: string): string[] {
   if (path.isAbsolute(relativeOrAbsolute)) return [relativeOrAbsolute];
   const fromCwd = path.resolve(relativeOrAbsolute);
-  const fromPackage = path.resolve(packageRoot(), relativeOrAbsolute);
+  const fromPackage = path.resolve(REPOSITORY_ROOT, relativeOrAbsolute);
   return fromCwd === fromPackage ? [fromCwd] : [fromCwd, fromPackage];
 }
 
-/** The folder holding this package's package.json (found by walking up from this file, src or dist). */
-export function packageRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return process.cwd();
-    dir = parent;
-  }
-}

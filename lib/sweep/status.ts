@@ -2,7 +2,6 @@
  * Where each run of a sweep stands: its folder's state (new, interrupted, finished) and iteration, its last
  * metrics, and, where the sweep was submitted to Slurm and squeue is here, its newest task's state.
  */
-import * as path from 'node:path';
 import { parseMetricColumn } from '../metrics/columns';
 import { readMetrics } from '../train/metrics-log';
 import type { RunStatus } from '../train/launch';

@@ -24,6 +24,7 @@ export * from './nn/flops';
 
 // EDM preconditioning and loss, ECT's loss, mapping and weighting
 export * from './edm/precond';
+export * from './training-loss';
 export * from './edm/loss';
 export * from './ect/loss';
 export * from './ect/mapping';

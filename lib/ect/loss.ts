@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EctConfig, EdmConfig } from '../config/types';
-import { stepDropoutMasks, type LossContext, type LossStep, type TrainingLoss } from '../edm/loss';
+import { stepDropoutMasks, type LossContext, type LossStep, type TrainingLoss } from '../training-loss';
 import { denoise } from '../edm/precond';
 import type { DropoutMasks, UNet } from '../nn/unet';
 import { drawSeed, logNormalSamples } from '../random';

@@ -9,7 +9,7 @@ import '../tf-gradients';
 import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
-import type { TrainingLoss } from '../edm/loss';
+import type { TrainingLoss } from '../training-loss';
 import { primaryFdColumn } from '../metrics/columns';
 import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet, type ClassLabels } from '../nn/unet';

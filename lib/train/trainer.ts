@@ -209,88 +209,136 @@ export class Trainer {
    */
   async run(events: TrainerEvents = {}): Promise<{ iteration: number; stopped: boolean; checkpoint: string | null; plateau: PlateauRecord | null }> {
     const { cfg } = this;
-    const runDir = this.opts.runDir;
-    const metricsFile = runDir ? runPaths(runDir).metrics : null;
-    const sessionStart = Date.now();
-    let windowStart = Date.now();
-    let windowImages = 0;
-    let lastCheckpoint: string | null = null;
+    const metricsFile = this.opts.runDir ? runPaths(this.opts.runDir).metrics : null;
+    const loop: LoopState = {
+      sessionStart: Date.now(), windowStart: Date.now(), windowImages: 0, lastCheckpoint: null,
+      nextEval: nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth),
+      losses: new LossTrail(), divergence: new DivergenceWatch(cfg.divergenceFactor),
+    };
     let stopped = false;
-    let nextEval = nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth);
-    const losses = new LossTrail();
-    const divergence = new DivergenceWatch(cfg.divergenceFactor);
-
     while (this.iteration < cfg.iters) {
-      const batch = this.loader.next();
+      // Train on one batch: a step that is not finite is never applied (stop, or skip and count), a diverging loss stops.
       const skippedBefore = this.skippedSteps;
-      let loss: number;
-      try {
-        loss = this.step(batch.images, batch.labels);
-      } catch (err) {
-        if (err instanceof NonFiniteStepError) throw new Error(this.nonFiniteReport(err, losses));
-        throw err;
-      } finally {
-        batch.images.dispose();
-      }
-      losses.add(this.iteration, loss);
-      const diverged = divergence.add(this.iteration, loss);
-      if (diverged) throw new Error(this.divergenceReport(diverged));
-      windowImages += cfg.batch;
-      const elapsed = (Date.now() - windowStart) / 1000;
-      const stats: StepStats = {
-        iteration: this.iteration, totalIters: cfg.iters, kimg: this.imagesSeen / 1000, loss, lr: this.learningRate(),
-        stage: this.loss.stage(this.iteration - 1),
-        imgPerSec: elapsed > 0 ? windowImages / elapsed : 0,
-        wallSeconds: this.wallOffset + (Date.now() - sessionStart) / 1000,
-      };
-      this.wallSeconds = stats.wallSeconds;
+      const loss = this.trainBatch(loop);
+      const stats = this.progress(loop, loss);
       events.onStep?.(stats);
       if (this.skippedSteps > skippedBefore) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
-      // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
+
+      // Let signal handlers (Ctrl-C) and timers run: a step is a synchronous 0.1-10 s, this takes microseconds.
       await yieldToSignals();
       const atCap = this.iteration === cfg.iters;
       const stopRequested = events.shouldStop?.() ?? false;
       stopped = !atCap && stopRequested;
-      let evaluation: Record<string, number> = {};
-      const evaluationDue = this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, nextEval) || (atCap && cfg.evalEvery > 0));
-      if (evaluationDue && stopRequested) events.onInfo?.(`stop requested: the evaluation at ${stats.kimg} kimg is skipped (ect eval of the checkpoint gives it)`);
-      if (evaluationDue && !stopRequested) {
-        evaluation = await this.evaluate(events);
-        nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
-      }
-      // before the cap, an evaluation may finish the run: this iteration is then its last (not a stop to resume)
+
+      // Evaluate on the schedule; before the cap, an evaluation may finish the run (the plateau rule): this
+      // iteration is then its last, not a stop to resume.
+      const evaluation = await this.evaluateIfDue(loop, stats, atCap, stopRequested, events);
       const plateau = !atCap && cfg.plateauGain > 0 ? this.checkPlateau(metricsFile, evaluation, stats.kimg, events) : null;
       if (plateau) stopped = false;
       const last = atCap || plateau !== null;
-      const row: Record<string, number> = {};
-      if (metricsFile && (this.iteration % cfg.logEvery === 0 || last || stopped)) {
-        Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss, lr: stats.lr, stage: stats.stage,
-          img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds }, cfg.onNonFinite === 'skip' ? { skipped: this.skippedSteps } : {});
-        windowStart = Date.now();
-        windowImages = 0;
-      }
-      if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
-      if (metricsFile && Object.keys(row).length) appendMetricsRow(metricsFile, row);
-      if (runDir && ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last)) {
-        const stopGrids = () => (last ? events.shouldStop?.() ?? false : false);  // a stop skips what is left of the final grids
-        for (const file of await this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`, stopGrids)) events.onInfo?.(`wrote ${file}`);
-      }
-      // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
-      if (runDir && cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
-        const snapshot = this.savePosthocSnapshot();
-        events.onInfo?.(`post-hoc EMA snapshot ${snapshot}`);
-      }
-      if (runDir && (this.iteration % cfg.ckptEvery === 0 || last || stopped)) {
-        lastCheckpoint = this.saveCheckpoint(plateau?.record);
-        events.onInfo?.(`checkpoint ${lastCheckpoint}`);
-      }
+
+      // Log a metrics.csv row: training columns every logEvery iterations and at the end, evaluation columns when evaluated.
+      if (metricsFile) this.logMetrics(metricsFile, loop, stats, evaluation, last || stopped);
+
+      // Write sample grids, the post-hoc EMA snapshot and the checkpoint, each on its own schedule and at the end.
+      const checkpoint = await this.writeOutputs(last, stopped, plateau?.record, events);
+      if (checkpoint) loop.lastCheckpoint = checkpoint;
+
       if (plateau) {
         events.onInfo?.(plateau.message);
-        return { iteration: this.iteration, stopped: false, checkpoint: lastCheckpoint, plateau: plateau.record };
+        return { iteration: this.iteration, stopped: false, checkpoint: loop.lastCheckpoint, plateau: plateau.record };
       }
       if (stopped) break;
     }
-    return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint, plateau: null };
+    return { iteration: this.iteration, stopped, checkpoint: loop.lastCheckpoint, plateau: null };
+  }
+
+  /** One step on the next batch; a non-finite step or a diverging loss becomes the error that stops the run. */
+  private trainBatch(loop: LoopState): number {
+    const batch = this.loader.next();
+    let loss: number;
+    try {
+      loss = this.step(batch.images, batch.labels);
+    } catch (err) {
+      if (err instanceof NonFiniteStepError) throw new Error(this.nonFiniteReport(err, loop.losses));
+      throw err;
+    } finally {
+      batch.images.dispose();
+    }
+    loop.losses.add(this.iteration, loss);
+    const diverged = loop.divergence.add(this.iteration, loss);
+    if (diverged) throw new Error(this.divergenceReport(diverged));
+    return loss;
+  }
+
+  /** The loop's progress after a step: counters, learning rate, stage, speed over the logging window, wall time. */
+  private progress(loop: LoopState, loss: number): StepStats {
+    const { cfg } = this;
+    loop.windowImages += cfg.batch;
+    const elapsed = (Date.now() - loop.windowStart) / 1000;
+    const stats: StepStats = {
+      iteration: this.iteration, totalIters: cfg.iters, kimg: this.imagesSeen / 1000, loss, lr: this.learningRate(),
+      stage: this.loss.stage(this.iteration - 1),
+      imgPerSec: elapsed > 0 ? loop.windowImages / elapsed : 0,
+      wallSeconds: this.wallOffset + (Date.now() - loop.sessionStart) / 1000,
+    };
+    this.wallSeconds = stats.wallSeconds;
+    return stats;
+  }
+
+  /**
+   * The evaluation of this iteration when one is due (its images reached the next budget, or the run's last iteration
+   * when it evaluates at all), else {}. A stop request skips it: the checkpoint can be evaluated later.
+   */
+  private async evaluateIfDue(loop: LoopState, stats: StepStats, atCap: boolean, stopRequested: boolean, events: TrainerEvents): Promise<Record<string, number>> {
+    const { cfg } = this;
+    const due = this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, loop.nextEval) || (atCap && cfg.evalEvery > 0));
+    if (!due) return {};
+    if (stopRequested) {
+      events.onInfo?.(`stop requested: the evaluation at ${stats.kimg} kimg is skipped (ect eval of the checkpoint gives it)`);
+      return {};
+    }
+    const evaluation = await this.evaluate(events);
+    loop.nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
+    return evaluation;
+  }
+
+  /** Appends this iteration's row, if it has one: its training columns when due (`final`: always), its evaluation's. */
+  private logMetrics(metricsFile: string, loop: LoopState, stats: StepStats, evaluation: Record<string, number>, final: boolean): void {
+    const { cfg } = this;
+    const row: Record<string, number> = {};
+    if (this.iteration % cfg.logEvery === 0 || final) {
+      Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss: stats.loss, lr: stats.lr, stage: stats.stage,
+        img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds }, cfg.onNonFinite === 'skip' ? { skipped: this.skippedSteps } : {});
+      loop.windowStart = Date.now();
+      loop.windowImages = 0;
+    }
+    if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
+    if (Object.keys(row).length) appendMetricsRow(metricsFile, row);
+  }
+
+  /**
+   * Writes what is due after a step into the run folder: sample grids, the post-hoc EMA snapshot, the checkpoint
+   * (`last`: the run's final ones; `stopped`: a checkpoint to resume from). Returns the checkpoint written, or null.
+   */
+  private async writeOutputs(last: boolean, stopped: boolean, plateau: PlateauRecord | undefined, events: TrainerEvents): Promise<string | null> {
+    const { cfg } = this;
+    if (!this.opts.runDir) return null;
+    if ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last) {
+      const stopGrids = () => (last ? events.shouldStop?.() ?? false : false);  // a stop skips what is left of the final grids
+      for (const file of await this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`, stopGrids)) events.onInfo?.(`wrote ${file}`);
+    }
+    // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
+    if (cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
+      const snapshot = this.savePosthocSnapshot();
+      events.onInfo?.(`post-hoc EMA snapshot ${snapshot}`);
+    }
+    if (this.iteration % cfg.ckptEvery === 0 || last || stopped) {
+      const checkpoint = this.saveCheckpoint(plateau);
+      events.onInfo?.(`checkpoint ${checkpoint}`);
+      return checkpoint;
+    }
+    return null;
   }
 
   /**
@@ -485,6 +533,17 @@ export class Trainer {
     this.posthoc?.dispose();
     this.net.dispose();
   }
+}
+
+/** What the training loop carries from one iteration to the next. */
+interface LoopState {
+  sessionStart: number;            // when this session started (ms): the run's wall time adds to the earlier sessions'
+  windowStart: number;             // start of the logging window, over which images per second are measured
+  windowImages: number;
+  nextEval: number;                // kimg of the next scheduled evaluation
+  lastCheckpoint: string | null;   // the newest checkpoint this session wrote
+  losses: LossTrail;
+  divergence: DivergenceWatch;
 }
 
 /** Images of a sample grid, and its columns (8x8). */

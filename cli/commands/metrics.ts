@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../../lib/backend/select';
+import { BACKEND_CHOICES, startBackend, type BackendInfo } from '../../lib/backend/select';
 import { loadDataset, SPLITS, type Split } from '../../lib/data';
 import { createRunEvaluator } from '../../lib/metrics/evaluate';
 import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
@@ -34,8 +34,7 @@ interface TrainClassifierFlags {
 
 /** Trains the Fashion-MNIST classifier, prints its test accuracy and writes its weights. */
 export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (line: string) => void = console.log): Promise<number> {
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const train = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false, limit: flags.limit }, 'train');
   const test = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false }, 'test');
   log(`training the Fashion-MNIST classifier on ${train.count} images (${train.source}), ${flags.epochs} epochs, batch ${flags.batch}`);
@@ -75,8 +74,7 @@ interface EvalFlags {
  */
 export async function classAccuracyCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<ClassAccuracy & { realAccuracy: number }> {
   const steps = parseSampleSteps(flags.steps);
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   const { model: classifier } = loadClassifier(flags.classifier ?? DEFAULT_CLASSIFIER_DIR);
   try {
@@ -115,8 +113,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
   // the first line says what the numbers are against: the split (test unless told) or the reference file
   log(flags.ref ? `against the reference statistics in ${flags.ref} (--ref)`
     : `against the ${flags.referenceSplit} split${flags.referenceLimit ? ` (first ${flags.referenceLimit} images)` : ''} (--reference-split; test is what the project reports)`);
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   try {
     const runMidT = model.config.ect.midT;

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
+import { BACKEND_CHOICES, startBackend } from '../../lib/backend/select';
 import { DATASET_NAMES, type DatasetName } from '../../lib/config/types';
 import { limitDataset, loadDataset, SPLITS, type Split } from '../../lib/data';
 import { readImageSet, type ImageSet } from '../../lib/image/read';
@@ -118,7 +118,7 @@ export async function fdCommand(source: string, flags: FdFlags, log: (line: stri
 }
 
 async function startScoringBackend(flags: { backend?: string }, log: (line: string) => void): Promise<void> {
-  log(`backend: ${describeBackend(await initBackend(flags.backend as BackendChoice | undefined))}`);
+  await startBackend(flags.backend, log);
 }
 
 async function evaluatorFor(data: { name: DatasetName; dir?: string }, flags: FdFlags, log: (line: string) => void): Promise<SampleEvaluator> {

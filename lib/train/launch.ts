@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
+import { startBackend, type BackendInfo } from '../backend/select';
 import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type RunConfig, type RunKind } from '../config/types';
 import { presetsForData } from './preset-list';
@@ -254,13 +254,6 @@ function differingFields(a: unknown, b: unknown, key: string): Array<{ key: stri
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, inner: unknown) => (inner !== null && typeof inner === 'object' && !Array.isArray(inner)
     ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : inner));
-}
-
-/** Initialises the backend (choice, else $ECT_BACKEND, else the fastest that loads) and says which one runs. */
-export async function startBackend(choice: string | undefined, log: (line: string) => void): Promise<BackendInfo> {
-  const info = await initBackend(choice as BackendChoice | undefined);
-  log(describeBackend(info));
-  return info;
 }
 
 /**

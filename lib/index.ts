@@ -71,9 +71,6 @@ export * from './metrics/class-accuracy';
 
 // results tables, scaling-law fits, figures, the notebooks' setup
 export * from './results';
-// two functions share a name: the launcher's (a run spec) and the notebooks' (a planned run)
-export { ensureRun } from './train/launch';
-export { ensureRun as ensurePlannedRun } from './results/notebook-runs';
 export * from './scaling';
 export * from './plots';
 export * from './env';

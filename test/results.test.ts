@@ -8,7 +8,7 @@ import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
-  ensureAblationRuns, ensureRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
+  ensureAblationRuns, ensurePlannedRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
   notebookAblationPlan, notebookCommittedRuns, notebookDemoPlan, notebookRecipePlan, notebookScalingPlan, NOT_REACHED, readEvaluationTable, readRun,
   recipeTable, requireCommittedDemo, requireCommittedScaling, SCALING_WIDTHS, HEADLINE_TEACHER, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
 } from '../lib/results';
@@ -227,11 +227,11 @@ describe('results: the notebooks\' planned runs', () => {
         return { runDir: out, iteration: flags.iters as number, stopped: false, reused: false };
       };
       assert.equal(runStatus(plan.teacher.flags.out).state, 'new');
-      await ensureRun(plan.teacher, () => {}, train);
+      await ensurePlannedRun(plan.teacher, () => {}, train);
       assert.deepEqual(calls, [{ kind: 'pretrain', resume: false }]);
       assert.equal(runStatus(plan.teacher.flags.out).state, 'finished');
       assert.ok(fs.existsSync(path.join(path.dirname(plan.teacher.flags.out), 'environment.md')));
-      await ensureRun(plan.teacher, () => {}, train);
+      await ensurePlannedRun(plan.teacher, () => {}, train);
       assert.equal(calls.length, 1); // finished: reused, not retrained
     } finally {
       fs.rmSync(root, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import type { RunKind } from '../config/types';
 import { writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
 import { planSweep } from '../sweep/plan';
 import { loadSweepSpec, STAGE_FLAG_KEYS } from '../sweep/spec';
-import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from '../train/launch';
+import { ensureRun, runStatus, trainRun, type RunFlags } from '../train/launch';
 import { latestCheckpoint } from '../train/checkpoint';
 import { isRunFolder, CHECKPOINT_DIR } from '../runs/folder';
 import { SHIPPED_TEACHERS_DIR } from '../teachers/shipped';
@@ -197,7 +197,7 @@ export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPath
   const variants = notebookAblationPlan(mode, paths, teacher, teachers);
   if (mode === 'small') {
     const runs: NotebookVariantRun[] = [];
-    for (const { name, setting, run } of variants) runs.push({ name, setting, dir: await ensureRun(run, log) });
+    for (const { name, setting, run } of variants) runs.push({ name, setting, dir: await ensurePlannedRun(run, log) });
     return runs;
   }
   const problems = variants.flatMap(({ run }) => {
@@ -267,7 +267,7 @@ export const SMALL_SCALING_SWEEP = 'scaling-small';
 export async function ensureScalingStudy(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookScaling> {
   if (mode === 'full') return requireCommittedScaling(paths);
   const plan = planSweep(SMALL_SCALING_SWEEP, { out: path.join(paths.runs, 'scaling'), check: false });
-  for (const run of plan.runs) await ensureRun({ kind: run.kind, flags: run.flags }, log);
+  for (const run of plan.runs) await ensurePlannedRun({ kind: run.kind, flags: run.flags }, log);
   return {
     widths: plan.runs.filter((run) => run.kind === 'tune')
       .map((run) => ({ width: Number(run.values['net.modelChannels']), teacher: run.flags.init!, run: run.flags.out })),
@@ -285,8 +285,8 @@ function repositoryRelative(paths: NotebookPaths, dir: string): string {
  * After training, the run's results folder (its parent) records the machine in environment.md / .json.
  * Returns the run directory. `train` is the launcher's trainRun; tests pass a stand-in.
  */
-export async function ensureRun(run: PlannedRun, log: (line: string) => void = () => {}, train = trainRun): Promise<string> {
-  const outcome = await ensureLaunched(run, { log }, train);
+export async function ensurePlannedRun(run: PlannedRun, log: (line: string) => void = () => {}, train = trainRun): Promise<string> {
+  const outcome = await ensureRun(run, { log }, train);
   if (!outcome.reused) writeEnvironment(path.dirname(run.flags.out));
   return outcome.runDir;
 }
@@ -298,8 +298,8 @@ export async function ensureRun(run: PlannedRun, log: (line: string) => void = (
 export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookDemo> {
   if (mode === 'full') return requireCommittedDemo(paths);
   const plan = notebookDemoPlan(paths);
-  const teacher = await ensureRun(plan.teacher, log);
-  const student = await ensureRun(plan.student, log);
+  const teacher = await ensurePlannedRun(plan.teacher, log);
+  const student = await ensurePlannedRun(plan.student, log);
   return { teacher, teacherRun: teacher, student };
 }
 

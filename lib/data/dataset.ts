@@ -44,18 +44,6 @@ export function limitDataset(dataset: ImageDataset, limit?: number): ImageDatase
   };
 }
 
-/** Checks that a dataset's buffers agree with its declared shape; throws naming the source otherwise. */
-export function checkDataset(dataset: ImageDataset): void {
-  const expectedPixels = dataset.count * imageSize(dataset);
-  if (dataset.images.length !== expectedPixels) {
-    throw new Error(`${dataset.source}: ${dataset.count} images of ${dataset.height}x${dataset.width}x${dataset.channels} ` +
-      `need ${expectedPixels} bytes, found ${dataset.images.length}`);
-  }
-  if (dataset.labels.length !== dataset.count) {
-    throw new Error(`${dataset.source}: ${dataset.count} images but ${dataset.labels.length} labels`);
-  }
-}
-
 /** Reads a whole file, with an error that names the file and says what the dataset needs. */
 export function readRequiredFile(file: string, what: string): Buffer {
   if (!fs.existsSync(file)) throw new Error(`${what}: missing file ${file}`);

@@ -34,6 +34,7 @@ export * from './ect/weighting';
 export * from './runs/folder';
 export * from './runs/lock';
 export * from './runs/model';
+export * from './runs/status';
 export * from './teachers/shipped';
 export * from './teachers/record';
 export * from './teachers/ship';

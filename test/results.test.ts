@@ -20,7 +20,8 @@ import { recordedRunInit, resolveRunInit } from '../lib/runs/folder';
 import { SHIPPED_TEACHERS_DIR } from '../lib/teachers/shipped';
 import { evalBudgets } from '../lib/train/eval-schedule';
 import type { RunConfig } from '../lib/config/types';
-import { plannedRunConfig, runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
+import { plannedRunConfig, type RunOutcome, type RunSpec } from '../lib/train/launch';
+import { runStatus } from '../lib/runs/status';
 import { TEACHER_FILE, type TeacherRecord } from '../lib/teachers/record';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, initBackend } from '../../lib/backend/select';
-import { runStatus } from '../../lib/train/launch';
+import { runStatus } from '../../lib/runs/status';
 import { startBackend } from '../../lib/backend/select';
 import { writeEmaOnlyCheckpoint } from '../../lib/train/checkpoint';
 import { runPaths, CHECKPOINT_DIR } from '../../lib/runs/folder';

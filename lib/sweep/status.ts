@@ -4,7 +4,7 @@
  */
 import { parseMetricColumn } from '../metrics/columns';
 import { readMetrics } from '../train/metrics-log';
-import type { RunStatus } from '../train/launch';
+import type { RunStatus } from '../runs/status';
 import { runPaths } from '../runs/folder';
 import { runLockHolder } from '../runs/lock';
 import { runStatusOf, type SweepPlan, type SweepRun } from './plan';

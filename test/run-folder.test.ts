@@ -16,7 +16,7 @@ describe('run folder', () => {
   it('names every file of a run', () => {
     const paths = runPaths(path.join(root, 'r'));
     assert.deepEqual(Object.values(paths).map((p) => path.relative(root, p)).sort(),
-      ['r', 'r/.lock', 'r/checkpoints', 'r/config.json', 'r/metrics.csv', 'r/posthoc', 'r/samples'].sort());
+      ['r', 'r/.lock', 'r/checkpoints', 'r/config.json', 'r/evaluations.csv', 'r/metrics.csv', 'r/posthoc', 'r/posthoc-ema', 'r/samples'].sort());
     assert.equal(runFolderOfCheckpoint(path.join(paths.checkpoints, 'ckpt-000000010.ckpt')), paths.dir);
     assert.equal(runFolderOfCheckpoint(path.join(root, 'loose', 'ckpt-000000010.ckpt')), path.join(root, 'loose'));
   });

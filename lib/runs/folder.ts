@@ -1,6 +1,6 @@
 /**
- * A run folder, named in one place: its files (config.json, metrics.csv, checkpoints/, samples/, posthoc/, the
- * lock), whether a folder is a run, and config.json read (one rule for bad JSON and for fields older runs lack)
+ * A run folder, named in one place: its files (config.json, metrics.csv, checkpoints/, samples/, posthoc/,
+ * posthoc-ema/, evaluations.csv, the lock), whether a folder is a run, and config.json read (one rule for bad JSON and for fields older runs lack)
  * and written. Every reader and writer of a run folder goes through these names.
  */
 import * as fs from 'node:fs';
@@ -21,6 +21,10 @@ export const CHECKPOINT_DIR = 'checkpoints';
 export const SAMPLES_DIR = 'samples';
 /** Folder of a run's post-hoc EMA snapshots (ema.posthoc; lib/select/posthoc-ema.ts). */
 export const POSTHOC_DIR = 'posthoc';
+/** Post-hoc EMAs reconstructed from the snapshots (lib/select/posthoc-ema.ts). */
+export const POSTHOC_EMA_DIR = 'posthoc-ema';
+/** Test-split scores `ect select` records for the run (lib/select/run-selection.ts), read by the results tables. */
+export const EVALUATIONS_FILE = 'evaluations.csv';
 /** The lock a training process holds (lib/runs/lock.ts). */
 export const LOCK_FILE = '.lock';
 /** How many of the newest checkpoints a run keeps. */
@@ -34,6 +38,8 @@ export interface RunPaths {
   checkpoints: string;
   samples: string;
   posthoc: string;
+  posthocEma: string;
+  evaluations: string;
   lock: string;
 }
 
@@ -46,6 +52,8 @@ export function runPaths(runDir: string): RunPaths {
     checkpoints: path.join(runDir, CHECKPOINT_DIR),
     samples: path.join(runDir, SAMPLES_DIR),
     posthoc: path.join(runDir, POSTHOC_DIR),
+    posthocEma: path.join(runDir, POSTHOC_EMA_DIR),
+    evaluations: path.join(runDir, EVALUATIONS_FILE),
     lock: path.join(runDir, LOCK_FILE),
   };
 }

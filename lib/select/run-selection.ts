@@ -11,6 +11,7 @@ import { VALIDATION_SAMPLE_SEED } from '../config/defaults';
 import { evaluationColumns } from '../metrics/columns';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { appendTableRow } from '../train/metrics-log';
+import { runPaths } from '../runs/folder';
 import { disposeModel, loadRunModel, resolveCheckpointFile, samplerModelOf, type LoadedModel } from '../runs/model';
 import { machineFacts } from '../machine/facts';
 import { listSnapshots, reconstructPosthocEma, writePosthocEma } from './posthoc-ema';
@@ -148,7 +149,7 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
     sampler: `${s.candidate.steps}step`, mid_t: s.candidate.midT ?? '', split: s.reference.split, seed: s.reference.seed, n: s.reference.n, fd: s.fd,
   });
   for (const s of result.validation) appendTableRow(validationTable, row(s));
-  const evaluations = path.join(runDir, 'evaluations.csv');
+  const evaluations = runPaths(runDir).evaluations;
   for (const s of result.test) {
     appendTableRow(evaluations, {
       ...row(s), iter: last.iteration, kimg: (last.iteration * last.config.batch) / 1000, backend: backend ?? '',

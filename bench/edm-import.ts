@@ -13,7 +13,7 @@ import { describeBackend, initBackend, type BackendChoice } from '../lib/backend
 import { importEdmFile } from '../lib/import/edm-import';
 import { writeImportedRun } from '../lib/import/edm-run';
 import { generateImages, type SampleSteps } from '../lib/sample';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/runs/model';
 
 function flag(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);

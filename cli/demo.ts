@@ -10,9 +10,12 @@ import { parseMetricColumn } from '../lib/metrics/columns';
 import { PASSES_PER_IMAGE } from '../lib/nn/flops';
 import { COMPARISON_GRID, writeComparisonGrids } from '../lib/grids';
 import { secondsPerIteration } from '../lib/train/estimate';
-import { ensureRun, plannedRunConfig, runDirOf, runStatus, startBackend, type RunSpec } from '../lib/train/launch';
+import { ensureRun, plannedRunConfig, runDirOf, type RunSpec } from '../lib/train/launch';
+import { runStatus } from '../lib/runs/status';
+import { startBackend } from '../lib/backend/select';
 import { readMetrics } from '../lib/train/metrics-log';
-import { resolveInitTarget, shippedTeachers } from '../lib/train/run';
+import { runPaths } from '../lib/runs/folder';
+import { resolveInitTarget, shippedTeachers } from '../lib/teachers/shipped';
 import { checkOutputFolder } from '../lib/output-paths';
 import { commandLineHooks } from './progress';
 import { watchStopRequests } from './stop-requests';
@@ -93,14 +96,14 @@ export async function runDemo(flags: DemoFlags, log: (line: string) => void = co
   }
   log('demo: 2) grids of the teacher (Heun, 35 network evaluations) and of the tuned model (1 and 2 steps), from the same noise');
   const grids = await writeComparisonGrids(teacher, student, path.join(flags.out, 'grids'));
-  const { rows } = readMetrics(path.join(student, 'metrics.csv'));
+  const { rows } = readMetrics(runPaths(student).metrics);
   const last = rows[rows.length - 1] ?? {};
   const metrics = Object.entries(last).filter(([k, v]) => v !== '' && parseMetricColumn(k) !== null && parseMetricColumn(k)!.metric === 'fd');
   log('');
   log(`demo finished in ${((Date.now() - started) / 60000).toFixed(1)} min`);
   log(`  teacher | 1 step | 2 steps: ${grids[0]}`);
   for (const g of grids.slice(1)) log(`  ${path.basename(g, '.png').padEnd(14)} ${g}`);
-  log(`  metrics: ${path.join(student, 'metrics.csv')}`);
+  log(`  metrics: ${runPaths(student).metrics}`);
   if (metrics.length) {
     log(`  ${metrics.map(([k, v]) => `${k} = ${Number(v).toPrecision(4)}`).join(', ')} (${flags.evalN} samples against the 10k test images; fd_fmnist uses our Fashion-MNIST classifier's features, it is not FID)`);
   }

@@ -4,8 +4,10 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { DATASET_NAMES, EVAL_SPLITS, NON_FINITE_POLICIES, PRECISIONS, type RunKind } from '../lib/config/types';
 import { BACKEND_CHOICES } from '../lib/backend/select';
-import { startBackend, trainRun, type RunFlags } from '../lib/train/launch';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { repositoryPath } from '../lib/repository';
+import { trainRun, type RunFlags } from '../lib/train/launch';
+import { startBackend } from '../lib/backend/select';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/runs/model';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, parseSeedRanges, perClassLabels, sampleSeedRanges, seedIndices, type ImageLabels, type SeedRange } from '../lib/sample';
 import { createSampleWriter, SAMPLE_FORMAT_INFO, SAMPLE_FORMATS, type SampleFormat } from '../lib/image/export';
 import { checkOutputFile, checkOutputFolder } from '../lib/output-paths';
@@ -155,7 +157,7 @@ export async function sampleCommand(options: SampleFlags, log: (line: string) =>
 
 /** The version in package.json. */
 export function packageVersion(): string {
-  return (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  return (JSON.parse(fs.readFileSync(repositoryPath('package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** Builds the command tree (exported for tests of the help text). */

@@ -1,21 +1,18 @@
 /**
- * Facts about the machine and software a result came from (CPU, memory, OS, Node, tfjs and backend
- * versions, oneDNN, GPU and CUDA), as data and as environment.md / environment.json.
+ * Facts about the machine and software a result came from (the machine's facts of lib/machine/facts.ts, in the
+ * vocabulary a run's config.json uses, with tfjs and backend versions, oneDNN, GPU and CUDA), as data and as
+ * environment.md / environment.json.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadAddon } from './backend/onednn/addon';
 import { nodeBindingProblem } from './backend/select';
+import { machineFacts, type MachineFacts } from './machine/facts';
+import { REPOSITORY_ROOT } from './repository';
 
-export interface EnvironmentFacts {
+export interface EnvironmentFacts extends MachineFacts {
   writtenAt: string;
-  cpuModel: string;
-  cores: number;                       // logical CPUs Node sees
-  memoryGiB: number;
-  os: string;                          // distribution name where known, kernel and architecture
-  node: string;
   packages: Record<string, string>;    // tfjs and backend package versions, 'not installed' if absent
   onednn: string;                      // the native addon's oneDNN version, or why it cannot be used
   gpus: string[];                      // from nvidia-smi; empty when none
@@ -54,18 +51,6 @@ function tryCommand(command: string, args: string[]): string | undefined {
   }
 }
 
-function operatingSystem(): string {
-  let distribution = '';
-  try {
-    const release = fs.readFileSync('/etc/os-release', 'utf8');
-    distribution = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1] ?? '';
-  } catch {
-    // not Linux, or a minimal container: the kernel line below still says what it is
-  }
-  const kernel = `${os.type()} ${os.release()} ${os.arch()}`;
-  return distribution ? `${distribution} (${kernel})` : kernel;
-}
-
 function onednnVersion(): string {
   const { addon, reason } = loadAddon();
   if (!addon) return `not in use: ${reason}`;
@@ -96,7 +81,7 @@ function simdExtensions(): string {
 
 /** The workbench's git commit (short hash), with '+ local changes' when tracked files differ from it. */
 export function workbenchCommit(): string {
-  const root = repositoryRoot();
+  const root = REPOSITORY_ROOT;
   const head = tryCommand('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD']);
   if (!head) return 'not a git checkout';
   const changed = tryCommand('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no']);
@@ -105,14 +90,9 @@ export function workbenchCommit(): string {
 
 /** Collects the facts about this machine and the installed packages. */
 export function collectEnvironment(): EnvironmentFacts {
-  const cpus = os.cpus();
   return {
     writtenAt: new Date().toISOString(),
-    cpuModel: cpus[0]?.model?.trim() ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    os: operatingSystem(),
-    node: process.version,
+    ...machineFacts(),
     packages: Object.fromEntries(RECORDED_PACKAGES.map((name) => [name, packageVersion(name)])),
     onednn: onednnVersion(),
     ...gpuFacts(),
@@ -130,7 +110,7 @@ export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environmen
     '',
     '| fact | value |',
     '| --- | --- |',
-    `| CPU | ${facts.cpuModel}${facts.simd ? ` (${facts.simd})` : ''} |`,
+    `| CPU | ${facts.cpu}${facts.simd ? ` (${facts.simd})` : ''} |`,
     `| logical cores | ${facts.cores} |`,
     `| memory | ${facts.memoryGiB} GiB |`,
     `| OS | ${facts.os} |`,
@@ -173,15 +153,6 @@ export function notebookMode(value = process.env.ECT_NOTEBOOK_MODE): NotebookMod
   throw new Error(`ECT_NOTEBOOK_MODE must be 'small' or 'full', got '${value}'`);
 }
 
-/** The repository root (holding package.json), found from this compiled file's location. */
-export function repositoryRoot(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    dir = path.dirname(dir);
-  }
-  throw new Error(`repositoryRoot: no package.json above ${__dirname}`);
-}
 
 /**
  * How a record names a folder without a machine's absolute path: relative to the repository root with POSIX
@@ -189,7 +160,7 @@ export function repositoryRoot(): string {
  */
 export function repositoryRelativePath(target: string): string {
   const resolved = path.resolve(target);
-  const relative = path.relative(repositoryRoot(), resolved);
+  const relative = path.relative(REPOSITORY_ROOT, resolved);
   return relative.startsWith('..') || path.isAbsolute(relative) ? path.basename(resolved) : relative.split(path.sep).join('/') || '.';
 }
 
@@ -201,7 +172,7 @@ export interface NotebookPaths {
 }
 
 /** Small mode keeps its scratch runs and images out of results/, so CI never overwrites real figures. */
-export function notebookPaths(mode: NotebookMode, root = repositoryRoot()): NotebookPaths {
+export function notebookPaths(mode: NotebookMode, root = REPOSITORY_ROOT): NotebookPaths {
   return mode === 'small'
     ? { root, runs: path.join(root, 'build', 'notebook-runs'), figures: path.join(root, 'build', 'notebooks', 'figures') }
     : { root, runs: path.join(root, 'results'), figures: path.join(root, 'results', 'figures') };

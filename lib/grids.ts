@@ -9,7 +9,7 @@ import { rgbaToPng } from './image/png';
 import { writeFileNamed } from './write-file';
 import { sideBySide, tileRgba, toUint8Images, type RgbaImage } from './image/pixels';
 import { DEFAULT_SAMPLE_SEED, generateImages, type SampleSteps } from './sample';
-import { disposeModel, loadRunModel, samplerModelOf } from './train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from './runs/model';
 
 /** The grids' layout: 64 images in rows of 8, 2 black pixels around each image, 12 between the grids of comparison.png. */
 export const COMPARISON_GRID = { images: 64, columns: 8, pad: 2, gap: 12 } as const;

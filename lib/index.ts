@@ -24,15 +24,25 @@ export * from './nn/flops';
 
 // EDM preconditioning and loss, ECT's loss, mapping and weighting
 export * from './edm/precond';
+export * from './training-loss';
 export * from './edm/loss';
 export * from './ect/loss';
 export * from './ect/mapping';
 export * from './ect/weighting';
 
-// training: the one launcher, the trainer, run folders and checkpoints, optimisers, EMA
+// run folders (their files, config.json, the lock) and the models trained in them; the shipped teachers
+export * from './runs/folder';
+export * from './runs/lock';
+export * from './runs/model';
+export * from './runs/status';
+export * from './teachers/shipped';
+export * from './teachers/record';
+export * from './teachers/ship';
+export * from './machine/facts';
+
+// training: the one launcher, the trainer, checkpoints, optimisers, EMA
 export * from './train/launch';
 export * from './train/trainer';
-export * from './train/run';
 export * from './train/checkpoint';
 export * from './train/losses';
 export * from './train/optim';
@@ -40,7 +50,6 @@ export * from './train/ema';
 export * from './train/metrics-log';
 export * from './train/estimate';
 export * from './train/plateau';
-export * from './train/ship';
 
 // sampling, and images in the ecosystem's formats (PNG grid, PNG folder, .npz)
 export * from './sample';
@@ -63,12 +72,10 @@ export * from './metrics/class-accuracy';
 
 // results tables, scaling-law fits, figures, the notebooks' setup
 export * from './results';
-// two functions share a name: the launcher's (a run spec) and the notebooks' (a planned run)
-export { ensureRun } from './train/launch';
-export { ensureRun as ensurePlannedRun } from './results/notebook-runs';
 export * from './scaling';
 export * from './plots';
 export * from './env';
+export * from './repository';
 export * from './notebook';
 
 // backends, and reading EDM pickles and safetensors

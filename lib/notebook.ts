@@ -10,7 +10,7 @@ import { notebookMode, notebookPaths, type NotebookMode, type NotebookPaths } fr
 import type { Figure } from './plots/figures';
 import { NotebookFigures, type PlotlySource } from './plots/html';
 import { FigureRenderer } from './plots/render';
-import { REPOSITORY_ROOT } from './results/manifest';
+import { REPOSITORY_ROOT } from './repository';
 
 /** Where a notebook shows things: tslab's `display` fits. */
 export interface NotebookDisplay {

@@ -27,7 +27,7 @@ import { edmNetwork, moduleStateDict, readEdmPickle } from '../lib/import/edm-pi
 import { decodeSafetensors } from '../lib/import/safetensors';
 import { tensorBytes } from '../lib/import/torch-storage';
 import { resolveRun } from '../lib/train/launch';
-import { disposeModel, modelFromCheckpoint } from '../lib/train/run';
+import { disposeModel, modelFromCheckpoint } from '../lib/runs/model';
 import { makeSampler, sampleNoise, samplerModelFor } from '../lib/sample';
 import { TINY_NET, requireSystemPart, tinyRunConfig, tinyRunSpec, useTestBackend } from './helpers';
 

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import seedrandom from 'seedrandom';
-import { halfToFloat } from '../lib/import/python-globals';
+import { floatToHalf, halfToFloat } from '../lib/import/float16';
 import {
-  decodeSafetensors, encodeSafetensors, floatToHalf, isSafetensorsFile, readSafetensors, safeTensorFromValues, safeTensorValues, writeSafetensors,
+  decodeSafetensors, encodeSafetensors, isSafetensorsFile, readSafetensors, safeTensorFromValues, safeTensorValues, writeSafetensors,
   type SafeTensor,
 } from '../lib/import/safetensors';
 

@@ -16,7 +16,7 @@ import { launchRun } from '../lib/train/launch';
 import { checkpointPath } from '../lib/train/checkpoint';
 import { Trainer } from '../lib/train/trainer';
 import { readMetrics } from '../lib/train/metrics-log';
-import { LOCK_FILE } from '../lib/train/run-folder';
+import { LOCK_FILE } from '../lib/runs/folder';
 import { TINY_NET, requireSystemPart, tinyRunConfig, tinyRunSpec } from './helpers';
 import { initBackend } from '../lib/backend/select';
 

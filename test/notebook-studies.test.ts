@@ -7,13 +7,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultRunConfig } from '../lib/config/defaults';
-import { notebookPaths, repositoryRoot } from '../lib/env';
+import { notebookPaths } from '../lib/env';
+import { REPOSITORY_ROOT } from '../lib/repository';
 import {
   ensureAnnealedStudy, ensureDemoRuns, ensureHeadlineEvaluations, notebookAblationPlan, notebookDemoPlan, notebookStudyResults, readManifest,
   referenceLabel, runFolderSummary, smallAnnealedPlan, teacherReferenceLine, SMALL_ANNEALED, SMALL_TEACHER,
 } from '../lib/results';
 import type { RunOutcome, RunSpec } from '../lib/train/launch';
-import type { ShipOptions, ShippedTeacher } from '../lib/train/ship';
+import type { ShipOptions, ShippedTeacher } from '../lib/teachers/ship';
 
 /** Writes a run folder as the trainer does (config.json, metrics.csv), finished at `iters`. */
 function writeRun(dir: string, config: object, csv: string): string {
@@ -79,7 +80,7 @@ describe('the notebooks\' studies: small mode is a miniature of full mode', () =
     const full = notebookStudyResults('full', notebookPaths('full'));
     const small = notebookStudyResults('small', notebookPaths('small', root));
     assert.deepEqual(Object.keys(small).sort(), Object.keys(full).sort());
-    assert.equal(path.relative(repositoryRoot(), full.student.path).split(path.sep).join('/'), 'results/long/headline/fmnist-ect-base');
+    assert.equal(path.relative(REPOSITORY_ROOT, full.student.path).split(path.sep).join('/'), 'results/long/headline/fmnist-ect-base');
     for (const result of Object.values(small)) {
       assert.ok(result.path.startsWith(path.join(root, 'build')), result.path);
       assert.ok(result.what && result.command, JSON.stringify(result));
@@ -91,7 +92,7 @@ describe('the notebooks\' studies: small mode is a miniature of full mode', () =
   it('reads the committed headline evaluations in full mode; small mode reuses its miniature without scoring again', async () => {
     const demo = { teacher: 'no-such-teacher', teacherRun: 'unused', student: 'no-such-run' };
     const committed = await ensureHeadlineEvaluations('full', notebookPaths('full'), demo);
-    assert.equal(path.relative(repositoryRoot(), committed).split(path.sep).join('/'), 'results/long/headline/evaluations.csv');
+    assert.equal(path.relative(REPOSITORY_ROOT, committed).split(path.sep).join('/'), 'results/long/headline/evaluations.csv');
     await assert.rejects(ensureHeadlineEvaluations('full', notebookPaths('full', root), demo), /evaluations\.csv: missing .*node bin\/ect\.js eval --checkpoint/);
     const paths = notebookPaths('small', root);
     const file = notebookStudyResults('small', paths).evaluations.path;
@@ -103,7 +104,7 @@ describe('the notebooks\' studies: small mode is a miniature of full mode', () =
   it('reads the committed annealed seeds and teacher score in full mode, naming the command when one is missing', async () => {
     const demo = { teacher: 'unused', teacherRun: 'unused', student: 'unused' };
     const study = await ensureAnnealedStudy('full', notebookPaths('full'), demo);
-    const relative = (p: string) => path.relative(repositoryRoot(), p).split(path.sep).join('/');
+    const relative = (p: string) => path.relative(REPOSITORY_ROOT, p).split(path.sep).join('/');
     assert.equal(relative(study.teacherScore), 'results/long/annealed/teacher-evaluations.csv');
     assert.deepEqual(study.runs.map(relative), ['results/long/annealed/seed0', 'results/long/annealed/seed1']);
     await assert.rejects(ensureAnnealedStudy('full', notebookPaths('full', root), demo, () => {}, readManifest()),

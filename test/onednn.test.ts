@@ -12,7 +12,7 @@ import {
 } from '../lib/nn/fused';
 import { createOptimizer } from '../lib/train/optim';
 import { Ema } from '../lib/train/ema';
-import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/train/update-kernels';
+import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/backend/update-kernels';
 import type { OptimizerConfig } from '../lib/config/types';
 import { TINY_NET, requireSystemPart } from './helpers';
 import '../lib/tf-gradients';

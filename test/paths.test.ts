@@ -9,10 +9,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { trainCommand } from '../cli/ect';
-import { repositoryRoot } from '../lib/env';
+import { REPOSITORY_ROOT } from '../lib/repository';
 import { loadRunsTable, readRun, totalRunFlops } from '../lib/results';
 import { disposeCheckpoint, latestCheckpoint, loadCheckpoint } from '../lib/train/checkpoint';
-import { CHECKPOINT_DIR, recordedRunInit, resolveRunInit } from '../lib/train/run';
+import { CHECKPOINT_DIR, recordedRunInit, resolveRunInit } from '../lib/runs/folder';
 
 /** A root-anchored path from its parts, so this file does not itself contain the paths it looks for. */
 const rooted = (...parts: string[]): string => `/${parts.join('/')}`;
@@ -85,7 +85,7 @@ describe('no machine paths in tracked files', () => {
   });
 
   it('no tracked file, text or binary, names an absolute path under a home, work or temp folder', function () {
-    const root = repositoryRoot();
+    const root = REPOSITORY_ROOT;
     const files = trackedFiles(root);
     if (files === null) {
       const reason = `${root} is not a git checkout (or git is missing), so there are no tracked files to check`;

@@ -3,7 +3,8 @@ import * as assert from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { PNG } from 'pngjs';
-import { imagesToGridPng, toUint8Images, upscalePng } from '../lib/image/png';
+import { imagesToGridPng, upscalePng } from '../lib/image/png';
+import { toUint8Images } from '../lib/image/pixels';
 import { sideBySide } from '../lib/image/pixels';
 
 describe('png', () => {

@@ -13,7 +13,7 @@ import seedrandom from 'seedrandom';
 import { Ema, emaBeta, posthocGroupName, powerEmaBeta, powerEmaGamma, powerEmaSigmaRel } from '../lib/train/ema';
 import { posthocCoefficients, profileFitError, profileInnerProduct, reconstructPosthocEma, writePosthocEma, type PowerProfile } from '../lib/select/posthoc-ema';
 import { saveCheckpoint, loadCheckpoint, disposeCheckpoint } from '../lib/train/checkpoint';
-import { POSTHOC_DIR } from '../lib/train/run';
+import { POSTHOC_DIR } from '../lib/runs/folder';
 
 /** A smooth drifting weight vector with noise, one value per step: what a parameter's trajectory looks like. */
 function syntheticWeights(steps: number, dims: number, seed: string): Float64Array[] {

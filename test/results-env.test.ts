@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { collectEnvironment, environmentMarkdown, notebookMode, notebookPaths, repositoryRoot, writeEnvironment } from '../lib/env';
+import { collectEnvironment, environmentMarkdown, notebookMode, notebookPaths, writeEnvironment } from '../lib/env';
+import { REPOSITORY_ROOT } from '../lib/repository';
 
 describe('environment record', () => {
   it('collects this machine\'s facts', () => {
@@ -25,7 +26,7 @@ describe('environment record', () => {
   it('the script writes environment.md and environment.json into a folder', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-env-'));
     try {
-      const run = spawnSync(process.execPath, [path.join(repositoryRoot(), 'scripts', 'write-environment.js'), dir], { encoding: 'utf8' });
+      const run = spawnSync(process.execPath, [path.join(REPOSITORY_ROOT, 'scripts', 'write-environment.js'), dir], { encoding: 'utf8' });
       assert.equal(run.status, 0, run.stderr);
       const json = JSON.parse(fs.readFileSync(path.join(dir, 'environment.json'), 'utf8'));
       assert.equal(json.cores, os.cpus().length);

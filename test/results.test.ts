@@ -8,18 +8,21 @@ import { defaultRunConfig } from '../lib/config/defaults';
 import { networkPreset } from '../lib/config/network-presets';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import {
-  ensureAblationRuns, ensureRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
+  ensureAblationRuns, ensurePlannedRun, findRunDirs, firstKimgReaching, frechetColumns, headlineTable, lastEvaluatedRows, lastQualityRows, metricColumns, loadRunsTable, midTTable,
   notebookAblationPlan, notebookCommittedRuns, notebookDemoPlan, notebookRecipePlan, notebookScalingPlan, NOT_REACHED, readEvaluationTable, readRun,
   recipeTable, requireCommittedDemo, requireCommittedScaling, SCALING_WIDTHS, HEADLINE_TEACHER, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
 } from '../lib/results';
 import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
-import { notebookPaths, repositoryRoot } from '../lib/env';
-import { recordedRunInit, resolveRunInit, SHIPPED_TEACHERS_DIR } from '../lib/train/run';
+import { notebookPaths } from '../lib/env';
+import { REPOSITORY_ROOT } from '../lib/repository';
+import { recordedRunInit, resolveRunInit } from '../lib/runs/folder';
+import { SHIPPED_TEACHERS_DIR } from '../lib/teachers/shipped';
 import { evalBudgets } from '../lib/train/eval-schedule';
 import type { RunConfig } from '../lib/config/types';
-import { plannedRunConfig, runStatus, type RunOutcome, type RunSpec } from '../lib/train/launch';
-import { TEACHER_FILE, type TeacherRecord } from '../lib/train/ship';
+import { plannedRunConfig, type RunOutcome, type RunSpec } from '../lib/train/launch';
+import { runStatus } from '../lib/runs/status';
+import { TEACHER_FILE, type TeacherRecord } from '../lib/teachers/record';
 
 /** Writes a run directory the way the trainer does: config.json and metrics.csv. */
 function writeRun(root: string, id: string, config: RunConfig & Record<string, unknown>, csv: string): string {
@@ -183,7 +186,7 @@ describe('results: the notebooks\' planned runs', () => {
       /the scaling study \(configs\/sweeps\/scaling-long\.json\) is not complete: results\/long\/teachers\/fmnist-edm-ch16 \(new\), results\/long\/scaling\/ect-ch16 \(new\),.*node bin\/ect\.js sweep run scaling-long$/);
   });
   it('finds the committed runs\' teachers where the full-mode plans put them, from inits relative to each run', () => {
-    const paths = notebookPaths('full', repositoryRoot());
+    const paths = notebookPaths('full', REPOSITORY_ROOT);
     // every committed tuning run names an existing teacher relative to its own folder: a finished run or a shipped teacher
     const committed = findRunDirs(paths.runs).filter((dir) => readRun(dir).config.kind === 'tune');
     assert.ok(committed.length >= 10, `committed tuning runs: ${committed.join(', ')}`);
@@ -225,11 +228,11 @@ describe('results: the notebooks\' planned runs', () => {
         return { runDir: out, iteration: flags.iters as number, stopped: false, reused: false };
       };
       assert.equal(runStatus(plan.teacher.flags.out).state, 'new');
-      await ensureRun(plan.teacher, () => {}, train);
+      await ensurePlannedRun(plan.teacher, () => {}, train);
       assert.deepEqual(calls, [{ kind: 'pretrain', resume: false }]);
       assert.equal(runStatus(plan.teacher.flags.out).state, 'finished');
       assert.ok(fs.existsSync(path.join(path.dirname(plan.teacher.flags.out), 'environment.md')));
-      await ensureRun(plan.teacher, () => {}, train);
+      await ensurePlannedRun(plan.teacher, () => {}, train);
       assert.equal(calls.length, 1); // finished: reused, not retrained
     } finally {
       fs.rmSync(root, { recursive: true, force: true });

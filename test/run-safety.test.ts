@@ -15,7 +15,8 @@ import { makeSyntheticDataset } from '../lib/data/synthetic';
 import {
   checkpointPath, checkpointProblem, disposeCheckpoint, latestCheckpoint, loadCheckpoint, saveCheckpoint,
 } from '../lib/train/checkpoint';
-import { acquireRunLock, LOCK_FILE } from '../lib/train/run-folder';
+import { acquireRunLock } from '../lib/runs/lock';
+import { LOCK_FILE } from '../lib/runs/folder';
 import { readMetrics } from '../lib/train/metrics-log';
 import { tinyRunSpec, useTestBackend } from './helpers';
 

@@ -23,7 +23,7 @@ import { assertSameFeatures, readReferenceFile, writeReferenceFile } from '../li
 import type { ReferenceStats } from '../lib/metrics/reference';
 import { UNet } from '../lib/nn/unet';
 import { generateImages, parseSeedRanges, samplerModelFor, sampleSeedRanges, seedIndices } from '../lib/sample';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/runs/model';
 import { Trainer } from '../lib/train/trainer';
 import { TINY_NET, requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { chooseLowest, runSelection, type Candidate, type ScoringReference, type Scored } from '../lib/select/protocol';
 import { chosenTwoStepMidT, selectForRun } from '../lib/select/run-selection';
 import { trainRun } from '../lib/train/launch';
-import { disposeModel, loadRunModel, samplerModelOf } from '../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../lib/runs/model';
 import { createRunEvaluator } from '../lib/metrics/evaluate';
 import { readEvaluationTable } from '../lib/results/headline';
 import { requireSystemPart, tinyRunSpec, TINY_NET, useTestBackend } from './helpers';
@@ -105,7 +105,7 @@ describe('ect select on a run', function () {
     // the page exporter's default t_mid: the chosen one for the chosen 2-step checkpoint, none for another checkpoint
     const chosen2 = outcome.result.chosen['2step']!.candidate;
     assert.equal(chosenTwoStepMidT(chosen2.checkpoint), chosen2.midT);
-    const other = [outcome.posthocCheckpoints[0], (await import('../lib/train/run')).resolveCheckpointFile(out)].find((file) => path.resolve(file) !== path.resolve(chosen2.checkpoint))!;
+    const other = [outcome.posthocCheckpoints[0], (await import('../lib/runs/model')).resolveCheckpointFile(out)].find((file) => path.resolve(file) !== path.resolve(chosen2.checkpoint))!;
     assert.equal(chosenTwoStepMidT(other), null);
     // the training point chosen too: post-hoc EMAs at an earlier snapshot are candidates beside the last ones
     const early = await selectForRun({ runDir: out, sigmaRels: [0.07], iterations: [4, 6], midTs: [1], validationN: 12, testN: 12, referenceLimit: 400, batch: 12 });

@@ -11,12 +11,14 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exportCommand } from '../cli/commands/import-edm';
 import { shipTeacherCommand, trimCheckpointCommand } from '../cli/commands/ship-teacher';
-import { trainingFlops } from '../lib/results/runs';
+import { trainingFlops } from '../lib/nn/flops';
 import { disposeCheckpoint, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/train/checkpoint';
 import { launchRun, trainRun } from '../lib/train/launch';
 import { readMetrics } from '../lib/train/metrics-log';
-import { disposeModel, loadRunModel, SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/train/run';
-import { readTeacherRecord, recheckTeacher, shippedTeacherFolders, TEACHER_FILE, type TeacherRecord } from '../lib/train/ship';
+import { disposeModel, loadRunModel } from '../lib/runs/model';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/teachers/shipped';
+import { readTeacherRecord, shippedTeacherFolders, TEACHER_FILE, type TeacherRecord } from '../lib/teachers/record';
+import { recheckTeacher } from '../lib/teachers/ship';
 import { TINY_NET, requireSystemPart, tinyRunSpec, useTestBackend } from './helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'ect.js');

@@ -3,7 +3,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { resolveInitTarget, shippedTeachers } from '../lib/train/run';
+import { resolveInitTarget, shippedTeachers } from '../lib/teachers/shipped';
 
 describe('shipped teachers', () => {
   let root: string;

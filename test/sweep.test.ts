@@ -21,7 +21,7 @@ import {
   type SweepPlan, type SweepSpec, type SweepStatus,
 } from '../lib/sweep';
 import type { RunOutcome, RunSpec } from '../lib/train/launch';
-import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/train/run';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../lib/teachers/shipped';
 import { requireSystemPart } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');

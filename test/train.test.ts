@@ -300,6 +300,35 @@ describe('Trainer', () => {
     assert.throws(() => resolveRun(tinyRunSpec('pretrain', tmpDir(), {}, { resume: true })), /no checkpoint/);
   });
 
+  it('a resumed run reads its checkpoint file once: verified, its config read and its weights loaded from one read', async () => {
+    const dir = tmpDir();
+    const dataset = tinyData();
+    const first = await launchRun(tinyRunSpec('pretrain', dir, { iters: 3 }), { dataset });
+    await first.trainer.run();
+    first.dispose();
+    const checkpoint = latestCheckpoint(path.join(dir, 'checkpoints'))!;
+    // every read of a checkpoint opens it (whole or its header alone): count the opens of this one
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeFs = require('node:fs') as { openSync: (...args: unknown[]) => number };
+    const openSync = nodeFs.openSync;
+    let opens = 0;
+    nodeFs.openSync = (...args: unknown[]) => {
+      if (path.resolve(String(args[0])) === path.resolve(checkpoint)) opens++;
+      return openSync(...args);
+    };
+    let resumed;
+    try {
+      resumed = await launchRun(tinyRunSpec('pretrain', dir, { iters: 4 }, { resume: true }), { dataset });
+    } finally {
+      nodeFs.openSync = openSync;
+    }
+    assert.equal(resumed.trainer.iteration, 3, 'resumed at the checkpoint');
+    assert.equal(opens, 1, `the checkpoint was opened ${opens} times`);
+    await resumed.trainer.run();
+    assert.equal(resumed.trainer.iteration, 4);
+    resumed.dispose();
+  });
+
   it('tunes from a pretrained checkpoint: its network (with the tuning\'s dropout), online and EMA weights from its EMA', async () => {
     const dataset = tinyData();
     const teacherDir = await tinyTeacher(dataset);

@@ -15,7 +15,7 @@ import { UNet } from '../lib/nn/unet';
 import { launchChromium } from '../lib/plots/render';
 import { generateImages, samplerModelFor } from '../lib/sample';
 import { checkpointPath, saveCheckpoint } from '../lib/train/checkpoint';
-import { disposeModel, loadRunModel, samplerModelOf, type LoadedModel } from '../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf, type LoadedModel } from '../lib/runs/model';
 import type { WebModelManifest } from '../lib/web/model';
 import type { GridResult, PageState } from '../lib/web/page';
 import { serveSite, type SiteServer } from '../lib/web/server';

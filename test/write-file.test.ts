@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { appendWhole, writeError, writeFileAtomic, writeFileNamed } from '../lib/write-file';
 import { appendMetricsRow, readMetrics, truncateMetrics } from '../lib/train/metrics-log';
-import { acquireRunLock, LOCK_FILE } from '../lib/train/run-folder';
+import { acquireRunLock } from '../lib/runs/lock';
+import { LOCK_FILE } from '../lib/runs/folder';
 
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'ect-write-'));
 

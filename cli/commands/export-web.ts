@@ -1,7 +1,7 @@
 /** The `ect export-web` command: a checkpoint as a static site that generates samples in the browser (lib/web/). */
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../../lib/backend/select';
-import { startBackend } from '../../lib/train/launch';
+import { startBackend } from '../../lib/backend/select';
 import { exportWebSite, WEB_SITE_DIR } from '../../lib/web/site';
 import { WEB_WEIGHT_DTYPES, type WebWeightDtype } from '../../lib/web/weights';
 import { positiveNumber } from '../options';

@@ -8,8 +8,8 @@ import { keptEdmTensors, writeImportedRun } from '../../lib/import/edm-run';
 import { writeFileAtomic } from '../../lib/write-file';
 import { checkOutputFile, checkOutputFolder } from '../../lib/output-paths';
 import { positiveInteger } from '../options';
-import { startBackend } from '../../lib/train/launch';
-import { disposeModel, loadRunModel } from '../../lib/train/run';
+import { startBackend } from '../../lib/backend/select';
+import { disposeModel, loadRunModel } from '../../lib/runs/model';
 
 interface ImportFlags { out: string; backend?: string; maxParams?: number }
 interface ExportFlags { checkpoint: string; format: ExportFormat; out: string; weights: ExportWeights; backend?: string }

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../../lib/backend/select';
+import { BACKEND_CHOICES, startBackend, type BackendInfo } from '../../lib/backend/select';
 import { loadDataset, SPLITS, type Split } from '../../lib/data';
 import { createRunEvaluator } from '../../lib/metrics/evaluate';
 import { DEFAULT_CLASSIFIER_DIR } from '../../lib/metrics/features';
@@ -18,8 +18,10 @@ import {
 import { classAccuracy, type ClassAccuracy } from '../../lib/metrics/class-accuracy';
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel, type SampleSteps } from '../../lib/sample';
 import { appendMetricsRow, appendTableRow } from '../../lib/train/metrics-log';
-import { disposeModel, loadRunModel, samplerModelOf, SHIPPED_TEACHERS_DIR, type LoadedModel } from '../../lib/train/run';
-import { acquireRunLock, runLockHolder, type RunLock } from '../../lib/train/run-folder';
+import { runPaths } from '../../lib/runs/folder';
+import { disposeModel, loadRunModel, samplerModelOf, type LoadedModel } from '../../lib/runs/model';
+import { SHIPPED_TEACHERS_DIR } from '../../lib/teachers/shipped';
+import { acquireRunLock, runLockHolder, type RunLock } from '../../lib/runs/lock';
 import { assertWritable } from '../../lib/write-file';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { DEFAULT_SCORE_SPLIT } from './score';
@@ -35,8 +37,7 @@ interface TrainClassifierFlags {
 
 /** Trains the Fashion-MNIST classifier, prints its test accuracy and writes its weights. */
 export async function trainClassifierCommand(flags: TrainClassifierFlags, log: (line: string) => void = console.log): Promise<number> {
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const train = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false, limit: flags.limit }, 'train');
   const test = loadDataset({ name: 'fashion-mnist', dir: flags.dataDir, flip: false }, 'test');
   const arch: ClassifierArch = { ...DEFAULT_CLASSIFIER_ARCH, conv1: flags.conv1, conv2: flags.conv2, hidden: flags.hidden };
@@ -77,8 +78,7 @@ interface EvalFlags {
  */
 export async function classAccuracyCommand(flags: EvalFlags, log: (line: string) => void = console.log): Promise<ClassAccuracy & { realAccuracy: number }> {
   const steps = parseSampleSteps(flags.steps);
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   const { model: classifier } = loadClassifier(flags.classifier ?? DEFAULT_CLASSIFIER_DIR);
   try {
@@ -117,8 +117,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
   // the first line says what the numbers are against: the split (test unless told) or the reference file
   log(flags.ref ? `against the reference statistics in ${flags.ref} (--ref)`
     : `against the ${flags.referenceSplit} split${flags.referenceLimit ? ` (first ${flags.referenceLimit} images)` : ''} (--reference-split; test is what the project reports)`);
-  const backend = await initBackend(flags.backend as BackendChoice | undefined);
-  log(`backend: ${describeBackend(backend)}`);
+  const backend = await startBackend(flags.backend, log);
   const model = await loadRunModel(flags.checkpoint);
   try {
     const runMidT = model.config.ect.midT;
@@ -131,7 +130,7 @@ export async function evalCommand(flags: EvalFlags, log: (line: string) => void 
     if (flags.table) assertWritable(flags.table);
     const shipped = path.relative(SHIPPED_TEACHERS_DIR, model.runDir);
     const isShipped = !shipped.startsWith('..') && !path.isAbsolute(shipped);
-    const metricsFile = flags.append && !isShipped ? path.join(model.runDir, 'metrics.csv') : undefined;
+    const metricsFile = flags.append && !isShipped ? runPaths(model.runDir).metrics : undefined;
     if (metricsFile) assertWritable(metricsFile);
     const lock = metricsFile ? lockRunForAppend(model.runDir, metricsFile, `ect eval --checkpoint ${flags.checkpoint}`, log) : undefined;
     try {

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES, describeBackend, initBackend, type BackendChoice } from '../../lib/backend/select';
+import { BACKEND_CHOICES, startBackend } from '../../lib/backend/select';
 import { DATASET_NAMES, type DatasetName } from '../../lib/config/types';
 import { limitDataset, loadDataset, SPLITS, type Split } from '../../lib/data';
 import { readImageSet, type ImageSet } from '../../lib/image/read';
@@ -17,7 +17,8 @@ import { readReferenceFile, writeReferenceFile } from '../../lib/metrics/referen
 import { DEFAULT_SAMPLE_SEED, parseSampleSteps, samplerLabel } from '../../lib/sample';
 import { checkOutputFile } from '../../lib/output-paths';
 import { appendTableRow } from '../../lib/train/metrics-log';
-import { disposeModel, loadRunModel, resolveInitTarget, samplerModelOf } from '../../lib/train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../../lib/runs/model';
+import { resolveInitTarget } from '../../lib/teachers/shipped';
 import { integer, positiveInteger, positiveNumber, sampleSteps } from '../options';
 import { countProgress } from '../progress';
 
@@ -140,7 +141,7 @@ export async function fdCommand(source: string, flags: FdFlags, log: (line: stri
 }
 
 async function startScoringBackend(flags: { backend?: string }, log: (line: string) => void): Promise<void> {
-  log(`backend: ${describeBackend(await initBackend(flags.backend as BackendChoice | undefined))}`);
+  await startBackend(flags.backend, log);
 }
 
 async function evaluatorFor(data: { name: DatasetName; dir?: string }, flags: FdFlags, log: (line: string) => void): Promise<SampleEvaluator> {

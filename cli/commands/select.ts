@@ -1,7 +1,7 @@
 /** `ect posthoc-ema` (reconstruct EMAs of other widths from a run's snapshots) and `ect select` (the selection protocol). */
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../../lib/backend/select';
-import { startBackend } from '../../lib/train/launch';
+import { startBackend } from '../../lib/backend/select';
 import { reconstructPosthocEma, writePosthocEma } from '../../lib/select/posthoc-ema';
 import { selectForRun } from '../../lib/select/run-selection';
 import { readSeedScores, readTeacherScore, seedSummaryMarkdown, seedSummaryTable } from '../../lib/results/seed-summary';

@@ -4,10 +4,14 @@ import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES, initBackend } from '../../lib/backend/select';
-import { runStatus, startBackend } from '../../lib/train/launch';
+import { runStatus } from '../../lib/runs/status';
+import { startBackend } from '../../lib/backend/select';
 import { writeEmaOnlyCheckpoint } from '../../lib/train/checkpoint';
-import { CHECKPOINT_DIR, resolveCheckpointFile, SHIPPED_TEACHERS_DIR } from '../../lib/train/run';
-import { DEFAULT_TEACHER_CHECK_N, DEFAULT_TEACHER_EVAL_N, shipTeacher, TEACHER_FILE, type ShippedTeacher } from '../../lib/train/ship';
+import { runPaths, CHECKPOINT_DIR } from '../../lib/runs/folder';
+import { resolveCheckpointFile } from '../../lib/runs/model';
+import { SHIPPED_TEACHERS_DIR } from '../../lib/teachers/shipped';
+import { DEFAULT_TEACHER_CHECK_N, DEFAULT_TEACHER_EVAL_N, shipTeacher, type ShippedTeacher } from '../../lib/teachers/ship';
+import { TEACHER_FILE } from '../../lib/teachers/record';
 import { positiveInteger } from '../options';
 
 interface ShipTeacherFlags {
@@ -115,7 +119,7 @@ function refuseUnfinishedRun(checkpoint: string): void {
   const checkpointsDir = path.dirname(checkpoint);
   if (path.basename(checkpointsDir) !== CHECKPOINT_DIR) return;  // a loose file: no run to resume
   const runDir = path.dirname(checkpointsDir);
-  if (!fs.existsSync(path.join(runDir, 'config.json'))) return;
+  if (!fs.existsSync(runPaths(runDir).config)) return;
   const status = runStatus(runDir);
   if (status.state === 'finished') return;
   throw new Error(`${runDir}: the run is not finished (its newest checkpoint is at iteration ${status.iteration}), ` +

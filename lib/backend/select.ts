@@ -215,3 +215,13 @@ export function describeBackend(info: BackendInfo): string {
   const skipped = info.fallbacks.length ? `; skipped ${info.fallbacks.join('; ')}` : '';
   return `backend ${info.name} (${provider}; asked for ${info.choice})${skipped}`;
 }
+
+/**
+ * Initialises the backend (choice, else $ECT_BACKEND, else the fastest that loads) and says which one runs: how every
+ * command and the launcher start one.
+ */
+export async function startBackend(choice: string | undefined, log: (line: string) => void): Promise<BackendInfo> {
+  const info = await initBackend(choice as BackendChoice | undefined);
+  log(describeBackend(info));
+  return info;
+}

@@ -1,6 +1,7 @@
 /** The in-memory image dataset every reader returns, and small helpers shared by the readers. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { REPOSITORY_ROOT } from '../repository';
 
 /** The splits every dataset has: the one source of the type, of validation and of the command line's choices. */
 export const SPLITS = ['train', 'test'] as const;
@@ -43,18 +44,6 @@ export function limitDataset(dataset: ImageDataset, limit?: number): ImageDatase
   };
 }
 
-/** Checks that a dataset's buffers agree with its declared shape; throws naming the source otherwise. */
-export function checkDataset(dataset: ImageDataset): void {
-  const expectedPixels = dataset.count * imageSize(dataset);
-  if (dataset.images.length !== expectedPixels) {
-    throw new Error(`${dataset.source}: ${dataset.count} images of ${dataset.height}x${dataset.width}x${dataset.channels} ` +
-      `need ${expectedPixels} bytes, found ${dataset.images.length}`);
-  }
-  if (dataset.labels.length !== dataset.count) {
-    throw new Error(`${dataset.source}: ${dataset.count} images but ${dataset.labels.length} labels`);
-  }
-}
-
 /** Reads a whole file, with an error that names the file and says what the dataset needs. */
 export function readRequiredFile(file: string, what: string): Buffer {
   if (!fs.existsSync(file)) throw new Error(`${what}: missing file ${file}`);
@@ -72,17 +61,7 @@ export function readRequiredFile(file: string, what: string): Buffer {
 export function candidateDirs(relativeOrAbsolute: string): string[] {
   if (path.isAbsolute(relativeOrAbsolute)) return [relativeOrAbsolute];
   const fromCwd = path.resolve(relativeOrAbsolute);
-  const fromPackage = path.resolve(packageRoot(), relativeOrAbsolute);
+  const fromPackage = path.resolve(REPOSITORY_ROOT, relativeOrAbsolute);
   return fromCwd === fromPackage ? [fromCwd] : [fromCwd, fromPackage];
 }
 
-/** The folder holding this package's package.json (found by walking up from this file, src or dist). */
-export function packageRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return process.cwd();
-    dir = parent;
-  }
-}

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EctConfig, EdmConfig } from '../config/types';
-import { stepDropoutMasks, type LossContext, type LossStep, type TrainingLoss } from '../edm/loss';
+import { stepDropoutMasks, type LossContext, type LossStep, type TrainingLoss } from '../training-loss';
 import { denoise } from '../edm/precond';
 import type { DropoutMasks, UNet } from '../nn/unet';
 import { drawSeed, logNormalSamples } from '../random';
@@ -44,9 +44,12 @@ export class EctStep implements LossStep {
 
   constructor(private readonly net: UNet, private readonly x0: tf.Tensor4D, private readonly ect: EctConfig,
     private readonly edm: EdmConfig, private readonly ctx: LossContext) {
+    // 1. sample t ~ LogNormal(P_mean, P_std) and map it to r < t at this iteration's stage
     this.draws = ectDraws(x0.shape[0], ect, ctx.seed, ctx.iteration);
+    // 2. one dropout mask and one noise n, shared by the target and the student pass
     this.masks = stepDropoutMasks(net, ctx);
     this.noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.draws.noiseSeed);
+    // 3. the target, without gradient
     this.target = this.targetPass();
   }
 
@@ -55,8 +58,10 @@ export class EctStep implements LossStep {
     const r = Float32Array.from(this.draws.r);
     if (r.every((v) => v === 0)) return tf.clone(this.x0);  // pure diffusion batch: skip the target pass
     return tf.tidy(() => {
+      // x_r = x0 + r n, denoised as the student is (train mode, its dropout mask)
       const xr = tf.add(this.x0, tf.mul(this.noise, tf.tensor4d(r, [r.length, 1, 1, 1]))) as tf.Tensor4D;
       const predicted = denoise(this.net, xr, r, { edm: this.edm, mode: 'train', training: true, dropout: this.masks, labels: this.ctx.labels });
+      // NaN in the target becomes 0; where r = 0 the target is x0 itself (the boundary condition f(x, 0) = x)
       const finite = tf.where(tf.isNaN(predicted), tf.zerosLike(predicted), predicted);
       const positive = tf.tensor4d(Uint8Array.from(r, (v) => (v > 0 ? 1 : 0)), [r.length, 1, 1, 1], 'bool');
       return tf.where(tf.broadcastTo(positive, this.x0.shape), finite, this.x0) as tf.Tensor4D;
@@ -68,8 +73,10 @@ export class EctStep implements LossStep {
     return tf.tidy(() => {
       const { r } = this.draws;
       const t = Float32Array.from(this.draws.t);
+      // 4. the student D(x_t, t) at x_t = x0 + t n, with the same noise and dropout mask as the target
       const xt = tf.add(this.x0, tf.mul(this.noise, tf.tensor4d(t, [t.length, 1, 1, 1]))) as tf.Tensor4D;
       const student = denoise(this.net, xt, t, { edm: this.edm, mode: 'train', training: true, dropout: this.masks, labels: this.ctx.labels });
+      // 5. compare: w(t, r) rho(||D(x_t, t) - target||^2), averaged over the batch
       const squaredNorm = tf.sum(tf.square(tf.sub(student, this.target)), [1, 2, 3]);
       const weights = Float32Array.from(this.draws.t, (ti, i) => timeWeight(ti, r[i], this.ect.weighting, this.edm.sigmaData));
       return tf.mean(tf.mul(pseudoHuberTensor(squaredNorm, this.ect.huberC), tf.tensor1d(weights))) as tf.Scalar;

@@ -3,8 +3,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
 import { scaleNearest, tileRgba, toUint8Images, type RgbaImage } from './pixels';
 
-export { toUint8Images } from './pixels';  // its old home; the pure module is lib/image/pixels.ts (the web page uses it)
-
 /**
  * Tiles a batch of NHWC images in [-1, 1] (1 or 3 channels) into one PNG: `cols` images per row
  * (default: a near-square grid), `pad` black pixels between and around images (default 2).

@@ -10,7 +10,8 @@ import { resolveRunConfig, labelOverride, type ConfigPatch } from '../config/res
 import type { DatasetName, NetworkConfig, RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { checkpointPath, disposeCheckpoint, loadCheckpoint, saveCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_DIR, resolveCheckpointFile, resolveRunInit, writeRunConfig } from '../train/run';
+import { holdsRun, runPaths, CHECKPOINT_DIR, CONFIG_FILE, resolveRunInit, writeRunConfig } from '../runs/folder';
+import { resolveCheckpointFile } from '../runs/model';
 import type { ImportedEdm } from './edm-import';
 
 /** The dataset an imported network's images look like (for the run's evaluations): CIFAR-10 at 32x32x3, else none of ours. */
@@ -72,12 +73,12 @@ export interface ImportedRun { runDir: string; config: RunConfig; checkpoint: st
  * A folder that already holds a run is refused.
  */
 export function writeImportedRun(runDir: string, imported: ImportedEdm, backend?: BackendInfo): ImportedRun {
-  if (fs.existsSync(path.join(runDir, 'config.json')) || fs.existsSync(path.join(runDir, CHECKPOINT_DIR))) {
-    throw new Error(`--out ${runDir}: already holds a run (config.json or ${CHECKPOINT_DIR}/); choose another folder`);
+  if (holdsRun(runDir)) {
+    throw new Error(`--out ${runDir}: already holds a run (${CONFIG_FILE} or ${CHECKPOINT_DIR}/); choose another folder`);
   }
   const config = importedRunConfig(imported);
   fs.mkdirSync(runDir, { recursive: true });
-  const checkpoint = checkpointPath(path.join(runDir, CHECKPOINT_DIR), 0);
+  const checkpoint = checkpointPath(runPaths(runDir).checkpoints, 0);
   const weights = new Map([...imported.weights].map(([name, { values, shape }]) => [name, tf.tensor(values, shape, 'float32')]));
   const kept = new Map([...imported.kept].map(([name, { values, shape }]) => [name, tf.tensor(values, shape, 'float32')]));
   try {

@@ -3,7 +3,8 @@
  * under `ect import-edm` and `ect export --format safetensors`.
  */
 export { PickleError, PyObject, dictAttributes, unpickle, unpickleAt, type GlobalTable, type PyDict } from './pickle';
-export { NumpyDtype, halfToFloat } from './python-globals';
+export { NumpyDtype } from './python-globals';
+export { floatToHalf, halfToFloat } from './float16';
 export {
   TORCH_DTYPES, TorchStorage, TorchTensor, readLegacyTorchFile, readLegacyTorchStream, tensorBytes, tensorValues,
   type TensorValues, type TorchDtype,
@@ -13,7 +14,7 @@ export {
   moduleTree, parseEdmPickle, readEdmPickle, submodule, type PickledModule,
 } from './edm-pickle';
 export {
-  decodeSafetensors, encodeSafetensors, floatToHalf, isSafetensorsFile, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
+  decodeSafetensors, encodeSafetensors, isSafetensorsFile, readSafetensors, safeTensorFromTorch, safeTensorFromValues, safeTensorValues,
   torchDtypeOf, writeSafetensors, type SafeTensor, type SafetensorsDtype, type SafetensorsFile,
 } from './safetensors';
 export {

@@ -8,8 +8,6 @@ import {
 } from './pickle';
 import { halfToFloat } from './float16';
 
-export { halfToFloat } from './float16';  // its old home; the pure module is lib/import/float16.ts
-
 /** A numpy dtype: its kind and size (as in 'f8') and its byte order ('<', '>', '|' or '='). */
 export class NumpyDtype implements Buildable {
   byteOrder = '=';

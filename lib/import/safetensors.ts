@@ -11,8 +11,6 @@ import { readBytes } from './pickle';
 import { floatToBfloat16, floatToHalf } from './float16';
 import { tensorBytes, valuesOfBytes, type TensorValues, type TorchDtype, type TorchTensor } from './torch-storage';
 
-export { floatToHalf } from './float16';  // its old home; the pure module is lib/import/float16.ts
-
 /** The safetensors dtypes this module reads and writes, with their element sizes. */
 export const SAFETENSORS_DTYPE_BYTES = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 } as const;
 export type SafetensorsDtype = keyof typeof SAFETENSORS_DTYPE_BYTES;

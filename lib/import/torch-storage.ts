@@ -10,7 +10,8 @@ import {
   unpickleAt,
   type GlobalTable, type PickleContext, type PyTuple,
 } from './pickle';
-import { NUMPY_GLOBALS, PYTHON_GLOBALS, halfToFloat } from './python-globals';
+import { halfToFloat } from './float16';
+import { NUMPY_GLOBALS, PYTHON_GLOBALS } from './python-globals';
 
 /** Element types of torch storages and tensors this reader handles. */
 export const TORCH_DTYPES = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'] as const;

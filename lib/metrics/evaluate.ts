@@ -6,7 +6,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { toUint8Images } from '../image/pixels';
 import type { RunConfig } from '../config/types';
-import { limitDataset, loadDataset, type Split } from '../data';
+import { limitDataset, loadDataset, type ImageDataset, type Split } from '../data';
 import { DEFAULT_SAMPLE_SEED, generateImages, samplerLabel, type ImageLabels, type SampleSteps, type SamplerModel } from '../sample';
 import { evaluationColumns, FEATURE_NAMINGS, type FeatureNaming } from './columns';
 import { ClassifierFeatureNetwork, DEFAULT_CLASSIFIER_DIR, InceptionFeatureNetwork, type FeatureNetwork } from './features';
@@ -24,6 +24,7 @@ export interface RunEvaluatorOptions {
   cacheDir?: string;              // reference statistics cache (default $ECT_CACHE_DIR or ~/.cache/ect-workbench/reference-stats)
   referenceSplit?: Split;          // statistics of this split (the paper: the training set)
   referenceLimit?: number;        // use only the first N images of that split (0 or absent: all; quick checks)
+  referenceImages?: ImageDataset; // that split, whole, already loaded (the launcher's: a run reads its training split once)
   referenceFile?: string;         // reference statistics from this file (`ect ref`) instead of the dataset; made with the same features
   keepFeatures?: number;          // features kept per set for KID and precision/recall (10000)
   batch?: number;                 // images generated and embedded per call (250); does not change the images
@@ -137,7 +138,11 @@ async function referenceFor(net: FeatureNetwork, cfg: Pick<RunConfig, 'data'>, o
     return reference;
   }
   // the reference is the whole split (unless referenceLimit), whatever data.limit the run trained on
-  const dataset = limitDataset(loadDataset({ ...cfg.data, limit: undefined }, opts.referenceSplit ?? 'train'), opts.referenceLimit);
+  const split = opts.referenceSplit ?? 'train';
+  if (opts.referenceImages && (opts.referenceImages.split !== split || opts.referenceImages.name !== cfg.data.name)) {
+    throw new Error(`reference images: the ${opts.referenceImages.name} ${opts.referenceImages.split} split was given for the ${cfg.data.name} ${split} split`);
+  }
+  const dataset = limitDataset(opts.referenceImages ?? loadDataset({ ...cfg.data, limit: undefined }, split), opts.referenceLimit);
   const what = `reference statistics (${net.name}, ${dataset.name} ${dataset.split})`;
   let started = 0;
   let firstBatch: { done: number; at: number } | null = null;

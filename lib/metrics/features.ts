@@ -7,6 +7,7 @@ import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { repositoryPath } from '../repository';
 import { FEATURE_NAMINGS } from './columns';
 import { loadClassifier, type FmnistClassifier } from './fmnist-classifier';
 
@@ -187,7 +188,7 @@ export class InceptionFeatureNetwork implements FeatureNetwork {
 }
 
 /** Default location of the committed Fashion-MNIST classifier (relative to the package root). */
-export const DEFAULT_CLASSIFIER_DIR = path.resolve(__dirname, '..', '..', '..', 'data', 'fmnist-classifier');
+export const DEFAULT_CLASSIFIER_DIR = repositoryPath('data', 'fmnist-classifier');
 
 /** Features of our Fashion-MNIST classifier's penultimate layer; its distance is `fd_fmnist`, not FID. */
 export class ClassifierFeatureNetwork implements FeatureNetwork {

@@ -1,5 +1,5 @@
-/** Forward cost of the UNet in floating-point operations, counted from its layer plan. */
-import type { NetworkConfig } from '../config/types';
+/** Floating-point operations: the UNet's forward cost, counted from its layer plan, and a training run's cost. */
+import type { NetworkConfig, RunConfig } from '../config/types';
 import { planUNet } from './architecture';
 
 /** FLOPs (2 per multiply-add) of one convolution producing res x res x cout from cin channels. */
@@ -49,3 +49,13 @@ export const PASSES_PER_IMAGE = {
   edm: 3,   // one forward + backward
   ect: 4,   // student forward + backward (3) and the target forward without gradient (1)
 } as const;
+
+/** Forward-pass equivalents per training image of a run: ECT 4 (student forward and backward, target forward), EDM 3. */
+export function passesPerImage(config: Pick<RunConfig, 'kind'>): number {
+  return config.kind === 'tune' ? PASSES_PER_IMAGE.ect : PASSES_PER_IMAGE.edm;
+}
+
+/** Training FLOPs of a run after `imagesSeen` images: per-image forward cost x passes per image x images. */
+export function trainingFlops(config: Pick<RunConfig, 'kind' | 'net'>, imagesSeen: number): number {
+  return forwardFlopsPerImage(config.net) * passesPerImage(config) * imagesSeen;
+}

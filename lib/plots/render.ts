@@ -91,13 +91,3 @@ export class FigureRenderer {
     await this.browser.close();
   }
 }
-
-/** Renders one figure to a file with a browser of its own (convenient; use FigureRenderer for many). */
-export async function saveFigure(figure: Figure, file: string, options: Partial<RenderOptions> = {}): Promise<string> {
-  const renderer = await FigureRenderer.open();
-  try {
-    return await renderer.save(figure, file, options);
-  } finally {
-    await renderer.close();
-  }
-}

@@ -2,8 +2,7 @@
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { RunConfig } from '../config/types';
-import { forwardFlopsPerImage } from '../nn/flops';
-import { passesPerImage } from './runs';
+import { forwardFlopsPerImage, passesPerImage } from '../nn/flops';
 
 /** Parameters of the UNet of a config, counted from its layer plan without building tensors. */
 export type ParamCounter = (cfg: RunConfig) => number;

@@ -3,8 +3,8 @@
  * metrics.csv): what they are, what they cost, and every quality number with its sample count and reference.
  */
 import { repositoryRelativePath } from '../env';
-import { resolveRunInit } from '../train/run';
-import type { TeacherRecord } from '../train/ship';
+import { resolveRunInit } from '../runs/folder';
+import { type TeacherRecord } from '../teachers/record';
 import type { RunRecord } from './runs';
 
 const round = (value: number, digits = 3): string => Number(value.toPrecision(digits)).toString();

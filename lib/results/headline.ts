@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
-import type { TeacherRecord } from '../train/ship';
+import { type TeacherRecord } from '../teachers/record';
 import { PASSES_PER_IMAGE } from '../nn/flops';
 
 /** The headline's targets: fd ratio to the teacher's Heun fd per sampler, within a share of the teacher's images. */

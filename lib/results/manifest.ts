@@ -7,9 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { REPOSITORY_ROOT } from '../repository';
 
-/** The repository root (this file is compiled to dist/lib/results/). */
-export const REPOSITORY_ROOT = path.resolve(__dirname, '..', '..', '..');
 /** The manifest, relative to the repository root. */
 export const MANIFEST_FILE = 'results/manifest.json';
 

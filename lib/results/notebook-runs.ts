@@ -13,10 +13,13 @@ import type { RunKind } from '../config/types';
 import { workbenchCommit, writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
 import { planSweep, runCommand } from '../sweep/plan';
 import { loadSweepSpec, STAGE_FLAG_KEYS } from '../sweep/spec';
-import { ensureRun as ensureLaunched, runStatus, trainRun, type RunFlags } from '../train/launch';
+import { ensureRun, trainRun, type RunFlags } from '../train/launch';
+import { runStatus } from '../runs/status';
 import { latestCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_DIR, SHIPPED_TEACHERS_DIR } from '../train/run';
-import { readTeacherRecord, shipTeacher, TEACHER_FILE } from '../train/ship';
+import { isRunFolder, CHECKPOINT_DIR } from '../runs/folder';
+import { SHIPPED_TEACHERS_DIR } from '../teachers/shipped';
+import { readTeacherRecord, TEACHER_FILE } from '../teachers/record';
+import { shipTeacher } from '../teachers/ship';
 import { initBackend } from '../backend/select';
 import { manifestEntry, readManifest } from './manifest';
 import { readRun } from './runs';
@@ -144,11 +147,6 @@ function notCommitted(result: CommittedResult, problem: string, command = result
     + `from the repository root, make it with: ${command}`);
 }
 
-/** Whether `dir` is a run that has logged: config.json and metrics.csv. */
-function hasLogged(dir: string): boolean {
-  return fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'));
-}
-
 /** The last iteration a run's metrics.csv logged (0 when it logged none). */
 function lastLoggedIteration(runDir: string): number {
   const { metrics } = readRun(runDir);
@@ -165,12 +163,12 @@ export function requireCommittedDemo(paths: NotebookPaths, teachers = SHIPPED_TE
   const { teacher, teacherRun, student } = runs;
   if (!fs.existsSync(path.join(teacher.path, TEACHER_FILE))) throw notCommitted(teacher, fs.existsSync(teacher.path) ? `no ${TEACHER_FILE}` : 'missing');
   const record = readTeacherRecord(teacher.path);
-  if (!hasLogged(teacherRun.path)) throw notCommitted(teacherRun, fs.existsSync(teacherRun.path) ? 'no config.json and metrics.csv' : 'missing');
+  if (!isRunFolder(teacherRun.path)) throw notCommitted(teacherRun, fs.existsSync(teacherRun.path) ? 'no config.json and metrics.csv' : 'missing');
   const logged = lastLoggedIteration(teacherRun.path);
   if (logged < record.iteration) {
     throw notCommitted(teacherRun, `logged up to iteration ${logged}, but the shipped teacher is its iteration ${record.iteration}`, `${teacherRun.command} --resume`);
   }
-  if (!hasLogged(student.path)) throw notCommitted(student, fs.existsSync(student.path) ? 'no config.json and metrics.csv' : 'missing');
+  if (!isRunFolder(student.path)) throw notCommitted(student, fs.existsSync(student.path) ? 'no config.json and metrics.csv' : 'missing');
   if (runStatus(student.path).state !== 'finished') {
     const { config } = readRun(student.path);
     throw notCommitted(student, `unfinished: logged up to iteration ${lastLoggedIteration(student.path)} of ${config.iters}`, `${student.command} --resume`);
@@ -242,7 +240,7 @@ export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPath
   const variants = notebookAblationPlan(mode, paths, teacher, teachers);
   if (mode === 'small') {
     const runs: NotebookVariantRun[] = [];
-    for (const { name, setting, run } of variants) runs.push({ name, setting, dir: await ensureRun(run, log) });
+    for (const { name, setting, run } of variants) runs.push({ name, setting, dir: await ensurePlannedRun(run, log) });
     return runs;
   }
   const problems = variants.flatMap(({ run }) => {
@@ -312,7 +310,7 @@ export const SMALL_SCALING_SWEEP = 'scaling-small';
 export async function ensureScalingStudy(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookScaling> {
   if (mode === 'full') return requireCommittedScaling(paths);
   const plan = planSweep(SMALL_SCALING_SWEEP, { out: path.join(paths.runs, 'scaling'), check: false });
-  for (const run of plan.runs) await ensureRun({ kind: run.kind, flags: run.flags }, log);
+  for (const run of plan.runs) await ensurePlannedRun({ kind: run.kind, flags: run.flags }, log);
   return {
     widths: plan.runs.filter((run) => run.kind === 'tune')
       .map((run) => ({ width: Number(run.values['net.modelChannels']), teacher: run.flags.init!, run: run.flags.out })),
@@ -330,8 +328,8 @@ function repositoryRelative(paths: NotebookPaths, dir: string): string {
  * After training, the run's results folder (its parent) records the machine in environment.md / .json.
  * Returns the run directory. `train` is the launcher's trainRun; tests pass a stand-in.
  */
-export async function ensureRun(run: PlannedRun, log: (line: string) => void = () => {}, train = trainRun): Promise<string> {
-  const outcome = await ensureLaunched(run, { log }, train);
+export async function ensurePlannedRun(run: PlannedRun, log: (line: string) => void = () => {}, train = trainRun): Promise<string> {
+  const outcome = await ensureRun(run, { log }, train);
   if (!outcome.reused) writeEnvironment(path.dirname(run.flags.out));
   return outcome.runDir;
 }
@@ -340,20 +338,20 @@ export async function ensureRun(run: PlannedRun, log: (line: string) => void = (
  * The demo of a mode, the same three folders in both. Small: the tiny teacher's run, trained when missing, shipped when
  * not yet shipped (with its Heun fd on a few samples), and the ECT run tuned from the shipped teacher, trained when
  * missing. Full: the Fashion-MNIST study's committed runs (requireCommittedDemo), trained never. `train` and `ship`
- * are the launcher's trainRun and lib/train/ship.ts's shipTeacher; tests pass stand-ins.
+ * are the launcher's trainRun and lib/teachers/ship.ts's shipTeacher; tests pass stand-ins.
  */
 export async function ensureDemoRuns(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {},
   { train = trainRun, ship = shipTeacher }: { train?: typeof trainRun; ship?: typeof shipTeacher } = {}): Promise<NotebookDemo> {
   if (mode === 'full') return requireCommittedDemo(paths);
   const plan = notebookDemoPlan(paths);
-  const teacherRun = await ensureRun(plan.teacher, log, train);
+  const teacherRun = await ensurePlannedRun(plan.teacher, log, train);
   const { dir, out, name, evalN, checkN } = plan.shipped;
   if (!fs.existsSync(path.join(dir, TEACHER_FILE))) {
     await initBackend();
     // a run launched from here records no command line: the one that makes it, from the repository root
     await ship({ run: teacherRun, name, out, evalN, checkN, command: plannedRunCommand(plan.teacher, paths.root), commit: workbenchCommit(), onInfo: log });
   }
-  const student = await ensureRun(plan.student, log, train);
+  const student = await ensurePlannedRun(plan.student, log, train);
   return { teacher: dir, teacherRun, student };
 }
 

@@ -10,13 +10,13 @@ import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import { repositoryRelativePath, type NotebookMode, type NotebookPaths } from '../env';
 import { selectForRun } from '../select/run-selection';
-import { readTeacherRecord } from '../train/ship';
-import { SHIPPED_TEACHERS_DIR } from '../train/run';
+import { readTeacherRecord } from '../teachers/record';
+import { SHIPPED_TEACHERS_DIR } from '../teachers/shipped';
 import { writeEvaluationTable } from './evaluation-table';
 import { manifestEntry, readManifest, type ResultsManifest } from './manifest';
 import { smallMidTFile, SMALL_MID_T, SMALL_MID_T_SAMPLES } from './midt-study';
 import {
-  ensureRun, notebookCommittedRuns, notebookDemoPlan, plannedRunCommand, smallAblationsDir, type CommittedResult, type NotebookDemo, type PlannedRun,
+  ensurePlannedRun, notebookCommittedRuns, notebookDemoPlan, plannedRunCommand, smallAblationsDir, type CommittedResult, type NotebookDemo, type PlannedRun,
 } from './notebook-runs';
 import { findRunDirs, frechetColumns, lastEvaluatedRows, loadRunsTable } from './runs';
 
@@ -108,7 +108,7 @@ export async function ensureAnnealedStudy(mode: NotebookMode, paths: NotebookPat
   const { n, referenceLimit, sigmaRels, midTs } = SMALL_ANNEALED;
   const runs: string[] = [];
   for (const run of smallAnnealedPlan(paths, demo.teacher)) {
-    const dir = await ensureRun(run, log);
+    const dir = await ensurePlannedRun(run, log);
     if (!fs.existsSync(path.join(dir, 'evaluations.csv'))) {
       await selectForRun({ runDir: dir, sigmaRels: [...sigmaRels], midTs: [...midTs], validationN: n, testN: n, referenceLimit, onInfo: log });
     }

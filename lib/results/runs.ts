@@ -6,12 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
-import { resolveRecordedConfig } from '../config/resolve';
 import type { RunConfig } from '../config/types';
 import { parseMetricColumn } from '../metrics/columns';
-import { PASSES_PER_IMAGE, forwardFlopsPerImage } from '../nn/flops';
+import { forwardFlopsPerImage, passesPerImage, trainingFlops } from '../nn/flops';
+import { backendName, isRunFolder, readRunConfig, resolveRunInit, runPaths, type RunRecordFields } from '../runs/folder';
 import { readMetrics } from '../train/metrics-log';
-import { resolveRunInit } from '../train/run';
 
 type Scalar = string | number | boolean | null;
 
@@ -19,7 +18,7 @@ type Scalar = string | number | boolean | null;
 export interface RunRecord {
   id: string;                                   // the directory's name
   dir: string;                                  // absolute path
-  config: RunConfig & { backend?: unknown; environment?: unknown };
+  config: RunConfig & RunRecordFields;
   metrics: Array<Record<string, Scalar>>;       // metrics.csv rows, numbers parsed, empty cells null
 }
 
@@ -30,28 +29,15 @@ export interface LoadRunsOptions {
   keepConfig?: string[];
 }
 
-/** Reads config.json and metrics.csv of one run directory, with errors naming the file. */
+/** Reads config.json and metrics.csv of one run directory, with errors naming the file (lib/runs/folder.ts readRunConfig). */
 export function readRun(dir: string): RunRecord {
   const absolute = path.resolve(dir);
-  const configFile = path.join(absolute, 'config.json');
-  if (!fs.existsSync(configFile)) throw new Error(`${configFile}: missing; is ${absolute} a run directory?`);
-  let config: RunRecord['config'];
-  try {
-    config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
-  } catch (err) {
-    throw new Error(`${configFile}: not valid JSON (${(err as Error).message})`);
-  }
-  for (const key of ['kind', 'net', 'batch'] as const) {
-    if (config[key] === undefined) throw new Error(`${configFile}: no '${key}' field; not a run config`);
-  }
-  // the settings as today's schema reads them (fields added since the run take their defaults), its bookkeeping kept
-  const { backend, environment, writtenAt, ...settings } = config as RunRecord['config'] & { writtenAt?: unknown };
-  config = { ...resolveRecordedConfig(settings, configFile), backend, environment, ...(writtenAt === undefined ? {} : { writtenAt }) };
-  const metricsFile = path.join(absolute, 'metrics.csv');
+  const { backend, environment, ...config } = readRunConfig(absolute);
+  const metricsFile = runPaths(absolute).metrics;
   if (!fs.existsSync(metricsFile)) throw new Error(`${metricsFile}: missing; the run has not logged yet`);
   const { rows } = readMetrics(metricsFile);
   const metrics = rows.map((row, i) => parseMetricsRow(row, metricsFile, i + 2));
-  return { id: path.basename(absolute), dir: absolute, config, metrics };
+  return { id: path.basename(absolute), dir: absolute, config: { ...config, backend, environment }, metrics };
 }
 
 function parseMetricsRow(row: Record<string, string>, file: string, line: number): Record<string, Scalar> {
@@ -92,32 +78,10 @@ export function varyingConfigFields(runs: RunRecord[]): string[] {
   return [...keys].filter((key) => new Set(flat.map((f) => JSON.stringify(f[key] ?? null))).size > 1).sort();
 }
 
-/** The backend name recorded in config.json (BackendInfo object or plain string). */
-export function backendName(config: RunRecord['config']): string {
-  const backend = config.backend;
-  if (typeof backend === 'string') return backend;
-  if (backend && typeof backend === 'object') {
-    const info = backend as Record<string, unknown>;
-    const name = info.name ?? info.backend ?? info.id;
-    if (typeof name === 'string') return name;
-  }
-  return 'unknown';
-}
-
-/** Forward-pass equivalents per training image: ECT 4 (student fwd+bwd, target fwd), EDM 3. */
-export function passesPerImage(config: RunConfig): number {
-  return config.kind === 'tune' ? PASSES_PER_IMAGE.ect : PASSES_PER_IMAGE.edm;
-}
-
-/** Training FLOPs after `imagesSeen` images: per-image forward cost × passes per image × images. */
-export function trainingFlops(config: RunConfig, imagesSeen: number): number {
-  return forwardFlopsPerImage(config.net) * passesPerImage(config) * imagesSeen;
-}
-
 /**
  * Finds the run directory holding a checkpoint or run path (the nearest ancestor with config.json). A
  * relative path is tried from each base in turn; for a tuning run's recorded init, resolve it first with
- * resolveRunInit (lib/train/run.ts: relative to the run's own folder), as loadRunsTable does. An absolute
+ * resolveRunInit (lib/runs/folder.ts: relative to the run's own folder), as loadRunsTable does. An absolute
  * path that no longer exists (results trained in another checkout before inits were recorded relative,
  * then committed or copied) is looked up by its last few folder names from the given bases and their
  * parents, e.g. `demo/teacher` from `<this checkout>/results/archive/ablations/baseline`.
@@ -138,7 +102,7 @@ export function findRunDirOf(initPath: string, relativeTo: string[]): string {
   for (const candidate of candidates) {
     let dir = candidate.path;
     for (let depth = 0; depth < 4 && dir !== candidate.stop; depth++) {
-      if (fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'))) return dir;
+      if (isRunFolder(dir)) return dir;
       dir = path.dirname(dir);
     }
   }
@@ -175,7 +139,7 @@ export function loadRunsTable(dirs: string[], options: LoadRunsOptions = {}): Co
         pretrainDir = findRunDirOf(init, [path.dirname(run.dir), run.dir, process.cwd()]);
       } catch (err) {
         const recorded = init === run.config.init ? '' : ` (recorded as '${run.config.init}', relative to the run)`;
-        throw new Error(`${path.join(run.dir, 'config.json')}: ${(err as Error).message}${recorded}`);
+        throw new Error(`${runPaths(run.dir).config}: ${(err as Error).message}${recorded}`);
       }
       pretrainFlops = totalRunFlops(readRun(pretrainDir));
     }
@@ -204,12 +168,12 @@ export function loadRunsTable(dirs: string[], options: LoadRunsOptions = {}): Co
   return aq.from(rows.map((r) => Object.fromEntries(columns.map((c) => [c, r[c] ?? null]))));
 }
 
-/** Run directories under a results folder: every folder (up to `depth` levels down) with a config.json. */
+/** Run directories under a results folder: every folder (up to `depth` levels down) that is a run (config.json and metrics.csv). */
 export function findRunDirs(root: string, depth = 3): string[] {
   if (!fs.existsSync(root)) throw new Error(`${root}: no such results folder`);
   const found: string[] = [];
   const walk = (dir: string, level: number): void => {
-    if (fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, 'metrics.csv'))) {
+    if (isRunFolder(dir)) {
       found.push(dir);
       return; // checkpoints inside a run are not runs
     }

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import { readEvaluationTable, type EvaluationRow } from './headline';
+import { runPaths } from '../runs/folder';
 
 /** One test score of one seed's run. */
 export interface SeedScore {
@@ -22,7 +23,7 @@ export interface SeedScore {
 
 /** The test rows `ect select` wrote to a run's evaluations.csv (the newest selection's, one per sampler and role). */
 export function readSeedScores(runDir: string): SeedScore[] {
-  const file = path.join(runDir, 'evaluations.csv');
+  const file = runPaths(runDir).evaluations;
   if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect select --run ${runDir}\` writes it`);
   const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '');
   if (rows.length === 0) throw new Error(`${file}: no rows of \`ect select\` (a chosen_by column)`);

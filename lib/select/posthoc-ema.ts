@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Matrix, solve } from 'ml-matrix';
 import { posthocGroupName, powerEmaGamma } from '../train/ema';
 import { disposeCheckpoint, loadCheckpoint, readCheckpointMeta, saveCheckpoint } from '../train/checkpoint';
-import { POSTHOC_DIR } from '../train/run';
+import { runPaths, POSTHOC_DIR } from '../runs/folder';
 
 /** One averaging profile: a power-function EMA of exponent gamma as it stands after t images. */
 export interface PowerProfile {
@@ -143,7 +143,7 @@ export function reconstructPosthocEma(runDir: string, sigmaRel: number, iteratio
 
 /** File name of a reconstructed EMA: posthoc-ema/sigma-0.0500-iter-000002500.ckpt in the run folder. */
 export function posthocEmaPath(runDir: string, sigmaRel: number, iteration: number): string {
-  return path.join(runDir, 'posthoc-ema', `sigma-${sigmaRel.toFixed(4)}-iter-${String(iteration).padStart(9, '0')}.ckpt`);
+  return path.join(runPaths(runDir).posthocEma, `sigma-${sigmaRel.toFixed(4)}-iter-${String(iteration).padStart(9, '0')}.ckpt`);
 }
 
 /**

@@ -11,7 +11,9 @@ import { VALIDATION_SAMPLE_SEED } from '../config/defaults';
 import { evaluationColumns } from '../metrics/columns';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { appendTableRow } from '../train/metrics-log';
-import { disposeModel, loadRunModel, resolveCheckpointFile, samplerModelOf, basicEnvironment, type LoadedModel } from '../train/run';
+import { runPaths } from '../runs/folder';
+import { disposeModel, loadRunModel, resolveCheckpointFile, samplerModelOf, type LoadedModel } from '../runs/model';
+import { machineFacts } from '../machine/facts';
 import { listSnapshots, reconstructPosthocEma, writePosthocEma } from './posthoc-ema';
 import { describeCandidate, runSelection, type Candidate, type ScoringReference, type SelectionResult } from './protocol';
 
@@ -147,7 +149,7 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
     sampler: `${s.candidate.steps}step`, mid_t: s.candidate.midT ?? '', split: s.reference.split, seed: s.reference.seed, n: s.reference.n, fd: s.fd,
   });
   for (const s of result.validation) appendTableRow(validationTable, row(s));
-  const evaluations = path.join(runDir, 'evaluations.csv');
+  const evaluations = runPaths(runDir).evaluations;
   for (const s of result.test) {
     appendTableRow(evaluations, {
       ...row(s), iter: last.iteration, kimg: (last.iteration * last.config.batch) / 1000, backend: backend ?? '',
@@ -162,7 +164,7 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
     chosen: { '1step': summary(result.chosen['1step']), '2step': summary(result.chosen['2step']) },
     test: result.test.map((s) => ({ role: s.role, ...summary(s), metrics: s.metrics })),
     validation: result.validation.map(row),
-    machine: basicEnvironment(),
+    machine: machineFacts(),
     backend: backend ?? null,
     writtenAt: new Date().toISOString(),
   }, null, 2)}\n`);

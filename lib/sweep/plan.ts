@@ -6,8 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunKind } from '../config/types';
-import { plannedRunConfig, resolveRun, runStatus, type RunFlags, type RunSpec, type RunStatus } from '../train/launch';
-import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../train/run';
+import { plannedRunConfig, resolveRun, type RunFlags, type RunSpec } from '../train/launch';
+import { runStatus, type RunStatus } from '../runs/status';
+import { SHIPPED_TEACHERS_DIR, shippedTeachers } from '../teachers/shipped';
 import {
   loadSweepSpec, SAFE_NAME, STAGE_FLAG_KEYS, SweepSpecError, validateSweepSpec,
   type AxisScalar, type AxisSpec, type StageFlags, type StageSpec, type SweepResources, type SweepSpec,

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { repositoryRoot } from '../env';
+import { repositoryPath } from '../repository';
 import type { RunKind } from '../config/types';
 import { runCommand, runStatusOf, type SweepPlan, type SweepRun, type SweepRunFlags, type SweepStage } from './plan';
 
@@ -137,7 +137,7 @@ export function sbatchScript(plan: SweepPlan, stage: SweepStage, runs: SweepRun[
     ...(opts.partition ? [`--partition=${opts.partition}`] : []),
     ...(opts.account ? [`--account=${opts.account}`] : []),
   ];
-  const ect = [process.execPath, path.join(repositoryRoot(), 'bin', 'ect.js')];
+  const ect = [process.execPath, repositoryPath('bin', 'ect.js')];
   return [
     '#!/bin/bash',
     `# ect sweep ${plan.name}, stage ${stage.name}: one array task per run (written by \`ect sweep run --executor slurm\`)`,

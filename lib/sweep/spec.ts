@@ -6,11 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { editDistance } from '../config/schema';
+import { repositoryPath } from '../repository';
 import { RUN_KINDS, type RunKind } from '../config/types';
 import type { RunFlags } from '../train/launch';
 
 /** Folder of the sweep specs shipped with the project. */
-export const SWEEP_DIR = path.resolve(__dirname, '..', '..', '..', 'configs', 'sweeps');
+export const SWEEP_DIR = repositoryPath('configs', 'sweeps');
 
 /** A value an axis gives a config key (what --set key=value takes). */
 export type AxisScalar = number | string | boolean;

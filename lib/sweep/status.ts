@@ -2,11 +2,11 @@
  * Where each run of a sweep stands: its folder's state (new, interrupted, finished) and iteration, its last
  * metrics, and, where the sweep was submitted to Slurm and squeue is here, its newest task's state.
  */
-import * as path from 'node:path';
 import { parseMetricColumn } from '../metrics/columns';
 import { readMetrics } from '../train/metrics-log';
-import type { RunStatus } from '../train/launch';
-import { runLockHolder } from '../train/run-folder';
+import type { RunStatus } from '../runs/status';
+import { runPaths } from '../runs/folder';
+import { runLockHolder } from '../runs/lock';
 import { runStatusOf, type SweepPlan, type SweepRun } from './plan';
 import { slurmTaskStates, type SlurmOptions, type TaskState } from './slurm';
 
@@ -27,7 +27,7 @@ export interface SweepStatus { runs: SweepRunStatus[]; slurm: string }
 
 /** The last training loss and the last value of each metric column of a run folder's metrics.csv. */
 function lastMetrics(dir: string): Pick<SweepRunStatus, 'loss' | 'metrics'> & { iter: number } {
-  const { header, rows } = readMetrics(path.join(dir, 'metrics.csv'));
+  const { header, rows } = readMetrics(runPaths(dir).metrics);
   const metrics: SweepRunStatus['metrics'] = {};
   for (const column of header.filter((name) => parseMetricColumn(name) !== null)) {
     const row = [...rows].reverse().find((r) => (r[column] ?? '').trim() !== '');

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import type { RunHooks } from '../train/launch';
-import { runStatus } from '../train/launch';
+import { runStatus } from '../runs/status';
 import { ensureSweepRun, type SweepRunResult } from './local';
 import type { SweepRun } from './plan';
 import { readManifest, SlurmError } from './slurm';

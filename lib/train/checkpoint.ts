@@ -232,25 +232,120 @@ function readVerified(file: string): VerifiedFile {
 }
 
 /**
+ * A checkpoint file read whole and verified once (magic, version, size, checksum, tensor table): its metadata and
+ * group names at once, its tensors built on load(), after which the file's bytes are let go. The launcher opens the
+ * checkpoint a run resumes from and hands it to the trainer, so the file is read once.
+ */
+export class OpenedCheckpoint {
+  readonly meta: Record<string, unknown>;
+  readonly groupNames: string[];
+  private verified: VerifiedFile | null;
+  private readonly scanned = new Set<string>();   // groups whose float32 values were found finite
+
+  constructor(readonly file: string) {
+    this.verified = readVerified(file);
+    this.meta = this.verified.header.meta;
+    this.groupNames = [...new Set(this.verified.header.tensors.map((entry) => entry.group))];
+  }
+
+  /**
+   * The first NaN or infinite value among the float32 tensors of `groups` (default: all), read from the file's
+   * bytes without building tensors, as a message naming the file and the tensor; null when all are finite.
+   */
+  nonFiniteProblem(groups: string[] = this.groupNames): string | null {
+    const { bytes, header, dataStart } = this.bytes();
+    for (const entry of header.tensors) {
+      if (entry.dtype !== 'float32' || !groups.includes(entry.group) || this.scanned.has(entry.group)) continue;
+      const start = dataStart + entry.offset;
+      const copy = new Uint8Array(bytes.subarray(start, start + entry.byteLength));  // own, 4-byte aligned buffer
+      if (!LITTLE_ENDIAN_HOST) Buffer.from(copy.buffer).swap32();
+      const problem = nonFiniteProblem(this.file, `${entry.group}/${entry.name}`, new Float32Array(copy.buffer));
+      if (problem) return problem.message;
+    }
+    for (const group of groups) this.scanned.add(group);
+    return null;
+  }
+
+  /** Whether nonFiniteProblem found every float32 value of `group` finite. */
+  scannedFinite(group: string): boolean {
+    return this.scanned.has(group);
+  }
+
+  /**
+   * Builds the tensors of `groups` (default: all; groups the file lacks are left out) and lets go of the file's
+   * bytes: a checkpoint is loaded once. The caller disposes the tensors (see disposeCheckpoint).
+   */
+  load(groups: string[] = this.groupNames): Checkpoint {
+    const { bytes, header, dataStart } = this.bytes();
+    this.verified = null;
+    const built: Record<string, Map<string, tf.Tensor>> = {};
+    const created: tf.Tensor[] = [];
+    try {
+      for (const entry of header.tensors) {
+        if (!groups.includes(entry.group)) continue;
+        const start = dataStart + entry.offset;
+        const tensor = tensorFromBytes(bytes.subarray(start, start + entry.byteLength), entry);
+        created.push(tensor);
+        (built[entry.group] ??= new Map()).set(entry.name, tensor);
+      }
+    } catch (err) {
+      for (const tensor of created) tensor.dispose();
+      throw err;
+    }
+    return { meta: header.meta, groups: built };
+  }
+
+  private bytes(): VerifiedFile {
+    if (this.verified === null) throw new Error(`checkpoint ${this.file}: its tensors were loaded already; open it again to load them again`);
+    return this.verified;
+  }
+}
+
+/** Reads and verifies a checkpoint file whole (OpenedCheckpoint); throws an error naming the file when it cannot be used. */
+export function openCheckpoint(file: string): OpenedCheckpoint {
+  return new OpenedCheckpoint(file);
+}
+
+/**
  * Loads and verifies a checkpoint. Throws an error naming the file when it is missing, not a checkpoint,
  * of another version, truncated or corrupt. The caller disposes the returned tensors (see disposeCheckpoint).
  */
 export function loadCheckpoint(file: string): Checkpoint {
-  const { bytes, header, dataStart } = readVerified(file);
-  const groups: Record<string, Map<string, tf.Tensor>> = {};
-  const created: tf.Tensor[] = [];
+  return openCheckpoint(file).load();
+}
+
+/** What loadCheckedCheckpoint requires of a checkpoint's groups. */
+export interface GroupChecks {
+  load: string[];                                   // the groups to build (others are not)
+  required?: string[];                              // groups that must be present (default: all of `load`)
+  missing?(present: string[]): string;              // the error when a required group is absent, after the file's name
+  shapes?: Map<string, { shape: number[] }>;        // a network's parameters...
+  shaped?: string[];                                // ...which each of these groups must match by name and shape
+  finite?: string[];                                // groups whose float32 values must all be finite
+}
+
+/**
+ * A checkpoint's groups as tensors, checked: the required groups present, the shaped ones matching the network's
+ * parameters, the finite ones without NaN or infinite values (unless already found finite in the file). On any
+ * problem everything built is freed and the error names the file.
+ */
+export function loadCheckedCheckpoint(source: string | OpenedCheckpoint, checks: GroupChecks): Checkpoint {
+  const opened = typeof source === 'string' ? openCheckpoint(source) : source;
+  const { file } = opened;
+  const absent = (checks.required ?? checks.load).filter((group) => !opened.groupNames.includes(group));
+  if (absent.length) {
+    throw new Error(checks.missing ? `${file}: ${checks.missing(opened.groupNames)}` : `${file}: checkpoint lacks the ${absent.join(', ')} group${absent.length > 1 ? 's' : ''}`);
+  }
+  const ckpt = opened.load(checks.load);
   try {
-    for (const entry of header.tensors) {
-      const start = dataStart + entry.offset;
-      const tensor = tensorFromBytes(bytes.subarray(start, start + entry.byteLength), entry);
-      created.push(tensor);
-      (groups[entry.group] ??= new Map()).set(entry.name, tensor);
-    }
+    for (const group of checks.shaped ?? []) if (ckpt.groups[group] && checks.shapes) assertParamsMatch(file, checks.shapes, ckpt.groups[group]);
+    const unscanned = (checks.finite ?? []).filter((group) => !opened.scannedFinite(group));
+    assertFiniteTensors(file, Object.fromEntries(unscanned.map((group) => [group, ckpt.groups[group]])));
   } catch (err) {
-    for (const tensor of created) tensor.dispose();
+    disposeCheckpoint(ckpt);
     throw err;
   }
-  return { meta: header.meta, groups };
+  return ckpt;
 }
 
 /** How many entries of a float32 array are NaN or infinite, and the first such value. */
@@ -291,19 +386,20 @@ export function assertFiniteTensors(file: string, groups: Record<string, Map<str
  * float32 tensor holds a NaN or infinite value. Returns the problem as a message naming the file, or null.
  */
 export function checkpointProblem(file: string): string | null {
+  return verifiedCheckpoint(file).problem;
+}
+
+/**
+ * A checkpoint opened and found whole and finite (checkpointProblem), or the problem that rules it out: the
+ * opened checkpoint is what the launcher hands to the trainer.
+ */
+export function verifiedCheckpoint(file: string): { opened: OpenedCheckpoint; problem: null } | { opened: null; problem: string } {
   try {
-    const { bytes, header, dataStart } = readVerified(file);
-    for (const entry of header.tensors) {
-      if (entry.dtype !== 'float32') continue;
-      const start = dataStart + entry.offset;
-      const copy = new Uint8Array(bytes.subarray(start, start + entry.byteLength));  // own, 4-byte aligned buffer
-      if (!LITTLE_ENDIAN_HOST) Buffer.from(copy.buffer).swap32();
-      const problem = nonFiniteProblem(file, `${entry.group}/${entry.name}`, new Float32Array(copy.buffer));
-      if (problem) return problem.message;
-    }
-    return null;
+    const opened = openCheckpoint(file);
+    const problem = opened.nonFiniteProblem();
+    return problem === null ? { opened, problem } : { opened: null, problem };
   } catch (err) {
-    return (err as Error).message;
+    return { opened: null, problem: (err as Error).message };
   }
 }
 
@@ -400,11 +496,9 @@ const RESUME_ONLY_META = ['optimizerStep', 'loader', 'skippedSteps'];
  */
 export function writeEmaOnlyCheckpoint(source: string, file: string,
   meta: (recorded: Record<string, unknown>) => Record<string, unknown> = (recorded) => Object.fromEntries(Object.entries(recorded).filter(([k]) => !RESUME_ONLY_META.includes(k)))): void {
-  const ckpt = loadCheckpoint(source);
+  const ckpt = loadCheckedCheckpoint(source, { load: ['ema'], missing: (present) => `checkpoint lacks the ema group (it holds ${present.join(', ') || 'no tensors'})` });
   try {
-    const { ema } = ckpt.groups;
-    if (!ema) throw new Error(`${source}: checkpoint lacks the ema group (it holds ${Object.keys(ckpt.groups).join(', ') || 'no tensors'})`);
-    saveCheckpoint(file, { meta: { ...meta(ckpt.meta), emaOnly: true }, groups: { ema } });
+    saveCheckpoint(file, { meta: { ...meta(ckpt.meta), emaOnly: true }, groups: { ema: ckpt.groups.ema } });
   } finally {
     disposeCheckpoint(ckpt);
   }

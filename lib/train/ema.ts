@@ -1,6 +1,6 @@
 /** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendHasKernel, EMA_UPDATE_KERNEL } from './update-kernels';
+import { backendHasKernel, EMA_UPDATE_KERNEL } from '../backend/update-kernels';
 import type { EmaConfig } from '../config/types';
 import { validateEmaConfig } from '../config/schema';
 import { UpdateKernel, hasJsTensorStorage } from './optim';

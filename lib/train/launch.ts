@@ -7,18 +7,20 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describeBackend, initBackend, type BackendChoice, type BackendInfo } from '../backend/select';
-import { labelOverride, parseOverride, RECORDED_EVAL_SEED, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
+import { startBackend, type BackendInfo } from '../backend/select';
+import { labelOverride, parseOverride, resolveRecordedConfig, resolveRunConfig, type FixedValues } from '../config/resolve';
 import { DATASET_NAMES, type DatasetName, type NonFinitePolicy, type Precision, type RunConfig, type RunKind } from '../config/types';
 import { presetsForData } from './preset-list';
-import { datasetHere, type ImageDataset, type Split } from '../data';
+import { datasetHere, limitDataset, loadDataset, type ImageDataset, type Split } from '../data';
 import { createRunEvaluator, type SampleEvaluator } from '../metrics/evaluate';
 import { checkOutputFolder } from '../output-paths';
-import { checkpointProblem, checkpointsNewestFirst, readCheckpointMeta } from './checkpoint';
-import { readMetrics } from './metrics-log';
+import { checkpointsNewestFirst, openCheckpoint, readCheckpointMeta, verifiedCheckpoint, type OpenedCheckpoint } from './checkpoint';
 import type { PlateauRecord } from './plateau';
-import { acquireRunLock, removeOrphanedTemporaryFiles } from './run-folder';
-import { resolveCheckpointFile, resolveInitTarget, resolveRunInit, CHECKPOINT_DIR } from './run';
+import { recordedSettings, readRunConfigFile, resolveRunInit, runPaths } from '../runs/folder';
+import { acquireRunLock, removeOrphanedTemporaryFiles } from '../runs/lock';
+import { resolveCheckpointFile } from '../runs/model';
+import { runStatus } from '../runs/status';
+import { resolveInitTarget } from '../teachers/shipped';
 import { Trainer, type RunStart, type TrainerEvents } from './trainer';
 
 /** One layer of config values, as resolveRunConfig takes them. */
@@ -56,8 +58,11 @@ export interface RunFlags {
 /** A run: what it does and how it is named. */
 export interface RunSpec { kind: RunKind; flags: RunFlags }
 
-/** A resolved run: its config (final), its directory, where its weights start, and newer checkpoints --resume could not use. */
-export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart; skipped: SkippedCheckpoint[] }
+/**
+ * A resolved run: its config (final), its directory, where its weights start, and newer checkpoints --resume could not
+ * use; `resumed` is the checkpoint it resumes from, read and verified once, which the trainer loads.
+ */
+export interface ResolvedRun { kind: RunKind; cfg: RunConfig; runDir: string; start: RunStart; skipped: SkippedCheckpoint[]; resumed: OpenedCheckpoint | null }
 
 /** The run directory of a spec: --out, else runs/<preset name>. */
 export function runDirOf({ kind, flags }: RunSpec): string {
@@ -112,34 +117,17 @@ function initDataLayer(flags: RunFlags, init: RunConfig, initFile: string): Conf
   return [labelOverride({ data: { name: init.data.name, flip: init.data.flip } }, `the --init checkpoint ${initFile}'s data`)];
 }
 
-/** Fields of config.json that record the run, not its settings. */
-const RECORD_ONLY_FIELDS = ['backend', 'environment', 'writtenAt'];
-
 /**
- * A resumed run's own config as a config layer: its config.json, else the config its checkpoint recorded;
- * bookkeeping fields dropped, `init` resolved from the run's folder.
+ * A resumed run's own config as a config layer: its config.json, else the config its checkpoint recorded, read by
+ * the run folder's one rule for older runs (lib/runs/folder.ts recordedSettings); `init` resolved from the run's folder.
  */
-function savedRunConfig(runDir: string, checkpoint: string): ConfigPatch {
-  const file = path.join(runDir, 'config.json');
-  const [saved, source] = fs.existsSync(file)
-    ? [readConfigJson(file), file]
-    : [{ ...checkpointConfig(checkpoint) } as unknown as Record<string, unknown>, `${checkpoint} (its recorded config)`];
-  for (const field of RECORD_ONLY_FIELDS) delete saved[field];
-  saved.evalSeed ??= RECORDED_EVAL_SEED;  // a run recorded before the field goes on evaluating on the noise it started with
+function savedRunConfig(runDir: string, checkpoint: OpenedCheckpoint): ConfigPatch {
+  const own = readRunConfigFile(runDir);
+  const [saved, source] = own
+    ? [own.settings, own.file]
+    : [recordedSettings({ ...recordedCheckpointConfig(checkpoint.file, checkpoint.meta) }), `${checkpoint.file} (its recorded config)`];
   if (typeof saved.init === 'string') saved.init = resolveRunInit(saved.init, runDir);
   return labelOverride(saved as ConfigPatch, source);
-}
-
-/** A run's config.json as an object; an error naming the file when it is not valid JSON (say, cut short). */
-function readConfigJson(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message}); if it was cut short, delete it: --resume then uses the config recorded in the checkpoint`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${file}: not a run config (the top level must be a JSON object)`);
-  return parsed as Record<string, unknown>;
 }
 
 /** The fields of a run config that define its result: a resumed run must match its checkpoint in each. */
@@ -156,8 +144,9 @@ const RESULT_FIELDS: Array<keyof RunConfig> = ['kind', 'net', 'edm', 'ect', 'opt
 export function resolveRun(spec: RunSpec): ResolvedRun {
   const { kind, flags } = spec;
   const runDir = runDirOf(spec);
-  const { file: resumeFile, skipped } = flags.resume ? resumableCheckpoint(runDir) : { file: null, skipped: [] };
-  const saved = resumeFile ? savedRunConfig(runDir, resumeFile) : null;
+  const { opened: resumed, skipped } = flags.resume ? resumableCheckpoint(runDir) : { opened: null, skipped: [] };
+  const resumeFile = resumed?.file ?? null;
+  const saved = resumed ? savedRunConfig(runDir, resumed) : null;
   const resolveWith = (initNetwork?: FixedValues, initLayers: ConfigPatch[] = []) => saved
     ? resolveRunConfig(kind, undefined, [saved, ...flagOverrides(flags)])
     : plannedRunConfig(spec, initNetwork, initLayers);
@@ -187,10 +176,10 @@ export function resolveRun(spec: RunSpec): ResolvedRun {
     }, initDataLayer(flags, initConfig, initFile));
   }
   if (init !== undefined) cfg = { ...cfg, init };
-  if (resumeFile) assertMatchesCheckpoint(cfg, resumeFile);
+  if (resumed) assertMatchesCheckpoint(cfg, resumed);
   const start: RunStart = resumeFile ? { from: 'resume', checkpoint: resumeFile }
     : initFile ? { from: 'init', checkpoint: initFile } : { from: 'fresh' };
-  return { kind, cfg, runDir, start, skipped };
+  return { kind, cfg, runDir, start, skipped, resumed };
 }
 
 /**
@@ -216,14 +205,14 @@ export interface SkippedCheckpoint { file: string; problem: string }
 
 /**
  * The newest checkpoint of a run that is whole and finite (verified byte for byte: its checksum, its tensor
- * table, no NaN weights), and the newer ones skipped on the way. Throws when there is none.
+ * table, no NaN weights), opened, and the newer ones skipped on the way. Throws when there is none.
  */
-function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCheckpoint[] } {
-  const dir = path.join(runDir, CHECKPOINT_DIR);
+function resumableCheckpoint(runDir: string): { opened: OpenedCheckpoint; skipped: SkippedCheckpoint[] } {
+  const dir = runPaths(runDir).checkpoints;
   const skipped: SkippedCheckpoint[] = [];
   for (const file of checkpointsNewestFirst(dir)) {
-    const problem = checkpointProblem(file);
-    if (problem === null) return { file, skipped };
+    const { opened, problem } = verifiedCheckpoint(file);
+    if (opened) return { opened, skipped };
     skipped.push({ file, problem });
   }
   if (skipped.length === 0) throw new Error(`--resume: no checkpoint in ${dir} to resume from`);
@@ -232,14 +221,20 @@ function resumableCheckpoint(runDir: string): { file: string; skipped: SkippedCh
 
 /** The config recorded in a checkpoint's metadata (read without loading its tensors), with today's defaults for newer fields. */
 function checkpointConfig(file: string): RunConfig {
-  const config = readCheckpointMeta(file).config as RunConfig | undefined;
+  return recordedCheckpointConfig(file, readCheckpointMeta(file));
+}
+
+/** The config a checkpoint's metadata records, with today's defaults for newer fields; an error naming the file when it has none. */
+function recordedCheckpointConfig(file: string, meta: Record<string, unknown>): RunConfig {
+  const config = meta.config as RunConfig | undefined;
   if (!config?.net) throw new Error(`${file}: checkpoint meta has no config.net; it was not written by ect-workbench's trainer`);
   return resolveRecordedConfig(config, `${file} (its recorded config)`);
 }
 
 /** A resumed run must train the same thing: the fields that define the result must match the checkpoint's. */
-function assertMatchesCheckpoint(cfg: RunConfig, file: string): void {
-  const saved = checkpointConfig(file);
+function assertMatchesCheckpoint(cfg: RunConfig, checkpoint: OpenedCheckpoint): void {
+  const { file } = checkpoint;
+  const saved = recordedCheckpointConfig(file, checkpoint.meta);
   const differing = RESULT_FIELDS.flatMap((k) => differingFields(saved[k], cfg[k], String(k)));
   if (differing.length) {
     const details = differing.map(({ key, a, b }) => `${key} (checkpoint ${JSON.stringify(a)}, this run ${JSON.stringify(b)})`).join(', ');
@@ -263,17 +258,13 @@ function canonicalJson(value: unknown): string {
     ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : inner));
 }
 
-/** Initialises the backend (choice, else $ECT_BACKEND, else the fastest that loads) and says which one runs. */
-export async function startBackend(choice: string | undefined, log: (line: string) => void): Promise<BackendInfo> {
-  const info = await initBackend(choice as BackendChoice | undefined);
-  log(describeBackend(info));
-  return info;
-}
-
-/** The evaluator of a run's dataset, or null (with the reason logged) when none is available here. */
-export async function runEvaluator(cfg: RunConfig, log: (line: string) => void): Promise<SampleEvaluator | null> {
+/**
+ * The evaluator of a run's dataset, or null (with the reason logged) when none is available here. `referenceImages`:
+ * the evaluation split already loaded whole (else the evaluator loads it).
+ */
+export async function runEvaluator(cfg: RunConfig, log: (line: string) => void, referenceImages?: ImageDataset): Promise<SampleEvaluator | null> {
   try {
-    const evaluator = await createRunEvaluator(cfg, { referenceSplit: cfg.evalSplit, onInfo: log });
+    const evaluator = await createRunEvaluator(cfg, { referenceSplit: cfg.evalSplit, referenceImages, onInfo: log });
     if (!evaluator) log('evaluation: no feature network for this dataset; metric columns stay empty');
     return evaluator;
   } catch (err) {
@@ -294,6 +285,15 @@ function withPresetsHere(err: Error, run: ResolvedRun): Error {
     ? `\nDatasets found here: ${here.join(', ')}. Presets that train on them: ${presets.join(', ')} (--config NAME; \`ect presets\` says what each is)`
     : '';
   return new Error(`${err.message}${hint}`);
+}
+
+/** A run's whole training split (the images data.limit leaves out too), or the error of a dataset not here with the presets that are. */
+function wholeTrainingSplit(run: ResolvedRun): ImageDataset {
+  try {
+    return loadDataset({ ...run.cfg.data, limit: undefined }, 'train', run.cfg.net);
+  } catch (err) {
+    throw withPresetsHere(err as Error, run);
+  }
 }
 
 /** Options of launching a run beyond its spec. */
@@ -351,9 +351,14 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     }
     const backend = await startBackend(spec.flags.backend, log);
     ownEvaluator = opts.evaluator === undefined && run.cfg.evalEvery > 0;
-    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log) : opts.evaluator ?? null;
+    // the training split is read once: whole for the reference of in-run evaluations that compare with it, data.limit of it to train on
+    const split = ownEvaluator && !opts.dataset && run.cfg.evalSplit === 'train' ? wholeTrainingSplit(run) : undefined;
+    evaluator = ownEvaluator ? await runEvaluator(run.cfg, log, split) : opts.evaluator ?? null;
+    const dataset = opts.dataset ?? (split && limitDataset(split, run.cfg.data.limit));
     if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
-    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, backend, evaluator, dataset: opts.dataset, log })
+    // the checkpoint the run starts from is read once: --resume's as it was verified, --init's here
+    const opened = run.resumed ?? (run.start.from === 'init' ? openCheckpoint(run.start.checkpoint) : undefined);
+    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, opened, backend, evaluator, dataset, log })
       .catch((err: Error) => { throw withPresetsHere(err, run); });
     return {
       ...run, trainer, backend,
@@ -400,39 +405,6 @@ export async function trainRun(spec: RunSpec, hooks: RunHooks = {}): Promise<Run
   } finally {
     events.close?.();
     run.dispose();
-  }
-}
-
-/** Where a run directory stands: nothing to resume, interrupted (a checkpoint before its last iteration), or finished. */
-export interface RunStatus { state: 'new' | 'interrupted' | 'finished'; iteration: number }
-
-/**
- * The status of a run directory for `iters` iterations (default: its config.json's). Finished: its newest readable
- * checkpoint records that the plateau rule finished it (cfg.plateauGain), or metrics.csv logged the last iteration
- * and no older checkpoint is the newest (committed results keep no checkpoints). A plateaued run may still be
- * continued by hand with --resume.
- */
-export function runStatus(runDir: string, iters?: number): RunStatus {
-  // the newest checkpoint whose header reads (--resume verifies it whole, and says what it skipped)
-  const readable = checkpointsNewestFirst(path.join(runDir, CHECKPOINT_DIR)).map(metaOrNull).find((meta) => meta !== null);
-  const checkpoint = readable ?? null;
-  const checkpointIter = checkpoint ? Number(checkpoint.iteration ?? 0) : 0;
-  if (checkpoint?.plateau) return { state: 'finished', iteration: checkpointIter };
-  const configFile = path.join(runDir, 'config.json');
-  const target = iters ?? (fs.existsSync(configFile) ? readConfigJson(configFile).iters as number | undefined : undefined);
-  const { rows } = readMetrics(path.join(runDir, 'metrics.csv'));
-  const logged = rows.length ? Number(rows[rows.length - 1].iter) : 0;
-  const finished = target !== undefined && logged >= target && (checkpoint === null || checkpointIter >= target);
-  if (finished) return { state: 'finished', iteration: Math.max(logged, checkpointIter) };
-  return checkpoint ? { state: 'interrupted', iteration: checkpointIter } : { state: 'new', iteration: 0 };
-}
-
-/** A checkpoint's metadata, or null when its header cannot be read. */
-function metaOrNull(file: string): Record<string, unknown> | null {
-  try {
-    return readCheckpointMeta(file);
-  } catch {
-    return null;
   }
 }
 

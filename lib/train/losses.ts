@@ -1,6 +1,7 @@
 /** Which loss each kind of run trains with: the one place that maps a run's kind to its loss. */
 import type { RunConfig, RunKind } from '../config/types';
-import { EdmLoss, type TrainingLoss } from '../edm/loss';
+import { EdmLoss } from '../edm/loss';
+import type { TrainingLoss } from '../training-loss';
 import { EctLoss } from '../ect/loss';
 
 /** EDM's denoising loss for pretraining, ECT's consistency loss for tuning. */

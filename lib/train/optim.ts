@@ -1,9 +1,17 @@
-/** Optimisers for training: Adam (EDM pretraining) and RAdam (ECT tuning), with EDM's learning-rate ramp-up. */
+/**
+ * Optimisers for training: Adam (EDM pretraining) and RAdam (ECT tuning), with EDM's learning-rate ramp-up.
+ *
+ * Non-finite gradients: the trainer never hands apply() one. Its one policy (lib/train/trainer.ts step, the
+ * run's onNonFinite) stops or skips a step whose loss or gradient norm is NaN or infinite before the optimiser is
+ * reached. Used alone, the optimiser does what EDM's and ECT's training loops do, torch.nan_to_num: NaN entries
+ * become 0 and +-infinity +-1e5, alike in its three implementations (tfjs ops, the JavaScript loop and the
+ * backends' update kernel), so that they stay interchangeable bit for bit.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { OptimizerConfig } from '../config/types';
 import { validateOptimizerConfig } from '../config/schema';
-import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from './update-kernels';
+import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
 export interface OptimizerState {
@@ -17,7 +25,7 @@ export interface Optimizer {
   readonly step: number;
   /** The learning rate for a step taken after `imagesSeen` training images (with the linear ramp-up). */
   learningRate(imagesSeen: number): number;
-  /** Applies one update from the gradients (sanitised first); the caller keeps ownership of `grads`. */
+  /** Applies one update from the gradients (NaN as 0, +-infinity as +-1e5: see the file's header); the caller keeps ownership of `grads`. */
   apply(grads: Map<string, tf.Tensor>, imagesSeen: number): void;
   /** A copy of the state; the caller disposes its tensors. */
   getState(): OptimizerState;
@@ -230,7 +238,7 @@ class MomentOptimizer implements Optimizer {
     });
   }
 
-  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/train/update-kernels.ts). */
+  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/backend/update-kernels.ts). */
   private kernelUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
     const { beta1, beta2, eps } = this.cfg;
     const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };

@@ -10,7 +10,7 @@ import type { RunConfig } from '../config/types';
 import type { BackendInfo } from '../backend/select';
 import { assertPrecisionAvailable, withPrecision, type CpuFlagsSource } from '../backend/onednn/precision';
 import { BatchLoader, loadDataset, type ImageDataset, type LoaderState } from '../data';
-import type { TrainingLoss } from '../edm/loss';
+import type { TrainingLoss } from '../training-loss';
 import { primaryFdColumn } from '../metrics/columns';
 import type { SampleEvaluator } from '../metrics/evaluate';
 import { UNet, type ClassLabels } from '../nn/unet';
@@ -23,12 +23,12 @@ import { Ema, PosthocEmaTracker } from './ema';
 import { DivergenceWatch } from './divergence';
 import { firstNonFinite } from './finite';
 import {
-  assertFiniteTensors, assertParamsMatch, checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
+  checkpointPath, disposeCheckpoint, latestCheckpoint, loadCheckedCheckpoint, openCheckpoint, pruneCheckpoints, saveCheckpoint, type OpenedCheckpoint,
 } from './checkpoint';
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
 import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
 import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
-import { recordedRunConfig, writeRunConfig, CHECKPOINT_DIR, CHECKPOINTS_KEPT, POSTHOC_DIR } from './run';
+import { recordedRunConfig, runPaths, writeRunConfig, CHECKPOINTS_KEPT } from '../runs/folder';
 
 /** Progress of the loop, reported after every step. */
 export interface StepStats {
@@ -71,6 +71,7 @@ export type RunStart = { from: 'fresh' } | { from: 'init'; checkpoint: string } 
 export interface TrainerOptions {
   runDir: string | null;    // null: no files (tests, benchmarks)
   start?: RunStart;         // default fresh
+  opened?: OpenedCheckpoint; // start's checkpoint, opened by the launcher (else the trainer opens it)
   backend?: BackendInfo;
   dataset?: ImageDataset;   // otherwise loaded from cfg.data
   evaluator?: Pick<SampleEvaluator, 'evaluate'> | null;  // in-run evaluation (lib/metrics/evaluate.ts)
@@ -106,7 +107,7 @@ export class Trainer {
     if (cfg.init && start.from === 'fresh') {
       throw new Error(`config init ${cfg.init}: a run that starts from a checkpoint is launched with it (lib/train/launch.ts launchRun)`);
     }
-    if (start.from !== 'resume' && opts.runDir && latestCheckpoint(path.join(opts.runDir, CHECKPOINT_DIR))) {
+    if (start.from !== 'resume' && opts.runDir && latestCheckpoint(runPaths(opts.runDir).checkpoints)) {
       throw new Error(`${opts.runDir} already holds checkpoints of a run: pass --resume to continue it, or choose another --out`);
     }
     const dataset = opts.dataset ?? loadDataset(cfg.data, 'train', cfg.net);
@@ -119,24 +120,24 @@ export class Trainer {
       throw new Error(`data ${dataset.name} (${dataset.source}) has ${classes} classes, but the network embeds ${cfg.net.labelDim} (net.labelDim)`);
     }
     const net = new UNet(cfg.net, cfg.seed);
+    if (start.from !== 'fresh' && opts.opened && opts.opened.file !== start.checkpoint) {
+      throw new Error(`the opened checkpoint ${opts.opened.file} is not the run's start, ${start.checkpoint}`);
+    }
+    const checkpoint = start.from === 'fresh' ? null : opts.opened ?? start.checkpoint;
     // tuning starts from a pretrained model: its EMA weights for both the online network and the EMA
-    const initFile = start.from === 'init' ? start.checkpoint : null;
-    const initWeights = initFile ? loadEmaWeights(initFile) : undefined;
+    const initWeights = start.from === 'init' && checkpoint ? loadEmaWeights(checkpoint, net) : undefined;
     try {
-      if (initFile && initWeights) {
-        assertParamsMatch(initFile, net.paramShapes(), initWeights);
-        for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
-      }
+      if (initWeights) for (const [name, p] of net.params) p.assign(initWeights.get(name) as tf.Tensor);
       const optimizer = createOptimizer(cfg.optimizer, net.params, 'auto', cfg.iters * cfg.batch);
       const ema = new Ema(net.params, cfg.ema, initWeights);
       const posthoc = cfg.ema.posthoc ? new PosthocEmaTracker(net.params, cfg.ema.posthoc.sigmaRels, initWeights) : null;
       const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
       const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, posthoc, loader, opts);
-      if (start.from === 'resume') trainer.restore(start.checkpoint);
+      if (start.from === 'resume' && checkpoint) trainer.restore(checkpoint);
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
         writeRunConfig(opts.runDir, cfg, opts.backend, opts.environment);
-        const torn = truncateMetrics(path.join(opts.runDir, 'metrics.csv'), trainer.iteration);
+        const torn = truncateMetrics(runPaths(opts.runDir).metrics, trainer.iteration);
         if (torn) opts.log?.(torn);
       }
       return trainer;
@@ -218,87 +219,136 @@ export class Trainer {
    */
   async run(events: TrainerEvents = {}): Promise<{ iteration: number; stopped: boolean; checkpoint: string | null; plateau: PlateauRecord | null }> {
     const { cfg } = this;
-    const runDir = this.opts.runDir;
-    const metricsFile = runDir ? path.join(runDir, 'metrics.csv') : null;
-    const sessionStart = Date.now();
-    let windowStart = Date.now();
-    let windowImages = 0;
-    let lastCheckpoint: string | null = null;
+    const metricsFile = this.opts.runDir ? runPaths(this.opts.runDir).metrics : null;
+    const loop: LoopState = {
+      sessionStart: Date.now(), windowStart: Date.now(), windowImages: 0, lastCheckpoint: null,
+      nextEval: nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth),
+      losses: new LossTrail(), divergence: new DivergenceWatch(cfg.divergenceFactor),
+    };
     let stopped = false;
-    let nextEval = nextEvalKimg(this.imagesSeen / 1000, cfg.evalEvery, cfg.evalGrowth);
-    const losses = new LossTrail();
-    const divergence = new DivergenceWatch(cfg.divergenceFactor);
-
     while (this.iteration < cfg.iters) {
-      const batch = this.loader.next();
-      let loss: number;
-      try {
-        loss = this.step(batch.images, batch.labels);
-      } catch (err) {
-        if (err instanceof NonFiniteStepError) throw new Error(this.nonFiniteReport(err, losses));
-        throw err;
-      } finally {
-        batch.images.dispose();
-      }
-      losses.add(this.iteration, loss);
-      const diverged = divergence.add(this.iteration, loss);
-      if (diverged) throw new Error(this.divergenceReport(diverged));
-      windowImages += cfg.batch;
-      const elapsed = (Date.now() - windowStart) / 1000;
-      const stats: StepStats = {
-        iteration: this.iteration, totalIters: cfg.iters, kimg: this.imagesSeen / 1000, loss, lr: this.learningRate(),
-        stage: this.loss.stage(this.iteration - 1),
-        imgPerSec: elapsed > 0 ? windowImages / elapsed : 0,
-        wallSeconds: this.wallOffset + (Date.now() - sessionStart) / 1000,
-      };
-      this.wallSeconds = stats.wallSeconds;
+      // Train on one batch: a step that is not finite is never applied (stop, or skip and count), a diverging loss stops.
+      const skippedBefore = this.skippedSteps;
+      const loss = this.trainBatch(loop);
+      const stats = this.progress(loop, loss);
       events.onStep?.(stats);
-      if (!Number.isFinite(loss)) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
-      // let signal handlers (Ctrl-C) and timers run between steps: a step is a synchronous 0.1-10 s, this microseconds
+      if (this.skippedSteps > skippedBefore) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
+
+      // Let signal handlers (Ctrl-C) and timers run: a step is a synchronous 0.1-10 s, this takes microseconds.
       await yieldToSignals();
       const atCap = this.iteration === cfg.iters;
       const stopRequested = events.shouldStop?.() ?? false;
       stopped = !atCap && stopRequested;
-      let evaluation: Record<string, number> = {};
-      const evaluationDue = this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, nextEval) || (atCap && cfg.evalEvery > 0));
-      if (evaluationDue && stopRequested) events.onInfo?.(`stop requested: the evaluation at ${stats.kimg} kimg is skipped (ect eval of the checkpoint gives it)`);
-      if (evaluationDue && !stopRequested) {
-        evaluation = await this.evaluate(events);
-        nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
-      }
-      // before the cap, an evaluation may finish the run: this iteration is then its last (not a stop to resume)
+
+      // Evaluate on the schedule; before the cap, an evaluation may finish the run (the plateau rule): this
+      // iteration is then its last, not a stop to resume.
+      const evaluation = await this.evaluateIfDue(loop, stats, atCap, stopRequested, events);
       const plateau = !atCap && cfg.plateauGain > 0 ? this.checkPlateau(metricsFile, evaluation, stats.kimg, events) : null;
       if (plateau) stopped = false;
       const last = atCap || plateau !== null;
-      const row: Record<string, number> = {};
-      if (metricsFile && (this.iteration % cfg.logEvery === 0 || last || stopped)) {
-        Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss, lr: stats.lr, stage: stats.stage,
-          img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds }, cfg.onNonFinite === 'skip' ? { skipped: this.skippedSteps } : {});
-        windowStart = Date.now();
-        windowImages = 0;
-      }
-      if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
-      if (metricsFile && Object.keys(row).length) appendMetricsRow(metricsFile, row);
-      if (runDir && ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last)) {
-        const stopGrids = () => (last ? events.shouldStop?.() ?? false : false);  // a stop skips what is left of the final grids
-        for (const file of await this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`, stopGrids)) events.onInfo?.(`wrote ${file}`);
-      }
-      // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
-      if (runDir && cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
-        const snapshot = this.savePosthocSnapshot();
-        events.onInfo?.(`post-hoc EMA snapshot ${snapshot}`);
-      }
-      if (runDir && (this.iteration % cfg.ckptEvery === 0 || last || stopped)) {
-        lastCheckpoint = this.saveCheckpoint(plateau?.record);
-        events.onInfo?.(`checkpoint ${lastCheckpoint}`);
-      }
+
+      // Log a metrics.csv row: training columns every logEvery iterations and at the end, evaluation columns when evaluated.
+      if (metricsFile) this.logMetrics(metricsFile, loop, stats, evaluation, last || stopped);
+
+      // Write sample grids, the post-hoc EMA snapshot and the checkpoint, each on its own schedule and at the end.
+      const checkpoint = await this.writeOutputs(last, stopped, plateau?.record, events);
+      if (checkpoint) loop.lastCheckpoint = checkpoint;
+
       if (plateau) {
         events.onInfo?.(plateau.message);
-        return { iteration: this.iteration, stopped: false, checkpoint: lastCheckpoint, plateau: plateau.record };
+        return { iteration: this.iteration, stopped: false, checkpoint: loop.lastCheckpoint, plateau: plateau.record };
       }
       if (stopped) break;
     }
-    return { iteration: this.iteration, stopped, checkpoint: lastCheckpoint, plateau: null };
+    return { iteration: this.iteration, stopped, checkpoint: loop.lastCheckpoint, plateau: null };
+  }
+
+  /** One step on the next batch; a non-finite step or a diverging loss becomes the error that stops the run. */
+  private trainBatch(loop: LoopState): number {
+    const batch = this.loader.next();
+    let loss: number;
+    try {
+      loss = this.step(batch.images, batch.labels);
+    } catch (err) {
+      if (err instanceof NonFiniteStepError) throw new Error(this.nonFiniteReport(err, loop.losses));
+      throw err;
+    } finally {
+      batch.images.dispose();
+    }
+    loop.losses.add(this.iteration, loss);
+    const diverged = loop.divergence.add(this.iteration, loss);
+    if (diverged) throw new Error(this.divergenceReport(diverged));
+    return loss;
+  }
+
+  /** The loop's progress after a step: counters, learning rate, stage, speed over the logging window, wall time. */
+  private progress(loop: LoopState, loss: number): StepStats {
+    const { cfg } = this;
+    loop.windowImages += cfg.batch;
+    const elapsed = (Date.now() - loop.windowStart) / 1000;
+    const stats: StepStats = {
+      iteration: this.iteration, totalIters: cfg.iters, kimg: this.imagesSeen / 1000, loss, lr: this.learningRate(),
+      stage: this.loss.stage(this.iteration - 1),
+      imgPerSec: elapsed > 0 ? loop.windowImages / elapsed : 0,
+      wallSeconds: this.wallOffset + (Date.now() - loop.sessionStart) / 1000,
+    };
+    this.wallSeconds = stats.wallSeconds;
+    return stats;
+  }
+
+  /**
+   * The evaluation of this iteration when one is due (its images reached the next budget, or the run's last iteration
+   * when it evaluates at all), else {}. A stop request skips it: the checkpoint can be evaluated later.
+   */
+  private async evaluateIfDue(loop: LoopState, stats: StepStats, atCap: boolean, stopRequested: boolean, events: TrainerEvents): Promise<Record<string, number>> {
+    const { cfg } = this;
+    const due = this.opts.evaluator && cfg.evalN > 0 && (reachedEvalBudget(stats.kimg, loop.nextEval) || (atCap && cfg.evalEvery > 0));
+    if (!due) return {};
+    if (stopRequested) {
+      events.onInfo?.(`stop requested: the evaluation at ${stats.kimg} kimg is skipped (ect eval of the checkpoint gives it)`);
+      return {};
+    }
+    const evaluation = await this.evaluate(events);
+    loop.nextEval = nextEvalKimg(stats.kimg, cfg.evalEvery, cfg.evalGrowth);
+    return evaluation;
+  }
+
+  /** Appends this iteration's row, if it has one: its training columns when due (`final`: always), its evaluation's. */
+  private logMetrics(metricsFile: string, loop: LoopState, stats: StepStats, evaluation: Record<string, number>, final: boolean): void {
+    const { cfg } = this;
+    const row: Record<string, number> = {};
+    if (this.iteration % cfg.logEvery === 0 || final) {
+      Object.assign(row, { iter: stats.iteration, kimg: stats.kimg, loss: stats.loss, lr: stats.lr, stage: stats.stage,
+        img_per_s: stats.imgPerSec, wall_s: stats.wallSeconds }, cfg.onNonFinite === 'skip' ? { skipped: this.skippedSteps } : {});
+      loop.windowStart = Date.now();
+      loop.windowImages = 0;
+    }
+    if (Object.keys(evaluation).length) Object.assign(row, evaluation, { iter: stats.iteration, kimg: stats.kimg });
+    if (Object.keys(row).length) appendMetricsRow(metricsFile, row);
+  }
+
+  /**
+   * Writes what is due after a step into the run folder: sample grids, the post-hoc EMA snapshot, the checkpoint
+   * (`last`: the run's final ones; `stopped`: a checkpoint to resume from). Returns the checkpoint written, or null.
+   */
+  private async writeOutputs(last: boolean, stopped: boolean, plateau: PlateauRecord | undefined, events: TrainerEvents): Promise<string | null> {
+    const { cfg } = this;
+    if (!this.opts.runDir) return null;
+    if ((cfg.sampleEvery > 0 && this.iteration % cfg.sampleEvery === 0) || last) {
+      const stopGrids = () => (last ? events.shouldStop?.() ?? false : false);  // a stop skips what is left of the final grids
+      for (const file of await this.writeSampleGrids(last ? 'final' : `iter-${String(this.iteration).padStart(7, '0')}`, stopGrids)) events.onInfo?.(`wrote ${file}`);
+    }
+    // a snapshot before the checkpoint: a run killed between the two redoes the steps and writes the same snapshot
+    if (cfg.ema.posthoc && (this.iteration % cfg.ema.posthoc.snapshotEvery === 0 || last)) {
+      const snapshot = this.savePosthocSnapshot();
+      events.onInfo?.(`post-hoc EMA snapshot ${snapshot}`);
+    }
+    if (this.iteration % cfg.ckptEvery === 0 || last || stopped) {
+      const checkpoint = this.saveCheckpoint(plateau);
+      events.onInfo?.(`checkpoint ${checkpoint}`);
+      return checkpoint;
+    }
+    return null;
   }
 
   /**
@@ -321,7 +371,7 @@ export class Trainer {
 
   /** The message of a run stopped by the divergence rule: what grew, and the checkpoint to go back to. */
   private divergenceReport(diverged: string): string {
-    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const dir = this.opts.runDir ? runPaths(this.opts.runDir).checkpoints : null;
     const newest = dir ? latestCheckpoint(dir) : null;
     return `iteration ${this.iteration}: the loss diverged: ${diverged}, and the run stops. Likely cause: the learning rate ` +
       `(optimizer.lr = ${this.cfg.optimizer.lr}) is too high. ` +
@@ -342,7 +392,7 @@ export class Trainer {
         : err.repeated
           ? `every batch fails since iteration ${last.iteration + 1} although the loss was steady until then (${last.loss.toPrecision(4)}): look at the data and the weights`
           : `one batch overflowed although the loss was steady (${last.loss.toPrecision(4)} at iteration ${last.iteration}): an unusual batch, or a learning rate (${lr}) at the edge of stability`;
-    const dir = this.opts.runDir ? path.join(this.opts.runDir, CHECKPOINT_DIR) : null;
+    const dir = this.opts.runDir ? runPaths(this.opts.runDir).checkpoints : null;
     const newest = dir ? latestCheckpoint(dir) : null;
     const orSkip = this.cfg.onNonFinite === 'skip' || err.weights ? '' : ', or let the run skip such batches with --on-non-finite skip';
     const back = newest
@@ -388,7 +438,7 @@ export class Trainer {
   async writeSampleGrids(tag: string, shouldStop: () => boolean = () => false): Promise<string[]> {
     const runDir = this.opts.runDir;
     if (!runDir) return [];
-    const dir = path.join(runDir, 'samples');
+    const dir = runPaths(runDir).samples;
     fs.mkdirSync(dir, { recursive: true });
     const files: string[] = [];
     for (const steps of runSamplers(this.cfg)) {
@@ -417,7 +467,7 @@ export class Trainer {
    */
   saveCheckpoint(plateau?: PlateauRecord): string {
     if (!this.opts.runDir) throw new Error('saveCheckpoint: this trainer has no run directory');
-    const dir = path.join(this.opts.runDir, CHECKPOINT_DIR);
+    const dir = runPaths(this.opts.runDir).checkpoints;
     const file = checkpointPath(dir, this.iteration);
     const broken = firstNonFinite({ params: this.net.params, ema: this.ema.weights });
     if (broken !== null) throw new Error(`checkpoint ${file} not written: ${broken} holds NaN or infinite values; the checkpoints kept hold the last finite weights`);
@@ -444,7 +494,7 @@ export class Trainer {
    */
   savePosthocSnapshot(): string {
     if (!this.opts.runDir || !this.posthoc) throw new Error('savePosthocSnapshot: this trainer has no run directory or no ema.posthoc');
-    const file = path.join(this.opts.runDir, POSTHOC_DIR, path.basename(checkpointPath('', this.iteration)).replace(/^ckpt-/, 'snapshot-'));
+    const file = path.join(runPaths(this.opts.runDir).posthoc, path.basename(checkpointPath('', this.iteration)).replace(/^ckpt-/, 'snapshot-'));
     saveCheckpoint(file, {
       meta: {
         format: 'ect-workbench-posthoc-snapshot', iteration: this.iteration, imagesSeen: this.imagesSeen, sigmaRels: this.posthoc.sigmaRels,
@@ -455,19 +505,21 @@ export class Trainer {
     return file;
   }
 
-  /** Restores everything saveCheckpoint wrote. */
-  private restore(file: string): void {
-    const ckpt = loadCheckpoint(file);
+  /** Restores everything saveCheckpoint wrote, from the checkpoint file or the launcher's opened one. */
+  private restore(source: string | OpenedCheckpoint): void {
+    const opened = typeof source === 'string' ? openCheckpoint(source) : source;
+    const file = opened.file;
+    const ckpt = loadCheckedCheckpoint(opened, {
+      load: opened.groupNames,  // posthoc-<i> too, when the run tracks them
+      required: ['params', 'ema', 'optimizer'],
+      missing: (present) => (present.includes('ema') && !present.includes('params') && !present.includes('optimizer')
+        ? 'holds the EMA weights alone (a shipped teacher, or a checkpoint trimmed by ect trim-checkpoint), so training cannot resume from it; ' +
+          'start a new run from these weights with --init instead'
+        : 'not a training checkpoint (needs params, ema and optimizer groups)'),
+      shapes: this.net.paramShapes(), shaped: ['params', 'ema'], finite: ['params', 'ema', 'optimizer'],
+    });
     try {
       const { params, ema, optimizer } = ckpt.groups;
-      if (ema && !params && !optimizer) {
-        throw new Error(`${file}: holds the EMA weights alone (a shipped teacher, or a checkpoint trimmed by ect trim-checkpoint), so training cannot resume from it; ` +
-          'start a new run from these weights with --init instead');
-      }
-      if (!params || !ema || !optimizer) throw new Error(`${file}: not a training checkpoint (needs params, ema and optimizer groups)`);
-      assertParamsMatch(file, this.net.paramShapes(), params);
-      assertParamsMatch(file, this.net.paramShapes(), ema);
-      assertFiniteTensors(file, { params, ema, optimizer });
       for (const [name, p] of this.net.params) p.assign(params.get(name) as tf.Tensor);
       this.ema.setWeights(ema);
       this.posthoc?.restore(file, ckpt.groups);
@@ -491,6 +543,17 @@ export class Trainer {
     this.posthoc?.dispose();
     this.net.dispose();
   }
+}
+
+/** What the training loop carries from one iteration to the next. */
+interface LoopState {
+  sessionStart: number;            // when this session started (ms): the run's wall time adds to the earlier sessions'
+  windowStart: number;             // start of the logging window, over which images per second are measured
+  windowImages: number;
+  nextEval: number;                // kimg of the next scheduled evaluation
+  lastCheckpoint: string | null;   // the newest checkpoint this session wrote
+  losses: LossTrail;
+  divergence: DivergenceWatch;
 }
 
 /** Images of a sample grid, and its columns (8x8). */
@@ -517,17 +580,7 @@ class LossTrail {
   }
 }
 
-/** The EMA weights of a checkpoint (the other groups are freed). */
-function loadEmaWeights(file: string): Map<string, tf.Tensor> {
-  const ckpt = loadCheckpoint(file);
-  const { ema, ...others } = ckpt.groups;
-  disposeCheckpoint({ meta: ckpt.meta, groups: others });
-  if (!ema) throw new Error(`${file}: checkpoint lacks the ema group`);
-  try {
-    assertFiniteTensors(file, { ema });
-  } catch (err) {
-    ema.forEach((t) => t.dispose());
-    throw err;
-  }
-  return ema;
+/** The EMA weights of a checkpoint, checked against the network and for finiteness (the other groups are not built). */
+function loadEmaWeights(source: string | OpenedCheckpoint, net: UNet): Map<string, tf.Tensor> {
+  return loadCheckedCheckpoint(source, { load: ['ema'], shapes: net.paramShapes(), shaped: ['ema'], finite: ['ema'] }).groups.ema;
 }

@@ -12,7 +12,7 @@ import { SYNTHETIC_CLASS_NAMES } from '../data/synthetic';
 import { generateImages, type SamplerModel } from '../sample';
 import { repositoryRelativePath } from '../env';
 import { namingFile, writeFileNamed } from '../write-file';
-import { disposeModel, loadRunModel, samplerModelOf } from '../train/run';
+import { disposeModel, loadRunModel, samplerModelOf } from '../runs/model';
 import { WEB_MODEL_FORMAT, WEB_MODEL_VERSION, webModel, type HalfPrecisionError, type WebModelManifest } from './model';
 import { MODEL_FILE, PAGE_FILE, SCRIPT_FILE, WEIGHTS_FILE, webPageHtml } from './template';
 import { packWeights, type HostTensor, type WebWeightDtype } from './weights';

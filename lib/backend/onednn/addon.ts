@@ -1,6 +1,7 @@
 /** Finds and loads the native oneDNN addon (native/, built by scripts/build-native.js) and types its functions. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { repositoryPath } from '../../repository';
 
 /** Activation codes shared with native/src/onednn_ops.h. */
 export const ACTIVATION_CODES: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, sigmoid: 4, elu: 5 };
@@ -84,13 +85,7 @@ const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'ect_onednn.
 /** Where the addon binary should be: $ECT_ONEDNN_ADDON, else native/build/Release under the package root. */
 export function addonPath(): string {
   if (process.env.ECT_ONEDNN_ADDON) return path.resolve(process.env.ECT_ONEDNN_ADDON);
-  // Walk up from this file (lib/ or dist/lib/) to the directory holding package.json.
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, ADDON_RELATIVE_PATH);
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..', '..', '..', '..', ADDON_RELATIVE_PATH);
+  return repositoryPath(ADDON_RELATIVE_PATH);
 }
 
 /** Loads the addon, or returns the reason it cannot be used (missing build, missing libdnnl, ...). */

@@ -7,7 +7,7 @@ import {
 import { FloatBufferPool } from './buffer-pool';
 import { precisionCode } from './precision';
 import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
-import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../../train/update-kernels';
+import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -367,7 +367,7 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
-/** Kernels of our own ops on the addon: fused GroupNorm, scaled sum and resampling (lib/nn/fused.ts), the parameter updates (lib/train/update-kernels.ts). */
+/** Kernels of our own ops on the addon: fused GroupNorm, scaled sum and resampling (lib/nn/fused.ts), the parameter updates (lib/backend/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const resample = (kernelName: string, down: boolean) => ownKernel(kernelName, ({ inputs, attrs }, cpu) => {
     const { x } = inputs as { x: tf.TensorInfo };

@@ -1,5 +1,5 @@
 /**
- * Who writes a run folder: a lock file (<run>/.lock: pid, host, start time, command) held while a process
+ * Who writes a run folder: a lock file (<run>/.lock, lib/runs/folder.ts LOCK_FILE: pid, host, start time, command) held while a process
  * trains in it, so a second writer is refused; and the temporary files (name.tmp-<pid>) that writers killed
  * mid-write left behind, removed when a run starts or resumes.
  */
@@ -7,9 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { temporaryPath, writeError, writeFileNamed } from '../write-file';
-import { CHECKPOINT_DIR } from './run';
-
-export const LOCK_FILE = '.lock';
+import { runPaths } from './folder';
 
 /** What a lock file records about the process that holds it. */
 export interface LockHolder {
@@ -93,7 +91,7 @@ function describe(holder: LockHolder): string {
  * the holder of a lock taken on another machine (whose process this one cannot check); null when no lock is held.
  */
 export function runLockHolder(runDir: string): (LockHolder & { otherHost: boolean }) | null {
-  const holder = readHolder(path.join(runDir, LOCK_FILE));
+  const holder = readHolder(runPaths(runDir).lock);
   if (holder === null) return null;
   if (holder.host !== os.hostname()) return { ...holder, otherHost: true };
   return processAlive(holder.pid) ? { ...holder, otherHost: false } : null;
@@ -105,7 +103,7 @@ export function runLockHolder(runDir: string): (LockHolder & { otherHost: boolea
  * the error says how to remove it.
  */
 export function acquireRunLock(runDir: string, command: string, log: (line: string) => void = () => {}): RunLock {
-  const file = path.join(runDir, LOCK_FILE);
+  const file = runPaths(runDir).lock;
   fs.mkdirSync(runDir, { recursive: true });
   const mine: LockHolder = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command };
   const attempts = 3;  // create; after a stale lock, create again; once more if another process took it over meanwhile
@@ -153,7 +151,7 @@ const TEMPORARY_FILE = /\.tmp-(\d+)$/;
  */
 export function removeOrphanedTemporaryFiles(runDir: string): { files: string[]; bytes: number } {
   const removed = { files: [] as string[], bytes: 0 };
-  for (const dir of [runDir, path.join(runDir, CHECKPOINT_DIR)]) {
+  for (const dir of [runDir, runPaths(runDir).checkpoints]) {
     if (!fs.existsSync(dir)) continue;
     for (const name of fs.readdirSync(dir)) {
       const match = TEMPORARY_FILE.exec(name);

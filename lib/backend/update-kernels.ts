@@ -1,5 +1,6 @@
 /**
- * Kernels of our own for the per-step parameter updates, which a backend may implement natively (the `onednn`
+ * Names and attributes of our own kernels for the per-step parameter updates (a leaf: the trainer's optimiser and EMA
+ * and the backends that implement them import it), which a backend may implement natively (the `onednn`
  * backend does, lib/backend/onednn/kernels.ts). Without them the optimiser and the EMA run their JavaScript
  * loops (or tfjs kernels): the same arithmetic, in double precision, rounded to float32 once per value.
  */

@@ -7,7 +7,7 @@ const UNIT_FILES = [
   'core-math', 'config', 'ema', 'eval-schedule', 'optim', 'posthoc-ema', 'checkpoint', 'plateau', 'sampler',
   'network', 'onednn', 'wasm-kernels', 'train', 'png', 'peak', 'class-accuracy', 'metrics-features',
   'metrics-frechet', 'metrics-kid', 'metrics-reference', 'import-pickle', 'import-safetensors', 'scaling',
-  'scaling-compare', 'shipped-teachers', 'test-tiers', 'midt-study', 'bf16', 'notebook-studies', 'run-folder', 'non-finite',
+  'scaling-compare', 'shipped-teachers', 'test-tiers', 'midt-study', 'bf16', 'notebook-studies', 'run-folder', 'non-finite', 'notebook-tables',
 ];
 
 module.exports = {

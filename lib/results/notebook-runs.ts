@@ -9,6 +9,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as aq from 'arquero';
+import type ColumnTable from 'arquero/dist/types/table/column-table';
 import type { RunKind } from '../config/types';
 import { workbenchCommit, writeEnvironment, type NotebookMode, type NotebookPaths } from '../env';
 import { planSweep, runCommand } from '../sweep/plan';
@@ -22,7 +24,8 @@ import { readTeacherRecord, TEACHER_FILE } from '../teachers/record';
 import { shipTeacher } from '../teachers/ship';
 import { initBackend } from '../backend/select';
 import { manifestEntry, readManifest } from './manifest';
-import { readRun } from './runs';
+import { forwardFlopsPerImage } from '../nn/flops';
+import { readRun, totalRunFlops } from './runs';
 
 /** A planned run's flags: a preset, an output folder and any flags and --set assignments. */
 export interface PlannedFlags extends RunFlags {
@@ -315,6 +318,24 @@ export async function ensureScalingStudy(mode: NotebookMode, paths: NotebookPath
     widths: plan.runs.filter((run) => run.kind === 'tune')
       .map((run) => ({ width: Number(run.values['net.modelChannels']), teacher: run.flags.init!, run: run.flags.out })),
   };
+}
+
+/**
+ * The scaling study's teachers, one row per width: the teacher's folder (relative to the repository root), its forward
+ * MFLOPs per image, the kimg and Heun fd_fmnist of its last evaluation that has one (teacher_kimg, teacher_fd_heun; null
+ * when none has) and its total pretraining FLOPs.
+ */
+export function scalingTeacherTable(study: NotebookScaling, paths: NotebookPaths): ColumnTable {
+  const metric = 'fd_fmnist_heun';
+  return aq.from(study.widths.map(({ width, teacher }) => {
+    const run = readRun(teacher);
+    const evaluated = run.metrics.filter((m) => typeof m[metric] === 'number');
+    const last = evaluated[evaluated.length - 1];
+    return {
+      width, teacher: repositoryRelative(paths, teacher), forward_mflops_per_image: forwardFlopsPerImage(run.config.net) / 1e6,
+      teacher_kimg: last ? last.kimg : null, teacher_fd_heun: last ? last[metric] : null, pretrain_flops: totalRunFlops(run),
+    };
+  }));
 }
 
 /** A path for messages: relative to the repository root when inside it. */

@@ -47,6 +47,19 @@ export function recipeTable(runs: ColumnTable, variants: Array<{ name: string; s
 }
 
 /**
+ * recipeTable's rows reshaped for a bar chart: two rows per variant, one per sampler, with the sampler's column name
+ * (e.g. fd_fmnist_1step) in `sampler` and its value in a column named by the family (e.g. fd_fmnist); the other
+ * columns are kept. The family is the one whose _1step and _2step columns the table has.
+ */
+export function recipeBars(table: ColumnTable): ColumnTable {
+  const columns = table.columnNames();
+  const families = columns.map((name) => /^(.*)_1step$/.exec(name)?.[1]).filter((f): f is string => !!f && columns.includes(`${f}_2step`));
+  if (families.length !== 1) throw new Error(`recipeBars: need one family with _1step and _2step columns, found ${families.length} among ${columns.join(', ')}`);
+  const [family] = families;
+  return table.fold([`${family}_1step`, `${family}_2step`], { as: ['sampler', family] });
+}
+
+/**
  * A t_mid study from `ect eval --table` rows: the 2-step rows ordered by t_mid, with the checkpoint, iteration, t_mid,
  * samples, reference and the Frechet distance (the first fd column the rows have, e.g. fd_fmnist_2step).
  */

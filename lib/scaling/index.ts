@@ -3,3 +3,4 @@ export * from './levenberg-marquardt';
 export * from './power-law';
 export * from './table';
 export * from './compare';
+export * from './fit-sets';

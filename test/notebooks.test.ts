@@ -49,13 +49,15 @@ describe('notebooks: sources', () => {
     }
   });
 
-  it('have one path per cell: no code cell branches on the mode or leaves a variable to be set in branches', () => {
+  it('have one path per cell: no code cell branches, on the mode or otherwise, or leaves a variable to be set in branches', () => {
     // small mode is a miniature of the same study: the mode picks inputs inside the library, never a program in a cell
     for (const name of notebooks) {
       readNotebook(path.join(notebookDir, name)).cells.filter((c) => c.cell_type === 'code').forEach((cell, i) => {
         const code = cell.source.join('');
         assert.ok(!/\bmode\s*[!=]==?|[!=]==?\s*mode\b|\bswitch\s*\(\s*mode\b/.test(code), `${name}, code cell ${i} branches on the mode:\n${code}`);
         assert.ok(!/\blet\s+[A-Za-z_$][\w$]*\s*(,\s*[A-Za-z_$][\w$]*\s*)*;/.test(code), `${name}, code cell ${i} declares an untyped, unset variable:\n${code}`);
+        // nor on anything else: a choice (which fit, which title) is the library's, handed to the cell as data to loop over
+        assert.ok(!/\b(if|switch)\s*\(|\belse\b|\s\?\s[^\n]*\s:\s/.test(code), `${name}, code cell ${i} branches (if, switch or a conditional expression):\n${code}`);
       });
     }
   });

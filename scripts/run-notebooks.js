@@ -73,16 +73,19 @@ function currentCommit() {
  * Writes an executed notebook over its source with the stamp of the files it read; machine paths in its outputs
  * become repository-relative, and nbconvert's per-cell timings are dropped (they change on every run).
  */
-function commitNotebook(executedFile, sourceFile) {
+function commitNotebook(executedFile, sourceFile, commit) {
   const { notebookStamp } = require(path.join(root, 'dist', 'lib', 'results', 'manifest.js'));
   const text = fs.readFileSync(executedFile, 'utf8').split(`${root}${path.sep}`).join('').split(root).join('.');
   const notebook = JSON.parse(text);
   for (const cell of notebook.cells) if (cell.metadata) delete cell.metadata.execution;
-  notebook.metadata.ect = notebookStamp(path.basename(sourceFile, '.ipynb'), currentCommit(), root);
+  notebook.metadata.ect = notebookStamp(path.basename(sourceFile, '.ipynb'), commit, root);
   fs.writeFileSync(sourceFile, JSON.stringify(notebook, null, 1) + '\n');
   return sourceFile;
 }
 
+// the commit is read once, before any run: a notebook written back by this run would otherwise count as a local change
+// in the stamp of the next one
+const startCommit = commitOutputs ? currentCommit() : undefined;
 const failures = [];
 for (const nb of notebooks) {
   const name = path.basename(nb, '.ipynb');
@@ -113,7 +116,7 @@ for (const nb of notebooks) {
     failures.push(`${name}: failed after ${seconds} s\n${errors.join('\n')}\n${stderr.slice(-40).join('\n')}`);
   } else {
     console.log(`ok ${name} (${mode} mode, ${seconds} s) -> ${path.relative(root, executed)}`);
-    if (commitOutputs) console.log(`   outputs -> ${path.relative(root, commitNotebook(executed, nb))}`);
+    if (commitOutputs) console.log(`   outputs -> ${path.relative(root, commitNotebook(executed, nb, startCommit))}`);
     if (exportHtml) {
       const html = spawnSync(nbconvert, ['--to', 'html', '--output-dir', outDir, executed], { encoding: 'utf8' });
       if (html.status !== 0) failures.push(`${name}: HTML export failed\n${html.stderr}`);

@@ -16,6 +16,7 @@ export type DrawPurpose =
   | 'label-dropout'                  // which images' class labels a training step drops (per iteration)
   | 'batch-order' | 'flip'           // the batch loader: each epoch's order and flips (per epoch)
   | 'classifier-init'                // the Fashion-MNIST classifier's initial weights (per parameter)
+  | 'classifier-order'               // the order of its training images (per epoch)
   | `sample-noise-${number}`         // sampling and evaluation noise (per image)
   | 'sample-class';                  // the class of a conditional model's image when none is asked for (per image)
 

@@ -12,6 +12,7 @@ import {
   classifierAccuracy, CLASSIFIER_MANIFEST, CLASSIFIER_WEIGHTS, imagesToTensor, loadClassifier, saveClassifier, trainClassifier,
 } from '../lib/metrics/fmnist-classifier';
 import { trainClassifierCommand } from '../cli/commands/metrics';
+import { registerWasmTrainingKernels } from '../lib/backend/wasm-kernels';
 import { requireSystemPart } from './helpers';
 
 describe('metrics: Fashion-MNIST classifier', () => {
@@ -23,6 +24,7 @@ describe('metrics: Fashion-MNIST classifier', () => {
     requireSystemPart(this, 'dataset');
     previousBackend = tf.getBackend() ?? 'cpu';
     await tf.setBackend('wasm');
+    registerWasmTrainingKernels();  // the convolutions' gradients on wasm, as initBackend registers them
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-classifier-'));
   });
   after(async () => {
@@ -75,6 +77,35 @@ describe('metrics: Fashion-MNIST classifier', () => {
     assert.throws(() => loadClassifier(out), /weights\.bin: 1000 bytes, expected \d+/);
     fs.rmSync(path.join(out, CLASSIFIER_MANIFEST));
     assert.throws(() => loadClassifier(out), /classifier\.json: classifier manifest not found/);
+  });
+
+  it('the committed weights give the features the patch-matrix convolution of earlier versions gave', () => {
+    // the earlier path: 3x3 'same' convolution as (9 shifted copies concatenated) x (the stored [9 cin, cout] matrix)
+    const patchConv = (x: tf.Tensor4D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor4D => {
+      const [n, h, wd, c] = x.shape;
+      const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);
+      const shifts: tf.Tensor4D[] = [];
+      for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) shifts.push(tf.slice(padded, [0, dy, dx, 0], [n, h, wd, c]));
+      return tf.reshape(tf.add(tf.matMul(tf.reshape(tf.concat(shifts, 3), [n * h * wd, 9 * c]), w), b), [n, h, wd, w.shape[1]]);
+    };
+    const pool = (x: tf.Tensor4D) => tf.max(tf.reshape(x, [x.shape[0], x.shape[1] / 2, 2, x.shape[2] / 2, 2, x.shape[3]]), [2, 4]) as tf.Tensor4D;
+    const { model } = loadClassifier(DEFAULT_CLASSIFIER_DIR);
+    const x = imagesToTensor({ ...loadDataset({ name: 'fashion-mnist', flip: false, limit: 64 }, 'test') }, 0, 64);
+    const p = (name: string) => model.params.get(name)! as unknown as tf.Tensor;
+    const [now, before] = tf.tidy(() => {
+      const h1 = pool(tf.relu(patchConv(x, p('conv1.w') as tf.Tensor2D, p('conv1.b') as tf.Tensor1D)));
+      const h2 = pool(tf.relu(patchConv(h1, p('conv2.w') as tf.Tensor2D, p('conv2.b') as tf.Tensor1D)));
+      const old = tf.relu(tf.add(tf.matMul(tf.reshape(h2, [64, -1]), p('fc1.w') as tf.Tensor2D), p('fc1.b')));
+      return [model.features(x).dataSync(), old.dataSync()];
+    });
+    let worst = 0;
+    let scale = 0;
+    now.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - before[i])); scale = Math.max(scale, Math.abs(before[i])); });
+    // float32 sums of 9 * cin and 7 * 7 * conv2 products in another order: differences of a few ulps of the largest feature
+    assert.ok(worst <= 1e-5 * scale, `largest difference ${worst} against features up to ${scale}`);
+    assert.ok(scale > 0);
+    x.dispose();
+    model.dispose();
   });
 
   it('the committed weights classify >= 90% of the 10,000 test images correctly', () => {

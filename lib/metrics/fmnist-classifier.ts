@@ -81,16 +81,14 @@ function paramShapes(a: ClassifierArch): Record<string, number[]> {
   };
 }
 
-/** 3x3 'same' convolution written as patches x matrix, so that its gradient is a matMul (the wasm backend has no Conv2DBackpropFilter). */
+/**
+ * 3x3 'same' convolution of the stored weights. They are kept as a [9 * cin, cout] matrix whose rows run over (dy, dx,
+ * cin), which is exactly tf.conv2d's [3, 3, cin, cout] filter reshaped, so files written by earlier versions (which
+ * convolved by patches x matrix) load unchanged.
+ */
 function conv3x3(x: tf.Tensor4D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor4D {
-  const [n, h, w, c] = x.shape;
-  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);
-  const shifts: tf.Tensor4D[] = [];
-  for (let dy = 0; dy < 3; dy++) {
-    for (let dx = 0; dx < 3; dx++) shifts.push(tf.slice(padded, [0, dy, dx, 0], [n, h, w, c]));
-  }
-  const patches = tf.reshape(tf.concat(shifts, 3), [n * h * w, 9 * c]);
-  return tf.reshape(tf.add(tf.matMul(patches, weight), bias), [n, h, w, weight.shape[1]]);
+  const filter = tf.reshape(weight, [3, 3, x.shape[3], weight.shape[1]]) as tf.Tensor4D;
+  return tf.add(tf.conv2d(x, filter, 1, 'same'), bias);
 }
 
 /** 2x2 max pooling through reshape + max, whose gradient exists on every backend. */
@@ -216,7 +214,7 @@ export function trainClassifier(
   let step = 0;
   for (let epoch = 0; epoch < opts.epochs; epoch++) {
     const started = Date.now();
-    const order = seededPermutation(train.count, opts.seed * 7919 + epoch);
+    const order = seededPermutation(train.count, drawSeed(opts.seed, epoch, 'classifier-order'));
     let lossSum = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
       for (let i = 0; i < opts.batch; i++) {

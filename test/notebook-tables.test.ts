@@ -30,7 +30,7 @@ describe('notebook tables: made in the library, shown by the cells', () => {
     const header = 'iter,kimg,loss,lr,stage,img_per_s,wall_s,fd_fmnist_heun\n';
     const narrow = write('teacher-16', 16, `${header}100,6.4,0.3,0.001,0,50,10,40\n200,12.8,0.2,0.001,0,50,20,30\n300,19.2,0.2,0.001,0,50,30,\n`);
     const unevaluated = write('teacher-24', 24, `${header}100,6.4,0.3,0.001,0,50,10,\n`);
-    const study = { widths: [{ width: 16, teacher: narrow, run: '' }, { width: 24, teacher: unevaluated, run: '' }] };
+    const study = { widths: [{ width: 16, teacher: narrow, runs: [] }, { width: 24, teacher: unevaluated, runs: [] }] };
     const rows = scalingTeacherTable(study, notebookPaths('full', root)).objects() as Array<Record<string, unknown>>;
     assert.deepEqual(rows.map((r) => [r.width, r.teacher, r.teacher_kimg, r.teacher_fd_heun]),
       [[16, 'results/scaling/teacher-16', 12.8, 30], [24, 'results/scaling/teacher-24', null, null]], 'the last evaluated row, not the last row');

@@ -12,7 +12,6 @@ import {
   notebookAblationPlan, notebookCommittedRuns, notebookDemoPlan, notebookRecipePlan, notebookScalingPlan, NOT_REACHED, readEvaluationTable, readRun,
   recipeTable, requireCommittedDemo, requireCommittedScaling, SCALING_WIDTHS, HEADLINE_TEACHER, teacherInRunQuality, teacherMarkdown, totalRunFlops, tuningRunMarkdown,
 } from '../lib/results';
-import { parseOverride, resolveRunConfig } from '../lib/config/resolve';
 import { FEATURE_NAMINGS, evaluationColumns, parseMetricColumn } from '../lib/metrics/columns';
 import { notebookPaths } from '../lib/env';
 import { REPOSITORY_ROOT } from '../lib/repository';
@@ -157,33 +156,36 @@ describe('results: loading runs into one table', () => {
 
 describe('results: the notebooks\' planned runs', () => {
 
-  it('plans the scaling study on the Fashion-MNIST teachers: per width a teacher and an ECT run evaluated at 8+ budgets over 1.5+ decades', () => {
+  it('plans the scaling study: per width one ECT run per budget over 1.5+ decades of images, every schedule relative to its run', () => {
     const root = path.join(os.tmpdir(), 'ect-scaling-plan');
     const paths = notebookPaths('full', root);
-    const plan = notebookScalingPlan(paths);
-    const tunes = plan.filter((r) => r.kind === 'tune');
-    assert.deepEqual(tunes.map((r) => r.width), [...SCALING_WIDTHS]);
+    const tunes = notebookScalingPlan(paths).filter((r) => r.kind === 'tune');
+    assert.deepEqual([...new Set(tunes.map((r) => r.width))], [...SCALING_WIDTHS]);
     const costs: number[] = [];
-    for (const run of tunes) {
-      const cfg = plannedRunConfig(run);
-      assert.equal(run.flags.out, path.join(root, 'results', 'long', 'scaling', `ect-ch${run.width}`));
-      const budgets = evalBudgets(cfg.evalEvery, cfg.evalGrowth, (cfg.iters * cfg.batch) / 1000);
-      assert.ok(budgets.length >= 8, `${budgets.length} budgets`);
-      assert.ok(Math.log10(budgets[budgets.length - 1] / budgets[0]) >= 1.5, `budgets ${budgets[0]} to ${budgets[budgets.length - 1]} kimg`);
-      // its teacher has its width: planned in this study, or (32) the shipped teacher
-      const teacher = plan.find((r) => r.flags.out === run.flags.init);
-      if (run.width === 32) assert.equal(run.flags.init, path.join(SHIPPED_TEACHERS_DIR, HEADLINE_TEACHER));
-      else {
-        assert.ok(teacher, `${run.flags.out}: its teacher ${run.flags.init} is planned`);
-        assert.equal(teacher.flags.out, path.join(root, 'results', 'long', 'teachers', `fmnist-edm-ch${run.width}`));
-        assert.equal(resolveRunConfig('pretrain', teacher.flags.config, teacher.flags.set.map(parseOverride)).net.modelChannels, run.width);
-      }
-      costs.push(forwardFlopsPerImage(cfg.net));
+    for (const width of SCALING_WIDTHS) {
+      const runs = tunes.filter((r) => r.width === width);
+      const configs = runs.map((run) => plannedRunConfig(run));
+      const kimgs = configs.map((cfg) => (cfg.iters * cfg.batch) / 1000);
+      assert.ok(runs.length >= 5, `width ${width}: ${runs.length} budgets`);
+      assert.ok(Math.log10(Math.max(...kimgs) / Math.min(...kimgs)) >= 1.5, `width ${width}: budgets ${kimgs.join(', ')} kimg`);
+      runs.forEach((run, i) => {
+        const cfg = configs[i];
+        assert.equal(cfg.net.modelChannels, width);
+        // the run's own schedule: stages, lr decay and EMA scale with its length; evaluated once, at its end
+        assert.ok(cfg.ect.stageFraction !== undefined && cfg.optimizer.decayFraction !== undefined && cfg.ema.sigmaRel !== undefined, run.flags.out);
+        assert.ok(Math.abs(cfg.ect.stageIters - cfg.ect.stageFraction * cfg.iters) <= 1, `${run.flags.out}: stage of ${cfg.ect.stageIters} iterations`);
+        assert.equal(cfg.optimizer.decayKimg, cfg.optimizer.decayFraction * kimgs[i]);
+        assert.deepEqual(evalBudgets(cfg.evalEvery, cfg.evalGrowth, kimgs[i]), [], `${run.flags.out}: no evaluation before its end`);
+        assert.equal(run.flags.out, path.join(root, 'results', 'long', 'scaling-relative', `ch${width}-${run.flags.out.split('-').pop()}`));
+        assert.equal(run.flags.init, width === 32 ? path.join(SHIPPED_TEACHERS_DIR, HEADLINE_TEACHER)
+          : path.join(root, 'results', 'long', 'teachers', `fmnist-edm-ch${width}`), `${run.flags.out}: its width's teacher`);
+      });
+      costs.push(forwardFlopsPerImage(configs[0].net));
     }
     for (let i = 1; i < costs.length; i++) assert.ok(costs[i] > 1.5 * costs[i - 1], `wider nets cost more per image: ${costs}`);
     // full mode trains nothing: an incomplete study is an error naming its runs and the command
     assert.throws(() => requireCommittedScaling(paths),
-      /the scaling study \(configs\/sweeps\/scaling-long\.json\) is not complete: results\/long\/teachers\/fmnist-edm-ch16 \(new\), results\/long\/scaling\/ect-ch16 \(new\),.*node bin\/ect\.js sweep run scaling-long$/);
+      /the scaling study \(configs\/sweeps\/scaling-relative\.json\) is not complete: results\/long\/teachers\/fmnist-edm-ch16 \(new\), results\/long\/scaling-relative\/ch16-4kimg \(new\),.*node bin\/ect\.js sweep run scaling-relative$/);
   });
   it('finds the committed runs\' teachers where the full-mode plans put them, from inits relative to each run', () => {
     const paths = notebookPaths('full', REPOSITORY_ROOT);

@@ -169,18 +169,20 @@ describe('sweep: specs and plans', () => {
     assert.ok(!fs.existsSync(out), 'a rejected sweep writes nothing');
   });
 
-  it('notebook 03\'s study is configs/sweeps/scaling-long.json and 04\'s the recipe study; the old minute-scale sweeps name committed runs', () => {
+  it('notebook 03\'s study is configs/sweeps/scaling-relative.json and 04\'s the recipe study; the earlier sweeps name committed runs', () => {
     const paths = notebookPaths('full', root);
-    const scaling = planSweep('scaling-long', { out: path.join(paths.runs, 'long') });
+    const scaling = planSweep('scaling-relative', { out: path.join(paths.runs, 'long') });
     // every run the spec names is committed and finished: the notebook finds them without retraining
-    for (const run of scaling.runs) assert.equal(runStatusOf(run).state, 'finished', `scaling-long: ${run.flags.out}`);
+    for (const run of scaling.runs) assert.equal(runStatusOf(run).state, 'finished', `scaling-relative: ${run.flags.out}`);
     assert.deepEqual(notebookScalingPlan(paths).map(({ kind, flags }) => ({ kind, flags })), scaling.runs.map(({ kind, flags }) => ({ kind, flags })));
-    assert.deepEqual(scaling.runs.map((r) => path.relative(paths.runs, r.flags.out).split(path.sep).join('/')),
-      ['long/teachers/fmnist-edm-ch16', 'long/teachers/fmnist-edm-ch24', 'long/scaling/ect-ch16', 'long/scaling/ect-ch24', 'long/scaling/ect-ch32']);
-    assert.deepEqual(scaling.runs.filter((r) => r.stage === 'ect').map((r) => r.values['net.modelChannels']), [...SCALING_WIDTHS]);
+    assert.deepEqual(scaling.runs.filter((r) => r.flags.iters === 63).map((r) => path.relative(paths.runs, r.flags.out).split(path.sep).join('/')),
+      SCALING_WIDTHS.map((w) => `long/scaling-relative/ch${w}-4kimg`));
+    assert.deepEqual([...new Set(scaling.runs.map((r) => r.values['net.modelChannels']))], [...SCALING_WIDTHS]);
     // a sweep trained elsewhere (--out on a cluster) is where ECT_SWEEP_OUT points the notebooks
-    assert.equal(notebookSweepOut(paths, 'scaling-long', path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
-    assert.equal(notebookSweepOut(paths, 'scaling-long', ''), path.join(paths.runs, 'long'));
+    assert.equal(notebookSweepOut(paths, 'scaling-relative', path.join(dir, 'cluster-sweep')), path.join(dir, 'cluster-sweep'));
+    assert.equal(notebookSweepOut(paths, 'scaling-relative', ''), path.join(paths.runs, 'long'));
+    // the earlier study (schedules counted in iterations, one run per width) stays committed and finished
+    for (const run of planSweep('scaling-long', { out: path.join(paths.runs, 'long') }).runs) assert.equal(runStatusOf(run).state, 'finished', `scaling-long: ${run.flags.out}`);
     // the minute-scale scaling study stays committed and finished, in the archive
     const archive = path.join(paths.runs, 'archive');
     for (const run of planSweep('scaling', { out: archive }).runs) assert.equal(runStatusOf(run).state, 'finished', `scaling: ${run.flags.out}`);

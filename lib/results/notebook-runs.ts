@@ -257,30 +257,45 @@ export async function ensureAblationRuns(mode: NotebookMode, paths: NotebookPath
   return variants.map(({ name, setting, run }) => ({ name, setting, dir: run.flags.out }));
 }
 
-/** The sweep spec of notebook 03's scaling study on the Fashion-MNIST teachers (configs/sweeps/scaling-long.json). */
-export const SCALING_SWEEP = 'scaling-long';
+/**
+ * The sweep spec of notebook 03's scaling study on the Fashion-MNIST teachers (configs/sweeps/scaling-relative.json):
+ * one run per width and budget, every schedule a fraction of its run, each evaluated once at its end.
+ */
+export const SCALING_SWEEP = 'scaling-relative';
 
 /** Base channel widths of that study (0.32M, 0.71M and 1.26M parameters; 32 is the shipped teacher's). */
 export const SCALING_WIDTHS = [16, 24, 32] as const;
 
 /**
  * The folder a sweep's runs land in: ECT_SWEEP_OUT when set (the --out of a sweep trained elsewhere, e.g. `ect sweep
- * run scaling-long --executor slurm --out <dir>` on a cluster), else its spec's out, relative to the repository root
- * like results/ itself.
+ * run scaling-relative --executor slurm --out <dir>` on a cluster), else its spec's out, relative to the repository
+ * root like results/ itself.
  */
 export function notebookSweepOut(paths: NotebookPaths, sweep = SCALING_SWEEP, value = process.env.ECT_SWEEP_OUT): string {
   return value ? path.resolve(value) : sweepSpecOut(paths, sweep);
 }
 
-/** The scaling study's runs, planned (not checked against their folders): teachers first, then the ECT runs. */
+/** The scaling study's runs, planned (not checked against their folders): teachers first (when planned), then the ECT runs. */
 export function notebookScalingPlan(paths: NotebookPaths): Array<PlannedRun & { stage: string; width: number }> {
   const plan = planSweep(SCALING_SWEEP, { out: notebookSweepOut(paths), check: false });
   return plan.runs.map(({ kind, flags, stage, values }) => ({ kind, flags, stage, width: Number(values['net.modelChannels']) }));
 }
 
-/** The scaling study ready to read: per width, its teacher (a run or a shipped teacher) and its ECT run. */
+/** The scaling study ready to read: per width, its teacher (a run or a shipped teacher) and its ECT runs, one per budget. */
 export interface NotebookScaling {
-  widths: Array<{ width: number; teacher: string; run: string }>;
+  widths: Array<{ width: number; teacher: string; runs: string[] }>;
+}
+
+/** A study's tuning runs grouped by width, in the plan's order; an error when one width's runs name two teachers. */
+function scalingWidths(tunes: Array<{ width: number; flags: PlannedRun['flags'] }>): NotebookScaling {
+  const widths: NotebookScaling['widths'] = [];
+  for (const { width, flags } of tunes) {
+    const group = widths.find((w) => w.width === width);
+    if (!group) widths.push({ width, teacher: flags.init!, runs: [flags.out] });
+    else if (group.teacher !== flags.init) throw new Error(`the scaling study tunes width ${width} from two teachers: ${group.teacher} and ${flags.init}`);
+    else group.runs.push(flags.out);
+  }
+  return { widths };
 }
 
 /**
@@ -288,9 +303,9 @@ export interface NotebookScaling {
  * naming it and the command that makes (or resumes) the study; nothing is trained here.
  */
 export function requireCommittedScaling(paths: NotebookPaths): NotebookScaling {
-  const plan = notebookScalingPlan(paths);
-  const tunes = plan.filter((r) => r.kind === 'tune');
-  const problems = tunes.flatMap((run) => [run.flags.init!, run.flags.out]).flatMap((dir) => {
+  const tunes = notebookScalingPlan(paths).filter((r) => r.kind === 'tune');
+  const folders = [...new Set(tunes.flatMap((run) => [run.flags.init!, run.flags.out]))];
+  const problems = folders.flatMap((dir) => {
     if (fs.existsSync(path.join(dir, TEACHER_FILE))) return [];
     const status = runStatus(dir);
     return status.state === 'finished' ? [] : [`${repositoryRelative(paths, dir)} (${status.state}${status.iteration ? `, iteration ${status.iteration}` : ''})`];
@@ -299,7 +314,7 @@ export function requireCommittedScaling(paths: NotebookPaths): NotebookScaling {
     throw new Error(`the scaling study (configs/sweeps/${SCALING_SWEEP}.json) is not complete: ${problems.join(', ')}. Full mode reads committed `
       + `results and trains nothing; from the repository root, make or resume it with: node bin/ect.js sweep run ${SCALING_SWEEP}`);
   }
-  return { widths: tunes.map((run) => ({ width: run.width, teacher: run.flags.init!, run: run.flags.out })) };
+  return scalingWidths(tunes);
 }
 
 /** The sweep spec of the scaling study's miniature (configs/sweeps/scaling-small.json), notebook 03's small mode. */
@@ -307,17 +322,15 @@ export const SMALL_SCALING_SWEEP = 'scaling-small';
 
 /**
  * Notebook 03's study, one path for both modes. Full: the committed scaling study (requireCommittedScaling), trained
- * never. Small: its miniature, two tiny widths evaluated at four budgets under the small runs' folder, trained once
- * when missing through the same launcher, then reused.
+ * never. Small: its miniature, two tiny widths tuned for four budgets each (one run per budget) under the small runs'
+ * folder, trained once when missing through the same launcher, then reused.
  */
 export async function ensureScalingStudy(mode: NotebookMode, paths: NotebookPaths, log: (line: string) => void = () => {}): Promise<NotebookScaling> {
   if (mode === 'full') return requireCommittedScaling(paths);
   const plan = planSweep(SMALL_SCALING_SWEEP, { out: path.join(paths.runs, 'scaling'), check: false });
   for (const run of plan.runs) await ensurePlannedRun({ kind: run.kind, flags: run.flags }, log);
-  return {
-    widths: plan.runs.filter((run) => run.kind === 'tune')
-      .map((run) => ({ width: Number(run.values['net.modelChannels']), teacher: run.flags.init!, run: run.flags.out })),
-  };
+  return scalingWidths(plan.runs.filter((run) => run.kind === 'tune')
+    .map((run) => ({ width: Number(run.values['net.modelChannels']), flags: run.flags })));
 }
 
 /**

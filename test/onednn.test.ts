@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { FloatBufferPool } from '../lib/backend/onednn/buffer-pool';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
@@ -78,6 +79,35 @@ function assertValuesAndGradients(what: string, fn: (...xs: tf.Tensor[]) => tf.T
 function nativeCount(kernel: string): number {
   return kernelCounters.native[kernel] ?? 0;
 }
+
+describe('the output-array pool', () => {
+  it('serves repeated steps without allocating and never holds idle more than its high-water mark', () => {
+    const pool = new FloatBufferPool();
+    // a "step": outputs of several lengths alive at once, then all disposed (the shape of a training step)
+    const lengths = [1000, 4000, 4000, 250, 1000, 64000, 4000];
+    const step = () => {
+      const arrays = lengths.map((n) => pool.take(n));
+      const live = arrays.reduce((s, a) => s + a.byteLength, 0);
+      arrays.forEach((a) => pool.release(a));
+      return live;
+    };
+    const peak = step();
+    assert.equal(pool.counts.allocated, lengths.length, 'the first step allocates every array');
+    assert.equal(pool.heldBytes, peak, 'everything the step held is kept for the next');
+    for (let i = 0; i < 3; i++) step();
+    assert.equal(pool.counts.allocated, lengths.length, 'later steps allocate nothing');
+    assert.equal(pool.counts.reused, 3 * lengths.length);
+    // arrays of other lengths: kept only while the idle total stays within the high-water mark
+    const other = [pool.take(70000), pool.take(3)];
+    other.forEach((a) => pool.release(a));
+    const highWater = Math.max(peak, (70000 + 3) * 4);
+    assert.ok(pool.heldBytes <= highWater, `idle ${pool.heldBytes} bytes, high-water ${highWater}`);
+    assert.equal(pool.owns(new Float32Array(4)), false);
+    pool.release(new Float32Array(4));  // not the pool's: ignored
+    pool.clear();
+    assert.equal(pool.heldBytes, 0);
+  });
+});
 
 describe('onednn backend against the cpu backend', function () {
   let previousBackend = 'cpu';

@@ -30,7 +30,7 @@ export function resetKernelCounters(): void {
 }
 
 /** Where kernel outputs come from: recycled arrays of disposed tensors (see buffer-pool.ts). */
-export const outputPool = new FloatBufferPool(768 * 2 ** 20);
+export const outputPool = new FloatBufferPool();
 
 /** A Float32Array for a kernel output that native code overwrites completely. */
 function outputFloats(length: number): Float32Array {

@@ -29,6 +29,8 @@ import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
+import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
+import { SMOKE_SHAPES } from '../bench/ect-step';
 import '../lib/tf-gradients';
 
 /** Unit roundoff of bfloat16: 8 significant bits, round to nearest. */
@@ -237,6 +239,32 @@ describe('bf16 precision on the onednn backend', function () {
     images.dispose();
     fp32.dispose();
     bf16.dispose();
+  });
+});
+
+describe('profile-step --compare: fp32 and bf16 steps in one process', function () {
+  before(async function () {
+    requireSystemPart(this, 'native');
+    if (!(await tryRegisterOnednn()).ok || !bf16Support(readFlags()).ok) this.skip();
+  });
+
+  it('times both precisions by addon function and restores the addon afterwards', async () => {
+    const previous = tf.getBackend() ?? 'cpu';
+    await tf.setBackend('onednn');
+    const addon = onednnAddon()!;
+    const convForward = addon.convForward;
+    try {
+      const result = await compareStepPrecisions(SMOKE_SHAPES.tiny, 1, 1);
+      for (const precision of ['fp32', 'bf16'] as const) {
+        const r = result[precision];
+        assert.ok(r.stepMs > 0 && r.byFunction.convForward > 0 && r.byFunction.matMul >= 0, JSON.stringify(r));
+        assert.ok(Math.abs(r.outsideAddonMs + Object.values(r.byFunction).reduce((a, b) => a + b, 0) - r.stepMs) < 1e-6);
+      }
+      assert.equal(addon.convForward, convForward, 'the addon\'s functions are unwrapped');
+      assert.match(formatComparison('tiny', result), /convForward .* outside the addon/s);
+    } finally {
+      await tf.setBackend(previous);
+    }
   });
 });
 

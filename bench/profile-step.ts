@@ -36,7 +36,7 @@ const KINDS: Array<[OpKind, RegExp]> = [
   ['optimiser/EMA', /^(EctMomentUpdate|EctEmaUpdate)$/],
   ['reduction', /^(Sum|Mean|Max|Min|Prod|All|Any|ArgMax|ArgMin)$/],
   ['data movement', /^(Transpose|Slice|StridedSlice|Concat|Pack|Unpack|SplitV|Reshape|Pad|PadV2|Tile|GatherV2|Cast|Identity|Fill|ZerosLike|OnesLike|Reverse|MirrorPad)$/],
-  ['random', /^(RandomUniform|RandomNormal|RandomStandardNormal|Multinomial)$/],
+  ['random', /^(RandomUniform|RandomNormal|RandomStandardNormal|Multinomial|EctDropoutMask)$/],
   ['elementwise', /^(EctScaledSum|Add|AddN|Sub|Multiply|RealDiv|Div|SquaredDifference|Maximum|Minimum|Sigmoid|Exp|Neg|Square|Rsqrt|Sqrt|Relu|Relu6|Log|Abs|Tanh|Reciprocal|Pow|Less|LessEqual|Greater|GreaterEqual|Equal|NotEqual|Select|LogicalAnd|LogicalOr|LogicalNot|Softmax|Sin|Cos|Step|Sign|Floor|Ceil|Round|ClipByValue|IsNan|IsInf|Elu|LeakyRelu|Prelu|Softplus|Erf|Atan2|FloorDiv|Mod|Selu|Expm1|Log1p)$/],
 ];
 

@@ -8,7 +8,8 @@
  * of one step (ISA, implementation, data types and layouts of every convolution, matrix product and reorder,
  * bench/onednn-verbose.ts); with --peer, the same log of the PyTorch peer's step, whose convolutions also run
  * on oneDNN (run by --python, else the first python3 on PATH that imports torch). `--precision bf16` profiles
- * the mixed-precision step.
+ * the mixed-precision step. `--compare` times fp32 and bf16 steps alternating in one process instead, in CPU
+ * time per native function (for a loaded machine, where wall times of separate runs do not compare).
  */
 import { spawnSync } from 'child_process';
 import * as os from 'os';
@@ -35,7 +36,7 @@ const KINDS: Array<[OpKind, RegExp]> = [
   ['optimiser/EMA', /^(EctMomentUpdate|EctEmaUpdate)$/],
   ['reduction', /^(Sum|Mean|Max|Min|Prod|All|Any|ArgMax|ArgMin)$/],
   ['data movement', /^(Transpose|Slice|StridedSlice|Concat|Pack|Unpack|SplitV|Reshape|Pad|PadV2|Tile|GatherV2|Cast|Identity|Fill|ZerosLike|OnesLike|Reverse|MirrorPad)$/],
-  ['random', /^(RandomUniform|RandomNormal|RandomStandardNormal|Multinomial)$/],
+  ['random', /^(RandomUniform|RandomNormal|RandomStandardNormal|Multinomial|EctDropoutMask)$/],
   ['elementwise', /^(EctScaledSum|Add|AddN|Sub|Multiply|RealDiv|Div|SquaredDifference|Maximum|Minimum|Sigmoid|Exp|Neg|Square|Rsqrt|Sqrt|Relu|Relu6|Log|Abs|Tanh|Reciprocal|Pow|Less|LessEqual|Greater|GreaterEqual|Equal|NotEqual|Select|LogicalAnd|LogicalOr|LogicalNot|Softmax|Sin|Cos|Step|Sign|Floor|Ceil|Round|ClipByValue|IsNan|IsInf|Elu|LeakyRelu|Prelu|Softplus|Erf|Atan2|FloorDiv|Mod|Selu|Expm1|Log1p)$/],
 ];
 
@@ -121,8 +122,80 @@ export function formatProfile(label: string, p: StepProfile, topKernels = 25): s
   return lines.join('\n');
 }
 
+/** CPU milliseconds per step, median over the compared steps: the whole step and each addon function it called. */
+export interface PrecisionCpu { stepMs: number; wallMs: number; byFunction: Record<string, number>; outsideAddonMs: number }
+
+/**
+ * fp32 and bf16 steps of the same network alternating in one process (after warm-up steps of each), timed in
+ * process CPU time, which another process's load does not inflate, split by the addon function that spent it
+ * (its functions are wrapped for the duration). Needs the onednn backend and bf16 instructions.
+ */
+export async function compareStepPrecisions(shape: BenchShape, steps = 3, warmupSteps = 2): Promise<Record<Precision, PrecisionCpu>> {
+  const { onednnAddon } = await import('../lib/backend/onednn');
+  const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
+  if (!addon || tf.getBackend() !== 'onednn') throw new Error('--compare needs the onednn backend');
+  const spent = new Map<string, number>();
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const [name, fn] of Object.entries(addon)) {
+    if (typeof fn !== 'function') continue;
+    originals.set(name, fn as (...args: unknown[]) => unknown);
+    addon[name] = (...args: unknown[]) => {
+      const start = process.cpuUsage();
+      try {
+        return (fn as (...a: unknown[]) => unknown)(...args);
+      } finally {
+        const used = process.cpuUsage(start);
+        spent.set(name, (spent.get(name) ?? 0) + (used.user + used.system) / 1e3);
+      }
+    };
+  }
+  const precisions: Precision[] = ['fp32', 'bf16'];
+  const samples: Record<string, Array<{ stepMs: number; wallMs: number; byFunction: Map<string, number> }>> = { fp32: [], bf16: [] };
+  const trainers = [await createBenchTrainer(shape, 'fp32'), await createBenchTrainer(shape, 'bf16')];
+  try {
+    for (const trainer of trainers) for (let i = 0; i < warmupSteps; i++) runStep(trainer);
+    for (let i = 0; i < steps; i++) {
+      precisions.forEach((precision, k) => {
+        spent.clear();
+        const cpu = process.cpuUsage(), start = performance.now();
+        runStep(trainers[k]);
+        const used = process.cpuUsage(cpu);
+        samples[precision].push({ stepMs: (used.user + used.system) / 1e3, wallMs: performance.now() - start, byFunction: new Map(spent) });
+      });
+    }
+  } finally {
+    for (const [name, fn] of originals) addon[name] = fn;
+    trainers.forEach(disposeTrainer);
+  }
+  const median = (values: number[]) => values.slice().sort((a, b) => a - b)[values.length >> 1];
+  const summary = (runs: typeof samples[string]): PrecisionCpu => {
+    const names = new Set(runs.flatMap((r) => [...r.byFunction.keys()]));
+    const byFunction = Object.fromEntries([...names].map((n) => [n, median(runs.map((r) => r.byFunction.get(n) ?? 0))]));
+    const stepMs = median(runs.map((r) => r.stepMs));
+    return { stepMs, wallMs: median(runs.map((r) => r.wallMs)), byFunction, outsideAddonMs: stepMs - Object.values(byFunction).reduce((a, b) => a + b, 0) };
+  };
+  return { fp32: summary(samples.fp32), bf16: summary(samples.bf16) };
+}
+
+/** The printed table of compareStepPrecisions: CPU ms per step, fp32 and bf16 side by side, and their ratio. */
+export function formatComparison(label: string, c: Record<Precision, PrecisionCpu>): string {
+  const row = (name: string, fp32: number, bf16: number) =>
+    `${name.padEnd(22)} ${fp32.toFixed(1).padStart(9)} ${bf16.toFixed(1).padStart(9)} ${(bf16 > 0 ? (fp32 / bf16).toFixed(2) : '-').padStart(7)}`;
+  const names = [...new Set([...Object.keys(c.fp32.byFunction), ...Object.keys(c.bf16.byFunction)])]
+    .sort((a, b) => (c.fp32.byFunction[b] ?? 0) - (c.fp32.byFunction[a] ?? 0))
+    .filter((n) => (c.fp32.byFunction[n] ?? 0) + (c.bf16.byFunction[n] ?? 0) >= 0.05);
+  return [
+    `${label}: CPU ms per step (median; one process, steps alternating)`,
+    `${''.padEnd(22)} ${'fp32'.padStart(9)} ${'bf16'.padStart(9)} ${'ratio'.padStart(7)}`,
+    row('step (CPU)', c.fp32.stepMs, c.bf16.stepMs),
+    row('step (wall)', c.fp32.wallMs, c.bf16.wallMs),
+    ...names.map((n) => row(`  ${n}`, c.fp32.byFunction[n] ?? 0, c.bf16.byFunction[n] ?? 0)),
+    row('  outside the addon', c.fp32.outsideAddonMs, c.bf16.outsideAddonMs),
+  ].join('\n');
+}
+
 /** Flags of the command line. */
-interface ProfileFlags { backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; python?: string }
+interface ProfileFlags { backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string }
 
 function parseProfileFlags(argv: string[]): ProfileFlags {
   const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python'].includes(argv[i - 1]));
@@ -131,7 +204,7 @@ function parseProfileFlags(argv: string[]): ProfileFlags {
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
   return {
     backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
-    verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), python: value('--python'),
+    verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), python: value('--python'),
   };
 }
 
@@ -177,6 +250,11 @@ async function main(): Promise<void> {
   if (!shape) throw new Error(`unknown config ${flags.config}; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
   // the same set-up as training (wasm gets its training kernels, onednn its addon), or a clear error
   console.log(describeBackend(await initBackend(flags.backend as BackendChoice)));
+  if (flags.compare) {
+    assertPrecisionAvailable('bf16', tf.getBackend());
+    console.log(formatComparison(`${flags.backend} ${flags.config}`, await compareStepPrecisions(shape)));
+    return;
+  }
   assertPrecisionAvailable(flags.precision, tf.getBackend());
   console.log(formatProfile(`${flags.backend} ${flags.precision} ${flags.config}`, await profileStep(shape, 2, flags.precision)));
   if (flags.verbose) console.log(`\n${ourVerbose(flags)}`);

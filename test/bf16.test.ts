@@ -29,6 +29,8 @@ import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
+import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
+import { SMOKE_SHAPES } from '../bench/ect-step';
 import '../lib/tf-gradients';
 
 /** Unit roundoff of bfloat16: 8 significant bits, round to nearest. */
@@ -157,7 +159,7 @@ describe('bf16 precision on the onednn backend', function () {
     }
   });
 
-  it('rounds inputs to the nearest bfloat16, ties to even (exact cases through the matrix-product kernel)', () => {
+  it('rounds inputs to the nearest bfloat16, ties to even, NaN and infinities kept, subnormals to zero (exact cases through the matrix-product kernel)', () => {
     // bfloat16 has 7 stored mantissa bits: next to 1 it holds 1, 1 + 2^-7, 1 + 2^-6, ...; A [n, 1] x B [1, 1] = 1
     // returns A's rounded values exactly (one product each, accumulated in float32)
     const cases: Array<[number, number]> = [
@@ -168,10 +170,15 @@ describe('bf16 precision on the onednn backend', function () {
       [-(1 + 2 ** -8 + 2 ** -10), -(1 + 2 ** -7)],  // the sign does not change the magnitude's rounding
       [1000 + 2, 1000],                        // 1000..1008 step 8 near 2^10: 1002 rounds down, 1006 up
       [1000 + 6, 1008],
+      [Infinity, Infinity],                    // infinities stay infinite
+      [3.4028234663852886e38, Infinity],       // the largest float32 is above bfloat16's largest: up to infinity
+      [1e-39, 0],                              // float32 subnormals (|x| < 2^-126) become zero (VCVTNEPS2BF16 does)
     ];
     const got = tf.tidy(() => withPrecision('bf16', () =>
       Array.from(tf.matMul(tf.tensor2d(cases.map(([x]) => x), [cases.length, 1]), tf.tensor2d([1], [1, 1])).dataSync())));
     cases.forEach(([x, want], i) => assert.equal(got[i], Math.fround(want), `${x} rounded to ${got[i]}, want ${want}`));
+    const nan = tf.tidy(() => withPrecision('bf16', () => tf.matMul(tf.tensor2d([NaN], [1, 1]), tf.tensor2d([1], [1, 1])).dataSync()[0]));
+    assert.ok(Number.isNaN(nan), `NaN rounded to ${nan}`);
   });
 
   it('matrix products with transposes and broadcast batches stay within the bound', () => {
@@ -232,6 +239,32 @@ describe('bf16 precision on the onednn backend', function () {
     images.dispose();
     fp32.dispose();
     bf16.dispose();
+  });
+});
+
+describe('profile-step --compare: fp32 and bf16 steps in one process', function () {
+  before(async function () {
+    requireSystemPart(this, 'native');
+    if (!(await tryRegisterOnednn()).ok || !bf16Support(readFlags()).ok) this.skip();
+  });
+
+  it('times both precisions by addon function and restores the addon afterwards', async () => {
+    const previous = tf.getBackend() ?? 'cpu';
+    await tf.setBackend('onednn');
+    const addon = onednnAddon()!;
+    const convForward = addon.convForward;
+    try {
+      const result = await compareStepPrecisions(SMOKE_SHAPES.tiny, 1, 1);
+      for (const precision of ['fp32', 'bf16'] as const) {
+        const r = result[precision];
+        assert.ok(r.stepMs > 0 && r.byFunction.convForward > 0 && r.byFunction.matMul >= 0, JSON.stringify(r));
+        assert.ok(Math.abs(r.outsideAddonMs + Object.values(r.byFunction).reduce((a, b) => a + b, 0) - r.stepMs) < 1e-6);
+      }
+      assert.equal(addon.convForward, convForward, 'the addon\'s functions are unwrapped');
+      assert.match(formatComparison('tiny', result), /convForward .* outside the addon/s);
+    } finally {
+      await tf.setBackend(previous);
+    }
   });
 });
 

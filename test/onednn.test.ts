@@ -4,8 +4,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { FloatBufferPool } from '../lib/backend/onednn/buffer-pool';
 import { UNet } from '../lib/nn/unet';
-import { downsample2x, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
+import { downsample2x, DropoutMasks, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
   DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, hasFusedScaledSum, SCALED_SUM_KERNEL,
   scaledSum, UPSAMPLE_KERNEL,
@@ -78,6 +79,35 @@ function assertValuesAndGradients(what: string, fn: (...xs: tf.Tensor[]) => tf.T
 function nativeCount(kernel: string): number {
   return kernelCounters.native[kernel] ?? 0;
 }
+
+describe('the output-array pool', () => {
+  it('serves repeated steps without allocating and never holds idle more than its high-water mark', () => {
+    const pool = new FloatBufferPool();
+    // a "step": outputs of several lengths alive at once, then all disposed (the shape of a training step)
+    const lengths = [1000, 4000, 4000, 250, 1000, 64000, 4000];
+    const step = () => {
+      const arrays = lengths.map((n) => pool.take(n));
+      const live = arrays.reduce((s, a) => s + a.byteLength, 0);
+      arrays.forEach((a) => pool.release(a));
+      return live;
+    };
+    const peak = step();
+    assert.equal(pool.counts.allocated, lengths.length, 'the first step allocates every array');
+    assert.equal(pool.heldBytes, peak, 'everything the step held is kept for the next');
+    for (let i = 0; i < 3; i++) step();
+    assert.equal(pool.counts.allocated, lengths.length, 'later steps allocate nothing');
+    assert.equal(pool.counts.reused, 3 * lengths.length);
+    // arrays of other lengths: kept only while the idle total stays within the high-water mark
+    const other = [pool.take(70000), pool.take(3)];
+    other.forEach((a) => pool.release(a));
+    const highWater = Math.max(peak, (70000 + 3) * 4);
+    assert.ok(pool.heldBytes <= highWater, `idle ${pool.heldBytes} bytes, high-water ${highWater}`);
+    assert.equal(pool.owns(new Float32Array(4)), false);
+    pool.release(new Float32Array(4));  // not the pool's: ignored
+    pool.clear();
+    assert.equal(pool.heldBytes, 0);
+  });
+});
 
 describe('onednn backend against the cpu backend', function () {
   let previousBackend = 'cpu';
@@ -431,6 +461,27 @@ describe('onednn backend against the cpu backend', function () {
     assert.ok(during > kept, 'the passes of a step share kept filter copies');
     // the updates replace every weight, so each step's copies go with the old weights
     assert.deepEqual(counts, [[kept, counts[0][1]], [kept, counts[0][1]], [kept, counts[0][1]]], `kept copies and tensors after each step`);
+    tf.setBackend('cpu');
+  });
+
+  it('the native dropout mask equals the JavaScript loop bit for bit (seeds, rates, sizes; threaded sizes too)', () => {
+    const masks = (backend: string, seed: number, rate: number, shape: number[]) => {
+      tf.setBackend(backend);
+      const dropout = new DropoutMasks(seed, rate);
+      const values = dropout.mask('enc.block0.dropout', shape).dataSync() as Float32Array;
+      dropout.dispose();
+      return values;
+    };
+    resetKernelCounters();
+    const cases: Array<[number, number, number[]]> = [[1, 0.1, [2, 3, 3, 5]], [0x7fffffff, 0.2, [4, 16, 16, 32]], [12345, 1 / 3, [64, 28, 28, 8]], [7, 0.5, [1]]];
+    for (const [seed, rate, shape] of cases) {
+      const cpu = masks('cpu', seed, rate, shape), native = masks('onednn', seed, rate, shape);
+      assert.equal(native.length, cpu.length);
+      const kept = cpu.filter((v) => v !== 0).length / cpu.length;
+      assert.ok(cpu.length < 100 || Math.abs(kept - (1 - rate)) < 0.02, `kept ${kept} of the units at rate ${rate}`);
+      for (let i = 0; i < cpu.length; i++) assert.ok(Object.is(native[i], cpu[i]), `seed ${seed}, rate ${rate}, unit ${i}: ${native[i]} native, ${cpu[i]} loop`);
+    }
+    assert.equal(nativeCount('EctDropoutMask'), cases.length, JSON.stringify(kernelCounters));
     tf.setBackend('cpu');
   });
 

@@ -52,6 +52,19 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
 
 const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];
 
+/**
+ * Dropout mask kernel: no inputs; attrs seed, keep and shape; output float32 of that shape, 1 / keep where
+ * hashUniform(seed, i) < keep and 0 elsewhere: DropoutMasks.mask's loop (lib/nn/layers.ts), run natively.
+ */
+export const DROPOUT_MASK_KERNEL = 'EctDropoutMask';
+export interface DropoutMaskAttrs { seed: number; keep: number; shape: number[] }
+
+/** The mask from the backend's kernel, or null when the backend has none (then the caller runs the loop). */
+export function fusedDropoutMask(attrs: DropoutMaskAttrs): tf.Tensor | null {
+  if (tf.getKernel(DROPOUT_MASK_KERNEL, tf.getBackend()) === undefined) return null;
+  return tf.engine().runKernel(DROPOUT_MASK_KERNEL, {}, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
 /** Scaled sum, y = (a + b) * scale, for inputs of one shape (a residual connection and its scale). */
 export const SCALED_SUM_KERNEL = 'EctScaledSum';
 

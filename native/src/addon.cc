@@ -190,6 +190,16 @@ Napi::Value ScaledSum(const Napi::CallbackInfo& info) {
   });
 }
 
+// dropoutMask(seed, keep, scale, out): out[i] = scale where hashUniform(seed, i) < keep, else 0 (cpu_loops.h)
+Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    auto out = info[3].As<Napi::Float32Array>();
+    ect::dropoutMask(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().DoubleValue(),
+                     info[2].As<Napi::Number>().FloatValue(), out.Data(), static_cast<int64_t>(out.ElementLength()));
+  });
+}
+
 // reduce(op, x, shape, axes, out): sum / mean / max / min over the given axes (cpu_loops.h ReduceOp)
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 4})) return info.Env().Undefined();
@@ -332,6 +342,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("scaledSum", Napi::Function::New(env, ScaledSum));
+  exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("transpose", Napi::Function::New(env, Transpose));
   exports.Set("slice", Napi::Function::New(env, Slice));

@@ -1,33 +1,18 @@
-// float32 -> bfloat16 rounding for the bf16 inputs of convolutions and matrix products.
+// Scratch memory for the bfloat16 copies of oneDNN primitives' inputs.
 #include "bf16.h"
 
-#include <cstring>
+#include <algorithm>
+#include <new>
 
 namespace ect {
 
-uint16_t toBf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  // NaN: keep the sign and the top mantissa bits, and force a mantissa bit so rounding cannot make it infinite
-  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
-  // round to nearest, ties to even: add 0x7fff plus the lowest kept bit, then truncate (infinities stay infinite,
-  // the largest finite floats round up to infinity as in IEEE rounding)
-  const uint32_t lowestKept = (bits >> 16) & 1u;
-  return static_cast<uint16_t>((bits + 0x7fffu + lowestKept) >> 16);
-}
-
-void floatToBf16(const float* x, uint16_t* out, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; i++) out[i] = toBf16(x[i]);
-}
-
-uint16_t* Bf16Scratch::convert(const float* x, int64_t n) {
-  const size_t needed = static_cast<size_t>(n > 0 ? n : 1);
+void* Bf16Scratch::reserve(size_t bytes) {
+  const size_t needed = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
   if (needed > capacity_) {
-    data_.reset(new uint16_t[needed]);  // no value-initialisation: every element read is written first
+    data_.reset(std::aligned_alloc(64, needed));  // uninitialised: every byte read is written first
+    if (!data_) throw std::bad_alloc();
     capacity_ = needed;
   }
-  floatToBf16(x, data_.get(), n);
   return data_.get();
 }
 

@@ -227,6 +227,28 @@ void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha) {
   throw std::invalid_argument("unary: unknown op");
 }
 
+namespace {
+// lib/random.ts mix32: MurmurHash3's finaliser on 32 bits (JavaScript's int32 arithmetic is arithmetic mod 2^32).
+uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+}  // namespace
+
+void dropoutMask(uint32_t seed, double keep, float scale, float* out, int64_t n) {
+  const uint32_t seedHash = mix32(seed);
+#pragma omp parallel for num_threads(teamFor(n)) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    // hashUniform(seed, i) = mix32(i * 0x9e3779b1 + mix32(seed)) / 2^32, exact in double
+    const double uniform = mix32(static_cast<uint32_t>(i) * 0x9e3779b1u + seedHash) / 4294967296.0;
+    out[i] = uniform < keep ? scale : 0.f;
+  }
+}
+
 void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n) {
   // the sum is rounded to float before the product, as two separate elementwise kernels would round it
 #pragma omp parallel for num_threads(teamFor(n)) schedule(static)

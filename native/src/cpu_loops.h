@@ -21,6 +21,9 @@ void compare(CompareOp op, const float* a, const std::vector<int64_t>& aShape, c
 void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 // out = (a + b) * scale elementwise over n values (a residual sum and its scale in one pass).
 void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n);
+// Dropout mask: out[i] = scale where the i-th number of the counter-based uniform stream of `seed` is below keep,
+// else 0 (the loop of DropoutMasks.mask, lib/nn/layers.ts, with lib/random.ts hashUniform: the same values).
+void dropoutMask(uint32_t seed, double keep, float scale, float* out, int64_t n);
 // out = reduction of x over `axes` (out keeps the other axes in order).
 void reduce(ReduceOp op, const float* x, const std::vector<int64_t>& shape, const std::vector<int64_t>& axes, float* out);
 // out = x with its axes permuted (out axis i is x axis perm[i]).

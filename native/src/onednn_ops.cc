@@ -1,6 +1,7 @@
 // oneDNN convolutions and matrix products on TensorFlow's NHWC / HWIO memory, with primitives cached by shape and
-// input precision. In bf16, inputs are rounded into bfloat16 scratch buffers (activations and gradients, keeping
-// their layout) or reordered (filters, into oneDNN's blocked layout); outputs, bias and accumulation stay float32.
+// input precision. In bf16, each float32 input is converted by one oneDNN reorder into the bfloat16 layout the
+// primitive reads (activations and gradients into scratch buffers, filters into kept blocked copies); outputs,
+// bias and accumulation stay float32.
 #include "onednn_ops.h"
 
 #include <algorithm>
@@ -93,6 +94,22 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvGeometry& g, bool 
   return dnnl::convolution_forward::primitive_desc(desc, activationAttr(act, alpha), cpuEngine());
 }
 
+// A float32 input as the primitive reads it in bf16: the reorder that converts it, in one vectorised pass (round
+// to nearest even; on avx512_core_bf16 oneDNN's VCVTNEPS2BF16, which also flushes float32 subnormals, |x| <
+// 2^-126, to zero), from the caller's layout into the primitive's.
+struct Bf16Input {
+  memory::desc wanted;
+  dnnl::reorder convert;
+  Bf16Input(const memory::desc& user, const memory::desc& wanted)
+      : wanted(wanted), convert(memory(user, cpuEngine(), nullptr), memory(wanted, cpuEngine(), nullptr)) {}
+};
+
+// The conversion of an input when the primitive reads bf16, else null (the float32 array is read in place).
+std::unique_ptr<Bf16Input> bf16Input(const memory::desc& user, const memory::desc& wanted) {
+  if (wanted.data_type() != dt::bf16) return nullptr;
+  return std::make_unique<Bf16Input>(user, wanted);
+}
+
 // A filter in TensorFlow's HWIO layout and, when the primitive wants another layout, its reordered copy.
 struct FilterSlot {
   memory::desc user;
@@ -119,17 +136,21 @@ struct ConvBackwardDataEntry {
   dnnl::convolution_backward_data::primitive_desc pd;
   dnnl::convolution_backward_data primitive;
   std::unique_ptr<FilterSlot> filter;
+  std::unique_ptr<Bf16Input> diffDst;
 };
 
 struct ConvBackwardFilterEntry {
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights primitive;
   std::unique_ptr<FilterSlot> filter;
+  std::unique_ptr<Bf16Input> src, diffDst;
 };
 
 struct MatMulEntry {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul primitive;
+  memory::desc aUser, bUser;  // the float32 operands as the caller holds them
+  std::unique_ptr<Bf16Input> a, b;
 };
 
 template <typename Entry>
@@ -143,6 +164,7 @@ struct ConvForwardCached {
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward primitive;
   std::unique_ptr<FilterSlot> filter;
+  std::unique_ptr<Bf16Input> src;
 };
 Cache<ConvForwardCached> forwardCache;
 
@@ -166,7 +188,8 @@ ConvForwardCached& forwardEntry(const ConvGeometry& g, bool withBias, Activation
   if (!slot) {
     auto pd = describe("the forward convolution", precision, [&] { return forwardPd(g, withBias, act, alpha, precision); });
     slot.reset(new ConvForwardCached{pd, dnnl::convolution_forward(pd),
-                                     std::make_unique<FilterSlot>(g, pd.weights_desc(), true)});
+                                     std::make_unique<FilterSlot>(g, pd.weights_desc(), true),
+                                     bf16Input(activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth), pd.src_desc())});
   }
   return *slot;
 }
@@ -183,8 +206,9 @@ ConvBackwardDataEntry& backwardDataEntry(const ConvGeometry& g, Precision precis
           dilations(g), padBefore(g), padAfter(g));
       return dnnl::convolution_backward_data::primitive_desc(desc, cpuEngine(), hint);
     });
-    slot.reset(new ConvBackwardDataEntry{pd, dnnl::convolution_backward_data(pd),
-                                         std::make_unique<FilterSlot>(g, pd.weights_desc(), true)});
+    slot.reset(new ConvBackwardDataEntry{
+        pd, dnnl::convolution_backward_data(pd), std::make_unique<FilterSlot>(g, pd.weights_desc(), true),
+        bf16Input(activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth), pd.diff_dst_desc())});
   }
   return *slot;
 }
@@ -202,8 +226,10 @@ ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision pr
           dilations(g), padBefore(g), padAfter(g));
       return dnnl::convolution_backward_weights::primitive_desc(desc, cpuEngine(), hint);
     });
-    slot.reset(new ConvBackwardFilterEntry{pd, dnnl::convolution_backward_weights(pd),
-                                           std::make_unique<FilterSlot>(g, pd.diff_weights_desc(), false)});
+    slot.reset(new ConvBackwardFilterEntry{
+        pd, dnnl::convolution_backward_weights(pd), std::make_unique<FilterSlot>(g, pd.diff_weights_desc(), false),
+        bf16Input(activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth), pd.src_desc()),
+        bf16Input(activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth), pd.diff_dst_desc())});
   }
   return *slot;
 }
@@ -234,13 +260,15 @@ memory wrap(const memory::desc& desc, const float* data) {
   return memory(desc, cpuEngine(), const_cast<float*>(data));
 }
 
-// A primitive's data input: the float32 array itself, or (bf16) its rounded copy in `scratch`, same layout.
-memory input(const memory::desc& desc, const float* data, int64_t count, Bf16Scratch& scratch, Precision precision) {
-  if (precision != Precision::Bf16) return wrap(desc, data);
-  return memory(desc, cpuEngine(), scratch.convert(data, count));
+// A primitive's data input: the float32 array itself (no conversion), or its bf16 copy converted into `scratch`.
+memory input(const memory::desc& user, const float* data, const std::unique_ptr<Bf16Input>& conversion,
+             Bf16Scratch& scratch) {
+  memory source = wrap(user, data);
+  if (!conversion) return source;
+  memory copy(conversion->wanted, cpuEngine(), scratch.reserve(conversion->wanted.get_size()));
+  conversion->convert.execute(cpuStream(), source, copy);
+  return copy;
 }
-
-int64_t elements(int64_t a, int64_t b, int64_t c, int64_t d) { return a * b * c * d; }
 
 std::string matMulKey(const MatMulGeometry& g, bool withBias, Activation act, float alpha, Precision precision) {
   std::ostringstream key;
@@ -254,18 +282,19 @@ MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act,
   if (!slot) {
     const int64_t batch = std::max(g.batchA, g.batchB);
     const dt in = inputType(precision);
-    // Transposed operands are described by their strides, so no data moves.
-    memory::desc aDesc({g.batchA, g.m, g.k}, in,
-                       g.transposeA ? memory::dims{g.m * g.k, 1, g.m} : memory::dims{g.m * g.k, g.k, 1});
-    memory::desc bDesc({g.batchB, g.k, g.n}, in,
-                       g.transposeB ? memory::dims{g.k * g.n, 1, g.k} : memory::dims{g.k * g.n, g.n, 1});
+    // Transposed operands are described by their strides, so no data moves (a bf16 copy keeps the strides).
+    const memory::dims aStrides = g.transposeA ? memory::dims{g.m * g.k, 1, g.m} : memory::dims{g.m * g.k, g.k, 1};
+    const memory::dims bStrides = g.transposeB ? memory::dims{g.k * g.n, 1, g.k} : memory::dims{g.k * g.n, g.n, 1};
+    memory::desc aDesc({g.batchA, g.m, g.k}, in, aStrides), bDesc({g.batchB, g.k, g.n}, in, bStrides);
     memory::desc cDesc({batch, g.m, g.n}, dt::f32, memory::dims{g.m * g.n, g.n, 1});
     memory::desc biasDesc({1, 1, g.n}, dt::f32, memory::dims{g.n, g.n, 1});
     auto pd = describe("the matrix product", precision, [&] {
       auto desc = withBias ? dnnl::matmul::desc(aDesc, bDesc, biasDesc, cDesc) : dnnl::matmul::desc(aDesc, bDesc, cDesc);
       return dnnl::matmul::primitive_desc(desc, activationAttr(act, alpha), cpuEngine());
     });
-    slot.reset(new MatMulEntry{pd, dnnl::matmul(pd)});
+    memory::desc aUser({g.batchA, g.m, g.k}, dt::f32, aStrides), bUser({g.batchB, g.k, g.n}, dt::f32, bStrides);
+    slot.reset(new MatMulEntry{pd, dnnl::matmul(pd), aUser, bUser, bf16Input(aUser, pd.src_desc()),
+                               bf16Input(bUser, pd.weights_desc())});
   }
   return *slot;
 }
@@ -275,9 +304,8 @@ MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act,
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
                  Activation act, float alpha, Precision precision, int64_t filterId) {
   auto& e = forwardEntry(g, bias != nullptr, act, alpha, precision);
-  const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
+      {DNNL_ARG_SRC, input(activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth), x, e.src, firstInput)},
       {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), y)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
@@ -289,8 +317,8 @@ void convForward(const ConvGeometry& g, const float* x, const float* filter, con
 void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx, Precision precision,
                       int64_t filterId) {
   auto& e = backwardDataEntry(g, precision);
-  const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, firstInput, precision)},
+  const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, firstInput)},
                                     {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
                                     {DNNL_ARG_DIFF_SRC, wrap(e.pd.diff_src_desc(), dx)}});
   cpuStream().wait();
@@ -301,10 +329,10 @@ void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, 
   auto& e = backwardFilterEntry(g, precision);
   memory user = wrap(e.filter->user, dfilter);
   memory target = e.filter->needsReorder ? e.filter->buffer : user;
-  const int64_t xCount = elements(g.batch, g.inHeight, g.inWidth, g.inChannels);
-  const int64_t dyCount = elements(g.batch, g.outHeight, g.outWidth, g.outChannels);
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, input(e.pd.src_desc(), x, xCount, firstInput, precision)},
-                                    {DNNL_ARG_DIFF_DST, input(e.pd.diff_dst_desc(), dy, dyCount, secondInput, precision)},
+  const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
+  const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, input(xDesc, x, e.src, firstInput)},
+                                    {DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, secondInput)},
                                     {DNNL_ARG_DIFF_WEIGHTS, target}});
   if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
   cpuStream().wait();
@@ -315,8 +343,8 @@ void matMul(const MatMulGeometry& g, const float* a, const float* b, const float
             Activation act, float alpha, Precision precision) {
   auto& e = matMulEntry(g, bias != nullptr, act, alpha, precision);
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, input(e.pd.src_desc(), a, g.batchA * g.m * g.k, firstInput, precision)},
-      {DNNL_ARG_WEIGHTS, input(e.pd.weights_desc(), b, g.batchB * g.k * g.n, secondInput, precision)},
+      {DNNL_ARG_SRC, input(e.aUser, a, e.a, firstInput)},
+      {DNNL_ARG_WEIGHTS, input(e.bUser, b, e.b, secondInput)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), c)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
   e.primitive.execute(cpuStream(), args);

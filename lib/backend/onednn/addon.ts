@@ -54,6 +54,8 @@ export interface OnednnAddon {
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;
   /** out = (a + b) * scale, elementwise over arrays of one length. */
   scaledSum(a: Float32Array, b: Float32Array, scale: number, out: Float32Array): void;
+  /** out[i] = scale where hashUniform(seed, i) < keep, else 0: a dropout mask (lib/nn/layers.ts DropoutMasks). */
+  dropoutMask(seed: number, keep: number, scale: number, out: Float32Array): void;
   reduce(op: ReduceCode, x: Float32Array, shape: number[], axes: number[], out: Float32Array): void;
   transpose(x: Float32Array, shape: number[], perm: number[], out: Float32Array): void;
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;

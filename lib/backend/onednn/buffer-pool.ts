@@ -7,15 +7,16 @@ export class FloatBufferPool {
   private readonly free = new Map<number, Float32Array[]>();
   private readonly owned = new WeakSet<Float32Array>();
   private freeBytes = 0;
+  private liveBytes = 0;
+  private highWaterBytes = 0;
   /** Arrays handed out so far: freshly allocated, and reused from the free lists (a profile reads both). */
   readonly counts = { allocated: 0, allocatedBytes: 0, reused: 0 };
-
-  /** maxFreeBytes: free arrays kept for reuse at most; beyond it released arrays are left to the GC. */
-  constructor(readonly maxFreeBytes: number) {}
 
   /** An array of `length` floats with undefined contents (the caller overwrites all of it). */
   take(length: number): Float32Array {
     const reused = this.free.get(length)?.pop();
+    this.liveBytes += length * 4;
+    this.highWaterBytes = Math.max(this.highWaterBytes, this.liveBytes);
     if (reused) {
       this.freeBytes -= reused.byteLength;
       this.counts.reused += 1;
@@ -35,9 +36,17 @@ export class FloatBufferPool {
     return array instanceof Float32Array && this.owned.has(array);
   }
 
-  /** Returns an array whose tensor was disposed; arrays the pool did not make are ignored. */
+  /**
+   * Returns an array whose tensor was disposed; arrays the pool did not make are ignored. It is kept for reuse
+   * while the free arrays total at most the pool's high-water mark (the most bytes it had handed out at once):
+   * a training step takes the same arrays every step, so steady steps allocate nothing (a fixed cap below a
+   * step's peak made every step allocate its excess afresh: page faults and garbage collection), and the idle
+   * arrays never exceed what the program already held at its peak. Beyond it the array is left to the GC.
+   */
   release(array: Float32Array): void {
-    if (!this.owned.has(array) || this.freeBytes + array.byteLength > this.maxFreeBytes) return;
+    if (!this.owned.has(array)) return;
+    this.liveBytes -= array.byteLength;
+    if (this.freeBytes + array.byteLength > this.highWaterBytes) return;
     const list = this.free.get(array.length);
     if (list) list.push(array);
     else this.free.set(array.length, [array]);

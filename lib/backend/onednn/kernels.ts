@@ -6,7 +6,10 @@ import {
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
 import { precisionCode } from './precision';
-import { DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL, type GroupNormAttrs } from '../../nn/fused';
+import {
+  DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
+  type DropoutMaskAttrs, type GroupNormAttrs,
+} from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -30,7 +33,7 @@ export function resetKernelCounters(): void {
 }
 
 /** Where kernel outputs come from: recycled arrays of disposed tensors (see buffer-pool.ts). */
-export const outputPool = new FloatBufferPool(768 * 2 ** 20);
+export const outputPool = new FloatBufferPool();
 
 /** A Float32Array for a kernel output that native code overwrites completely. */
 function outputFloats(length: number): Float32Array {
@@ -367,7 +370,7 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
 }
 
-/** Kernels of our own ops on the addon: fused GroupNorm, scaled sum and resampling (lib/nn/fused.ts), the parameter updates (lib/backend/update-kernels.ts). */
+/** Kernels of our own ops on the addon: fused GroupNorm, scaled sum, dropout mask and resampling (lib/nn/fused.ts), the parameter updates (lib/backend/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const resample = (kernelName: string, down: boolean) => ownKernel(kernelName, ({ inputs, attrs }, cpu) => {
     const { x } = inputs as { x: tf.TensorInfo };
@@ -410,6 +413,12 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const out = outputFloats(as.length);
       if (out.length > 0) addon.scaledSum(as, bs, (attrs as unknown as { scale: number }).scale, out);
       return output(cpu, a.shape.slice(), out);
+    }),
+    ownKernel(DROPOUT_MASK_KERNEL, ({ attrs }, cpu) => {
+      const { seed, keep, shape } = attrs as unknown as DropoutMaskAttrs;
+      const out = outputFloats(tf.util.sizeFromShape(shape));
+      if (out.length > 0) addon.dropoutMask(seed, keep, 1 / keep, out);
+      return output(cpu, shape.slice(), out);
     }),
     resample(DOWNSAMPLE_KERNEL, true),
     resample(UPSAMPLE_KERNEL, false),

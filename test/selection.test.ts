@@ -114,6 +114,25 @@ describe('ect select on a run', function () {
     assert.ok(early.posthocCheckpoints[0].endsWith('sigma-0.0700-iter-000000004.ckpt'), early.posthocCheckpoints[0]);
     await assert.rejects(selectForRun({ runDir: out, sigmaRels: [0.07], iterations: [5], midTs: [1], validationN: 12, testN: 12, referenceLimit: 400 }),
       /--iterations 5: .* has no snapshot there \(snapshots at 2, 4, 6\)/);
+    // an earlier point of the run, as a run still training would be selected: candidates and the reference reconstructed there
+    const endRecord = fs.readFileSync(outcome.record, 'utf8');
+    const rowsBefore = readEvaluationTable(outcome.evaluations).length;
+    const point = await selectForRun({ runDir: out, sigmaRels: [0.07], at: 4, midTs: [1], validationN: 12, testN: 12, referenceLimit: 400, batch: 12 });
+    assert.deepEqual(point.result.validation.map((v) => `${v.candidate.name}/${v.candidate.steps}`), ['post-hoc EMA sigma_rel 0.07/1', 'post-hoc EMA sigma_rel 0.07/2']);
+    assert.equal(point.record, path.join(out, 'selection', 'iter-000000004', 'selection.json'));
+    assert.equal(fs.readFileSync(outcome.record, 'utf8'), endRecord, 'the selection at the run\'s end is kept');
+    const pointRows = readEvaluationTable(outcome.evaluations).slice(rowsBefore);
+    assert.deepEqual(pointRows.map((r) => [Number(r.iter), r.chosen_by]), [
+      [4, 'validation (selection/iter-000000004/selection.json)'], [4, 'validation (selection/iter-000000004/selection.json)'],
+      [4, 'run EMA width and t_mid at iteration 4 (no choice)'], [4, 'run EMA width and t_mid at iteration 4 (no choice)']]);
+    // the reference is the run's own width (0.1) at that point, with its own t_mid
+    assert.ok(pointRows.slice(2).every((r) => String(r.checkpoint) === 'posthoc-ema/sigma-0.1000-iter-000000004.ckpt' && Number(r.sigma_rel) === 0.1));
+    assert.equal(Number(pointRows[3].mid_t), 0.821);
+    assert.equal(chosenTwoStepMidT(point.result.chosen['2step']!.candidate.checkpoint), 1);
+    await assert.rejects(selectForRun({ runDir: out, sigmaRels: [0.07], at: 5, midTs: [1], validationN: 12, testN: 12, referenceLimit: 400 }),
+      /--at 5: .* has no snapshot there \(snapshots at 2, 4, 6\)/);
+    await assert.rejects(selectForRun({ runDir: out, sigmaRels: [0.07], at: 4, iterations: [4], midTs: [1], validationN: 12, testN: 12, referenceLimit: 400 }),
+      /either --at .* or --iterations/);
     // the reconstructed EMA is a checkpoint like any other
     const posthoc = await loadRunModel(outcome.posthocCheckpoints[0]);
     assert.equal(posthoc.iteration, 6);

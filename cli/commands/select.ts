@@ -25,7 +25,7 @@ const sigmaRelList = (flag: string) => numberList(flag, `relative EMA widths in 
 
 interface PosthocFlags { run: string; sigmaRel: number[]; iteration?: number; backend?: string }
 interface SelectFlags {
-  run: string; sigmaRel: number[]; midT: number[]; iterations: number[]; valN: number; testN: number; valSeed: number; testSeed: number; batch: number;
+  run: string; sigmaRel: number[]; midT: number[]; iterations: number[]; at?: number; valN: number; testN: number; valSeed: number; testSeed: number; batch: number;
   classifier?: string; inception?: string; cacheDir?: string; backend?: string;
 }
 
@@ -56,6 +56,7 @@ export function registerSelectCommands(program: Command): void {
     .option('--sigma-rel <list>', 'post-hoc EMA widths to reconstruct and compare, comma-separated (needs a run trained with ema.posthoc); none: the run\'s own EMA only', sigmaRelList('--sigma-rel'), [])
     .option('--mid-t <list>', 't_mid candidates of 2-step sampling, comma-separated (default: the run\'s ect.midT)', numberList('--mid-t', 'positive times', (x) => x > 0), [])
     .option('--iterations <list>', 'snapshot iterations at which to reconstruct the --sigma-rel EMAs, comma-separated, so the training point is chosen on validation too (default: the last; the run\'s own EMA is the last checkpoint\'s)', numberList('--iterations', 'snapshot iterations', (x) => Number.isInteger(x) && x > 0), [])
+    .option('--at <iteration>', 'select at this snapshot iteration instead of the run\'s end (the run may still be training): every --sigma-rel EMA reconstructed there, the run\'s own EMA width there scored beside the choice in place of the last checkpoint; records in selection/iter-<n>/, test rows with that iteration. One --at per point of a run\'s curve', positiveInteger('--at'))
     .option('--val-n <n>', 'samples per validation score', positiveInteger('--val-n'), 1000)
     .option('--test-n <n>', 'samples per test score', positiveInteger('--test-n'), 10000)
     .option('--val-seed <n>', 'noise seed of validation samples (must differ from --test-seed)', integer('--val-seed'), VALIDATION_SAMPLE_SEED)
@@ -68,7 +69,7 @@ export function registerSelectCommands(program: Command): void {
     .action(async (flags: SelectFlags) => {
       const backend = await startBackend(flags.backend, console.log);
       const outcome = await selectForRun({
-        runDir: flags.run, sigmaRels: flags.sigmaRel, midTs: flags.midT, iterations: flags.iterations, validationN: flags.valN, testN: flags.testN,
+        runDir: flags.run, sigmaRels: flags.sigmaRel, midTs: flags.midT, iterations: flags.iterations, at: flags.at, validationN: flags.valN, testN: flags.testN,
         validationSeed: flags.valSeed, testSeed: flags.testSeed, batch: flags.batch, classifierDir: flags.classifier,
         inceptionDir: flags.inception, cacheDir: flags.cacheDir, backend: backend.name, onInfo: console.log,
       });

@@ -2,6 +2,12 @@
  * The selection protocol applied to a run folder (`ect select`): post-hoc EMAs reconstructed at the run's last
  * snapshot, every (EMA, t_mid) scored on validation, the choice and the last checkpoint scored on test, and the
  * records: selection/validation.csv, selection/selection.json and test rows in the run's evaluations.csv.
+ *
+ * With `at`, the same protocol at an earlier point of the run (one of its snapshot iterations; the run may still be
+ * training): every candidate is reconstructed there from the snapshots up to it, the reference with no choice is the
+ * run's own EMA width there with its first t_mid (in place of the last checkpoint), and the records go to
+ * selection/iter-<n>/ beside the others, the test rows carrying that iteration. A run's curve of test scores along
+ * its length is one `at` per point.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +28,7 @@ export interface RunSelectionOptions {
   runDir: string;
   sigmaRels: number[];        // post-hoc EMA widths to reconstruct ([]: the run's own EMA only)
   iterations?: number[];      // snapshot iterations to reconstruct them at, so the training point is chosen too (default: the last)
+  at?: number;                // select at this snapshot iteration instead of the run's end (see the file header)
   midTs: number[];            // t_mid candidates of 2-step sampling ([]: the run's own)
   validationN: number;
   testN: number;
@@ -48,6 +55,11 @@ export interface RunSelectionOutcome {
 /** The folder of a run's selection records. */
 export const SELECTION_DIR = 'selection';
 
+/** Where a selection's records go inside SELECTION_DIR: the run's end, or an earlier point of it (`at`). */
+export function selectionSubfolder(at?: number): string {
+  return at === undefined ? '' : `iter-${String(at).padStart(9, '0')}`;
+}
+
 /** A path relative to `base`, with forward slashes, for records that move with the repository. */
 function relativeTo(base: string, file: string): string {
   return path.relative(base, file).split(path.sep).join('/');
@@ -71,18 +83,26 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
   try {
     const last = await load(lastCheckpoint);
     const config = last.config;
+    const at = opts.at;
+    const ownWidth = config.ema.sigmaRel ?? null;
+    if (at !== undefined) {
+      if (opts.iterations?.length) throw new Error('select: give either --at (one point of the run) or --iterations (points to choose among at its end), not both');
+      if (ownWidth === null) throw new Error(`${runDir}: --at needs a run with a power-function EMA (ema.sigmaRel), whose own EMA can be reconstructed at iteration ${at}; this one has ${JSON.stringify(config.ema)}`);
+    }
     const posthoc: Array<{ file: string; sigmaRel: number; iteration: number }> = [];
-    if (opts.sigmaRels.length) {
+    // at an earlier point the run's own EMA is reconstructed too, as the reference with no choice
+    const sigmaRels = at === undefined ? opts.sigmaRels : [...new Set([ownWidth!, ...opts.sigmaRels])];
+    if (sigmaRels.length) {
       const snapshots = listSnapshots(runDir);
       const final = snapshots[snapshots.length - 1];
-      if (final.iteration !== last.iteration) {
-        throw new Error(`${runDir}: its last post-hoc snapshot is at iteration ${final.iteration}, its last checkpoint at ${last.iteration}; finish the run (--resume) first`);
+      if (at === undefined && final.iteration !== last.iteration) {
+        throw new Error(`${runDir}: its last post-hoc snapshot is at iteration ${final.iteration}, its last checkpoint at ${last.iteration}; finish the run (--resume) first, or select at a snapshot with --at`);
       }
-      const iterations = opts.iterations?.length ? opts.iterations : [final.iteration];
+      const iterations = at !== undefined ? [at] : opts.iterations?.length ? opts.iterations : [final.iteration];
       const missing = iterations.filter((it) => !snapshots.some((s) => s.iteration === it));
-      if (missing.length) throw new Error(`--iterations ${missing.join(',')}: ${runDir} has no snapshot there (snapshots at ${snapshots.map((s) => s.iteration).join(', ')})`);
+      if (missing.length) throw new Error(`${at !== undefined ? '--at' : '--iterations'} ${missing.join(',')}: ${runDir} has no snapshot there (snapshots at ${snapshots.map((s) => s.iteration).join(', ')})`);
       for (const iteration of iterations) {
-        for (const sigmaRel of opts.sigmaRels) {
+        for (const sigmaRel of sigmaRels) {
           const rec = reconstructPosthocEma(runDir, sigmaRel, iteration);
           try {
             const file = writePosthocEma(runDir, rec);
@@ -95,16 +115,21 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
       }
     }
     const posthocCheckpoints = posthoc.map((p) => p.file);
-    const ownWidth = config.ema.sigmaRel ?? null;
     const midTs = opts.midTs.length ? opts.midTs : config.ect.midT;
     const ways = (name: string, checkpoint: string, sigmaRel: number | null, times: number[]): Candidate[] => [
       { name, checkpoint, sigmaRel, steps: 1, midT: null },
       ...times.map((midT) => ({ name, checkpoint, sigmaRel, steps: 2 as const, midT })),
     ];
-    const candidates = [
-      ...ways('run EMA', lastCheckpoint, ownWidth, midTs),
-      ...posthoc.map((p) => ways(`post-hoc EMA sigma_rel ${p.sigmaRel}${p.iteration === last.iteration ? '' : ` at iteration ${p.iteration}`}`, p.file, p.sigmaRel, midTs)).flat(),
-    ];
+    const posthocWays = (p: (typeof posthoc)[number]) =>
+      ways(`post-hoc EMA sigma_rel ${p.sigmaRel}${p.iteration === (at ?? last.iteration) ? '' : ` at iteration ${p.iteration}`}`, p.file, p.sigmaRel, midTs);
+    // at the run's end the run's EMA is its last checkpoint; at an earlier point, its width reconstructed there
+    const own = at === undefined ? null : posthoc.find((p) => p.sigmaRel === ownWidth)!;
+    const candidates = at === undefined
+      ? [...ways('run EMA', lastCheckpoint, ownWidth, midTs), ...posthoc.map(posthocWays).flat()]
+      : posthoc.filter((p) => p !== own || opts.sigmaRels.includes(p.sigmaRel)).map(posthocWays).flat();
+    const reference = own
+      ? ways(`run EMA width at iteration ${at}`, own.file, ownWidth, config.ect.midT.slice(0, 1))
+      : ways('run EMA, last checkpoint', lastCheckpoint, ownWidth, config.ect.midT.slice(0, 1));
     const validation: ScoringReference = { split: 'train', seed: opts.validationSeed ?? VALIDATION_SAMPLE_SEED, n: opts.validationN };
     const test: ScoringReference = { split: 'test', seed: opts.testSeed ?? DEFAULT_SAMPLE_SEED, n: opts.testN };
     const evaluatorFor = async (split: Split) => {
@@ -121,7 +146,7 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
       }
       return evaluator;
     };
-    const result = await runSelection({ candidates, last: ways('run EMA, last checkpoint', lastCheckpoint, ownWidth, config.ect.midT.slice(0, 1)), validation, test },
+    const result = await runSelection({ candidates, last: reference, validation, test },
       async (candidate, reference) => {
         const model = await load(candidate.checkpoint);
         const evaluator = await evaluatorFor(reference.split);
@@ -130,7 +155,8 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
         const metrics = await evaluator.evaluate(sampler, candidate.steps, { n: reference.n, seed: reference.seed });
         return { fd: metrics[evaluationColumns(evaluator.featureNetwork, label).fd], metrics };
       }, log);
-    return { result, posthocCheckpoints, ...writeSelectionRecords(runDir, result, last, opts.backend) };
+    const point = at === undefined ? last : { iteration: at, config };
+    return { result, posthocCheckpoints, ...writeSelectionRecords(runDir, result, point, opts.backend, at) };
   } finally {
     for (const model of models.values()) disposeModel(model);
     for (const evaluator of evaluators.values()) evaluator.dispose();
@@ -138,9 +164,9 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
 }
 
 /** Writes the validation table, the JSON record and the test rows (with the rule that chose them). */
-function writeSelectionRecords(runDir: string, result: SelectionResult, last: LoadedModel, backend?: string)
+function writeSelectionRecords(runDir: string, result: SelectionResult, last: Pick<LoadedModel, 'iteration' | 'config'>, backend?: string, at?: number)
   : Pick<RunSelectionOutcome, 'validationTable' | 'record' | 'evaluations'> {
-  const dir = path.join(runDir, SELECTION_DIR);
+  const dir = path.join(runDir, SELECTION_DIR, selectionSubfolder(at));
   fs.mkdirSync(dir, { recursive: true });
   const validationTable = path.join(dir, 'validation.csv');
   if (fs.existsSync(validationTable)) fs.rmSync(validationTable);  // one table per selection: the newest
@@ -153,7 +179,8 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
   for (const s of result.test) {
     appendTableRow(evaluations, {
       ...row(s), iter: last.iteration, kimg: (last.iteration * last.config.batch) / 1000, backend: backend ?? '',
-      chosen_by: s.role === 'chosen' ? 'validation (selection/selection.json)' : 'last checkpoint, run EMA and t_mid (no choice)', ...s.metrics,
+      chosen_by: s.role === 'chosen' ? `validation (${relativeTo(runDir, path.join(dir, 'selection.json'))})`
+        : at === undefined ? 'last checkpoint, run EMA and t_mid (no choice)' : `run EMA width and t_mid at iteration ${at} (no choice)`, ...s.metrics,
     });
   }
   const record = path.join(dir, 'selection.json');
@@ -172,25 +199,40 @@ function writeSelectionRecords(runDir: string, result: SelectionResult, last: Lo
 }
 
 /**
- * The t_mid that `ect select` chose for 2-step sampling of this checkpoint, or null: the run's selection record
- * (selection/selection.json beside the checkpoints/ or posthoc-ema/ folder the file is in) must have chosen this
- * very checkpoint for 2 steps. A t_mid chosen for another EMA is not this checkpoint's.
+ * The t_mid that `ect select` chose for 2-step sampling of this checkpoint, or null: one of the run's selection
+ * records (selection/selection.json or selection/iter-<n>/selection.json beside the checkpoints/ or posthoc-ema/
+ * folder the file is in) must have chosen this very checkpoint for 2 steps. A t_mid chosen for another EMA is not
+ * this checkpoint's.
  */
 export function chosenTwoStepMidT(checkpoint: string): number | null {
   const file = path.resolve(checkpoint);
   for (const runDir of [path.dirname(file), path.dirname(path.dirname(file))]) {
-    const record = path.join(runDir, SELECTION_DIR, 'selection.json');
-    if (!fs.existsSync(record)) continue;
-    let parsed: { chosen?: { '2step'?: { checkpoint?: string; mid_t?: number | string } | null } };
-    try {
-      parsed = JSON.parse(fs.readFileSync(record, 'utf8'));
-    } catch (err) {
-      throw new Error(`${record}: not valid JSON (${(err as Error).message})`);
+    for (const record of selectionRecords(runDir)) {
+      const midT = chosenMidTIn(record, runDir, file);
+      if (midT !== undefined) return midT;
     }
-    const chosen = parsed.chosen?.['2step'];
-    if (!chosen?.checkpoint || path.resolve(runDir, chosen.checkpoint) !== file) return null;
-    const midT = Number(chosen.mid_t);
-    return Number.isFinite(midT) && midT > 0 ? midT : null;
   }
   return null;
+}
+
+/** A run's selection records: the one of its end (selection/selection.json) and those of earlier points (selection/iter-*). */
+function selectionRecords(runDir: string): string[] {
+  const dir = path.join(runDir, SELECTION_DIR);
+  if (!fs.existsSync(dir)) return [];
+  const points = fs.readdirSync(dir).filter((name) => /^iter-\d+$/.test(name)).sort().map((name) => path.join(dir, name, 'selection.json'));
+  return [path.join(dir, 'selection.json'), ...points].filter((file) => fs.existsSync(file));
+}
+
+/** The 2-step t_mid a selection record chose for checkpoint `file`; undefined when it chose another checkpoint. */
+function chosenMidTIn(record: string, runDir: string, file: string): number | null | undefined {
+  let parsed: { chosen?: { '2step'?: { checkpoint?: string; mid_t?: number | string } | null } };
+  try {
+    parsed = JSON.parse(fs.readFileSync(record, 'utf8'));
+  } catch (err) {
+    throw new Error(`${record}: not valid JSON (${(err as Error).message})`);
+  }
+  const chosen = parsed.chosen?.['2step'];
+  if (!chosen?.checkpoint || path.resolve(runDir, chosen.checkpoint) !== file) return undefined;
+  const midT = Number(chosen.mid_t);
+  return Number.isFinite(midT) && midT > 0 ? midT : null;
 }

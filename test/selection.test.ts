@@ -120,6 +120,7 @@ describe('ect select on a run', function () {
     const point = await selectForRun({ runDir: out, sigmaRels: [0.07], at: 4, midTs: [1], validationN: 12, testN: 12, referenceLimit: 400, batch: 12 });
     assert.deepEqual(point.result.validation.map((v) => `${v.candidate.name}/${v.candidate.steps}`), ['post-hoc EMA sigma_rel 0.07/1', 'post-hoc EMA sigma_rel 0.07/2']);
     assert.equal(point.record, path.join(out, 'selection', 'iter-000000004', 'selection.json'));
+    assert.match(point.result.rule, /beside the run's own EMA width 0\.1 at iteration 4 with its t_mid 0\.821$/);
     assert.equal(fs.readFileSync(outcome.record, 'utf8'), endRecord, 'the selection at the run\'s end is kept');
     const pointRows = readEvaluationTable(outcome.evaluations).slice(rowsBefore);
     assert.deepEqual(pointRows.map((r) => [Number(r.iter), r.chosen_by]), [

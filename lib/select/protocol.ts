@@ -35,6 +35,7 @@ export type CandidateScorer = (candidate: Candidate, reference: ScoringReference
 export interface SelectionSpec {
   candidates: Candidate[];     // every way of sampling to consider, 1- and 2-step
   last: Candidate[];           // the run's last checkpoint with its own EMA and t_mid: always scored on test too
+  lastLabel?: string;          // what `last` is, for the rule in words (default: 'the last checkpoint as the run left it')
   validation: ScoringReference;
   test: ScoringReference;
 }
@@ -61,7 +62,7 @@ export function describeRule(spec: SelectionSpec): string {
   const checkpoints = new Set(spec.candidates.map((c) => c.checkpoint)).size;
   return `lowest fd on validation (${spec.validation.n} samples of noise seed ${spec.validation.seed} against the ${spec.validation.split} split) ` +
     `over ${checkpoints} checkpoint(s) of EMA width(s) ${widths.join(', ')}` + (midTs.length ? ` and, for 2 steps, t_mid ${midTs.join(', ')}` : '') +
-    `; the choice scored once on test (${spec.test.n} samples of noise seed ${spec.test.seed} against the ${spec.test.split} split), beside the last checkpoint as the run left it`;
+    `; the choice scored once on test (${spec.test.n} samples of noise seed ${spec.test.seed} against the ${spec.test.split} split), beside ${spec.lastLabel ?? 'the last checkpoint as the run left it'}`;
 }
 
 /**

@@ -146,7 +146,8 @@ export async function selectForRun(opts: RunSelectionOptions): Promise<RunSelect
       }
       return evaluator;
     };
-    const result = await runSelection({ candidates, last: reference, validation, test },
+    const lastLabel = at === undefined ? undefined : `the run's own EMA width ${ownWidth} at iteration ${at} with its t_mid ${config.ect.midT[0]}`;
+    const result = await runSelection({ candidates, last: reference, lastLabel, validation, test },
       async (candidate, reference) => {
         const model = await load(candidate.checkpoint);
         const evaluator = await evaluatorFor(reference.split);

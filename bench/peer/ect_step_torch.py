@@ -8,7 +8,9 @@ and an Adam update, on a UNet of the family docs/method.md section 3 describes, 
 preconditioning, intermediate time 0.821), "heun" (EDM's deterministic sampler, 18 steps = 35 evaluations,
 training-mode preconditioning) and "features" (the Fashion-MNIST classifier's feature layers, Float64 mean and
 covariance, Fréchet distance to a fixed reference). "precision": "bf16" runs the network under
-torch.autocast(bfloat16), PyTorch's own mixed precision on the CPU. Usage:
+torch.autocast(bfloat16), PyTorch's own mixed precision on the CPU. "memory_format": "channels_last" keeps the
+network's weights and the inputs in NHWC (PyTorch's own advice for convolutions on the CPU; NCHW, its default, is
+what the benchmark's peer uses unless asked). Usage:
 
     python3 bench/peer/ect_step_torch.py '{"res": 28, "in_ch": 1, "ch": 32, "mult": [1, 2, 2], "blocks": 1,
                                           "attn": [7], "batch": 64, "steps": 3, "threads": 2, "mode": "train"}'
@@ -280,12 +282,16 @@ def main():
     shape = (cfg.get('in_ch', 1), cfg.get('res', 28), cfg.get('res', 28))
     net = UNet(cfg.get('res', 28), cfg.get('in_ch', 1), cfg.get('ch', 32), cfg.get('mult', [1, 2, 2]),
                cfg.get('blocks', 1), cfg.get('attn', [7]))
+    memory_format = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}.get(cfg.get('memory_format', 'contiguous'))
+    if memory_format is None:
+        raise SystemExit(f"unknown memory_format {cfg.get('memory_format')!r} (contiguous or channels_last)")
+    net = net.to(memory_format=memory_format)
     generator = torch.Generator().manual_seed(1)
     batch, steps = cfg.get('batch', 64), cfg.get('steps', 3)
     flops = forward_flops(net, shape)
     if mode == 'train':
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
-        images = torch.rand((batch, *shape), generator=generator) * 2 - 1
+        images = (torch.rand((batch, *shape), generator=generator) * 2 - 1).contiguous(memory_format=memory_format)
         net.train()
 
         def work():
@@ -306,7 +312,7 @@ def main():
         flops_per_image = 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 32 * 128)
     else:
         net.eval()
-        z = torch.randn((batch, *shape), generator=generator)
+        z = torch.randn((batch, *shape), generator=generator).contiguous(memory_format=memory_format)
 
         def work():
             with torch.inference_mode(), autocast():
@@ -322,7 +328,7 @@ def main():
             work()
         seconds = (time.perf_counter() - started) / steps
     print(json.dumps({
-        'torch': torch.__version__, 'mode': mode, 'precision': precision,
+        'torch': torch.__version__, 'mode': mode, 'precision': precision, 'memory_format': cfg.get('memory_format', 'contiguous'),
         'params': sum(p.numel() for p in net.parameters()),
         'fwd_gflop': flops / 1e9, 'sec_per_step': seconds, 'img_per_s': batch / seconds,
         'gflops': flops_per_image * batch / seconds / 1e9,

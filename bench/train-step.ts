@@ -5,9 +5,10 @@
  * --precisions fp32,bf16 each of them also in bf16 mixed precision (ours on onednn, the peer under
  * torch.autocast), against the bf16 peak.
  *
- * Every figure comes from the machine it runs on. The fp32 peak is computed from this CPU's facts
- * (lib/machine/peak.ts: cores, vector width, FMA units, clock), or printed as '-' with the reason when it
- * cannot be known. The ratio to PyTorch is measured in interleaved rounds: each round runs the peer and then
+ * Every figure comes from the machine it runs on. The peak is measured before anything else runs: the rate
+ * of a register-only multiply-add loop on every thread (lib/machine/measured-peak.ts); beside it stands the
+ * peak computed from this CPU's facts (lib/machine/peak.ts: cores, vector width, FMA units, reported clock),
+ * which a boosting core can exceed. Each is printed as '-' with the reason when it cannot be known. The ratio to PyTorch is measured in interleaved rounds: each round runs the peer and then
  * each backend (the order reversed every other round, so drift in machine load hits both sides), and the
  * table gives the median img/s, the median of the rounds' ratios and their min-max spread; the JSON keeps
  * every round. A round runs every workload of a configuration. Each (round, workload, backend, precision) runs
@@ -23,6 +24,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { bf16Peak, fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
+import { measurePeak, peakForFractions } from '../lib/machine/measured-peak';
 import { PRECISIONS, type Precision } from '../lib/config/types';
 import { BENCH_SHAPES, SMOKE_SHAPES, benchShape, type BenchShape } from './ect-step';
 import { WORKLOADS, WORKLOAD_LABELS, workloadFlopsPerImage, workloadProblem, type Workload } from './workloads';
@@ -171,7 +173,8 @@ export interface BenchRow {
   imgPerSec?: number;              // median over rounds
   imgPerSecRange?: [number, number];
   gflops?: number;                 // achieved at the median, counting 4 forward passes per image (see stepFlopsPerImage)
-  peakFraction?: number;           // gflops / this machine's fp32 peak; absent when the peak is unknown
+  peakFraction?: number;           // gflops / this machine's peak (measured where it could be); absent when unknown
+  computedPeakFraction?: number;   // gflops / the peak computed from the reported clock (lib/machine/peak.ts)
   peakRssMB?: number;              // the largest over rounds
   rssToTorch?: number;             // peakRssMB over the peer's (same workload and precision)
   ratioToTorch?: number;           // median over rounds of (img/s / the peer's img/s in the same round)
@@ -329,13 +332,15 @@ function participantName(backend: string, precision: Precision): string {
   return precision === 'fp32' ? backend : `${backend} ${precision}`;
 }
 
+const percent = (fraction: number | undefined) => (fraction === undefined ? '-' : `${(100 * fraction).toFixed(1)}%`);
+
 /** The results as a Markdown table. */
 export function markdownTable(rows: BenchRow[]): string {
-  const header = '| backend | precision | config | workload | img/s (median) | GFLOP/s | of peak | peak RSS (MB) | RSS vs PyTorch | ' +
+  const header = '| backend | precision | config | workload | img/s (median) | GFLOP/s | of peak | of computed peak | peak RSS (MB) | RSS vs PyTorch | ' +
     'vs PyTorch (median, min-max) | rounds | note |\n' +
-    '|---|---|---|---|---|---|---|---|---|---|---|---|';
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|';
   const body = rows.map((r) => `| ${r.backend} | ${r.precision} | ${r.config} | ${WORKLOAD_LABELS[r.workload]} | ${fmt(r.imgPerSec, 2)} | ${fmt(r.gflops, 1)} | ` +
-    `${r.peakFraction === undefined ? '-' : `${(100 * r.peakFraction).toFixed(1)}%`} | ${fmt(r.peakRssMB, 0)} | ` +
+    `${percent(r.peakFraction)} | ${percent(r.computedPeakFraction)} | ${fmt(r.peakRssMB, 0)} | ` +
     `${r.rssToTorch === undefined ? '-' : `${r.rssToTorch.toFixed(2)}x`} | ${ratioText(r)} | ` +
     `${r.rounds ?? '-'} | ${(r.note ?? '').replace(/\|/g, '/')} |`);
   return [header, ...body].join('\n');
@@ -355,7 +360,8 @@ interface RoundRecord {
 }
 
 /** The row of one backend (or the peer) from its per-round img/s, ratios and peak memory. */
-function summarise(base: BenchRow, imgPerSec: Array<number | null>, ratios: Array<number | null>, rssMB: number[], flopsPerImage: number, peak: PeakEstimate): BenchRow {
+function summarise(base: BenchRow, imgPerSec: Array<number | null>, ratios: Array<number | null>, rssMB: number[], flopsPerImage: number,
+  peak: PeakEstimate, computedPeak: PeakEstimate = peak): BenchRow {
   const ok = imgPerSec.filter((v): v is number => v !== null);
   const okRatios = ratios.filter((v): v is number => v !== null);
   if (!ok.length) return base;
@@ -364,6 +370,7 @@ function summarise(base: BenchRow, imgPerSec: Array<number | null>, ratios: Arra
   return {
     ...base, imgPerSec: med, imgPerSecRange: [Math.min(...ok), Math.max(...ok)], gflops,
     peakFraction: peak.gflops ? gflops / peak.gflops : undefined,
+    computedPeakFraction: computedPeak.gflops ? gflops / computedPeak.gflops : undefined,
     peakRssMB: rssMB.length ? Math.max(...rssMB) : undefined,
     ratioToTorch: okRatios.length ? median(okRatios) : undefined,
     ratioRange: okRatios.length ? [Math.min(...okRatios), Math.max(...okRatios)] : undefined,
@@ -390,12 +397,23 @@ async function main(): Promise<void> {
   const loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
   const threads = os.availableParallelism();  // the peer's thread count; our backends use every core too
   const cpu = readCpuFacts();
-  const peak = fp32Peak(cpu, threads);
-  const peakBf16 = bf16Peak(cpu, threads);
-  const peakOf = (precision: Precision) => (precision === 'bf16' ? peakBf16 : peak);
+  const computedPeak = fp32Peak(cpu, threads);
+  const computedBf16 = bf16Peak(cpu, threads);
+  // Measured first, before any child runs, on the same thread count as every backend and the peer.
+  const probe = flags.quick ? { seconds: 0.05, repeats: 1 } : { seconds: 0.25, repeats: 5 };
+  const measuredFp32 = measurePeak('fp32', threads, computedPeak, probe);
+  const notMeasured = (why: string) => ({ gflops: null, kernel: 'none', threads, impliedGhz: null, explanation: `not measured: ${why}` });
+  const measuredBf16 = cpu.flags.includes('amx_bf16') ? notMeasured('the probe times VDPBF16PS, and this CPU\'s bf16 peak is its AMX tiles')
+    : !cpu.flags.includes('avx512_bf16') ? notMeasured('no bf16 instructions')
+      : measurePeak('bf16', threads, computedBf16, probe);
+  const peak = peakForFractions(computedPeak, measuredFp32);
+  const peakBf16 = peakForFractions(computedBf16, measuredBf16);
+  const peakOf = (precision: Precision): [PeakEstimate, PeakEstimate] => (precision === 'bf16' ? [peakBf16, computedBf16] : [peak, computedPeak]);
   const machine = {
     cpu: cpu.modelName || 'unknown', logicalCpus: threads, cores: peak.cores, vectorExtensions: vectorExtensions(cpu),
     peakGflops: peak.gflops, peak: peak.explanation, bf16PeakGflops: peakBf16.gflops, bf16Peak: peakBf16.explanation, loadAverageAtStart: loadAverage,
+    computedPeakGflops: computedPeak.gflops, measuredPeakGflops: measuredFp32.gflops, computedBf16PeakGflops: computedBf16.gflops,
+    measuredBf16PeakGflops: measuredBf16.gflops, impliedClockGhz: measuredFp32.impliedGhz,
   };
   const machineLine = `${machine.cpu}, ${threads} logical CPUs (${peak.cores} cores counted), vector extensions ${machine.vectorExtensions}; ` +
     `load average at start ${loadAverage.map((l) => l.toFixed(1)).join(' ')}.`;
@@ -471,7 +489,7 @@ async function main(): Promise<void> {
           const ok = results.filter((p): p is PeerResult => !!p && 'imgPerSec' in p);
           const errors = results.filter((p): p is { error: string } => !!p && 'error' in p);
           const row = summarise({ backend: peerName, config, workload, precision, steps }, imgs, imgs.map((v) => (v === null ? null : 1)),
-            ok.map((p) => p.maxRssMB), flopsPerImage, peakOf(precision));
+            ok.map((p) => p.maxRssMB), flopsPerImage, ...peakOf(precision));
           peerRssMB = row.peakRssMB;
           row.note = ok.length
             ? `torch ${ok[0].torch}; ${countOf(steps, unit)} after ${PEER_WARMUPS} warm-ups per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}; ` +
@@ -492,7 +510,7 @@ async function main(): Promise<void> {
           const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
           const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
           const stepsRun = backend === 'cpu' ? 1 : steps;
-          const row = summarise({ backend: name, config, workload, precision, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, peakOf(precision));
+          const row = summarise({ backend: name, config, workload, precision, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, ...peakOf(precision));
           if (row.peakRssMB !== undefined && peerRssMB) row.rssToTorch = row.peakRssMB / peerRssMB;
           row.note = row.rounds
             ? `${countOf(stepsRun, unit)} after 1 warm-up per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}` +
@@ -511,7 +529,10 @@ async function main(): Promise<void> {
     const flopsNote = 'GFLOP/s = median img/s x FLOPs per image (lib/nn/flops.ts: convolutions, linear layers and attention matmuls; ' +
       'a training step counts 4 forward passes: student forward + backward (3) and the target forward (1); a sampler one pass per network ' +
       'evaluation: 1, 2 and 35 for Heun; features + fd the classifier\'s feature layers), for every row including the peer. ' +
-      `Fraction of peak: ${peakNote(peak, 'fp32')}; ${peakNote(peakBf16, 'bf16')}. vs PyTorch: each round's img/s over the peer's img/s ` +
+      `Of peak: ${peakNote(peak, 'fp32')}; ${peakNote(peakBf16, 'bf16')}; of computed peak: against the peak from the reported clock ` +
+      `(${computedPeak.gflops === null ? 'unknown' : `${computedPeak.gflops.toFixed(1)} GFLOP/s fp32`}${computedBf16.gflops === null ? '' : `, ${computedBf16.gflops.toFixed(1)} bf16`}), ` +
+      'which a core running above that clock exceeds. ' +
+      `vs PyTorch: each round's img/s over the peer's img/s ` +
       `(same workload and precision) in the same round; the median over ${flags.rounds} round(s) and, in brackets, their min-max ` +
       '(the JSON has every round). Peak RSS: the largest resident set of the process over the rounds (getrusage); RSS vs PyTorch: ' +
       'that over the peer\'s in the same workload and precision.';

@@ -8,6 +8,7 @@
 #include "group_norm.h"
 #include "updates.h"
 #include "onednn_ops.h"
+#include "peak_probe.h"
 
 namespace {
 
@@ -329,6 +330,23 @@ Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
 
 Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ect::threadCount()); }
 
+// measureFmaRate(precision, threads, seconds, repeats) -> { gflops, seconds, kernel, threads }
+Napi::Value MeasureFmaRate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "measureFmaRate(precision, threads, seconds, repeats)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const ect::FmaRate rate = ect::measureFmaRate(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                                                info[2].As<Napi::Number>().DoubleValue(), info[3].As<Napi::Number>().Int32Value());
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("gflops", rate.gflops);
+  out.Set("seconds", rate.seconds);
+  out.Set("kernel", rate.kernel);
+  out.Set("threads", rate.threads);
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convForward", Napi::Function::New(env, ConvForward));
   exports.Set("convBackwardData", Napi::Function::New(env, ConvBackwardData));
@@ -360,6 +378,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cachedFilters", Napi::Function::New(env, CachedFilters));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));
+  exports.Set("measureFmaRate", Napi::Function::New(env, MeasureFmaRate));
   return exports;
 }
 

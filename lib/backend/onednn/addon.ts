@@ -80,6 +80,12 @@ export interface OnednnAddon {
   version(): string;
   cachedPrimitives(): number;
   threads(): number;
+  /**
+   * The multiply-add rate of `threads` copies of a register-only FMA loop (fp32: VFMADD231PS on the widest
+   * vectors; bf16: VDPBF16PS), best of `repeats` runs of about `seconds` each (native/src/peak_probe.h).
+   * gflops is 0 and kernel says why when the CPU lacks the instructions.
+   */
+  measureFmaRate(precision: 'fp32' | 'bf16', threads: number, seconds: number, repeats: number): { gflops: number; seconds: number; kernel: string; threads: number };
 }
 
 const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'ect_onednn.node');

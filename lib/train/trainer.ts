@@ -28,6 +28,7 @@ import {
 import { appendMetricsRow, readMetrics, truncateMetrics } from './metrics-log';
 import { nextEvalKimg, reachedEvalBudget } from './eval-schedule';
 import { describePlateau, evaluationsOf, plateauCheck, plateauRecord, type PlateauRecord } from './plateau';
+import { leanVariableGrads } from './lean-gradients';
 import { recordedRunConfig, runPaths, writeRunConfig, CHECKPOINTS_KEPT } from '../runs/folder';
 
 /** Progress of the loop, reported after every step. */
@@ -160,7 +161,7 @@ export class Trainer {
     let lossValue: number;
     let grads: tf.NamedTensorMap;
     try {
-      const out = tf.variableGrads(() => step.loss(), this.trainable);
+      const out = leanVariableGrads(() => step.loss(), this.trainable);
       grads = out.grads;
       lossValue = out.value.dataSync()[0];
       out.value.dispose();

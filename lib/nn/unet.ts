@@ -94,8 +94,11 @@ export class UNet {
       let hidden = conv2d(weights, this.plan.inputConv.name, x);
       const skips: tf.Tensor4D[] = [hidden];
       let aux = x;  // NCSN++'s residual encoder: the input, carried down beside the blocks
+      // Each block in its own tidy: what the block made and no later op needs is freed at its end, not at the end of
+      // the whole pass (under a gradient tape, what backward needs is kept by the tape's own saved copies).
       for (const block of this.plan.encoder) {
-        hidden = this.block(weights, block, hidden, emb, masks);
+        const input = hidden;
+        hidden = tf.tidy(() => this.block(weights, block, input, emb, masks));
         if (block.auxResidual) {
           const residual = convDownFused(weights, block.auxResidual.name, aux, this.plan.arch.resampleTaps);
           hidden = aux = scaledSum(hidden, residual, SKIP_SCALE);
@@ -103,8 +106,8 @@ export class UNet {
         skips.push(hidden);
       }
       for (const block of this.plan.decoder) {
-        if (block.concatSkip) hidden = tf.concat([hidden, skips.pop() as tf.Tensor4D], 3);
-        hidden = this.block(weights, block, hidden, emb, masks);
+        const input = block.concatSkip ? tf.concat([hidden, skips.pop() as tf.Tensor4D], 3) : hidden;
+        hidden = tf.tidy(() => this.block(weights, block, input, emb, masks));
       }
       const out = this.plan.output.name;
       return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
-import { FloatBufferPool } from '../lib/backend/onednn/buffer-pool';
+import { FloatBufferPool, HELD_PER_HIGH_WATER } from '../lib/backend/onednn/buffer-pool';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, DropoutMasks, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
@@ -97,11 +97,32 @@ describe('the output-array pool', () => {
     for (let i = 0; i < 3; i++) step();
     assert.equal(pool.counts.allocated, lengths.length, 'later steps allocate nothing');
     assert.equal(pool.counts.reused, 3 * lengths.length);
-    // arrays of other lengths: kept only while the idle total stays within the high-water mark
+    // arrays of other lengths: kept only while the idle total stays within the cap
     const other = [pool.take(70000), pool.take(3)];
     other.forEach((a) => pool.release(a));
     const highWater = Math.max(peak, (70000 + 3) * 4);
-    assert.ok(pool.heldBytes <= highWater, `idle ${pool.heldBytes} bytes, high-water ${highWater}`);
+    assert.ok(pool.heldBytes <= HELD_PER_HIGH_WATER * highWater, `idle ${pool.heldBytes} bytes, high-water ${highWater}`);
+    pool.clear();
+    assert.equal(pool.heldBytes, 0);
+  });
+
+  it('keeps a step\'s whole working set when its phases use different lengths (a backward pass that frees as it goes)', () => {
+    const pool = new FloatBufferPool();
+    // forward: lengths A alive together; backward: each A freed as a B of another length is made
+    const forward = [8000, 8000, 4000, 4000];
+    const backward = [6000, 6000, 3000, 3000];
+    const step = () => {
+      const held = forward.map((n) => pool.take(n));
+      for (let i = held.length - 1; i >= 0; i--) {
+        pool.release(held[i]);
+        pool.release(pool.take(backward[i]));
+      }
+    };
+    step();
+    const first = pool.counts.allocated;
+    for (let i = 0; i < 3; i++) step();
+    assert.equal(pool.counts.allocated, first, 'steady steps allocate nothing although the working set exceeds the live peak');
+    assert.ok(pool.heldBytes > 24000 * 4 && pool.heldBytes <= HELD_PER_HIGH_WATER * 24000 * 4, `held ${pool.heldBytes}`);
     assert.equal(pool.owns(new Float32Array(4)), false);
     pool.release(new Float32Array(4));  // not the pool's: ignored
     pool.clear();

@@ -157,6 +157,9 @@ export function leanVariableGrads(f: () => tf.Scalar, varList: tf.Variable[]): {
     let grads: Array<tf.Tensor | null>;
     try {
       grads = backpropagate(engine, nodesFromXsToY(tape, trainable, y), trainable, y);
+    } catch (error) {
+      y.dispose();  // made outside this tidy: nothing else would free it
+      throw error;
     } finally {
       // what tfjs does after a first-order pass: free every saved tensor (a no-op for those already freed) and drop the tape
       for (const node of tape) for (const t of node.saved ?? []) t.dispose();

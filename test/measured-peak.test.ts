@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { loadAddon } from '../lib/backend/onednn/addon';
 import { impliedClockGhz, measurePeak, peakForFractions, type MeasuredPeak } from '../lib/machine/measured-peak';
-import { bf16Peak, fp32Peak, readCpuFacts, type PeakEstimate } from '../lib/machine/peak';
+import { readCpuFacts, type PeakEstimate } from '../lib/machine/peak';
 
 const computed: PeakEstimate = {
   gflops: 2 * 64 * 2.5, cores: 2, flopsPerCyclePerCore: 64, clock: { ghz: 2.5, source: 'fixture' }, datapath: null, explanation: 'fixture',
@@ -28,14 +28,14 @@ describe('measured peak', () => {
   (addon ? it : it.skip)('measures this CPU: a rate whose implied clock is a real clock (0.2-7 GHz), the instruction named', function () {
     this.timeout(60_000);
     const facts = readCpuFacts();
-    const fp32 = measurePeak('fp32', 1, fp32Peak(facts, 1), { seconds: 0.05, repeats: 2 });
+    const fp32 = measurePeak('fp32', facts, 1, { seconds: 0.05, repeats: 2 });
     if (fp32.gflops === null) {
       assert.match(fp32.explanation, /not measured: none/);  // a CPU without AVX2+FMA says so
       return;
     }
     assert.match(fp32.kernel, /VFMADD231PS/);
     if (fp32.impliedGhz !== null) assert.ok(fp32.impliedGhz > 0.2 && fp32.impliedGhz < 7, `implied clock ${fp32.impliedGhz} GHz`);
-    const bf16 = measurePeak('bf16', 1, bf16Peak(facts, 1), { seconds: 0.05, repeats: 2 });
+    const bf16 = measurePeak('bf16', facts, 1, { seconds: 0.05, repeats: 2 });
     if (facts.flags.includes('avx512_bf16')) {
       assert.match(bf16.kernel, /VDPBF16PS/);
       assert.ok(bf16.gflops !== null && bf16.gflops > 0);

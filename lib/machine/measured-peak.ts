@@ -7,7 +7,7 @@
  * clock the cores actually ran at.
  */
 import { loadAddon } from '../backend/onednn/addon';
-import type { PeakEstimate } from './peak';
+import { bf16Peak, fp32Peak, type CpuFacts, type PeakEstimate } from './peak';
 
 export interface MeasuredPeak {
   gflops: number | null;       // null when it could not be measured (no addon, no such instructions)
@@ -29,17 +29,21 @@ export function impliedClockGhz(gflops: number, computed: PeakEstimate): number 
 }
 
 /**
- * Measures the fp32 or bf16 multiply-add rate on `threads` threads and sets it against the computed peak.
- * Needs the oneDNN addon (it carries the loop); without it the result says why and gflops is null.
+ * Measures the fp32 or bf16 multiply-add rate on `threads` threads of the CPU `facts` describes (this one) and
+ * sets it against the peak computed for them. Needs the oneDNN addon (it carries the loop); without it, or for
+ * bf16 where the CPU has no avx512_bf16, gflops is null and the result says why. On a CPU with AMX the bf16 rate
+ * is VDPBF16PS's, not the AMX tiles' that its computed bf16 peak counts.
  */
-export function measurePeak(precision: 'fp32' | 'bf16', threads: number, computed: PeakEstimate, options: MeasureOptions = {}): MeasuredPeak {
+export function measurePeak(precision: 'fp32' | 'bf16', facts: CpuFacts, threads: number, options: MeasureOptions = {}): MeasuredPeak {
+  const notMeasured = (why: string, kernel = 'none'): MeasuredPeak => ({ gflops: null, kernel, threads, impliedGhz: null, explanation: `not measured: ${why}` });
+  if (precision === 'bf16' && !facts.flags.includes('avx512_bf16')) return notMeasured('no avx512_bf16 instructions');
   const { addon, reason } = loadAddon();
   if (!addon || typeof addon.measureFmaRate !== 'function') {
-    const why = reason ?? 'the oneDNN addon predates the peak probe (rebuild it: npm run build:native)';
-    return { gflops: null, kernel: 'none', threads, impliedGhz: null, explanation: `not measured: ${why}` };
+    return notMeasured(reason ?? 'the oneDNN addon predates the peak probe (rebuild it: npm run build:native)');
   }
+  const computed = precision === 'bf16' ? bf16Peak(facts, threads) : fp32Peak(facts, threads);
   const rate = addon.measureFmaRate(precision, threads, options.seconds ?? 0.25, options.repeats ?? 3);
-  if (!(rate.gflops > 0)) return { gflops: null, kernel: rate.kernel, threads, impliedGhz: null, explanation: `not measured: ${rate.kernel}` };
+  if (!(rate.gflops > 0)) return notMeasured(rate.kernel, rate.kernel);
   const impliedGhz = impliedClockGhz(rate.gflops, computed);
   const versus = computed.gflops
     ? `; ${(rate.gflops / computed.gflops).toFixed(2)}x the computed ${computed.gflops.toFixed(1)} GFLOP/s` +

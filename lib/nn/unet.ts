@@ -106,8 +106,9 @@ export class UNet {
         skips.push(hidden);
       }
       for (const block of this.plan.decoder) {
-        const input = block.concatSkip ? tf.concat([hidden, skips.pop() as tf.Tensor4D], 3) : hidden;
-        hidden = tf.tidy(() => this.block(weights, block, input, emb, masks));
+        const input = hidden;
+        const skip = block.concatSkip ? skips.pop() as tf.Tensor4D : null;
+        hidden = tf.tidy(() => this.block(weights, block, skip ? tf.concat([input, skip], 3) : input, emb, masks));
       }
       const out = this.plan.output.name;
       return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));

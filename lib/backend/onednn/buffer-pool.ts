@@ -58,16 +58,6 @@ export class FloatBufferPool {
     this.freeBytes += array.byteLength;
   }
 
-  /** The most bytes handed out and not yet released at any one time since the pool was made. */
-  get highWater(): number {
-    return this.highWaterBytes;
-  }
-
-  /** Bytes handed out and not yet released. */
-  get live(): number {
-    return this.liveBytes;
-  }
-
   /** Bytes held in free lists. */
   get heldBytes(): number {
     return this.freeBytes;

@@ -11,6 +11,7 @@ import {
   DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, hasFusedScaledSum, SCALED_SUM_KERNEL,
   scaledSum, UPSAMPLE_KERNEL,
 } from '../lib/nn/fused';
+import { hashUniform } from '../lib/random';
 import { createOptimizer } from '../lib/train/optim';
 import { Ema } from '../lib/train/ema';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/backend/update-kernels';
@@ -336,7 +337,7 @@ describe('onednn backend against the cpu backend', function () {
     assertSameOnBackends('recycling chain', chain, [randomInput([64, 33])]);
   });
 
-  it('fused GroupNorm (+ shift, + SiLU) matches the composite ops on cpu, values and all gradients', () => {
+  it('fused GroupNorm (+ shift, + SiLU, + dropout mask) matches the composite ops on cpu, values and all gradients', () => {
     tf.setBackend('cpu');
     assert.equal(hasFusedGroupNorm(), false, 'cpu composes GroupNorm from tfjs ops');
     tf.setBackend('onednn');
@@ -345,18 +346,20 @@ describe('onednn backend against the cpu backend', function () {
     // the last case is large enough to run on every thread, with an odd batch
     const cases = [[2, 5, 3, 8], [3, 4, 4, 32], [1, 7, 5, 12], [4, 2, 2, 6], [2, 6, 6, 64], [9, 8, 8, 64]];
     for (const [b, h, w, c] of cases) {
-      for (const withShift of [false, true]) {
-        for (const silu of [false, true]) {
-          // offset and scale the input so the mean and variance matter; gamma/beta away from 1/0
-          const x = randomInput([b, h, w, c]);
-          x.values.forEach((v, i) => { x.values[i] = 3 * v + 0.7; });
-          const inputs = [x, randomInput([c]), randomInput([c]), ...(withShift ? [randomInput([b, c])] : [])];
-          const fn = (xt: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, shift?: tf.Tensor) => {
-            const weights = (name: string) => (name.endsWith('weight') ? gamma : beta);
-            return groupNorm(weights, 'norm', xt as tf.Tensor4D, { silu, shift: shift as tf.Tensor2D | undefined });
-          };
-          assertValuesAndGradients(`groupNorm [${b},${h},${w},${c}] groups ${groupCount(c)} shift ${withShift} silu ${silu}`, fn, inputs, 2e-4);
-        }
+      for (const [withShift, silu, masked] of [[false, false, false], [false, true, false], [true, false, false], [true, true, false],
+        [false, false, true], [true, true, true]]) {
+        // offset and scale the input so the mean and variance matter; gamma/beta away from 1/0
+        const x = randomInput([b, h, w, c]);
+        x.values.forEach((v, i) => { x.values[i] = 3 * v + 0.7; });
+        const inputs = [x, randomInput([c]), randomInput([c]), ...(withShift ? [randomInput([b, c])] : [])];
+        // a dropout mask (0 or 1 / keep, keep 0.7): a constant made inside the function, so it gets no gradient
+        const keep = masked ? Float32Array.from(x.values, (_, i) => (hashUniform(11, i) < 0.7 ? 1 / 0.7 : 0)) : null;
+        const fn = (xt: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, shift?: tf.Tensor) => {
+          const weights = (name: string) => (name.endsWith('weight') ? gamma : beta);
+          const mask = keep ? tf.tensor(keep, xt.shape) : undefined;
+          return groupNorm(weights, 'norm', xt as tf.Tensor4D, { silu, shift: shift as tf.Tensor2D | undefined, mask });
+        };
+        assertValuesAndGradients(`groupNorm [${b},${h},${w},${c}] groups ${groupCount(c)} shift ${withShift} silu ${silu} mask ${masked}`, fn, inputs, 2e-4);
       }
     }
     assert.ok(nativeCount(GROUP_NORM_KERNEL) > 0 && nativeCount(GROUP_NORM_GRAD_KERNEL) > 0, 'the fused kernels ran');
@@ -514,6 +517,9 @@ describe('onednn backend against the cpu backend', function () {
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
       { x: tf.zeros([2, 3, 3, 8]), gamma: tf.ones([8]), beta: tf.zeros([8]) }, { groups: 3, eps: 1e-6, silu: false } as never)),
     /channels must split into equal groups/);
+    assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,
+      { x: tf.zeros([2, 3, 3, 8]), gamma: tf.ones([8]), beta: tf.zeros([8]), mask: tf.ones([2, 3, 8]) }, { groups: 2, eps: 1e-6, silu: false } as never)),
+    /EctGroupNorm: mask must be shaped like x \[2,3,3,8\], got \[2,3,8\]/);
     tf.setBackend('cpu');
   });
 

@@ -63,8 +63,12 @@ export class EctStep implements LossStep {
       const predicted = denoise(this.net, xr, r, { edm: this.edm, mode: 'train', training: true, dropout: this.masks, labels: this.ctx.labels });
       // NaN in the target becomes 0; where r = 0 the target is x0 itself (the boundary condition f(x, 0) = x)
       const finite = tf.where(tf.isNaN(predicted), tf.zerosLike(predicted), predicted);
-      const positive = tf.tensor4d(Uint8Array.from(r, (v) => (v > 0 ? 1 : 0)), [r.length, 1, 1, 1], 'bool');
-      return tf.where(tf.broadcastTo(positive, this.x0.shape), finite, this.x0) as tf.Tensor4D;
+      if (r.every((v) => v > 0)) return finite;
+      // the mask at full size from the host: broadcasting a [B, 1, 1, 1] mask runs tfjs's element-by-element Tile
+      const [, h, w, c] = this.x0.shape;
+      const positive = new Uint8Array(this.x0.size);
+      r.forEach((v, i) => { if (v > 0) positive.fill(1, i * h * w * c, (i + 1) * h * w * c); });
+      return tf.where(tf.tensor4d(positive, this.x0.shape, 'bool'), finite, this.x0) as tf.Tensor4D;
     });
   }
 

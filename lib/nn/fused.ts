@@ -1,13 +1,13 @@
 /**
- * Fused GroupNorm: y = act(GroupNorm(x + shift)) as one kernel forward and one backward, for backends that
+ * Fused GroupNorm: y = act(GroupNorm(x + shift)) * mask as one kernel forward and one backward, for backends that
  * register the kernels below (the `onednn` backend does, lib/backend/onednn/kernels.ts). Elsewhere the layers
  * compose the same function from tfjs ops (lib/nn/layers.ts groupNorm), so results agree across backends.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C]; output y like x. */
+/** Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C] and mask like x; output y like x. */
 export const GROUP_NORM_KERNEL = 'EctGroupNorm';
-/** Backward kernel: inputs dy, x, gamma, beta, optional shift; outputs dx, dgamma, dbeta (and dshift with a shift). */
+/** Backward kernel: inputs dy, x, gamma, beta, optional shift and mask; outputs dx, dgamma, dbeta (and dshift with a shift). */
 export const GROUP_NORM_GRAD_KERNEL = 'EctGroupNormGrad';
 
 /** Attributes of both kernels. */
@@ -32,19 +32,24 @@ function runGroupNormGrad(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.
 }
 
 /**
- * act(GroupNorm(x + shift)) with the fused kernels and their gradient (dx, dgamma, dbeta, dshift).
- * `shift` is one value per sample and channel, added at every pixel. Call only when hasFusedGroupNorm().
+ * act(GroupNorm(x + shift)) * mask with the fused kernels and their gradient (dx, dgamma, dbeta, dshift).
+ * `shift` is one value per sample and channel, added at every pixel; `mask` (a dropout mask, shaped like x) is a
+ * constant: it is not an input of the op's gradient and gets none. Call only when hasFusedGroupNorm().
  */
-export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift?: tf.Tensor2D): tf.Tensor4D {
-  const named = (tensors: tf.Tensor[]): tf.NamedTensorMap => Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t]));
+export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift?: tf.Tensor2D,
+  mask?: tf.Tensor): tf.Tensor4D {
+  const named = (tensors: tf.Tensor[]): tf.NamedTensorMap => ({
+    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(mask ? { mask } : {}),
+  });
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
-    save(inputs);
+    // the mask is saved with the inputs (so it outlives the caller's tidy until backward) but is not one of them
+    save(mask ? [...inputs, mask] : inputs);
     return {
       value: runGroupNorm(named(inputs), attrs),
       // one backward kernel gives every input's gradient, in input order
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runGroupNormGrad({ dy, ...named(saved) }, attrs),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runGroupNormGrad({ dy, ...named(mask ? saved.slice(0, -1) : saved), ...(mask ? { mask: saved[saved.length - 1] } : {}) }, attrs),
     };
   });
   return (shift ? op(x, gamma, beta, shift) : op(x, gamma, beta)) as tf.Tensor4D;

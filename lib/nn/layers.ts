@@ -140,17 +140,18 @@ export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor
   return tf.fused.conv2d({ x, filter: weight, strides: 1, pad: 'same', bias });
 }
 
-/** Options of groupNorm: a per-sample, per-channel shift added before it, SiLU after it, the variance epsilon. */
+/** Options of groupNorm: a per-sample, per-channel shift added before it, SiLU and a dropout mask after it, the variance epsilon. */
 export interface GroupNormOptions {
   shift?: tf.Tensor2D;   // [B, C], added at every pixel before normalising
   silu?: boolean;        // apply SiLU to the output
+  mask?: tf.Tensor;      // shaped like x, multiplied into the output last (dropout; a constant, no gradient flows to it)
   eps?: number;          // default 1e-6 (EDM)
 }
 
 /**
  * GroupNorm over NHWC with groups = min(32, C/4) (EDM), affine gamma/beta per channel, optionally with a
- * shift before and SiLU after: silu(GroupNorm(x + shift)). Backends with the fused kernels (lib/nn/fused.ts)
- * run it as one kernel each way; others compose it from tfjs ops.
+ * shift before and SiLU and a mask after: silu(GroupNorm(x + shift)) * mask. Backends with the fused kernels
+ * (lib/nn/fused.ts) run it as one kernel each way; others compose it from tfjs ops.
  */
 export function groupNorm(w: WeightSource, name: string, x: tf.Tensor4D, options: GroupNormOptions = {}): tf.Tensor4D {
   const [b, h, wd, c] = x.shape;
@@ -158,14 +159,15 @@ export function groupNorm(w: WeightSource, name: string, x: tf.Tensor4D, options
   const eps = options.eps ?? 1e-6;
   const gamma = w(`${name}.weight`), beta = w(`${name}.bias`);
   if (c % groups === 0 && x.dtype === 'float32' && hasFusedGroupNorm()) {
-    return fusedGroupNorm(x, gamma, beta, { groups, eps, silu: options.silu ?? false }, options.shift);
+    return fusedGroupNorm(x, gamma, beta, { groups, eps, silu: options.silu ?? false }, options.shift, options.mask);
   }
   const input = options.shift ? tf.add(x, tf.reshape(options.shift, [b, 1, 1, c])) : x;
   const grouped = tf.reshape(input, [b, h * wd, groups, c / groups]);
   const { mean, variance } = tf.moments(grouped, [1, 3], true);
   const normed = tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, eps)));
   const y = tf.add(tf.mul(tf.reshape(normed, [b, h, wd, c]), gamma), beta) as tf.Tensor4D;
-  return options.silu ? silu(y) as tf.Tensor4D : y;
+  const activated = options.silu ? silu(y) as tf.Tensor4D : y;
+  return options.mask ? tf.mul(activated, options.mask) as tf.Tensor4D : activated;
 }
 
 /** Number of GroupNorm groups for C channels: min(32, C/4). */
@@ -332,13 +334,12 @@ export function convDownFused(w: WeightSource, name: string, x: tf.Tensor4D, tap
 export function selfAttention(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
   const [b, h, wd, c] = x.shape;
   const flat = tf.reshape(groupNorm(w, `${name}.norm`, x), [b * h * wd, c]);
-  // the interleaved qkv weight split into its three [c, c] parts (small), so the activations need no strided unstack
-  const weight = tf.reshape(w(`${name}.qkv.weight`), [c, c, 3]);
-  const bias = tf.reshape(w(`${name}.qkv.bias`), [c, 3]);
-  // (the bias is added apart: tfjs-wasm's fused matMul reads a reshaped bias's shape from before the reshape)
-  const [q, k, v] = [0, 1, 2].map((j) => tf.reshape(tf.add(
-    tf.matMul(flat, tf.reshape(tf.slice(weight, [0, 0, j], [c, c, 1]), [c, c])), tf.reshape(tf.slice(bias, [0, j], [c, 1]), [c])),
-  [b, h * wd, c]) as tf.Tensor3D);
+  // The interleaved qkv weight (output channel 3i + j) regrouped as [q | k | v] columns: a transpose of the small
+  // weight, so the activations need one matrix product and one split, not a strided unstack. (The bias is added
+  // apart: tfjs-wasm's fused matMul reads a reshaped bias's shape from before the reshape.)
+  const weight = tf.reshape(tf.transpose(tf.reshape(w(`${name}.qkv.weight`), [c, c, 3]), [0, 2, 1]), [c, 3 * c]);
+  const bias = tf.reshape(tf.transpose(tf.reshape(w(`${name}.qkv.bias`), [c, 3])), [3 * c]);
+  const [q, k, v] = tf.split(tf.add(tf.matMul(flat, weight), bias), 3, 1).map((part) => tf.reshape(part, [b, h * wd, c]) as tf.Tensor3D);
   const attention = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c)));  // [b, query, key]
   const attended = tf.reshape(tf.matMul(attention as tf.Tensor3D, v), [b, h, wd, c]) as tf.Tensor4D;
   return conv2d(w, `${name}.proj`, attended);

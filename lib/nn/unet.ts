@@ -158,9 +158,9 @@ export class UNet {
     const resample = (t: tf.Tensor4D) => (plan.resample === 'none' ? t : resample2x(t, plan.resample, this.plan.arch.resampleTaps));
     const name = plan.name;
     let h = conv2d(w, `${name}.conv0`, resample(groupNorm(w, `${name}.norm0`, x, { silu: true })));
-    // the embedding's per-channel shift is added inside the norm: silu(GroupNorm(h + affine(emb)))
-    h = groupNorm(w, `${name}.norm1`, h, { shift: linear(w, `${name}.affine`, emb), silu: true });
-    if (masks) h = tf.mul(h, masks.mask(`${name}.dropout`, h.shape));
+    // the embedding's per-channel shift is added inside the norm and dropout applied by it: silu(GroupNorm(h + affine(emb))) * mask
+    const mask = masks?.mask(`${name}.dropout`, h.shape);
+    h = groupNorm(w, `${name}.norm1`, h, { shift: linear(w, `${name}.affine`, emb), silu: true, mask });
     h = conv2d(w, `${name}.conv1`, h);
     const shortcut = plan.skipConv ? conv2d(w, `${name}.skip`, resample(x)) : x;
     h = scaledSum(h, shortcut, SKIP_SCALE);

@@ -1,8 +1,8 @@
-// Fused GroupNorm (+ shift before, + SiLU after) forward and backward; one sample per OpenMP task.
+// Fused GroupNorm (+ shift before, + SiLU and a dropout mask after) forward and backward; one sample per OpenMP task.
 //
 // Per sample, with center_c = mean_g(c) - shift_c and rstd_g = 1 / sqrt(var_g + eps):
-//   n = (x - center_c) * rstd_g,  z = gamma_c * n + beta_c = x * a_c + b_c,  y = act(z).
-// Backward, with dz = dy * act'(z), N = pixels * channels-per-group and sums over a sample's group:
+//   n = (x - center_c) * rstd_g,  z = gamma_c * n + beta_c = x * a_c + b_c,  y = act(z) * mask.
+// Backward, with dz = dy * mask * act'(z), N = pixels * channels-per-group and sums over a sample's group:
 //   dbeta_c += sum_p dz,  dgamma_c += sum_p dz * n,
 //   dx = rstd_g * (gamma_c * dz - m1_g - n * m2_g),  m1_g = sum(gamma_c dz) / N,  m2_g = sum(gamma_c dz n) / N.
 #include "group_norm.h"
@@ -89,17 +89,18 @@ struct SampleNorm {
   }
 };
 
-// dz = dy * act'(z) written to dz, with per-channel sums of dz and dz * n (a separate loop per activation
-// so that the compiler vectorises each).
-template <bool Silu>
-void backwardPassA(int64_t P, int64_t C, const float* x, const float* dy, const float* a, const float* b,
-                   const float* center, const float* rstd, float* dz, double* sumDz, double* sumDzN) {
+// dz = dy * mask * act'(z) written to dz, with per-channel sums of dz and dz * n (a separate loop per
+// activation and mask so that the compiler vectorises each).
+template <bool Silu, bool Masked>
+void backwardPassA(int64_t P, int64_t C, const float* x, const float* dy, const float* mask, const float* a,
+                   const float* b, const float* center, const float* rstd, float* dz, double* sumDz, double* sumDzN) {
   for (int64_t p = 0; p < P; p++) {
     const float* row = x + p * C;
     const float* grad = dy + p * C;
+    const float* keep = Masked ? mask + p * C : nullptr;
     float* out = dz + p * C;
     for (int64_t c = 0; c < C; c++) {
-      float d = grad[c];
+      float d = Masked ? grad[c] * keep[c] : grad[c];
       if (Silu) {
         const float z = row[c] * a[c] + b[c];
         const float sg = sigmoid(z);
@@ -119,8 +120,8 @@ int teamFor(const GroupNormShape& s) {
 
 }  // namespace
 
-void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* gamma,
-                      const float* beta, float eps, bool silu, float* y) {
+void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
+                      const float* gamma, const float* beta, float eps, bool silu, float* y) {
   checkShape(s);
   const int64_t C = s.channels, P = s.pixels;
 #pragma omp parallel num_threads(teamFor(s))
@@ -130,6 +131,7 @@ void groupNormForward(const GroupNormShape& s, const float* x, const float* shif
     for (int64_t n = 0; n < s.batch; n++) {
       const float* xs = x + n * P * C;
       float* ys = y + n * P * C;
+      const float* ms = mask ? mask + n * P * C : nullptr;
       norm.compute(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
       const float* a = norm.a.data();
       const float* b = norm.b.data();
@@ -144,13 +146,17 @@ void groupNormForward(const GroupNormShape& s, const float* x, const float* shif
         } else {
           for (int64_t c = 0; c < C; c++) out[c] = row[c] * a[c] + b[c];
         }
+        if (ms) {
+          const float* keep = ms + p * C;
+          for (int64_t c = 0; c < C; c++) out[c] *= keep[c];
+        }
       }
     }
   }
 }
 
 void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
-                       const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
+                       const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
                        float* dbeta, float* dshift) {
   checkShape(s);
   const int64_t C = s.channels, P = s.pixels, per = C / s.groups;
@@ -175,11 +181,12 @@ void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x,
       std::fill(sumDz.begin(), sumDz.end(), 0.0);
       std::fill(sumDzN.begin(), sumDzN.end(), 0.0);
       // pass A: dz (kept in dx for pass B) and its per-channel sums
-      if (silu) {
-        backwardPassA<true>(P, C, xs, dys, a, b, center, rstd, dxs, sumDz.data(), sumDzN.data());
-      } else {
-        backwardPassA<false>(P, C, xs, dys, a, b, center, rstd, dxs, sumDz.data(), sumDzN.data());
-      }
+      const float* ms = mask ? mask + n * P * C : nullptr;
+      double* sums[2] = {sumDz.data(), sumDzN.data()};
+      if (silu && ms) backwardPassA<true, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else if (silu) backwardPassA<true, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else if (ms) backwardPassA<false, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else backwardPassA<false, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
       for (int64_t c = 0; c < C; c++) {
         sampleDz[n * C + c] = sumDz[c];
         sampleDzN[n * C + c] = sumDzN[c];

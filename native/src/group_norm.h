@@ -1,5 +1,6 @@
-// GroupNorm with an optional per-(sample, channel) shift before it and an optional SiLU after it, fused into
-// a few passes over each sample (NHWC memory): the UNet's "silu(group_norm(x + emb_shift))".
+// GroupNorm with an optional per-(sample, channel) shift before it, an optional SiLU and an optional elementwise
+// mask (dropout) after it, fused into a few passes over each sample (NHWC memory): the UNet's
+// "dropout(silu(group_norm(x + emb_shift)))".
 #pragma once
 #include <cstdint>
 
@@ -11,14 +12,15 @@ struct GroupNormShape {
 };
 
 // y = act(gamma * (u - mean_g) / sqrt(var_g + eps) + beta) with u = x + shift[b, c] (shift may be null),
-// mean/var over each sample's group (pixels x channels/groups values); act = SiLU when `silu`, else identity.
-void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* gamma,
-                      const float* beta, float eps, bool silu, float* y);
+// mean/var over each sample's group (pixels x channels/groups values); act = SiLU when `silu`, else identity;
+// y is then multiplied by mask [batch, pixels, channels] when mask is not null (a constant: it gets no gradient).
+void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
+                      const float* gamma, const float* beta, float eps, bool silu, float* y);
 
 // Gradients of groupNormForward for the upstream gradient dy: dx [batch, pixels, channels], dgamma and dbeta
 // [channels], and dshift [batch, channels] when dshift is not null (the same as summing dx over pixels).
 void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
-                       const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
+                       const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
                        float* dbeta, float* dshift);
 
 }  // namespace ect

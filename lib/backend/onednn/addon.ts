@@ -61,12 +61,12 @@ export interface OnednnAddon {
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;
   insert(out: Float32Array, outShape: number[], begin: number[], x: Float32Array, size: number[]): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
-  /** Fused act(GroupNorm(x + shift)); shape: [batch, pixels, channels, groups] (native/src/group_norm.h). */
-  groupNormForward(shape: number[], x: Float32Array, shift: Float32Array | null, gamma: Float32Array, beta: Float32Array,
-    eps: number, silu: boolean, y: Float32Array): void;
-  /** Its gradients: dx, dgamma, dbeta and (when given) dshift. */
-  groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, gamma: Float32Array,
-    beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+  /** Fused act(GroupNorm(x + shift)) * mask; shape: [batch, pixels, channels, groups] (native/src/group_norm.h). */
+  groupNormForward(shape: number[], x: Float32Array, shift: Float32Array | null, mask: Float32Array | null, gamma: Float32Array,
+    beta: Float32Array, eps: number, silu: boolean, y: Float32Array): void;
+  /** Its gradients: dx, dgamma, dbeta and (when given) dshift; the mask is a constant. */
+  groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, mask: Float32Array | null,
+    gamma: Float32Array, beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
     dshift: Float32Array | null): void;
   /** Adam/RAdam: coefficients [beta1, beta2, eps, momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
   momentUpdate(coefficients: number[], theta: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,

@@ -357,17 +357,19 @@ function ownKernel(kernelName: string, body: (args: KernelArgs, backend: MathBac
   return { kernelName, kernelFunc };
 }
 
-/** The inputs of the fused GroupNorm kernels, checked: float32 NHWC x, [C] gamma/beta, optional [B, C] shift. */
+/** The inputs of the fused GroupNorm kernels, checked: float32 NHWC x, [C] gamma/beta, optional [B, C] shift and mask like x. */
 function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], attrs: GroupNormAttrs) {
-  const { x, gamma, beta, shift } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo; shift?: tf.TensorInfo };
+  const { x, gamma, beta, shift, mask } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo; shift?: tf.TensorInfo; mask?: tf.TensorInfo };
   if (x.shape.length !== 4) throw new Error(`${GROUP_NORM_KERNEL}: x must be [B, H, W, C], got [${x.shape}]`);
   const [b, h, w, c] = x.shape;
   if (gamma.shape.join() !== `${c}` || beta.shape.join() !== `${c}`) {
     throw new Error(`${GROUP_NORM_KERNEL}: gamma and beta must be [${c}], got [${gamma.shape}] and [${beta.shape}]`);
   }
   if (shift && shift.shape.join() !== `${b},${c}`) throw new Error(`${GROUP_NORM_KERNEL}: shift must be [${b}, ${c}], got [${shift.shape}]`);
-  const [xs, gs, bs, ss] = floatInputs(backend, GROUP_NORM_KERNEL, [x, gamma, beta, ...(shift ? [shift] : [])]);
-  return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss: ss ?? null, b, c };
+  if (mask && !tf.util.arraysEqual(mask.shape, x.shape)) throw new Error(`${GROUP_NORM_KERNEL}: mask must be shaped like x [${x.shape}], got [${mask.shape}]`);
+  const [xs, gs, bs] = floatInputs(backend, GROUP_NORM_KERNEL, [x, gamma, beta]);
+  const [ss, ms] = [shift, mask].map((t) => (t ? floatInputs(backend, GROUP_NORM_KERNEL, [t])[0] : null));
+  return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss, ms, b, c };
 }
 
 /** Kernels of our own ops on the addon: fused GroupNorm, scaled sum, dropout mask and resampling (lib/nn/fused.ts), the parameter updates (lib/backend/update-kernels.ts). */
@@ -387,21 +389,21 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
   return [
     ownKernel(GROUP_NORM_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as GroupNormAttrs;
-      const { shape, x, xs, gs, bs, ss } = groupNormInputs(cpu, inputs, a);
+      const { shape, x, xs, gs, bs, ss, ms } = groupNormInputs(cpu, inputs, a);
       const y = outputFloats(xs.length);
-      if (y.length > 0) addon.groupNormForward(shape, xs, ss, gs, bs, a.eps, a.silu, y);
+      if (y.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y);
       return output(cpu, x.shape.slice(), y);
     }),
     ownKernel(GROUP_NORM_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as GroupNormAttrs;
-      const { shape, x, xs, gs, bs, ss, b, c } = groupNormInputs(cpu, inputs, a);
+      const { shape, x, xs, gs, bs, ss, ms, b, c } = groupNormInputs(cpu, inputs, a);
       const dy = floatValues(cpu, (inputs as { dy: tf.TensorInfo }).dy);
       if (!dy || dy.length !== xs.length) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: dy must be float32 and shaped like x`);
       const dx = outputFloats(xs.length);
       // dgamma / dbeta / dshift are fully written by the addon even for an empty batch
       const dgamma = new Float32Array(c), dbeta = new Float32Array(c);
       const dshift = ss ? new Float32Array(b * c) : null;
-      addon.groupNormBackward(shape, dy, xs, ss, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
+      addon.groupNormBackward(shape, dy, xs, ss, ms, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
       const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
       if (dshift) grads.push(output(cpu, [b, c], dshift));
       return grads;

@@ -523,47 +523,62 @@ describe('onednn backend against the cpu backend', function () {
     tf.setBackend('cpu');
   });
 
-  it('native Adam / RAdam and EMA updates equal the JavaScript loops on cpu, NaN and infinite gradients included', () => {
-    const shape = [300, 257];   // above the threading threshold
-    const size = shape[0] * shape[1];
-    const start = randomInput(shape);
-    const gradients = Array.from({ length: 8 }, (_, t) => {
+  it('native Adam / RAdam and EMA updates (every parameter in one call) equal the JavaScript loops on cpu, NaN and infinite gradients included', () => {
+    // one parameter above the threading threshold and cut into chunks with a short tail, two small ones
+    const shapes: Record<string, number[]> = { w: [300, 257], b: [7], k: [3, 5, 1, 2] };
+    const starts = Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, randomInput(shape)]));
+    const gradients = Array.from({ length: 8 }, (_, t) => Object.fromEntries(Object.entries(shapes).map(([name, shape]) => {
       const g = randomInput(shape);
       g.values.forEach((v, i) => { g.values[i] = v * (1 + t); });
-      g.values[t] = NaN;
-      g.values[size - 1 - t] = t % 2 ? Infinity : -Infinity;
-      return g;
-    });
+      g.values[t % g.values.length] = NaN;
+      g.values[g.values.length - 1 - (t % g.values.length)] = t % 2 ? Infinity : -Infinity;
+      return [name, g];
+    })));
     const base = { beta1: 0.9, beta2: 0.999, eps: 1e-8, rampupKimg: 0 };
     const configs: OptimizerConfig[] = [{ ...base, name: 'adam', lr: 1e-3 }, { ...base, name: 'radam', lr: 1e-4 }];
     for (const cfg of configs) {
       const run = (backend: string) => {
         tf.setBackend(backend);
-        const param = tf.variable(tf.tensor(start.values, shape));
-        const optimizer = createOptimizer(cfg, new Map([['w', param]]), 'fused');
-        const ema = new Ema(new Map([['w', param]]), { beta: 0.95 }, undefined, 'fused');
-        for (const g of gradients) {
-          tf.tidy(() => optimizer.apply(new Map([['w', tf.tensor(g.values, shape)]]), 0));
+        const params = new Map(Object.entries(starts).map(([name, s]) => [name, tf.variable(tf.tensor(s.values, s.shape))]));
+        const optimizer = createOptimizer(cfg, params, 'fused');
+        const ema = new Ema(params, { beta: 0.95 }, undefined, 'fused');
+        gradients.forEach((step, t) => {
+          // at step 3 'b' has no gradient: it keeps its value and moments
+          const names = Object.keys(shapes).filter((name) => !(t === 3 && name === 'b'));
+          tf.tidy(() => optimizer.apply(new Map(names.map((name) => [name, tf.tensor(step[name].values, step[name].shape)])), 0));
           ema.update(0, 1);
-        }
-        const out = { param: param.dataSync().slice() as Float32Array, average: ema.weights.get('w')!.dataSync().slice() as Float32Array };
+        });
+        const out = new Map([...params].flatMap(([name, p]) => [
+          [`param ${name}`, p.dataSync().slice() as Float32Array], [`average ${name}`, ema.weights.get(name)!.dataSync().slice() as Float32Array]]));
         optimizer.dispose();
         ema.dispose();
-        param.dispose();
+        for (const p of params.values()) p.dispose();
         return out;
       };
       resetKernelCounters();
       const expected = run('cpu');
       const actual = run('onednn');
-      assert.equal(nativeCount(MOMENT_UPDATE_KERNEL), gradients.length, `${cfg.name}: the native update ran`);
-      assert.equal(nativeCount(EMA_UPDATE_KERNEL), gradients.length, 'the native EMA ran');
-      for (const key of ['param', 'average'] as const) {
+      assert.equal(nativeCount(MOMENT_UPDATE_KERNEL), gradients.length, `${cfg.name}: the native update ran once per step`);
+      assert.equal(nativeCount(EMA_UPDATE_KERNEL), gradients.length, 'the native EMA ran once per step');
+      for (const [key, values] of expected) {
         let worst = 0;
-        expected[key].forEach((e, i) => { worst = Math.max(worst, Math.abs(actual[key][i] - e) / Math.max(1e-3, Math.abs(e))); });
+        values.forEach((e, i) => { worst = Math.max(worst, Math.abs(actual.get(key)![i] - e) / Math.max(1e-3, Math.abs(e))); });
         assert.ok(worst < 1e-6, `${cfg.name} ${key}: native and JavaScript differ by ${worst} (relative)`);
-        assert.ok(expected[key].every(Number.isFinite), `${cfg.name} ${key}: finite`);
+        assert.ok(values.every(Number.isFinite), `${cfg.name} ${key}: finite`);
       }
     }
+    tf.setBackend('cpu');
+  });
+
+  it('the native updates name a missing or misshapen input', () => {
+    tf.setBackend('onednn');
+    const attrs = { beta1: 0.9, beta2: 0.999, eps: 1e-8, momentumScale: 1, sqrtVScale: 1, adaptive: true, infReplacement: 1, count: 2 };
+    const [a, b] = [tf.ones([3]), tf.ones([4])];
+    assert.throws(() => tf.engine().runKernel(MOMENT_UPDATE_KERNEL, { param0: a, grad0: a, m0: a, v0: a }, attrs as never),
+      /EctMomentUpdate: missing input param1 of 2/);
+    assert.throws(() => tf.engine().runKernel(EMA_UPDATE_KERNEL, { average0: a, param0: b }, { beta: 0.9, count: 1 } as never),
+      /EctEmaUpdate: param0 has shape \[4\], average0 has \[3\]/);
+    tf.dispose([a, b]);
     tf.setBackend('cpu');
   });
 

@@ -6,10 +6,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Adam/RAdam: inputs param, grad, m, v (same shape); outputs the new param, m and v. */
+/**
+ * Adam/RAdam over `count` parameters in one call: inputs param<i>, grad<i>, m<i>, v<i> (each i's of one shape);
+ * outputs the new params, then the new m's, then the new v's, each in i order.
+ */
 export const MOMENT_UPDATE_KERNEL = 'EctMomentUpdate';
-/** EMA: inputs average, param; output average + (param - average)(1 - beta). */
+/** EMA over `count` averages in one call: inputs average<i>, param<i>; outputs average + (param - average)(1 - beta) per i. */
 export const EMA_UPDATE_KERNEL = 'EctEmaUpdate';
+
+/** The kernels' named inputs: for each list of tensors (one tensor per parameter) and its name, name<i> -> list[i]. */
+export function indexedInputs(lists: Record<string, tf.Tensor[]>): tf.NamedTensorMap {
+  const named: tf.NamedTensorMap = {};
+  for (const [name, list] of Object.entries(lists)) list.forEach((t, i) => { named[`${name}${i}`] = t; });
+  return named;
+}
 
 /** Attributes of the moment update (lib/train/optim.ts StepCoefficients and the optimiser's settings). */
 export interface MomentUpdateAttrs {
@@ -20,6 +30,7 @@ export interface MomentUpdateAttrs {
   sqrtVScale: number;
   adaptive: boolean;
   infReplacement: number;   // +-infinity in a gradient becomes +-this (NaN becomes 0)
+  count: number;            // parameters updated by the call
 }
 
 /** Whether the active backend implements `kernel` itself. */

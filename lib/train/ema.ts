@@ -1,6 +1,6 @@
 /** Exponential moving average of the network weights: a fixed per-step beta (ECT) or EDM's half-life schedule. */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendHasKernel, EMA_UPDATE_KERNEL } from '../backend/update-kernels';
+import { backendHasKernel, EMA_UPDATE_KERNEL, indexedInputs } from '../backend/update-kernels';
 import type { EmaConfig } from '../config/types';
 import { validateEmaConfig } from '../config/schema';
 import { UpdateKernel, hasJsTensorStorage } from './optim';
@@ -104,19 +104,23 @@ export class Ema {
   update(imagesSeen: number, batch: number): void {
     const beta = this.beta(imagesSeen, batch);
     const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
-    const native = fused && backendHasKernel(EMA_UPDATE_KERNEL);
+    if (fused && backendHasKernel(EMA_UPDATE_KERNEL)) {
+      // the backend's own loop (native, threaded, every average in one call): the same arithmetic as below
+      const averages = [...this.averages.values()];
+      if (!averages.length) return;
+      const inputs = indexedInputs({ average: averages, param: [...this.averages.keys()].map((name) => this.params.get(name)!) });
+      const nexts = tf.engine().runKernel(EMA_UPDATE_KERNEL, inputs, { beta, count: averages.length } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      averages.forEach((average, i) => {
+        average.assign(nexts[i]);
+        nexts[i].dispose();
+      });
+      return;
+    }
     for (const [name, average] of this.averages) {
       const param = this.params.get(name)!;
       // written as ema + (1 - beta)(param - ema): keeps precision when beta is close to 1
       if (!fused) {
         tf.tidy(() => average.assign(tf.add(average, tf.mul(tf.sub(param, average), 1 - beta))));
-        continue;
-      }
-      if (native) {
-        // the backend's own loop (native, threaded): the same arithmetic as below
-        const next = tf.engine().runKernel(EMA_UPDATE_KERNEL, { average, param }, { beta } as unknown as tf.NamedAttrMap) as tf.Tensor;
-        average.assign(next);
-        next.dispose();
         continue;
       }
       // one loop instead of three kernels; dataSync may return the backend's own arrays, so write a fresh one

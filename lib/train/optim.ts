@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { OptimizerConfig } from '../config/types';
 import { validateOptimizerConfig } from '../config/schema';
-import { backendHasKernel, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
+import { backendHasKernel, indexedInputs, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
 export interface OptimizerState {
@@ -207,9 +207,14 @@ class MomentOptimizer implements Optimizer {
     const lr = this.learningRate(imagesSeen);
     const coefficients = this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
     const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
-    // fused: the backend's own update kernel where it has one (native, threaded), else the JavaScript loop
-    const update = !fused ? this.tensorUpdate : backendHasKernel(MOMENT_UPDATE_KERNEL) ? this.kernelUpdate : this.fusedUpdate;
-    // Parameters without a gradient this step keep their value and moments (as torch skips them).
+    // fused: the backend's own update kernel where it has one (native, threaded, every parameter in one call), else
+    // the JavaScript loop. Parameters without a gradient this step keep their value and moments (as torch skips them).
+    if (fused && backendHasKernel(MOMENT_UPDATE_KERNEL)) {
+      this.kernelUpdate(grads, coefficients);
+      this.stepCount = step;
+      return;
+    }
+    const update = fused ? this.fusedUpdate : this.tensorUpdate;
     for (const [name, grad] of grads) {
       const param = this.params.get(name)!;
       const oldM = this.firstMoment.get(name)!;
@@ -238,15 +243,26 @@ class MomentOptimizer implements Optimizer {
     });
   }
 
-  /** fusedUpdate's loop run by the backend's own kernel (native, threaded; lib/backend/update-kernels.ts). */
-  private kernelUpdate(param: tf.Variable, grad: tf.Tensor, oldM: tf.Tensor, oldV: tf.Tensor, c: StepCoefficients): [tf.Tensor, tf.Tensor] {
+  /** fusedUpdate's loop run by the backend's own kernel over every parameter with a gradient, in one call (lib/backend/update-kernels.ts). */
+  private kernelUpdate(grads: Map<string, tf.Tensor>, c: StepCoefficients): void {
+    const names = [...grads.keys()];
+    if (!names.length) return;
     const { beta1, beta2, eps } = this.cfg;
-    const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT };
-    const [newTheta, newM, newV] = tf.engine().runKernel(MOMENT_UPDATE_KERNEL, { param, grad, m: oldM, v: oldV },
-      attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-    param.assign(newTheta);
-    newTheta.dispose();
-    return [newM, newV];
+    const attrs: MomentUpdateAttrs = { beta1, beta2, eps, ...c, infReplacement: GRADIENT_INF_REPLACEMENT, count: names.length };
+    const params = names.map((name) => this.params.get(name)!);
+    const ms = names.map((name) => this.firstMoment.get(name)!), vs = names.map((name) => this.secondMoment.get(name)!);
+    const inputs = indexedInputs({ param: params, grad: names.map((name) => grads.get(name)!), m: ms, v: vs });
+    const outs = tf.engine().runKernel(MOMENT_UPDATE_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const k = names.length;
+    names.forEach((name, i) => {
+      params[i].assign(outs[i]);
+      outs[i].dispose();
+      ms[i].dispose();
+      vs[i].dispose();
+      // kept: the moments outlive any tf.tidy the caller runs apply() in
+      this.firstMoment.set(name, tf.keep(outs[k + i]));
+      this.secondMoment.set(name, tf.keep(outs[2 * k + i]));
+    });
   }
 
   /** The same update as tensorUpdate in one loop over the typed arrays (no float32 rounding of intermediates). */

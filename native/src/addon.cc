@@ -264,32 +264,67 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// momentUpdate([beta1, beta2, eps, momentumScale, sqrtVScale, adaptive, infReplacement], theta, g, m, v, newTheta, newM, newV)
+// The Float32Arrays of a JavaScript array argument, all of `length` (or, with length < 0, any) elements each;
+// the first list read sets the lengths the others must have.
+std::vector<Napi::Float32Array> floatList(const Napi::CallbackInfo& info, size_t index, const char* kernel, const char* what) {
+  if (!info[index].IsArray()) throw std::invalid_argument(std::string(kernel) + ": " + what + " must be an array of Float32Arrays");
+  Napi::Array list = info[index].As<Napi::Array>();
+  std::vector<Napi::Float32Array> arrays;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsTypedArray() || item.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw std::invalid_argument(std::string(kernel) + ": " + what + "[" + std::to_string(i) + "] is not a Float32Array");
+    }
+    arrays.push_back(item.As<Napi::Float32Array>());
+  }
+  return arrays;
+}
+
+// Checks that every list has as many arrays as `first` and each array the length of its counterpart there.
+void checkSameLengths(const char* kernel, const std::vector<Napi::Float32Array>& first,
+                      std::initializer_list<const std::vector<Napi::Float32Array>*> others) {
+  for (const auto* list : others) {
+    if (list->size() != first.size()) throw std::invalid_argument(std::string(kernel) + ": argument lists differ in length");
+    for (size_t i = 0; i < first.size(); i++) {
+      if ((*list)[i].ElementLength() != first[i].ElementLength()) {
+        throw std::invalid_argument(std::string(kernel) + ": arrays of parameter " + std::to_string(i) + " differ in length");
+      }
+    }
+  }
+}
+
+// momentUpdate([beta1, beta2, eps, momentumScale, sqrtVScale, adaptive, infReplacement], thetas, gs, ms, vs,
+//              newThetas, newMs, newVs): one Float32Array per parameter in each list
 Napi::Value MomentUpdate(const Napi::CallbackInfo& info) {
-  if (!checkFloatArrays(info, {1, 2, 3, 4, 5, 6, 7})) return info.Env().Undefined();
   return guarded(info, [&] {
     Napi::Array k = info[0].As<Napi::Array>();
     auto at = [&](uint32_t i) { return k.Get(i).As<Napi::Number>().DoubleValue(); };
     const ect::MomentCoefficients c{at(0), at(1), at(2), at(3), at(4), at(5) != 0};
-    const auto n = static_cast<int64_t>(info[1].As<Napi::Float32Array>().ElementLength());
-    for (int p : {2, 3, 4, 5, 6, 7}) {
-      if (static_cast<int64_t>(info[p].As<Napi::Float32Array>().ElementLength()) != n) throw std::invalid_argument("momentUpdate: arrays differ in length");
+    const char* names[] = {"thetas", "gs", "ms", "vs", "newThetas", "newMs", "newVs"};
+    std::vector<std::vector<Napi::Float32Array>> lists;
+    for (size_t p = 0; p < 7; p++) lists.push_back(floatList(info, p + 1, "momentUpdate", names[p]));
+    checkSameLengths("momentUpdate", lists[0], {&lists[1], &lists[2], &lists[3], &lists[4], &lists[5], &lists[6]});
+    std::vector<ect::MomentSlot> slots;
+    for (size_t i = 0; i < lists[0].size(); i++) {
+      slots.push_back({static_cast<int64_t>(lists[0][i].ElementLength()), lists[0][i].Data(), lists[1][i].Data(),
+                       lists[2][i].Data(), lists[3][i].Data(), lists[4][i].Data(), lists[5][i].Data(), lists[6][i].Data()});
     }
-    ect::momentUpdate(c, at(6), n, floats(info[1]), floats(info[2]), floats(info[3]), floats(info[4]), floats(info[5]),
-                      floats(info[6]), floats(info[7]));
+    ect::momentUpdate(c, at(6), slots);
   });
 }
 
-// emaUpdate(beta, current, target, next)
+// emaUpdate(beta, currents, targets, nexts): one Float32Array per average in each list
 Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
-  if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
   return guarded(info, [&] {
-    const auto n = static_cast<int64_t>(info[1].As<Napi::Float32Array>().ElementLength());
-    if (static_cast<int64_t>(info[2].As<Napi::Float32Array>().ElementLength()) != n ||
-        static_cast<int64_t>(info[3].As<Napi::Float32Array>().ElementLength()) != n) {
-      throw std::invalid_argument("emaUpdate: arrays differ in length");
+    auto currents = floatList(info, 1, "emaUpdate", "currents");
+    auto targets = floatList(info, 2, "emaUpdate", "targets");
+    auto nexts = floatList(info, 3, "emaUpdate", "nexts");
+    checkSameLengths("emaUpdate", currents, {&targets, &nexts});
+    std::vector<ect::EmaSlot> slots;
+    for (size_t i = 0; i < currents.size(); i++) {
+      slots.push_back({static_cast<int64_t>(currents[i].ElementLength()), currents[i].Data(), targets[i].Data(), nexts[i].Data()});
     }
-    ect::emaUpdate(info[0].As<Napi::Number>().DoubleValue(), n, floats(info[1]), floats(info[2]), floats(info[3]));
+    ect::emaUpdate(info[0].As<Napi::Number>().DoubleValue(), slots);
   });
 }
 

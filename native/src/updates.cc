@@ -1,4 +1,4 @@
-// Optimiser and EMA updates: one pass over each parameter, threaded for large ones.
+// Optimiser and EMA updates: the parameters cut into equal chunks, shared by the thread team in one region.
 #include "updates.h"
 
 // The same double-precision arithmetic as the JavaScript loops, without fused multiply-adds, so both agree.
@@ -6,35 +6,67 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace ect {
 namespace {
 
-int teamFor(int64_t n) { return n < (1 << 15) ? 1 : omp_get_max_threads(); }
+constexpr int64_t kChunk = 1 << 14;  // elements per unit of work
+
+struct Chunk {
+  size_t slot;
+  int64_t begin, end;
+};
+
+// The slots' elements as chunks of at most kChunk (a slot's tail is a shorter chunk).
+template <typename Slot>
+std::vector<Chunk> chunksOf(const std::vector<Slot>& slots, int64_t* total) {
+  std::vector<Chunk> chunks;
+  *total = 0;
+  for (size_t s = 0; s < slots.size(); s++) {
+    for (int64_t b = 0; b < slots[s].n; b += kChunk) chunks.push_back({s, b, std::min(b + kChunk, slots[s].n)});
+    *total += slots[s].n;
+  }
+  return chunks;
+}
+
+// One thread for little work: waking the team costs more than it saves.
+int teamFor(int64_t total) { return total < (1 << 15) ? 1 : omp_get_max_threads(); }
 
 }  // namespace
 
-void momentUpdate(const MomentCoefficients& c, double infReplacement, int64_t n, const float* theta, const float* g,
-                  const float* m, const float* v, float* newTheta, float* newM, float* newV) {
-#pragma omp parallel for num_threads(teamFor(n)) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    double gi = g[i];
-    if (std::isnan(gi)) gi = 0;
-    else if (std::isinf(gi)) gi = gi > 0 ? infReplacement : -infReplacement;
-    const double mi = c.beta1 * m[i] + (1 - c.beta1) * gi;
-    const double vi = c.beta2 * v[i] + (1 - c.beta2) * gi * gi;
-    const double step = c.adaptive ? (c.momentumScale * mi) / (std::sqrt(vi) * c.sqrtVScale + c.eps) : c.momentumScale * mi;
-    newTheta[i] = static_cast<float>(theta[i] - step);
-    newM[i] = static_cast<float>(mi);
-    newV[i] = static_cast<float>(vi);
+void momentUpdate(const MomentCoefficients& c, double infReplacement, const std::vector<MomentSlot>& slots) {
+  int64_t total = 0;
+  const std::vector<Chunk> chunks = chunksOf(slots, &total);
+  const auto count = static_cast<int64_t>(chunks.size());
+#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
+  for (int64_t k = 0; k < count; k++) {
+    const MomentSlot& s = slots[chunks[k].slot];
+    for (int64_t i = chunks[k].begin; i < chunks[k].end; i++) {
+      double gi = s.g[i];
+      if (std::isnan(gi)) gi = 0;
+      else if (std::isinf(gi)) gi = gi > 0 ? infReplacement : -infReplacement;
+      const double mi = c.beta1 * s.m[i] + (1 - c.beta1) * gi;
+      const double vi = c.beta2 * s.v[i] + (1 - c.beta2) * gi * gi;
+      const double step = c.adaptive ? (c.momentumScale * mi) / (std::sqrt(vi) * c.sqrtVScale + c.eps) : c.momentumScale * mi;
+      s.newTheta[i] = static_cast<float>(s.theta[i] - step);
+      s.newM[i] = static_cast<float>(mi);
+      s.newV[i] = static_cast<float>(vi);
+    }
   }
 }
 
-void emaUpdate(double beta, int64_t n, const float* current, const float* target, float* next) {
-#pragma omp parallel for num_threads(teamFor(n)) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    next[i] = static_cast<float>(current[i] + (static_cast<double>(target[i]) - current[i]) * (1 - beta));
+void emaUpdate(double beta, const std::vector<EmaSlot>& slots) {
+  int64_t total = 0;
+  const std::vector<Chunk> chunks = chunksOf(slots, &total);
+  const auto count = static_cast<int64_t>(chunks.size());
+#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
+  for (int64_t k = 0; k < count; k++) {
+    const EmaSlot& s = slots[chunks[k].slot];
+    for (int64_t i = chunks[k].begin; i < chunks[k].end; i++) {
+      s.next[i] = static_cast<float>(s.current[i] + (static_cast<double>(s.target[i]) - s.current[i]) * (1 - beta));
+    }
   }
 }
 

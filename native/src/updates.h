@@ -1,6 +1,9 @@
-// Optimiser and EMA updates over whole parameters, in double precision like the JavaScript loops they replace.
+// Optimiser and EMA updates over a set of parameters in one call, in double precision like the JavaScript loops
+// they replace. One call per step covers every parameter: a network has hundreds of small tensors, and a call
+// (and a wake-up of the thread team) per tensor cost more than the arithmetic.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace ect {
 
@@ -10,12 +13,26 @@ struct MomentCoefficients {
   bool adaptive;  // divide by sqrt(v) (Adam, RAdam once rectified) or not (RAdam's early SGD-with-momentum steps)
 };
 
-// g' = nan_to_num(g) (NaN -> 0, +-inf -> +-infReplacement); m' = b1 m + (1 - b1) g'; v' = b2 v + (1 - b2) g'^2;
-// theta' = theta - momentumScale m' / (sqrt(v') sqrtVScale + eps) (adaptive) or theta - momentumScale m'.
-void momentUpdate(const MomentCoefficients& c, double infReplacement, int64_t n, const float* theta, const float* g,
-                  const float* m, const float* v, float* newTheta, float* newM, float* newV);
+// One parameter's arrays for momentUpdate, each of n elements.
+struct MomentSlot {
+  int64_t n;
+  const float *theta, *g, *m, *v;
+  float *newTheta, *newM, *newV;
+};
 
-// next = current + (target - current) * (1 - beta)
-void emaUpdate(double beta, int64_t n, const float* current, const float* target, float* next);
+// For every slot: g' = nan_to_num(g) (NaN -> 0, +-inf -> +-infReplacement); m' = b1 m + (1 - b1) g';
+// v' = b2 v + (1 - b2) g'^2; theta' = theta - momentumScale m' / (sqrt(v') sqrtVScale + eps) (adaptive) or
+// theta - momentumScale m'.
+void momentUpdate(const MomentCoefficients& c, double infReplacement, const std::vector<MomentSlot>& slots);
+
+// One average's arrays for emaUpdate, each of n elements.
+struct EmaSlot {
+  int64_t n;
+  const float *current, *target;
+  float* next;
+};
+
+// For every slot: next = current + (target - current) * (1 - beta).
+void emaUpdate(double beta, const std::vector<EmaSlot>& slots);
 
 }  // namespace ect

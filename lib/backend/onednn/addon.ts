@@ -68,11 +68,12 @@ export interface OnednnAddon {
   groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, mask: Float32Array | null,
     gamma: Float32Array, beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
     dshift: Float32Array | null): void;
-  /** Adam/RAdam: coefficients [beta1, beta2, eps, momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
-  momentUpdate(coefficients: number[], theta: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
-    newTheta: Float32Array, newM: Float32Array, newV: Float32Array): void;
-  /** next = current + (target - current)(1 - beta). */
-  emaUpdate(beta: number, current: Float32Array, target: Float32Array, next: Float32Array): void;
+  /** Adam/RAdam over every parameter at once (one array per parameter in each list); coefficients [beta1, beta2, eps,
+   * momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
+  momentUpdate(coefficients: number[], thetas: Float32Array[], gs: Float32Array[], ms: Float32Array[], vs: Float32Array[],
+    newThetas: Float32Array[], newMs: Float32Array[], newVs: Float32Array[]): void;
+  /** next = current + (target - current)(1 - beta), over every average at once. */
+  emaUpdate(beta: number, currents: Float32Array[], targets: Float32Array[], nexts: Float32Array[]): void;
   /** scale * 2x2 block sums; shape is x's [batch, height, width, channels]. */
   downsample2x(x: Float32Array, shape: number[], scale: number, out: Float32Array): void;
   /** scale * nearest-neighbour x2; shape is x's [batch, height, width, channels]. */

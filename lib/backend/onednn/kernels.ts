@@ -347,6 +347,26 @@ function floatInputs(backend: MathBackendCPU, kernel: string, tensors: tf.Tensor
   return values as Float32Array[];
 }
 
+/**
+ * The inputs name<i> (i < count) of a kernel over many parameters, per name: the tensors and their float32 values,
+ * each i's of one shape across the names (lib/backend/update-kernels.ts indexedInputs), or an error naming the kernel.
+ */
+function indexedLists(backend: MathBackendCPU, kernel: string, inputs: KernelArgs['inputs'], names: string[], count: number) {
+  const named = inputs as Record<string, tf.TensorInfo | undefined>;
+  if (!Number.isInteger(count) || count < 0) throw new Error(`${kernel}: count must be an integer >= 0, got ${count}`);
+  return names.map((name) => {
+    const tensors = Array.from({ length: count }, (_, i) => {
+      const t = named[`${name}${i}`];
+      if (!t) throw new Error(`${kernel}: missing input ${name}${i} of ${count}`);
+      if (!tf.util.arraysEqual(t.shape, named[`${names[0]}${i}`]!.shape)) {
+        throw new Error(`${kernel}: ${name}${i} has shape [${t.shape}], ${names[0]}${i} has [${named[`${names[0]}${i}`]!.shape}]`);
+      }
+      return t;
+    });
+    return { tensors, values: floatInputs(backend, kernel, tensors) };
+  });
+}
+
 /** One of our own kernels: the backend as the cpu backend it is, and each native run counted. */
 function ownKernel(kernelName: string, body: (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[]) {
   const kernelFunc: tf.KernelFunc = (args) => {
@@ -426,19 +446,18 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
     resample(UPSAMPLE_KERNEL, false),
     ownKernel(MOMENT_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as MomentUpdateAttrs;
-      const named = inputs as { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
-      const [theta, g, m, v] = floatInputs(cpu, MOMENT_UPDATE_KERNEL, [named.param, named.grad, named.m, named.v]);
-      const outs = [outputFloats(theta.length), outputFloats(theta.length), outputFloats(theta.length)];
+      const [params, ...rest] = indexedLists(cpu, MOMENT_UPDATE_KERNEL, inputs, ['param', 'grad', 'm', 'v'], a.count);
+      const outs = [0, 1, 2].map(() => params.values.map((theta) => outputFloats(theta.length)));
       addon.momentUpdate([a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement],
-        theta, g, m, v, outs[0], outs[1], outs[2]);
-      return outs.map((values) => output(cpu, named.param.shape.slice(), values));
+        params.values, rest[0].values, rest[1].values, rest[2].values, outs[0], outs[1], outs[2]);
+      return outs.flatMap((list) => list.map((values, i) => output(cpu, params.tensors[i].shape.slice(), values)));
     }),
     ownKernel(EMA_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
-      const named = inputs as { average: tf.TensorInfo; param: tf.TensorInfo };
-      const [current, target] = floatInputs(cpu, EMA_UPDATE_KERNEL, [named.average, named.param]);
-      const next = outputFloats(current.length);
-      addon.emaUpdate((attrs as unknown as { beta: number }).beta, current, target, next);
-      return output(cpu, named.average.shape.slice(), next);
+      const a = attrs as unknown as { beta: number; count: number };
+      const [averages, params] = indexedLists(cpu, EMA_UPDATE_KERNEL, inputs, ['average', 'param'], a.count);
+      const nexts = averages.values.map((current) => outputFloats(current.length));
+      addon.emaUpdate(a.beta, averages.values, params.values, nexts);
+      return nexts.map((values, i) => output(cpu, averages.tensors[i].shape.slice(), values));
     }),
   ];
 }

@@ -10,7 +10,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <stdexcept>
 #include <vector>
 
@@ -51,9 +53,12 @@ struct SampleNorm {
   std::vector<double> sum;
   explicit SampleNorm(int64_t channels) : center(channels), rstd(channels), a(channels), b(channels), sum(channels) {}
 
+  // CT: the channel count when known at compile time (then the per-pixel loops over channels have a fixed trip
+  // count and keep their accumulators in registers), 0 for any.
+  template <int CT>
   void compute(const GroupNormShape& s, const float* x, const float* shift, const float* gamma, const float* beta,
                float eps) {
-    const int64_t C = s.channels, P = s.pixels, per = C / s.groups;
+    const int64_t C = CT ? CT : s.channels, P = s.pixels, per = C / s.groups;
     const double count = static_cast<double>(P) * static_cast<double>(per);
     // pass 1: group means of u = x + shift
     std::fill(sum.begin(), sum.end(), 0.0);
@@ -91,9 +96,11 @@ struct SampleNorm {
 
 // dz = dy * mask * act'(z) written to dz, with per-channel sums of dz and dz * n (a separate loop per
 // activation and mask so that the compiler vectorises each).
-template <bool Silu, bool Masked>
-void backwardPassA(int64_t P, int64_t C, const float* x, const float* dy, const float* mask, const float* a,
-                   const float* b, const float* center, const float* rstd, float* dz, double* sumDz, double* sumDzN) {
+template <int CT, bool Silu, bool Masked>
+void backwardPassA(int64_t P, int64_t channels, const float* x, const float* dy, const float* mask, const float* a,
+                   const float* b, const float* center, const float* rstd, float* __restrict__ dz,
+                   double* __restrict__ sumDz, double* __restrict__ sumDzN) {
+  const int64_t C = CT ? CT : channels;
   for (int64_t p = 0; p < P; p++) {
     const float* row = x + p * C;
     const float* grad = dy + p * C;
@@ -118,47 +125,70 @@ int teamFor(const GroupNormShape& s) {
   return s.batch * s.pixels * s.channels < (1 << 15) ? 1 : omp_get_max_threads();
 }
 
-}  // namespace
+// Calls body(std::integral_constant<int, C>) for the UNets' common channel counts, else with 0 (any count).
+template <typename Body>
+void withChannels(int64_t channels, Body body) {
+  switch (channels) {
+    case 16: return body(std::integral_constant<int, 16>());
+    case 32: return body(std::integral_constant<int, 32>());
+    case 48: return body(std::integral_constant<int, 48>());
+    case 64: return body(std::integral_constant<int, 64>());
+    case 96: return body(std::integral_constant<int, 96>());
+    case 128: return body(std::integral_constant<int, 128>());
+    case 192: return body(std::integral_constant<int, 192>());
+    case 256: return body(std::integral_constant<int, 256>());
+    default: return body(std::integral_constant<int, 0>());
+  }
+}
 
-void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
-                      const float* gamma, const float* beta, float eps, bool silu, float* y) {
-  checkShape(s);
+// One sample of the forward pass: y = act(x * a + b) * mask.
+template <int CT>
+void forwardSample(const GroupNormShape& s, SampleNorm& norm, const float* xs, const float* shift, const float* ms,
+                   const float* gamma, const float* beta, float eps, bool silu, float* ys) {
+  const int64_t C = CT ? CT : s.channels, P = s.pixels;
+  norm.compute<CT>(s, xs, shift, gamma, beta, eps);
+  const float* a = norm.a.data();
+  const float* b = norm.b.data();
+  for (int64_t p = 0; p < P; p++) {
+    const float* row = xs + p * C;
+    float* out = ys + p * C;
+    if (silu) {
+      for (int64_t c = 0; c < C; c++) {
+        const float z = row[c] * a[c] + b[c];
+        out[c] = z * sigmoid(z);
+      }
+    } else {
+      for (int64_t c = 0; c < C; c++) out[c] = row[c] * a[c] + b[c];
+    }
+    if (ms) {
+      const float* keep = ms + p * C;
+      for (int64_t c = 0; c < C; c++) out[c] *= keep[c];
+    }
+  }
+}
+
+// The forward pass over the batch, CT as in SampleNorm::compute.
+template <int CT>
+void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, const float* mask, const float* gamma,
+                 const float* beta, float eps, bool silu, float* y) {
   const int64_t C = s.channels, P = s.pixels;
 #pragma omp parallel num_threads(teamFor(s))
   {
     SampleNorm norm(C);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.batch; n++) {
-      const float* xs = x + n * P * C;
-      float* ys = y + n * P * C;
-      const float* ms = mask ? mask + n * P * C : nullptr;
-      norm.compute(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
-      const float* a = norm.a.data();
-      const float* b = norm.b.data();
-      for (int64_t p = 0; p < P; p++) {
-        const float* row = xs + p * C;
-        float* out = ys + p * C;
-        if (silu) {
-          for (int64_t c = 0; c < C; c++) {
-            const float z = row[c] * a[c] + b[c];
-            out[c] = z * sigmoid(z);
-          }
-        } else {
-          for (int64_t c = 0; c < C; c++) out[c] = row[c] * a[c] + b[c];
-        }
-        if (ms) {
-          const float* keep = ms + p * C;
-          for (int64_t c = 0; c < C; c++) out[c] *= keep[c];
-        }
-      }
+      forwardSample<CT>(s, norm, x + n * P * C, shift ? shift + n * C : nullptr, mask ? mask + n * P * C : nullptr,
+                        gamma, beta, eps, silu, y + n * P * C);
     }
   }
 }
 
-void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
+// The backward pass over the batch, CT as in SampleNorm::compute (only the statistics use it: passes A and B
+// measured slower with a fixed channel count).
+template <int CT>
+void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
                        const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
                        float* dbeta, float* dshift) {
-  checkShape(s);
   const int64_t C = s.channels, P = s.pixels, per = C / s.groups;
   const double count = static_cast<double>(P) * static_cast<double>(per);
   // per-sample sums of dz and dz * n, reduced over samples in order afterwards (same result on any thread count)
@@ -173,7 +203,7 @@ void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x,
       const float* xs = x + n * P * C;
       const float* dys = dy + n * P * C;
       float* dxs = dx + n * P * C;
-      norm.compute(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
+      norm.compute<CT>(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
       const float* a = norm.a.data();
       const float* b = norm.b.data();
       const float* center = norm.center.data();
@@ -183,10 +213,10 @@ void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x,
       // pass A: dz (kept in dx for pass B) and its per-channel sums
       const float* ms = mask ? mask + n * P * C : nullptr;
       double* sums[2] = {sumDz.data(), sumDzN.data()};
-      if (silu && ms) backwardPassA<true, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
-      else if (silu) backwardPassA<true, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
-      else if (ms) backwardPassA<false, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
-      else backwardPassA<false, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      if (silu && ms) backwardPassA<0, true, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else if (silu) backwardPassA<0, true, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else if (ms) backwardPassA<0, false, true>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
+      else backwardPassA<0, false, false>(P, C, xs, dys, ms, a, b, center, rstd, dxs, sums[0], sums[1]);
       for (int64_t c = 0; c < C; c++) {
         sampleDz[n * C + c] = sumDz[c];
         sampleDzN[n * C + c] = sumDzN[c];
@@ -225,6 +255,23 @@ void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x,
     dgamma[c] = static_cast<float>(g);
     dbeta[c] = static_cast<float>(bsum);
   }
+}
+
+}  // namespace
+
+void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
+                      const float* gamma, const float* beta, float eps, bool silu, float* y) {
+  checkShape(s);
+  withChannels(s.channels, [&](auto ct) { forwardImpl<decltype(ct)::value>(s, x, shift, mask, gamma, beta, eps, silu, y); });
+}
+
+void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
+                       const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx,
+                       float* dgamma, float* dbeta, float* dshift) {
+  checkShape(s);
+  withChannels(s.channels, [&](auto ct) {
+    backwardImpl<decltype(ct)::value>(s, dy, x, shift, mask, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift);
+  });
 }
 
 }  // namespace ect

@@ -122,9 +122,9 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** Fully connected layer: x [N, in] -> [N, out], the bias added by the matrix product's kernel. */
+/** Fully connected layer: x [N, in] -> [N, out]. */
 export function linear(w: WeightSource, name: string, x: tf.Tensor2D): tf.Tensor2D {
-  return tf.fused.matMul({ a: x, b: w(`${name}.weight`) as tf.Tensor2D, bias: w(`${name}.bias`) }) as tf.Tensor2D;
+  return tf.add(tf.matMul(x, w(`${name}.weight`) as tf.Tensor2D), w(`${name}.bias`)) as tf.Tensor2D;
 }
 
 /** Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product. */

@@ -10,6 +10,8 @@
  * on oneDNN (run by --python, else the first python3 on PATH that imports torch). `--precision bf16` profiles
  * the mixed-precision step. `--compare` times fp32 and bf16 steps alternating in one process instead, in CPU
  * time per native function (for a loaded machine, where wall times of separate runs do not compare).
+ * `--time N` instead times N unprofiled steps after warm-up steps and prints their median and range: the
+ * figure to compare between two checkouts, run alternately on one idle machine.
  */
 import { spawnSync } from 'child_process';
 import * as os from 'os';
@@ -194,15 +196,35 @@ export function formatComparison(label: string, c: Record<Precision, PrecisionCp
   ].join('\n');
 }
 
+/** Wall milliseconds of `steps` unprofiled training steps after `warmupSteps`: median, min and max. */
+export async function timeSteps(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3) {
+  const trainer = await createBenchTrainer(shape, precision);
+  for (let i = 0; i < warmupSteps; i++) runStep(trainer);
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const start = performance.now();
+    runStep(trainer);
+    times.push(performance.now() - start);
+  }
+  disposeTrainer(trainer);
+  times.sort((a, b) => a - b);
+  return { medianMs: times[Math.floor(times.length / 2)], minMs: times[0], maxMs: times[times.length - 1], steps };
+}
+
 /** Flags of the command line. */
-interface ProfileFlags { backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string }
+interface ProfileFlags {
+  backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string; time?: number;
+}
 
 function parseProfileFlags(argv: string[]): ProfileFlags {
-  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python'].includes(argv[i - 1]));
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time'].includes(argv[i - 1]));
   const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   const precision = (value('--precision') ?? 'fp32') as Precision;
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
+  const time = value('--time') === undefined ? undefined : Number(value('--time'));
+  if (time !== undefined && !(Number.isInteger(time) && time > 0)) throw new Error(`--time must be a positive number of steps, got '${value('--time')}'`);
   return {
+    time,
     backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
     verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), python: value('--python'),
   };
@@ -256,6 +278,12 @@ async function main(): Promise<void> {
     return;
   }
   assertPrecisionAvailable(flags.precision, tf.getBackend());
+  if (flags.time) {
+    const t = await timeSteps(shape, flags.time, flags.precision);
+    console.log(`${flags.backend} ${flags.precision} ${flags.config}: ${t.medianMs.toFixed(1)} ms per step, median of ${t.steps} unprofiled steps ` +
+      `(min ${t.minMs.toFixed(1)}, max ${t.maxMs.toFixed(1)})`);
+    return;
+  }
   console.log(formatProfile(`${flags.backend} ${flags.precision} ${flags.config}`, await profileStep(shape, 2, flags.precision)));
   if (flags.verbose) console.log(`\n${ourVerbose(flags)}`);
   if (flags.peer) console.log(`\n${peerVerbose(flags, shape)}`);

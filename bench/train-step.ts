@@ -22,6 +22,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { workbenchCommit } from '../lib/env';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { bf16Peak, fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
 import { measurePeak, peakForFractions } from '../lib/machine/measured-peak';
@@ -394,6 +395,7 @@ async function main(): Promise<void> {
   const flags = parseFlags(argv);
   if (flags.help) { console.log(USAGE); return; }
   const started = new Date();
+  const code = workbenchCommit();  // read before the rounds: the code the figures come from
   const loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
   const threads = os.availableParallelism();  // the peer's thread count; our backends use every core too
   const cpu = readCpuFacts();
@@ -543,10 +545,11 @@ async function main(): Promise<void> {
       `fp32 peak: ${peak.explanation}.`, '',
       `bf16 peak: ${peakBf16.explanation}.`, '',
       `Command: \`${command}\``, '',
+      `Code: commit ${code} (its compiled dist/ and native addon ran the rounds).`, '',
       markdownTable(rows), '', flopsNote, '', memoryLine, '',
     ].join('\n');
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.md`), report);
-    const json = { started, command, machine, rounds: flags.rounds, workloads: flags.workloads, precisions: flags.precisions, quick: flags.quick,
+    const json = { started, command, code, machine, rounds: flags.rounds, workloads: flags.workloads, precisions: flags.precisions, quick: flags.quick,
       rows, roundsByConfig, memoryLine, rssSeriesMB };
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.json`), JSON.stringify(json, null, 2));
     fs.writeFileSync(path.join(flags.out, 'train-step-latest.md'), report);

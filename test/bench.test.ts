@@ -71,6 +71,7 @@ describe('benchmark --quick smoke run', function () {
       const lines = run.stdout.split('\n');
       assert.ok(lines.some((l) => /^\*\*--quick smoke run/.test(l)), 'the report says it is a smoke run');
       assert.ok(lines.some((l) => /^fp32 peak: /.test(l)) && lines.some((l) => /^bf16 peak: /.test(l)));
+      assert.ok(lines.some((l) => /^Code: commit ([0-9a-f]{12}( \+ local changes)?|not a git checkout) /.test(l)), 'the report names the code it ran');
       const header = lines.findIndex((l) => l.startsWith('| backend | precision |'));
       assert.ok(header >= 0, 'a table');
       const columns = lines[header].split('|').length;
@@ -91,6 +92,7 @@ describe('benchmark --quick smoke run', function () {
       assert.ok(files.includes('train-step-latest.md'));
       const json = JSON.parse(fs.readFileSync(path.join(out, files.find((f) => f.endsWith('.json'))!), 'utf8'));
       assert.equal(json.quick, true);
+      assert.match(json.code, /^[0-9a-f]{12}|^not a git checkout$/);
       assert.deepEqual(json.precisions, ['fp32', 'bf16']);
       assert.ok(json.roundsByConfig.tiny[0].workloads.heun.order.length === 4, 'peer and onednn in both precisions in the round');
     } finally {

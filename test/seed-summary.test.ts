@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { appendTableRow } from '../lib/train/metrics-log';
-import { readSeedScores, readTeacherScore, seedScoresTable, seedSummaryMarkdown, seedSummaryTable } from '../lib/results/seed-summary';
+import {
+  alongRunCurves, alongRunTable, readScoresAlongRun, readSeedScores, readTeacherScore, seedScoresTable, seedSummaryMarkdown, seedSummaryTable,
+} from '../lib/results/seed-summary';
 
 describe('seed summary', () => {
   let root: string;
@@ -51,6 +53,31 @@ describe('seed summary', () => {
     const teacher = path.join(root, 'teacher.csv');
     appendTableRow(teacher, { checkpoint: 't', sampler: 'heun', n: 10000, seed: 0, fd_fmnist_heun: 2.5 });
     assert.deepEqual(readTeacherScore(teacher), { fd: 2.5, n: 10000, seed: 0 });
+  });
+
+  it('reads the scores along a run: each snapshot\'s chosen and no-choice rows once, as a table and as curves', () => {
+    const dir = path.join(root, 'long');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'evaluations.csv');
+    const row = (kimg: number, sampler: string, chosen: boolean, fd: number, split = 'test') => appendTableRow(file, {
+      candidate: chosen ? 'post-hoc EMA sigma_rel 0.08' : 'run EMA', sampler, mid_t: sampler === '2step' ? 3 : '', split, seed: 0, n: 10000, fd, kimg,
+      chosen_by: chosen ? 'validation (selection/selection.json)' : 'run EMA width and t_mid at this iteration (no choice)',
+    });
+    row(320, '1step', true, 9); row(320, '2step', true, 5); row(320, '1step', false, 10);
+    row(160, '1step', true, 12); row(160, '2step', true, 7);
+    row(320, '1step', true, 9.5);          // the selection repeated at 320 kimg: its newest row counts
+    row(160, '1step', true, 1, 'validation');  // not a test row
+    const scores = readScoresAlongRun(dir);
+    assert.deepEqual(scores.map((s) => [s.kimg, s.sampler, s.choice, s.fd]), [
+      [160, '1step', 'chosen on validation', 12], [160, '2step', 'chosen on validation', 7],
+      [320, '1step', 'chosen on validation', 9.5], [320, '1step', 'run EMA, no choice', 10], [320, '2step', 'chosen on validation', 5]]);
+    const table = alongRunTable(scores, { fd: 2.5, n: 10000, seed: 0 }).objects() as Array<Record<string, unknown>>;
+    assert.equal(table.find((r) => r.kimg === 320 && r.sampler === '2step')!.ratio, 2);
+    assert.equal(table.find((r) => r.kimg === 160 && r.sampler === '2step')!.what, 'post-hoc EMA sigma_rel 0.08, t_mid 3');
+    assert.throws(() => alongRunTable(scores, { fd: 2.5, n: 1000, seed: 0 }), /at 160 kimg is on 10000 samples of noise seed 0, the teacher's on 1000/);
+    const curves = alongRunCurves(scores).objects() as Array<Record<string, unknown>>;
+    assert.deepEqual(curves.find((r) => r.kimg === 320 && r.choice === 'chosen on validation'), { kimg: 320, choice: 'chosen on validation', fd_1step: 9.5, fd_2step: 5 });
+    assert.deepEqual(curves.find((r) => r.kimg === 320 && r.choice === 'run EMA, no choice'), { kimg: 320, choice: 'run EMA, no choice', fd_1step: 10, fd_2step: null });
   });
 
   it('refuses scores on other samples than the teacher\'s, and runs without a selection', () => {

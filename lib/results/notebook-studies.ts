@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as aq from 'arquero';
 import type ColumnTable from 'arquero/dist/types/table/column-table';
 import { repositoryRelativePath, type NotebookMode, type NotebookPaths } from '../env';
-import { selectForRun } from '../select/run-selection';
+import { SELECTION_DIR, selectForRun, selectionSubfolder } from '../select/run-selection';
 import { readTeacherRecord } from '../teachers/record';
 import { SHIPPED_TEACHERS_DIR } from '../teachers/shipped';
 import { writeEvaluationTable } from './evaluation-table';
@@ -119,6 +119,31 @@ export async function ensureAnnealedStudy(mode: NotebookMode, paths: NotebookPat
     await writeEvaluationTable(teacherScore, [demo.teacher], [{ steps: 'heun' }], { n, referenceSplit: 'test', referenceLimit, root, log });
   }
   return { teacherScore, runs };
+}
+
+/** The small mode's earlier snapshot of the along-run curve: the small annealed run's post-hoc snapshot at iteration 4 of 8. */
+export const SMALL_ALONG_RUN_AT = 4;
+
+/**
+ * A run scored at several points of its training under the selection protocol (`ect select --at`), for the curve of
+ * quality against tuning images. Full: the annealed recipe run to 640 kimg (results/manifest.json 'annealedLong'), an
+ * error naming the command when missing. Small: the small annealed study's first seed, selected once more at its
+ * snapshot of iteration SMALL_ALONG_RUN_AT (made once), so the curve has two points from numbers that only check the code.
+ */
+export async function ensureAlongRunStudy(mode: NotebookMode, paths: NotebookPaths, annealed: AnnealedStudy, log: (line: string) => void = () => {},
+  manifest: ResultsManifest = readManifest()): Promise<string> {
+  if (mode === 'full') {
+    const entry = manifestEntry('annealedLong', manifest);
+    const dir = path.join(paths.root, ...entry.folder.split('/'));
+    if (!fs.existsSync(path.join(dir, 'evaluations.csv'))) throw new Error(`${dir}: missing its evaluations.csv (${entry.what}); from the repository root, make it with: ${entry.command}`);
+    return dir;
+  }
+  const { n, referenceLimit, sigmaRels, midTs } = SMALL_ANNEALED;
+  const dir = annealed.runs[0];
+  if (!fs.existsSync(path.join(dir, SELECTION_DIR, selectionSubfolder(SMALL_ALONG_RUN_AT)))) {
+    await selectForRun({ runDir: dir, at: SMALL_ALONG_RUN_AT, sigmaRels: [...sigmaRels], midTs: [...midTs], validationN: n, testN: n, referenceLimit, onInfo: log });
+  }
+  return dir;
 }
 
 /** What a folder of CIFAR-10 runs shows: a note, and per Frechet column the last evaluation of each run. */

@@ -90,3 +90,59 @@ export function seedSummaryMarkdown(table: ColumnTable): string {
   const rows = (table.objects() as Array<Record<string, unknown>>).map((row) => `| ${columns.map((c) => cell(row[c])).join(' | ')} |`);
   return [`| ${columns.join(' | ')} |`, `| ${columns.map(() => '---').join(' | ')} |`, ...rows].join('\n');
 }
+
+/** A test score of one run at one of its snapshots: what `ect select [--at <iteration>]` recorded there. */
+export interface AlongRunScore {
+  kimg: number;           // the images the scored snapshot had seen, in thousands
+  sampler: string;        // '1step' or '2step'
+  choice: 'chosen on validation' | 'run EMA, no choice';
+  fd: number;
+  n: number;
+  seed: number;           // the noise seed of the test samples
+  what: string;           // the candidate: EMA and t_mid
+}
+
+/**
+ * Every snapshot's test scores in a run's evaluations.csv (rows of `ect select`, with and without `--at`): per kimg and
+ * sampler, the candidate chosen on validation and the run's own EMA scored without a choice; a selection repeated at
+ * one snapshot counts once (its newest rows). Sorted by kimg.
+ */
+export function readScoresAlongRun(runDir: string): AlongRunScore[] {
+  const file = runPaths(runDir).evaluations;
+  if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect select --run ${runDir}\` writes it`);
+  const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '' && row.split === 'test');
+  if (rows.length === 0) throw new Error(`${file}: no test rows of \`ect select\` (a chosen_by column)`);
+  const newest = new Map<string, AlongRunScore>();
+  for (const row of rows) {
+    const kimg = Number(row.kimg);
+    if (!Number.isFinite(kimg)) throw new Error(`${file}: a row of \`ect select\` without its snapshot's kimg (${row.candidate})`);
+    const choice = String(row.chosen_by).startsWith('validation') ? 'chosen on validation' : 'run EMA, no choice';
+    newest.set(`${kimg}/${row.sampler}/${choice}`, {
+      kimg, sampler: String(row.sampler), choice, fd: Number(row.fd), n: Number(row.n), seed: Number(row.seed),
+      what: `${row.candidate}${row.mid_t === null || row.mid_t === '' || row.mid_t === undefined ? '' : `, t_mid ${row.mid_t}`}`,
+    });
+  }
+  return [...newest.values()].sort((a, b) => a.kimg - b.kimg || a.sampler.localeCompare(b.sampler) || a.choice.localeCompare(b.choice));
+}
+
+/** One row per score along a run, with its ratio to the teacher's Heun fd; scores of unlike samples are refused. */
+export function alongRunTable(scores: AlongRunScore[], teacher: { fd: number; n: number; seed: number }): ColumnTable {
+  for (const s of scores) {
+    if (s.n !== teacher.n || s.seed !== teacher.seed) {
+      throw new Error(`the ${s.sampler} test score at ${s.kimg} kimg is on ${s.n} samples of noise seed ${s.seed}, the teacher's on ${teacher.n} of seed ${teacher.seed}: compare like with like`);
+    }
+  }
+  return aq.from(scores.map((s) => ({ kimg: s.kimg, sampler: s.sampler, choice: s.choice, what: s.what, fd: s.fd, ratio: s.fd / teacher.fd })));
+}
+
+/** The scores along a run as curves: one row per kimg and choice, with fd_1step and fd_2step (trainingCurvesFigure's input). */
+export function alongRunCurves(scores: AlongRunScore[]): ColumnTable {
+  const rows = new Map<string, Record<string, unknown>>();
+  for (const s of scores) {
+    const key = `${s.kimg}/${s.choice}`;
+    const row = rows.get(key) ?? { kimg: s.kimg, choice: s.choice, fd_1step: null, fd_2step: null };
+    row[`fd_${s.sampler}`] = s.fd;
+    rows.set(key, row);
+  }
+  return aq.from([...rows.values()]);
+}

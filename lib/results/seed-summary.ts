@@ -21,17 +21,27 @@ export interface SeedScore {
   what: string;           // the candidate: EMA and t_mid
 }
 
-/** The test rows `ect select` wrote to a run's evaluations.csv (the newest selection's, one per sampler and role). */
-export function readSeedScores(runDir: string): SeedScore[] {
+/** The test rows of `ect select` in a run's evaluations.csv (those with a chosen_by), in file order; an error naming the file if none. */
+function selectionRows(runDir: string): { file: string; rows: EvaluationRow[] } {
   const file = runPaths(runDir).evaluations;
   if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect select --run ${runDir}\` writes it`);
-  const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '');
-  if (rows.length === 0) throw new Error(`${file}: no rows of \`ect select\` (a chosen_by column)`);
+  const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '' && (row.split ?? 'test') === 'test');
+  if (rows.length === 0) throw new Error(`${file}: no test rows of \`ect select\` (a chosen_by column)`);
+  return { file, rows };
+}
+
+/** What a selection row scores: its candidate (EMA) and, for 2 steps, its t_mid. */
+function candidateOf(row: EvaluationRow): string {
+  return `${row.candidate}${row.mid_t === null || row.mid_t === '' || row.mid_t === undefined ? '' : `, t_mid ${row.mid_t}`}`;
+}
+
+/** The test rows `ect select` wrote to a run's evaluations.csv (the newest selection's, one per sampler and role). */
+export function readSeedScores(runDir: string): SeedScore[] {
   const newest = new Map<string, EvaluationRow>();
-  for (const row of rows) newest.set(`${row.sampler}/${String(row.chosen_by).startsWith('validation') ? 'chosen' : 'last'}`, row);
+  for (const row of selectionRows(runDir).rows) newest.set(`${row.sampler}/${String(row.chosen_by).startsWith('validation') ? 'chosen' : 'last'}`, row);
   return [...newest].map(([key, row]) => ({
     run: runDir, sampler: String(row.sampler), role: key.endsWith('/chosen') ? 'chosen' : 'last', fd: Number(row.fd), n: Number(row.n), seed: Number(row.seed),
-    what: `${row.candidate}${row.mid_t === null || row.mid_t === '' || row.mid_t === undefined ? '' : `, t_mid ${row.mid_t}`}`,
+    what: candidateOf(row),
   }));
 }
 
@@ -108,10 +118,7 @@ export interface AlongRunScore {
  * one snapshot counts once (its newest rows). Sorted by kimg.
  */
 export function readScoresAlongRun(runDir: string): AlongRunScore[] {
-  const file = runPaths(runDir).evaluations;
-  if (!fs.existsSync(file)) throw new Error(`${file}: missing; \`ect select --run ${runDir}\` writes it`);
-  const rows = readEvaluationTable(file).filter((row) => typeof row.chosen_by === 'string' && row.chosen_by !== '' && row.split === 'test');
-  if (rows.length === 0) throw new Error(`${file}: no test rows of \`ect select\` (a chosen_by column)`);
+  const { file, rows } = selectionRows(runDir);
   const newest = new Map<string, AlongRunScore>();
   for (const row of rows) {
     const kimg = Number(row.kimg);
@@ -119,7 +126,7 @@ export function readScoresAlongRun(runDir: string): AlongRunScore[] {
     const choice = String(row.chosen_by).startsWith('validation') ? 'chosen on validation' : 'run EMA, no choice';
     newest.set(`${kimg}/${row.sampler}/${choice}`, {
       kimg, sampler: String(row.sampler), choice, fd: Number(row.fd), n: Number(row.n), seed: Number(row.seed),
-      what: `${row.candidate}${row.mid_t === null || row.mid_t === '' || row.mid_t === undefined ? '' : `, t_mid ${row.mid_t}`}`,
+      what: candidateOf(row),
     });
   }
   return [...newest.values()].sort((a, b) => a.kimg - b.kimg || a.sampler.localeCompare(b.sampler) || a.choice.localeCompare(b.choice));

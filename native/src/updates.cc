@@ -34,16 +34,21 @@ std::vector<Chunk> chunksOf(const std::vector<Slot>& slots, int64_t* total) {
 // One thread for little work: waking the team costs more than it saves.
 int teamFor(int64_t total) { return total < (1 << 15) ? 1 : omp_get_max_threads(); }
 
-}  // namespace
-
-void momentUpdate(const MomentCoefficients& c, double infReplacement, const std::vector<MomentSlot>& slots) {
+// body(slot, begin, end) over every chunk of the slots, the chunks shared by the thread team.
+template <typename Slot, typename Body>
+void forEachChunk(const std::vector<Slot>& slots, Body body) {
   int64_t total = 0;
   const std::vector<Chunk> chunks = chunksOf(slots, &total);
   const auto count = static_cast<int64_t>(chunks.size());
 #pragma omp parallel for num_threads(teamFor(total)) schedule(static)
-  for (int64_t k = 0; k < count; k++) {
-    const MomentSlot& s = slots[chunks[k].slot];
-    for (int64_t i = chunks[k].begin; i < chunks[k].end; i++) {
+  for (int64_t k = 0; k < count; k++) body(slots[chunks[k].slot], chunks[k].begin, chunks[k].end);
+}
+
+}  // namespace
+
+void momentUpdate(const MomentCoefficients& c, double infReplacement, const std::vector<MomentSlot>& slots) {
+  forEachChunk(slots, [&](const MomentSlot& s, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
       double gi = s.g[i];
       if (std::isnan(gi)) gi = 0;
       else if (std::isinf(gi)) gi = gi > 0 ? infReplacement : -infReplacement;
@@ -54,20 +59,15 @@ void momentUpdate(const MomentCoefficients& c, double infReplacement, const std:
       s.newM[i] = static_cast<float>(mi);
       s.newV[i] = static_cast<float>(vi);
     }
-  }
+  });
 }
 
 void emaUpdate(double beta, const std::vector<EmaSlot>& slots) {
-  int64_t total = 0;
-  const std::vector<Chunk> chunks = chunksOf(slots, &total);
-  const auto count = static_cast<int64_t>(chunks.size());
-#pragma omp parallel for num_threads(teamFor(total)) schedule(static)
-  for (int64_t k = 0; k < count; k++) {
-    const EmaSlot& s = slots[chunks[k].slot];
-    for (int64_t i = chunks[k].begin; i < chunks[k].end; i++) {
+  forEachChunk(slots, [&](const EmaSlot& s, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
       s.next[i] = static_cast<float>(s.current[i] + (static_cast<double>(s.target[i]) - s.current[i]) * (1 - beta));
     }
-  }
+  });
 }
 
 }  // namespace ect

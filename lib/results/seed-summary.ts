@@ -11,10 +11,14 @@ import { readEvaluationTable, type EvaluationRow } from './headline';
 import { runPaths } from '../runs/folder';
 
 /** One test score of one seed's run. */
-export interface SeedScore {
+export interface SeedScore extends ScoredCandidate {
   run: string;            // the run folder, as given
-  sampler: string;        // '1step' or '2step'
   role: 'chosen' | 'last';
+}
+
+/** A test score of one candidate that `ect select` recorded. */
+export interface ScoredCandidate {
+  sampler: string;        // '1step' or '2step'
   fd: number;
   n: number;
   seed: number;           // the noise seed of the test samples
@@ -102,14 +106,9 @@ export function seedSummaryMarkdown(table: ColumnTable): string {
 }
 
 /** A test score of one run at one of its snapshots: what `ect select [--at <iteration>]` recorded there. */
-export interface AlongRunScore {
+export interface AlongRunScore extends ScoredCandidate {
   kimg: number;           // the images the scored snapshot had seen, in thousands
-  sampler: string;        // '1step' or '2step'
   choice: 'chosen on validation' | 'run EMA, no choice';
-  fd: number;
-  n: number;
-  seed: number;           // the noise seed of the test samples
-  what: string;           // the candidate: EMA and t_mid
 }
 
 /**

@@ -509,6 +509,28 @@ describe('onednn backend against the cpu backend', function () {
     tf.setBackend('cpu');
   });
 
+  it('fused GroupNorm backward reading the forward\'s statistics gives the same bits as computing them again', () => {
+    tf.setBackend('onednn');
+    for (const [b, h, w, c] of [[3, 5, 5, 16], [2, 4, 4, 12], [9, 8, 8, 64]]) {
+      tf.tidy(() => {
+        const x = tf.add(tf.mul(tf.tensor(randomInput([b, h, w, c]).values, [b, h, w, c]), 3), 0.7);
+        const inputs = { x, gamma: tf.tensor(randomInput([c]).values), beta: tf.tensor(randomInput([c]).values), shift: tf.tensor(randomInput([b, c]).values, [b, c]) };
+        const attrs = { groups: groupCount(c), eps: 1e-6, silu: true };
+        const [y, stats] = tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, { ...attrs, withStats: true } as never) as tf.Tensor[];
+        assert.deepEqual(stats.shape, [b, 2, c]);
+        const plain = tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, attrs as never) as tf.Tensor;
+        assert.deepEqual([...y.dataSync()], [...plain.dataSync()], 'the forward output does not depend on withStats');
+        const dy = tf.tensor(randomInput([b, h, w, c]).values, [b, h, w, c]);
+        const again = tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, { dy, ...inputs }, attrs as never) as tf.Tensor[];
+        const read = tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, { dy, ...inputs, stats }, attrs as never) as tf.Tensor[];
+        again.forEach((g, i) => assert.deepEqual([...read[i].dataSync()], [...g.dataSync()], `gradient ${i} of [${b},${h},${w},${c}]`));
+        assert.throws(() => tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, { dy, ...inputs, stats: tf.zeros([b, c]) }, attrs as never),
+          new RegExp(`EctGroupNormGrad: stats must be \\[${b}, 2, ${c}\\], got \\[${b},${c}\\]`));
+      });
+    }
+    tf.setBackend('cpu');
+  });
+
   it('fused GroupNorm names a wrong input shape', () => {
     tf.setBackend('onednn');
     assert.throws(() => tf.tidy(() => tf.engine().runKernel(GROUP_NORM_KERNEL,

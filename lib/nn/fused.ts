@@ -5,9 +5,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C] and mask like x; output y like x. */
+/**
+ * Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C] and mask like x; output y like x,
+ * and with attrs.withStats also the statistics [B, 2, C] (per sample and channel: the group mean minus the shift, and
+ * 1 / sqrt(variance + eps)) for the backward kernel.
+ */
 export const GROUP_NORM_KERNEL = 'EctGroupNorm';
-/** Backward kernel: inputs dy, x, gamma, beta, optional shift and mask; outputs dx, dgamma, dbeta (and dshift with a shift). */
+/**
+ * Backward kernel: inputs dy, x, gamma, beta, optional shift, mask and the forward's stats (read instead of computed
+ * again); outputs dx, dgamma, dbeta (and dshift with a shift).
+ */
 export const GROUP_NORM_GRAD_KERNEL = 'EctGroupNormGrad';
 
 /** Attributes of both kernels. */
@@ -15,6 +22,7 @@ export interface GroupNormAttrs {
   groups: number;     // channels split into this many equal, contiguous groups
   eps: number;        // added to each group's variance
   silu: boolean;      // SiLU after the affine map (else identity)
+  withStats?: boolean; // forward: also output the statistics for the backward kernel
 }
 
 /** Whether the active backend has the fused kernels (then groupNorm in layers.ts uses them). */
@@ -23,8 +31,9 @@ export function hasFusedGroupNorm(): boolean {
   return tf.getKernel(GROUP_NORM_KERNEL, backend) !== undefined && tf.getKernel(GROUP_NORM_GRAD_KERNEL, backend) !== undefined;
 }
 
-function runGroupNorm(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.Tensor4D {
-  return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+/** The forward kernel's output y and its statistics for backward. */
+function runGroupNorm(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): [tf.Tensor4D, tf.Tensor] {
+  return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, { ...attrs, withStats: true } as unknown as tf.NamedAttrMap) as [tf.Tensor4D, tf.Tensor];
 }
 
 function runGroupNormGrad(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.Tensor[] {
@@ -44,12 +53,17 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
-    // the mask is saved with the inputs (so it outlives the caller's tidy until backward) but is not one of them
-    save(mask ? [...inputs, mask] : inputs);
+    const [y, stats] = runGroupNorm(named(inputs), attrs);
+    // the mask and the statistics are saved with the inputs (so they outlive the caller's tidy until backward) but
+    // are not inputs of the op: they get no gradient
+    save([...inputs, ...(mask ? [mask] : []), stats]);
     return {
-      value: runGroupNorm(named(inputs), attrs),
+      value: y,
       // one backward kernel gives every input's gradient, in input order
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runGroupNormGrad({ dy, ...named(mask ? saved.slice(0, -1) : saved), ...(mask ? { mask: saved[saved.length - 1] } : {}) }, attrs),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const own = saved.slice(0, inputs.length);
+        return runGroupNormGrad({ dy, ...named(own), ...(mask ? { mask: saved[inputs.length] } : {}), stats: saved[saved.length - 1] }, attrs);
+      },
     };
   });
   return (shift ? op(x, gamma, beta, shift) : op(x, gamma, beta)) as tf.Tensor4D;

@@ -243,24 +243,24 @@ ect::GroupNormShape groupNormShape(const Napi::Value& value) {
   return {integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3)};
 }
 
-// groupNormForward(shape, x, shift|null, mask|null, gamma, beta, eps, silu, y)
+// groupNormForward(shape, x, shift|null, mask|null, gamma, beta, eps, silu, y, stats|null)
 Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 4, 5, 8})) return info.Env().Undefined();
   return guarded(info, [&] {
     ect::groupNormForward(groupNormShape(info[0]), floats(info[1]), floatsOrNull(info[2]), floatsOrNull(info[3]),
                           floats(info[4]), floats(info[5]), info[6].As<Napi::Number>().FloatValue(),
-                          info[7].As<Napi::Boolean>().Value(), floats(info[8]));
+                          info[7].As<Napi::Boolean>().Value(), floats(info[8]), const_cast<float*>(floatsOrNull(info[9])));
   });
 }
 
-// groupNormBackward(shape, dy, x, shift|null, mask|null, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift|null)
+// groupNormBackward(shape, dy, x, shift|null, mask|null, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift|null, stats|null)
 Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 5, 6, 9, 10, 11})) return info.Env().Undefined();
   return guarded(info, [&] {
     ect::groupNormBackward(groupNormShape(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]),
                            floatsOrNull(info[4]), floats(info[5]), floats(info[6]), info[7].As<Napi::Number>().FloatValue(),
                            info[8].As<Napi::Boolean>().Value(), floats(info[9]), floats(info[10]), floats(info[11]),
-                           const_cast<float*>(floatsOrNull(info[12])));
+                           const_cast<float*>(floatsOrNull(info[12])), floatsOrNull(info[13]));
   });
 }
 

@@ -53,6 +53,23 @@ struct SampleNorm {
   std::vector<double> sum;
   explicit SampleNorm(int64_t channels) : center(channels), rstd(channels), a(channels), b(channels), sum(channels) {}
 
+  // The sample's statistics as the forward pass keeps them for backward: center, then rstd, per channel.
+  void save(float* stats) const {
+    std::copy(center.begin(), center.end(), stats);
+    std::copy(rstd.begin(), rstd.end(), stats + center.size());
+  }
+
+  // The state compute() leaves, from saved statistics: the same center and rstd, a and b by the same arithmetic.
+  void load(const float* stats, const float* gamma, const float* beta) {
+    const size_t C = center.size();
+    for (size_t c = 0; c < C; c++) {
+      center[c] = stats[c];
+      rstd[c] = stats[C + c];
+      a[c] = rstd[c] * gamma[c];
+      b[c] = beta[c] - center[c] * a[c];
+    }
+  }
+
   // CT: the channel count when known at compile time (then the per-pixel loops over channels have a fixed trip
   // count and keep their accumulators in registers), 0 for any.
   template <int CT>
@@ -144,9 +161,10 @@ void withChannels(int64_t channels, Body body) {
 // One sample of the forward pass: y = act(x * a + b) * mask.
 template <int CT>
 void forwardSample(const GroupNormShape& s, SampleNorm& norm, const float* xs, const float* shift, const float* ms,
-                   const float* gamma, const float* beta, float eps, bool silu, float* ys) {
+                   const float* gamma, const float* beta, float eps, bool silu, float* ys, float* stats) {
   const int64_t C = CT ? CT : s.channels, P = s.pixels;
   norm.compute<CT>(s, xs, shift, gamma, beta, eps);
+  if (stats) norm.save(stats);
   const float* a = norm.a.data();
   const float* b = norm.b.data();
   for (int64_t p = 0; p < P; p++) {
@@ -170,7 +188,7 @@ void forwardSample(const GroupNormShape& s, SampleNorm& norm, const float* xs, c
 // The forward pass over the batch, CT as in SampleNorm::compute.
 template <int CT>
 void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, const float* mask, const float* gamma,
-                 const float* beta, float eps, bool silu, float* y) {
+                 const float* beta, float eps, bool silu, float* y, float* stats) {
   const int64_t C = s.channels, P = s.pixels;
 #pragma omp parallel num_threads(teamFor(s))
   {
@@ -178,7 +196,7 @@ void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, co
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.batch; n++) {
       forwardSample<CT>(s, norm, x + n * P * C, shift ? shift + n * C : nullptr, mask ? mask + n * P * C : nullptr,
-                        gamma, beta, eps, silu, y + n * P * C);
+                        gamma, beta, eps, silu, y + n * P * C, stats ? stats + n * 2 * C : nullptr);
     }
   }
 }
@@ -188,7 +206,7 @@ void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, co
 template <int CT>
 void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
                        const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
-                       float* dbeta, float* dshift) {
+                       float* dbeta, float* dshift, const float* stats) {
   const int64_t C = s.channels, P = s.pixels, per = C / s.groups;
   const double count = static_cast<double>(P) * static_cast<double>(per);
   // per-sample sums of dz and dz * n, reduced over samples in order afterwards (same result on any thread count)
@@ -203,7 +221,9 @@ void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, cons
       const float* xs = x + n * P * C;
       const float* dys = dy + n * P * C;
       float* dxs = dx + n * P * C;
-      norm.compute<CT>(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
+      // the forward pass's statistics when it kept them (two passes over x fewer), else computed again
+      if (stats) norm.load(stats + n * 2 * C, gamma, beta);
+      else norm.compute<CT>(s, xs, shift ? shift + n * C : nullptr, gamma, beta, eps);
       const float* a = norm.a.data();
       const float* b = norm.b.data();
       const float* center = norm.center.data();
@@ -260,17 +280,17 @@ void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, cons
 }  // namespace
 
 void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
-                      const float* gamma, const float* beta, float eps, bool silu, float* y) {
+                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats) {
   checkShape(s);
-  withChannels(s.channels, [&](auto ct) { forwardImpl<decltype(ct)::value>(s, x, shift, mask, gamma, beta, eps, silu, y); });
+  withChannels(s.channels, [&](auto ct) { forwardImpl<decltype(ct)::value>(s, x, shift, mask, gamma, beta, eps, silu, y, stats); });
 }
 
 void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
                        const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx,
-                       float* dgamma, float* dbeta, float* dshift) {
+                       float* dgamma, float* dbeta, float* dshift, const float* stats) {
   checkShape(s);
   withChannels(s.channels, [&](auto ct) {
-    backwardImpl<decltype(ct)::value>(s, dy, x, shift, mask, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift);
+    backwardImpl<decltype(ct)::value>(s, dy, x, shift, mask, gamma, beta, eps, silu, dx, dgamma, dbeta, dshift, stats);
   });
 }
 

@@ -14,13 +14,16 @@ struct GroupNormShape {
 // y = act(gamma * (u - mean_g) / sqrt(var_g + eps) + beta) with u = x + shift[b, c] (shift may be null),
 // mean/var over each sample's group (pixels x channels/groups values); act = SiLU when `silu`, else identity;
 // y is then multiplied by mask [batch, pixels, channels] when mask is not null (a constant: it gets no gradient).
+// When stats is not null, each sample's per-channel center (group mean minus shift) and rstd are written there
+// ([batch, 2, channels]) for groupNormBackward.
 void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
-                      const float* gamma, const float* beta, float eps, bool silu, float* y);
+                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats);
 
 // Gradients of groupNormForward for the upstream gradient dy: dx [batch, pixels, channels], dgamma and dbeta
-// [channels], and dshift [batch, channels] when dshift is not null (the same as summing dx over pixels).
+// [channels], and dshift [batch, channels] when dshift is not null (the same as summing dx over pixels). With
+// stats (groupNormForward's, of the same x, shift, gamma and beta) the statistics are read, not computed again.
 void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
                        const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
-                       float* dbeta, float* dshift);
+                       float* dbeta, float* dshift, const float* stats);
 
 }  // namespace ect

@@ -63,11 +63,11 @@ export interface OnednnAddon {
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   /** Fused act(GroupNorm(x + shift)) * mask; shape: [batch, pixels, channels, groups] (native/src/group_norm.h). */
   groupNormForward(shape: number[], x: Float32Array, shift: Float32Array | null, mask: Float32Array | null, gamma: Float32Array,
-    beta: Float32Array, eps: number, silu: boolean, y: Float32Array): void;
+    beta: Float32Array, eps: number, silu: boolean, y: Float32Array, stats?: Float32Array | null): void;
   /** Its gradients: dx, dgamma, dbeta and (when given) dshift; the mask is a constant. */
   groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, mask: Float32Array | null,
     gamma: Float32Array, beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
-    dshift: Float32Array | null): void;
+    dshift: Float32Array | null, stats?: Float32Array | null): void;
   /** Adam/RAdam over every parameter at once (one array per parameter in each list); coefficients [beta1, beta2, eps,
    * momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
   momentUpdate(coefficients: number[], thetas: Float32Array[], gs: Float32Array[], ms: Float32Array[], vs: Float32Array[],

@@ -409,10 +409,12 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
   return [
     ownKernel(GROUP_NORM_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as GroupNormAttrs;
-      const { shape, x, xs, gs, bs, ss, ms } = groupNormInputs(cpu, inputs, a);
+      const { shape, x, xs, gs, bs, ss, ms, b, c } = groupNormInputs(cpu, inputs, a);
       const y = outputFloats(xs.length);
-      if (y.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y);
-      return output(cpu, x.shape.slice(), y);
+      const stats = a.withStats ? new Float32Array(b * 2 * c) : null;
+      if (y.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y, stats);
+      const out = output(cpu, x.shape.slice(), y);
+      return stats ? [out, output(cpu, [b, 2, c], stats)] : out;
     }),
     ownKernel(GROUP_NORM_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as GroupNormAttrs;
@@ -423,7 +425,10 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       // dgamma / dbeta / dshift are fully written by the addon even for an empty batch
       const dgamma = new Float32Array(c), dbeta = new Float32Array(c);
       const dshift = ss ? new Float32Array(b * c) : null;
-      addon.groupNormBackward(shape, dy, xs, ss, ms, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift);
+      const { stats } = inputs as { stats?: tf.TensorInfo };
+      if (stats && stats.shape.join() !== `${b},2,${c}`) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: stats must be [${b}, 2, ${c}], got [${stats.shape}]`);
+      const statValues = stats ? floatInputs(cpu, GROUP_NORM_GRAD_KERNEL, [stats])[0] : null;
+      addon.groupNormBackward(shape, dy, xs, ss, ms, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift, statValues);
       const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
       if (dshift) grads.push(output(cpu, [b, c], dshift));
       return grads;

@@ -28,6 +28,7 @@ import { validateRunConfig } from '../lib/config/schema';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
+import { CONV_FILTER_BIAS_GRAD_KERNEL } from '../lib/nn/fused';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
 import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
@@ -207,7 +208,7 @@ describe('bf16 precision on the onednn backend', function () {
     const { images } = fp32.loader.next();
     resetKernelCounters();
     const lossFp32 = fp32.step(images);
-    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul']
+    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', CONV_FILTER_BIAS_GRAD_KERNEL, 'BatchMatMul', '_FusedMatMul']
       .reduce((n, k) => n + (kernelCounters.native[k] ?? 0), 0);
     const addon = onednnAddon()!;
     const runsBefore = addon.bf16Executions();

@@ -144,3 +144,38 @@ export function fusedUpsample2x(x: tf.Tensor4D): tf.Tensor4D {
   }));
   return op(x) as tf.Tensor4D;
 }
+
+/**
+ * A convolution's filter and bias gradients from one kernel: inputs x [B, H, W, Cin] and dy [B, H', W', Cout], attrs
+ * those of Conv2DBackpropFilter (strides, pad, dataFormat, dimRoundingMode, filterShape); outputs dfilter and dbias.
+ */
+export const CONV_FILTER_BIAS_GRAD_KERNEL = 'EctConv2DBackpropFilterBias';
+
+/** Whether the active backend has that kernel (then layers.ts convolves with fusedConv2dSame). */
+export function hasConvFilterBiasGrad(): boolean {
+  return tf.getKernel(CONV_FILTER_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined;
+}
+
+/**
+ * A stride-1 'same' convolution with its bias, NHWC: tfjs's FusedConv2D forward, and backward its input gradient
+ * (Conv2DBackpropInput) and the filter and bias gradients from one kernel, where tf.fused.conv2d sums dy for the bias
+ * in a separate pass. Call only when hasConvFilterBiasGrad().
+ */
+export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
+  const conv = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dilations: [1, 1] };
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [xi, fi, bi] = args as tf.Tensor[];
+    save([xi, fi]);
+    return {
+      value: tf.engine().runKernel(tf.FusedConv2D, { x: xi, filter: fi, bias: bi }, { ...conv, activation: 'linear' } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, fs] = saved;
+        const dx = tf.engine().runKernel(tf.Conv2DBackpropInput, { dy, filter: fs }, { ...conv, inputShape: xs.shape } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        const [dfilter, dbias] = tf.engine().runKernel(CONV_FILTER_BIAS_GRAD_KERNEL, { x: xs, dy }, { ...conv, filterShape: fs.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+        return [dx, dfilter, dbias];
+      },
+    };
+  });
+  return op(x, filter, bias) as tf.Tensor4D;
+}

@@ -2,7 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
-import { fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasFusedGroupNorm, hasFusedResample } from './fused';
+import {
+  fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasConvFilterBiasGrad, hasFusedGroupNorm, hasFusedResample,
+} from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
 export interface InitSpec { kind: 'xavier' | 'zeros' | 'ones' | 'normal'; scale?: number; fanIn?: number; fanOut?: number }
@@ -127,7 +129,10 @@ export function linear(w: WeightSource, name: string, x: tf.Tensor2D): tf.Tensor
   return tf.add(tf.matMul(x, w(`${name}.weight`) as tf.Tensor2D), w(`${name}.bias`)) as tf.Tensor2D;
 }
 
-/** Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product. */
+/**
+ * Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product.
+ * Where the backend has the kernel, the bias gradient comes from the filter gradient's kernel (lib/nn/fused.ts).
+ */
 export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
   const weight = w(`${name}.weight`) as tf.Tensor4D;
   const bias = w(`${name}.bias`);
@@ -137,6 +142,7 @@ export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor
     const flat = tf.fused.matMul({ a: tf.reshape(x, [b * h * wd, cin]), b: tf.reshape(weight, [cin, cout]), bias });
     return tf.reshape(flat, [b, h, wd, cout]);
   }
+  if (x.dtype === 'float32' && hasConvFilterBiasGrad()) return fusedConv2dSame(x, weight, bias);
   return tf.fused.conv2d({ x, filter: weight, strides: 1, pad: 'same', bias });
 }
 

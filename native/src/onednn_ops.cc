@@ -213,17 +213,21 @@ ConvBackwardDataEntry& backwardDataEntry(const ConvGeometry& g, Precision precis
   return *slot;
 }
 
-ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision precision) {
-  auto& slot = backwardFilterCache[precisionKey(precision) + geometryKey(g)];
+ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision precision, bool withBias) {
+  auto& slot = backwardFilterCache[precisionKey(precision) + geometryKey(g) + (withBias ? ",bias" : "")];
   if (!slot) {
     const dt in = inputType(precision);
     auto pd = describe("the convolution's filter gradient", precision, [&] {
       auto hint = forwardPd(g, false, Activation::Linear, 0.f, precision);
-      // the filter gradient itself stays float32 (it feeds the float32 master weights' optimiser)
-      dnnl::convolution_backward_weights::desc desc(
-          algorithm::convolution_direct, activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, in),
-          filterDesc(g, tag::any), activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in), strides(g),
-          dilations(g), padBefore(g), padAfter(g));
+      // the filter and bias gradients stay float32 (they feed the float32 master weights' optimiser)
+      const auto src = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, in);
+      const auto diffDst = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, in);
+      auto desc = withBias
+          ? dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, filterDesc(g, tag::any),
+                                                     memory::desc({g.outChannels}, dt::f32, tag::a), diffDst, strides(g),
+                                                     dilations(g), padBefore(g), padAfter(g))
+          : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src, filterDesc(g, tag::any), diffDst,
+                                                     strides(g), dilations(g), padBefore(g), padAfter(g));
       return dnnl::convolution_backward_weights::primitive_desc(desc, cpuEngine(), hint);
     });
     slot.reset(new ConvBackwardFilterEntry{
@@ -325,15 +329,18 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
   if (precision == Precision::Bf16) bf16Runs++;
 }
 
-void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision) {
-  auto& e = backwardFilterEntry(g, precision);
+void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision,
+                        float* dbias) {
+  auto& e = backwardFilterEntry(g, precision, dbias != nullptr);
   memory user = wrap(e.filter->user, dfilter);
   memory target = e.filter->needsReorder ? e.filter->buffer : user;
   const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
   const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_SRC, input(xDesc, x, e.src, firstInput)},
-                                    {DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, secondInput)},
-                                    {DNNL_ARG_DIFF_WEIGHTS, target}});
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, input(xDesc, x, e.src, firstInput)},
+                                       {DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, secondInput)},
+                                       {DNNL_ARG_DIFF_WEIGHTS, target}};
+  if (dbias) args.insert({DNNL_ARG_DIFF_BIAS, wrap(e.pd.diff_bias_desc(), dbias)});
+  e.primitive.execute(cpuStream(), args);
   if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
   cpuStream().wait();
   if (precision == Precision::Bf16) bf16Runs++;
@@ -355,7 +362,7 @@ void matMul(const MatMulGeometry& g, const float* a, const float* b, const float
 std::string convImplementation(const ConvGeometry& g, int which, Precision precision) {
   if (which == 0) return forwardEntry(g, false, Activation::Linear, 0.f, precision).pd.impl_info_str();
   if (which == 1) return backwardDataEntry(g, precision).pd.impl_info_str();
-  return backwardFilterEntry(g, precision).pd.impl_info_str();
+  return backwardFilterEntry(g, precision, false).pd.impl_info_str();
 }
 
 std::string matMulImplementation(const MatMulGeometry& g, Precision precision) {

@@ -37,9 +37,10 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
 void releaseFilter(int64_t filterId);
 // Reordered filter copies kept now (for memory checks and tests).
 size_t cachedFilterCount();
-// dfilter = gradient of the convolution with respect to its filter (HWIO).
+// dfilter = gradient of the convolution with respect to its filter (HWIO); with dbias, also the gradient with
+// respect to its bias (dy summed over batch and pixels, [outChannels], float32), in the same primitive.
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
-                        Precision precision = Precision::Fp32);
+                        Precision precision = Precision::Fp32, float* dbias = nullptr);
 
 // Batched C[b] = act(op(A[b]) op(B[b]) + bias); batchA or batchB may be 1 (broadcast).
 struct MatMulGeometry {

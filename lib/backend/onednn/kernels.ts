@@ -7,7 +7,7 @@ import {
 import { FloatBufferPool } from './buffer-pool';
 import { precisionCode } from './precision';
 import {
-  DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
+  CONV_FILTER_BIAS_GRAD_KERNEL, DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
   type DropoutMaskAttrs, type GroupNormAttrs,
 } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../update-kernels';
@@ -134,7 +134,8 @@ function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
   };
 }
 
-function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
+/** The filter gradient (and with `withBias` the bias gradient after it) of an NHWC convolution; null for NCHW or non-float32. */
+function conv2dBackpropFilterNative(addon: OnednnAddon, withBias = false): NativeKernel {
   return ({ inputs, attrs }, backend) => {
     const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
@@ -144,8 +145,10 @@ function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape,
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const dw = outputFloats(tf.util.sizeFromShape(a.filterShape));
-    addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode());
-    return output(backend, a.filterShape.slice(), dw);
+    const db = withBias ? new Float32Array(a.filterShape[3]) : null;
+    addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode(), db);
+    const filterGradient = output(backend, a.filterShape.slice(), dw);
+    return db ? [filterGradient, output(backend, [db.length], db)] : filterGradient;
   };
 }
 
@@ -431,6 +434,11 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       addon.groupNormBackward(shape, dy, xs, ss, ms, gs, bs, a.eps, a.silu, dx, dgamma, dbeta, dshift, statValues);
       const grads = [output(cpu, x.shape.slice(), dx), output(cpu, [c], dgamma), output(cpu, [c], dbeta)];
       if (dshift) grads.push(output(cpu, [b, c], dshift));
+      return grads;
+    }),
+    ownKernel(CONV_FILTER_BIAS_GRAD_KERNEL, (args, cpu) => {
+      const grads = conv2dBackpropFilterNative(addon, true)(args, cpu);
+      if (!grads) throw new Error(`${CONV_FILTER_BIAS_GRAD_KERNEL}: float32 NHWC inputs only`);
       return grads;
     }),
     ownKernel(SCALED_SUM_KERNEL, ({ inputs, attrs }, cpu) => {

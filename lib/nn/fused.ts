@@ -47,23 +47,21 @@ function runGroupNormGrad(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.
  */
 export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift?: tf.Tensor2D,
   mask?: tf.Tensor): tf.Tensor4D {
-  const named = (tensors: tf.Tensor[]): tf.NamedTensorMap => ({
-    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(mask ? { mask } : {}),
+  const named = (tensors: tf.Tensor[], maskTensor?: tf.Tensor): tf.NamedTensorMap => ({
+    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(maskTensor ? { mask: maskTensor } : {}),
   });
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
-    const [y, stats] = runGroupNorm(named(inputs), attrs);
+    const [y, stats] = runGroupNorm(named(inputs, mask), attrs);
     // the mask and the statistics are saved with the inputs (so they outlive the caller's tidy until backward) but
     // are not inputs of the op: they get no gradient
     save([...inputs, ...(mask ? [mask] : []), stats]);
     return {
       value: y,
       // one backward kernel gives every input's gradient, in input order
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const own = saved.slice(0, inputs.length);
-        return runGroupNormGrad({ dy, ...named(own), ...(mask ? { mask: saved[inputs.length] } : {}), stats: saved[saved.length - 1] }, attrs);
-      },
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        runGroupNormGrad({ dy, ...named(saved.slice(0, inputs.length), mask && saved[inputs.length]), stats: saved[saved.length - 1] }, attrs),
     };
   });
   return (shift ? op(x, gamma, beta, shift) : op(x, gamma, beta)) as tf.Tensor4D;

@@ -265,8 +265,7 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// The Float32Arrays of a JavaScript array argument, all of `length` (or, with length < 0, any) elements each;
-// the first list read sets the lengths the others must have.
+// The Float32Arrays of a JavaScript array argument (checkSameLengths compares the lists with each other).
 std::vector<Napi::Float32Array> floatList(const Napi::CallbackInfo& info, size_t index, const char* kernel, const char* what) {
   if (!info[index].IsArray()) throw std::invalid_argument(std::string(kernel) + ": " + what + " must be an array of Float32Arrays");
   Napi::Array list = info[index].As<Napi::Array>();

@@ -204,9 +204,9 @@ void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, co
 // The backward pass over the batch, CT as in SampleNorm::compute (only the statistics use it: passes A and B
 // measured slower with a fixed channel count).
 template <int CT>
-void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, const float* shift,
-                       const float* mask, const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma,
-                       float* dbeta, float* dshift, const float* stats) {
+void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, const float* shift, const float* mask,
+                  const float* gamma, const float* beta, float eps, bool silu, float* dx, float* dgamma, float* dbeta,
+                  float* dshift, const float* stats) {
   const int64_t C = s.channels, P = s.pixels, per = C / s.groups;
   const double count = static_cast<double>(P) * static_cast<double>(per);
   // per-sample sums of dz and dz * n, reduced over samples in order afterwards (same result on any thread count)

@@ -31,7 +31,7 @@ export interface KernelTime { kernel: string; ms: number; calls: number; share: 
 export type OpKind = 'convolution' | 'matmul' | 'normalisation' | 'elementwise' | 'reduction' | 'data movement' | 'resampling' | 'optimiser/EMA' | 'random' | 'other';
 
 const KINDS: Array<[OpKind, RegExp]> = [
-  ['convolution', /^(Conv2D|FusedConv2D|Conv2DBackprop(Input|Filter)|DepthwiseConv2dNative|EctConv2DBackpropFilterBias)/],
+  ['convolution', /^(Conv2D|FusedConv2D|Conv2DBackprop(Input|Filter)|DepthwiseConv2dNative|EctConv2DSame)/],
   ['matmul', /^(BatchMatMul|_FusedMatMul)$/],
   ['normalisation', /^(EctGroupNorm|EctGroupNormGrad|FusedBatchNorm)/],
   ['resampling', /^(EctDownsample2x|EctUpsample2x|AvgPool|MaxPool|ResizeNearestNeighbor)/],

@@ -130,7 +130,7 @@ describe('oneDNN verbose log summary', () => {
 
 describe('profile op kinds', () => {
   it('sorts kernels into op kinds', () => {
-    const kinds = ['Conv2DBackpropFilter', 'EctConv2DBackpropFilterBias', '_FusedMatMul', 'EctGroupNormGrad', 'EctUpsample2x', 'EctMomentUpdate', 'Sum', 'Transpose',
+    const kinds = ['Conv2DBackpropFilter', 'EctConv2DSameGrad', '_FusedMatMul', 'EctGroupNormGrad', 'EctUpsample2x', 'EctMomentUpdate', 'Sum', 'Transpose',
       'Multiply', 'Softmax', 'Unheard'].map(opKind);
     assert.deepEqual(kinds, ['convolution', 'convolution', 'matmul', 'normalisation', 'resampling', 'optimiser/EMA', 'reduction', 'data movement', 'elementwise',
       'elementwise', 'other']);

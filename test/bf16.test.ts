@@ -1,7 +1,7 @@
 /**
  * bf16 mixed precision on the onednn backend: refused where it cannot run, and within tolerances derived from
- * bfloat16's rounding where it runs (single convolutions, matrix products and their gradients, one whole
- * training step), without leaking tensors.
+ * bfloat16's rounding where it runs (single convolutions and their gradients, one whole training step), without
+ * leaking tensors; matrix products stay float32 (lib/backend/onednn/precision.ts says why).
  *
  * The tolerances. bfloat16 keeps 8 significant bits (7 stored + the implicit one), so rounding a float32 to it
  * has a relative error of at most u = 2^-8 (round to nearest). A product of two rounded inputs is off by at most
@@ -11,8 +11,8 @@
  * a per-element bound that holds whatever the data; the right side is the same operation run in fp32 on |a|, |b|.
  * A training step chains such products: a parameter's gradient crosses each product of the student's forward
  * pass at most once going forward and once going back, so its chain is at most D = L / 2 products long, with L
- * the products the step runs (counted: the student's forward pass, the target pass of the same size and the
- * two gradient products per forward product, L = 4 per layer). Round-to-nearest errors are unbiased and
+ * the bf16 products the step runs (counted by the addon: the student's forward convolutions, the target pass of
+ * the same size and the two gradient products per forward convolution, L = 4 per convolution). Round-to-nearest errors are unbiased and
  * independent, so along a chain they add in quadrature: the step test allows a relative error of 2u sqrt(D) on
  * the loss and on the whole parameter update. A wrong layout, a stale buffer or fp32 silently used (bf16 must
  * change something) fail it; the rounding rule itself (to nearest, ties to even, not truncation, whose errors
@@ -22,13 +22,13 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
-import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { onednnAddon, tryRegisterOnednn } from '../lib/backend/onednn';
 import { assertPrecisionAvailable, bf16Support, currentPrecision, withPrecision } from '../lib/backend/onednn/precision';
 import { validateRunConfig } from '../lib/config/schema';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
-import { CONV_FILTER_BIAS_GRAD_KERNEL } from '../lib/nn/fused';
+import { CONV_SAME_KERNEL, fusedConv2dSame } from '../lib/nn/fused';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
 import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
@@ -160,9 +160,11 @@ describe('bf16 precision on the onednn backend', function () {
     }
   });
 
-  it('rounds inputs to the nearest bfloat16, ties to even, NaN and infinities kept, subnormals to zero (exact cases through the matrix-product kernel)', () => {
-    // bfloat16 has 7 stored mantissa bits: next to 1 it holds 1, 1 + 2^-7, 1 + 2^-6, ...; A [n, 1] x B [1, 1] = 1
-    // returns A's rounded values exactly (one product each, accumulated in float32)
+  it('rounds inputs to the nearest bfloat16, ties to even, NaN and infinities kept, subnormals to zero (exact cases through a 1x1 convolution)', () => {
+    // bfloat16 has 7 stored mantissa bits: next to 1 it holds 1, 1 + 2^-7, 1 + 2^-6, ...; a 1x1 convolution with the
+    // filter [1, 0] over the channels [x, 0] returns x's rounded values exactly (one product each, accumulated in
+    // float32). Two channels, since VDPBF16PS multiplies channel pairs: with one channel oneDNN pairs a pixel with
+    // the next one and a padded zero weight, so an infinite neighbour would make 0 x inf = NaN.
     const cases: Array<[number, number]> = [
       [1 + 2 ** -8 + 2 ** -10, 1 + 2 ** -7],   // above the midpoint: up (truncation would give 1)
       [1 + 2 ** -8 - 2 ** -12, 1],             // below the midpoint: down
@@ -175,22 +177,69 @@ describe('bf16 precision on the onednn backend', function () {
       [3.4028234663852886e38, Infinity],       // the largest float32 is above bfloat16's largest: up to infinity
       [1e-39, 0],                              // float32 subnormals (|x| < 2^-126) become zero (VCVTNEPS2BF16 does)
     ];
-    const got = tf.tidy(() => withPrecision('bf16', () =>
-      Array.from(tf.matMul(tf.tensor2d(cases.map(([x]) => x), [cases.length, 1]), tf.tensor2d([1], [1, 1])).dataSync())));
+    const convolve = (values: number[]) => tf.tidy(() => withPrecision('bf16', () => Array.from(tf.conv2d(
+      tf.tensor4d(values.flatMap((v) => [v, 0]), [1, 1, values.length, 2]), tf.tensor4d([1, 0], [1, 1, 2, 1]), 1, 'same').dataSync())));
+    const got = convolve(cases.map(([x]) => x));
     cases.forEach(([x, want], i) => assert.equal(got[i], Math.fround(want), `${x} rounded to ${got[i]}, want ${want}`));
-    const nan = tf.tidy(() => withPrecision('bf16', () => tf.matMul(tf.tensor2d([NaN], [1, 1]), tf.tensor2d([1], [1, 1])).dataSync()[0]));
-    assert.ok(Number.isNaN(nan), `NaN rounded to ${nan}`);
+    assert.ok(Number.isNaN(convolve([NaN])[0]), 'NaN stays NaN');
   });
 
-  it('matrix products with transposes and broadcast batches stay within the bound', () => {
+  it('the addon rounds a matrix product\'s inputs the same way when asked (precision 1)', () => {
+    const addon = onednnAddon()!;
+    const a = Float32Array.from([1 + 2 ** -8 + 2 ** -10, 1 + 3 * 2 ** -8, 1e-39]), b = Float32Array.of(1), c = new Float32Array(3);
+    addon.matMul([1, 1, 3, 1, 1, 0, 0], a, b, null, c, 0, 0, 1);
+    assert.deepEqual(Array.from(c), [1 + 2 ** -7, 1 + 2 ** -6, 0]);
+  });
+
+  it('matrix products run in float32 in bf16 (bit-identical to fp32), with transposes and broadcast batches', () => {
+    const addon = onednnAddon()!;
     for (const [a, b, ta, tb] of [[[4, 17, 33], [4, 33, 9], false, false], [[2, 40, 16], [2, 40, 24], true, false], [[64, 32], [48, 32], false, true]] as const) {
       tf.tidy(() => {
         const as = randomTensor([...a]), bs = randomTensor([...b]);
         const run = (p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, ta, tb).dataSync() as Float32Array;
+        const before = addon.bf16Executions();
         const bf16 = withPrecision('bf16', () => run(as, bs));
-        assertWithinProductBound(`matMul ${a} x ${b}`, bf16, run(as, bs), run(tf.abs(as), tf.abs(bs)));
+        assert.equal(addon.bf16Executions(), before, 'no bf16 primitive ran');
+        assert.deepEqual(bf16, run(as, bs), `matMul ${a} x ${b}`);
       });
     }
+  });
+
+  it('the UNet\'s convolution op keeps a bf16 copy of its input for backward (half the bytes), and its gradients stay within the bound', () => {
+    const addon = onednnAddon()!;
+    tf.tidy(() => {
+      const xs = randomTensor([2, 7, 7, 6]), ws = randomTensor([3, 3, 6, 5], 0.5), bias = randomTensor([5]), dy = randomTensor([2, 7, 7, 5]);
+      const run = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => {
+        const f = (p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(fusedConv2dSame(p as tf.Tensor4D, q as tf.Tensor4D, r), d));
+        const { value, grads } = tf.valueAndGrads(f)([a, b, bias]);
+        return [value, ...grads].map((t) => t.dataSync() as Float32Array);
+      };
+      // what the op saves: watch the tensors kept across the forward pass under a tape
+      const savedDtypes = (precision: 'fp32' | 'bf16') => withPrecision(precision, () => {
+        let dtypes: string[] = [];
+        tf.grad((p: tf.Tensor) => {
+          const y = fusedConv2dSame(p as tf.Tensor4D, ws as tf.Tensor4D, bias);
+          const tape = (tf.engine() as unknown as { state: { activeTape: Array<{ saved?: tf.Tensor[] }> } }).state.activeTape;
+          dtypes = tape.flatMap((node) => (node.saved ?? []).map((t) => `${t.dtype}[${t.shape}]`));
+          return tf.sum(y);
+        })(xs);
+        return dtypes;
+      });
+      assert.deepEqual(savedDtypes('fp32'), ['float32[2,7,7,6]', 'float32[3,3,6,5]'], 'fp32 keeps x');
+      assert.deepEqual(savedDtypes('bf16'), [`int32[${xs.size / 2}]`, 'float32[3,3,6,5]'], `bf16 keeps the ${xs.size} bf16 values of x in ${xs.size / 2} int32 elements`);
+      // without a tape (sampling) no copy is made: the kernel hands back x itself
+      const untaped = withPrecision('bf16', () => tf.engine().runKernel(CONV_SAME_KERNEL, { x: xs, filter: ws, bias }, { forBackward: false }) as tf.Tensor[]);
+      assert.equal(untaped[1].dtype, 'float32');
+      assert.equal(untaped[1].dataId, xs.dataId);
+      const convBefore = addon.convExecutions(), bf16Before = addon.bf16Executions();
+      const bf16 = withPrecision('bf16', () => run(xs, ws, dy));
+      assert.equal(addon.bf16Executions() - bf16Before, 3, 'forward, input gradient and filter gradient in bf16');
+      assert.equal(addon.convExecutions() - convBefore, 3);
+      const fp32 = run(xs, ws, dy);
+      const magnitude = run(tf.abs(xs), tf.abs(ws), tf.abs(dy));
+      // the bias gradient is the bf16 dy summed (one rounding per term: within the same bound)
+      ['sum', 'input gradient', 'filter gradient', 'bias gradient'].forEach((name, i) => assertWithinProductBound(`fused conv ${name}`, bf16[i], fp32[i], magnitude[i]));
+    });
   });
 
   it('one training step agrees with fp32 within 2u sqrt(L / 2), leaks no tensors, and keeps everything the optimiser sees fp32', async () => {
@@ -206,14 +255,14 @@ describe('bf16 precision on the onednn backend', function () {
     const snapshot = (t: Trainer) => [...t.net.params.values()].map((p) => p.dataSync().slice() as Float32Array);
     const start = snapshot(fp32);
     const { images } = fp32.loader.next();
-    resetKernelCounters();
-    const lossFp32 = fp32.step(images);
-    const products = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', CONV_FILTER_BIAS_GRAD_KERNEL, 'BatchMatMul', '_FusedMatMul']
-      .reduce((n, k) => n + (kernelCounters.native[k] ?? 0), 0);
     const addon = onednnAddon()!;
+    const [convBefore, bf16Before] = [addon.convExecutions(), addon.bf16Executions()];
+    const lossFp32 = fp32.step(images);
+    const products = addon.convExecutions() - convBefore;
+    assert.ok(products > 0 && addon.bf16Executions() === bf16Before, 'the fp32 step ran convolutions, none in bf16');
     const runsBefore = addon.bf16Executions();
     const lossBf16 = bf16.step(images);
-    assert.equal(addon.bf16Executions() - runsBefore, products, 'every convolution and matrix product of the bf16 step ran in bf16');
+    assert.equal(addon.bf16Executions() - runsBefore, products, 'every convolution primitive of the bf16 step ran in bf16');
     const tolerance = 2 * BF16_U * Math.sqrt(products / 2);
     const lossError = Math.abs(lossBf16 - lossFp32) / Math.abs(lossFp32);
     assert.ok(lossError <= tolerance, `loss ${lossBf16} vs ${lossFp32}: relative error ${lossError} > ${tolerance} (L = ${products})`);

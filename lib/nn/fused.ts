@@ -144,35 +144,45 @@ export function fusedUpsample2x(x: tf.Tensor4D): tf.Tensor4D {
 }
 
 /**
- * A convolution's filter and bias gradients from one kernel: inputs x [B, H, W, Cin] and dy [B, H', W', Cout], attrs
- * those of Conv2DBackpropFilter (strides, pad, dataFormat, dimRoundingMode, filterShape); outputs dfilter and dbias.
+ * A stride-1 'same' convolution with its bias, NHWC, HWIO filter: inputs x, filter, bias [Cout]; attrs ConvSameAttrs;
+ * outputs y and what backward reads in place of x. A backend may return x itself or, when a gradient will be taken
+ * (attrs.forBackward), a cheaper copy of it (the onednn backend in bf16: the bf16 copy its primitive read, two values
+ * per int32 element, half the bytes of x).
  */
-export const CONV_FILTER_BIAS_GRAD_KERNEL = 'EctConv2DBackpropFilterBias';
+export const CONV_SAME_KERNEL = 'EctConv2DSame';
+export interface ConvSameAttrs { forBackward: boolean }
+/**
+ * Its gradient: inputs dy, filter and the forward's second output (saved); attrs inputShape; outputs dx, dfilter and
+ * dbias, from one kernel.
+ */
+export const CONV_SAME_GRAD_KERNEL = 'EctConv2DSameGrad';
+export interface ConvSameGradAttrs { inputShape: number[] }
 
-/** Whether the active backend has that kernel (then layers.ts convolves with fusedConv2dSame). */
-export function hasConvFilterBiasGrad(): boolean {
-  return tf.getKernel(CONV_FILTER_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined;
+/** Whether the active backend has both kernels (then layers.ts convolves with fusedConv2dSame). */
+export function hasFusedConvSame(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(CONV_SAME_KERNEL, backend) !== undefined && tf.getKernel(CONV_SAME_GRAD_KERNEL, backend) !== undefined;
 }
 
 /**
- * A stride-1 'same' convolution with its bias, NHWC: tfjs's FusedConv2D forward, and backward its input gradient
- * (Conv2DBackpropInput) and the filter and bias gradients from one kernel, where tf.fused.conv2d sums dy for the bias
- * in a separate pass. Call only when hasConvFilterBiasGrad().
+ * A stride-1 'same' convolution with its bias, NHWC, as two kernels: forward, and backward every gradient at once
+ * (tf.fused.conv2d runs three kernels backward and a separate sum over dy for the bias, and keeps its output as well as
+ * x for backward). What backward reads of x is the forward kernel's choice (CONV_SAME_KERNEL). Call only when
+ * hasFusedConvSame().
  */
 export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
-  const conv = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dilations: [1, 1] };
+  // whether a gradient tape records this op (read before the op: inside it tfjs records nothing); sampling needs no copy
+  const forBackward = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [xi, fi, bi] = args as tf.Tensor[];
-    save([xi, fi]);
+    const attrs: ConvSameAttrs = { forBackward };
+    const [y, input] = tf.engine().runKernel(CONV_SAME_KERNEL, { x: xi, filter: fi, bias: bi }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    save([input, fi]);
     return {
-      value: tf.engine().runKernel(tf.FusedConv2D, { x: xi, filter: fi, bias: bi }, { ...conv, activation: 'linear' } as unknown as tf.NamedAttrMap) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, fs] = saved;
-        const dx = tf.engine().runKernel(tf.Conv2DBackpropInput, { dy, filter: fs }, { ...conv, inputShape: xs.shape } as unknown as tf.NamedAttrMap) as tf.Tensor;
-        const [dfilter, dbias] = tf.engine().runKernel(CONV_FILTER_BIAS_GRAD_KERNEL, { x: xs, dy }, { ...conv, filterShape: fs.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
-        return [dx, dfilter, dbias];
-      },
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(CONV_SAME_GRAD_KERNEL, { dy, filter: saved[1], saved: saved[0] },
+        { inputShape: xi.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[],
     };
   });
   return op(x, filter, bias) as tf.Tensor4D;

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
 import {
-  fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasConvFilterBiasGrad, hasFusedGroupNorm, hasFusedResample,
+  fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasFusedConvSame, hasFusedGroupNorm, hasFusedResample,
 } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
@@ -131,7 +131,7 @@ export function linear(w: WeightSource, name: string, x: tf.Tensor2D): tf.Tensor
 
 /**
  * Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product.
- * Where the backend has the kernel, the bias gradient comes from the filter gradient's kernel (lib/nn/fused.ts).
+ * Where the backend has the kernels, one forward kernel and one kernel for every gradient (lib/nn/fused.ts fusedConv2dSame).
  */
 export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
   const weight = w(`${name}.weight`) as tf.Tensor4D;
@@ -142,7 +142,7 @@ export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor
     const flat = tf.fused.matMul({ a: tf.reshape(x, [b * h * wd, cin]), b: tf.reshape(weight, [cin, cout]), bias });
     return tf.reshape(flat, [b, h, wd, cout]);
   }
-  if (x.dtype === 'float32' && hasConvFilterBiasGrad()) return fusedConv2dSame(x, weight, bias);
+  if (x.dtype === 'float32' && hasFusedConvSame()) return fusedConv2dSame(x, weight, bias);
   return tf.fused.conv2d({ x, filter: weight, strides: 1, pad: 'same', bias });
 }
 

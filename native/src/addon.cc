@@ -24,8 +24,11 @@ int64_t integerAt(const Napi::Array& list, uint32_t index) {
   return list.Get(index).As<Napi::Number>().Int64Value();
 }
 
-bool checkFloatArrays(const Napi::CallbackInfo& info, std::initializer_list<int> positions) {
+// Checks that the arguments at `positions` are Float32Arrays (or, with `orNull`, null or undefined); throws a
+// JavaScript TypeError naming the first that is not.
+bool checkFloatArrays(const Napi::CallbackInfo& info, std::initializer_list<int> positions, bool orNull = false) {
   for (int p : positions) {
+    if (orNull && (info[p].IsNull() || info[p].IsUndefined())) continue;
     if (!info[p].IsTypedArray() || info[p].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
       Napi::TypeError::New(info.Env(), "argument " + std::to_string(p) + " must be a Float32Array")
           .ThrowAsJavaScriptException();
@@ -74,12 +77,43 @@ int64_t filterIdAt(const Napi::CallbackInfo& info, size_t index) {
   return id;
 }
 
+// A bf16 copy's storage: an Int32Array holding two bfloat16 values per element, of at least `count` values; null
+// for null/undefined.
+uint16_t* bf16PairsOrNull(const Napi::Value& value, int64_t count) {
+  if (value.IsNull() || value.IsUndefined()) return nullptr;
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw std::invalid_argument("a bf16 copy must be an Int32Array (two bfloat16 values per element)");
+  }
+  auto pairs = value.As<Napi::Int32Array>();
+  if (static_cast<int64_t>(pairs.ElementLength()) * 2 < count) {
+    throw std::invalid_argument("a bf16 copy of " + std::to_string(count) + " values needs " + std::to_string((count + 1) / 2) +
+                                " Int32Array elements, got " + std::to_string(pairs.ElementLength()));
+  }
+  return reinterpret_cast<uint16_t*>(pairs.Data());
+}
+
+int64_t inputSize(const ect::ConvGeometry& g) { return g.batch * g.inHeight * g.inWidth * g.inChannels; }
+
+// convForward(geometry, x, filter, bias|null, y, activation, alpha, precision?, filterId?, savedBf16?)
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
   return guarded(info, [&] {
-    ect::convForward(convGeometry(info[0]), floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
+    const auto g = convGeometry(info[0]);
+    ect::convForward(g, floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
                      static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
-                     info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7), filterIdAt(info, 8));
+                     info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7), filterIdAt(info, 8),
+                     info.Length() > 9 ? bf16PairsOrNull(info[9], inputSize(g)) : nullptr);
+  });
+}
+
+// convBackward(geometry, dy, filter, filterId, x|null, xBf16|null, dx|null, dfilter, dbias|null, precision)
+Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 7}) || !checkFloatArrays(info, {4, 6, 8}, true)) return info.Env().Undefined();
+  return guarded(info, [&] {
+    const auto g = convGeometry(info[0]);
+    ect::convBackward(g, floats(info[1]), floats(info[2]), filterIdAt(info, 3), floatsOrNull(info[4]),
+                      bf16PairsOrNull(info[5], inputSize(g)), const_cast<float*>(floatsOrNull(info[6])), floats(info[7]),
+                      const_cast<float*>(floatsOrNull(info[8])), precisionAt(info, 9));
   });
 }
 
@@ -142,6 +176,10 @@ Napi::Value SetVerbose(const Napi::CallbackInfo& info) {
 
 Napi::Value Bf16Executions(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(ect::bf16Executions()));
+}
+
+Napi::Value ConvExecutions(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ect::convExecutions()));
 }
 
 std::vector<int64_t> shapeOf(const Napi::Value& value) {
@@ -386,11 +424,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convForward", Napi::Function::New(env, ConvForward));
   exports.Set("convBackwardData", Napi::Function::New(env, ConvBackwardData));
   exports.Set("convBackwardFilter", Napi::Function::New(env, ConvBackwardFilter));
+  exports.Set("convBackward", Napi::Function::New(env, ConvBackward));
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("convImplementation", Napi::Function::New(env, ConvImplementation));
   exports.Set("matMulImplementation", Napi::Function::New(env, MatMulImplementation));
   exports.Set("effectiveIsa", Napi::Function::New(env, EffectiveIsa));
   exports.Set("bf16Executions", Napi::Function::New(env, Bf16Executions));
+  exports.Set("convExecutions", Napi::Function::New(env, ConvExecutions));
   exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));

@@ -45,8 +45,8 @@ memory::desc filterDesc(const ConvGeometry& g, tag layout, dt type = dt::f32) {
 }
 
 // Scratch for the bf16 copies of a primitive's two data inputs (see Bf16Scratch).
-Bf16Scratch firstInput, secondInput;
-int64_t bf16Runs = 0;
+Bf16Scratch firstInput, secondInput, thirdInput;
+int64_t bf16Runs = 0, convRuns = 0;
 memory::dims strides(const ConvGeometry& g) { return {g.strideHeight, g.strideWidth}; }
 // oneDNN counts dilation as the number of skipped taps: TensorFlow's d is oneDNN's d - 1.
 memory::dims dilations(const ConvGeometry& g) { return {g.dilationHeight - 1, g.dilationWidth - 1}; }
@@ -303,47 +303,98 @@ MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act,
   return *slot;
 }
 
+// Converts a float32 input into `target` (caller-owned, sized for the conversion's layout) and returns it as memory.
+memory convertInto(const memory::desc& user, const float* data, const Bf16Input& conversion, void* target) {
+  memory source = wrap(user, data), copy(conversion.wanted, cpuEngine(), target);
+  conversion.convert.execute(cpuStream(), source, copy);
+  return copy;
+}
+
+void runBackwardData(ConvBackwardDataEntry& e, const memory& dy, const float* filter, int64_t filterId, float* dx) {
+  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, dy},
+                                    {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
+                                    {DNNL_ARG_DIFF_SRC, wrap(e.pd.diff_src_desc(), dx)}});
+  cpuStream().wait();
+}
+
+void runBackwardFilter(ConvBackwardFilterEntry& e, const memory& src, const memory& dy, float* dfilter, float* dbias) {
+  memory user = wrap(e.filter->user, dfilter);
+  memory target = e.filter->needsReorder ? e.filter->buffer : user;
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, target}};
+  if (dbias) args.insert({DNNL_ARG_DIFF_BIAS, wrap(e.pd.diff_bias_desc(), dbias)});
+  e.primitive.execute(cpuStream(), args);
+  if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
+  cpuStream().wait();
+}
+
+// Counts one convolution primitive run (for tests that check which precision ran).
+void counted(Precision precision) {
+  convRuns++;
+  if (precision == Precision::Bf16) bf16Runs++;
+}
+
 }  // namespace
 
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha, Precision precision, int64_t filterId) {
+                 Activation act, float alpha, Precision precision, int64_t filterId, uint16_t* savedBf16) {
   auto& e = forwardEntry(g, bias != nullptr, act, alpha, precision);
+  const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
+  if (savedBf16 && !e.src) throw std::invalid_argument("convForward: a bf16 copy of the input is kept only in bf16");
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, input(activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth), x, e.src, firstInput)},
+      {DNNL_ARG_SRC, savedBf16 ? convertInto(xDesc, x, *e.src, savedBf16) : input(xDesc, x, e.src, firstInput)},
       {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), y)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});
   e.primitive.execute(cpuStream(), args);
   cpuStream().wait();
-  if (precision == Precision::Bf16) bf16Runs++;
+  counted(precision);
 }
 
 void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx, Precision precision,
                       int64_t filterId) {
   auto& e = backwardDataEntry(g, precision);
   const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
-  e.primitive.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, firstInput)},
-                                    {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
-                                    {DNNL_ARG_DIFF_SRC, wrap(e.pd.diff_src_desc(), dx)}});
-  cpuStream().wait();
-  if (precision == Precision::Bf16) bf16Runs++;
+  runBackwardData(e, input(dyDesc, dy, e.diffDst, firstInput), filter, filterId, dx);
+  counted(precision);
 }
 
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision,
                         float* dbias) {
   auto& e = backwardFilterEntry(g, precision, dbias != nullptr);
-  memory user = wrap(e.filter->user, dfilter);
-  memory target = e.filter->needsReorder ? e.filter->buffer : user;
   const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
   const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, input(xDesc, x, e.src, firstInput)},
-                                       {DNNL_ARG_DIFF_DST, input(dyDesc, dy, e.diffDst, secondInput)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, target}};
-  if (dbias) args.insert({DNNL_ARG_DIFF_BIAS, wrap(e.pd.diff_bias_desc(), dbias)});
-  e.primitive.execute(cpuStream(), args);
-  if (e.filter->needsReorder) e.filter->toUser.execute(cpuStream(), e.filter->buffer, user);
-  cpuStream().wait();
-  if (precision == Precision::Bf16) bf16Runs++;
+  runBackwardFilter(e, input(xDesc, x, e.src, firstInput), input(dyDesc, dy, e.diffDst, secondInput), dfilter, dbias);
+  counted(precision);
+}
+
+void convBackward(const ConvGeometry& g, const float* dy, const float* filter, int64_t filterId, const float* x,
+                  const uint16_t* xBf16, float* dx, float* dfilter, float* dbias, Precision precision) {
+  if ((x == nullptr) == (xBf16 == nullptr)) throw std::invalid_argument("convBackward: pass the input as float32 or as its bf16 copy, not both or neither");
+  if (xBf16 && precision != Precision::Bf16) throw std::invalid_argument("convBackward: a bf16 copy of the input needs precision bf16");
+  auto& w = backwardFilterEntry(g, precision, dbias != nullptr);
+  const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
+  const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
+  // dy once, for both primitives (in bf16, one conversion where the two separate kernels made two)
+  memory dyRead = input(dyDesc, dy, w.diffDst, firstInput);
+  if (dx) {
+    auto& d = backwardDataEntry(g, precision);
+    const bool shared = !d.diffDst || d.diffDst->wanted == w.diffDst->wanted;
+    runBackwardData(d, shared ? dyRead : input(dyDesc, dy, d.diffDst, thirdInput), filter, filterId, dx);
+    counted(precision);
+  }
+  memory src;
+  if (xBf16) {
+    // the forward pass's copy: converted by convertInto into activationDesc(..., bf16), the layout every
+    // convolution primitive here is described with
+    if (w.src->wanted != activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, dt::bf16)) {
+      throw std::logic_error("convBackward: the filter gradient's primitive reads another bf16 input layout than the forward pass kept");
+    }
+    src = memory(w.src->wanted, cpuEngine(), const_cast<uint16_t*>(xBf16));
+  } else {
+    src = input(xDesc, x, w.src, secondInput);
+  }
+  runBackwardFilter(w, src, dyRead, dfilter, dbias);
+  counted(precision);
 }
 
 void matMul(const MatMulGeometry& g, const float* a, const float* b, const float* bias, float* c,
@@ -385,6 +436,8 @@ std::string effectiveIsa() {
 }
 
 int64_t bf16Executions() { return bf16Runs; }
+
+int64_t convExecutions() { return convRuns; }
 
 void setVerbose(int level) {
   if (dnnl::set_verbose(level) != dnnl::status::success) throw std::invalid_argument("oneDNN verbose level must be 0, 1 or 2");

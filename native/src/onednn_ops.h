@@ -27,9 +27,11 @@ enum class Activation { Linear = 0, Relu = 1, Relu6 = 2, LeakyRelu = 3, Sigmoid 
 // reordered copy is kept per primitive and id and reused while the id is alive, so the caller must never pass
 // one id for two different contents, and must call releaseFilter(id) when those contents go away. 0: no reuse.
 
-// y = act(conv(x, filter) + bias); bias may be null.
+// y = act(conv(x, filter) + bias); bias may be null. In bf16, a non-null savedBf16 (batch x inH x inW x inC values)
+// receives the input's bfloat16 copy the primitive read (NHWC), for convBackward to read instead of x.
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
-                 Activation act, float alpha, Precision precision = Precision::Fp32, int64_t filterId = 0);
+                 Activation act, float alpha, Precision precision = Precision::Fp32, int64_t filterId = 0,
+                 uint16_t* savedBf16 = nullptr);
 // dx = gradient of the convolution with respect to its input.
 void convBackwardData(const ConvGeometry& g, const float* dy, const float* filter, float* dx,
                       Precision precision = Precision::Fp32, int64_t filterId = 0);
@@ -41,6 +43,11 @@ size_t cachedFilterCount();
 // respect to its bias (dy summed over batch and pixels, [outChannels], float32), in the same primitive.
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
                         Precision precision = Precision::Fp32, float* dbias = nullptr);
+// Every gradient of a convolution in one call: dx (skipped when null), dfilter, and dbias (skipped when null). The
+// input comes as float32 x or, in bf16, as convForward's savedBf16 copy xBf16 (exactly one of the two). In bf16,
+// dy is converted once and read by both primitives.
+void convBackward(const ConvGeometry& g, const float* dy, const float* filter, int64_t filterId, const float* x,
+                  const uint16_t* xBf16, float* dx, float* dfilter, float* dbias, Precision precision);
 
 // Batched C[b] = act(op(A[b]) op(B[b]) + bias); batchA or batchB may be 1 (broadcast).
 struct MatMulGeometry {
@@ -58,6 +65,8 @@ std::string matMulImplementation(const MatMulGeometry& g, Precision precision = 
 std::string effectiveIsa();
 // Convolutions and matrix products run with bf16 inputs so far (a test can check the bf16 path really ran).
 int64_t bf16Executions();
+// Convolution primitives run so far, in either precision.
+int64_t convExecutions();
 // oneDNN's verbose level from now on (0 off, 1 one stdout line per primitive execution, 2 creation too), as
 // ONEDNN_VERBOSE sets it at start; lets a profile log one step and not the warm-up.
 void setVerbose(int level);

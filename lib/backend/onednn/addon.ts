@@ -30,7 +30,14 @@ export interface OnednnAddon {
    * releaseFilter(filterId); one id must never stand for two different contents.
    */
   convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number,
-    precision?: number, filterId?: number): void;
+    precision?: number, filterId?: number, savedBf16?: Int32Array | null): void;
+  /**
+   * Every gradient of a convolution from one call: dx (skipped when null), dfilter and dbias (skipped when null). The input
+   * is float32 x, or in bf16 (precision 1) the forward's savedBf16 copy xBf16 (two bfloat16 values per Int32Array element):
+   * exactly one of the two. In bf16 dy is converted once for both primitives.
+   */
+  convBackward(g: ConvGeometry, dy: Float32Array, filter: Float32Array, filterId: number, x: Float32Array | null, xBf16: Int32Array | null,
+    dx: Float32Array | null, dfilter: Float32Array, dbias: Float32Array | null, precision: number): void;
   convBackwardData(g: ConvGeometry, dy: Float32Array, filter: Float32Array, dx: Float32Array, precision?: number, filterId?: number): void;
   /** Drops the reordered copies kept for a filter id. */
   releaseFilter(filterId: number): void;
@@ -48,6 +55,8 @@ export interface OnednnAddon {
   effectiveIsa(): string;
   /** Convolutions and matrix products run with bf16 inputs since the addon loaded. */
   bf16Executions(): number;
+  /** Convolution primitives run since the addon loaded, in either precision. */
+  convExecutions(): number;
   /** oneDNN's verbose level from now on: 0 off, 1 a stdout line per primitive execution (ONEDNN_VERBOSE's format). */
   setVerbose(level: number): void;
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;

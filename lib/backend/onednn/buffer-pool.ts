@@ -9,6 +9,7 @@ export const HELD_PER_HIGH_WATER = 2;
 export class FloatBufferPool {
   private readonly free = new Map<number, Float32Array[]>();
   private readonly owned = new WeakSet<Float32Array>();
+  private readonly views = new WeakMap<Int32Array, Float32Array>();
   private freeBytes = 0;
   private liveBytes = 0;
   private highWaterBytes = 0;
@@ -34,9 +35,20 @@ export class FloatBufferPool {
     return array;
   }
 
-  /** True for arrays this pool made (only those are ever recycled). */
-  owns(array: unknown): array is Float32Array {
-    return array instanceof Float32Array && this.owned.has(array);
+  /**
+   * An Int32Array over the memory of a pooled array of `length` floats (a kernel output of another element type, such as
+   * a bf16 copy stored two values per element): released like the pool's own arrays, by the view.
+   */
+  takeInt32(length: number): Int32Array {
+    const floats = this.take(length);
+    const view = new Int32Array(floats.buffer, floats.byteOffset, length);
+    this.views.set(view, floats);
+    return view;
+  }
+
+  /** True for arrays this pool made and views over them (only those are ever recycled). */
+  owns(array: unknown): array is Float32Array | Int32Array {
+    return (array instanceof Float32Array && this.owned.has(array)) || (array instanceof Int32Array && this.views.has(array));
   }
 
   /**
@@ -48,8 +60,10 @@ export class FloatBufferPool {
    * length: with the backward pass freeing as it goes, a res28-ch16 step peaks at 265 MB live but cycles through
    * 329 MB of arrays, and a cap of 1x re-allocated 249 arrays a step. Beyond the cap the array is left to the GC.
    */
-  release(array: Float32Array): void {
-    if (!this.owned.has(array)) return;
+  release(released: Float32Array | Int32Array): void {
+    const array = released instanceof Int32Array ? this.views.get(released) : released;
+    if (!array || !this.owned.has(array)) return;
+    if (released instanceof Int32Array) this.views.delete(released);
     this.liveBytes -= array.byteLength;
     if (this.freeBytes + array.byteLength > HELD_PER_HIGH_WATER * this.highWaterBytes) return;
     const list = this.free.get(array.length);

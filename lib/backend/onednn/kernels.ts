@@ -5,9 +5,9 @@ import {
   ACTIVATION_CODES, BinaryCode, CompareCode, ReduceCode, UnaryCode, type ConvGeometry, type OnednnAddon,
 } from './addon';
 import { FloatBufferPool } from './buffer-pool';
-import { precisionCode } from './precision';
+import { matMulPrecisionCode, precisionCode } from './precision';
 import {
-  CONV_FILTER_BIAS_GRAD_KERNEL, DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
+  CONV_SAME_GRAD_KERNEL, CONV_SAME_KERNEL, type ConvSameAttrs, type ConvSameGradAttrs, DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
   type DropoutMaskAttrs, type GroupNormAttrs,
 } from '../../nn/fused';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../update-kernels';
@@ -134,8 +134,8 @@ function conv2dBackpropInputNative(addon: OnednnAddon): NativeKernel {
   };
 }
 
-/** The filter gradient (and with `withBias` the bias gradient after it) of an NHWC convolution; null for NCHW or non-float32. */
-function conv2dBackpropFilterNative(addon: OnednnAddon, withBias = false): NativeKernel {
+/** The filter gradient of an NHWC convolution; null for NCHW or non-float32. */
+function conv2dBackpropFilterNative(addon: OnednnAddon): NativeKernel {
   return ({ inputs, attrs }, backend) => {
     const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
@@ -145,10 +145,8 @@ function conv2dBackpropFilterNative(addon: OnednnAddon, withBias = false): Nativ
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape,
       a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     const dw = outputFloats(tf.util.sizeFromShape(a.filterShape));
-    const db = withBias ? new Float32Array(a.filterShape[3]) : null;
-    addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode(), db);
-    const filterGradient = output(backend, a.filterShape.slice(), dw);
-    return db ? [filterGradient, output(backend, [db.length], db)] : filterGradient;
+    addon.convBackwardFilter(convGeometry(info), xs, dys, dw, precisionCode());
+    return output(backend, a.filterShape.slice(), dw);
   };
 }
 
@@ -177,7 +175,7 @@ function matMulNative(addon: OnednnAddon, fused: boolean): NativeKernel {
     const c = k > 0 ? outputFloats(batch * m * n) : new Float32Array(batch * m * n);
     if (c.length > 0 && k > 0) {
       addon.matMul([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0], as, bs, biasValues, c, activation, leakyreluAlpha ?? 0.2,
-        precisionCode());
+        matMulPrecisionCode());
     } else if (c.length > 0 && biasValues) {
       return null;  // empty inner dimension: leave it to the cpu kernel
     }
@@ -395,6 +393,15 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss, ms, b, c };
 }
 
+/** The geometry of a stride-1 'same' NHWC convolution with an HWIO filter and a [Cout] bias, the shapes checked. */
+function convSameInfo(xShape: number[], filterShape: number[], biasShape: number[]): tf.backend_util.Conv2DInfo {
+  if (xShape.length !== 4 || filterShape.length !== 4 || xShape[3] !== filterShape[2] || biasShape.join() !== `${filterShape[3]}`) {
+    throw new Error(`${CONV_SAME_KERNEL}: x [B, H, W, Cin], filter [kH, kW, Cin, Cout] and bias [Cout] expected, got [${xShape}], [${filterShape}], [${biasShape}]`);
+  }
+  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    1, 1, 'same', undefined, false, 'channelsLast');
+}
+
 /** Kernels of our own ops on the addon: fused GroupNorm, scaled sum, dropout mask and resampling (lib/nn/fused.ts), the parameter updates (lib/backend/update-kernels.ts). */
 export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; kernelFunc: tf.KernelFunc }> {
   const resample = (kernelName: string, down: boolean) => ownKernel(kernelName, ({ inputs, attrs }, cpu) => {
@@ -436,10 +443,39 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       if (dshift) grads.push(output(cpu, [b, c], dshift));
       return grads;
     }),
-    ownKernel(CONV_FILTER_BIAS_GRAD_KERNEL, (args, cpu) => {
-      const grads = conv2dBackpropFilterNative(addon, true)(args, cpu);
-      if (!grads) throw new Error(`${CONV_FILTER_BIAS_GRAD_KERNEL}: float32 NHWC inputs only`);
-      return grads;
+    ownKernel(CONV_SAME_KERNEL, ({ inputs, attrs }, cpu) => {
+      const { x, filter, bias } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias: tf.TensorInfo };
+      const info = convSameInfo(x.shape, filter.shape, bias.shape);
+      const [xs, ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [x, filter, bias]);
+      const y = outputFloats(tf.util.sizeFromShape(info.outShape));
+      const keepCopy = precisionCode() === 1 && (attrs as unknown as ConvSameAttrs).forBackward;
+      // in bf16 under a tape, the input's bf16 copy the primitive reads is kept for backward (half the bytes of x); else x itself
+      const saved = keepCopy ? (xs.length > 0 ? outputPool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
+      if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), saved);
+      if (saved) return [output(cpu, info.outShape, y), cpu.makeTensorInfo([saved.length], 'int32', saved)];
+      cpu.incRef(x.dataId);
+      return [output(cpu, info.outShape, y), { dataId: x.dataId, shape: x.shape.slice(), dtype: 'float32' }];
+    }),
+    ownKernel(CONV_SAME_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
+      const { dy, filter, saved } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo; saved: tf.TensorInfo };
+      const { inputShape } = attrs as unknown as ConvSameGradAttrs;
+      const cout = filter.shape[3];
+      const info = convSameInfo(inputShape, filter.shape, [cout]);
+      if (!tf.util.arraysEqual(dy.shape, info.outShape)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: dy must be [${info.outShape}], got [${dy.shape}]`);
+      const [dys, ws] = floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [dy, filter]);
+      const inputSize = tf.util.sizeFromShape(inputShape);
+      const dx = outputFloats(inputSize), dfilter = outputFloats(ws.length), dbias = outputFloats(cout);
+      if (saved.dtype === 'int32') {
+        const pairs = cpu.data.get(saved.dataId).values as Int32Array;
+        if (pairs.length !== Math.ceil(inputSize / 2)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved bf16 input holds ${pairs.length * 2} values, want ${inputSize}`);
+        if (inputSize > 0) addon.convBackward(convGeometry(info), dys, ws, filterIdentities.idOf(filter.dataId), null, pairs, dx, dfilter, dbias, 1);
+      } else {
+        if (!tf.util.arraysEqual(saved.shape, inputShape)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved input must be [${inputShape}], got [${saved.shape}]`);
+        const [xs] = floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [saved]);
+        if (inputSize > 0) addon.convBackward(convGeometry(info), dys, ws, filterIdentities.idOf(filter.dataId), xs, null, dx, dfilter, dbias, precisionCode());
+      }
+      if (inputSize === 0) { dfilter.fill(0); dbias.fill(0); }
+      return [output(cpu, inputShape.slice(), dx), output(cpu, filter.shape.slice(), dfilter), output(cpu, [cout], dbias)];
     }),
     ownKernel(SCALED_SUM_KERNEL, ({ inputs, attrs }, cpu) => {
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };

@@ -57,9 +57,21 @@ export function currentPrecision(): Precision {
   return current;
 }
 
-/** The addon's precision code (native/src/onednn_ops.h Precision): 0 float32, 1 bf16. */
+/** The addon's precision code (native/src/onednn_ops.h Precision) for convolutions: 0 float32, 1 bf16. */
 export function precisionCode(): number {
   return current === 'bf16' ? 1 : 0;
+}
+
+/**
+ * The addon's precision code for matrix products: float32 in either precision. Measured on a Zen 5 with
+ * avx512_bf16 (oneDNN 2.6, 2 threads; docs/benchmarks.md): the bf16 product with the conversion of its two
+ * inputs was no faster than the float32 one on any product of the UNets (50176x64x64 1.08 against 1.13 ms,
+ * its transposed-A weight gradient 4.2 against 2.5 ms, the 64x128x64 embedding products 0.10 against 0.04
+ * ms), and the conversions alone took ~45 ms of a 470 ms res28-ch32 bf16 step. The addon still runs bf16
+ * products when asked (addon.matMul's precision argument; test/bf16.test.ts checks its rounding).
+ */
+export function matMulPrecisionCode(): number {
+  return 0;
 }
 
 /**

@@ -14,6 +14,9 @@ import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLO
 import { BENCH_SHAPES } from '../bench/ect-step';
 import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
 import { opKind } from '../bench/profile-step';
+import { STEP_PRODUCTS, timeProduct } from '../bench/matmul-precision';
+import { bf16Support } from '../lib/backend/onednn/precision';
+import { readCpuFacts } from '../lib/machine/peak';
 import { requireSystemPart } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -134,5 +137,19 @@ describe('profile op kinds', () => {
       'Multiply', 'Softmax', 'Unheard'].map(opKind);
     assert.deepEqual(kinds, ['convolution', 'convolution', 'matmul', 'normalisation', 'resampling', 'optimiser/EMA', 'reduction', 'data movement', 'elementwise',
       'elementwise', 'other']);
+  });
+});
+
+describe('matmul-precision: float32 against bf16 products', function () {
+  before(function () {
+    requireSystemPart(this, 'native');
+    if (!bf16Support(readCpuFacts().flags).ok) this.skip();  // no bf16 instructions: nothing to compare
+  });
+
+  it('times a product in both precisions (alternating) and lists the step\'s products with their shapes', () => {
+    const { fp32Ms, bf16Ms } = timeProduct({ m: 32, k: 16, n: 8, transposeA: true, what: 'test' }, 3, 2);
+    assert.ok(fp32Ms > 0 && bf16Ms > 0 && Number.isFinite(fp32Ms) && Number.isFinite(bf16Ms), `${fp32Ms} / ${bf16Ms}`);
+    // the listed products are those of a res28-ch32 step at batch 64: pixel counts of its resolutions, or the batch
+    for (const p of STEP_PRODUCTS) assert.ok([64, 64 * 28 * 28, 64 * 14 * 14, 64 * 7 * 7].includes(p.transposeA ? p.k : p.m), p.what);
   });
 });

@@ -44,7 +44,8 @@ memory::desc filterDesc(const ConvGeometry& g, tag layout, dt type = dt::f32) {
   return memory::desc({g.outChannels, g.inChannels, g.filterHeight, g.filterWidth}, type, layout);
 }
 
-// Scratch for the bf16 copies of a primitive's two data inputs (see Bf16Scratch).
+// Scratch for the bf16 copies of a primitive's data inputs (see Bf16Scratch): first and second operand, and the
+// third for convBackward's dy when its two primitives would read dy in different layouts.
 Bf16Scratch firstInput, secondInput, thirdInput;
 int64_t bf16Runs = 0, convRuns = 0;
 memory::dims strides(const ConvGeometry& g) { return {g.strideHeight, g.strideWidth}; }

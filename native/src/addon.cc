@@ -126,12 +126,11 @@ Napi::Value ConvBackwardData(const Napi::CallbackInfo& info) {
   });
 }
 
-// convBackwardFilter(geometry, x, dy, dfilter, precision?, dbias?)
+// convBackwardFilter(geometry, x, dy, dfilter, precision?)
 Napi::Value ConvBackwardFilter(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
   return guarded(info, [&] {
-    ect::convBackwardFilter(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4),
-                            info.Length() > 5 ? const_cast<float*>(floatsOrNull(info[5])) : nullptr);
+    ect::convBackwardFilter(convGeometry(info[0]), floats(info[1]), floats(info[2]), floats(info[3]), precisionAt(info, 4));
   });
 }
 

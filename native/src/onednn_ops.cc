@@ -359,12 +359,11 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
   counted(precision);
 }
 
-void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision,
-                        float* dbias) {
-  auto& e = backwardFilterEntry(g, precision, dbias != nullptr);
+void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter, Precision precision) {
+  auto& e = backwardFilterEntry(g, precision, false);
   const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
   const auto dyDesc = activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth);
-  runBackwardFilter(e, input(xDesc, x, e.src, firstInput), input(dyDesc, dy, e.diffDst, secondInput), dfilter, dbias);
+  runBackwardFilter(e, input(xDesc, x, e.src, firstInput), input(dyDesc, dy, e.diffDst, secondInput), dfilter, nullptr);
   counted(precision);
 }
 

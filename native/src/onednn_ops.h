@@ -39,10 +39,9 @@ void convBackwardData(const ConvGeometry& g, const float* dy, const float* filte
 void releaseFilter(int64_t filterId);
 // Reordered filter copies kept now (for memory checks and tests).
 size_t cachedFilterCount();
-// dfilter = gradient of the convolution with respect to its filter (HWIO); with dbias, also the gradient with
-// respect to its bias (dy summed over batch and pixels, [outChannels], float32), in the same primitive.
+// dfilter = gradient of the convolution with respect to its filter (HWIO).
 void convBackwardFilter(const ConvGeometry& g, const float* x, const float* dy, float* dfilter,
-                        Precision precision = Precision::Fp32, float* dbias = nullptr);
+                        Precision precision = Precision::Fp32);
 // Every gradient of a convolution in one call: dx (skipped when null), dfilter, and dbias (skipped when null). The
 // input comes as float32 x or, in bf16, as convForward's savedBf16 copy xBf16 (exactly one of the two). In bf16,
 // dy is converted once and read by both primitives.

@@ -43,8 +43,7 @@ export interface OnednnAddon {
   releaseFilter(filterId: number): void;
   /** Reordered filter copies kept now. */
   cachedFilters(): number;
-  /** With dbias, also the bias gradient (dy summed over batch and pixels) from the same primitive. */
-  convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array, precision?: number, dbias?: Float32Array | null): void;
+  convBackwardFilter(g: ConvGeometry, x: Float32Array, dy: Float32Array, dfilter: Float32Array, precision?: number): void;
   /** geometry: [batchA, batchB, m, k, n, transposeA, transposeB]. */
   matMul(g: number[], a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array, activation: number, alpha: number, precision?: number): void;
   /** oneDNN's implementation name for a convolution (which: 0 forward, 1 backward data, 2 backward filter). */

@@ -4,7 +4,7 @@
  * Prints, for one step after warm-up steps: time per kernel and per op kind (convolutions, matrix products,
  * normalisation, elementwise, reductions, data movement, ...), what lies outside kernels (JavaScript dispatch,
  * autodiff bookkeeping: the step's wall time minus its kernel time), and allocations (tensors and bytes the
- * step created, output arrays the onednn pool allocated fresh versus reused). With --verbose, oneDNN's own log
+ * step created, onednn outputs that needed a new chunk of the output pool versus those served from its chunks). With --verbose, oneDNN's own log
  * of one step (ISA, implementation, data types and layouts of every convolution, matrix product and reorder,
  * bench/onednn-verbose.ts); with --peer, the same log of the PyTorch peer's step, whose convolutions also run
  * on oneDNN (run by --python, else the first python3 on PATH that imports torch). `--precision bf16` profiles
@@ -114,7 +114,7 @@ export function formatProfile(label: string, p: StepProfile, topKernels = 25): s
   const lines = [`${label}: step ${p.wallMs.toFixed(0)} ms wall (profiled), kernels ${kernelMs.toFixed(0)} ms, ` +
     `outside kernels (dispatch, autodiff, JavaScript) ${p.outsideKernelsMs.toFixed(0)} ms (${(100 * p.outsideKernelsMs / p.wallMs).toFixed(1)}% of wall)`];
   lines.push(`allocations: ${p.kernelOutputs} kernel outputs, ${p.newTensors} tensors left after the step, tfjs peak ${(p.peakBytes / 2 ** 20).toFixed(1)} MB` +
-    (p.pool ? `; onednn output arrays: ${p.pool.allocated} allocated fresh (${p.pool.allocatedMB.toFixed(1)} MB), ${p.pool.reused} reused` : ''));
+    (p.pool ? `; onednn outputs: ${p.pool.allocated} needed a new pool chunk (${p.pool.allocatedMB.toFixed(1)} MB), ${p.pool.reused} were served from its chunks` : ''));
   lines.push('', `${'op kind'.padEnd(16)} ${'ms'.padStart(9)} ${'share'.padStart(6)} ${'calls'.padStart(6)}`);
   for (const k of p.kinds) lines.push(`${k.kind.padEnd(16)} ${k.ms.toFixed(1).padStart(9)} ${(100 * k.share).toFixed(1).padStart(5)}% ${String(k.calls).padStart(6)}`);
   lines.push('', `${'kernel'.padEnd(24)} ${'ms'.padStart(9)} ${'share'.padStart(6)} ${'calls'.padStart(6)}  kind`);

@@ -3,8 +3,8 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
-import { kernelCounters, onednnAddon, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
-import { FloatBufferPool, HELD_PER_HIGH_WATER } from '../lib/backend/onednn/buffer-pool';
+import { kernelCounters, onednnAddon, outputPool, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
+import { ALIGN_BYTES } from '../lib/backend/onednn/buffer-pool';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, DropoutMasks, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
@@ -81,56 +81,6 @@ function nativeCount(kernel: string): number {
   return kernelCounters.native[kernel] ?? 0;
 }
 
-describe('the output-array pool', () => {
-  it('serves repeated steps without allocating and never holds idle more than its high-water mark', () => {
-    const pool = new FloatBufferPool();
-    // a "step": outputs of several lengths alive at once, then all disposed (the shape of a training step)
-    const lengths = [1000, 4000, 4000, 250, 1000, 64000, 4000];
-    const step = () => {
-      const arrays = lengths.map((n) => pool.take(n));
-      const live = arrays.reduce((s, a) => s + a.byteLength, 0);
-      arrays.forEach((a) => pool.release(a));
-      return live;
-    };
-    const peak = step();
-    assert.equal(pool.counts.allocated, lengths.length, 'the first step allocates every array');
-    assert.equal(pool.heldBytes, peak, 'everything the step held is kept for the next');
-    for (let i = 0; i < 3; i++) step();
-    assert.equal(pool.counts.allocated, lengths.length, 'later steps allocate nothing');
-    assert.equal(pool.counts.reused, 3 * lengths.length);
-    // arrays of other lengths: kept only while the idle total stays within the cap
-    const other = [pool.take(70000), pool.take(3)];
-    other.forEach((a) => pool.release(a));
-    const highWater = Math.max(peak, (70000 + 3) * 4);
-    assert.ok(pool.heldBytes <= HELD_PER_HIGH_WATER * highWater, `idle ${pool.heldBytes} bytes, high-water ${highWater}`);
-    pool.clear();
-    assert.equal(pool.heldBytes, 0);
-  });
-
-  it('keeps a step\'s whole working set when its phases use different lengths (a backward pass that frees as it goes)', () => {
-    const pool = new FloatBufferPool();
-    // forward: lengths A alive together; backward: each A freed as a B of another length is made
-    const forward = [8000, 8000, 4000, 4000];
-    const backward = [6000, 6000, 3000, 3000];
-    const step = () => {
-      const held = forward.map((n) => pool.take(n));
-      for (let i = held.length - 1; i >= 0; i--) {
-        pool.release(held[i]);
-        pool.release(pool.take(backward[i]));
-      }
-    };
-    step();
-    const first = pool.counts.allocated;
-    for (let i = 0; i < 3; i++) step();
-    assert.equal(pool.counts.allocated, first, 'steady steps allocate nothing although the working set exceeds the live peak');
-    assert.ok(pool.heldBytes > 24000 * 4 && pool.heldBytes <= HELD_PER_HIGH_WATER * 24000 * 4, `held ${pool.heldBytes}`);
-    assert.equal(pool.owns(new Float32Array(4)), false);
-    pool.release(new Float32Array(4));  // not the pool's: ignored
-    pool.clear();
-    assert.equal(pool.heldBytes, 0);
-  });
-});
-
 describe('onednn backend against the cpu backend', function () {
   let previousBackend = 'cpu';
 
@@ -149,6 +99,22 @@ describe('onednn backend against the cpu backend', function () {
   });
 
   beforeEach(() => resetKernelCounters());
+
+  it('kernel outputs start on cache-line boundaries of their real addresses, and reads hand out copies', () => {
+    const addon = onednnAddon() as NonNullable<ReturnType<typeof onednnAddon>>;
+    tf.setBackend('onednn');
+    tf.tidy(() => {
+      for (const shape of [[3], [100], [7, 9, 5], [64, 28, 28, 4], [2, 300, 300, 3]]) {
+        const x = tf.add(tf.ones(shape), tf.scalar(1));  // a native binary kernel writes a pooled array
+        const values = (tf.engine().backend as unknown as { data: { get(id: object): { values: Float32Array } } }).data.get(x.dataId).values;
+        assert.ok(outputPool.owns(values), `the output of [${shape}] comes from the pool`);
+        assert.equal(addon.addressOffset(values, ALIGN_BYTES), 0, `output of [${shape}] at ${addon.addressOffset(values, 4096)} mod 4096`);
+        const read = x.dataSync();
+        assert.notEqual(read, values, 'dataSync returns a copy of a pooled array');
+        assert.equal(read[0], 2);
+      }
+    });
+  });
 
   it('Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter on random shapes, strides, paddings and batches', () => {
     for (let trial = 0; trial < 24; trial++) {

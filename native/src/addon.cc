@@ -402,6 +402,24 @@ Napi::Value CachedPrimitives(const Napi::CallbackInfo& info) {
 
 Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ect::threadCount()); }
 
+// addressOffset(typedArray, alignment) -> the address of its first element modulo alignment (a power of two), so that
+// the output pool can place its blocks on cache-line boundaries of the real addresses
+Napi::Value AddressOffset(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "addressOffset(typedArray, alignment)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const auto array = info[0].As<Napi::TypedArray>();
+  const auto alignment = static_cast<uintptr_t>(info[1].As<Napi::Number>().Int64Value());
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    Napi::RangeError::New(env, "addressOffset: the alignment must be a power of two").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const auto address = reinterpret_cast<uintptr_t>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  return Napi::Number::New(env, static_cast<double>(address & (alignment - 1)));
+}
+
 // measureFmaRate(precision, threads, seconds, repeats) -> { gflops, seconds, kernel, threads }
 Napi::Value MeasureFmaRate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -452,6 +470,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cachedFilters", Napi::Function::New(env, CachedFilters));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));
+  exports.Set("addressOffset", Napi::Function::New(env, AddressOffset));
   exports.Set("measureFmaRate", Napi::Function::New(env, MeasureFmaRate));
   return exports;
 }

@@ -90,6 +90,8 @@ export interface OnednnAddon {
   version(): string;
   cachedPrimitives(): number;
   threads(): number;
+  /** The address of the array's first element modulo `alignment` (a power of two): where its memory really lies. */
+  addressOffset(array: Float32Array | Int32Array | Uint8Array, alignment: number): number;
   /**
    * The multiply-add rate of `threads` copies of a register-only FMA loop (fp32: VFMADD231PS on the widest
    * vectors; bf16: VDPBF16PS), best of `repeats` runs of about `seconds` each (native/src/peak_probe.h).

@@ -514,6 +514,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
 /** Native implementations by tfjs kernel name. Each returns null when it does not handle the case. */
 export function nativeKernels(addon: OnednnAddon): Record<string, NativeKernel> {
   filterIdentities.attach(addon);
+  outputPool.placeWith(addon);
   return {
     [tf.Conv2D]: conv2dNative(addon, false),
     [tf.FusedConv2D]: conv2dNative(addon, true),

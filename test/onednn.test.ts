@@ -5,6 +5,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import seedrandom from 'seedrandom';
 import { kernelCounters, onednnAddon, outputPool, resetKernelCounters, tryRegisterOnednn } from '../lib/backend/onednn';
 import { ALIGN_BYTES } from '../lib/backend/onednn/buffer-pool';
+import { ADDON_FUNCTIONS, loadAddon } from '../lib/backend/onednn/addon';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, DropoutMasks, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
@@ -80,6 +84,35 @@ function assertValuesAndGradients(what: string, fn: (...xs: tf.Tensor[]) => tf.T
 function nativeCount(kernel: string): number {
   return kernelCounters.native[kernel] ?? 0;
 }
+
+describe('loading the onednn addon', () => {
+  it('refuses a build older than the code, naming what it lacks and how to rebuild', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-stale-addon-'));
+    const file = path.join(dir, 'stale-addon.js');
+    // an addon from before addressOffset and measureFmaRate: every other function present
+    const present = ADDON_FUNCTIONS.filter((name) => name !== 'addressOffset' && name !== 'measureFmaRate');
+    fs.writeFileSync(file, present.map((name) => `exports.${name} = () => 0;`).join('\n'));
+    const previous = process.env.ECT_ONEDNN_ADDON;
+    process.env.ECT_ONEDNN_ADDON = file;
+    try {
+      const { addon, reason } = loadAddon();
+      assert.equal(addon, undefined);
+      assert.match(reason ?? '', /older than this code .*lacks addressOffset, measureFmaRate.*npm run build:native/);
+    } finally {
+      if (previous === undefined) delete process.env.ECT_ONEDNN_ADDON;
+      else process.env.ECT_ONEDNN_ADDON = previous;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the built addon exports exactly the functions the code calls', function () {
+    requireSystemPart(this, 'native');
+    const { addon, reason } = loadAddon();
+    assert.ok(addon, reason);
+    const exported = Object.keys(addon).filter((name) => typeof (addon as unknown as Record<string, unknown>)[name] === 'function').sort();
+    assert.deepEqual(exported, [...ADDON_FUNCTIONS].sort());
+  });
+});
 
 describe('onednn backend against the cpu backend', function () {
   let previousBackend = 'cpu';

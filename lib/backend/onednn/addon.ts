@@ -108,6 +108,15 @@ export function addonPath(): string {
   return repositoryPath(ADDON_RELATIVE_PATH);
 }
 
+/** Every function of OnednnAddon: a build that lacks one is older than this code (checked by loadAddon). */
+export const ADDON_FUNCTIONS: ReadonlyArray<keyof OnednnAddon> = [
+  'convForward', 'convBackward', 'convBackwardData', 'convBackwardFilter', 'releaseFilter', 'cachedFilters', 'matMul',
+  'convImplementation', 'matMulImplementation', 'effectiveIsa', 'bf16Executions', 'convExecutions', 'setVerbose',
+  'binary', 'compare', 'unary', 'scaledSum', 'dropoutMask', 'reduce', 'transpose', 'slice', 'insert', 'softmax',
+  'groupNormForward', 'groupNormBackward', 'momentUpdate', 'emaUpdate', 'downsample2x', 'upsample2x', 'version',
+  'cachedPrimitives', 'threads', 'addressOffset', 'measureFmaRate',
+];
+
 /** Loads the addon, or returns the reason it cannot be used (missing build, missing libdnnl, ...). */
 export function loadAddon(): { addon?: OnednnAddon; reason?: string } {
   const file = addonPath();
@@ -119,7 +128,12 @@ export function loadAddon(): { addon?: OnednnAddon; reason?: string } {
   process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return { addon: require(file) as OnednnAddon };
+    const addon = require(file) as OnednnAddon;
+    const missing = ADDON_FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
+    if (missing.length > 0) {
+      return { reason: `the oneDNN addon ${file} is older than this code (it lacks ${missing.join(', ')}); rebuild it with \`npm run build:native\`` };
+    }
+    return { addon };
   } catch (error) {
     return { reason: `the oneDNN addon ${file} failed to load: ${(error as Error).message}` };
   }

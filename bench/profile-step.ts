@@ -7,9 +7,9 @@
  * step created, onednn outputs that needed a new chunk of the output pool versus those served from its chunks).
  * With --verbose, oneDNN's own log of one step (ISA, implementation, data types and layouts of every convolution,
  * matrix product and reorder, bench/onednn-verbose.ts); with --peer, the same log of the PyTorch peer's step, whose
- * convolutions also run on oneDNN (run by --python, else the first python3 on PATH that imports torch). `--precision bf16` profiles
- * the mixed-precision step. `--compare` times fp32 and bf16 steps alternating in one process instead, in CPU
- * time per native function (for a loaded machine, where wall times of separate runs do not compare).
+ * convolutions also run on oneDNN (run by --python, else the first python3 on PATH that imports torch).
+ * `--precision bf16` profiles the mixed-precision step. `--compare` times fp32 and bf16 steps alternating in one
+ * process instead, in CPU time per native function (for a loaded machine, where wall times of separate runs do not compare).
  * `--time N` instead times N unprofiled steps after warm-up steps and prints their median and range: the
  * figure to compare between two checkouts, run alternately on one idle machine.
  */

@@ -179,15 +179,15 @@ export class FloatBufferPool {
   /** A block of at least `requested` bytes: the start of the smallest free segment it fits in, else of a new chunk. */
   private carve(requested: number): Block {
     const bytes = Math.max(ALIGN_BYTES, Math.ceil(requested / ALIGN_BYTES) * ALIGN_BYTES);
-    const block = this.fit(bytes) ?? this.fitNew(bytes);
+    const small = bytes < SMALL_BYTES;
+    const block = this.fit(bytes, small) ?? this.fitNew(bytes, small);
     this.liveBytes += bytes;
     this.highWaterBytes = Math.max(this.highWaterBytes, this.liveBytes);
     return block;
   }
 
   /** The start of the smallest free segment of `bytes` or more, in a chunk of its class; undefined when none fits. */
-  private fit(bytes: number): Block | undefined {
-    const small = bytes < SMALL_BYTES;
+  private fit(bytes: number, small: boolean): Block | undefined {
     let best: Segment | undefined, bestChunk: Chunk | undefined, bestIndex = -1;
     search: for (const chunk of small ? this.smallChunks : this.chunks) {
       const free = chunk.free;
@@ -207,8 +207,7 @@ export class FloatBufferPool {
   }
 
   /** A block at the start of a new chunk. */
-  private fitNew(bytes: number): Block {
-    const small = bytes < SMALL_BYTES;
+  private fitNew(bytes: number, small: boolean): Block {
     const chunk = this.grow(small ? SMALL_CHUNK_BYTES : Math.max(CHUNK_BYTES, bytes), small);
     this.counts.allocated += 1;
     return this.cut(chunk, 0, bytes);

@@ -465,16 +465,17 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const [dys, ws] = floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [dy, filter]);
       const inputSize = tf.util.sizeFromShape(inputShape);
       const dx = outputFloats(inputSize), dfilter = outputFloats(ws.length), dbias = outputFloats(cout);
-      if (saved.dtype === 'int32') {
-        const pairs = cpu.data.get(saved.dataId).values as Int32Array;
-        if (pairs.length !== Math.ceil(inputSize / 2)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved bf16 input holds ${pairs.length * 2} values, want ${inputSize}`);
-        if (inputSize > 0) addon.convBackward(convGeometry(info), dys, ws, filterIdentities.idOf(filter.dataId), null, pairs, dx, dfilter, dbias, 1);
+      // the forward kept either x itself or, in bf16, its bf16 copy (two values per int32 element)
+      const pairs = saved.dtype === 'int32' ? cpu.data.get(saved.dataId).values as Int32Array : null;
+      if (pairs && pairs.length !== Math.ceil(inputSize / 2)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved bf16 input holds ${pairs.length * 2} values, want ${inputSize}`);
+      if (!pairs && !tf.util.arraysEqual(saved.shape, inputShape)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved input must be [${inputShape}], got [${saved.shape}]`);
+      const xs = pairs ? null : floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [saved])[0];
+      if (inputSize > 0) {
+        addon.convBackward(convGeometry(info), dys, ws, filterIdentities.idOf(filter.dataId), xs, pairs, dx, dfilter, dbias, pairs ? 1 : precisionCode());
       } else {
-        if (!tf.util.arraysEqual(saved.shape, inputShape)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved input must be [${inputShape}], got [${saved.shape}]`);
-        const [xs] = floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [saved]);
-        if (inputSize > 0) addon.convBackward(convGeometry(info), dys, ws, filterIdentities.idOf(filter.dataId), xs, null, dx, dfilter, dbias, precisionCode());
+        dfilter.fill(0);
+        dbias.fill(0);
       }
-      if (inputSize === 0) { dfilter.fill(0); dbias.fill(0); }
       return [output(cpu, inputShape.slice(), dx), output(cpu, filter.shape.slice(), dfilter), output(cpu, [cout], dbias)];
     }),
     ownKernel(SCALED_SUM_KERNEL, ({ inputs, attrs }, cpu) => {

@@ -12,6 +12,9 @@
  * process instead, in CPU time per native function (for a loaded machine, where wall times of separate runs do not compare).
  * `--time N` instead times N unprofiled steps after warm-up steps and prints their median and range: the
  * figure to compare between two checkouts, run alternately on one idle machine.
+ * `--waits N` times N steps with every native call timed and splits the wall time into the native floor (each call's
+ * fastest time over the N steps, summed), waiting (the rest of the native time: threads descheduled or woken late) and
+ * JavaScript outside native calls, with the process's threads' scheduler waits (bench/step-waits.ts).
  */
 import { spawnSync } from 'child_process';
 import * as os from 'os';
@@ -20,8 +23,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, initBackend, type BackendChoice } from '../lib/backend/select';
 import { assertPrecisionAvailable } from '../lib/backend/onednn/precision';
 import type { Precision } from '../lib/config/types';
-import { BENCH_SHAPES, benchShape, createBenchTrainer, disposeTrainer, runStep, type BenchShape } from './ect-step';
+import { BENCH_SHAPES, benchShape, createBenchTrainer, disposeTrainer, runStep, stepFlopsPerImage, type BenchShape } from './ect-step';
 import { formatVerbose, parseVerbose } from './onednn-verbose';
+import { accountWaits, formatWaits, scheduleDelta, threadSchedule, type TimedStep, type WaitAccount } from './step-waits';
+import { readCpuFacts } from '../lib/machine/peak';
+import { measurePeak } from '../lib/machine/measured-peak';
 import { importsTorch, pythonsOnPath } from './train-step';
 
 /** Milliseconds and calls per kernel name over one profiled step, largest first. */
@@ -211,20 +217,67 @@ export async function timeSteps(shape: BenchShape, steps: number, precision: Pre
   return { medianMs: times[Math.floor(times.length / 2)], minMs: times[0], maxMs: times[times.length - 1], steps };
 }
 
+/**
+ * N steps (after warm-up steps) with every call into the onednn addon timed (its functions are wrapped for the
+ * duration), accounted by accountWaits; with the threads' scheduler times over the same steps where Linux gives them.
+ */
+export async function measureWaits(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 2) {
+  const { onednnAddon } = await import('../lib/backend/onednn');
+  const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
+  if (!addon || tf.getBackend() !== 'onednn') throw new Error('--waits needs the onednn backend');
+  let calls: TimedStep['calls'] = [];
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const [name, fn] of Object.entries(addon)) {
+    if (typeof fn !== 'function') continue;
+    originals.set(name, fn as (...args: unknown[]) => unknown);
+    addon[name] = (...args: unknown[]) => {
+      const start = performance.now();
+      try {
+        return (fn as (...a: unknown[]) => unknown)(...args);
+      } finally {
+        calls.push({ fn: name, ms: performance.now() - start });
+      }
+    };
+  }
+  const trainer = await createBenchTrainer(shape, precision);
+  const timed: TimedStep[] = [];
+  let threads: ReturnType<typeof scheduleDelta> | undefined;
+  try {
+    for (let i = 0; i < warmupSteps; i++) runStep(trainer);
+    const before = threadSchedule();
+    for (let i = 0; i < steps; i++) {
+      calls = [];
+      const start = performance.now();
+      runStep(trainer);
+      timed.push({ wallMs: performance.now() - start, calls });
+    }
+    const after = threadSchedule();
+    if (before && after) threads = scheduleDelta(before, after);
+  } finally {
+    for (const [name, fn] of originals) addon[name] = fn;
+    disposeTrainer(trainer);
+  }
+  const account: WaitAccount = accountWaits(timed);
+  return { account, threads };
+}
+
 /** Flags of the command line. */
 interface ProfileFlags {
   backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string; time?: number;
+  waits?: number;
 }
 
 function parseProfileFlags(argv: string[]): ProfileFlags {
-  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time'].includes(argv[i - 1]));
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time', '--waits'].includes(argv[i - 1]));
   const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   const precision = (value('--precision') ?? 'fp32') as Precision;
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
   const time = value('--time') === undefined ? undefined : Number(value('--time'));
   if (time !== undefined && !(Number.isInteger(time) && time > 0)) throw new Error(`--time must be a positive number of steps, got '${value('--time')}'`);
+  const waits = value('--waits') === undefined ? undefined : Number(value('--waits'));
+  if (waits !== undefined && !(Number.isInteger(waits) && waits >= 2)) throw new Error(`--waits must be a number of steps, 2 or more, got '${value('--waits')}'`);
   return {
-    time,
+    time, waits,
     backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
     verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), python: value('--python'),
   };
@@ -278,6 +331,13 @@ async function main(): Promise<void> {
     return;
   }
   assertPrecisionAvailable(flags.precision, tf.getBackend());
+  if (flags.waits) {
+    const { account, threads } = await measureWaits(shape, flags.waits, flags.precision);
+    const threadCount = os.availableParallelism();
+    const peak = measurePeak(flags.precision, readCpuFacts(), threadCount);
+    console.log(formatWaits(`${flags.backend} ${flags.precision} ${flags.config}`, account, stepFlopsPerImage(shape) * shape.batch, peak.gflops, threads));
+    return;
+  }
   if (flags.time) {
     const t = await timeSteps(shape, flags.time, flags.precision);
     console.log(`${flags.backend} ${flags.precision} ${flags.config}: ${t.medianMs.toFixed(1)} ms per step, median of ${t.steps} unprofiled steps ` +

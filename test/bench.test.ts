@@ -14,6 +14,7 @@ import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLO
 import { BENCH_SHAPES } from '../bench/ect-step';
 import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
 import { opKind } from '../bench/profile-step';
+import { accountWaits, formatWaits, scheduleDelta } from '../bench/step-waits';
 import { STEP_PRODUCTS, timeProduct } from '../bench/matmul-precision';
 import { bf16Support } from '../lib/backend/onednn/precision';
 import { readCpuFacts } from '../lib/machine/peak';
@@ -128,6 +129,43 @@ describe('oneDNN verbose log summary', () => {
     const text = formatVerbose(parsed, 'log');
     assert.match(text, /convolution +2 +4\.00 +94\.1%/);
     assert.match(text, /reorder +1 +0\.25 +5\.9%/);
+  });
+});
+
+describe('step waits: native floor, waiting and JavaScript', () => {
+  const step = (wallMs: number, times: number[]) => ({ wallMs, calls: times.map((ms, i) => ({ fn: i % 2 ? 'binary' : 'convForward', ms })) });
+
+  it('takes each call\'s fastest time over the steps as its work and the rest as waiting', () => {
+    const a = accountWaits([step(20, [5, 1, 6, 1]), step(25, [9, 1, 5, 2]), step(18, [5, 1, 5, 1])]);
+    assert.equal(a.callsPerStep, 4);
+    assert.equal(a.floorMs, 12);  // 5 + 1 + 5 + 1
+    assert.deepEqual(a.perStep.map((s) => s.nativeMs), [13, 17, 12]);
+    assert.deepEqual(a.perStep.map((s) => s.excessMs), [1, 5, 0]);
+    assert.deepEqual(a.perStep.map((s) => s.outsideMs), [7, 8, 6]);
+    const conv = a.byFunction.find((f) => f.fn === 'convForward');
+    const binary = a.byFunction.find((f) => f.fn === 'binary');
+    assert.deepEqual(conv, { fn: 'convForward', calls: 2, floorMs: 10, excessMs: 1 });  // excesses 1, 4, 0: median 1
+    assert.deepEqual(binary, { fn: 'binary', calls: 2, floorMs: 2, excessMs: 0 });     // excesses 0, 1, 0
+    assert.equal(a.byFunction[0].fn, 'convForward', 'largest floor first');
+    const text = formatWaits('test', a, 12e9, 2000, [{ tid: 7, runMs: 30, waitMs: 3 }]);
+    assert.match(text, /native floor \(each call's fastest time, summed\): 12\.0 ms, 1000 GFLOP\/s at it \(50\.0% of the measured 2000 GFLOP\/s peak\)/);
+    assert.match(text, /thread 7 +10\.0 \/ +1\.0/);
+  });
+
+  it('refuses steps that made different calls, or a single step', () => {
+    assert.throws(() => accountWaits([step(1, [1, 1])]), /at least 2 timed steps/);
+    assert.throws(() => accountWaits([step(1, [1, 1]), step(1, [1, 1, 1])]), /step 1 made 3 native calls, step 0 made 2/);
+    const swapped = step(1, [1, 1]);
+    swapped.calls.reverse();
+    assert.throws(() => accountWaits([step(1, [1, 1]), swapped]), /call 0 of step 1 is binary, of step 0 convForward/);
+  });
+
+  it('threads\' scheduler times are differences of two readings, busiest first, idle threads left out', () => {
+    const before = new Map([[1, { runNs: 1e6, waitNs: 0 }], [2, { runNs: 5e6, waitNs: 1e6 }], [3, { runNs: 2e6, waitNs: 0 }]]);
+    const after = new Map([[1, { runNs: 9e6, waitNs: 2e6 }], [2, { runNs: 6e6, waitNs: 1e6 }], [3, { runNs: 2e6, waitNs: 0 }], [4, { runNs: 3e6, waitNs: 5e5 }]]);
+    assert.deepEqual(scheduleDelta(before, after), [
+      { tid: 1, runMs: 8, waitMs: 2 }, { tid: 4, runMs: 3, waitMs: 0.5 }, { tid: 2, runMs: 1, waitMs: 0 },
+    ]);
   });
 });
 

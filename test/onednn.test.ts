@@ -16,7 +16,8 @@ import {
   scaledSum, UPSAMPLE_KERNEL,
 } from '../lib/nn/fused';
 import { hashUniform } from '../lib/random';
-import { createOptimizer } from '../lib/train/optim';
+import { createOptimizer, gradientNorm, peekFloat32 } from '../lib/train/optim';
+import { firstNonFinite } from '../lib/train/finite';
 import { Ema } from '../lib/train/ema';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/backend/update-kernels';
 import type { OptimizerConfig } from '../lib/config/types';
@@ -145,6 +146,32 @@ describe('onednn backend against the cpu backend', function () {
         const read = x.dataSync();
         assert.notEqual(read, values, 'dataSync returns a copy of a pooled array');
         assert.equal(read[0], 2);
+      }
+    });
+  });
+
+  it('the gradient norm and the finite check read pooled arrays in place: the same answers, no copies', () => {
+    tf.setBackend('onednn');
+    tf.tidy(() => {
+      const grads = [[5, 7], [300], [3, 3, 8, 16]].map((shape) => tf.mul(tf.randomNormal(shape, 0, 1, 'float32', 7), tf.scalar(0.5)));
+      const backend = tf.engine().backend as unknown as { readSync(id: object): unknown };
+      let expected = 0;
+      for (const g of grads) for (const v of g.dataSync()) expected += v * v;
+      const readSync = backend.readSync;
+      let reads = 0;
+      backend.readSync = (id: object) => { reads++; return readSync.call(backend, id); };
+      try {
+        const pooled = peekFloat32(grads[1]);
+        assert.ok(outputPool.owns(pooled), 'peekFloat32 hands out the pooled array itself');
+        assert.equal(peekFloat32(grads[1]), pooled, 'and the same one each time');
+        assert.ok(Math.abs(gradientNorm(grads) - Math.sqrt(expected)) <= 1e-12 * Math.sqrt(expected));
+        assert.equal(firstNonFinite({ params: new Map(grads.map((g, i) => [`g${i}`, g])) }), null);
+        const bad = tf.div(grads[2], tf.scalar(0));  // infinities and NaN (0/0) where entries are 0
+        assert.equal(firstNonFinite({ params: new Map([['ok', grads[0]], ['bad', bad]]) }), 'params/bad');
+        assert.ok(!Number.isFinite(gradientNorm([grads[0], bad])));
+        assert.equal(reads, 0, 'no read copied an array');
+      } finally {
+        backend.readSync = readSync;
       }
     });
   });

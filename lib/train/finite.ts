@@ -1,6 +1,6 @@
 /** Whether weights are finite: checked after every update and before every checkpoint is written. */
 import * as tf from '@tensorflow/tfjs-core';
-import { hasJsTensorStorage } from './optim';
+import { hasJsTensorStorage, peekFloat32 } from './optim';
 
 /**
  * The first float32 tensor of `groups` holding a NaN or infinite value, as 'group/name', or null. x - x is 0 for
@@ -14,7 +14,7 @@ export function firstNonFinite(groups: Record<string, Map<string, tf.Tensor> | u
   if (entries.length === 0) return null;
   if (hasJsTensorStorage()) {
     for (const [label, tensor] of entries) {
-      const values = tensor.dataSync() as Float32Array;
+      const values = peekFloat32(tensor);
       let sum = 0;
       for (let i = 0; i < values.length; i++) sum += values[i] - values[i];
       if (Number.isNaN(sum)) return label;

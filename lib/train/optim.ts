@@ -59,6 +59,20 @@ export function hasJsTensorStorage(): boolean {
 }
 
 /**
+ * A float32 tensor's values to read at once: where tensors live in JS memory (the cpu backend, and onednn, whose
+ * reads copy its pooled arrays), the backend's own array, without a copy; dataSync elsewhere. Read it and let it
+ * go: the array is the tensor's storage (never write to it) and is recycled once the tensor is disposed.
+ */
+export function peekFloat32(t: tf.Tensor): Float32Array {
+  const backend = tf.backend();
+  if (t.dtype === 'float32' && backend instanceof MathBackendCPU && backend.data.has(t.dataId)) {
+    const values = backend.data.get(t.dataId).values;
+    if (values instanceof Float32Array) return values;
+  }
+  return t.dataSync() as Float32Array;
+}
+
+/**
  * How updates are computed: 'tensor' with tfjs kernels, 'fused' in one JS loop per parameter (works on any
  * backend via dataSync, fast where tensors live in JS memory), 'auto' fused exactly there.
  */
@@ -93,7 +107,7 @@ export function gradientNorm(grads: Iterable<tf.Tensor>): number {
   if (hasJsTensorStorage() && all.every((g) => g.dtype === 'float32')) {
     let sumOfSquares = 0;
     for (const g of all) {
-      const values = g.dataSync() as Float32Array;
+      const values = peekFloat32(g);
       for (let i = 0; i < values.length; i++) sumOfSquares += values[i] * values[i];
     }
     return Math.sqrt(sumOfSquares);

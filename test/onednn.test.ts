@@ -313,12 +313,42 @@ describe('onednn backend against the cpu backend', function () {
     // a [B, HW, G, C/G] GroupNorm-style moment, big enough for the threaded paths
     assertValuesAndGradients('group moments', (a) => tf.moments(a, [1, 3], true).variance, [randomInput([8, 196, 8, 4])]);
     assertValuesAndGradients('bias gradient-style sum', (a) => tf.sum(a, [0, 1, 2]), [randomInput([16, 14, 14, 32])]);
-    for (const shape of [[3, 7], [2, 5, 49], [1, 1]]) {
+    for (const shape of [[3, 7], [2, 5, 49], [1, 1], [4, 16], [3, 17], [2, 8, 256], [600, 64]]) {
       assertValuesAndGradients(`softmax [${shape}]`, (a) => tf.softmax(a), [randomInput(shape)]);
     }
     for (const kernel of ['Sum', 'Mean', 'Max', 'Min', 'Transpose', 'Softmax']) {
       assert.ok(nativeCount(kernel) > 0, `${kernel} ran natively: ${JSON.stringify(kernelCounters)}`);
     }
+  });
+
+  it('native softmax: float64-accurate rows of every length, exact zeros for -Infinity, NaN rows stay NaN', () => {
+    const addon = onednnAddon() as NonNullable<ReturnType<typeof onednnAddon>>;
+    for (const cols of [1, 15, 16, 17, 49, 256, 1000]) {
+      const rows = 3;
+      const x = new Float32Array(rows * cols).map(() => (rng() * 2 - 1) * 40);
+      if (cols > 1) x[cols + (cols >> 1)] = -Infinity;  // row 1 (a row of -Infinity alone would be NaN)
+      x[2 * cols] = 1e30;                 // row 2: one huge entry takes all the mass
+      const out = new Float32Array(rows * cols);
+      addon.softmax(x, rows, cols, out);
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from(x.subarray(r * cols, (r + 1) * cols));
+        const peak = Math.max(...row);
+        const exps = row.map((v) => Math.exp(v - peak));
+        const sum = exps.reduce((a, b) => a + b, 0);
+        exps.forEach((e, c) => {
+          const got = out[r * cols + c];
+          // float32 rounds x - peak by up to 6e-8 of it, which moves exp by that times |x - peak|
+          const tolerance = e === 0 ? 0 : (2e-6 + 1.2e-7 * Math.abs(row[c] - peak)) * (e / sum) + 1e-38;
+          assert.ok(Math.abs(got - e / sum) <= tolerance, `cols ${cols} row ${r} entry ${c}: ${got} against ${e / sum}`);
+        });
+      }
+      if (cols > 1) assert.equal(out[cols + (cols >> 1)], 0, 'exp(-Infinity) is exactly 0');
+      assert.equal(out[2 * cols], 1);
+    }
+    const withNaN = new Float32Array([0.5, NaN, 1, 2, 3]);
+    const out = new Float32Array(5);
+    addon.softmax(withNaN, 1, 5, out);
+    assert.ok(out.every((v) => Number.isNaN(v)), `a row with NaN is NaN: ${out}`);
   });
 
   it('slice, split, unstack, concat and stack', () => {

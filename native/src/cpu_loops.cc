@@ -1,5 +1,6 @@
 // Multithreaded (OpenMP) float32 loops: broadcasting binary ops, unary ops, reductions, transpose, softmax.
 #include "cpu_loops.h"
+#include "vexp.h"
 
 #include <omp.h>
 
@@ -442,15 +443,33 @@ void insert(float* out, const std::vector<int64_t>& outShape, const std::vector<
 }
 
 void softmax(const float* x, int64_t rows, int64_t cols, float* out) {
+  // Lanes of partial maxima and sums, so the loops vectorise (a running scalar max or sum is one serial chain).
+  constexpr int kLanes = 16;
 #pragma omp parallel for num_threads(teamFor(rows * cols)) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     const float* in = x + r * cols;
     float* o = out + r * cols;
+    const int64_t whole = cols - cols % kLanes;
+    float lanes[kLanes];
+    std::fill(lanes, lanes + kLanes, -std::numeric_limits<float>::infinity());
+    for (int64_t c = 0; c < whole; c += kLanes) {
+      for (int l = 0; l < kLanes; l++) lanes[l] = std::max(lanes[l], in[c + l]);
+    }
     float peak = -std::numeric_limits<float>::infinity();
-    for (int64_t c = 0; c < cols; c++) peak = std::max(peak, in[c]);
+    for (int l = 0; l < kLanes; l++) peak = std::max(peak, lanes[l]);
+    for (int64_t c = whole; c < cols; c++) peak = std::max(peak, in[c]);
+    std::fill(lanes, lanes + kLanes, 0.f);
+    for (int64_t c = 0; c < whole; c += kLanes) {
+      for (int l = 0; l < kLanes; l++) {
+        const float e = vexp(in[c + l] - peak);
+        o[c + l] = e;
+        lanes[l] += e;
+      }
+    }
     double sum = 0;
-    for (int64_t c = 0; c < cols; c++) {
-      o[c] = std::exp(in[c] - peak);
+    for (int l = 0; l < kLanes; l++) sum += lanes[l];
+    for (int64_t c = whole; c < cols; c++) {
+      o[c] = vexp(in[c] - peak);
       sum += o[c];
     }
     const float inv = static_cast<float>(1.0 / sum);

@@ -6,6 +6,7 @@
 //   dbeta_c += sum_p dz,  dgamma_c += sum_p dz * n,
 //   dx = rstd_g * (gamma_c * dz - m1_g - n * m2_g),  m1_g = sum(gamma_c dz) / N,  m2_g = sum(gamma_c dz n) / N.
 #include "group_norm.h"
+#include "vexp.h"
 
 #include <omp.h>
 
@@ -18,25 +19,6 @@
 
 namespace ect {
 namespace {
-
-// exp(v) for v in float range, written so that the compiler vectorises loops calling it: Cody-Waite
-// reduction by ln 2 and the Cephes degree-5 polynomial (relative error about 1e-7, like std::exp's float).
-inline float vexp(float v) {
-  v = v > 88.f ? 88.f : v;
-  v = v < -87.f ? -87.f : v;
-  const float kf = std::floor(v * 1.44269504088896341f + 0.5f);
-  const int k = static_cast<int>(kf);
-  const float r = v - kf * 0.693359375f + kf * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const int32_t bits = (k + 127) * (1 << 23);  // 2^k as a float's exponent field
-  return p * __builtin_bit_cast(float, bits);
-}
 
 inline float sigmoid(float z) { return 1.f / (1.f + vexp(-z)); }
 

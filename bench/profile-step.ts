@@ -134,29 +134,42 @@ export function formatProfile(label: string, p: StepProfile, topKernels = 25): s
 export interface PrecisionCpu { stepMs: number; wallMs: number; byFunction: Record<string, number>; outsideAddonMs: number }
 
 /**
+ * Wraps every function of the onednn addon so that each call runs `begin` before and `end(name, begin's value)` after
+ * it (also when it throws); returns the function that puts the originals back. Needs the onednn backend (`flag` names
+ * the option that asked, for the error).
+ */
+async function wrapAddon<T>(flag: string, begin: () => T, end: (name: string, started: T) => void): Promise<() => void> {
+  const { onednnAddon } = await import('../lib/backend/onednn');
+  const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
+  if (!addon || tf.getBackend() !== 'onednn') throw new Error(`${flag} needs the onednn backend`);
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const [name, fn] of Object.entries(addon)) {
+    if (typeof fn !== 'function') continue;
+    const original = fn as (...args: unknown[]) => unknown;
+    originals.set(name, original);
+    addon[name] = (...args: unknown[]) => {
+      const started = begin();
+      try {
+        return original(...args);
+      } finally {
+        end(name, started);
+      }
+    };
+  }
+  return () => { for (const [name, fn] of originals) addon[name] = fn; };
+}
+
+/**
  * fp32 and bf16 steps of the same network alternating in one process (after warm-up steps of each), timed in
  * process CPU time, which another process's load does not inflate, split by the addon function that spent it
  * (its functions are wrapped for the duration). Needs the onednn backend and bf16 instructions.
  */
 export async function compareStepPrecisions(shape: BenchShape, steps = 3, warmupSteps = 2): Promise<Record<Precision, PrecisionCpu>> {
-  const { onednnAddon } = await import('../lib/backend/onednn');
-  const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
-  if (!addon || tf.getBackend() !== 'onednn') throw new Error('--compare needs the onednn backend');
   const spent = new Map<string, number>();
-  const originals = new Map<string, (...args: unknown[]) => unknown>();
-  for (const [name, fn] of Object.entries(addon)) {
-    if (typeof fn !== 'function') continue;
-    originals.set(name, fn as (...args: unknown[]) => unknown);
-    addon[name] = (...args: unknown[]) => {
-      const start = process.cpuUsage();
-      try {
-        return (fn as (...a: unknown[]) => unknown)(...args);
-      } finally {
-        const used = process.cpuUsage(start);
-        spent.set(name, (spent.get(name) ?? 0) + (used.user + used.system) / 1e3);
-      }
-    };
-  }
+  const restore = await wrapAddon('--compare', () => process.cpuUsage(), (name, start) => {
+    const used = process.cpuUsage(start);
+    spent.set(name, (spent.get(name) ?? 0) + (used.user + used.system) / 1e3);
+  });
   const precisions: Precision[] = ['fp32', 'bf16'];
   const samples: Record<string, Array<{ stepMs: number; wallMs: number; byFunction: Map<string, number> }>> = { fp32: [], bf16: [] };
   const trainers = [await createBenchTrainer(shape, 'fp32'), await createBenchTrainer(shape, 'bf16')];
@@ -172,7 +185,7 @@ export async function compareStepPrecisions(shape: BenchShape, steps = 3, warmup
       });
     }
   } finally {
-    for (const [name, fn] of originals) addon[name] = fn;
+    restore();
     trainers.forEach(disposeTrainer);
   }
   const median = (values: number[]) => values.slice().sort((a, b) => a - b)[values.length >> 1];
@@ -222,23 +235,8 @@ export async function timeSteps(shape: BenchShape, steps: number, precision: Pre
  * duration), accounted by accountWaits; with the threads' scheduler times over the same steps where Linux gives them.
  */
 export async function measureWaits(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 2) {
-  const { onednnAddon } = await import('../lib/backend/onednn');
-  const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
-  if (!addon || tf.getBackend() !== 'onednn') throw new Error('--waits needs the onednn backend');
   let calls: TimedStep['calls'] = [];
-  const originals = new Map<string, (...args: unknown[]) => unknown>();
-  for (const [name, fn] of Object.entries(addon)) {
-    if (typeof fn !== 'function') continue;
-    originals.set(name, fn as (...args: unknown[]) => unknown);
-    addon[name] = (...args: unknown[]) => {
-      const start = performance.now();
-      try {
-        return (fn as (...a: unknown[]) => unknown)(...args);
-      } finally {
-        calls.push({ fn: name, ms: performance.now() - start });
-      }
-    };
-  }
+  const restore = await wrapAddon('--waits', () => performance.now(), (name, start) => calls.push({ fn: name, ms: performance.now() - start }));
   const trainer = await createBenchTrainer(shape, precision);
   const timed: TimedStep[] = [];
   let threads: ReturnType<typeof scheduleDelta> | undefined;
@@ -254,7 +252,7 @@ export async function measureWaits(shape: BenchShape, steps: number, precision: 
     const after = threadSchedule();
     if (before && after) threads = scheduleDelta(before, after);
   } finally {
-    for (const [name, fn] of originals) addon[name] = fn;
+    restore();
     disposeTrainer(trainer);
   }
   const account: WaitAccount = accountWaits(timed);

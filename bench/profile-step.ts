@@ -14,7 +14,9 @@
  * figure to compare between two checkouts, run alternately on one idle machine.
  * `--waits N` times N steps with every native call timed and splits the wall time into the native floor (each call's
  * fastest time over the N steps, summed), waiting (the rest of the native time: threads descheduled or woken late) and
- * JavaScript outside native calls, with the process's threads' scheduler waits (bench/step-waits.ts).
+ * JavaScript outside native calls, with the process's threads' scheduler waits (bench/step-waits.ts). `--replay N`
+ * records one step's native calls and times N runs of that list back to back, beside N eager steps: the step's
+ * time with no JavaScript between its kernels.
  */
 import { spawnSync } from 'child_process';
 import * as os from 'os';
@@ -133,22 +135,26 @@ export function formatProfile(label: string, p: StepProfile, topKernels = 25): s
 /** CPU milliseconds per step, median over the compared steps: the whole step and each addon function it called. */
 export interface PrecisionCpu { stepMs: number; wallMs: number; byFunction: Record<string, number>; outsideAddonMs: number }
 
+/** An addon function as the wrappers see it. */
+type AddonFunction = (...args: unknown[]) => unknown;
+
 /**
- * Wraps every function of the onednn addon so that each call runs `begin` before and `end(name, begin's value)` after
- * it (also when it throws); returns the function that puts the originals back. Needs the onednn backend (`flag` names
- * the option that asked, for the error).
+ * Wraps every function of the onednn addon so that each call runs `begin(name, original, args)` before and
+ * `end(name, begin's value)` after it (also when it throws); returns the function that puts the originals back (a
+ * second call does nothing). Needs the onednn backend (`flag` names the option that asked, for the error).
  */
-async function wrapAddon<T>(flag: string, begin: () => T, end: (name: string, started: T) => void): Promise<() => void> {
+async function wrapAddon<T>(flag: string, begin: (name: string, original: AddonFunction, args: unknown[]) => T,
+  end: (name: string, started: T) => void): Promise<() => void> {
   const { onednnAddon } = await import('../lib/backend/onednn');
   const addon = onednnAddon() as unknown as Record<string, unknown> | undefined;
   if (!addon || tf.getBackend() !== 'onednn') throw new Error(`${flag} needs the onednn backend`);
-  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  const originals = new Map<string, AddonFunction>();
   for (const [name, fn] of Object.entries(addon)) {
     if (typeof fn !== 'function') continue;
-    const original = fn as (...args: unknown[]) => unknown;
+    const original = fn as AddonFunction;
     originals.set(name, original);
     addon[name] = (...args: unknown[]) => {
-      const started = begin();
+      const started = begin(name, original, args);
       try {
         return original(...args);
       } finally {
@@ -156,7 +162,10 @@ async function wrapAddon<T>(flag: string, begin: () => T, end: (name: string, st
       }
     };
   }
-  return () => { for (const [name, fn] of originals) addon[name] = fn; };
+  return () => {
+    for (const [name, fn] of originals) addon[name] = fn;
+    originals.clear();
+  };
 }
 
 /**
@@ -259,14 +268,72 @@ export async function measureWaits(shape: BenchShape, steps: number, precision: 
   return { account, threads };
 }
 
+/** Eager steps and native replays of one step's calls, in wall milliseconds. */
+export interface ReplayTimes { calls: number; eagerMs: number[]; replayMs: number[] }
+
+/**
+ * What a step would take with no JavaScript at all: records the calls one step makes into the onednn addon (function
+ * and arguments, after warm-up steps), then runs that list back to back `replays` times, timing each run, beside as
+ * many eager steps. The replays compute nothing meaningful (each array holds whatever the output pool left in it,
+ * weights included), but they run the same kernels on the same shapes in the same order, filter reorders included,
+ * so their time is that of the step's native work with the dispatch between calls gone: the bound for a step
+ * recorded once and replayed natively.
+ */
+export async function measureReplay(shape: BenchShape, replays: number, precision: Precision = 'fp32', warmupSteps = 2): Promise<ReplayTimes> {
+  let recording: Array<{ fn: AddonFunction; args: unknown[] }> | null = null;
+  const restore = await wrapAddon('--replay', (_, original, args) => { recording?.push({ fn: original, args }); }, () => undefined);
+  const trainer = await createBenchTrainer(shape, precision);
+  const eagerMs: number[] = [], replayMs: number[] = [];
+  let calls = 0;
+  try {
+    for (let i = 0; i < warmupSteps; i++) runStep(trainer);
+    for (let i = 0; i < replays; i++) {
+      const start = performance.now();
+      runStep(trainer);
+      eagerMs.push(performance.now() - start);
+    }
+    recording = [];
+    runStep(trainer);
+    const list: Array<{ fn: AddonFunction; args: unknown[] }> = recording;
+    recording = null;
+    restore();
+    calls = list.length;
+    for (let i = 0; i < replays; i++) {
+      const start = performance.now();
+      for (const call of list) call.fn(...call.args);
+      replayMs.push(performance.now() - start);
+    }
+  } finally {
+    restore();
+    disposeTrainer(trainer);
+  }
+  return { calls, eagerMs, replayMs };
+}
+
+/** The printed comparison: eager steps and native replays, each with its median, GFLOP/s and fraction of peak. */
+export function formatReplay(label: string, r: ReplayTimes, flopsPerStep: number, peakGflops: number | null): string {
+  const line = (what: string, times: number[]) => {
+    const sorted = times.slice().sort((a, b) => a - b);
+    const median = sorted[sorted.length >> 1];
+    const gflops = flopsPerStep / median / 1e6;
+    return `${what.padEnd(16)} median ${median.toFixed(1)} ms (${sorted[0].toFixed(1)}-${sorted[sorted.length - 1].toFixed(1)}), ` +
+      `${gflops.toFixed(0)} GFLOP/s${peakGflops ? `, ${(100 * gflops / peakGflops).toFixed(1)}% of the measured ${peakGflops.toFixed(0)} GFLOP/s peak` : ''}`;
+  };
+  return [
+    `${label}: one step's ${r.calls} native calls replayed back to back, against eager steps (${r.replayMs.length} of each)`,
+    line('eager step', r.eagerMs),
+    line('native replay', r.replayMs),
+  ].join('\n');
+}
+
 /** Flags of the command line. */
 interface ProfileFlags {
   backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string; time?: number;
-  waits?: number;
+  waits?: number; replay?: number;
 }
 
 function parseProfileFlags(argv: string[]): ProfileFlags {
-  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time', '--waits'].includes(argv[i - 1]));
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time', '--waits', '--replay'].includes(argv[i - 1]));
   const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   const precision = (value('--precision') ?? 'fp32') as Precision;
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
@@ -274,8 +341,10 @@ function parseProfileFlags(argv: string[]): ProfileFlags {
   if (time !== undefined && !(Number.isInteger(time) && time > 0)) throw new Error(`--time must be a positive number of steps, got '${value('--time')}'`);
   const waits = value('--waits') === undefined ? undefined : Number(value('--waits'));
   if (waits !== undefined && !(Number.isInteger(waits) && waits >= 2)) throw new Error(`--waits must be a number of steps, 2 or more, got '${value('--waits')}'`);
+  const replay = value('--replay') === undefined ? undefined : Number(value('--replay'));
+  if (replay !== undefined && !(Number.isInteger(replay) && replay > 0)) throw new Error(`--replay must be a positive number of steps, got '${value('--replay')}'`);
   return {
-    time, waits,
+    time, waits, replay,
     backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
     verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), python: value('--python'),
   };
@@ -329,6 +398,12 @@ async function main(): Promise<void> {
     return;
   }
   assertPrecisionAvailable(flags.precision, tf.getBackend());
+  if (flags.replay) {
+    const times = await measureReplay(shape, flags.replay, flags.precision);
+    const peak = measurePeak(flags.precision, readCpuFacts(), os.availableParallelism());
+    console.log(formatReplay(`${flags.backend} ${flags.precision} ${flags.config}`, times, stepFlopsPerImage(shape) * shape.batch, peak.gflops));
+    return;
+  }
   if (flags.waits) {
     const { account, threads } = await measureWaits(shape, flags.waits, flags.precision);
     const threadCount = os.availableParallelism();

@@ -13,7 +13,10 @@ import { SMOKE_SHAPES } from '../bench/ect-step';
 import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
 import { BENCH_SHAPES } from '../bench/ect-step';
 import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
-import { opKind } from '../bench/profile-step';
+import { formatReplay, measureReplay, measureWaits, opKind } from '../bench/profile-step';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../lib/backend/select';
+import { onednnAddon } from '../lib/backend/onednn';
 import { accountWaits, formatWaits, scheduleDelta } from '../bench/step-waits';
 import { STEP_PRODUCTS, timeProduct } from '../bench/matmul-precision';
 import { bf16Support } from '../lib/backend/onednn/precision';
@@ -175,6 +178,33 @@ describe('profile op kinds', () => {
       'Multiply', 'Softmax', 'Unheard'].map(opKind);
     assert.deepEqual(kinds, ['convolution', 'convolution', 'matmul', 'normalisation', 'resampling', 'optimiser/EMA', 'reduction', 'data movement', 'elementwise',
       'elementwise', 'other']);
+  });
+});
+
+describe('profile-step --waits and --replay on the onednn backend', function () {
+  let previous = 'cpu';
+  before(async function () {
+    requireSystemPart(this, 'native');
+    previous = tf.getBackend() ?? 'cpu';
+    await initBackend('onednn');
+  });
+  after(async () => { await tf.setBackend(previous); });
+
+  it('--waits sees the same calls in every step; --replay runs one step\'s calls again and leaves the addon as it was', async () => {
+    const shape = SMOKE_SHAPES.tiny;
+    const addon = onednnAddon() as unknown as Record<string, unknown>;
+    const before = { ...addon };
+    const tensors = tf.memory().numTensors;
+    const { account } = await measureWaits(shape, 2);
+    assert.ok(account.callsPerStep > 20 && account.floorMs > 0, `${account.callsPerStep} calls, floor ${account.floorMs}`);
+    assert.ok(account.byFunction.some((f) => f.fn === 'convForward') && account.byFunction.some((f) => f.fn === 'convBackward'));
+    const replay = await measureReplay(shape, 2);
+    assert.equal(replay.calls, account.callsPerStep, 'the recorded step made the calls every timed step made');
+    assert.equal(replay.replayMs.length, 2);
+    assert.ok([...replay.eagerMs, ...replay.replayMs].every((ms) => ms > 0 && Number.isFinite(ms)));
+    assert.match(formatReplay('tiny', replay, 1e9, 100), /native replay +median [\d.]+ ms \([\d.]+-[\d.]+\), \d+ GFLOP\/s, [\d.]+% of the measured 100 GFLOP\/s peak/);
+    for (const [name, fn] of Object.entries(before)) assert.equal(addon[name], fn, `addon.${name} is the original again`);
+    assert.equal(tf.memory().numTensors, tensors, 'the trainers were freed');
   });
 });
 

@@ -332,8 +332,36 @@ interface ProfileFlags {
   waits?: number; replay?: number;
 }
 
-function parseProfileFlags(argv: string[]): ProfileFlags {
-  const positional = argv.filter((a, i) => !a.startsWith('--') && !['--precision', '--python', '--time', '--waits', '--replay'].includes(argv[i - 1]));
+/** Flags that take a value, and flags that stand alone. */
+const VALUE_FLAGS = ['--precision', '--python', '--time', '--waits', '--replay'];
+const SWITCH_FLAGS = ['--verbose', '--peer', '--compare', '--help'];
+
+/** What --help prints. */
+export const PROFILE_USAGE = `Usage: node dist/bench/profile-step.js [backend] [config] [flags]
+
+Where one ECT training step spends its time. backend: onednn (default), wasm, cpu, ...; config: ${Object.keys(BENCH_SHAPES).join(', ')}
+(default res28-ch32), the benchmark's shapes. Without a mode flag: one profiled step after two warm-up steps, time per
+kernel and per op kind, time outside kernels (JavaScript dispatch and autodiff) and the step's allocations.
+
+  --precision fp32|bf16   the step's precision (bf16 needs avx512_bf16); default fp32
+  --verbose               also oneDNN's own log of one step: ISA, implementation, types and layouts of each primitive
+  --peer                  also the PyTorch peer's oneDNN log of its step (--python <path> picks its python3)
+  --compare               fp32 and bf16 steps alternating in one process, in CPU time per addon function (onednn)
+  --time N                N unprofiled steps: median, min and max wall time (the figure to compare two checkouts)
+  --waits N               N steps with every native call timed (N >= 2): native floor (each call's fastest time,
+                          summed, with its fraction of the measured peak), waiting and JavaScript per step, the same by
+                          addon function, and the threads' scheduler times (onednn)
+  --replay N              one step's native calls run N times back to back without tfjs, beside N eager steps: the
+                          step with no JavaScript between its kernels (onednn)
+  --help                  this text`;
+
+export function parseProfileFlags(argv: string[]): ProfileFlags {
+  const unknown = argv.filter((a, i) => a.startsWith('--') && !VALUE_FLAGS.includes(a) && !SWITCH_FLAGS.includes(a) && !VALUE_FLAGS.includes(argv[i - 1]));
+  if (unknown.length > 0) throw new Error(`unknown flag ${unknown.join(', ')} (--help lists the flags)`);
+  const missing = VALUE_FLAGS.find((flag) => { const i = argv.indexOf(flag); return i >= 0 && (i + 1 >= argv.length || argv[i + 1].startsWith('--')); });
+  if (missing) throw new Error(`${missing} needs a value (--help lists the flags)`);
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !VALUE_FLAGS.includes(argv[i - 1]));
+  if (positional.length > 2) throw new Error(`expected at most a backend and a config, got ${positional.join(' ')}`);
   const value = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   const precision = (value('--precision') ?? 'fp32') as Precision;
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
@@ -387,6 +415,10 @@ function peerVerbose(flags: ProfileFlags, shape: BenchShape): string {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--verbose-child') return verboseChild(parseProfileFlags(argv.slice(1)));
+  if (argv.includes('--help')) {
+    console.log(PROFILE_USAGE);
+    return;
+  }
   const flags = parseProfileFlags(argv);
   const shape = benchShape(flags.config);
   if (!shape) throw new Error(`unknown config ${flags.config}; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);

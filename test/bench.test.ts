@@ -13,7 +13,7 @@ import { SMOKE_SHAPES } from '../bench/ect-step';
 import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
 import { BENCH_SHAPES } from '../bench/ect-step';
 import { formatVerbose, groupVerbose, parseVerbose } from '../bench/onednn-verbose';
-import { formatReplay, measureReplay, measureWaits, opKind } from '../bench/profile-step';
+import { formatReplay, measureReplay, measureWaits, opKind, parseProfileFlags, PROFILE_USAGE } from '../bench/profile-step';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../lib/backend/select';
 import { onednnAddon } from '../lib/backend/onednn';
@@ -169,6 +169,29 @@ describe('step waits: native floor, waiting and JavaScript', () => {
     assert.deepEqual(scheduleDelta(before, after), [
       { tid: 1, runMs: 8, waitMs: 2 }, { tid: 4, runMs: 3, waitMs: 0.5 }, { tid: 2, runMs: 1, waitMs: 0 },
     ]);
+  });
+});
+
+describe('profile-step flags', () => {
+  it('reads the backend, config, modes and values; refuses unknown flags, missing values and extra words', () => {
+    const flags = parseProfileFlags(['wasm', 'res28-ch16', '--precision', 'bf16', '--waits', '4', '--verbose']);
+    assert.equal(flags.backend, 'wasm');
+    assert.equal(flags.config, 'res28-ch16');
+    assert.equal(flags.precision, 'bf16');
+    assert.equal(flags.waits, 4);
+    assert.equal(flags.verbose, true);
+    assert.equal(flags.replay, undefined);
+    const defaults = parseProfileFlags(['--replay', '3']);
+    assert.deepEqual([defaults.backend, defaults.config, defaults.precision, defaults.replay], ['onednn', 'res28-ch32', 'fp32', 3]);
+    assert.throws(() => parseProfileFlags(['--wait', '3']), /unknown flag --wait \(--help lists the flags\)/);
+    assert.throws(() => parseProfileFlags(['onednn', '--waits']), /--waits needs a value/);
+    assert.throws(() => parseProfileFlags(['--waits', '--verbose']), /--waits needs a value/);
+    assert.throws(() => parseProfileFlags(['--waits', '1']), /--waits must be a number of steps, 2 or more, got '1'/);
+    assert.throws(() => parseProfileFlags(['--replay', 'x']), /--replay must be a positive number of steps/);
+    assert.throws(() => parseProfileFlags(['onednn', 'res28-ch16', 'extra']), /at most a backend and a config/);
+    for (const flag of ['--precision', '--verbose', '--peer', '--compare', '--time', '--waits', '--replay', '--python', '--help']) {
+      assert.ok(PROFILE_USAGE.includes(flag), `--help explains ${flag}`);
+    }
   });
 });
 

@@ -27,7 +27,7 @@ import { assertPrecisionAvailable } from '../lib/backend/onednn/precision';
 import type { Precision } from '../lib/config/types';
 import { BENCH_SHAPES, benchShape, createBenchTrainer, disposeTrainer, runStep, stepFlopsPerImage, type BenchShape } from './ect-step';
 import { formatVerbose, parseVerbose } from './onednn-verbose';
-import { accountWaits, formatWaits, scheduleDelta, threadSchedule, type TimedStep, type WaitAccount } from './step-waits';
+import { accountWaits, formatWaits, scheduleDelta, threadSchedule, type TimedStep } from './step-waits';
 import { readCpuFacts } from '../lib/machine/peak';
 import { measurePeak } from '../lib/machine/measured-peak';
 import { importsTorch, pythonsOnPath } from './train-step';
@@ -264,8 +264,7 @@ export async function measureWaits(shape: BenchShape, steps: number, precision: 
     restore();
     disposeTrainer(trainer);
   }
-  const account: WaitAccount = accountWaits(timed);
-  return { account, threads };
+  return { account: accountWaits(timed), threads };
 }
 
 /** Eager steps and native replays of one step's calls, in wall milliseconds. */
@@ -430,17 +429,18 @@ async function main(): Promise<void> {
     return;
   }
   assertPrecisionAvailable(flags.precision, tf.getBackend());
+  const label = `${flags.backend} ${flags.precision} ${flags.config}`;
+  // --replay and --waits give rates against the step's FLOPs and the peak measured right after their steps
+  const stepFlops = stepFlopsPerImage(shape) * shape.batch;
+  const peakNow = () => measurePeak(flags.precision, readCpuFacts(), os.availableParallelism()).gflops;
   if (flags.replay) {
     const times = await measureReplay(shape, flags.replay, flags.precision);
-    const peak = measurePeak(flags.precision, readCpuFacts(), os.availableParallelism());
-    console.log(formatReplay(`${flags.backend} ${flags.precision} ${flags.config}`, times, stepFlopsPerImage(shape) * shape.batch, peak.gflops));
+    console.log(formatReplay(label, times, stepFlops, peakNow()));
     return;
   }
   if (flags.waits) {
     const { account, threads } = await measureWaits(shape, flags.waits, flags.precision);
-    const threadCount = os.availableParallelism();
-    const peak = measurePeak(flags.precision, readCpuFacts(), threadCount);
-    console.log(formatWaits(`${flags.backend} ${flags.precision} ${flags.config}`, account, stepFlopsPerImage(shape) * shape.batch, peak.gflops, threads));
+    console.log(formatWaits(label, account, stepFlops, peakNow(), threads));
     return;
   }
   if (flags.time) {

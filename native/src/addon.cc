@@ -216,6 +216,22 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   });
 }
 
+// select(condition: Uint8Array, a, b, out): out = condition ? a : b, arrays of one length
+Napi::Value Select(const Napi::CallbackInfo& info) {
+  if (!checkFloatArrays(info, {1, 2, 3})) return info.Env().Undefined();
+  return guarded(info, [&] {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw std::invalid_argument("select: the condition must be a Uint8Array");
+    }
+    auto condition = info[0].As<Napi::Uint8Array>();
+    const auto n = static_cast<int64_t>(condition.ElementLength());
+    for (int p : {1, 2, 3}) {
+      if (static_cast<int64_t>(info[p].As<Napi::Float32Array>().ElementLength()) != n) throw std::invalid_argument("select: arrays differ in length");
+    }
+    ect::select(condition.Data(), floats(info[1]), floats(info[2]), floats(info[3]), n);
+  });
+}
+
 // scaledSum(a, b, scale, out): out = (a + b) * scale, arrays of one length
 Napi::Value ScaledSum(const Napi::CallbackInfo& info) {
   if (!checkFloatArrays(info, {0, 1, 3})) return info.Env().Undefined();
@@ -458,6 +474,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("slice", Napi::Function::New(env, Slice));
   exports.Set("insert", Napi::Function::New(env, Insert));
   exports.Set("compare", Napi::Function::New(env, Compare));
+  exports.Set("select", Napi::Function::New(env, Select));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward));
   exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));

@@ -250,6 +250,11 @@ void dropoutMask(uint32_t seed, double keep, float scale, float* out, int64_t n)
   }
 }
 
+void select(const uint8_t* condition, const float* a, const float* b, float* out, int64_t n) {
+#pragma omp parallel for num_threads(teamFor(n)) schedule(static)
+  for (int64_t i = 0; i < n; i++) out[i] = condition[i] ? a[i] : b[i];
+}
+
 void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n) {
   // the sum is rounded to float before the product, as two separate elementwise kernels would round it
 #pragma omp parallel for num_threads(teamFor(n)) schedule(static)

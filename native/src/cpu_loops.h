@@ -19,6 +19,8 @@ void compare(CompareOp op, const float* a, const std::vector<int64_t>& aShape, c
              const std::vector<int64_t>& bShape, uint8_t* out, const std::vector<int64_t>& outShape);
 // y = op(x) elementwise over n values.
 void unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
+// out[i] = condition[i] ? a[i] : b[i] over n values (tf.where with a condition shaped like its values).
+void select(const uint8_t* condition, const float* a, const float* b, float* out, int64_t n);
 // out = (a + b) * scale elementwise over n values (a residual sum and its scale in one pass).
 void scaledSum(const float* a, const float* b, float scale, float* out, int64_t n);
 // Dropout mask: out[i] = scale where the i-th number of the counter-based uniform stream of `seed` is below keep,

@@ -61,6 +61,8 @@ export interface OnednnAddon {
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
   compare(op: CompareCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Uint8Array, outShape: number[]): void;
   unary(op: UnaryCode, x: Float32Array, y: Float32Array, alpha: number): void;
+  /** out = condition ? a : b elementwise over arrays of one length (condition: 0/1 bytes). */
+  select(condition: Uint8Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
   /** out = (a + b) * scale, elementwise over arrays of one length. */
   scaledSum(a: Float32Array, b: Float32Array, scale: number, out: Float32Array): void;
   /** out[i] = scale where hashUniform(seed, i) < keep, else 0: a dropout mask (lib/nn/layers.ts DropoutMasks). */
@@ -112,7 +114,7 @@ export function addonPath(): string {
 export const ADDON_FUNCTIONS: ReadonlyArray<keyof OnednnAddon> = [
   'convForward', 'convBackward', 'convBackwardData', 'convBackwardFilter', 'releaseFilter', 'cachedFilters', 'matMul',
   'convImplementation', 'matMulImplementation', 'effectiveIsa', 'bf16Executions', 'convExecutions', 'setVerbose',
-  'binary', 'compare', 'unary', 'scaledSum', 'dropoutMask', 'reduce', 'transpose', 'slice', 'insert', 'softmax',
+  'binary', 'compare', 'select', 'unary', 'scaledSum', 'dropoutMask', 'reduce', 'transpose', 'slice', 'insert', 'softmax',
   'groupNormForward', 'groupNormBackward', 'momentUpdate', 'emaUpdate', 'downsample2x', 'upsample2x', 'version',
   'cachedPrimitives', 'threads', 'addressOffset', 'measureFmaRate',
 ];

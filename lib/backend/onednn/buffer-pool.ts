@@ -154,6 +154,29 @@ export class FloatBufferPool {
     return this.capacityBytes - this.liveBytes;
   }
 
+  /** Bytes handed out and not taken back. */
+  get bytesInUse(): number {
+    return this.liveBytes;
+  }
+
+  /**
+   * Drops the chunks that hold no array handed out (their memory goes back to the GC); returns the bytes dropped.
+   * For a pool whose working set moved elsewhere (a recorded training step's scratch pool took the step's
+   * intermediates), not for a steady loop, which would then allocate its chunks afresh.
+   */
+  dropEmptyChunks(): number {
+    let dropped = 0;
+    const keep = (chunk: Chunk) => {
+      const empty = chunk.free.length === 1 && chunk.free[0].bytes === chunk.bytes - chunk.free[0].offset && chunk.free[0].offset < ALIGN_BYTES;
+      if (empty) dropped += chunk.bytes;
+      return !empty;
+    };
+    this.chunks = this.chunks.filter(keep);
+    this.smallChunks = this.smallChunks.filter(keep);
+    this.capacityBytes -= dropped;
+    return dropped;
+  }
+
   /** Bytes of every chunk, handed out or free. */
   get chunkBytes(): number {
     return this.capacityBytes;

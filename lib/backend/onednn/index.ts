@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
-import { filterIdentities, fusedKernels, nativeKernels, outputPool, withCpuFallback } from './kernels';
+import { filterIdentities, fusedKernels, nativeKernels, outputPool, poolOwning, withCpuFallback } from './kernels';
 
-export { kernelCounters, outputPool, resetKernelCounters } from './kernels';
+export { filterIdentities, forgetPool, kernelCounters, outputPool, poolOwning, resetKernelCounters, withOutputPool } from './kernels';
 export { addonPath, loadAddon } from './addon';
 export {
   assertPrecisionAvailable, bf16Support, currentPrecision, machineCpuFlags, withPrecision, BF16_CPU_FLAGS, type CpuFlagsSource,
@@ -29,7 +29,7 @@ class OnednnBackend extends MathBackendCPU {
     // only when this call removed the data: a second dispose of the same id must not release twice
     if (freed && entry && !this.data.has(dataId)) {
       filterIdentities.forget(dataId);  // before the array can be recycled under another tensor
-      if (outputPool.owns(entry.values)) outputPool.release(entry.values);
+      poolOwning(entry.values)?.release(entry.values as Float32Array | Int32Array);
     }
     return freed;
   }
@@ -41,7 +41,7 @@ class OnednnBackend extends MathBackendCPU {
 
   override readSync(dataId: object): tf.backend_util.BackendValues {
     const values = super.readSync(dataId);
-    return outputPool.owns(values) ? values.slice() : values;
+    return poolOwning(values) ? (values as Float32Array | Int32Array).slice() : values;
   }
 
   override dispose(): void {

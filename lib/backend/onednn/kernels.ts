@@ -10,7 +10,7 @@ import {
   CONV_SAME_GRAD_KERNEL, CONV_SAME_KERNEL, type ConvSameAttrs, type ConvSameGradAttrs, DOWNSAMPLE_KERNEL, DROPOUT_MASK_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, SCALED_SUM_KERNEL, UPSAMPLE_KERNEL,
   type DropoutMaskAttrs, type GroupNormAttrs,
 } from '../../nn/fused';
-import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../update-kernels';
+import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL, momentCoefficientList, type MomentUpdateAttrs } from '../update-kernels';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type NativeKernel = (args: KernelArgs, backend: MathBackendCPU) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -35,8 +35,45 @@ export function resetKernelCounters(): void {
 /** Where kernel outputs come from: recycled arrays of disposed tensors (see buffer-pool.ts). */
 export const outputPool = new FloatBufferPool();
 
+/** The pools whose arrays the backend recycles when their tensor is disposed: outputPool and the scratch pools in use. */
+const pools = new Set<FloatBufferPool>([outputPool]);
+/** The pool kernel outputs come from now: outputPool, or a scratch pool inside withOutputPool. */
+let activePool = outputPool;
+
+/** The pool that handed out `values` and has not taken it back, if any. */
+export function poolOwning(values: unknown): FloatBufferPool | undefined {
+  for (const pool of pools) if (pool.owns(values)) return pool;
+  return undefined;
+}
+
+/**
+ * Runs fn with kernel outputs taken from `pool` (a recorded training step keeps its intermediates apart: see
+ * lib/train/step-replay.ts), except the parameter updates', whose outputs outlive the step: those always come from
+ * outputPool. The pool stays known to the backend (its arrays are recycled on dispose) until forgetPool.
+ */
+export function withOutputPool<T>(pool: FloatBufferPool, fn: () => T): T {
+  const previous = activePool;
+  pools.add(pool);
+  activePool = pool;
+  try {
+    return fn();
+  } finally {
+    activePool = previous;
+  }
+}
+
+/** Stops recycling into a scratch pool (its owner dropped it); its arrays still held by tensors are then never recycled. */
+export function forgetPool(pool: FloatBufferPool): void {
+  if (pool !== outputPool) pools.delete(pool);
+}
+
 /** A Float32Array for a kernel output that native code overwrites completely. */
 function outputFloats(length: number): Float32Array {
+  return length === 0 ? new Float32Array(0) : activePool.take(length);
+}
+
+/** outputFloats from outputPool whatever the active pool: outputs that outlive a step (parameter updates). */
+function lastingFloats(length: number): Float32Array {
   return length === 0 ? new Float32Array(0) : outputPool.take(length);
 }
 
@@ -204,6 +241,31 @@ function compareNative(addon: OnednnAddon, op: CompareCode): NativeKernel {
     const out = new Uint8Array(tf.util.sizeFromShape(shape));
     if (out.length > 0) addon.compare(op, as, a.shape, bs, b.shape, out, shape);
     return backend.makeTensorInfo(shape, 'bool', out);
+  };
+}
+
+/** tf.where(condition, t, e) where all three have one shape (other shapes: the cpu kernel). */
+function selectNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs }, backend) => {
+    const { condition, t, e } = inputs as { condition: tf.TensorInfo; t: tf.TensorInfo; e: tf.TensorInfo };
+    const ts = floatValues(backend, t), es = floatValues(backend, e);
+    const cs = condition.dtype === 'bool' ? backend.data.get(condition.dataId).values : null;
+    if (!ts || !es || !(cs instanceof Uint8Array) || !tf.util.arraysEqual(condition.shape, t.shape) || !tf.util.arraysEqual(t.shape, e.shape)) return null;
+    const out = outputFloats(ts.length);
+    if (out.length > 0) addon.select(cs, ts, es, out);
+    return output(backend, t.shape.slice(), out);
+  };
+}
+
+/** isNaN(x) as x != x (true only for NaN). */
+function isNanNative(addon: OnednnAddon): NativeKernel {
+  return ({ inputs }, backend) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const xs = floatValues(backend, x);
+    if (!xs) return null;
+    const out = new Uint8Array(xs.length);
+    if (out.length > 0) addon.compare(CompareCode.NotEqual, xs, [xs.length], xs, [xs.length], out, [xs.length]);
+    return backend.makeTensorInfo(x.shape.slice(), 'bool', out);
   };
 }
 
@@ -450,7 +512,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const y = outputFloats(tf.util.sizeFromShape(info.outShape));
       const keepCopy = precisionCode() === 1 && (attrs as unknown as ConvSameAttrs).forBackward;
       // in bf16 under a tape, the input's bf16 copy the primitive reads is kept for backward (half the bytes of x); else x itself
-      const saved = keepCopy ? (xs.length > 0 ? outputPool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
+      const saved = keepCopy ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
       if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), saved);
       if (saved) return [output(cpu, info.outShape, y), cpu.makeTensorInfo([saved.length], 'int32', saved)];
       cpu.incRef(x.dataId);
@@ -497,15 +559,15 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
     ownKernel(MOMENT_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as MomentUpdateAttrs;
       const [params, ...rest] = indexedLists(cpu, MOMENT_UPDATE_KERNEL, inputs, ['param', 'grad', 'm', 'v'], a.count);
-      const outs = [0, 1, 2].map(() => params.values.map((theta) => outputFloats(theta.length)));
-      addon.momentUpdate([a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement],
+      const outs = [0, 1, 2].map(() => params.values.map((theta) => lastingFloats(theta.length)));
+      addon.momentUpdate(momentCoefficientList(a),
         params.values, rest[0].values, rest[1].values, rest[2].values, outs[0], outs[1], outs[2]);
       return outs.flatMap((list) => list.map((values, i) => output(cpu, params.tensors[i].shape.slice(), values)));
     }),
     ownKernel(EMA_UPDATE_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as { beta: number; count: number };
       const [averages, params] = indexedLists(cpu, EMA_UPDATE_KERNEL, inputs, ['average', 'param'], a.count);
-      const nexts = averages.values.map((current) => outputFloats(current.length));
+      const nexts = averages.values.map((current) => lastingFloats(current.length));
       addon.emaUpdate(a.beta, averages.values, params.values, nexts);
       return nexts.map((values, i) => output(cpu, averages.tensors[i].shape.slice(), values));
     }),
@@ -556,6 +618,8 @@ export function nativeKernels(addon: OnednnAddon): Record<string, NativeKernel> 
     [tf.GreaterEqual]: compareNative(addon, CompareCode.GreaterEqual),
     [tf.Equal]: compareNative(addon, CompareCode.Equal),
     [tf.NotEqual]: compareNative(addon, CompareCode.NotEqual),
+    [tf.Select]: selectNative(addon),
+    [tf.IsNan]: isNanNative(addon),
     [tf.SplitV]: splitNative(addon),
     [tf.Unpack]: unpackNative(addon),
   };

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { EdmConfig, PrecondMode, VpConstants } from '../config/types';
-import type { ClassLabels, DropoutMasks, UNet } from '../nn/unet';
+import type { ClassLabels, DropoutMasks, HostNoiseEmbedding, UNet } from '../nn/unet';
 
 /** The four preconditioning coefficients for one noise level. */
 export interface PrecondCoefficients { cSkip: number; cOut: number; cIn: number; cNoise: number }
@@ -73,6 +73,23 @@ export function precondCoefficients(sigma: number, edm: EdmConfig, mode: Precond
   };
 }
 
+/** The host arrays of one denoise call: the per-example coefficient columns [B] and the noise embedding's features. */
+export interface DenoiseHostInputs { cIn: Float32Array; cSkip: Float32Array; cOut: Float32Array; embedding: HostNoiseEmbedding }
+
+/**
+ * What denoise computes on the host for a batch's noise levels (`weights`: where a Fourier embedding's frequencies come
+ * from, the network's own by default). Given to denoise as opts.host, the pass is the same.
+ */
+export function denoiseHostInputs(net: UNet, sigmas: ArrayLike<number>, edm: EdmConfig, mode: PrecondMode, weights?: Map<string, tf.Tensor>): DenoiseHostInputs {
+  const coefficients = Array.from(sigmas, (s) => precondCoefficients(s, edm, mode));
+  const column = (pick: (c: PrecondCoefficients) => number) => Float32Array.from(coefficients, pick);
+  return {
+    cIn: column((c) => c.cIn), cSkip: column((c) => c.cSkip), cOut: column((c) => c.cOut),
+    // c_noise goes in as host values: the noise embedding is then exact to float32 (VP's c_noise reaches ~1000)
+    embedding: net.noiseEmbeddingValues(Float64Array.from(coefficients, (c) => c.cNoise), weights),
+  };
+}
+
 export interface DenoiseOptions {
   edm: EdmConfig;
   mode: PrecondMode;
@@ -80,6 +97,7 @@ export interface DenoiseOptions {
   dropout?: DropoutMasks;              // the training step's dropout masks, shared by its passes
   weights?: Map<string, tf.Tensor>;    // e.g. EMA weights
   labels?: ClassLabels;                // class ids [B] of a conditional network (undefined: unconditional)
+  host?: DenoiseHostInputs;            // the host arrays, computed ahead (denoiseHostInputs of these sigmas); else computed here
 }
 
 /**
@@ -91,14 +109,13 @@ export function denoise(net: UNet, x: tf.Tensor4D, sigma: number | ArrayLike<num
   const batch = x.shape[0];
   const sigmas = typeof sigma === 'number' ? new Float64Array(batch).fill(sigma) : sigma;
   if (sigmas.length !== batch) throw new Error(`denoise: ${sigmas.length} noise levels for a batch of ${batch}`);
-  const coefficients = Array.from(sigmas, (s) => precondCoefficients(s, opts.edm, opts.mode));
-  const column = (pick: (c: PrecondCoefficients) => number) => Float32Array.from(coefficients, pick);
+  const host = opts.host ?? denoiseHostInputs(net, sigmas, opts.edm, opts.mode, opts.weights);
+  if (host.cIn.length !== batch || host.embedding.batch !== batch) throw new Error(`denoise: host inputs for ${host.cIn.length} images, a batch of ${batch}`);
   return tf.tidy(() => {
     const perExample = (values: Float32Array) => tf.tensor4d(values, [batch, 1, 1, 1]);
-    // c_noise goes in as host values: the noise embedding is then exact to float32 (VP's c_noise reaches ~1000)
-    const raw = net.forward(tf.mul(x, perExample(column((c) => c.cIn))) as tf.Tensor4D, Float64Array.from(coefficients, (c) => c.cNoise), {
+    const raw = net.forward(tf.mul(x, perExample(host.cIn)) as tf.Tensor4D, host.embedding, {
       training: opts.training, dropout: opts.dropout, weights: opts.weights, labels: opts.labels,
     });
-    return tf.add(tf.mul(perExample(column((c) => c.cSkip)), x), tf.mul(perExample(column((c) => c.cOut)), raw)) as tf.Tensor4D;
+    return tf.add(tf.mul(perExample(host.cSkip), x), tf.mul(perExample(host.cOut), raw)) as tf.Tensor4D;
   });
 }

@@ -59,6 +59,8 @@ export interface LabelDropout { seed: number; rate: number }
  */
 export class DropoutMasks {
   private readonly masks = new Map<string, tf.Tensor>();
+  /** The layers whose unit masks were made, in the order they were made. */
+  readonly layers: string[] = [];
 
   /** seed: the step's dropout seed; rate: drop probability; labels: the step's label dropout (none by default). */
   constructor(private readonly seed: number, readonly rate: number, private readonly labels: LabelDropout = { seed: 1, rate: 0 }) {}
@@ -88,6 +90,7 @@ export class DropoutMasks {
       return known;
     }
     const keep = 1 - this.rate, seed = layerSeed(this.seed, name);
+    this.layers.push(name);
     // One counter-based hash per unit: the same mask on every backend, and about 100 times faster than
     // randomUniform + less + cast + div (whose JavaScript random generator took ~12 ms per 1.6M-unit mask, a
     // tenth of a training step). The loop below is the definition; a backend's kernel runs it natively (the
@@ -110,7 +113,7 @@ export class DropoutMasks {
 }
 
 /** A layer's seed within one step: the step seed hashed with the layer's name (FNV-1a). */
-function layerSeed(stepSeed: number, name: string): number {
+export function layerSeed(stepSeed: number, name: string): number {
   let hash = mix32(stepSeed) ^ 0x811c9dc5;
   for (const ch of name) {
     hash ^= ch.charCodeAt(0);
@@ -220,6 +223,13 @@ export function positionalEmbedding(cNoise: tf.Tensor1D | ArrayLike<number>, cha
     const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.tensor2d(Float32Array.from(freqs), [1, half]));
     return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
   }
+  return tf.tensor2d(positionalEmbeddingValues(cNoise, channels), [cNoise.length, channels]);
+}
+
+/** positionalEmbedding of host values, as the host array [B * channels] (float64 angles, rounded once). */
+export function positionalEmbeddingValues(cNoise: ArrayLike<number>, channels: number): Float32Array {
+  const freqs = embeddingFrequencies(channels);
+  const half = freqs.length;
   const values = new Float32Array(cNoise.length * channels);
   for (let b = 0; b < cNoise.length; b++) {
     for (let i = 0; i < half; i++) {
@@ -228,7 +238,7 @@ export function positionalEmbedding(cNoise: tf.Tensor1D | ArrayLike<number>, cha
       values[b * channels + half + i] = Math.sin(angle);
     }
   }
-  return tf.tensor2d(values, [cNoise.length, channels]);
+  return values;
 }
 
 /**
@@ -241,16 +251,21 @@ export function fourierEmbedding(cNoise: tf.Tensor1D | ArrayLike<number>, freqs:
     const angles = tf.mul(tf.reshape(cNoise, [-1, 1]), tf.reshape(tf.mul(freqs, 2 * Math.PI), [1, half]));
     return tf.concat([tf.cos(angles), tf.sin(angles)], 1) as tf.Tensor2D;
   }
-  const f = freqs.dataSync();
+  return tf.tensor2d(fourierEmbeddingValues(cNoise, freqs.dataSync()), [cNoise.length, 2 * half]);
+}
+
+/** fourierEmbedding of host values with the frequencies' values, as the host array [B * 2 * freqs] (float64 angles, rounded once). */
+export function fourierEmbeddingValues(cNoise: ArrayLike<number>, freqs: ArrayLike<number>): Float32Array {
+  const half = freqs.length;
   const values = new Float32Array(cNoise.length * 2 * half);
   for (let b = 0; b < cNoise.length; b++) {
     for (let i = 0; i < half; i++) {
-      const angle = cNoise[b] * (2 * Math.PI * f[i]);
+      const angle = cNoise[b] * (2 * Math.PI * freqs[i]);
       values[b * 2 * half + i] = Math.cos(angle);
       values[b * 2 * half + half + i] = Math.sin(angle);
     }
   }
-  return tf.tensor2d(values, [cNoise.length, 2 * half]);
+  return values;
 }
 
 /** Every second element along axis 1 (H) or 2 (W) of an NHWC tensor whose size there is even, starting at the first. */

@@ -4,8 +4,8 @@ import type { NetworkConfig } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import { scaledSum } from './fused';
 import {
-  conv2d, convDownFused, DropoutMasks, fourierEmbedding, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
-  resample2x, selfAttention, silu, type WeightSource,
+  conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
+  positionalEmbeddingValues, resample2x, selfAttention, silu, type WeightSource,
 } from './layers';
 
 export { DropoutMasks } from './layers';
@@ -26,6 +26,14 @@ export interface ForwardOptions {
   dropout?: DropoutMasks;            // the training step's masks, seeded from (run seed, iteration, 'dropout' / 'label-dropout')
   weights?: Map<string, tf.Tensor>;  // run with other weights (for example the EMA) instead of the variables
   labels?: ClassLabels;              // class ids [B]: required by a conditional network (net.labelDim > 0), refused by another
+}
+
+/**
+ * The noise embedding's input features computed on the host ahead of the pass ([B * features], UNet.noiseEmbeddingValues),
+ * in place of c_noise: a training step computes every per-step host array before its kernels run (lib/train/step-replay.ts).
+ */
+export class HostNoiseEmbedding {
+  constructor(readonly values: Float32Array, readonly batch: number) {}
 }
 
 /** What creates the parameters: a ParamFactory, or a counter of their sizes. */
@@ -59,12 +67,12 @@ export class UNet {
    * F(x, c_noise): x is the c_in-scaled input [B, H, W, C]; cNoise is [B], a tensor or host values (then the noise
    * embedding is computed in float64, see positionalEmbedding). Returns [B, H, W, C]. Call inside tf.tidy (or dispose the result).
    */
-  forward(x: tf.Tensor4D, cNoise: tf.Tensor1D | ArrayLike<number>, opts: ForwardOptions = {}): tf.Tensor4D {
+  forward(x: tf.Tensor4D, cNoise: tf.Tensor1D | ArrayLike<number> | HostNoiseEmbedding, opts: ForwardOptions = {}): tf.Tensor4D {
     const [batch, h, w, c] = x.shape;
     if (h !== this.cfg.resolution || w !== this.cfg.resolution || c !== this.cfg.imageChannels) {
       throw new Error(`UNet expects [B, ${this.cfg.resolution}, ${this.cfg.resolution}, ${this.cfg.imageChannels}] input, got [${x.shape}]`);
     }
-    const noiseCount = isTensor(cNoise) ? cNoise.shape[0] : cNoise.length;
+    const noiseCount = isTensor(cNoise) ? cNoise.shape[0] : cNoise instanceof HostNoiseEmbedding ? cNoise.batch : cNoise.length;
     if (noiseCount !== batch) throw new Error(`c_noise has ${noiseCount} entries for a batch of ${batch}`);
     const labelIds = this.checkLabels(opts.labels, batch);
     const weights = this.weightSource(opts.weights);
@@ -78,9 +86,11 @@ export class UNet {
     const masks = useDropout ? opts.dropout : undefined;
     return tf.tidy(() => {
       // noise embedding: positional features (+ the label embedding) -> Linear -> SiLU -> Linear -> SiLU
-      let emb = this.plan.arch.embedding === 'fourier'
-        ? fourierEmbedding(cNoise, weights('map.noise.freqs'))
-        : positionalEmbedding(cNoise, this.plan.noiseChannels);
+      let emb = cNoise instanceof HostNoiseEmbedding
+        ? tf.tensor2d(cNoise.values, [batch, cNoise.values.length / batch])
+        : this.plan.arch.embedding === 'fourier'
+          ? fourierEmbedding(cNoise, weights('map.noise.freqs'))
+          : positionalEmbedding(cNoise, this.plan.noiseChannels);
       if (labelIds) {
         // EDM: emb += map_label(class_labels * sqrt(label_dim)), with one-hot class_labels zeroed where label dropout drops them
         const oneHot = tf.cast(tf.oneHot(tf.tensor1d(labelIds, 'int32'), this.cfg.labelDim), 'float32');
@@ -113,6 +123,17 @@ export class UNet {
       const out = this.plan.output.name;
       return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));
     });
+  }
+
+  /**
+   * The noise embedding's features of host c_noise values, as forward computes them from host values (with `weights`'
+   * frequencies for the Fourier embedding): forward given them as a HostNoiseEmbedding makes the same pass.
+   */
+  noiseEmbeddingValues(cNoise: ArrayLike<number>, weights?: Map<string, tf.Tensor>): HostNoiseEmbedding {
+    const values = this.plan.arch.embedding === 'fourier'
+      ? fourierEmbeddingValues(cNoise, this.weightSource(weights)('map.noise.freqs').dataSync())
+      : positionalEmbeddingValues(cNoise, this.plan.noiseChannels);
+    return new HostNoiseEmbedding(values, cNoise.length);
   }
 
   /** True when the network has a label embedding (net.labelDim > 0) and so needs class labels. */

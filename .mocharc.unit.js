@@ -8,7 +8,7 @@ const UNIT_FILES = [
   'network', 'onednn', 'wasm-kernels', 'train', 'png', 'peak', 'class-accuracy', 'metrics-features',
   'metrics-frechet', 'metrics-kid', 'metrics-reference', 'import-pickle', 'import-safetensors', 'scaling',
   'scaling-compare', 'shipped-teachers', 'test-tiers', 'midt-study', 'bf16', 'notebook-studies', 'run-folder', 'non-finite', 'notebook-tables',
-  'lean-gradients', 'measured-peak', 'buffer-pool',
+  'lean-gradients', 'measured-peak', 'buffer-pool', 'step-replay',
 ];
 
 module.exports = {

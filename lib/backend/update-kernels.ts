@@ -33,6 +33,11 @@ export interface MomentUpdateAttrs {
   count: number;            // parameters updated by the call
 }
 
+/** The coefficient list a backend's moment update kernel passes to native code: [beta1, beta2, eps, momentumScale, sqrtVScale, adaptive (0/1), infReplacement]. */
+export function momentCoefficientList(a: Omit<MomentUpdateAttrs, 'count'>): number[] {
+  return [a.beta1, a.beta2, a.eps, a.momentumScale, a.sqrtVScale, a.adaptive ? 1 : 0, a.infReplacement];
+}
+
 /** Whether the active backend implements `kernel` itself. */
 export function backendHasKernel(kernel: string): boolean {
   return tf.getKernel(kernel, tf.getBackend()) !== undefined;

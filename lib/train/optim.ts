@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { OptimizerConfig } from '../config/types';
 import { validateOptimizerConfig } from '../config/schema';
-import { backendHasKernel, indexedInputs, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
+import { backendHasKernel, indexedInputs, momentCoefficientList, MOMENT_UPDATE_KERNEL, type MomentUpdateAttrs } from '../backend/update-kernels';
 
 /** Everything needed to resume an optimiser: the update count and its moment tensors. */
 export interface OptimizerState {
@@ -33,6 +33,15 @@ export interface Optimizer {
   setState(state: OptimizerState): void;
   /** Frees the moment tensors (not the parameters). */
   dispose(): void;
+  /**
+   * For a replayed step (lib/train/step-replay.ts): the update kernel's coefficient list of the next step, taken
+   * after `imagesSeen` images (what apply passes the backend's kernel), or null when apply would not use the kernel.
+   */
+  nextKernelCoefficients?(imagesSeen: number): number[] | null;
+  /** Counts an update that a replayed step applied in place (the kernel's call, without apply). */
+  countReplayedUpdate?(): void;
+  /** The live moment tensors by slot name ('m/<param>', 'v/<param>'), to read (never dispose) them. */
+  liveSlots?(): Map<string, tf.Tensor>;
 }
 
 /** Value that replaces an infinite gradient entry (with its sign), as in EDM and ECT (docs/method.md §6.5). */
@@ -104,19 +113,21 @@ export function sanitizeGradient(g: tf.Tensor, kernel: UpdateKernel = 'auto'): t
  */
 export function gradientNorm(grads: Iterable<tf.Tensor>): number {
   const all = [...grads];
-  if (hasJsTensorStorage() && all.every((g) => g.dtype === 'float32')) {
-    let sumOfSquares = 0;
-    for (const g of all) {
-      const values = peekFloat32(g);
-      for (let i = 0; i < values.length; i++) sumOfSquares += values[i] * values[i];
-    }
-    return Math.sqrt(sumOfSquares);
-  }
+  if (hasJsTensorStorage() && all.every((g) => g.dtype === 'float32')) return arraysNorm(all.map(peekFloat32));
   if (all.length === 0) return 0;
   const total = tf.tidy(() => tf.addN(all.map((g) => tf.sum(tf.square(g)))));
   const value = total.dataSync()[0];
   total.dispose();
   return Math.sqrt(value);
+}
+
+/** The L2 norm of arrays taken together, summed in float64 in their order (gradientNorm's loop; NaN or infinite when an entry is). */
+export function arraysNorm(arrays: Iterable<Float32Array>): number {
+  let sumOfSquares = 0;
+  for (const values of arrays) {
+    for (let i = 0; i < values.length; i++) sumOfSquares += values[i] * values[i];
+  }
+  return Math.sqrt(sumOfSquares);
 }
 
 /**
@@ -218,12 +229,11 @@ class MomentOptimizer implements Optimizer {
       }
     }
     const step = this.stepCount + 1;
-    const lr = this.learningRate(imagesSeen);
-    const coefficients = this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
+    const coefficients = this.coefficients(imagesSeen);
     const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
     // fused: the backend's own update kernel where it has one (native, threaded, every parameter in one call), else
     // the JavaScript loop. Parameters without a gradient this step keep their value and moments (as torch skips them).
-    if (fused && backendHasKernel(MOMENT_UPDATE_KERNEL)) {
+    if (this.usesKernel()) {
       this.kernelUpdate(grads, coefficients);
       this.stepCount = step;
       return;
@@ -241,6 +251,36 @@ class MomentOptimizer implements Optimizer {
       this.secondMoment.set(name, tf.keep(v));
     }
     this.stepCount = step;
+  }
+
+  /** The scalars of the next update, taken after `imagesSeen` images. */
+  private coefficients(imagesSeen: number): StepCoefficients {
+    const step = this.stepCount + 1;
+    const lr = this.learningRate(imagesSeen);
+    return this.cfg.name === 'adam' ? adamCoefficients(this.cfg, lr, step) : radamCoefficients(this.cfg, lr, step);
+  }
+
+  /** Whether apply runs the backend's update kernel (one call over every parameter). */
+  private usesKernel(): boolean {
+    const fused = this.kernel === 'fused' || (this.kernel === 'auto' && hasJsTensorStorage());
+    return fused && backendHasKernel(MOMENT_UPDATE_KERNEL);
+  }
+
+  nextKernelCoefficients(imagesSeen: number): number[] | null {
+    if (!this.usesKernel()) return null;
+    const { beta1, beta2, eps } = this.cfg;
+    return momentCoefficientList({ beta1, beta2, eps, ...this.coefficients(imagesSeen), infReplacement: GRADIENT_INF_REPLACEMENT });
+  }
+
+  countReplayedUpdate(): void {
+    this.stepCount += 1;
+  }
+
+  liveSlots(): Map<string, tf.Tensor> {
+    const slots = new Map<string, tf.Tensor>();
+    for (const [name, m] of this.firstMoment) slots.set(`m/${name}`, m);
+    for (const [name, v] of this.secondMoment) slots.set(`v/${name}`, v);
+    return slots;
   }
 
   /** One parameter's update with tfjs kernels; returns the new moments. */

@@ -18,7 +18,14 @@ import { DEFAULT_SAMPLE_SEED, runSamplers, sampleBatches, samplerLabel, samplerM
 import { imagesToGridPng } from '../image/png';
 import { writeFileNamed } from '../write-file';
 import { trainingLossFor } from './losses';
-import { createOptimizer, gradientNorm, type Optimizer } from './optim';
+import { createOptimizer, gradientNorm, peekFloat32, type Optimizer } from './optim';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { onednnAddon, outputPool } from '../backend/onednn';
+import type { OnednnAddon } from '../backend/onednn/addon';
+import { stepDropoutSeed, type LossContext, type StepHostInputs } from '../training-loss';
+import {
+  firstDifference, NotReplayable, recordAddonCalls, ReplayScratch, restoreState, snapshotState, StepRecording, type ReplayInputs, type ReplayOutcome,
+} from './step-replay';
 import { Ema, PosthocEmaTracker } from './ema';
 import { DivergenceWatch } from './divergence';
 import { firstNonFinite } from './finite';
@@ -79,6 +86,7 @@ export interface TrainerOptions {
   environment?: Record<string, unknown>;
   log?: (line: string) => void;  // what was repaired in the run folder (a torn last row of metrics.csv dropped)
   cpuFlags?: CpuFlagsSource;     // the CPU flags cfg.precision 'bf16' is checked against (default this machine's; tests simulate others)
+  stepReplay?: boolean;          // replay recorded steps on onednn (lib/train/step-replay.ts); default on, unless ECT_STEP_REPLAY=off
 }
 
 export class Trainer {
@@ -90,6 +98,9 @@ export class Trainer {
   private consecutiveSkips = 0;
   private readonly tfNames = new Map<string, string>();  // tfjs variable name -> our parameter name
   private readonly trainable: tf.Variable[];
+  private replay: ReplayState | null = null;          // recorded steps (onednn), else null
+  private replayUnavailable: string | null = null;    // why steps are not replayed, when they are not
+  private readonly pendingNotes: string[] = [];      // said in the run's log after the next step (events.onInfo)
 
   private constructor(readonly cfg: RunConfig, readonly net: UNet, readonly loss: TrainingLoss, readonly optimizer: Optimizer, readonly ema: Ema,
     readonly posthoc: PosthocEmaTracker | null, readonly loader: BatchLoader, private readonly opts: TrainerOptions) {
@@ -134,6 +145,7 @@ export class Trainer {
       const posthoc = cfg.ema.posthoc ? new PosthocEmaTracker(net.params, cfg.ema.posthoc.sigmaRels, initWeights) : null;
       const loader = new BatchLoader(dataset, { batch: cfg.batch, seed: cfg.seed, flip: cfg.data.flip });
       const trainer = new Trainer(cfg, net, trainingLossFor(cfg), optimizer, ema, posthoc, loader, opts);
+      trainer.setUpReplay(opts.stepReplay ?? stepReplayFromEnvironment());
       if (start.from === 'resume' && checkpoint) trainer.restore(checkpoint);
       if (opts.runDir) {
         fs.mkdirSync(opts.runDir, { recursive: true });
@@ -156,13 +168,28 @@ export class Trainer {
   }
 
   private stepInPrecision(x0: tf.Tensor4D, labels?: ClassLabels): number {
+    const ctx: LossContext = { seed: this.cfg.seed, iteration: this.iteration, labels: this.net.conditional ? labels : undefined };
+    const replay = this.replay;
+    if (!replay || replay.off !== null || !this.loss.hostInputs) return this.eagerStep(x0, ctx);
+    // steps of one structure make the same kernel calls: record the first, check the next against an eager step, replay the rest
+    const host = this.loss.hostInputs(this.net, x0.shape, ctx);
+    const recording = replay.recordings.get(host.structure);
+    if (!recording) return this.recordStep(replay, x0, ctx, host.structure);
+    host.arrays.set('x0', peekFloat32(x0));
+    if (!recording.verified) return this.verifyRecording(replay, recording, x0, ctx, host);
+    return this.replayStep(recording, x0.shape[0], ctx, host);
+  }
+
+  /** One step as tfjs runs it, op by op; `trace` (a step being recorded or checked) is told what the replay needs to know. */
+  private eagerStep(x0: tf.Tensor4D, ctx: LossContext, trace?: EagerStepTrace): number {
     // the loss draws this step's noise and dropout masks from (seed, iteration) and does its no-gradient work
-    const step = this.loss.prepare(this.net, x0, { seed: this.cfg.seed, iteration: this.iteration, labels: this.net.conditional ? labels : undefined });
+    const step = this.loss.prepare(this.net, x0, ctx);
     let lossValue: number;
     let grads: tf.NamedTensorMap;
     try {
       const out = leanVariableGrads(() => step.loss(), this.trainable);
       grads = out.grads;
+      if (trace) Object.assign(trace, { loss: peekFloat32(out.value), host: step.host, dropoutLayers: [...(step.dropout?.layers ?? [])] });
       lossValue = out.value.dataSync()[0];
       out.value.dispose();
     } finally {
@@ -190,7 +217,130 @@ export class Trainer {
     this.posthoc?.update(this.imagesSeen, x0.shape[0]);
     this.imagesSeen += x0.shape[0];
     this.iteration += 1;
+    if (trace) trace.applied = true;
     return lossValue;
+  }
+
+  /**
+   * An eager step with its kernel calls recorded (intermediates in the replay's scratch pool): the recording of its
+   * structure, checked on the next step of that structure. A step whose update was skipped is not kept.
+   */
+  private recordStep(replay: ReplayState, x0: tf.Tensor4D, ctx: LossContext, structure: string): number {
+    const stateBefore = this.stateTensors();
+    const stateBeforeArrays = new Map([...stateBefore].map(([key, t]) => [backendArray(t), key]));
+    // a fresh EMA shares its arrays with the weights until its first update: record a later step
+    if (stateBeforeArrays.size !== stateBefore.size) return this.eagerStep(x0, ctx);
+    const trace: EagerStepTrace = { applied: false };
+    const x0Values = peekFloat32(x0);
+    const { result, calls, unexpected } = recordAddonCalls(replay.addon, () => replay.scratch.run(() => this.eagerStep(x0, ctx, trace)));
+    if (!trace.applied || !trace.loss || !trace.host) return result;
+    try {
+      if (trace.host.structure !== structure) throw new NotReplayable(`the loss computed the structure '${structure}' ahead, its step '${trace.host.structure}'`);
+      const recording = StepRecording.fromStep(replay.addon, {
+        calls, unexpected, structure, host: new Map(trace.host.arrays).set('x0', x0Values), stateBefore, stateBeforeArrays,
+        stateAfter: new Map([...this.stateTensors()].map(([key, t]) => [key, backendArray(t)])),
+        loss: trace.loss, dropoutLayers: trace.dropoutLayers ?? [], dropoutSeed: stepDropoutSeed(ctx), scratchBytesInUse: replay.scratch.pool.bytesInUse,
+      });
+      replay.recordings.set(structure, recording);
+      outputPool.dropEmptyChunks();  // the step's intermediates live in the scratch pool now
+    } catch (error) {
+      if (!(error instanceof NotReplayable)) throw error;
+      this.turnOffReplay(replay, error.message);
+    }
+    return result;
+  }
+
+  /**
+   * The step after a recording, both ways: the replay on the state as it is (then put back), and the eager step for
+   * real. Agreeing bit for bit (loss, every weight, moment and average) makes the recording the structure's from now
+   * on; any difference turns replays off for the run. A step whose update was skipped proves nothing: the next one checks.
+   */
+  private verifyRecording(replay: ReplayState, recording: StepRecording, x0: tf.Tensor4D, ctx: LossContext, host: StepHostInputs): number {
+    const state = this.stateTensors();
+    const before = snapshotState(state);
+    let replayed: ReplayOutcome;
+    let after: Map<string, Float32Array> | null = null;
+    try {
+      replayed = recording.replay(this.replayInputs(state, host, ctx, x0.shape[0]), (_, gradNorm) => Number.isFinite(gradNorm));
+      if (replayed.applied) after = snapshotState(state);
+    } finally {
+      restoreState(state, before);
+    }
+    const trace: EagerStepTrace = { applied: false };
+    const loss = this.eagerStep(x0, ctx, trace);
+    outputPool.dropEmptyChunks();
+    if (replayed.applied !== trace.applied) {
+      this.turnOffReplay(replay, 'the replayed step and the eager one disagree on whether the update runs');
+    } else if (after) {
+      const difference = !Object.is(replayed.loss, loss) ? `the loss (${replayed.loss} replayed, ${loss} eager)` : firstDifference(this.stateTensors(), after);
+      if (difference) this.turnOffReplay(replay, `the replayed step of '${recording.structure}' differs from the eager one in ${difference}`);
+      else recording.verified = true;
+    }
+    return loss;
+  }
+
+  /** A step replayed from its structure's checked recording: the same numbers as an eager step, without tfjs. */
+  private replayStep(recording: StepRecording, batch: number, ctx: LossContext, host: StepHostInputs): number {
+    const outcome = recording.replay(this.replayInputs(this.stateTensors(), host, ctx, batch), (_, gradNorm) => Number.isFinite(gradNorm));
+    if (!outcome.applied) {
+      this.skipNonFinite(outcome.loss, outcome.gradNorm, batch);
+      return outcome.loss;
+    }
+    this.consecutiveSkips = 0;
+    this.optimizer.countReplayedUpdate?.();
+    // as after an eager step (where this check comes before the EMA update; the run stops either way)
+    const broken = firstNonFinite({ params: this.net.params });
+    if (broken !== null) {
+      throw new NonFiniteStepError(this.iteration, outcome.loss, outcome.gradNorm, `the update made ${broken} NaN or infinite, so no weights of this step are kept`, false, true);
+    }
+    this.imagesSeen += batch;
+    this.iteration += 1;
+    return outcome.loss;
+  }
+
+  /** What a replay of the step at ctx needs besides its recording. */
+  private replayInputs(state: Map<string, tf.Tensor>, host: StepHostInputs, ctx: LossContext, batch: number): ReplayInputs {
+    const momentCoefficients = this.optimizer.nextKernelCoefficients?.(this.imagesSeen);
+    if (!momentCoefficients) throw new Error("replay: the optimiser does not update with the backend's kernel");
+    return {
+      structure: host.structure, host: host.arrays, state, dropoutSeed: stepDropoutSeed(ctx), momentCoefficients,
+      emaBetas: [this.ema, ...(this.posthoc?.emas ?? [])].map((ema) => ema.beta(this.imagesSeen, batch)),
+    };
+  }
+
+  /**
+   * Every tensor a step reads and replaces, by key: the parameters ('param/<name>'), the optimiser's moments
+   * ('m/<name>', 'v/<name>'), the EMA ('ema0/<name>') and the tracked post-hoc EMAs ('ema1/<name>', ...).
+   */
+  private stateTensors(): Map<string, tf.Tensor> {
+    const state = new Map<string, tf.Tensor>();
+    for (const [name, p] of this.net.params) state.set(`param/${name}`, p);
+    for (const [slot, t] of this.optimizer.liveSlots?.() ?? []) state.set(slot, t);
+    [this.ema, ...(this.posthoc?.emas ?? [])].forEach((ema, j) => { for (const [name, w] of ema.weights) state.set(`ema${j}/${name}`, w); });
+    return state;
+  }
+
+  /** Stops replaying steps for the rest of the run (said once in the run's log). */
+  private turnOffReplay(replay: ReplayState, reason: string): void {
+    replay.off = reason;
+    replay.recordings.clear();
+    this.pendingNotes.push(`training steps run eagerly from now on: ${reason}`);
+  }
+
+  /**
+   * Whether steps are replayed: 'replaying' with the structures recorded and checked so far, or 'eager' and why
+   * (not the onednn backend, turned off, a loss or network it does not cover, or a failed check).
+   */
+  stepReplayStatus(): { mode: 'replaying' | 'eager'; reason?: string; structures: string[] } {
+    const replay = this.replay;
+    if (!replay) return { mode: 'eager', reason: this.replayUnavailable ?? 'unavailable', structures: [] };
+    if (replay.off !== null) return { mode: 'eager', reason: replay.off, structures: [] };
+    return { mode: 'replaying', structures: [...replay.recordings.values()].filter((r) => r.verified).map((r) => r.structure) };
+  }
+
+  /** Notes about the run's steps not yet said (replays turned off, and why); emptied by the call. */
+  takeNotes(): string[] {
+    return this.pendingNotes.splice(0);
   }
 
   /**
@@ -233,6 +383,7 @@ export class Trainer {
       const loss = this.trainBatch(loop);
       const stats = this.progress(loop, loss);
       events.onStep?.(stats);
+      for (const note of this.takeNotes()) events.onInfo?.(note);
       if (this.skippedSteps > skippedBefore) events.onInfo?.(`iteration ${this.iteration}: loss ${loss}, batch skipped (${this.skippedSteps} so far)`);
 
       // Let signal handlers (Ctrl-C) and timers run: a step is a synchronous 0.1-10 s, this takes microseconds.
@@ -537,13 +688,48 @@ export class Trainer {
     }
   }
 
+  /** Prepares step replays (lib/train/step-replay.ts) where they apply, else notes why not. */
+  private setUpReplay(wanted: boolean): void {
+    const addon = tf.getBackend() === 'onednn' ? onednnAddon() : undefined;
+    this.replayUnavailable = !wanted ? 'turned off (--no-step-replay, or ECT_STEP_REPLAY=off)'
+      : !addon ? 'replays need the onednn backend'
+      : !this.loss.hostInputs ? 'the loss does not compute its host inputs ahead'
+      : this.net.conditional ? 'class-conditional networks make their label input inside the pass, which a replay does not redo'
+      : !this.optimizer.nextKernelCoefficients?.(this.imagesSeen) ? "the optimiser does not update with the backend's kernel"
+      : null;
+    if (this.replayUnavailable === null && addon) this.replay = { addon, scratch: new ReplayScratch(addon), recordings: new Map(), off: null };
+  }
+
   /** Frees the network, optimiser and EMA. */
   dispose(): void {
+    this.replay?.scratch.dispose();
+    this.replay = null;
     this.optimizer.dispose();
     this.ema.dispose();
     this.posthoc?.dispose();
     this.net.dispose();
   }
+}
+
+/** The trainer's step replays: the addon, the scratch pool of the recordings' intermediates, a recording per structure. */
+interface ReplayState {
+  addon: OnednnAddon;
+  scratch: ReplayScratch;
+  recordings: Map<string, StepRecording>;
+  off: string | null;   // why replays were turned off for the run, else null
+}
+
+/** What an eager step being recorded or checked reports: its loss array, host inputs and dropout layers, and whether its update ran. */
+interface EagerStepTrace {
+  applied: boolean;
+  loss?: Float32Array;
+  host?: StepHostInputs;
+  dropoutLayers?: string[];
+}
+
+/** ECT_STEP_REPLAY=off (or 0, false, no) turns replays off where a trainer is made without saying. */
+function stepReplayFromEnvironment(): boolean {
+  return !/^(off|0|false|no)$/i.test(process.env.ECT_STEP_REPLAY ?? '');
 }
 
 /** What the training loop carries from one iteration to the next. */
@@ -584,4 +770,9 @@ class LossTrail {
 /** The EMA weights of a checkpoint, checked against the network and for finiteness (the other groups are not built). */
 function loadEmaWeights(source: string | OpenedCheckpoint, net: UNet): Map<string, tf.Tensor> {
   return loadCheckedCheckpoint(source, { load: ['ema'], shapes: net.paramShapes(), shaped: ['ema'], finite: ['ema'] }).groups.ema;
+}
+
+/** The backend's own array of a tensor (onednn and cpu keep tensors in JS arrays). */
+function backendArray(t: tf.Tensor): Float32Array {
+  return (tf.backend() as MathBackendCPU).data.get(t.dataId).values as Float32Array;
 }

@@ -54,12 +54,27 @@ export function benchRunConfig(shape: BenchShape): RunConfig {
   return cfg;
 }
 
-/** A trainer on the current tfjs backend, with synthetic images of the right shape (no files), its steps in `precision`. */
-export async function createBenchTrainer(shape: BenchShape, precision: Precision = 'fp32'): Promise<Trainer> {
+/**
+ * A trainer on the current tfjs backend, with synthetic images of the right shape (no files), its steps in `precision`;
+ * `stepReplay` false keeps every step eager (profiles of tfjs's kernels), else steps are replayed as in a run.
+ */
+export async function createBenchTrainer(shape: BenchShape, precision: Precision = 'fp32', stepReplay = true): Promise<Trainer> {
   const cfg = benchRunConfig(shape);
   cfg.precision = precision;
   const dataset = makeSyntheticDataset('train', { count: Math.max(256, shape.batch), height: shape.res, width: shape.res, channels: shape.in_ch });
-  return Trainer.create(cfg, { runDir: null, dataset, evaluator: null });
+  return Trainer.create(cfg, { runDir: null, dataset, evaluator: null, stepReplay });
+}
+
+/** Most steps a run takes before it replays (one eager, one recorded, one checked): a benchmark's warm-up. */
+export const REPLAY_WARMUP_STEPS = 3;
+
+/** Runs steps until the trainer replays its steps (or says why it does not), at most REPLAY_WARMUP_STEPS. */
+export function warmUpReplay(trainer: Trainer): void {
+  for (let i = 0; i < REPLAY_WARMUP_STEPS; i++) {
+    const status = trainer.stepReplayStatus();
+    if (status.mode === 'eager' || status.structures.length > 0) return;
+    runStep(trainer);
+  }
 }
 
 /** FLOPs of one ECT training step per image: student forward + backward and the target forward. */

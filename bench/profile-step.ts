@@ -74,7 +74,7 @@ export interface StepProfile {
 
 /** Profiles one training step (after warm-up steps) and sums kernel times by kernel name and by op kind. */
 export async function profileStep(shape: BenchShape, warmupSteps = 2, precision: Precision = 'fp32'): Promise<StepProfile> {
-  const trainer = await createBenchTrainer(shape, precision);
+  const trainer = await createBenchTrainer(shape, precision, false);
   for (let i = 0; i < warmupSteps; i++) runStep(trainer);
   const pool = tf.getBackend() === 'onednn' ? (await import('../lib/backend/onednn')).outputPool : undefined;
   const before = pool ? { ...pool.counts } : undefined;
@@ -181,7 +181,7 @@ export async function compareStepPrecisions(shape: BenchShape, steps = 3, warmup
   });
   const precisions: Precision[] = ['fp32', 'bf16'];
   const samples: Record<string, Array<{ stepMs: number; wallMs: number; byFunction: Map<string, number> }>> = { fp32: [], bf16: [] };
-  const trainers = [await createBenchTrainer(shape, 'fp32'), await createBenchTrainer(shape, 'bf16')];
+  const trainers = [await createBenchTrainer(shape, 'fp32', false), await createBenchTrainer(shape, 'bf16', false)];
   try {
     for (const trainer of trainers) for (let i = 0; i < warmupSteps; i++) runStep(trainer);
     for (let i = 0; i < steps; i++) {
@@ -225,8 +225,8 @@ export function formatComparison(label: string, c: Record<Precision, PrecisionCp
 }
 
 /** Wall milliseconds of `steps` unprofiled training steps after `warmupSteps`: median, min and max. */
-export async function timeSteps(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3) {
-  const trainer = await createBenchTrainer(shape, precision);
+export async function timeSteps(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3, stepReplay = true) {
+  const trainer = await createBenchTrainer(shape, precision, stepReplay);
   for (let i = 0; i < warmupSteps; i++) runStep(trainer);
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
@@ -246,7 +246,7 @@ export async function timeSteps(shape: BenchShape, steps: number, precision: Pre
 export async function measureWaits(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 2) {
   let calls: TimedStep['calls'] = [];
   const restore = await wrapAddon('--waits', () => performance.now(), (name, start) => calls.push({ fn: name, ms: performance.now() - start }));
-  const trainer = await createBenchTrainer(shape, precision);
+  const trainer = await createBenchTrainer(shape, precision, false);
   const timed: TimedStep[] = [];
   let threads: ReturnType<typeof scheduleDelta> | undefined;
   try {
@@ -281,7 +281,7 @@ export interface ReplayTimes { calls: number; eagerMs: number[]; replayMs: numbe
 export async function measureReplay(shape: BenchShape, replays: number, precision: Precision = 'fp32', warmupSteps = 2): Promise<ReplayTimes> {
   let recording: Array<{ fn: AddonFunction; args: unknown[] }> | null = null;
   const restore = await wrapAddon('--replay', (_, original, args) => { recording?.push({ fn: original, args }); }, () => undefined);
-  const trainer = await createBenchTrainer(shape, precision);
+  const trainer = await createBenchTrainer(shape, precision, false);
   const eagerMs: number[] = [], replayMs: number[] = [];
   let calls = 0;
   try {
@@ -327,26 +327,29 @@ export function formatReplay(label: string, r: ReplayTimes, flopsPerStep: number
 
 /** Flags of the command line. */
 interface ProfileFlags {
-  backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; python?: string; time?: number;
+  backend: string; config: string; precision: Precision; verbose: boolean; peer: boolean; compare: boolean; eager: boolean; python?: string; time?: number;
   waits?: number; replay?: number;
 }
 
 /** Flags that take a value, and flags that stand alone. */
 const VALUE_FLAGS = ['--precision', '--python', '--time', '--waits', '--replay'];
-const SWITCH_FLAGS = ['--verbose', '--peer', '--compare', '--help'];
+const SWITCH_FLAGS = ['--verbose', '--peer', '--compare', '--eager', '--help'];
 
 /** What --help prints. */
 export const PROFILE_USAGE = `Usage: node dist/bench/profile-step.js [backend] [config] [flags]
 
 Where one ECT training step spends its time. backend: onednn (default), wasm, cpu, ...; config: ${Object.keys(BENCH_SHAPES).join(', ')}
 (default res28-ch32), the benchmark's shapes. Without a mode flag: one profiled step after two warm-up steps, time per
-kernel and per op kind, time outside kernels (JavaScript dispatch and autodiff) and the step's allocations.
+kernel and per op kind, time outside kernels (JavaScript dispatch and autodiff) and the step's allocations. Every mode
+but --time looks at eager steps (tfjs running each op); --time times the steps a run takes, replayed once recorded and
+checked (lib/train/step-replay.ts), unless --eager.
 
   --precision fp32|bf16   the step's precision (bf16 needs avx512_bf16); default fp32
   --verbose               also oneDNN's own log of one step: ISA, implementation, types and layouts of each primitive
   --peer                  also the PyTorch peer's oneDNN log of its step (--python <path> picks its python3)
   --compare               fp32 and bf16 steps alternating in one process, in CPU time per addon function (onednn)
   --time N                N unprofiled steps: median, min and max wall time (the figure to compare two checkouts)
+  --eager                 with --time: every step eager, as with --no-step-replay (the replay's gain, by difference)
   --waits N               N steps with every native call timed (N >= 2): native floor (each call's fastest time,
                           summed, with its fraction of the measured peak), waiting and JavaScript per step, the same by
                           addon function, and the threads' scheduler times (onednn)
@@ -373,7 +376,7 @@ export function parseProfileFlags(argv: string[]): ProfileFlags {
   return {
     time, waits, replay,
     backend: positional[0] ?? 'onednn', config: positional[1] ?? 'res28-ch32', precision,
-    verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), python: value('--python'),
+    verbose: argv.includes('--verbose'), peer: argv.includes('--peer'), compare: argv.includes('--compare'), eager: argv.includes('--eager'), python: value('--python'),
   };
 }
 
@@ -383,7 +386,7 @@ async function verboseChild(flags: ProfileFlags): Promise<void> {
   const { onednnAddon } = await import('../lib/backend/onednn');
   const addon = onednnAddon();
   if (!addon) throw new Error('--verbose needs the onednn backend');
-  const trainer = await createBenchTrainer(benchShape(flags.config) as BenchShape, flags.precision);
+  const trainer = await createBenchTrainer(benchShape(flags.config) as BenchShape, flags.precision, false);
   for (let i = 0; i < 2; i++) runStep(trainer);
   addon.setVerbose(1);
   runStep(trainer);
@@ -444,8 +447,8 @@ async function main(): Promise<void> {
     return;
   }
   if (flags.time) {
-    const t = await timeSteps(shape, flags.time, flags.precision);
-    console.log(`${flags.backend} ${flags.precision} ${flags.config}: ${t.medianMs.toFixed(1)} ms per step, median of ${t.steps} unprofiled steps ` +
+    const t = await timeSteps(shape, flags.time, flags.precision, 3, !flags.eager);
+    console.log(`${flags.backend} ${flags.precision} ${flags.config}: ${t.medianMs.toFixed(1)} ms per step, median of ${t.steps} unprofiled${flags.eager ? " eager" : ""} steps ` +
       `(min ${t.minMs.toFixed(1)}, max ${t.maxMs.toFixed(1)})`);
     return;
   }

@@ -14,7 +14,7 @@ import { featureStats, frechetDistance } from '../lib/metrics/frechet';
 import { forwardFlopsPerImage, PASSES_PER_IMAGE } from '../lib/nn/flops';
 import { UNet } from '../lib/nn/unet';
 import { makeSampler, sampleNoise, type SampleSteps } from '../lib/sample';
-import { benchRunConfig, createBenchTrainer, disposeTrainer, runStep, type BenchShape } from './ect-step';
+import { benchRunConfig, createBenchTrainer, disposeTrainer, runStep, warmUpReplay, type BenchShape } from './ect-step';
 
 /** The workloads, in report order: a training step, the three samplers, the evaluation pass. */
 export const WORKLOADS = ['train', '1step', '2step', 'heun', 'features'] as const;
@@ -66,6 +66,7 @@ export async function prepareWorkload(workload: Workload, shape: BenchShape, pre
   if (problem) throw new Error(`${workload}: ${problem}`);
   if (workload === 'train') {
     const trainer = await createBenchTrainer(shape, precision);
+    warmUpReplay(trainer);  // the steady state of a run: steps replayed once recorded and checked (lib/train/step-replay.ts)
     return { images: shape.batch, run: () => { runStep(trainer); }, dispose: () => disposeTrainer(trainer) };
   }
   if (workload === 'features') {

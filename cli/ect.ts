@@ -61,7 +61,8 @@ function addTrainingOptions(cmd: Command, kind: RunKind): Command {
     .option('--divergence-factor <x>', 'stop the run once the mean loss of 50 steps exceeds this many times its lowest 50-step mean in this session (default 100; healthy runs stay within 2x; 0: never): a learning rate far too high, caught while the loss is still finite', nonNegativeNumber('--divergence-factor'))
     .addOption(new Option('--precision <p>', 'arithmetic of the training steps: fp32 (default) or bf16 mixed precision (bf16 inputs to convolutions, float32 accumulation, matrix products, weights, optimiser state and EMA); bf16 needs the onednn backend and a CPU with avx512_bf16 or amx_bf16, and is refused elsewhere; measured on a Zen 5: 1.0-1.4x the fp32 speed, and 1.5x the fp32 fd at the annealed recipe\'s budget (docs/benchmarks.md)').choices([...PRECISIONS]))
     .option('--set <key=value>', 'override any config field by its path, e.g. --set ect.mapping=constant --set net.dropout=0 (repeatable; value parsed as JSON when it can be)', collect, [])
-    .option('--no-progress', 'print a line per log interval instead of a progress bar');
+    .option('--no-progress', 'print a line per log interval instead of a progress bar')
+    .option('--no-step-replay', 'run every training step through tfjs op by op; by default (onednn backend) a step of each structure is recorded, checked bit for bit against the eager step, and replayed natively from then on, the same numbers without tfjs\'s per-op work (docs/benchmarks.md); also ECT_STEP_REPLAY=off');
 }
 
 /**

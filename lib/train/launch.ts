@@ -53,6 +53,7 @@ export interface RunFlags {
   divergenceFactor?: number;      // stop once a 50-step mean loss exceeds this many times the lowest (0: never)
   precision?: Precision;          // training-step arithmetic: fp32 (default) or bf16 mixed precision (config precision)
   plateauGain?: number;     // finish once doubling the images improves the evaluated fd by less than this fraction (0: never)
+  stepReplay?: boolean;     // false: every training step eager, never replayed (default: replayed on onednn, see lib/train/step-replay.ts)
 }
 
 /** A run: what it does and how it is named. */
@@ -358,7 +359,7 @@ export async function launchRun(spec: RunSpec, opts: LaunchOptions = {}): Promis
     if (run.cfg.plateauGain > 0 && !evaluator) log(`plateauGain ${run.cfg.plateauGain}: no evaluation here, so the run trains to its ${run.cfg.iters} iterations`);
     // the checkpoint the run starts from is read once: --resume's as it was verified, --init's here
     const opened = run.resumed ?? (run.start.from === 'init' ? openCheckpoint(run.start.checkpoint) : undefined);
-    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, opened, backend, evaluator, dataset, log })
+    const trainer = await Trainer.create(run.cfg, { runDir: run.runDir, start: run.start, opened, backend, evaluator, dataset, log, stepReplay: spec.flags.stepReplay === false ? false : undefined })
       .catch((err: Error) => { throw withPresetsHere(err, run); });
     return {
       ...run, trainer, backend,

@@ -56,9 +56,10 @@ export function benchRunConfig(shape: BenchShape): RunConfig {
 
 /**
  * A trainer on the current tfjs backend, with synthetic images of the right shape (no files), its steps in `precision`;
- * `stepReplay` false keeps every step eager (profiles of tfjs's kernels), else steps are replayed as in a run.
+ * `stepReplay` false keeps every step eager (profiles of tfjs's kernels); by default steps are replayed as in a run
+ * (unless ECT_STEP_REPLAY=off).
  */
-export async function createBenchTrainer(shape: BenchShape, precision: Precision = 'fp32', stepReplay = true): Promise<Trainer> {
+export async function createBenchTrainer(shape: BenchShape, precision: Precision = 'fp32', stepReplay?: boolean): Promise<Trainer> {
   const cfg = benchRunConfig(shape);
   cfg.precision = precision;
   const dataset = makeSyntheticDataset('train', { count: Math.max(256, shape.batch), height: shape.res, width: shape.res, channels: shape.in_ch });

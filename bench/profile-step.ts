@@ -225,7 +225,7 @@ export function formatComparison(label: string, c: Record<Precision, PrecisionCp
 }
 
 /** Wall milliseconds of `steps` unprofiled training steps after `warmupSteps`: median, min and max. */
-export async function timeSteps(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3, stepReplay = true) {
+export async function timeSteps(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3, stepReplay?: boolean) {
   const trainer = await createBenchTrainer(shape, precision, stepReplay);
   for (let i = 0; i < warmupSteps; i++) runStep(trainer);
   const times: number[] = [];
@@ -243,10 +243,10 @@ export async function timeSteps(shape: BenchShape, steps: number, precision: Pre
  * N steps (after warm-up steps) with every call into the onednn addon timed (its functions are wrapped for the
  * duration), accounted by accountWaits; with the threads' scheduler times over the same steps where Linux gives them.
  */
-export async function measureWaits(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 2) {
+export async function measureWaits(shape: BenchShape, steps: number, precision: Precision = 'fp32', warmupSteps = 3, stepReplay?: boolean) {
   let calls: TimedStep['calls'] = [];
   const restore = await wrapAddon('--waits', () => performance.now(), (name, start) => calls.push({ fn: name, ms: performance.now() - start }));
-  const trainer = await createBenchTrainer(shape, precision, false);
+  const trainer = await createBenchTrainer(shape, precision, stepReplay);
   const timed: TimedStep[] = [];
   let threads: ReturnType<typeof scheduleDelta> | undefined;
   try {
@@ -340,16 +340,16 @@ export const PROFILE_USAGE = `Usage: node dist/bench/profile-step.js [backend] [
 
 Where one ECT training step spends its time. backend: onednn (default), wasm, cpu, ...; config: ${Object.keys(BENCH_SHAPES).join(', ')}
 (default res28-ch32), the benchmark's shapes. Without a mode flag: one profiled step after two warm-up steps, time per
-kernel and per op kind, time outside kernels (JavaScript dispatch and autodiff) and the step's allocations. Every mode
-but --time looks at eager steps (tfjs running each op); --time times the steps a run takes, replayed once recorded and
-checked (lib/train/step-replay.ts), unless --eager.
+kernel and per op kind, time outside kernels (JavaScript dispatch and autodiff) and the step's allocations. --time and
+--waits look at the steps a run takes (replayed once recorded and checked, lib/train/step-replay.ts; eager with
+--eager), every other mode at eager steps (tfjs running each op).
 
   --precision fp32|bf16   the step's precision (bf16 needs avx512_bf16); default fp32
   --verbose               also oneDNN's own log of one step: ISA, implementation, types and layouts of each primitive
   --peer                  also the PyTorch peer's oneDNN log of its step (--python <path> picks its python3)
   --compare               fp32 and bf16 steps alternating in one process, in CPU time per addon function (onednn)
   --time N                N unprofiled steps: median, min and max wall time (the figure to compare two checkouts)
-  --eager                 with --time: every step eager, as with --no-step-replay (the replay's gain, by difference)
+  --eager                 with --time or --waits: every step eager, as a run with --no-step-replay
   --waits N               N steps with every native call timed (N >= 2): native floor (each call's fastest time,
                           summed, with its fraction of the measured peak), waiting and JavaScript per step, the same by
                           addon function, and the threads' scheduler times (onednn)
@@ -442,12 +442,12 @@ async function main(): Promise<void> {
     return;
   }
   if (flags.waits) {
-    const { account, threads } = await measureWaits(shape, flags.waits, flags.precision);
+    const { account, threads } = await measureWaits(shape, flags.waits, flags.precision, 3, flags.eager ? false : undefined);
     console.log(formatWaits(label, account, stepFlops, peakNow(), threads));
     return;
   }
   if (flags.time) {
-    const t = await timeSteps(shape, flags.time, flags.precision, 3, !flags.eager);
+    const t = await timeSteps(shape, flags.time, flags.precision, 3, flags.eager ? false : undefined);
     console.log(`${flags.backend} ${flags.precision} ${flags.config}: ${t.medianMs.toFixed(1)} ms per step, median of ${t.steps} unprofiled${flags.eager ? " eager" : ""} steps ` +
       `(min ${t.minMs.toFixed(1)}, max ${t.maxMs.toFixed(1)})`);
     return;

@@ -218,7 +218,7 @@ describe('profile-step --waits and --replay on the onednn backend', function () 
     const addon = onednnAddon() as unknown as Record<string, unknown>;
     const before = { ...addon };
     const tensors = tf.memory().numTensors;
-    const { account } = await measureWaits(shape, 2);
+    const { account } = await measureWaits(shape, 2, 'fp32', 2, false);
     assert.ok(account.callsPerStep > 20 && account.floorMs > 0, `${account.callsPerStep} calls, floor ${account.floorMs}`);
     assert.ok(account.byFunction.some((f) => f.fn === 'convForward') && account.byFunction.some((f) => f.fn === 'convBackward'));
     const replay = await measureReplay(shape, 2);

@@ -9,7 +9,7 @@ import { denoise } from '../lib/edm/precond';
 import { Trainer } from '../lib/train/trainer';
 import { NotReplayable, StepRecording, recordAddonCalls, WRITTEN_ARGUMENTS } from '../lib/train/step-replay';
 import { ADDON_FUNCTIONS } from '../lib/backend/onednn/addon';
-import { onednnAddon } from '../lib/backend/onednn';
+import { bf16Support, machineCpuFlags, onednnAddon } from '../lib/backend/onednn';
 import type { RunKind } from '../lib/config/types';
 import { requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
 
@@ -82,6 +82,19 @@ describe('replayed training steps (onednn)', function () {
       }
     });
   }
+
+  it('bf16 steps replay bit for bit too (where the CPU has bf16 instructions)', async function () {
+    if (!bf16Support(machineCpuFlags()).ok) this.skip();
+    const replayed = await trainerFor('tune', true, { precision: 'bf16' }), eager = await trainerFor('tune', false, { precision: 'bf16' });
+    try {
+      for (let i = 0; i < 8; i++) assert.ok(Object.is(step(replayed), step(eager)), `step ${i}`);
+      assert.ok(replayed.stepReplayStatus().structures.length >= 1, `bf16 steps were not replayed: ${replayed.stepReplayStatus().reason}`);
+      assertSameState(replayed, eager, 'after 8 bf16 steps');
+    } finally {
+      replayed.dispose();
+      eager.dispose();
+    }
+  });
 
   it('sampling between replayed steps sees the EMA as it is (no stale reordered filters)', async () => {
     const replayed = await trainerFor('tune', true), eager = await trainerFor('tune', false);

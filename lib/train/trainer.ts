@@ -170,11 +170,18 @@ export class Trainer {
   private stepInPrecision(x0: tf.Tensor4D, labels?: ClassLabels): number {
     const ctx: LossContext = { seed: this.cfg.seed, iteration: this.iteration, labels: this.net.conditional ? labels : undefined };
     const replay = this.replay;
-    if (!replay || replay.off !== null || !this.loss.hostInputs) return this.eagerStep(x0, ctx);
+    if (!replay || !this.loss.hostInputs) return this.eagerStep(x0, ctx);
+    // a replaying trainer's eager steps too take their intermediates from the scratch pool, so that the process holds
+    // one step's working set, not one in each pool
+    if (replay.off !== null) return replay.scratch.run(() => this.eagerStep(x0, ctx));
     // steps of one structure make the same kernel calls: record the first, check the next against an eager step, replay the rest
     const host = this.loss.hostInputs(this.net, x0.shape, ctx);
-    const recording = replay.recordings.get(host.structure);
-    if (!recording) return this.recordStep(replay, x0, ctx, host.structure);
+    const key = `${host.structure}, batch [${x0.shape.join(', ')}]`;
+    const recording = replay.recordings.get(key);
+    if (!recording) return this.recordStep(replay, x0, ctx, key, host.structure);
+    // the most recently used recordings are kept (an ECT run meets each stage's structures in turn)
+    replay.recordings.delete(key);
+    replay.recordings.set(key, recording);
     host.arrays.set('x0', peekFloat32(x0));
     if (!recording.verified) return this.verifyRecording(replay, recording, x0, ctx, host);
     return this.replayStep(recording, x0.shape[0], ctx, host);
@@ -225,11 +232,11 @@ export class Trainer {
    * An eager step with its kernel calls recorded (intermediates in the replay's scratch pool): the recording of its
    * structure, checked on the next step of that structure. A step whose update was skipped is not kept.
    */
-  private recordStep(replay: ReplayState, x0: tf.Tensor4D, ctx: LossContext, structure: string): number {
+  private recordStep(replay: ReplayState, x0: tf.Tensor4D, ctx: LossContext, key: string, structure: string): number {
     const stateBefore = this.stateTensors();
     const stateBeforeArrays = new Map([...stateBefore].map(([key, t]) => [backendArray(t), key]));
     // a fresh EMA shares its arrays with the weights until its first update: record a later step
-    if (stateBeforeArrays.size !== stateBefore.size) return this.eagerStep(x0, ctx);
+    if (stateBeforeArrays.size !== stateBefore.size) return replay.scratch.run(() => this.eagerStep(x0, ctx));
     const trace: EagerStepTrace = { applied: false };
     const x0Values = peekFloat32(x0);
     const { result, calls, unexpected } = recordAddonCalls(replay.addon, () => replay.scratch.run(() => this.eagerStep(x0, ctx, trace)));
@@ -237,11 +244,12 @@ export class Trainer {
     try {
       if (trace.host.structure !== structure) throw new NotReplayable(`the loss computed the structure '${structure}' ahead, its step '${trace.host.structure}'`);
       const recording = StepRecording.fromStep(replay.addon, {
-        calls, unexpected, structure, host: new Map(trace.host.arrays).set('x0', x0Values), stateBefore, stateBeforeArrays,
+        calls, unexpected, structure: key, host: new Map(trace.host.arrays).set('x0', x0Values), stateBefore, stateBeforeArrays,
         stateAfter: new Map([...this.stateTensors()].map(([key, t]) => [key, backendArray(t)])),
         loss: trace.loss, dropoutLayers: trace.dropoutLayers ?? [], dropoutSeed: stepDropoutSeed(ctx), scratchBytesInUse: replay.scratch.pool.bytesInUse,
       });
-      replay.recordings.set(structure, recording);
+      replay.recordings.set(key, recording);
+      for (const old of replay.recordings.keys()) if (replay.recordings.size > RECORDINGS_KEPT) replay.recordings.delete(old);
       outputPool.dropEmptyChunks();  // the step's intermediates live in the scratch pool now
     } catch (error) {
       if (!(error instanceof NotReplayable)) throw error;
@@ -261,14 +269,13 @@ export class Trainer {
     let replayed: ReplayOutcome;
     let after: Map<string, Float32Array> | null = null;
     try {
-      replayed = recording.replay(this.replayInputs(state, host, ctx, x0.shape[0]), (_, gradNorm) => Number.isFinite(gradNorm));
+      replayed = recording.replay(this.replayInputs(recording, state, host, ctx, x0.shape[0]), (_, gradNorm) => Number.isFinite(gradNorm));
       if (replayed.applied) after = snapshotState(state);
     } finally {
       restoreState(state, before);
     }
     const trace: EagerStepTrace = { applied: false };
-    const loss = this.eagerStep(x0, ctx, trace);
-    outputPool.dropEmptyChunks();
+    const loss = replay.scratch.run(() => this.eagerStep(x0, ctx, trace));
     if (replayed.applied !== trace.applied) {
       this.turnOffReplay(replay, 'the replayed step and the eager one disagree on whether the update runs');
     } else if (after) {
@@ -281,7 +288,7 @@ export class Trainer {
 
   /** A step replayed from its structure's checked recording: the same numbers as an eager step, without tfjs. */
   private replayStep(recording: StepRecording, batch: number, ctx: LossContext, host: StepHostInputs): number {
-    const outcome = recording.replay(this.replayInputs(this.stateTensors(), host, ctx, batch), (_, gradNorm) => Number.isFinite(gradNorm));
+    const outcome = recording.replay(this.replayInputs(recording, this.stateTensors(), host, ctx, batch), (_, gradNorm) => Number.isFinite(gradNorm));
     if (!outcome.applied) {
       this.skipNonFinite(outcome.loss, outcome.gradNorm, batch);
       return outcome.loss;
@@ -299,11 +306,11 @@ export class Trainer {
   }
 
   /** What a replay of the step at ctx needs besides its recording. */
-  private replayInputs(state: Map<string, tf.Tensor>, host: StepHostInputs, ctx: LossContext, batch: number): ReplayInputs {
+  private replayInputs(recording: StepRecording, state: Map<string, tf.Tensor>, host: StepHostInputs, ctx: LossContext, batch: number): ReplayInputs {
     const momentCoefficients = this.optimizer.nextKernelCoefficients?.(this.imagesSeen);
     if (!momentCoefficients) throw new Error("replay: the optimiser does not update with the backend's kernel");
     return {
-      structure: host.structure, host: host.arrays, state, dropoutSeed: stepDropoutSeed(ctx), momentCoefficients,
+      structure: recording.structure, host: host.arrays, state, dropoutSeed: stepDropoutSeed(ctx), momentCoefficients,
       emaBetas: [this.ema, ...(this.posthoc?.emas ?? [])].map((ema) => ema.beta(this.imagesSeen, batch)),
     };
   }
@@ -726,6 +733,9 @@ interface EagerStepTrace {
   host?: StepHostInputs;
   dropoutLayers?: string[];
 }
+
+/** Recordings a trainer keeps, the most recently used (each holds its host arrays: ~6 MB for a CIFAR-10 batch of 512). */
+const RECORDINGS_KEPT = 4;
 
 /** ECT_STEP_REPLAY=off (or 0, false, no) turns replays off where a trainer is made without saying. */
 function stepReplayFromEnvironment(): boolean {

@@ -132,7 +132,8 @@ describe('run safety', function () {
 
     it('stops at a NaN loss by default: names the iteration, the loss and the cause; the last good checkpoint stays the newest', async () => {
       const dir = tmpDir();
-      const run = await launchRun(tinyRunSpec('pretrain', dir, { iters: 8, ckptEvery: 2 }), { dataset: tinyData() });
+      // eager steps: the NaN is injected into loss.prepare, which a replayed step does not call (test/step-replay.test.ts has its own)
+      const run = await launchRun(tinyRunSpec('pretrain', dir, { iters: 8, ckptEvery: 2 }, { stepReplay: false }), { dataset: tinyData() });
       poisonLoss(run.trainer, (i) => i === 5);  // the 6th step
       await assert.rejects(run.trainer.run(), (err: Error) => {
         assert.match(err.message, /^iteration 6: the loss is NaN; no weight was changed, and the run stops\. Likely cause: /);
@@ -149,7 +150,7 @@ describe('run safety', function () {
 
     it('--on-non-finite skip: skips a bad batch without touching the weights, counts skips in metrics.csv, and stops when every batch is bad', async () => {
       const dir = tmpDir();
-      const run = await launchRun(tinyRunSpec('pretrain', dir, { iters: 8, onNonFinite: 'skip' }), { dataset: tinyData() });
+      const run = await launchRun(tinyRunSpec('pretrain', dir, { iters: 8, onNonFinite: 'skip' }, { stepReplay: false }), { dataset: tinyData() });
       poisonLoss(run.trainer, (i) => i === 2 || i === 3);  // steps 3 and 4
       const weightsAfter: Record<number, number[]> = {};
       const someParam = [...run.trainer.net.params.values()][0];
@@ -162,7 +163,7 @@ describe('run safety', function () {
       assert.deepEqual(rows.map((r) => r.loss === 'NaN'), [false, false, true, true, false, false, false, false], 'a NaN loss is written as NaN');
       run.dispose();
 
-      const broken = await launchRun(tinyRunSpec('pretrain', tmpDir(), { iters: 30, onNonFinite: 'skip' }), { dataset: tinyData() });
+      const broken = await launchRun(tinyRunSpec('pretrain', tmpDir(), { iters: 30, onNonFinite: 'skip' }, { stepReplay: false }), { dataset: tinyData() });
       poisonLoss(broken.trainer, (i) => i >= 3);
       await assert.rejects(broken.trainer.run(), /iteration 13: the loss is NaN; the last 10 batches were all non-finite.*Likely cause: every batch fails/);
       broken.dispose();

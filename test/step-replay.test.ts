@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { denoise } from '../lib/edm/precond';
-import { Trainer } from '../lib/train/trainer';
+import { NonFiniteStepError, Trainer } from '../lib/train/trainer';
 import { NotReplayable, StepRecording, recordAddonCalls, WRITTEN_ARGUMENTS } from '../lib/train/step-replay';
 import { ADDON_FUNCTIONS } from '../lib/backend/onednn/addon';
 import { bf16Support, machineCpuFlags, onednnAddon } from '../lib/backend/onednn';
@@ -134,6 +134,25 @@ describe('replayed training steps (onednn)', function () {
     } finally {
       replayed.dispose();
       eager.dispose();
+    }
+  });
+
+  it('an update that overflows the weights stops a replayed step, naming the tensor', async () => {
+    const replayed = await trainerFor('tune', true, { ect: { stageIters: 1000 } });
+    try {
+      // until the next step is of a structure already checked (its replay then runs alone, not beside an eager step)
+      const nextStructure = () => replayed.loss.hostInputs!(replayed.net, [4, 8, 8, 1], { seed: replayed.cfg.seed, iteration: replayed.iteration }).structure;
+      for (let i = 0; i < 20 && !replayed.stepReplayStatus().structures.some((s) => s.startsWith(`${nextStructure()},`)); i++) step(replayed);
+      assert.ok(replayed.stepReplayStatus().structures.some((s) => s.startsWith(`${nextStructure()},`)), 'the next step is replayed');
+      // a learning rate far too high: the replay takes its coefficients from the optimiser
+      const coefficients = replayed.optimizer.nextKernelCoefficients!.bind(replayed.optimizer);
+      replayed.optimizer.nextKernelCoefficients = (imagesSeen) => coefficients(imagesSeen)!.map((c, i) => (i === 3 ? Infinity : c));
+      let thrown: unknown;
+      try { step(replayed); } catch (error) { thrown = error; }
+      assert.ok(thrown instanceof NonFiniteStepError && thrown.weights, `a NonFiniteStepError about the weights, got ${thrown}`);
+      assert.match((thrown as Error).message, /the update made params\/\S+ NaN or infinite/);
+    } finally {
+      replayed.dispose();
     }
   });
 

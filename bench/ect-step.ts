@@ -5,7 +5,7 @@ import { defaultRunConfig } from '../lib/config/defaults';
 import type { Precision, RunConfig } from '../lib/config/types';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { forwardFlopsPerImage, PASSES_PER_IMAGE } from '../lib/nn/flops';
-import { Trainer } from '../lib/train/trainer';
+import { REPLAY_WARMUP_STEPS, Trainer } from '../lib/train/trainer';
 
 /** One configuration in the peer's vocabulary (bench/peer/README.md). */
 export interface BenchShape {
@@ -66,16 +66,9 @@ export async function createBenchTrainer(shape: BenchShape, precision: Precision
   return Trainer.create(cfg, { runDir: null, dataset, evaluator: null, stepReplay });
 }
 
-/** Most steps a run takes before it replays (one eager, one recorded, one checked): a benchmark's warm-up. */
-export const REPLAY_WARMUP_STEPS = 3;
-
-/** Runs steps until the trainer replays its steps (or says why it does not), at most REPLAY_WARMUP_STEPS. */
+/** Runs steps until the trainer's steps run as a long run's (replayed, or eager for good), at most REPLAY_WARMUP_STEPS. */
 export function warmUpReplay(trainer: Trainer): void {
-  for (let i = 0; i < REPLAY_WARMUP_STEPS; i++) {
-    const status = trainer.stepReplayStatus();
-    if (status.mode === 'eager' || status.structures.length > 0) return;
-    runStep(trainer);
-  }
+  for (let i = 0; i < REPLAY_WARMUP_STEPS && !trainer.warmedUp; i++) runStep(trainer);
 }
 
 /** FLOPs of one ECT training step per image: student forward + backward and the target forward. */

@@ -5,20 +5,23 @@
  */
 import type { RunConfig } from '../config/types';
 import { makeSyntheticDataset } from '../data';
-import { Trainer } from './trainer';
+import { REPLAY_WARMUP_STEPS, Trainer } from './trainer';
 
-const TIMED_STEPS = 2;   // after one warm-up step (primitive creation, first allocations)
+const TIMED_STEPS = 2;   // after warm-up steps (primitive creation, first allocations, and until steps replay)
 
 /** Seconds per training iteration of `cfg` on the current backend. */
 export async function secondsPerIteration(cfg: RunConfig, steps = TIMED_STEPS): Promise<number> {
   const { resolution, imageChannels } = cfg.net;
   const dataset = makeSyntheticDataset('train', { count: cfg.batch, height: resolution, width: resolution, channels: imageChannels });
-  const timing: RunConfig = { ...cfg, init: undefined, iters: steps + 1, evalEvery: 0 };
+  const timing: RunConfig = { ...cfg, init: undefined, iters: steps + REPLAY_WARMUP_STEPS, evalEvery: 0 };
   const trainer = await Trainer.create(timing, { runDir: null, dataset });
   try {
-    const warmUp = trainer.loader.next();
-    trainer.step(warmUp.images, warmUp.labels);
-    warmUp.images.dispose();
+    // at least one step; then until steps run as the run's will (replayed once recorded and checked)
+    for (let i = 0; i === 0 || (i < REPLAY_WARMUP_STEPS && !trainer.warmedUp); i++) {
+      const warmUp = trainer.loader.next();
+      trainer.step(warmUp.images, warmUp.labels);
+      warmUp.images.dispose();
+    }
     const started = performance.now();
     for (let i = 0; i < steps; i++) {
       const batch = trainer.loader.next();

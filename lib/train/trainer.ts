@@ -345,6 +345,15 @@ export class Trainer {
     return { mode: 'replaying', structures: [...replay.recordings.values()].filter((r) => r.verified).map((r) => r.structure) };
   }
 
+  /**
+   * Whether the steps from now on run as a long run's do: replayed (some structure recorded and checked) or eager for
+   * good. Timings of a few steps (benchmarks, run estimates) warm up until it holds, at most REPLAY_WARMUP_STEPS steps.
+   */
+  get warmedUp(): boolean {
+    const status = this.stepReplayStatus();
+    return status.mode === 'eager' || status.structures.length > 0;
+  }
+
   /** Notes about the run's steps not yet said (replays turned off, and why); emptied by the call. */
   takeNotes(): string[] {
     return this.pendingNotes.splice(0);
@@ -733,6 +742,9 @@ interface EagerStepTrace {
   host?: StepHostInputs;
   dropoutLayers?: string[];
 }
+
+/** Most steps before a trainer replays: one eager (its EMA still shares the weights' arrays), one recorded, one checked. */
+export const REPLAY_WARMUP_STEPS = 3;
 
 /** Recordings a trainer keeps, the most recently used (each holds its host arrays: ~6 MB for a CIFAR-10 batch of 512). */
 const RECORDINGS_KEPT = 4;

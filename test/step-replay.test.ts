@@ -179,6 +179,25 @@ describe('replayed training steps (onednn)', function () {
     }
   });
 
+  it('a replay that fails during the check turns replays off, and the step runs eagerly', async () => {
+    const replayed = await trainerFor('tune', true, { ect: { stageIters: 1000 } }), eager = await trainerFor('tune', false, { ect: { stageIters: 1000 } });
+    const loss = replayed.loss as { hostInputs: NonNullable<typeof replayed.loss.hostInputs> };
+    const hostInputs = loss.hostInputs.bind(loss);
+    loss.hostInputs = (net, shape, ctx) => {
+      const host = hostInputs(net, shape, ctx);
+      host.arrays.delete('noise');
+      return host;
+    };
+    try {
+      for (let i = 0; i < 5; i++) assert.ok(Object.is(step(replayed), step(eager)), `step ${i}`);
+      assert.match(replayed.stepReplayStatus().reason ?? '', /failed: replay: the host array noise is missing/);
+      assertSameState(replayed, eager, 'after the failed replay');
+    } finally {
+      replayed.dispose();
+      eager.dispose();
+    }
+  });
+
   it('records what a step calls and refuses what it cannot replay', () => {
     const addon = onednnAddon()!;
     // every addon function is either recorded (with the arguments it writes) or a query

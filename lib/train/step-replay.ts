@@ -137,11 +137,6 @@ export class StepRecording {
   /** The filter identities the recorded convolutions use (their reordered copies are kept by the addon). */
   private readonly filterIds = new Set<number>();
 
-  /** The state keys the calls read and write. */
-  get stateKeys(): string[] {
-    return [...this.statePlaces.keys()];
-  }
-
   /** Builds a recording from an eager step's calls, or throws NotReplayable saying what stands in the way. */
   static fromStep(addon: OnednnAddon, facts: RecordedStepFacts): StepRecording {
     const refuse = (why: string): never => { throw new NotReplayable(why); };

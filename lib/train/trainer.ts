@@ -266,16 +266,19 @@ export class Trainer {
   private verifyRecording(replay: ReplayState, recording: StepRecording, x0: tf.Tensor4D, ctx: LossContext, host: StepHostInputs): number {
     const state = this.stateTensors();
     const before = snapshotState(state);
-    let replayed: ReplayOutcome;
+    let replayed: ReplayOutcome | null = null;
     let after: Map<string, Float32Array> | null = null;
     try {
       replayed = recording.replay(this.replayInputs(recording, state, host, ctx, x0.shape[0]), (_, gradNorm) => Number.isFinite(gradNorm));
       if (replayed.applied) after = snapshotState(state);
+    } catch (error) {
+      this.turnOffReplay(replay, `the replay of '${recording.structure}' failed: ${(error as Error).message}`);
     } finally {
       restoreState(state, before);
     }
     const trace: EagerStepTrace = { applied: false };
     const loss = replay.scratch.run(() => this.eagerStep(x0, ctx, trace));
+    if (!replayed) return loss;
     if (replayed.applied !== trace.applied) {
       this.turnOffReplay(replay, 'the replayed step and the eager one disagree on whether the update runs');
     } else if (after) {

@@ -105,6 +105,28 @@ describe('DDPM++ UNet', () => {
     tf.dispose([x, c, first, again, fresh, noDropout]);
     net.dispose();
   });
+  it('makes the same pass from a class input computed on the host as from the labels (label dropout included)', () => {
+    const net = new UNet({ ...TINY_NET, dropout: 0, labelDim: 10, labelDropout: 0.5 }, 5);
+    for (const p of net.params.values()) p.assign(tf.randomNormal(p.shape, 0, 0.5, 'float32', 17));
+    const x = tf.randomNormal([4, 8, 8, 1], 0, 1, 'float32', 3) as tf.Tensor4D;
+    const labels = [7, 0, 9, 3];
+    for (const training of [false, true]) {
+      const masks = new DropoutMasks(11, 0, { seed: 19, rate: 0.5 });
+      const classInput = net.classInputValues(labels, 4, masks, training)!;
+      if (training) assert.ok(Array.from(masks.labelKeep(4)).includes(0) && Array.from(masks.labelKeep(4)).includes(1), 'the seed drops some labels and keeps others');
+      const viaLabels = net.forward(x, [0.1, 0.2, 0.3, 0.4], { training, dropout: masks, labels });
+      const viaHost = net.forward(x, [0.1, 0.2, 0.3, 0.4], { training, dropout: masks, labels, classInput });
+      assert.deepEqual(viaHost.dataSync(), viaLabels.dataSync(), `training ${training}`);
+      tf.dispose([viaLabels, viaHost]);
+      masks.dispose();
+    }
+    const unconditional = new UNet(TINY_NET, 0);
+    assert.equal(unconditional.classInputValues(undefined, 4), null);
+    unconditional.dispose();
+    x.dispose();
+    net.dispose();
+  });
+
   it('conditions on class labels as EDM does: map.label on the one-hot labels, added to the noise embedding', () => {
     const conditional = new UNet({ ...TINY_NET, dropout: 0, labelDim: 4 }, 5);
     const plain = new UNet({ ...TINY_NET, dropout: 0 }, 5);

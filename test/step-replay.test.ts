@@ -11,7 +11,7 @@ import { NotReplayable, StepRecording, recordAddonCalls, WRITTEN_ARGUMENTS } fro
 import { ADDON_FUNCTIONS } from '../lib/backend/onednn/addon';
 import { bf16Support, machineCpuFlags, onednnAddon } from '../lib/backend/onednn';
 import type { RunKind } from '../lib/config/types';
-import { requireSystemPart, tinyRunConfig, useTestBackend } from './helpers';
+import { requireSystemPart, TINY_NET, tinyRunConfig, useTestBackend } from './helpers';
 
 const tinyData = () => makeSyntheticDataset('train', { count: 32, height: 8, width: 8, channels: 1, seed: 3 });
 
@@ -58,9 +58,12 @@ describe('replayed training steps (onednn)', function () {
     if (tf.getBackend() !== 'onednn') this.skip();
   });
 
-  for (const kind of ['tune', 'pretrain'] as const) {
-    it(`${kind}: replayed steps give the eager steps' losses, weights, moments and EMA bit for bit, and free their tensors`, async () => {
-      const replayed = await trainerFor(kind, true), eager = await trainerFor(kind, false);
+  // the synthetic dataset's 10 classes: a class-conditional tiny network with label dropout
+  const conditional = { net: { ...TINY_NET, labelDim: 10, labelDropout: 0.3 } };
+  for (const [kind, patch] of [['tune', {}], ['pretrain', {}], ['tune', conditional], ['pretrain', conditional]] as const) {
+    const what = `${kind}${patch === conditional ? ', class-conditional' : ''}`;
+    it(`${what}: replayed steps give the eager steps' losses, weights, moments and EMA bit for bit, and free their tensors`, async () => {
+      const replayed = await trainerFor(kind, true, patch), eager = await trainerFor(kind, false, patch);
       try {
         let tensorsAfterWarmup = 0;
         for (let i = 0; i < 12; i++) {

@@ -39,6 +39,8 @@ export function ectHostInputs(net: UNet, shape: [number, number, number, number]
   const [batch, h, w, c] = shape;
   // 1. sample t ~ LogNormal(P_mean, P_std) and map it to r < t at this iteration's stage
   const draws = ectDraws(batch, ect, ctx.seed, ctx.iteration);
+  // both passes: train mode, the step's label dropout (its unit masks are made by the passes)
+  const pass = { edm, mode: 'train' as const, training: true, labels: ctx.labels, dropout: stepDropoutMasks(net, ctx) };
   // 2. one noise n, shared by the target and the student pass
   const noise = normalNoiseValues(shape, draws.noiseSeed);
   const r = Float32Array.from(draws.r), t = Float32Array.from(draws.t);
@@ -51,8 +53,8 @@ export function ectHostInputs(net: UNet, shape: [number, number, number, number]
   }
   return {
     draws, noise, r, t, boundary,
-    target: anyTarget ? denoiseHostInputs(net, r, edm, 'train') : null,
-    student: denoiseHostInputs(net, t, edm, 'train'),
+    target: anyTarget ? denoiseHostInputs(net, r, pass) : null,
+    student: denoiseHostInputs(net, t, pass),
     weights: Float32Array.from(draws.t, (ti, i) => timeWeight(ti, draws.r[i], ect.weighting, edm.sigmaData)),
   };
 }
@@ -64,6 +66,7 @@ function ectStepHostInputs(host: EctHostInputs): StepHostInputs {
   for (const [pass, inputs] of passes) {
     if (!inputs) continue;
     arrays.set(`${pass}.cIn`, inputs.cIn).set(`${pass}.cSkip`, inputs.cSkip).set(`${pass}.cOut`, inputs.cOut).set(`${pass}.embedding`, inputs.embedding.values);
+    if (inputs.classes) arrays.set(`${pass}.classes`, inputs.classes);
   }
   if (host.boundary) arrays.set('boundary', host.boundary);
   const passesRun = host.target ? (host.boundary ? 'target pass, some r = 0' : 'target pass') : 'no target pass (every r = 0)';

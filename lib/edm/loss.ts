@@ -30,7 +30,7 @@ function edmHostInputs(net: UNet, shape: [number, number, number, number], edm: 
     noise: normalNoiseValues(shape, draws.noiseSeed),
     sigma,
     weights: Float32Array.from(sigma, (s) => edmLossWeight(s, edm.sigmaData)),
-    precond: denoiseHostInputs(net, sigma, edm, 'train'),
+    precond: denoiseHostInputs(net, sigma, { edm, mode: 'train', training: true, labels: ctx.labels, dropout: stepDropoutMasks(net, ctx) }),
   };
 }
 
@@ -71,6 +71,6 @@ function stepHostInputsOf(inputs: ReturnType<typeof edmHostInputs>): StepHostInp
   return {
     structure: 'EDM denoising',
     arrays: new Map<string, Float32Array | Uint8Array>([['noise', noise], ['sigma', sigma], ['weights', weights], ['cIn', precond.cIn],
-      ['cSkip', precond.cSkip], ['cOut', precond.cOut], ['embedding', precond.embedding.values]]),
+      ['cSkip', precond.cSkip], ['cOut', precond.cOut], ['embedding', precond.embedding.values], ...(precond.classes ? [['classes', precond.classes] as const] : [])]),
   };
 }

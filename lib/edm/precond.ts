@@ -73,20 +73,25 @@ export function precondCoefficients(sigma: number, edm: EdmConfig, mode: Precond
   };
 }
 
-/** The host arrays of one denoise call: the per-example coefficient columns [B] and the noise embedding's features. */
-export interface DenoiseHostInputs { cIn: Float32Array; cSkip: Float32Array; cOut: Float32Array; embedding: HostNoiseEmbedding }
+/**
+ * The host arrays of one denoise call: the per-example coefficient columns [B], the noise embedding's features and, for
+ * a class-conditional network, the class input (null otherwise).
+ */
+export interface DenoiseHostInputs { cIn: Float32Array; cSkip: Float32Array; cOut: Float32Array; embedding: HostNoiseEmbedding; classes: Float32Array | null }
 
 /**
- * What denoise computes on the host for a batch's noise levels (`weights`: where a Fourier embedding's frequencies come
- * from, the network's own by default). Given to denoise as opts.host, the pass is the same.
+ * What denoise computes on the host for a batch's noise levels, with the options denoise would get (`weights`: where a
+ * Fourier embedding's frequencies come from; `labels`, `dropout`, `training`: the class input). Given to denoise as
+ * opts.host, the pass is the same.
  */
-export function denoiseHostInputs(net: UNet, sigmas: ArrayLike<number>, edm: EdmConfig, mode: PrecondMode, weights?: Map<string, tf.Tensor>): DenoiseHostInputs {
-  const coefficients = Array.from(sigmas, (s) => precondCoefficients(s, edm, mode));
+export function denoiseHostInputs(net: UNet, sigmas: ArrayLike<number>, opts: Omit<DenoiseOptions, 'host'>): DenoiseHostInputs {
+  const coefficients = Array.from(sigmas, (s) => precondCoefficients(s, opts.edm, opts.mode));
   const column = (pick: (c: PrecondCoefficients) => number) => Float32Array.from(coefficients, pick);
   return {
     cIn: column((c) => c.cIn), cSkip: column((c) => c.cSkip), cOut: column((c) => c.cOut),
     // c_noise goes in as host values: the noise embedding is then exact to float32 (VP's c_noise reaches ~1000)
-    embedding: net.noiseEmbeddingValues(Float64Array.from(coefficients, (c) => c.cNoise), weights),
+    embedding: net.noiseEmbeddingValues(Float64Array.from(coefficients, (c) => c.cNoise), opts.weights),
+    classes: net.classInputValues(opts.labels, sigmas.length, opts.dropout, opts.training),
   };
 }
 
@@ -109,12 +114,12 @@ export function denoise(net: UNet, x: tf.Tensor4D, sigma: number | ArrayLike<num
   const batch = x.shape[0];
   const sigmas = typeof sigma === 'number' ? new Float64Array(batch).fill(sigma) : sigma;
   if (sigmas.length !== batch) throw new Error(`denoise: ${sigmas.length} noise levels for a batch of ${batch}`);
-  const host = opts.host ?? denoiseHostInputs(net, sigmas, opts.edm, opts.mode, opts.weights);
+  const host = opts.host ?? denoiseHostInputs(net, sigmas, opts);
   if (host.cIn.length !== batch || host.embedding.batch !== batch) throw new Error(`denoise: host inputs for ${host.cIn.length} images, a batch of ${batch}`);
   return tf.tidy(() => {
     const perExample = (values: Float32Array) => tf.tensor4d(values, [batch, 1, 1, 1]);
     const raw = net.forward(tf.mul(x, perExample(host.cIn)) as tf.Tensor4D, host.embedding, {
-      training: opts.training, dropout: opts.dropout, weights: opts.weights, labels: opts.labels,
+      training: opts.training, dropout: opts.dropout, weights: opts.weights, labels: opts.labels, classInput: host.classes ?? undefined,
     });
     return tf.add(tf.mul(perExample(host.cSkip), x), tf.mul(perExample(host.cOut), raw)) as tf.Tensor4D;
   });

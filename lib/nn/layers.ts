@@ -76,10 +76,14 @@ export class DropoutMasks {
       if (known.shape[0] !== batch) throw new Error(`label dropout mask: made for ${known.shape[0]} images, reused for ${batch}`);
       return known;
     }
-    const keep = Float32Array.from({ length: batch }, (_, i) => (hashUniform(this.labels.seed, i) >= this.labels.rate ? 1 : 0));
-    const mask = tf.keep(tf.tensor2d(keep, [batch, 1]));
+    const mask = tf.keep(tf.tensor2d(this.labelKeep(batch), [batch, 1]));
     this.masks.set(name, mask);
     return mask;
+  }
+
+  /** labelMask's values on the host: 1 where image i keeps its class label, 0 where label dropout drops it. */
+  labelKeep(batch: number): Float32Array {
+    return Float32Array.from({ length: batch }, (_, i) => (hashUniform(this.labels.seed, i) >= this.labels.rate ? 1 : 0));
   }
 
   /** The mask for a layer (scaled by 1/(1-rate)), created on first use and replayed afterwards. */

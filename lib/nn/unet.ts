@@ -26,6 +26,7 @@ export interface ForwardOptions {
   dropout?: DropoutMasks;            // the training step's masks, seeded from (run seed, iteration, 'dropout' / 'label-dropout')
   weights?: Map<string, tf.Tensor>;  // run with other weights (for example the EMA) instead of the variables
   labels?: ClassLabels;              // class ids [B]: required by a conditional network (net.labelDim > 0), refused by another
+  classInput?: Float32Array;         // the labels' class input computed ahead (UNet.classInputValues of these labels and masks)
 }
 
 /**
@@ -93,9 +94,15 @@ export class UNet {
           : positionalEmbedding(cNoise, this.plan.noiseChannels);
       if (labelIds) {
         // EDM: emb += map_label(class_labels * sqrt(label_dim)), with one-hot class_labels zeroed where label dropout drops them
-        const oneHot = tf.cast(tf.oneHot(tf.tensor1d(labelIds, 'int32'), this.cfg.labelDim), 'float32');
-        let classes = tf.mul(oneHot, Math.sqrt(this.cfg.labelDim)) as tf.Tensor2D;
-        if (useLabelDropout) classes = tf.mul(classes, (opts.dropout as DropoutMasks).labelMask(batch)) as tf.Tensor2D;
+        let classes: tf.Tensor2D;
+        if (opts.classInput) {
+          if (opts.classInput.length !== batch * this.cfg.labelDim) throw new Error(`UNet: a class input of ${opts.classInput.length} values for ${batch} x ${this.cfg.labelDim}`);
+          classes = tf.tensor2d(opts.classInput, [batch, this.cfg.labelDim]);
+        } else {
+          const oneHot = tf.cast(tf.oneHot(tf.tensor1d(labelIds, 'int32'), this.cfg.labelDim), 'float32');
+          classes = tf.mul(oneHot, Math.sqrt(this.cfg.labelDim)) as tf.Tensor2D;
+          if (useLabelDropout) classes = tf.mul(classes, (opts.dropout as DropoutMasks).labelMask(batch)) as tf.Tensor2D;
+        }
         emb = tf.add(emb, linear(weights, 'map.label', classes)) as tf.Tensor2D;
       }
       emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
@@ -134,6 +141,22 @@ export class UNet {
       ? fourierEmbeddingValues(cNoise, this.weightSource(weights)('map.noise.freqs').dataSync())
       : positionalEmbeddingValues(cNoise, this.plan.noiseChannels);
     return new HostNoiseEmbedding(values, cNoise.length);
+  }
+
+  /**
+   * The class input forward makes of class ids, on the host: EDM's one-hot class_labels times sqrt(labelDim), zeroed
+   * for the images whose labels `dropout` drops (a training pass with label dropout): the same float32 values, so forward
+   * given them as opts.classInput makes the same pass. Null for an unconditional network.
+   */
+  classInputValues(labels: ClassLabels | undefined, batch: number, dropout?: DropoutMasks, training = false): Float32Array | null {
+    const labelIds = this.checkLabels(labels, batch);
+    if (!labelIds) return null;
+    const dim = this.cfg.labelDim;
+    const scale = Math.fround(Math.sqrt(dim));
+    const keep = training && this.cfg.labelDropout > 0 && dropout ? dropout.labelKeep(batch) : null;
+    const values = new Float32Array(batch * dim);
+    labelIds.forEach((id, b) => { values[b * dim + id] = keep ? scale * keep[b] : scale; });
+    return values;
   }
 
   /** True when the network has a label embedding (net.labelDim > 0) and so needs class labels. */

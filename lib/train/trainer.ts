@@ -713,7 +713,6 @@ export class Trainer {
     this.replayUnavailable = !wanted ? 'turned off (--no-step-replay, or ECT_STEP_REPLAY=off)'
       : !addon ? 'replays need the onednn backend'
       : !this.loss.hostInputs ? 'the loss does not compute its host inputs ahead'
-      : this.net.conditional ? 'class-conditional networks make their label input inside the pass, which a replay does not redo'
       : !this.optimizer.nextKernelCoefficients?.(this.imagesSeen) ? "the optimiser does not update with the backend's kernel"
       : null;
     if (this.replayUnavailable === null && addon) this.replay = { addon, scratch: new ReplayScratch(addon), recordings: new Map(), off: null };

@@ -37,6 +37,7 @@ function stateBytes(trainer: Trainer): Map<string, Buffer> {
   };
   add('param', trainer.net.params);
   add('ema', trainer.ema.weights);
+  for (const [group, weights] of Object.entries(trainer.posthoc?.groups() ?? {})) add(group, weights);
   const opt = trainer.optimizer.getState();
   add('opt', opt.slots);
   opt.slots.forEach((t) => t.dispose());
@@ -60,8 +61,12 @@ describe('replayed training steps (onednn)', function () {
 
   // the synthetic dataset's 10 classes: a class-conditional tiny network with label dropout
   const conditional = { net: { ...TINY_NET, labelDim: 10, labelDropout: 0.3 } };
-  for (const [kind, patch] of [['tune', {}], ['pretrain', {}], ['tune', conditional], ['pretrain', conditional]] as const) {
-    const what = `${kind}${patch === conditional ? ', class-conditional' : ''}`;
+  // the power-function EMA of the annealed recipe, with two tracked post-hoc EMAs: three EMA updates a step
+  const posthoc = { ema: { beta: null, sigmaRel: 0.1, posthoc: { sigmaRels: [0.05, 0.1], snapshotEvery: 5 } } };
+  const cases = [['tune', {}, ''], ['pretrain', {}, ''], ['tune', conditional, ', class-conditional'], ['pretrain', conditional, ', class-conditional'],
+    ['tune', posthoc, ', post-hoc EMAs tracked']] as const;
+  for (const [kind, patch, what_] of cases) {
+    const what = `${kind}${what_}`;
     it(`${what}: replayed steps give the eager steps' losses, weights, moments and EMA bit for bit, and free their tensors`, async () => {
       const replayed = await trainerFor(kind, true, patch), eager = await trainerFor(kind, false, patch);
       try {

@@ -83,7 +83,10 @@ describe('replayed training steps (onednn)', function () {
         assert.ok(status.structures.length >= 1, 'at least one structure was recorded, checked and replayed');
         assert.equal(eager.stepReplayStatus().mode, 'eager');
         assertSameState(replayed, eager, 'after 12 steps');
-        assert.deepEqual(replayed.takeNotes(), [], 'nothing to report');
+        const notes = replayed.takeNotes();
+        assert.equal(notes.length, 1, `one note, that steps are replayed: ${notes.join(' | ')}`);
+        assert.match(notes[0], /^iteration \d+: training steps are replayed natively from now on/);
+        assert.deepEqual(eager.takeNotes(), []);
       } finally {
         replayed.dispose();
         eager.dispose();

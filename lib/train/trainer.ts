@@ -284,7 +284,11 @@ export class Trainer {
     } else if (after) {
       const difference = !Object.is(replayed.loss, loss) ? `the loss (${replayed.loss} replayed, ${loss} eager)` : firstDifference(this.stateTensors(), after);
       if (difference) this.turnOffReplay(replay, `the replayed step of '${recording.structure}' differs from the eager one in ${difference}`);
-      else recording.verified = true;
+      else {
+        if (!replay.announced) this.pendingNotes.push(`iteration ${this.iteration}: training steps are replayed natively from now on (each structure recorded and checked bit for bit against an eager step; --no-step-replay turns this off)`);
+        replay.announced = true;
+        recording.verified = true;
+      }
     }
     return loss;
   }
@@ -715,7 +719,7 @@ export class Trainer {
       : !this.loss.hostInputs ? 'the loss does not compute its host inputs ahead'
       : !this.optimizer.nextKernelCoefficients?.(this.imagesSeen) ? "the optimiser does not update with the backend's kernel"
       : null;
-    if (this.replayUnavailable === null && addon) this.replay = { addon, scratch: new ReplayScratch(addon), recordings: new Map(), off: null };
+    if (this.replayUnavailable === null && addon) this.replay = { addon, scratch: new ReplayScratch(addon), recordings: new Map(), off: null, announced: false };
   }
 
   /** Frees the network, optimiser and EMA. */
@@ -735,6 +739,7 @@ interface ReplayState {
   scratch: ReplayScratch;
   recordings: Map<string, StepRecording>;
   off: string | null;   // why replays were turned off for the run, else null
+  announced: boolean;   // the run's log said that steps are replayed
 }
 
 /** What an eager step being recorded or checked reports: its loss array, host inputs and dropout layers, and whether its update ran. */

@@ -11,6 +11,7 @@ import { NotReplayable, StepRecording, recordAddonCalls, WRITTEN_ARGUMENTS } fro
 import { ADDON_FUNCTIONS } from '../lib/backend/onednn/addon';
 import { bf16Support, machineCpuFlags, onednnAddon } from '../lib/backend/onednn';
 import type { RunKind } from '../lib/config/types';
+import type { StepHostInputs } from '../lib/training-loss';
 import { requireSystemPart, TINY_NET, tinyRunConfig, useTestBackend } from './helpers';
 
 const tinyData = () => makeSyntheticDataset('train', { count: 32, height: 8, width: 8, channels: 1, seed: 3 });
@@ -42,6 +43,17 @@ function stateBytes(trainer: Trainer): Map<string, Buffer> {
   add('opt', opt.slots);
   opt.slots.forEach((t) => t.dispose());
   return out;
+}
+
+/** Makes the host inputs a replay is given (never those of the trainer's eager steps) pass through `alter` first. */
+function alterHostInputs(trainer: Trainer, alter: (host: StepHostInputs) => void): void {
+  const loss = trainer.loss as { hostInputs: NonNullable<Trainer['loss']['hostInputs']> };
+  const hostInputs = loss.hostInputs.bind(loss);
+  loss.hostInputs = (net, shape, ctx) => {
+    const host = hostInputs(net, shape, ctx);
+    alter(host);
+    return host;
+  };
 }
 
 function assertSameState(a: Trainer, b: Trainer, when: string): void {
@@ -170,13 +182,7 @@ describe('replayed training steps (onednn)', function () {
   it('a replay that differs from the eager step turns replays off, says why, and the run goes on eagerly', async () => {
     const replayed = await trainerFor('tune', true, { ect: { stageIters: 1000 } }), eager = await trainerFor('tune', false, { ect: { stageIters: 1000 } });
     // the replay is given other noise than the eager step draws: the check must catch it
-    const loss = replayed.loss as { hostInputs: NonNullable<typeof replayed.loss.hostInputs> };
-    const hostInputs = loss.hostInputs.bind(loss);
-    loss.hostInputs = (net, shape, ctx) => {
-      const host = hostInputs(net, shape, ctx);
-      (host.arrays.get('noise') as Float32Array)[0] += 1;
-      return host;
-    };
+    alterHostInputs(replayed, (host) => { (host.arrays.get('noise') as Float32Array)[0] += 1; });
     try {
       for (let i = 0; i < 5; i++) assert.ok(Object.is(step(replayed), step(eager)), `step ${i}`);
       const status = replayed.stepReplayStatus();
@@ -192,13 +198,7 @@ describe('replayed training steps (onednn)', function () {
 
   it('a replay that fails during the check turns replays off, and the step runs eagerly', async () => {
     const replayed = await trainerFor('tune', true, { ect: { stageIters: 1000 } }), eager = await trainerFor('tune', false, { ect: { stageIters: 1000 } });
-    const loss = replayed.loss as { hostInputs: NonNullable<typeof replayed.loss.hostInputs> };
-    const hostInputs = loss.hostInputs.bind(loss);
-    loss.hostInputs = (net, shape, ctx) => {
-      const host = hostInputs(net, shape, ctx);
-      host.arrays.delete('noise');
-      return host;
-    };
+    alterHostInputs(replayed, (host) => { host.arrays.delete('noise'); });
     try {
       for (let i = 0; i < 5; i++) assert.ok(Object.is(step(replayed), step(eager)), `step ${i}`);
       assert.match(replayed.stepReplayStatus().reason ?? '', /failed: replay: the host array noise is missing/);
@@ -224,7 +224,7 @@ describe('replayed training steps (onednn)', function () {
     assert.deepEqual([...unexpected], ['measureFmaRate']);
     assert.equal(typeof addon.unary, 'function');
     const facts = {
-      calls, unexpected, structure: 's', host: new Map(), stateBefore: new Map(), stateBeforeArrays: new Map(), stateAfter: new Map(),
+      calls, unexpected, structure: 's', host: new Map(), stateBeforeArrays: new Map(), stateAfter: new Map(),
       loss: out, dropoutLayers: [], dropoutSeed: 0, scratchBytesInUse: 0,
     };
     assert.throws(() => StepRecording.fromStep(addon, facts), (e: Error) => e instanceof NotReplayable && /measureFmaRate/.test(e.message));

@@ -82,8 +82,7 @@ export interface RecordedStepFacts {
   unexpected: Set<string>;
   structure: string;
   host: Map<string, HostArray>;            // the arrays the step's tensors were made from (the batch as 'x0')
-  stateBefore: Map<string, tf.Tensor>;     // the state tensors before the step, by key ('param/<name>', 'm/<name>', 'ema0/<name>', ...)
-  stateBeforeArrays: Map<KernelArray, string>;  // their arrays (read before the step ran)
+  stateBeforeArrays: Map<KernelArray, string>;  // the state's arrays before the step, to their keys ('param/<name>', 'm/<name>', 'ema0/<name>', ...)
   stateAfter: Map<string, KernelArray>;    // the state's arrays after the step, by key
   loss: Float32Array;                      // the array the loss scalar was written to
   dropoutLayers: string[];                 // the layers whose dropout masks the step made, in order
@@ -225,7 +224,6 @@ export class StepRecording {
     if (dropoutCalls.length !== facts.dropoutLayers.length) refuse(`the step made ${facts.dropoutLayers.length} dropout masks, ${dropoutCalls.length} natively`);
     if (!written.has(facts.loss)) refuse('the loss was not computed by the recorded kernels');
     for (const gradient of lists[1]) if (!written.has(gradient)) refuse('a gradient was not computed by the recorded kernels');
-    for (const key of statePlaces.keys()) if (!facts.stateBefore.has(key)) refuse(`the state ${key} is unknown`);
     return new StepRecording(facts.structure, addon, calls, updatesFrom, hostSlots, statePlaces, dropoutCalls, momentCall, emaCalls, facts.loss);
   }
 

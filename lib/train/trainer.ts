@@ -244,13 +244,14 @@ export class Trainer {
     try {
       if (trace.host.structure !== structure) throw new NotReplayable(`the loss computed the structure '${structure}' ahead, its step '${trace.host.structure}'`);
       const recording = StepRecording.fromStep(replay.addon, {
-        calls, unexpected, structure: key, host: new Map(trace.host.arrays).set('x0', x0Values), stateBefore, stateBeforeArrays,
+        calls, unexpected, structure: key, host: new Map(trace.host.arrays).set('x0', x0Values), stateBeforeArrays,
         stateAfter: new Map([...this.stateTensors()].map(([key, t]) => [key, backendArray(t)])),
         loss: trace.loss, dropoutLayers: trace.dropoutLayers ?? [], dropoutSeed: stepDropoutSeed(ctx), scratchBytesInUse: replay.scratch.pool.bytesInUse,
       });
       replay.recordings.set(key, recording);
       for (const old of replay.recordings.keys()) if (replay.recordings.size > RECORDINGS_KEPT) replay.recordings.delete(old);
-      outputPool.dropEmptyChunks();  // the step's intermediates live in the scratch pool now
+      // the backend's pool serves no training step from now on: chunks it made for earlier work (an evaluator's set-up) can go
+      outputPool.dropEmptyChunks();
     } catch (error) {
       if (!(error instanceof NotReplayable)) throw error;
       this.turnOffReplay(replay, error.message);

@@ -29,6 +29,8 @@ import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
 import { CONV_SAME_KERNEL, fusedConv2dSame } from '../lib/nn/fused';
+import { conv2d } from '../lib/nn/layers';
+import { UNet } from '../lib/nn/unet';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
 import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
@@ -205,6 +207,49 @@ describe('bf16 precision on the onednn backend', function () {
     }
   });
 
+  it('1x1 convolutions: one matrix product in fp32, the bf16 convolution kernels in bf16, within the bound', () => {
+    const addon = onednnAddon()!;
+    tf.tidy(() => {
+      const xs = randomTensor([2, 5, 5, 6]), ws = randomTensor([1, 1, 6, 4], 0.5), bias = randomTensor([4]), dy = randomTensor([2, 5, 5, 4]);
+      const weights = (filter: tf.Tensor) => (name: string) => (name === 'skip.weight' ? filter : bias);
+      const run = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => {
+        const f = (p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv2d(weights(q), 'skip', p as tf.Tensor4D), d));
+        const { value, grads } = tf.valueAndGrads(f)([a, b]);
+        return [value, ...grads].map((t) => t.dataSync() as Float32Array);
+      };
+      const [convBefore, bf16Before] = [addon.convExecutions(), addon.bf16Executions()];
+      const fp32 = run(xs, ws, dy);
+      assert.equal(addon.convExecutions(), convBefore, 'fp32: no convolution primitive (a matrix product)');
+      const bf16 = withPrecision('bf16', () => run(xs, ws, dy));
+      assert.equal(addon.bf16Executions() - bf16Before, 3, 'bf16: forward, input gradient and filter gradient primitives, all bf16');
+      assert.equal(addon.convExecutions() - convBefore, 3);
+      const magnitude = run(tf.abs(xs), tf.abs(ws), tf.abs(dy));
+      ['sum', 'input gradient', 'filter gradient'].forEach((name, i) => assertWithinProductBound(`1x1 conv ${name}`, bf16[i], fp32[i], magnitude[i]));
+      assert.ok(bf16.some((values, i) => values.some((v, j) => v !== fp32[i][j])), 'bf16 changed nothing');
+    });
+  });
+
+  it('the convolutions reading the network input stay float32 in bf16, forward and backward, for both architectures', () => {
+    const addon = onednnAddon()!;
+    for (const arch of ['ddpmpp', 'ncsnpp'] as const) {
+      const net = new UNet({ ...TINY_NET, arch, dropout: 0 }, 5);
+      tf.tidy(() => {
+        const x = randomTensor([2, 8, 8, 1]), noise = tf.tensor1d([0.3, -0.2]);
+        const [convBefore, bf16Before] = [addon.convExecutions(), addon.bf16Executions()];
+        withPrecision('bf16', () => net.forward(x as tf.Tensor4D, noise).dataSync());
+        const fp32Forward = (addon.convExecutions() - convBefore) - (addon.bf16Executions() - bf16Before);
+        // the input convolution; NCSN++ also its first residual-encoder convolution, which reads the input too
+        assert.equal(fp32Forward, arch === 'ncsnpp' ? 2 : 1, `${arch}: float32 forward convolutions`);
+        const [convMid, bf16Mid] = [addon.convExecutions(), addon.bf16Executions()];
+        withPrecision('bf16', () => tf.grad((p: tf.Tensor) => tf.sum(net.forward(p as tf.Tensor4D, noise)))(x).dataSync());
+        const fp32WithBackward = (addon.convExecutions() - convMid) - (addon.bf16Executions() - bf16Mid);
+        // their backward primitives (input and filter gradients, the input's gradient taken here) in float32 too
+        assert.equal(fp32WithBackward, 3 * fp32Forward, `${arch}: float32 primitives forward and backward`);
+      });
+      net.dispose();
+    }
+  });
+
   it('the UNet\'s convolution op keeps a bf16 copy of its input for backward (half the bytes), and its gradients stay within the bound', () => {
     const addon = onednnAddon()!;
     tf.tidy(() => {
@@ -258,11 +303,16 @@ describe('bf16 precision on the onednn backend', function () {
     const addon = onednnAddon()!;
     const [convBefore, bf16Before] = [addon.convExecutions(), addon.bf16Executions()];
     const lossFp32 = fp32.step(images);
-    const products = addon.convExecutions() - convBefore;
-    assert.ok(products > 0 && addon.bf16Executions() === bf16Before, 'the fp32 step ran convolutions, none in bf16');
-    const runsBefore = addon.bf16Executions();
+    const fp32Convolutions = addon.convExecutions() - convBefore;
+    assert.ok(fp32Convolutions > 0 && addon.bf16Executions() === bf16Before, 'the fp32 step ran convolutions, none in bf16');
+    const [runsBefore, convsBefore] = [addon.bf16Executions(), addon.convExecutions()];
     const lossBf16 = bf16.step(images);
-    assert.equal(addon.bf16Executions() - runsBefore, products, 'every convolution primitive of the bf16 step ran in bf16');
+    const products = addon.bf16Executions() - runsBefore;
+    // every convolution primitive in bf16 but the input convolution's: its forward in the student and target passes
+    // and its two gradient primitives, float32 (lib/nn/unet.ts INPUT_LAYERS_PRECISION)
+    assert.equal(addon.convExecutions() - convsBefore - products, 4, 'all but the input convolution\'s 4 primitives ran in bf16');
+    // the tiny net's 1x1 convolutions (residual skips, attention) are matrix products in fp32 and convolutions in bf16
+    assert.ok(products + 4 > fp32Convolutions, `bf16 ran ${products + 4} convolution primitives, fp32 ${fp32Convolutions}: the 1x1 ones should be convolutions too`);
     const tolerance = 2 * BF16_U * Math.sqrt(products / 2);
     const lossError = Math.abs(lossBf16 - lossFp32) / Math.abs(lossFp32);
     assert.ok(lossError <= tolerance, `loss ${lossBf16} vs ${lossFp32}: relative error ${lossError} > ${tolerance} (L = ${products})`);

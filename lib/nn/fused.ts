@@ -4,6 +4,7 @@
  * compose the same function from tfjs ops (lib/nn/layers.ts groupNorm), so results agree across backends.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { currentPrecision, withPrecision } from '../backend/onednn/precision';
 
 /**
  * Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C] and mask like x; output y like x,
@@ -165,6 +166,17 @@ export function hasFusedConvSame(): boolean {
 }
 
 /**
+ * Whether 1x1 convolutions should run as the fused convolution kernels rather than as one matrix product: on the
+ * onednn backend in bf16, where the convolution reads bf16 inputs and its backward makes dx, dfilter and dbias in one
+ * call (measured on a Zen 5 with avx512_bf16, 2 threads, batch 64: fwd+bwd of a 28x28 64->64 1x1 convolution 2.7 ms
+ * against 5.3 ms as float32 matrix products; docs/benchmarks.md). In float32 the products are as fast or faster
+ * (4.8 against 5.9 ms there), so float32 runs keep them, and their numbers.
+ */
+export function oneByOneAsConvolution(): boolean {
+  return currentPrecision() === 'bf16' && hasFusedConvSame();
+}
+
+/**
  * A stride-1 'same' convolution with its bias, NHWC, as two kernels: forward, and backward every gradient at once
  * (tf.fused.conv2d runs three kernels backward and a separate sum over dy for the bias, and keeps its output as well as
  * x for backward). What backward reads of x is the forward kernel's choice (CONV_SAME_KERNEL). Call only when
@@ -173,6 +185,8 @@ export function hasFusedConvSame(): boolean {
 export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
   // whether a gradient tape records this op (read before the op: inside it tfjs records nothing); sampling needs no copy
   const forBackward = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  // backward runs in the precision the forward ran in (a layer kept in float32 stays float32 both ways)
+  const precision = currentPrecision();
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [xi, fi, bi] = args as tf.Tensor[];
@@ -181,8 +195,8 @@ export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Te
     save([input, fi]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(CONV_SAME_GRAD_KERNEL, { dy, filter: saved[1], saved: saved[0] },
-        { inputShape: xi.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[],
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => withPrecision(precision, () => tf.engine().runKernel(CONV_SAME_GRAD_KERNEL,
+        { dy, filter: saved[1], saved: saved[0] }, { inputShape: xi.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[]),
     };
   });
   return op(x, filter, bias) as tf.Tensor4D;

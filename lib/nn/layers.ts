@@ -4,6 +4,7 @@ import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
 import {
   fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasFusedConvSame, hasFusedGroupNorm, hasFusedResample,
+  oneByOneAsConvolution,
 } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
@@ -137,14 +138,15 @@ export function linear(w: WeightSource, name: string, x: tf.Tensor2D): tf.Tensor
 }
 
 /**
- * Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product.
+ * Convolution with 'same' padding and its bias in one fused kernel, NHWC; 1x1 convolutions run as one matrix product
+ * unless the backend convolves them faster (lib/nn/fused.ts oneByOneAsConvolution).
  * Where the backend has the kernels, one forward kernel and one kernel for every gradient (lib/nn/fused.ts fusedConv2dSame).
  */
 export function conv2d(w: WeightSource, name: string, x: tf.Tensor4D): tf.Tensor4D {
   const weight = w(`${name}.weight`) as tf.Tensor4D;
   const bias = w(`${name}.bias`);
   const [kh, , cin, cout] = weight.shape;
-  if (kh === 1) {
+  if (kh === 1 && !(x.dtype === 'float32' && oneByOneAsConvolution())) {
     const [b, h, wd] = x.shape;
     const flat = tf.fused.matMul({ a: tf.reshape(x, [b * h * wd, cin]), b: tf.reshape(weight, [cin, cout]), bias });
     return tf.reshape(flat, [b, h, wd, cout]);

@@ -1,8 +1,9 @@
 /** The DDPM++ UNet (EDM's SongUNet) of docs/method.md §3, or EDM's NCSN++ setting of it: raw network F(c_in x, c_noise), NHWC. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { NetworkConfig } from '../config/types';
+import type { NetworkConfig, Precision } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import { scaledSum } from './fused';
+import { withPrecision } from '../backend/onednn/precision';
 import {
   conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
   positionalEmbeddingValues, resample2x, selfAttention, silu, type WeightSource,
@@ -14,6 +15,17 @@ const SKIP_SCALE = Math.SQRT1_2;   // residual sums are scaled by sqrt(1/2)
 const ATTN_GAIN = Math.sqrt(0.2);  // EDM's init gain for the qkv projection
 const ZERO_INIT = 1e-5;            // EDM's "init_zero": tiny xavier weights on the last layer of a branch
 const FOURIER_SCALE = 16;          // EDM's FourierEmbedding: frequencies ~ N(0, 16^2)
+
+/**
+ * Precision of the convolutions that read the network's input (the input convolution; NCSN++'s first residual-encoder
+ * convolution), whatever the run's precision. ECT's loss is the distance between the network at x_t and at x_r, two
+ * inputs that differ by (t - r) times the noise; late in training r is so close to t that rounding the input to
+ * bfloat16's 8 significant bits erases much of that difference. Measured (bench/bf16-loss-floor.ts on the Fashion-MNIST
+ * recipe's final weights, stage 7): with every convolution in bf16 the loss is 1.91x the fp32 one; with these in
+ * float32, 1.06x, and the output convolution in float32 as well changes nothing more (docs/benchmarks.md). They are
+ * among the cheapest convolutions of the network (1 or 3 input channels).
+ */
+export const INPUT_LAYERS_PRECISION: Precision = 'fp32';
 
 /**
  * Class labels of a batch, as every function of the library takes them: one integer class id in
@@ -108,7 +120,8 @@ export class UNet {
       emb = silu(linear(weights, 'map.layer0', emb)) as tf.Tensor2D;
       emb = silu(linear(weights, 'map.layer1', emb)) as tf.Tensor2D;
 
-      let hidden = conv2d(weights, this.plan.inputConv.name, x);
+      // The convolutions that read the input itself run in float32 also in bf16 (see INPUT_LAYERS_PRECISION)
+      let hidden = withPrecision(INPUT_LAYERS_PRECISION, () => conv2d(weights, this.plan.inputConv.name, x));
       const skips: tf.Tensor4D[] = [hidden];
       let aux = x;  // NCSN++'s residual encoder: the input, carried down beside the blocks
       // Each block in its own tidy: what the block made and no later op needs is freed at its end, not at the end of
@@ -117,7 +130,10 @@ export class UNet {
         const input = hidden;
         hidden = tf.tidy(() => this.block(weights, block, input, emb, masks));
         if (block.auxResidual) {
-          const residual = convDownFused(weights, block.auxResidual.name, aux, this.plan.arch.resampleTaps);
+          const fromInput = aux === x, name = block.auxResidual.name;
+          const residual = fromInput
+            ? withPrecision(INPUT_LAYERS_PRECISION, () => convDownFused(weights, name, aux, this.plan.arch.resampleTaps))
+            : convDownFused(weights, name, aux, this.plan.arch.resampleTaps);
           hidden = aux = scaledSum(hidden, residual, SKIP_SCALE);
         }
         skips.push(hidden);

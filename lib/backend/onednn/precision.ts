@@ -4,7 +4,10 @@
  *
  * In bf16 the kernels round their float32 inputs (activations, filters, incoming gradients) to bfloat16 and
  * oneDNN accumulates in float32 and writes float32 outputs; every tensor the rest of the program sees stays
- * float32, so master weights, gradients, optimiser state and EMA are float32 by construction. bf16 is allowed
+ * float32, so master weights, gradients, optimiser state and EMA are float32 by construction. Layers may run a
+ * convolution in float32 inside a bf16 step (withPrecision): the UNet does so for the convolutions that read its
+ * input (lib/nn/unet.ts INPUT_LAYERS_PRECISION), and runs its 1x1 convolutions as bf16 convolutions rather than
+ * float32 matrix products (lib/nn/fused.ts oneByOneAsConvolution). bf16 is allowed
  * only on the onednn backend and only where the CPU executes bf16 natively (the `avx512_bf16` or `amx_bf16`
  * flag): elsewhere oneDNN would emulate it, slower than float32, or have no implementation.
  */

@@ -347,6 +347,53 @@ export function markdownTable(rows: BenchRow[]): string {
   return [header, ...body].join('\n');
 }
 
+/** A backend's bf16 speed over its own fp32 speed on one configuration and workload, round by round. */
+export interface PrecisionRatio {
+  backend: string;
+  config: string;
+  workload: Workload;
+  roundRatios: Array<number | null>;   // each round's bf16 img/s over fp32 img/s in the same round (null: one side missing)
+  median?: number;                     // median over the rounds with both
+  range?: [number, number];            // their min-max
+  ofMedians?: number;                  // the bf16 row's median img/s over the fp32 row's
+}
+
+/**
+ * bf16 over fp32 for every backend, configuration and workload measured in both precisions (the peer included): per
+ * round (both ran in the same round, so the machine's state is shared), their median and min-max, and the ratio of the
+ * two rows' medians.
+ */
+export function precisionRatios(rows: BenchRow[]): PrecisionRatio[] {
+  const out: PrecisionRatio[] = [];
+  for (const bf16 of rows.filter((r) => r.precision === 'bf16' && r.roundImgPerSec)) {
+    // the peer's bf16 row is named 'pytorch (peer) bf16' (participantName), ours by the backend alone
+    const fp32 = rows.find((r) => r.precision === 'fp32' && r.config === bf16.config && r.workload === bf16.workload &&
+      (r.backend === bf16.backend || participantName(r.backend, 'bf16') === bf16.backend));
+    if (!fp32?.roundImgPerSec) continue;
+    const roundRatios = bf16.roundImgPerSec!.map((v, i) => {
+      const base = fp32.roundImgPerSec![i];
+      return v !== null && base !== null && base !== undefined && base > 0 ? v / base : null;
+    });
+    const ok = roundRatios.filter((v): v is number => v !== null);
+    out.push({
+      backend: fp32.backend, config: bf16.config, workload: bf16.workload, roundRatios,
+      median: ok.length ? median(ok) : undefined, range: ok.length ? [Math.min(...ok), Math.max(...ok)] : undefined,
+      ofMedians: bf16.imgPerSec !== undefined && fp32.imgPerSec ? bf16.imgPerSec / fp32.imgPerSec : undefined,
+    });
+  }
+  return out;
+}
+
+/** The precision ratios as a Markdown table (empty when no row was measured in both precisions). */
+export function precisionRatioTable(ratios: PrecisionRatio[]): string {
+  if (!ratios.length) return '';
+  const header = '| backend | config | workload | bf16 / fp32 (median of rounds, min-max) | of the medians | each round |\n|---|---|---|---|---|---|';
+  const body = ratios.map((r) => `| ${r.backend} | ${r.config} | ${WORKLOAD_LABELS[r.workload]} | ` +
+    `${r.median === undefined ? '-' : `${r.median.toFixed(2)}x (${r.range![0].toFixed(2)}-${r.range![1].toFixed(2)})`} | ` +
+    `${r.ofMedians === undefined ? '-' : `${r.ofMedians.toFixed(2)}x`} | ${r.roundRatios.map((v) => (v === null ? '-' : v.toFixed(2))).join(', ')} |`);
+  return [header, ...body].join('\n');
+}
+
 /** One measured side of a round. */
 type Measured = { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string } | { error: string };
 
@@ -524,6 +571,7 @@ async function main(): Promise<void> {
     }
   }
 
+  const ratios = precisionRatios(rows);
   const writeReport = (memoryLine: string): string => {
     const peakNote = (p: PeakEstimate, name: string) => (p.gflops === null
       ? `'-' for ${name} rows: this machine's ${name} peak is unknown or absent (see above)`
@@ -546,11 +594,14 @@ async function main(): Promise<void> {
       `bf16 peak: ${peakBf16.explanation}.`, '',
       `Command: \`${command}\``, '',
       `Code: commit ${code} (its compiled dist/ and native addon ran the rounds).`, '',
-      markdownTable(rows), '', flopsNote, '', memoryLine, '',
+      markdownTable(rows), '', flopsNote, '',
+      ...(ratios.length ? ['bf16 over fp32, the same backend in the same round (the peer: PyTorch\'s autocast over its fp32):', '',
+        precisionRatioTable(ratios), ''] : []),
+      memoryLine, '',
     ].join('\n');
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.md`), report);
     const json = { started, command, code, machine, rounds: flags.rounds, workloads: flags.workloads, precisions: flags.precisions, quick: flags.quick,
-      rows, roundsByConfig, memoryLine, rssSeriesMB };
+      rows, precisionRatios: ratios, roundsByConfig, memoryLine, rssSeriesMB };
     fs.writeFileSync(path.join(flags.out, `train-step-${stamp}.json`), JSON.stringify(json, null, 2));
     fs.writeFileSync(path.join(flags.out, 'train-step-latest.md'), report);
     return report;

@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { markdownTable, parseFlags } from '../bench/train-step';
+import { markdownTable, parseFlags, precisionRatioTable, precisionRatios } from '../bench/train-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
 import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
 import { BENCH_SHAPES } from '../bench/ect-step';
@@ -55,6 +55,31 @@ describe('benchmark flags and workloads', () => {
     assert.equal(workloadProblem('features', shape), null);
   });
 
+  it('bf16 over fp32: per round for each backend and the peer, median and min-max; rounds missing a side left out', () => {
+    const row = (backend: string, precision: 'fp32' | 'bf16', rounds: Array<number | null>, workload: 'train' | 'heun' = 'train') => ({
+      backend, config: 'tiny', workload, precision, roundImgPerSec: rounds,
+      imgPerSec: rounds.filter((v): v is number => v !== null).sort((a, b) => a - b)[1],
+    });
+    const ratios = precisionRatios([
+      row('onednn', 'fp32', [100, 120, 110]), row('onednn', 'bf16', [150, 150, null]),
+      row('pytorch (peer)', 'fp32', [50, 40, 60]), row('pytorch (peer) bf16', 'bf16', [100, 60, 90]),
+      row('onednn', 'bf16', [10, 10, 10], 'heun'),  // no fp32 row: no ratio
+    ]);
+    assert.equal(ratios.length, 2);
+    const ours = ratios.find((r) => r.backend === 'onednn')!;
+    assert.deepEqual(ours.roundRatios, [1.5, 1.25, null]);
+    assert.equal(ours.median, 1.375);
+    assert.deepEqual(ours.range, [1.25, 1.5]);
+    const peer = ratios.find((r) => r.backend === 'pytorch (peer)')!;
+    assert.deepEqual(peer.roundRatios, [2, 1.5, 1.5]);
+    assert.equal(peer.median, 1.5);
+    assert.equal(peer.ofMedians, 90 / 50);
+    const table = precisionRatioTable(ratios).split('\n');
+    assert.equal(table.length, 4);
+    assert.match(table[2], /^\| onednn \| tiny \| training step \| 1\.38x \(1\.25-1\.50\) \| 1\.36x \| 1\.50, 1\.25, - \|$/);
+    assert.equal(precisionRatioTable([]), '');
+  });
+
   it('the table has a precision, workload and RSS-vs-PyTorch column', () => {
     const table = markdownTable([{ backend: 'onednn', config: 'tiny', workload: 'heun', precision: 'bf16', imgPerSec: 2, rssToTorch: 0.5, note: 'x' }]);
     assert.match(table.split('\n')[0], /\| backend \| precision \| config \| workload \| img\/s \(median\) \|.*\| RSS vs PyTorch \|/);
@@ -82,7 +107,8 @@ describe('benchmark --quick smoke run', function () {
       const header = lines.findIndex((l) => l.startsWith('| backend | precision |'));
       assert.ok(header >= 0, 'a table');
       const columns = lines[header].split('|').length;
-      const rows = lines.slice(header + 2).filter((l) => l.startsWith('|'));
+      const tableEnd = lines.findIndex((l, i) => i > header && !l.startsWith('|'));
+      const rows = lines.slice(header + 2, tableEnd);
       for (const row of rows) assert.equal(row.split('|').length, columns, `row with a wrong column count: ${row}`);
       for (const workload of ['1-step generation', 'Heun-35 generation', 'features + fd']) {
         for (const precision of ['fp32', 'bf16']) {
@@ -102,6 +128,9 @@ describe('benchmark --quick smoke run', function () {
       assert.match(json.code, /^[0-9a-f]{12}|^not a git checkout$/);
       assert.deepEqual(json.precisions, ['fp32', 'bf16']);
       assert.ok(json.roundsByConfig.tiny[0].workloads.heun.order.length === 4, 'peer and onednn in both precisions in the round');
+      // bf16 over fp32: the peer always (autocast), ours where the CPU has bf16
+      assert.ok(json.precisionRatios.some((r: { backend: string; workload: string }) => r.backend === 'pytorch (peer)' && r.workload === 'heun'));
+      assert.ok(lines.some((l) => /^bf16 over fp32, the same backend in the same round/.test(l)), 'the report has the bf16 over fp32 table');
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

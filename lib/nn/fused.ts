@@ -4,7 +4,7 @@
  * compose the same function from tfjs ops (lib/nn/layers.ts groupNorm), so results agree across backends.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { currentPrecision, withPrecision } from '../backend/onednn/precision';
+import { currentPrecision, withPrecision } from './precision';
 
 /**
  * Forward kernel: inputs x [B, H, W, C], gamma [C], beta [C], optional shift [B, C] and mask like x; output y like x,

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { NetworkConfig, Precision } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import { scaledSum } from './fused';
-import { withPrecision } from '../backend/onednn/precision';
+import { withPrecision } from './precision';
 import {
   conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
   positionalEmbeddingValues, resample2x, selfAttention, silu, type WeightSource,

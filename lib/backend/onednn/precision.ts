@@ -13,8 +13,9 @@
  */
 import { readCpuFacts } from '../../machine/peak';
 import { PRECISIONS, type Precision } from '../../config/types';
+import { currentPrecision, withPrecision } from '../../nn/precision';
 
-export { PRECISIONS, type Precision };
+export { PRECISIONS, type Precision, currentPrecision, withPrecision };
 
 /** The CPU flags bf16 is judged by: a function so tests hand in another machine's flags. */
 export type CpuFlagsSource = () => string[];
@@ -53,16 +54,9 @@ export function assertPrecisionAvailable(precision: Precision | undefined, backe
   if (!support.ok) throw new Error(`--precision bf16 refused: ${support.reason}`);
 }
 
-let current: Precision = 'fp32';
-
-/** Precision the onednn convolution and matrix-product kernels run in now. */
-export function currentPrecision(): Precision {
-  return current;
-}
-
 /** The addon's precision code (native/src/onednn_ops.h Precision) for convolutions: 0 float32, 1 bf16. */
 export function precisionCode(): number {
-  return current === 'bf16' ? 1 : 0;
+  return currentPrecision() === 'bf16' ? 1 : 0;
 }
 
 /**
@@ -77,16 +71,3 @@ export function matMulPrecisionCode(): number {
   return 0;
 }
 
-/**
- * Runs fn with the onednn kernels in `precision`, restoring the previous precision afterwards (also when fn
- * throws). Other backends ignore it; callers check availability first (assertPrecisionAvailable).
- */
-export function withPrecision<T>(precision: Precision | undefined, fn: () => T): T {
-  const previous = current;
-  current = precision ?? 'fp32';
-  try {
-    return fn();
-  } finally {
-    current = previous;
-  }
-}

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { NetworkConfig, Precision } from '../config/types';
 import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import { scaledSum } from './fused';
-import { withPrecision } from './precision';
+import { currentPrecision, withPrecision } from './precision';
 import {
   conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
   positionalEmbeddingValues, resample2x, selfAttention, silu, type WeightSource,
@@ -130,10 +130,9 @@ export class UNet {
         const input = hidden;
         hidden = tf.tidy(() => this.block(weights, block, input, emb, masks));
         if (block.auxResidual) {
-          const fromInput = aux === x, name = block.auxResidual.name;
-          const residual = fromInput
-            ? withPrecision(INPUT_LAYERS_PRECISION, () => convDownFused(weights, name, aux, this.plan.arch.resampleTaps))
-            : convDownFused(weights, name, aux, this.plan.arch.resampleTaps);
+          const name = block.auxResidual.name, source = aux;  // the input itself only in the first such block
+          const residual = withPrecision(source === x ? INPUT_LAYERS_PRECISION : currentPrecision(),
+            () => convDownFused(weights, name, source, this.plan.arch.resampleTaps));
           hidden = aux = scaledSum(hidden, residual, SKIP_SCALE);
         }
         skips.push(hidden);

@@ -28,8 +28,8 @@ import { validateRunConfig } from '../lib/config/schema';
 import { makeSyntheticDataset } from '../lib/data/synthetic';
 import { Trainer } from '../lib/train/trainer';
 import { flagOverrides } from '../lib/train/launch';
-import { CONV_SAME_KERNEL, fusedConv2dSame } from '../lib/nn/fused';
-import { conv2d } from '../lib/nn/layers';
+import { CONV_SAME_KERNEL, fusedConv2dSame, fusedGroupNorm, fusedGroupNormConv, normFeedsConvInBf16 } from '../lib/nn/fused';
+import { conv2d, groupCount } from '../lib/nn/layers';
 import { UNet } from '../lib/nn/unet';
 import { TINY_NET, requireSystemPart, tinyRunConfig } from './helpers';
 import { compareStepPrecisions, formatComparison } from '../bench/profile-step';
@@ -285,6 +285,98 @@ describe('bf16 precision on the onednn backend', function () {
       // the bias gradient is the bf16 dy summed (one rounding per term: within the same bound)
       ['sum', 'input gradient', 'filter gradient', 'bias gradient'].forEach((name, i) => assertWithinProductBound(`fused conv ${name}`, bf16[i], fp32[i], magnitude[i]));
     });
+  });
+
+  it('GroupNorm feeding a convolution: GroupNorm writes the bf16 input itself, and the op gives the composition\'s numbers bit for bit', () => {
+    const addon = onednnAddon()!;
+    // channel counts with a compiled channel loop (32) and without (12); 3x3 and 1x1 filters; with and without the
+    // embedding shift and the dropout mask
+    const cases = [
+      { x: [2, 6, 6, 32], k: 3, cout: 16, shift: true, mask: true },
+      { x: [3, 5, 5, 12], k: 3, cout: 8, shift: false, mask: false },
+      { x: [2, 4, 4, 32], k: 1, cout: 24, shift: true, mask: false },
+    ];
+    for (const c of cases) {
+      tf.tidy(() => {
+        const [b, , , ch] = c.x;
+        const x = randomTensor(c.x, 2), gamma = randomTensor([ch]), beta = randomTensor([ch], 0.5);
+        const filter = randomTensor([c.k, c.k, ch, c.cout], 0.5), bias = randomTensor([c.cout]);
+        const shift = c.shift ? randomTensor([b, ch]) as tf.Tensor2D : undefined;
+        const mask = c.mask ? tf.tensor(Float32Array.from({ length: x.size }, () => (rng() < 0.8 ? 1.25 : 0)), c.x) : undefined;
+        const dy = randomTensor([...c.x.slice(0, 3), c.cout]);
+        const attrs = { groups: groupCount(ch), eps: 1e-6, silu: true };
+        const inputs = [x, gamma, beta, ...(shift ? [shift] : []), filter, bias];
+        const run = (fused: boolean) => withPrecision('bf16', () => {
+          const f = (...t: tf.Tensor[]) => {
+            const [xi, gi, bi] = t;
+            const si = shift ? t[3] as tf.Tensor2D : undefined;
+            const [fi, ci] = t.slice(-2);
+            const y = fused ? fusedGroupNormConv(xi as tf.Tensor4D, gi, bi, attrs, si, mask, fi as tf.Tensor4D, ci)
+              : fusedConv2dSame(fusedGroupNorm(xi as tf.Tensor4D, gi, bi, attrs, si, mask), fi as tf.Tensor4D, ci);
+            return tf.sum(tf.mul(y, dy));
+          };
+          const bf16Before = addon.bf16Executions();
+          const { value, grads } = tf.valueAndGrads(f)(inputs);
+          assert.equal(addon.bf16Executions() - bf16Before, 3, 'the forward and both gradient primitives ran in bf16');
+          return [value, ...grads].map((t) => Array.from(t.dataSync()));
+        });
+        const composed = run(false), fused = run(true);
+        const names = ['sum', 'dx', 'dgamma', 'dbeta', ...(shift ? ['dshift'] : []), 'dfilter', 'dbias'];
+        names.forEach((name, i) => assert.deepEqual(fused[i], composed[i], `${name} of [${c.x}] * ${c.k}x${c.k}: the fused op differs from the composition`));
+      });
+    }
+  });
+
+  it('the fused GroupNorm-convolution keeps only bf16 for backward and makes no float32 copy of the normalised input', () => {
+    tf.tidy(() => {
+      const x = randomTensor([2, 5, 5, 16]), gamma = randomTensor([16]), beta = randomTensor([16]);
+      const filter = randomTensor([3, 3, 16, 8], 0.5), bias = randomTensor([8]);
+      const attrs = { groups: groupCount(16), eps: 1e-6, silu: true };
+      let saved: string[] = [];
+      withPrecision('bf16', () => tf.grad((p: tf.Tensor) => {
+        const y = fusedGroupNormConv(p as tf.Tensor4D, gamma, beta, attrs, undefined, undefined, filter as tf.Tensor4D, bias);
+        const tape = (tf.engine() as unknown as { state: { activeTape: Array<{ saved?: tf.Tensor[] }> } }).state.activeTape;
+        saved = tape.flatMap((node) => (node.saved ?? []).map((t) => `${t.dtype}[${t.shape}]`));
+        return tf.sum(y);
+      })(x));
+      // x, gamma, beta, the statistics, the normalised input as bf16 (x.size values in x.size / 2 int32 elements), the filter
+      assert.deepEqual(saved, ['float32[2,5,5,16]', 'float32[16]', 'float32[16]', 'float32[2,2,16]', `int32[${x.size / 2}]`, 'float32[3,3,16,8]']);
+    });
+    // the layer uses the op only in bf16 on a backend with the kernels; fp32 composes the two layers
+    assert.equal(withPrecision('bf16', () => normFeedsConvInBf16()), true);
+    assert.equal(normFeedsConvInBf16(), false);
+  });
+
+  it('GroupNorm\'s bf16 output rounds as oneDNN\'s conversion does: to nearest, ties to even, NaN and infinities kept, subnormals to zero', () => {
+    const addon = onednnAddon()!;
+    // gamma 0 makes y = beta exactly, so each channel's output is the value to round (the cases of the 1x1 convolution test above)
+    const values = [1 + 2 ** -8 + 2 ** -10, 1 + 2 ** -8 - 2 ** -12, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8 + 2 ** -10), 1002, 1006,
+      Infinity, 3.4028234663852886e38, 1e-39, -1e-39, NaN];
+    const want = [1 + 2 ** -7, 1, 1, 1 + 2 ** -6, -(1 + 2 ** -7), 1000, 1008, Infinity, Infinity, 0, -0, NaN];
+    // 28 channels: the cases in channels 0-11 and again in 16-27, the parts of a row converted 16 at a time (by the
+    // instruction, where the addon is built for it) and one by one
+    const channels = 28;
+    const beta = new Float32Array(channels);
+    beta.set(values, 0);
+    beta.set(values, 16);
+    const x = Float32Array.from({ length: 2 * channels }, (_, i) => i % 5), gamma = new Float32Array(channels);
+    const out = new Int32Array(channels);  // 2 pixels x 28 channels, two bf16 values per element
+    addon.groupNormForward([1, 2, channels, 7], x, null, null, gamma, beta, 1e-6, false, out, null);
+    const bits = new Uint16Array(out.buffer);
+    const asFloat = (b: number) => new Float32Array(new Uint32Array([b << 16]).buffer)[0];
+    for (let p = 0; p < 2; p++) {
+      for (const offset of [0, 16]) {
+        want.forEach((w, i) => {
+          const at = p * channels + offset + i;
+          const got = asFloat(bits[at]);
+          if (Number.isNaN(w)) assert.ok(Number.isNaN(got) && (bits[at] & 0x40) !== 0, `NaN stays a quiet NaN, got ${got} (channel ${offset + i})`);
+          else assert.ok(Object.is(got, Math.fround(w)), `${values[i]} rounded to ${got}, want ${w} (channel ${offset + i})`);
+        });
+      }
+    }
+    // a bf16 output of the wrong length is refused with the reason
+    assert.throws(() => addon.groupNormForward([1, 2, channels, 7], x, null, null, gamma, beta, 1e-6, false, new Int32Array(channels - 1), null),
+      /bf16 copy of 56 values needs 28/);
   });
 
   it('one training step agrees with fp32 within 2u sqrt(L / 2), leaks no tensors, and keeps everything the optimiser sees fp32', async () => {

@@ -24,6 +24,7 @@ export interface GroupNormAttrs {
   eps: number;        // added to each group's variance
   silu: boolean;      // SiLU after the affine map (else identity)
   withStats?: boolean; // forward: also output the statistics for the backward kernel
+  bf16Output?: boolean; // forward: y as bfloat16, two values per int32 element, flat (a bf16 convolution's input; onednn)
 }
 
 /** Whether the active backend has the fused kernels (then groupNorm in layers.ts uses them). */
@@ -148,10 +149,14 @@ export function fusedUpsample2x(x: tf.Tensor4D): tf.Tensor4D {
  * A stride-1 'same' convolution with its bias, NHWC, HWIO filter: inputs x, filter, bias [Cout]; attrs ConvSameAttrs;
  * outputs y and what backward reads in place of x. A backend may return x itself or, when a gradient will be taken
  * (attrs.forBackward), a cheaper copy of it (the onednn backend in bf16: the bf16 copy its primitive read, two values
- * per int32 element, half the bytes of x).
+ * per int32 element, half the bytes of x). The onednn backend in bf16 also takes x as that bf16 copy already made
+ * (int32, with attrs.inputShape), and then keeps x itself.
  */
 export const CONV_SAME_KERNEL = 'EctConv2DSame';
-export interface ConvSameAttrs { forBackward: boolean }
+export interface ConvSameAttrs {
+  forBackward: boolean;
+  inputShape?: number[];  // x's shape when x comes as int32 (its bfloat16 values, two per element: fusedGroupNormConv)
+}
 /**
  * Its gradient: inputs dy, filter and the forward's second output (saved); attrs inputShape; outputs dx, dfilter and
  * dbias, from one kernel.
@@ -200,4 +205,54 @@ export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Te
     };
   });
   return op(x, filter, bias) as tf.Tensor4D;
+}
+
+/**
+ * Whether a GroupNorm whose output only a convolution reads should run with that convolution as one op
+ * (fusedGroupNormConv): in bf16 on a backend with both fused kernels (onednn). There the convolution reads its input
+ * in bf16 anyway, so GroupNorm writes it in bf16 and no float32 copy of it is made, converted, or kept.
+ */
+export function normFeedsConvInBf16(): boolean {
+  return currentPrecision() === 'bf16' && hasFusedGroupNorm() && hasFusedConvSame();
+}
+
+/**
+ * conv(act(GroupNorm(x + shift)) * mask) with bias, as fusedGroupNorm then fusedConv2dSame would compute it in bf16,
+ * with GroupNorm writing its output straight in bfloat16: the values the convolution would have converted it to
+ * (the same rounding), so the result is the composition's bit for bit. Backward: the convolution's gradients from
+ * the kept bf16 input, then GroupNorm's from theirs. Call only when normFeedsConvInBf16().
+ */
+export function fusedGroupNormConv(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift: tf.Tensor2D | undefined,
+  mask: tf.Tensor | undefined, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
+  const forBackward = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  const precision = currentPrecision();
+  const inputShape = x.shape.slice();
+  const named = (tensors: tf.Tensor[], maskTensor?: tf.Tensor): tf.NamedTensorMap => ({
+    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(maskTensor ? { mask: maskTensor } : {}),
+  });
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const inputs = args as tf.Tensor[];
+    const normInputs = inputs.slice(0, -2);
+    const [fi, bi] = inputs.slice(-2);
+    const [normed, stats] = tf.engine().runKernel(GROUP_NORM_KERNEL, named(normInputs, mask),
+      { ...attrs, withStats: true, bf16Output: true } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const convAttrs: ConvSameAttrs = { forBackward, inputShape };
+    const [y, kept] = tf.engine().runKernel(CONV_SAME_KERNEL, { x: normed, filter: fi, bias: bi }, convAttrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    // saved: GroupNorm's inputs (and mask) and statistics, the convolution's bf16 input and filter
+    save([...normInputs, ...(mask ? [mask] : []), stats, kept, fi]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => withPrecision(precision, () => {
+        const [dh, dfilter, dbias] = tf.engine().runKernel(CONV_SAME_GRAD_KERNEL, { dy, filter: saved[saved.length - 1], saved: saved[saved.length - 2] },
+          { inputShape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+        const normGrads = runGroupNormGrad({
+          dy: dh, ...named(saved.slice(0, normInputs.length), mask && saved[normInputs.length]), stats: saved[saved.length - 3],
+        }, attrs);
+        dh.dispose();
+        return [...normGrads, dfilter, dbias];
+      }),
+    };
+  });
+  return (shift ? op(x, gamma, beta, shift, filter, bias) : op(x, gamma, beta, filter, bias)) as tf.Tensor4D;
 }

@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import seedrandom from 'seedrandom';
 import { hashUniform, mix32 } from '../random';
 import {
-  fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedUpsample2x, hasFusedConvSame, hasFusedGroupNorm, hasFusedResample,
-  oneByOneAsConvolution,
+  fusedConv2dSame, fusedDownsample2x, fusedDropoutMask, fusedGroupNorm, fusedGroupNormConv, fusedUpsample2x, hasFusedConvSame, hasFusedGroupNorm,
+  hasFusedResample, normFeedsConvInBf16, oneByOneAsConvolution,
 } from './fused';
 
 /** How a weight is initialised (EDM's xavier-uniform, scaled: 1e-5 gives EDM's "init_zero"; normal: N(0, scale^2)). */
@@ -183,6 +183,21 @@ export function groupNorm(w: WeightSource, name: string, x: tf.Tensor4D, options
   const y = tf.add(tf.mul(tf.reshape(normed, [b, h, wd, c]), gamma), beta) as tf.Tensor4D;
   const activated = options.silu ? silu(y) as tf.Tensor4D : y;
   return options.mask ? tf.mul(activated, options.mask) as tf.Tensor4D : activated;
+}
+
+/**
+ * conv2d(w, convName, groupNorm(w, normName, x, options)): the convolution of a GroupNorm's output that nothing else
+ * reads. In bf16 on a backend with the fused kernels, one op whose GroupNorm writes the convolution's bf16 input
+ * directly (lib/nn/fused.ts fusedGroupNormConv; the same numbers, one conversion pass and one float32 array fewer);
+ * elsewhere the two layers as they are. Parameters are read in the same order either way.
+ */
+export function groupNormConv(w: WeightSource, normName: string, x: tf.Tensor4D, options: GroupNormOptions, convName: string): tf.Tensor4D {
+  const c = x.shape[3];
+  const groups = groupCount(c);
+  if (!(c % groups === 0 && x.dtype === 'float32' && normFeedsConvInBf16())) return conv2d(w, convName, groupNorm(w, normName, x, options));
+  const gamma = w(`${normName}.weight`), beta = w(`${normName}.bias`);
+  const filter = w(`${convName}.weight`) as tf.Tensor4D, bias = w(`${convName}.bias`);
+  return fusedGroupNormConv(x, gamma, beta, { groups, eps: options.eps ?? 1e-6, silu: options.silu ?? false }, options.shift, options.mask, filter, bias);
 }
 
 /** Number of GroupNorm groups for C channels: min(32, C/4). */

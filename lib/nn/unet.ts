@@ -5,7 +5,7 @@ import { planUNet, type BlockPlan, type UNetPlan } from './architecture';
 import { scaledSum } from './fused';
 import { currentPrecision, withPrecision } from './precision';
 import {
-  conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, isTensor, linear, ParamFactory, positionalEmbedding,
+  conv2d, convDownFused, DropoutMasks, fourierEmbedding, fourierEmbeddingValues, groupNorm, groupNormConv, isTensor, linear, ParamFactory, positionalEmbedding,
   positionalEmbeddingValues, resample2x, selfAttention, silu, type WeightSource,
 } from './layers';
 
@@ -143,7 +143,7 @@ export class UNet {
         hidden = tf.tidy(() => this.block(weights, block, skip ? tf.concat([input, skip], 3) : input, emb, masks));
       }
       const out = this.plan.output.name;
-      return conv2d(weights, `${out}.conv`, groupNorm(weights, `${out}.norm`, hidden, { silu: true }));
+      return groupNormConv(weights, `${out}.norm`, hidden, { silu: true }, `${out}.conv`);
     });
   }
 
@@ -216,11 +216,12 @@ export class UNet {
   private block(w: WeightSource, plan: BlockPlan, x: tf.Tensor4D, emb: tf.Tensor2D, masks?: DropoutMasks): tf.Tensor4D {
     const resample = (t: tf.Tensor4D) => (plan.resample === 'none' ? t : resample2x(t, plan.resample, this.plan.arch.resampleTaps));
     const name = plan.name;
-    let h = conv2d(w, `${name}.conv0`, resample(groupNorm(w, `${name}.norm0`, x, { silu: true })));
+    let h = plan.resample === 'none'
+      ? groupNormConv(w, `${name}.norm0`, x, { silu: true }, `${name}.conv0`)
+      : conv2d(w, `${name}.conv0`, resample(groupNorm(w, `${name}.norm0`, x, { silu: true })));
     // the embedding's per-channel shift is added inside the norm and dropout applied by it: silu(GroupNorm(h + affine(emb))) * mask
     const mask = masks?.mask(`${name}.dropout`, h.shape);
-    h = groupNorm(w, `${name}.norm1`, h, { shift: linear(w, `${name}.affine`, emb), silu: true, mask });
-    h = conv2d(w, `${name}.conv1`, h);
+    h = groupNormConv(w, `${name}.norm1`, h, { shift: linear(w, `${name}.affine`, emb), silu: true, mask }, `${name}.conv1`);
     const shortcut = plan.skipConv ? conv2d(w, `${name}.skip`, resample(x)) : x;
     h = scaledSum(h, shortcut, SKIP_SCALE);
     if (plan.attention) h = scaledSum(h, selfAttention(w, `${name}.attn`, h), SKIP_SCALE);

@@ -94,12 +94,13 @@ uint16_t* bf16PairsOrNull(const Napi::Value& value, int64_t count) {
 
 int64_t inputSize(const ect::ConvGeometry& g) { return g.batch * g.inHeight * g.inWidth * g.inChannels; }
 
-// convForward(geometry, x, filter, bias|null, y, activation, alpha, precision?, filterId?, savedBf16?)
+// convForward(geometry, x|null, filter, bias|null, y, activation, alpha, precision?, filterId?, savedBf16?): with x
+// null, savedBf16 already holds the input in bf16 (a kernel wrote it so) and is read, not written
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
-  if (!checkFloatArrays(info, {1, 2, 4})) return info.Env().Undefined();
+  if (!checkFloatArrays(info, {2, 4}) || !checkFloatArrays(info, {1}, true)) return info.Env().Undefined();
   return guarded(info, [&] {
     const auto g = convGeometry(info[0]);
-    ect::convForward(g, floats(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
+    ect::convForward(g, floatsOrNull(info[1]), floats(info[2]), floatsOrNull(info[3]), floats(info[4]),
                      static_cast<ect::Activation>(info[5].As<Napi::Number>().Int32Value()),
                      info[6].As<Napi::Number>().FloatValue(), precisionAt(info, 7), filterIdAt(info, 8),
                      info.Length() > 9 ? bf16PairsOrNull(info[9], inputSize(g)) : nullptr);
@@ -297,13 +298,18 @@ ect::GroupNormShape groupNormShape(const Napi::Value& value) {
   return {integerAt(list, 0), integerAt(list, 1), integerAt(list, 2), integerAt(list, 3)};
 }
 
-// groupNormForward(shape, x, shift|null, mask|null, gamma, beta, eps, silu, y, stats|null)
+// groupNormForward(shape, x, shift|null, mask|null, gamma, beta, eps, silu, y, stats|null): y a Float32Array, or an
+// Int32Array for y in bfloat16 (two values per element)
 Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
-  if (!checkFloatArrays(info, {1, 4, 5, 8})) return info.Env().Undefined();
+  const bool bf16Output = info[8].IsTypedArray() && info[8].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array;
+  if (!checkFloatArrays(info, {1, 4, 5}) || (!bf16Output && !checkFloatArrays(info, {8}))) return info.Env().Undefined();
   return guarded(info, [&] {
-    ect::groupNormForward(groupNormShape(info[0]), floats(info[1]), floatsOrNull(info[2]), floatsOrNull(info[3]),
+    const auto shape = groupNormShape(info[0]);
+    ect::groupNormForward(shape, floats(info[1]), floatsOrNull(info[2]), floatsOrNull(info[3]),
                           floats(info[4]), floats(info[5]), info[6].As<Napi::Number>().FloatValue(),
-                          info[7].As<Napi::Boolean>().Value(), floats(info[8]), const_cast<float*>(floatsOrNull(info[9])));
+                          info[7].As<Napi::Boolean>().Value(), bf16Output ? nullptr : floats(info[8]),
+                          const_cast<float*>(floatsOrNull(info[9])),
+                          bf16Output ? bf16PairsOrNull(info[8], shape.batch * shape.pixels * shape.channels) : nullptr);
   });
 }
 

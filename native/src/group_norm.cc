@@ -7,6 +7,7 @@
 //   dx = rstd_g * (gamma_c * dz - m1_g - n * m2_g),  m1_g = sum(gamma_c dz) / N,  m2_g = sum(gamma_c dz n) / N.
 #include "group_norm.h"
 #include "vexp.h"
+#include "bf16.h"
 
 #include <omp.h>
 
@@ -140,45 +141,60 @@ void withChannels(int64_t channels, Body body) {
   }
 }
 
-// One sample of the forward pass: y = act(x * a + b) * mask.
+// One pixel row of the forward pass: out = act(x * a + b) * mask.
+template <int CT>
+inline void forwardRow(int64_t channels, const float* row, const float* keep, const float* a, const float* b, bool silu,
+                       float* __restrict__ out) {
+  const int64_t C = CT ? CT : channels;
+  if (silu) {
+    for (int64_t c = 0; c < C; c++) {
+      const float z = row[c] * a[c] + b[c];
+      out[c] = z * sigmoid(z);
+    }
+  } else {
+    for (int64_t c = 0; c < C; c++) out[c] = row[c] * a[c] + b[c];
+  }
+  if (keep) {
+    for (int64_t c = 0; c < C; c++) out[c] *= keep[c];
+  }
+}
+
+// One sample of the forward pass: y = act(x * a + b) * mask, as float32 (ys) or as bfloat16 (bs, through a row of
+// float32 scratch: the same float32 values, then rounded).
 template <int CT>
 void forwardSample(const GroupNormShape& s, SampleNorm& norm, const float* xs, const float* shift, const float* ms,
-                   const float* gamma, const float* beta, float eps, bool silu, float* ys, float* stats) {
+                   const float* gamma, const float* beta, float eps, bool silu, float* ys, float* stats,
+                   uint16_t* bs, float* scratch) {
   const int64_t C = CT ? CT : s.channels, P = s.pixels;
   norm.compute<CT>(s, xs, shift, gamma, beta, eps);
   if (stats) norm.save(stats);
   const float* a = norm.a.data();
   const float* b = norm.b.data();
   for (int64_t p = 0; p < P; p++) {
-    const float* row = xs + p * C;
-    float* out = ys + p * C;
-    if (silu) {
-      for (int64_t c = 0; c < C; c++) {
-        const float z = row[c] * a[c] + b[c];
-        out[c] = z * sigmoid(z);
-      }
-    } else {
-      for (int64_t c = 0; c < C; c++) out[c] = row[c] * a[c] + b[c];
+    const float* keep = ms ? ms + p * C : nullptr;
+    if (!bs) {
+      forwardRow<CT>(C, xs + p * C, keep, a, b, silu, ys + p * C);
+      continue;
     }
-    if (ms) {
-      const float* keep = ms + p * C;
-      for (int64_t c = 0; c < C; c++) out[c] *= keep[c];
-    }
+    forwardRow<CT>(C, xs + p * C, keep, a, b, silu, scratch);
+    bf16FromFloats(scratch, bs + p * C, C);
   }
 }
 
 // The forward pass over the batch, CT as in SampleNorm::compute.
 template <int CT>
 void forwardImpl(const GroupNormShape& s, const float* x, const float* shift, const float* mask, const float* gamma,
-                 const float* beta, float eps, bool silu, float* y, float* stats) {
+                 const float* beta, float eps, bool silu, float* y, float* stats, uint16_t* yBf16) {
   const int64_t C = s.channels, P = s.pixels;
 #pragma omp parallel num_threads(teamFor(s))
   {
     SampleNorm norm(C);
+    std::vector<float> scratch(yBf16 ? C : 0);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.batch; n++) {
       forwardSample<CT>(s, norm, x + n * P * C, shift ? shift + n * C : nullptr, mask ? mask + n * P * C : nullptr,
-                        gamma, beta, eps, silu, y + n * P * C, stats ? stats + n * 2 * C : nullptr);
+                        gamma, beta, eps, silu, y ? y + n * P * C : nullptr, stats ? stats + n * 2 * C : nullptr,
+                        yBf16 ? yBf16 + n * P * C : nullptr, scratch.data());
     }
   }
 }
@@ -262,9 +278,13 @@ void backwardImpl(const GroupNormShape& s, const float* dy, const float* x, cons
 }  // namespace
 
 void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
-                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats) {
+                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats,
+                      uint16_t* yBf16) {
   checkShape(s);
-  withChannels(s.channels, [&](auto ct) { forwardImpl<decltype(ct)::value>(s, x, shift, mask, gamma, beta, eps, silu, y, stats); });
+  if ((y == nullptr) == (yBf16 == nullptr)) throw std::invalid_argument("groupNorm: write y as float32 or as bf16, not both or neither");
+  withChannels(s.channels, [&](auto ct) {
+    forwardImpl<decltype(ct)::value>(s, x, shift, mask, gamma, beta, eps, silu, y, stats, yBf16);
+  });
 }
 
 void groupNormBackward(const GroupNormShape& s, const float* dy, const float* x, const float* shift,

@@ -16,8 +16,11 @@ struct GroupNormShape {
 // y is then multiplied by mask [batch, pixels, channels] when mask is not null (a constant: it gets no gradient).
 // When stats is not null, each sample's per-channel center (group mean minus shift) and rstd are written there
 // ([batch, 2, channels]) for groupNormBackward.
+// y is written as float32 into y or, when yBf16 is not null (y then null), as bfloat16 into yBf16 (bf16FromFloat of
+// each float32 value: the copy a bf16 convolution reading y would convert, without the float32 array).
 void groupNormForward(const GroupNormShape& s, const float* x, const float* shift, const float* mask,
-                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats);
+                      const float* gamma, const float* beta, float eps, bool silu, float* y, float* stats,
+                      uint16_t* yBf16 = nullptr);
 
 // Gradients of groupNormForward for the upstream gradient dy: dx [batch, pixels, channels], dgamma and dbeta
 // [channels], and dshift [batch, channels] when dshift is not null (the same as summing dx over pixels). With

@@ -341,8 +341,14 @@ void convForward(const ConvGeometry& g, const float* x, const float* filter, con
   auto& e = forwardEntry(g, bias != nullptr, act, alpha, precision);
   const auto xDesc = activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth);
   if (savedBf16 && !e.src) throw std::invalid_argument("convForward: a bf16 copy of the input is kept only in bf16");
+  if (!x && !savedBf16) throw std::invalid_argument("convForward: no input (x and its bf16 copy both null)");
+  // with x null the input comes converted already, in the layout every convolution here is described with
+  if (!x && e.src->wanted != activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, dt::bf16)) {
+    throw std::logic_error("convForward: the primitive reads another bf16 input layout than the one given");
+  }
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, savedBf16 ? convertInto(xDesc, x, *e.src, savedBf16) : input(xDesc, x, e.src, firstInput)},
+      {DNNL_ARG_SRC, !x ? memory(e.src->wanted, cpuEngine(), savedBf16)
+                        : savedBf16 ? convertInto(xDesc, x, *e.src, savedBf16) : input(xDesc, x, e.src, firstInput)},
       {DNNL_ARG_WEIGHTS, filterForReading(*e.filter, filter, filterId)},
       {DNNL_ARG_DST, wrap(e.pd.dst_desc(), y)}};
   if (bias) args.insert({DNNL_ARG_BIAS, wrap(e.pd.bias_desc(), bias)});

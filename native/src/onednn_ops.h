@@ -28,7 +28,8 @@ enum class Activation { Linear = 0, Relu = 1, Relu6 = 2, LeakyRelu = 3, Sigmoid 
 // one id for two different contents, and must call releaseFilter(id) when those contents go away. 0: no reuse.
 
 // y = act(conv(x, filter) + bias); bias may be null. In bf16, a non-null savedBf16 (batch x inH x inW x inC values)
-// receives the input's bfloat16 copy the primitive read (NHWC), for convBackward to read instead of x.
+// receives the input's bfloat16 copy the primitive read (NHWC), for convBackward to read instead of x; with x null,
+// savedBf16 is that copy already (written by the kernel that made the input) and is read as it is.
 void convForward(const ConvGeometry& g, const float* x, const float* filter, const float* bias, float* y,
                  Activation act, float alpha, Precision precision = Precision::Fp32, int64_t filterId = 0,
                  uint16_t* savedBf16 = nullptr);

@@ -27,9 +27,10 @@ export type ConvGeometry = number[];
 export interface OnednnAddon {
   /**
    * filterId (optional, 0 = none) names the filter's contents: its reordered copy is kept and reused until
-   * releaseFilter(filterId); one id must never stand for two different contents.
+   * releaseFilter(filterId); one id must never stand for two different contents. In bf16, savedBf16 receives the input's
+   * bf16 copy the primitive read; with x null it holds that copy already and is read instead.
    */
-  convForward(g: ConvGeometry, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number,
+  convForward(g: ConvGeometry, x: Float32Array | null, filter: Float32Array, bias: Float32Array | null, y: Float32Array, activation: number, alpha: number,
     precision?: number, filterId?: number, savedBf16?: Int32Array | null): void;
   /**
    * Every gradient of a convolution from one call: dx (skipped when null), dfilter and dbias (skipped when null). The input
@@ -72,9 +73,12 @@ export interface OnednnAddon {
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): void;
   insert(out: Float32Array, outShape: number[], begin: number[], x: Float32Array, size: number[]): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
-  /** Fused act(GroupNorm(x + shift)) * mask; shape: [batch, pixels, channels, groups] (native/src/group_norm.h). */
+  /**
+   * Fused act(GroupNorm(x + shift)) * mask; shape: [batch, pixels, channels, groups] (native/src/group_norm.h). y an
+   * Int32Array: y in bfloat16, two values per element, rounded as oneDNN's bf16 conversion rounds.
+   */
   groupNormForward(shape: number[], x: Float32Array, shift: Float32Array | null, mask: Float32Array | null, gamma: Float32Array,
-    beta: Float32Array, eps: number, silu: boolean, y: Float32Array, stats?: Float32Array | null): void;
+    beta: Float32Array, eps: number, silu: boolean, y: Float32Array | Int32Array, stats?: Float32Array | null): void;
   /** Its gradients: dx, dgamma, dbeta and (when given) dshift; the mask is a constant. */
   groupNormBackward(shape: number[], dy: Float32Array, x: Float32Array, shift: Float32Array | null, mask: Float32Array | null,
     gamma: Float32Array, beta: Float32Array, eps: number, silu: boolean, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,

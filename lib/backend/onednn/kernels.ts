@@ -482,10 +482,11 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
     ownKernel(GROUP_NORM_KERNEL, ({ inputs, attrs }, cpu) => {
       const a = attrs as unknown as GroupNormAttrs;
       const { shape, x, xs, gs, bs, ss, ms, b, c } = groupNormInputs(cpu, inputs, a);
-      const y = outputFloats(xs.length);
+      // y as float32 shaped like x, or (bf16Output) its bfloat16 values, two per int32 element, flat
+      const y = a.bf16Output ? activePool.takeInt32(Math.ceil(xs.length / 2)) : outputFloats(xs.length);
       const stats = a.withStats ? new Float32Array(b * 2 * c) : null;
-      if (y.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y, stats);
-      const out = output(cpu, x.shape.slice(), y);
+      if (xs.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y, stats);
+      const out = y instanceof Int32Array ? cpu.makeTensorInfo([y.length], 'int32', y) : output(cpu, x.shape.slice(), y);
       return stats ? [out, output(cpu, [b, 2, c], stats)] : out;
     }),
     ownKernel(GROUP_NORM_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
@@ -507,10 +508,27 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
     }),
     ownKernel(CONV_SAME_KERNEL, ({ inputs, attrs }, cpu) => {
       const { x, filter, bias } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias: tf.TensorInfo };
+      const { forBackward, inputShape } = attrs as unknown as ConvSameAttrs;
+      if (x.dtype === 'int32') {
+        // the input already in bf16 (GroupNorm's bf16Output), inputShape's values two per element: read as it is and,
+        // for backward, kept as it is
+        if (!inputShape) throw new Error(`${CONV_SAME_KERNEL}: an int32 (bf16) input needs attrs.inputShape`);
+        if (precisionCode() !== 1) throw new Error(`${CONV_SAME_KERNEL}: an int32 (bf16) input needs precision bf16`);
+        const info = convSameInfo(inputShape, filter.shape, bias.shape);
+        const pairs = cpu.data.get(x.dataId).values as Int32Array;
+        if (pairs.length !== Math.ceil(tf.util.sizeFromShape(inputShape) / 2)) {
+          throw new Error(`${CONV_SAME_KERNEL}: the bf16 input holds ${pairs.length * 2} values, want [${inputShape}]`);
+        }
+        const [ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [filter, bias]);
+        const y = outputFloats(tf.util.sizeFromShape(info.outShape));
+        if (y.length > 0) addon.convForward(convGeometry(info), null, ws, bs, y, 0, 0, 1, filterIdentities.idOf(filter.dataId), pairs);
+        cpu.incRef(x.dataId);
+        return [output(cpu, info.outShape, y), { dataId: x.dataId, shape: x.shape.slice(), dtype: 'int32' }];
+      }
       const info = convSameInfo(x.shape, filter.shape, bias.shape);
       const [xs, ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [x, filter, bias]);
       const y = outputFloats(tf.util.sizeFromShape(info.outShape));
-      const keepCopy = precisionCode() === 1 && (attrs as unknown as ConvSameAttrs).forBackward;
+      const keepCopy = precisionCode() === 1 && forBackward;
       // in bf16 under a tape, the input's bf16 copy the primitive reads is kept for backward (half the bytes of x); else x itself
       const saved = keepCopy ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
       if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), saved);

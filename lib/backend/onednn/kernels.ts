@@ -483,7 +483,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const a = attrs as unknown as GroupNormAttrs;
       const { shape, x, xs, gs, bs, ss, ms, b, c } = groupNormInputs(cpu, inputs, a);
       // y as float32 shaped like x, or (bf16Output) its bfloat16 values, two per int32 element, flat
-      const y = a.bf16Output ? activePool.takeInt32(Math.ceil(xs.length / 2)) : outputFloats(xs.length);
+      const y = a.bf16Output ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : outputFloats(xs.length);
       const stats = a.withStats ? new Float32Array(b * 2 * c) : null;
       if (xs.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y, stats);
       const out = y instanceof Int32Array ? cpu.makeTensorInfo([y.length], 'int32', y) : output(cpu, x.shape.slice(), y);

@@ -33,8 +33,8 @@ export function hasFusedGroupNorm(): boolean {
   return tf.getKernel(GROUP_NORM_KERNEL, backend) !== undefined && tf.getKernel(GROUP_NORM_GRAD_KERNEL, backend) !== undefined;
 }
 
-/** The forward kernel's output y and its statistics for backward. */
-function runGroupNorm(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): [tf.Tensor4D, tf.Tensor] {
+/** The forward kernel's output y (float32, or its bf16 pairs with attrs.bf16Output) and its statistics for backward. */
+function runGroupNorm(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): [tf.Tensor, tf.Tensor] {
   return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, { ...attrs, withStats: true } as unknown as tf.NamedAttrMap) as [tf.Tensor4D, tf.Tensor];
 }
 
@@ -49,9 +49,6 @@ function runGroupNormGrad(inputs: tf.NamedTensorMap, attrs: GroupNormAttrs): tf.
  */
 export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift?: tf.Tensor2D,
   mask?: tf.Tensor): tf.Tensor4D {
-  const named = (tensors: tf.Tensor[], maskTensor?: tf.Tensor): tf.NamedTensorMap => ({
-    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(maskTensor ? { mask: maskTensor } : {}),
-  });
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
@@ -70,6 +67,16 @@ export function fusedGroupNorm(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor
 }
 
 const INPUT_NAMES = ['x', 'gamma', 'beta', 'shift'];
+
+/** GroupNorm's kernel inputs by name: x, gamma, beta and, when given, shift (in that order), and the mask. */
+function named(tensors: tf.Tensor[], mask?: tf.Tensor): tf.NamedTensorMap {
+  return { ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(mask ? { mask } : {}) };
+}
+
+/** Whether a gradient tape records the op about to run (read before the op: inside a customGrad tfjs records nothing). */
+function tapeIsRecording(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
 
 /**
  * Dropout mask kernel: no inputs; attrs seed, keep and shape; output float32 of that shape, 1 / keep where
@@ -188,8 +195,8 @@ export function oneByOneAsConvolution(): boolean {
  * hasFusedConvSame().
  */
 export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
-  // whether a gradient tape records this op (read before the op: inside it tfjs records nothing); sampling needs no copy
-  const forBackward = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  // sampling (no tape) needs no copy of x for backward
+  const forBackward = tapeIsRecording();
   // backward runs in the precision the forward ran in (a layer kept in float32 stays float32 both ways)
   const precision = currentPrecision();
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -200,11 +207,15 @@ export function fusedConv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Te
     save([input, fi]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => withPrecision(precision, () => tf.engine().runKernel(CONV_SAME_GRAD_KERNEL,
-        { dy, filter: saved[1], saved: saved[0] }, { inputShape: xi.shape } as unknown as tf.NamedAttrMap) as tf.Tensor[]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => withPrecision(precision, () => runConvSameGrad(dy, saved[1], saved[0], xi.shape)),
     };
   });
   return op(x, filter, bias) as tf.Tensor4D;
+}
+
+/** The convolution's three gradients [dx, dfilter, dbias] from what its forward kernel kept of x. */
+function runConvSameGrad(dy: tf.Tensor, filter: tf.Tensor, saved: tf.Tensor, inputShape: number[]): tf.Tensor[] {
+  return tf.engine().runKernel(CONV_SAME_GRAD_KERNEL, { dy, filter, saved }, { inputShape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
 }
 
 /**
@@ -224,19 +235,15 @@ export function normFeedsConvInBf16(): boolean {
  */
 export function fusedGroupNormConv(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, attrs: GroupNormAttrs, shift: tf.Tensor2D | undefined,
   mask: tf.Tensor | undefined, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
-  const forBackward = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  const forBackward = tapeIsRecording();
   const precision = currentPrecision();
   const inputShape = x.shape.slice();
-  const named = (tensors: tf.Tensor[], maskTensor?: tf.Tensor): tf.NamedTensorMap => ({
-    ...Object.fromEntries(tensors.map((t, i) => [INPUT_NAMES[i], t])), ...(maskTensor ? { mask: maskTensor } : {}),
-  });
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
     const normInputs = inputs.slice(0, -2);
     const [fi, bi] = inputs.slice(-2);
-    const [normed, stats] = tf.engine().runKernel(GROUP_NORM_KERNEL, named(normInputs, mask),
-      { ...attrs, withStats: true, bf16Output: true } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const [normed, stats] = runGroupNorm(named(normInputs, mask), { ...attrs, bf16Output: true });
     const convAttrs: ConvSameAttrs = { forBackward, inputShape };
     const [y, kept] = tf.engine().runKernel(CONV_SAME_KERNEL, { x: normed, filter: fi, bias: bi }, convAttrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     // saved: GroupNorm's inputs (and mask) and statistics, the convolution's bf16 input and filter
@@ -244,8 +251,7 @@ export function fusedGroupNormConv(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Te
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => withPrecision(precision, () => {
-        const [dh, dfilter, dbias] = tf.engine().runKernel(CONV_SAME_GRAD_KERNEL, { dy, filter: saved[saved.length - 1], saved: saved[saved.length - 2] },
-          { inputShape } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+        const [dh, dfilter, dbias] = runConvSameGrad(dy, saved[saved.length - 1], saved[saved.length - 2], inputShape);
         const normGrads = runGroupNormGrad({
           dy: dh, ...named(saved.slice(0, normInputs.length), mask && saved[normInputs.length]), stats: saved[saved.length - 3],
         }, attrs);

@@ -455,6 +455,15 @@ function groupNormInputs(backend: MathBackendCPU, inputs: KernelArgs['inputs'], 
   return { shape: [b, h * w, c, attrs.groups], x, xs, gs, bs, ss, ms, b, c };
 }
 
+/** The values of an int32 tensor holding the bf16 values of `shape`, two per element, their count checked. */
+function bf16Pairs(backend: MathBackendCPU, kernel: string, t: tf.TensorInfo, shape: number[] | undefined): Int32Array {
+  if (!shape) throw new Error(`${kernel}: an int32 (bf16) input needs attrs.inputShape`);
+  const pairs = backend.data.get(t.dataId).values as Int32Array;
+  const count = tf.util.sizeFromShape(shape);
+  if (pairs.length !== Math.ceil(count / 2)) throw new Error(`${kernel}: the bf16 input holds ${pairs.length * 2} values, want ${count} ([${shape}])`);
+  return pairs;
+}
+
 /** The geometry of a stride-1 'same' NHWC convolution with an HWIO filter and a [Cout] bias, the shapes checked. */
 function convSameInfo(xShape: number[], filterShape: number[], biasShape: number[]): tf.backend_util.Conv2DInfo {
   if (xShape.length !== 4 || filterShape.length !== 4 || xShape[3] !== filterShape[2] || biasShape.join() !== `${filterShape[3]}`) {
@@ -509,32 +518,19 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
     ownKernel(CONV_SAME_KERNEL, ({ inputs, attrs }, cpu) => {
       const { x, filter, bias } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias: tf.TensorInfo };
       const { forBackward, inputShape } = attrs as unknown as ConvSameAttrs;
-      if (x.dtype === 'int32') {
-        // the input already in bf16 (GroupNorm's bf16Output), inputShape's values two per element: read as it is and,
-        // for backward, kept as it is
-        if (!inputShape) throw new Error(`${CONV_SAME_KERNEL}: an int32 (bf16) input needs attrs.inputShape`);
-        if (precisionCode() !== 1) throw new Error(`${CONV_SAME_KERNEL}: an int32 (bf16) input needs precision bf16`);
-        const info = convSameInfo(inputShape, filter.shape, bias.shape);
-        const pairs = cpu.data.get(x.dataId).values as Int32Array;
-        if (pairs.length !== Math.ceil(tf.util.sizeFromShape(inputShape) / 2)) {
-          throw new Error(`${CONV_SAME_KERNEL}: the bf16 input holds ${pairs.length * 2} values, want [${inputShape}]`);
-        }
-        const [ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [filter, bias]);
-        const y = outputFloats(tf.util.sizeFromShape(info.outShape));
-        if (y.length > 0) addon.convForward(convGeometry(info), null, ws, bs, y, 0, 0, 1, filterIdentities.idOf(filter.dataId), pairs);
-        cpu.incRef(x.dataId);
-        return [output(cpu, info.outShape, y), { dataId: x.dataId, shape: x.shape.slice(), dtype: 'int32' }];
-      }
-      const info = convSameInfo(x.shape, filter.shape, bias.shape);
-      const [xs, ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [x, filter, bias]);
+      // x as float32, or (int32) its bf16 values already made by GroupNorm's bf16Output, inputShape's values two per element
+      const given = x.dtype === 'int32' ? bf16Pairs(cpu, CONV_SAME_KERNEL, x, inputShape) : null;
+      if (given && precisionCode() !== 1) throw new Error(`${CONV_SAME_KERNEL}: an int32 (bf16) input needs precision bf16`);
+      const info = convSameInfo(given ? inputShape! : x.shape, filter.shape, bias.shape);
+      const [ws, bs] = floatInputs(cpu, CONV_SAME_KERNEL, [filter, bias]);
+      const xs = given ? null : floatInputs(cpu, CONV_SAME_KERNEL, [x])[0];
       const y = outputFloats(tf.util.sizeFromShape(info.outShape));
-      const keepCopy = precisionCode() === 1 && forBackward;
-      // in bf16 under a tape, the input's bf16 copy the primitive reads is kept for backward (half the bytes of x); else x itself
-      const saved = keepCopy ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
-      if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), saved);
-      if (saved) return [output(cpu, info.outShape, y), cpu.makeTensorInfo([saved.length], 'int32', saved)];
+      // in bf16 under a tape, a float32 x is kept as the bf16 copy the primitive reads (half the bytes of x); else x itself
+      const copy = xs && precisionCode() === 1 && forBackward ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
+      if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), given ?? copy);
+      if (copy) return [output(cpu, info.outShape, y), cpu.makeTensorInfo([copy.length], 'int32', copy)];
       cpu.incRef(x.dataId);
-      return [output(cpu, info.outShape, y), { dataId: x.dataId, shape: x.shape.slice(), dtype: 'float32' }];
+      return [output(cpu, info.outShape, y), { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype }];
     }),
     ownKernel(CONV_SAME_GRAD_KERNEL, ({ inputs, attrs }, cpu) => {
       const { dy, filter, saved } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo; saved: tf.TensorInfo };
@@ -546,8 +542,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const inputSize = tf.util.sizeFromShape(inputShape);
       const dx = outputFloats(inputSize), dfilter = outputFloats(ws.length), dbias = outputFloats(cout);
       // the forward kept either x itself or, in bf16, its bf16 copy (two values per int32 element)
-      const pairs = saved.dtype === 'int32' ? cpu.data.get(saved.dataId).values as Int32Array : null;
-      if (pairs && pairs.length !== Math.ceil(inputSize / 2)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved bf16 input holds ${pairs.length * 2} values, want ${inputSize}`);
+      const pairs = saved.dtype === 'int32' ? bf16Pairs(cpu, CONV_SAME_GRAD_KERNEL, saved, inputShape) : null;
       if (!pairs && !tf.util.arraysEqual(saved.shape, inputShape)) throw new Error(`${CONV_SAME_GRAD_KERNEL}: the saved input must be [${inputShape}], got [${saved.shape}]`);
       const xs = pairs ? null : floatInputs(cpu, CONV_SAME_GRAD_KERNEL, [saved])[0];
       if (inputSize > 0) {

@@ -260,6 +260,17 @@ describe('onednn backend against the cpu backend', function () {
     assert.ok(nativeCount('_FusedMatMul') >= 6, JSON.stringify(kernelCounters));
   });
 
+  it('small products run on one thread and larger ones on every thread, both right, and the thread count comes back', () => {
+    // native/src/onednn_ops.cc runs products of at most 2^20 multiply-adds on the calling thread alone
+    const addon = onednnAddon()!;
+    const threads = addon.threads();
+    for (const [m, k, n] of [[64, 128, 128], [64, 128, 129], [96, 160, 130]]) {
+      const fn = (p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q, false, true);
+      assertValuesAndGradients(`matMul ${m}x${k}x${n} (${m * k * n} multiply-adds)`, fn, [randomInput([m, k]), randomInput([n, k])]);
+      assert.equal(addon.threads(), threads, `the OpenMP thread count after a ${m}x${k}x${n} product`);
+    }
+  });
+
   it('broadcasting binary ops, comparisons and unary ops', () => {
     const binaries: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor]> = [
       ['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['div', tf.div], ['squaredDifference', tf.squaredDifference],

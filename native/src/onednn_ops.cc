@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include "bf16.h"
 
@@ -282,7 +283,30 @@ std::string matMulKey(const MatMulGeometry& g, bool withBias, Activation act, fl
   return key.str();
 }
 
+// Products of at most this many multiply-adds run on the calling thread alone: waking the sleeping OpenMP worker
+// (OMP_WAIT_POLICY=PASSIVE, lib/backend/onednn/addon.ts) costs more than the second thread saves on them.
+constexpr int64_t kOneThreadMacs = int64_t{1} << 20;
+
+bool runsOnOneThread(const MatMulGeometry& g) {
+  return std::max(g.batchA, g.batchB) * g.m * g.k * g.n <= kOneThreadMacs;
+}
+
+// Sets OpenMP's thread count for what oneDNN creates and runs in its scope to 1, and restores it after.
+class OneThreadScope {
+ public:
+  explicit OneThreadScope(bool active) : saved_(active ? omp_get_max_threads() : 0) {
+    if (saved_ > 0) omp_set_num_threads(1);
+  }
+  ~OneThreadScope() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+
+ private:
+  int saved_;
+};
+
 MatMulEntry& matMulEntry(const MatMulGeometry& g, bool withBias, Activation act, float alpha, Precision precision) {
+  OneThreadScope oneThread(runsOnOneThread(g));
   auto& slot = matMulCache[matMulKey(g, withBias, act, alpha, precision)];
   if (!slot) {
     const int64_t batch = std::max(g.batchA, g.batchB);
@@ -406,6 +430,7 @@ void convBackward(const ConvGeometry& g, const float* dy, const float* filter, i
 void matMul(const MatMulGeometry& g, const float* a, const float* b, const float* bias, float* c,
             Activation act, float alpha, Precision precision) {
   auto& e = matMulEntry(g, bias != nullptr, act, alpha, precision);
+  OneThreadScope oneThread(runsOnOneThread(g));
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, input(e.aUser, a, e.a, firstInput)},
       {DNNL_ARG_WEIGHTS, input(e.bUser, b, e.b, secondInput)},

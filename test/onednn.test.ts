@@ -16,8 +16,8 @@ import {
   scaledSum, UPSAMPLE_KERNEL,
 } from '../lib/nn/fused';
 import { hashUniform } from '../lib/random';
-import { createOptimizer, gradientNorm, peekFloat32 } from '../lib/train/optim';
-import { firstNonFinite } from '../lib/train/finite';
+import { arraysNormInOrder, createOptimizer, gradientNorm, peekFloat32 } from '../lib/train/optim';
+import { firstNonFinite, firstNonFiniteArray } from '../lib/train/finite';
 import { Ema } from '../lib/train/ema';
 import { EMA_UPDATE_KERNEL, MOMENT_UPDATE_KERNEL } from '../lib/backend/update-kernels';
 import type { OptimizerConfig } from '../lib/config/types';
@@ -174,6 +174,32 @@ describe('onednn backend against the cpu backend', function () {
         backend.readSync = readSync;
       }
     });
+  });
+
+  it('the native sum of squares and finite scan answer as the JavaScript loops do (tails, empty arrays, every kind of non-finite)', () => {
+    const addon = onednnAddon()!;
+    const lengths = [0, 1, 7, 8, 9, 63, 1000, 4099];
+    const arrays = lengths.map((n) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * 10 ** randInt(-30, 30)));
+    arrays.push(Float32Array.of(3.4028234663852886e38, -1.1754943508222875e-38, 1e-45, -0));  // float32 max, smallest normal, a subnormal
+    const inOrder = arraysNormInOrder(arrays);
+    assert.ok(Math.abs(Math.sqrt(addon.sumOfSquares(arrays)) - inOrder) <= 1e-14 * inOrder);
+    assert.equal(addon.sumOfSquares([]), 0);
+    assert.equal(addon.firstNonFinite(arrays), -1);
+    assert.equal(firstNonFiniteArray(arrays), -1);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const [k, i] of [[2, 6], [3, 7], [4, 8], [7, 4098], [8, 3]]) {
+        const planted = arrays.map((a) => a.slice());
+        planted[k][i] = bad;
+        planted[6][999] = k === 7 ? bad : planted[6][999];  // a second one later must not win over an earlier array
+        const first = k === 7 ? 6 : k;
+        assert.equal(addon.firstNonFinite(planted), first, `${bad} at [${k}][${i}]`);
+        assert.equal(firstNonFiniteArray(planted), first, `the JavaScript loop, ${bad} at [${k}][${i}]`);
+        const sum = addon.sumOfSquares(planted);
+        assert.ok(Number.isNaN(bad) ? Number.isNaN(sum) : sum === Infinity, `sum of squares with ${bad}: ${sum}`);
+      }
+    }
+    assert.throws(() => addon.sumOfSquares([new Float32Array(2), new Float64Array(2) as unknown as Float32Array]), /sumOfSquares: arrays\[1\] is not a Float32Array/);
+    assert.throws(() => addon.firstNonFinite(new Float32Array(2) as unknown as Float32Array[]), /firstNonFinite: arrays must be an array of Float32Arrays/);
   });
 
   it('Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter on random shapes, strides, paddings and batches', () => {

@@ -1,10 +1,12 @@
 /** Whether weights are finite: checked after every update and before every checkpoint is written. */
 import * as tf from '@tensorflow/tfjs-core';
+import { onednnAddon } from '../backend/onednn';
 import { hasJsTensorStorage, peekFloat32 } from './optim';
 
 /**
- * The first float32 tensor of `groups` holding a NaN or infinite value, as 'group/name', or null. x - x is 0 for
- * a finite x and NaN otherwise, so one sum per tensor tells; on tensor backends the sums come back in one read.
+ * The first float32 tensor of `groups` holding a NaN or infinite value, as 'group/name', or null. Where tensors live
+ * in JS memory, the native addon's scan of exponent bits where it is loaded, else firstNonFiniteArray's loop; on
+ * tensor backends x - x (0 for a finite x, NaN otherwise) summed per tensor, the sums read back at once.
  */
 export function firstNonFinite(groups: Record<string, Map<string, tf.Tensor> | undefined>): string | null {
   const entries: Array<[string, tf.Tensor]> = [];
@@ -13,13 +15,10 @@ export function firstNonFinite(groups: Record<string, Map<string, tf.Tensor> | u
   }
   if (entries.length === 0) return null;
   if (hasJsTensorStorage()) {
-    for (const [label, tensor] of entries) {
-      const values = peekFloat32(tensor);
-      let sum = 0;
-      for (let i = 0; i < values.length; i++) sum += values[i] - values[i];
-      if (Number.isNaN(sum)) return label;
-    }
-    return null;
+    const arrays = entries.map(([, tensor]) => peekFloat32(tensor));
+    const addon = onednnAddon();
+    const index = addon ? addon.firstNonFinite(arrays) : firstNonFiniteArray(arrays);
+    return index < 0 ? null : entries[index][0];
   }
   const sums = entries.map(([, tensor]) => tf.tidy(() => tf.sum(tf.sub(tensor, tensor))));
   const stacked = tf.stack(sums);
@@ -27,4 +26,13 @@ export function firstNonFinite(groups: Record<string, Map<string, tf.Tensor> | u
   tf.dispose([stacked, ...sums]);
   const index = values.findIndex((v) => Number.isNaN(v));
   return index < 0 ? null : entries[index][0];
+}
+
+/** The index of the first array holding a NaN or an infinity, or -1, without the addon: x - x is NaN exactly then. */
+export function firstNonFiniteArray(arrays: Float32Array[]): number {
+  return arrays.findIndex((values) => {
+    let sum = 0;
+    for (let i = 0; i < values.length; i++) sum += values[i] - values[i];
+    return Number.isNaN(sum);
+  });
 }

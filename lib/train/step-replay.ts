@@ -42,7 +42,7 @@ const FILTER_ID_ARGUMENT: Readonly<Record<string, number>> = { convForward: 8, c
 
 /** Addon functions that only answer questions (a new pool chunk asks addressOffset): not part of a step's work. */
 const QUERIES = new Set<string>(['addressOffset', 'cachedFilters', 'cachedPrimitives', 'threads', 'version', 'convExecutions',
-  'bf16Executions', 'effectiveIsa', 'convImplementation', 'matMulImplementation', 'setVerbose']);
+  'bf16Executions', 'effectiveIsa', 'convImplementation', 'matMulImplementation', 'setVerbose', 'sumOfSquares', 'firstNonFinite']);
 
 /** One recorded call: the addon function's name and its arguments (lists and shape arrays copied). */
 export interface RecordedCall { name: string; args: unknown[] }

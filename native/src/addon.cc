@@ -387,6 +387,27 @@ Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
+// The arrays of a list argument as spans.
+std::vector<ect::FloatSpan> floatSpans(const Napi::CallbackInfo& info, const char* kernel) {
+  std::vector<ect::FloatSpan> spans;
+  for (const auto& a : floatList(info, 0, kernel, "arrays")) spans.push_back({a.Data(), static_cast<int64_t>(a.ElementLength())});
+  return spans;
+}
+
+// sumOfSquares(arrays) -> the sum of the squares of their elements, in double
+Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
+  double sum = 0;
+  guarded(info, [&] { sum = ect::sumOfSquares(floatSpans(info, "sumOfSquares")); });
+  return Napi::Number::New(info.Env(), sum);
+}
+
+// firstNonFinite(arrays) -> the index of the first array holding a NaN or an infinity, or -1
+Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+  int64_t index = -1;
+  guarded(info, [&] { index = ect::firstNonFinite(floatSpans(info, "firstNonFinite")); });
+  return Napi::Number::New(info.Env(), static_cast<double>(index));
+}
+
 // downsample2x / upsample2x(x, [batch, height, width, channels] of x, scale, out)
 Napi::Value Resample(const Napi::CallbackInfo& info, bool down) {
   if (!checkFloatArrays(info, {0, 3})) return info.Env().Undefined();
@@ -493,6 +514,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cachedFilters", Napi::Function::New(env, CachedFilters));
   exports.Set("cachedPrimitives", Napi::Function::New(env, CachedPrimitives));
   exports.Set("threads", Napi::Function::New(env, Threads));
+  exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares));
+  exports.Set("firstNonFinite", Napi::Function::New(env, FirstNonFinite));
   exports.Set("addressOffset", Napi::Function::New(env, AddressOffset));
   exports.Set("measureFmaRate", Napi::Function::New(env, MeasureFmaRate));
   return exports;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace ect {
 namespace {
@@ -68,6 +69,41 @@ void emaUpdate(double beta, const std::vector<EmaSlot>& slots) {
       s.next[i] = static_cast<float>(s.current[i] + (static_cast<double>(s.target[i]) - s.current[i]) * (1 - beta));
     }
   });
+}
+
+double sumOfSquares(const std::vector<FloatSpan>& arrays) {
+  constexpr int kLanes = 8;
+  double total = 0;
+  for (const FloatSpan& a : arrays) {
+    double lanes[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= a.n; i += kLanes) {
+      for (int j = 0; j < kLanes; j++) {
+        const double x = a.data[i + j];
+        lanes[j] += x * x;
+      }
+    }
+    double sum = 0;
+    for (int j = 0; j < kLanes; j++) sum += lanes[j];
+    for (; i < a.n; i++) sum += static_cast<double>(a.data[i]) * a.data[i];
+    total += sum;
+  }
+  return total;
+}
+
+int64_t firstNonFinite(const std::vector<FloatSpan>& arrays) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  for (size_t k = 0; k < arrays.size(); k++) {
+    const FloatSpan& a = arrays[k];
+    uint32_t found = 0;
+    for (int64_t i = 0; i < a.n; i++) {
+      uint32_t bits;
+      std::memcpy(&bits, a.data + i, sizeof bits);
+      found |= (bits & kExponent) == kExponent;
+    }
+    if (found) return static_cast<int64_t>(k);
+  }
+  return -1;
 }
 
 }  // namespace ect

@@ -35,4 +35,18 @@ struct EmaSlot {
 // For every slot: next = current + (target - current) * (1 - beta).
 void emaUpdate(double beta, const std::vector<EmaSlot>& slots);
 
+// A float32 array: its first element and its length.
+struct FloatSpan {
+  const float* data;
+  int64_t n;
+};
+
+// The sum of the squares of every element, in double (exact squares; NaN or infinite when an element is). Each
+// array is summed in eight interleaved lanes and the arrays in order, on the calling thread: the same bits whatever
+// the thread count.
+double sumOfSquares(const std::vector<FloatSpan>& arrays);
+
+// The index of the first array holding a NaN or an infinity (an exponent of all ones), or -1.
+int64_t firstNonFinite(const std::vector<FloatSpan>& arrays);
+
 }  // namespace ect

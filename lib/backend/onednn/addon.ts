@@ -104,6 +104,10 @@ export interface OnednnAddon {
    * gflops is 0 and kernel says why when the CPU lacks the instructions.
    */
   measureFmaRate(precision: 'fp32' | 'bf16', threads: number, seconds: number, repeats: number): { gflops: number; seconds: number; kernel: string; threads: number };
+  /** The sum of the squares of every element of the arrays, in float64 (NaN or infinite when an element is). */
+  sumOfSquares(arrays: Float32Array[]): number;
+  /** The index of the first array holding a NaN or an infinity, or -1. */
+  firstNonFinite(arrays: Float32Array[]): number;
 }
 
 const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'ect_onednn.node');
@@ -120,7 +124,7 @@ export const ADDON_FUNCTIONS: ReadonlyArray<keyof OnednnAddon> = [
   'convImplementation', 'matMulImplementation', 'effectiveIsa', 'bf16Executions', 'convExecutions', 'setVerbose',
   'binary', 'compare', 'select', 'unary', 'scaledSum', 'dropoutMask', 'reduce', 'transpose', 'slice', 'insert', 'softmax',
   'groupNormForward', 'groupNormBackward', 'momentUpdate', 'emaUpdate', 'downsample2x', 'upsample2x', 'version',
-  'cachedPrimitives', 'threads', 'addressOffset', 'measureFmaRate',
+  'cachedPrimitives', 'threads', 'addressOffset', 'measureFmaRate', 'sumOfSquares', 'firstNonFinite',
 ];
 
 /** Loads the addon, or returns the reason it cannot be used (missing build, missing libdnnl, ...). */

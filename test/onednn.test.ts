@@ -12,7 +12,7 @@ import * as path from 'path';
 import { UNet } from '../lib/nn/unet';
 import { downsample2x, DropoutMasks, groupCount, groupNorm, upsample2x } from '../lib/nn/layers';
 import {
-  CONV_SAME_GRAD_KERNEL, CONV_SAME_KERNEL, DOWNSAMPLE_KERNEL, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, hasFusedScaledSum, SCALED_SUM_KERNEL,
+  CONV_SAME_GRAD_KERNEL, CONV_SAME_KERNEL, DOWNSAMPLE_KERNEL, fusedConv2dSame, GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL, hasFusedGroupNorm, hasFusedResample, hasFusedScaledSum, SCALED_SUM_KERNEL,
   scaledSum, UPSAMPLE_KERNEL,
 } from '../lib/nn/fused';
 import { hashUniform } from '../lib/random';
@@ -217,6 +217,28 @@ describe('onednn backend against the cpu backend', function () {
     assert.ok(nativeCount('Conv2D') > 0 && nativeCount('Conv2DBackpropInput') > 0 && nativeCount('Conv2DBackpropFilter') > 0,
       `native convolutions ran: ${JSON.stringify(kernelCounters)}`);
     assert.equal(kernelCounters.fallback.Conv2D ?? 0, 0, `no Conv2D fallback: ${JSON.stringify(kernelCounters.fallbackReasons)}`);
+  });
+
+  it('filter gradients over batch slices side by side (batches the threads divide) match cpu, bias included, and repeat bit for bit', () => {
+    // native/src/onednn_ops.cc SplitFilterGradient: one single-threaded primitive per thread over its slice of the batch
+    const threads = onednnAddon()!.threads();
+    for (const [batch, size, cin, cout] of [[2 * threads, 9, 5, 7], [4 * threads, 12, 16, 16], [2 * threads + 1, 8, 3, 4]]) {
+      const x = randomInput([batch, size, size, cin]), filter = randomInput([3, 3, cin, cout]), bias = randomInput([cout]);
+      const weights = randomInput([batch, size, size, cout]);
+      const what = `batch ${batch} (${batch % threads === 0 ? 'sliced' : 'whole'}), ${size}x${size} ${cin}->${cout}`;
+      const conv = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.add(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'), c);
+      assertSameOnBackends(`${what}: conv2d gradients`, gradientsOf(conv, weights), [x, filter, bias]);
+      // the UNet's convolution op (every gradient from one kernel) against the composition on cpu
+      const fused = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => fusedConv2dSame(a as tf.Tensor4D, b as tf.Tensor4D, c);
+      const expected = runOn('cpu', gradientsOf(conv, weights), [x, filter, bias]);
+      const first = runOn('onednn', gradientsOf(fused, weights), [x, filter, bias]);
+      expected.forEach((e, k) => {
+        const scale = e.values.reduce((m, v) => Math.max(m, Math.abs(v)), 1);
+        e.values.forEach((v, i) => assert.ok(Math.abs(first[k].values[i] - v) <= 1e-4 * scale, `${what}: fused gradient ${k}[${i}] ${first[k].values[i]} against cpu's ${v}`));
+      });
+      const again = runOn('onednn', gradientsOf(fused, weights), [x, filter, bias]);
+      first.forEach((g, k) => assert.deepEqual(again[k].values, g.values, `${what}: gradient ${k} the same bits on a second run`));
+    }
   });
 
   it('Conv2D with dilations and non-square strides (forward; tfjs has no gradient for dilated convolutions)', () => {

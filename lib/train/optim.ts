@@ -124,7 +124,7 @@ export function gradientNorm(grads: Iterable<tf.Tensor>): number {
 
 /**
  * The L2 norm of arrays taken together, NaN or infinite when an entry is (gradientNorm's loop): summed in float64 by the
- * native addon where it is loaded (eight lanes per array, ten times the JavaScript loop's speed), else in their order.
+ * native addon where it is loaded (eight lanes per array, 6-10x the JavaScript loop's speed), else in their order.
  * The trainer reads the norm only for whether it is finite and to report it.
  */
 export function arraysNorm(arrays: Iterable<Float32Array>): number {

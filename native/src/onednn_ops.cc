@@ -5,6 +5,7 @@
 #include "onednn_ops.h"
 
 #include <algorithm>
+#include <exception>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -405,16 +406,24 @@ void runSplitFilterGradient(SplitFilterGradient& s, const memory& src, const mem
   auto* srcBase = static_cast<char*>(src.get_data_handle());
   auto* dyBase = static_cast<char*>(dy.get_data_handle());
   const size_t srcSlice = s.pd.src_desc().get_size(), dySlice = s.pd.diff_dst_desc().get_size();
+  std::vector<std::exception_ptr> failed(s.parts);  // an exception must not leave an OpenMP region
 #pragma omp parallel for num_threads(s.parts) schedule(static, 1)
   for (int i = 0; i < s.parts; i++) {
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, memory(s.pd.src_desc(), cpuEngine(), srcBase + i * srcSlice)},
-        {DNNL_ARG_DIFF_DST, memory(s.pd.diff_dst_desc(), cpuEngine(), dyBase + i * dySlice)},
-        {DNNL_ARG_DIFF_WEIGHTS, i == 0 ? target : s.diffWeights[i]},
-        {DNNL_ARG_SCRATCHPAD, s.scratch[i]}};
-    if (bias) args.insert({DNNL_ARG_DIFF_BIAS, i == 0 ? bias : s.diffBias[i]});
-    s.primitive.execute(s.streams[i], args);
-    s.streams[i].wait();
+    try {
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, memory(s.pd.src_desc(), cpuEngine(), srcBase + i * srcSlice)},
+          {DNNL_ARG_DIFF_DST, memory(s.pd.diff_dst_desc(), cpuEngine(), dyBase + i * dySlice)},
+          {DNNL_ARG_DIFF_WEIGHTS, i == 0 ? target : s.diffWeights[i]},
+          {DNNL_ARG_SCRATCHPAD, s.scratch[i]}};
+      if (bias) args.insert({DNNL_ARG_DIFF_BIAS, i == 0 ? bias : s.diffBias[i]});
+      s.primitive.execute(s.streams[i], args);
+      s.streams[i].wait();
+    } catch (...) {
+      failed[i] = std::current_exception();
+    }
+  }
+  for (const auto& error : failed) {
+    if (error) std::rethrow_exception(error);
   }
   sumSlices(target, s.diffWeights);
   if (bias) sumSlices(bias, s.diffBias);

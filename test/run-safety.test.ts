@@ -210,13 +210,17 @@ describe('run safety', function () {
   describe('signals, locks and parents', () => {
     it('Ctrl-C checkpoints and exits 130, a second writer is refused meanwhile, and the resumed run equals an uninterrupted one; SIGTERM exits 143', async () => {
       const dir = tmpDir();
-      const run = (name: string, ...more: string[]) => ['tune', '--config', 'fmnist-ect-tiny', '--init', teacher, '--out', path.join(dir, name), '--iters', '60', '--log-every', '1', '--ckpt-every', '25', ...TINY, ...more];
+      // enough steps that the run cannot finish while the test checks the lock (it is also paused meanwhile)
+      const iters = 200;
+      const run = (name: string, ...more: string[]) => ['tune', '--config', 'fmnist-ect-tiny', '--init', teacher, '--out', path.join(dir, name), '--iters', String(iters), '--log-every', '1', '--ckpt-every', '25', ...TINY, ...more];
       const full = ect(...run('full'));
       assert.equal(full.status, 0, full.out);
 
       const parts = path.join(dir, 'parts');
       const first = start(...run('parts'));
       await waitFor(() => loggedRows(parts) >= 5, 'five logged steps');
+      // paused (SIGSTOP) while the second writers are tried: a fast machine would otherwise finish the run first
+      first.child.kill('SIGSTOP');
       const lock = JSON.parse(fs.readFileSync(path.join(parts, LOCK_FILE), 'utf8')) as { pid: number; host: string; command: string };
       assert.deepEqual([lock.pid, lock.host], [first.child.pid, os.hostname()]);
       assert.match(lock.command, /tune --config fmnist-ect-tiny/);
@@ -224,22 +228,23 @@ describe('run safety', function () {
         assert.equal(second.status, 1, second.out);
         assert.match(second.out, new RegExp(`${parts} is in use by pid ${first.child.pid} on ${os.hostname()} .*two runs cannot write one folder`));
       }
-      first.child.kill('SIGINT');
+      first.child.kill('SIGINT');  // pending until the run continues
+      first.child.kill('SIGCONT');
       assert.equal(await first.exit, 130, first.output());
       assert.match(first.output(), /SIGINT: stopping after this step and writing a checkpoint/);
       const stoppedAt = Number(/stopped at iteration (\d+); resume with --resume/.exec(first.output())![1]);
-      assert.ok(stoppedAt >= 5 && stoppedAt < 60, first.output());
+      assert.ok(stoppedAt >= 5 && stoppedAt < iters, first.output());
       assert.equal(latestCheckpoint(path.join(parts, 'checkpoints')), checkpointPath(path.join(parts, 'checkpoints'), stoppedAt));
       assert.ok(!fs.existsSync(path.join(parts, LOCK_FILE)), 'the lock is released');
 
       const resumed = ect('tune', '--resume', '--out', parts, ...TINY);
       assert.equal(resumed.status, 0, resumed.out);
-      assertSameCheckpoint(checkpointPath(path.join(dir, 'full', 'checkpoints'), 60), checkpointPath(path.join(parts, 'checkpoints'), 60));
+      assertSameCheckpoint(checkpointPath(path.join(dir, 'full', 'checkpoints'), iters), checkpointPath(path.join(parts, 'checkpoints'), iters));
       const losses = (name: string) => readMetrics(path.join(dir, name, 'metrics.csv')).rows.map((r) => [r.iter, r.loss]);
       assert.deepEqual(losses('parts'), losses('full'));
 
-      const again = start('tune', '--resume', '--out', parts, '--iters', '400', ...TINY);
-      await waitFor(() => loggedRows(parts) >= 65, 'five more logged steps');
+      const again = start('tune', '--resume', '--out', parts, '--iters', String(100 * iters), ...TINY);
+      await waitFor(() => loggedRows(parts) >= iters + 5, 'five more logged steps');
       again.child.kill('SIGTERM');
       assert.equal(await again.exit, 143, again.output());
       assert.match(again.output(), /SIGTERM: stopping after this step and writing a checkpoint[\s\S]*stopped at iteration \d+/);

@@ -190,7 +190,7 @@ describe('onednn backend against the cpu backend', function () {
       for (const [k, i] of [[2, 6], [3, 7], [4, 8], [7, 4098], [8, 3]]) {
         const planted = arrays.map((a) => a.slice());
         planted[k][i] = bad;
-        planted[6][999] = k === 7 ? bad : planted[6][999];  // a second one later must not win over an earlier array
+        planted[6][999] = k === 7 ? bad : planted[6][999];  // with one in an earlier array too, the earlier array is named
         const first = k === 7 ? 6 : k;
         assert.equal(addon.firstNonFinite(planted), first, `${bad} at [${k}][${i}]`);
         assert.equal(firstNonFiniteArray(planted), first, `the JavaScript loop, ${bad} at [${k}][${i}]`);

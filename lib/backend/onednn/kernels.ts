@@ -72,6 +72,11 @@ function outputFloats(length: number): Float32Array {
   return length === 0 ? new Float32Array(0) : activePool.take(length);
 }
 
+/** An output of `count` bf16 values, two per int32 element, as outputFloats takes float32 ones (an empty one outside the pool). */
+function outputBf16Pairs(count: number): Int32Array {
+  return count === 0 ? new Int32Array(0) : activePool.takeInt32(Math.ceil(count / 2));
+}
+
 /** outputFloats from outputPool whatever the active pool: outputs that outlive a step (parameter updates). */
 function lastingFloats(length: number): Float32Array {
   return length === 0 ? new Float32Array(0) : outputPool.take(length);
@@ -492,7 +497,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const a = attrs as unknown as GroupNormAttrs;
       const { shape, x, xs, gs, bs, ss, ms, b, c } = groupNormInputs(cpu, inputs, a);
       // y as float32 shaped like x, or (bf16Output) its bfloat16 values, two per int32 element, flat
-      const y = a.bf16Output ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : outputFloats(xs.length);
+      const y = a.bf16Output ? outputBf16Pairs(xs.length) : outputFloats(xs.length);
       const stats = a.withStats ? new Float32Array(b * 2 * c) : null;
       if (xs.length > 0) addon.groupNormForward(shape, xs, ss, ms, gs, bs, a.eps, a.silu, y, stats);
       const out = y instanceof Int32Array ? cpu.makeTensorInfo([y.length], 'int32', y) : output(cpu, x.shape.slice(), y);
@@ -526,7 +531,7 @@ export function fusedKernels(addon: OnednnAddon): Array<{ kernelName: string; ke
       const xs = given ? null : floatInputs(cpu, CONV_SAME_KERNEL, [x])[0];
       const y = outputFloats(tf.util.sizeFromShape(info.outShape));
       // in bf16 under a tape, a float32 x is kept as the bf16 copy the primitive reads (half the bytes of x); else x itself
-      const copy = xs && precisionCode() === 1 && forBackward ? (xs.length > 0 ? activePool.takeInt32(Math.ceil(xs.length / 2)) : new Int32Array(0)) : null;
+      const copy = xs && precisionCode() === 1 && forBackward ? outputBf16Pairs(xs.length) : null;
       if (y.length > 0) addon.convForward(convGeometry(info), xs, ws, bs, y, 0, 0, precisionCode(), filterIdentities.idOf(filter.dataId), given ?? copy);
       if (copy) return [output(cpu, info.outShape, y), cpu.makeTensorInfo([copy.length], 'int32', copy)];
       cpu.incRef(x.dataId);

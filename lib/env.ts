@@ -72,7 +72,7 @@ function gpuFacts(): { gpus: string[]; cuda: string } {
 function simdExtensions(): string {
   try {
     const flags = new Set((/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
-    const known = ['avx512f', 'avx2', 'fma', 'avx', 'sse4_2', 'neon', 'asimd'].filter((f) => flags.has(f));
+    const known = ['avx512f', 'avx512_bf16', 'amx_bf16', 'avx2', 'fma', 'avx', 'sse4_2', 'neon', 'asimd'].filter((f) => flags.has(f));
     return known.length ? known.join(' ') : 'unknown';
   } catch {
     return 'unknown';
@@ -111,6 +111,7 @@ export function environmentMarkdown(facts: EnvironmentFacts, title = 'Environmen
     '| fact | value |',
     '| --- | --- |',
     `| CPU | ${facts.cpu}${facts.simd ? ` (${facts.simd})` : ''} |`,
+    ...(facts.cpuArch ? [`| CPU microarchitecture | ${facts.cpuArch} |`] : []),
     `| logical cores | ${facts.cores} |`,
     `| memory | ${facts.memoryGiB} GiB |`,
     `| OS | ${facts.os} |`,

@@ -1,5 +1,6 @@
 /** The fp32 peak computed from CPU facts (lib/machine/peak.ts), on fixture /proc/cpuinfo texts, against peaks derived by hand. */
 import { strict as assert } from 'node:assert';
+import { cpuArchitecture } from '../lib/machine/facts';
 import { bf16Peak, clockOf, fp32Peak, parseCpuinfo, readCpuFacts, vectorDatapath } from '../lib/machine/peak';
 
 const close = (a: number | null, b: number, tol = 1e-6) => assert.ok(a !== null && Math.abs(a - b) <= tol, `${a} vs ${b}`);
@@ -137,6 +138,22 @@ describe('fp32 peak from CPU facts', () => {
   it('reads this machine without throwing and accounts for its answer either way', () => {
     const peak = fp32Peak(readCpuFacts());
     assert.ok(peak.gflops === null ? /^unknown/.test(peak.explanation) : peak.gflops > 0 && /GFLOP\/s = /.test(peak.explanation));
+  });
+});
+
+describe('the CPU microarchitecture a record names', () => {
+  it('tells apart two machines that both call themselves AMD EPYC, by family and model', () => {
+    const zen4 = EPYC_ZEN5.replace(/cpu family\t: 26/g, 'cpu family\t: 25').replace(/model\t: 2\n/g, 'model\t: 17\n');
+    assert.equal(cpuArchitecture(parseCpuinfo(EPYC_ZEN5)), 'AMD Zen 5 (family 0x1a), model 0x2');
+    assert.equal(cpuArchitecture(parseCpuinfo(zen4)), 'AMD Zen 4 (family 0x19, AVX-512 on 256-bit halves), model 0x11');
+    assert.equal(cpuArchitecture(parseCpuinfo(EPYC_ROME)), 'AMD Zen 2 (family 0x17, model 0x31)');  // the model is in the name already
+  });
+
+  it('adds family and model where the name has neither, names the bare family and model where the datapath is unknown, and nothing without them', () => {
+    assert.equal(cpuArchitecture(parseCpuinfo(XEON_8272CL)), 'Intel Xeon with AVX-512 (family 0x6, model 0x55)');
+    const unknownVendor = EPYC_ROME.replace(/AuthenticAMD/g, 'SomeVendor').replace(/ avx2| fma| avx| sse4_2| sse2| sse/g, '');
+    assert.equal(cpuArchitecture(parseCpuinfo(unknownVendor)), 'SomeVendor family 0x17, model 0x31');
+    assert.equal(cpuArchitecture(parseCpuinfo('processor\t: 0\nFeatures\t: fp asimd\n\n')), undefined);
   });
 });
 

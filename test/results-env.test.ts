@@ -17,7 +17,10 @@ describe('environment record', () => {
     assert.ok(facts.onednn.length > 0);
     // a short hash (maybe with local changes) in a git checkout, as in CI; said so outside one
     assert.match(facts.commit ?? '', /^([0-9a-f]{12}( \+ local changes)?|not a git checkout)$/);
+    // on Linux x86 the record names the microarchitecture, and environment.md shows it
+    if (/^(x64|ia32)$/.test(os.arch()) && fs.existsSync('/proc/cpuinfo')) assert.match(facts.cpuArch ?? '', /family 0x[0-9a-f]+.*model 0x[0-9a-f]+/);
     const markdown = environmentMarkdown(facts);
+    if (facts.cpuArch) assert.ok(markdown.includes(`| CPU microarchitecture | ${facts.cpuArch} |`), markdown);
     for (const fact of ['| CPU |', '| logical cores |', '| memory |', '| OS |', '| Node |', '| oneDNN |', '| GPU |', '| CUDA |', '| workbench commit |']) {
       assert.ok(markdown.includes(fact), `missing ${fact}`);
     }

@@ -25,6 +25,7 @@ import * as path from 'path';
 import { workbenchCommit } from '../lib/env';
 import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { bf16Peak, fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
+import { cpuArchitecture } from '../lib/machine/facts';
 import { measurePeak, peakForFractions } from '../lib/machine/measured-peak';
 import { PRECISIONS, type Precision } from '../lib/config/types';
 import { BENCH_SHAPES, SMOKE_SHAPES, benchShape, type BenchShape } from './ect-step';
@@ -459,12 +460,12 @@ async function main(): Promise<void> {
   const peakBf16 = peakForFractions(computedBf16, measuredBf16);
   const peakOf = (precision: Precision): [PeakEstimate, PeakEstimate] => (precision === 'bf16' ? [peakBf16, computedBf16] : [peak, computedPeak]);
   const machine = {
-    cpu: cpu.modelName || 'unknown', logicalCpus: threads, cores: peak.cores, vectorExtensions: vectorExtensions(cpu),
+    cpu: cpu.modelName || 'unknown', cpuArch: cpuArchitecture(cpu) ?? null, logicalCpus: threads, cores: peak.cores, vectorExtensions: vectorExtensions(cpu),
     peakGflops: peak.gflops, peak: peak.explanation, bf16PeakGflops: peakBf16.gflops, bf16Peak: peakBf16.explanation, loadAverageAtStart: loadAverage,
     computedPeakGflops: computedPeak.gflops, measuredPeakGflops: measuredFp32.gflops, computedBf16PeakGflops: computedBf16.gflops,
     measuredBf16PeakGflops: measuredBf16.gflops, impliedClockGhz: measuredFp32.impliedGhz,
   };
-  const machineLine = `${machine.cpu}, ${threads} logical CPUs (${peak.cores} cores counted), vector extensions ${machine.vectorExtensions}; ` +
+  const machineLine = `${machine.cpu}${machine.cpuArch ? ` (${machine.cpuArch})` : ''}, ${threads} logical CPUs (${peak.cores} cores counted), vector extensions ${machine.vectorExtensions}; ` +
     `load average at start ${loadAverage.map((l) => l.toFixed(1)).join(' ')}.`;
   const command = `npm run bench -- ${argv.map((a, i) => (['--peer', '--python', '--out'].includes(argv[i - 1]) ? shown(path.resolve(a)) : a)).join(' ')}`.trim();
   fs.mkdirSync(flags.out, { recursive: true });

@@ -103,6 +103,9 @@ describe('benchmark --quick smoke run', function () {
       const lines = run.stdout.split('\n');
       assert.ok(lines.some((l) => /^\*\*--quick smoke run/.test(l)), 'the report says it is a smoke run');
       assert.ok(lines.some((l) => /^fp32 peak: /.test(l)) && lines.some((l) => /^bf16 peak: /.test(l)));
+      // the machine line names the microarchitecture (two EPYC generations both call themselves 'AMD EPYC')
+      if (/^(x64|ia32)$/.test(os.arch()) && fs.existsSync('/proc/cpuinfo')) assert.ok(lines.some((l) => /^Machine: .*\(.*family 0x[0-9a-f]+.*model 0x[0-9a-f]+.*\), \d+ logical CPUs/.test(l)), lines.slice(0, 6).join('\n'));
+      assert.ok('cpuArch' in JSON.parse(fs.readFileSync(path.join(out, fs.readdirSync(out).find((f) => f.endsWith('.json'))!), 'utf8')).machine);
       assert.ok(lines.some((l) => /^Code: commit ([0-9a-f]{12}( \+ local changes)?|not a git checkout) /.test(l)), 'the report names the code it ran');
       const header = lines.findIndex((l) => l.startsWith('| backend | precision |'));
       assert.ok(header >= 0, 'a table');

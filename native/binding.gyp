@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "ect_onednn",
-      "sources": ["src/addon.cc", "src/onednn_ops.cc", "src/bf16.cc", "src/cpu_loops.cc", "src/group_norm.cc", "src/updates.cc", "src/peak_probe.cc"],
+      "sources": ["src/addon.cc", "src/onednn_ops.cc", "src/bf16.cc", "src/filter_grad_bf16.cc", "src/cpu_loops.cc", "src/group_norm.cc", "src/updates.cc", "src/peak_probe.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],

@@ -101,6 +101,14 @@ describe('bf16 precision: where it may run', () => {
 
 /** Inputs of the numeric tests, seeded. */
 const rng = seedrandom('bf16-agreement');
+/** Float32 values rounded to bfloat16 (to nearest, ties to even; the test's values are normal and finite). */
+function roundedToBf16(values: Float32Array): Float32Array {
+  const out = Float32Array.from(values);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) bits[i] = (((bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return out;
+}
+
 function randomTensor(shape: number[], scale = 1): tf.Tensor {
   const values = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (rng() * 2 - 1) * scale);
   return tf.tensor(values, shape);
@@ -159,6 +167,71 @@ describe('bf16 precision on the onednn backend', function () {
         const magnitude = run(tf.abs(xs), tf.abs(ws), tf.abs(dy));  // sum |a| |b| for each output: the same bilinear maps on |inputs|
         ['forward', 'input gradient', 'filter gradient'].forEach((name, i) => assertWithinProductBound(`conv ${x} * ${w} ${name}`, bf16[i], fp32[i], magnitude[i]));
       });
+    }
+  });
+
+  it('3x3 and 1x1 filter gradients of the addon\'s own (bf16): run where they apply, agree with float64 sums of the rounded inputs, bias included, the same bits twice; other shapes keep oneDNN\'s', () => {
+    const addon = onednnAddon();
+    assert.ok(addon);
+    const random = seedrandom('own-filter-gradient');
+    const values = (n: number) => Float32Array.from({ length: n }, () => random() * 2 - 1);
+    // [batch, size, in channels, out channels, stride, filter size]: 16, 32 and 64-wide tiles, two 64-channel tiles, 1x1
+    const applies = [[4, 7, 32, 64, 1, 3], [2, 5, 16, 16, 1, 3], [6, 6, 48, 32, 1, 3], [2, 4, 16, 128, 1, 3], [4, 6, 48, 32, 1, 1]];
+    // an odd batch, 8 input channels, 48 output channels, a stride of 2: oneDNN's filter gradient
+    const fallsBack = [[3, 7, 16, 16, 1, 3], [4, 7, 8, 16, 1, 3], [2, 5, 16, 48, 1, 3], [4, 8, 16, 16, 2, 3]];
+    for (const [batch, size, inC, outC, stride, k] of [...applies, ...fallsBack]) {
+      const out = Math.ceil(size / stride), taps = k * k;
+      // "same" padding: (k - 1) / 2 on each side at stride 1; 0 before and 1 after for 3x3 at stride 2 (even size)
+      const padBefore = stride === 1 ? (k - 1) / 2 : 0, padAfter = stride === 1 ? (k - 1) / 2 : 1;
+      const g = [batch, size, size, inC, out, out, outC, k, k, stride, stride, 1, 1, padBefore, padBefore, padAfter, padAfter];
+      const x = values(batch * size * size * inC), dy = values(batch * out * out * outC), filter = values(taps * inC * outC);
+      const run = () => {
+        const dfilter = new Float32Array(taps * inC * outC), dbias = new Float32Array(outC);
+        addon.convBackward(g, dy, filter, 0, x, null, null, dfilter, dbias, 1);
+        return { dfilter, dbias };
+      };
+      const before = addon.bf16FilterGradientRuns();
+      const ours = run();
+      const ran: number = addon.bf16FilterGradientRuns() - before;
+      const own = applies.some((shape) => shape.join() === [batch, size, inC, outC, stride, k].join());
+      assert.equal(ran, own ? 1 : 0, `${g.slice(0, 7)} stride ${stride}: the addon's kernel ${own ? 'runs' : 'does not run'}`);
+      if (!own) continue;
+      const again = run();
+      assert.deepEqual(again.dfilter, ours.dfilter, 'the same bits on a second run');
+      assert.deepEqual(again.dbias, ours.dbias);
+      // float64 sums of the bf16-rounded inputs; float32 accumulation over at most batch x pixels terms per output
+      const rx = roundedToBf16(x), rdy = roundedToBf16(dy);
+      const accumulation = batch * size * size * 2 ** -24;
+      for (let kh = 0; kh < k; kh++) for (let kw = 0; kw < k; kw++) for (let ci = 0; ci < inC; ci++) for (let co = 0; co < outC; co++) {
+        let sum = 0, magnitude = 0;
+        for (let n = 0; n < batch; n++) for (let y = 0; y < size; y++) for (let xx = 0; xx < size; xx++) {
+          const yi = y + kh - padBefore, xi = xx + kw - padBefore;
+          if (yi < 0 || yi >= size || xi < 0 || xi >= size) continue;
+          const product = rx[((n * size + yi) * size + xi) * inC + ci] * rdy[((n * size + y) * size + xx) * outC + co];
+          sum += product;
+          magnitude += Math.abs(product);
+        }
+        const got = ours.dfilter[((kh * k + kw) * inC + ci) * outC + co];
+        assert.ok(Math.abs(got - sum) <= accumulation * magnitude + 1e-30, `dfilter[${kh},${kw},${ci},${co}] of ${g.slice(0, 7)}: ${got} vs ${sum}`);
+      }
+      for (let co = 0; co < outC; co++) {
+        let sum = 0, magnitude = 0;
+        for (let i = co; i < rdy.length; i += outC) { sum += rdy[i]; magnitude += Math.abs(rdy[i]); }
+        assert.ok(Math.abs(ours.dbias[co] - sum) <= accumulation * magnitude, `dbias[${co}] of ${g.slice(0, 7)}: ${ours.dbias[co]} vs ${sum}`);
+      }
+      // oneDNN's primitive on the same rounded inputs (ECT_BF16_FILTER_GRADIENT=onednn) agrees to float32 accumulation too
+      process.env.ECT_BF16_FILTER_GRADIENT = 'onednn';
+      let theirs: { dfilter: Float32Array; dbias: Float32Array };
+      try {
+        const count = addon.bf16FilterGradientRuns();
+        theirs = run();
+        assert.equal(addon.bf16FilterGradientRuns(), count, 'the switch runs oneDNN\'s');
+      } finally {
+        delete process.env.ECT_BF16_FILTER_GRADIENT;
+      }
+      const scale = Math.max(...ours.dfilter.map(Math.abs));
+      ours.dfilter.forEach((v, i) => assert.ok(Math.abs(v - theirs.dfilter[i]) <= 2 * accumulation * batch * size * size * scale,
+        `oneDNN and ours differ at ${i} of ${g.slice(0, 7)}: ${theirs.dfilter[i]} vs ${v}`));
     }
   });
 

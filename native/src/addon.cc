@@ -182,6 +182,10 @@ Napi::Value ConvExecutions(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(ect::convExecutions()));
 }
 
+Napi::Value Bf16FilterGradientRuns(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ect::bf16FilterGradientRuns()));
+}
+
 std::vector<int64_t> shapeOf(const Napi::Value& value) {
   Napi::Array list = value.As<Napi::Array>();
   std::vector<int64_t> shape(list.Length());
@@ -491,6 +495,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("effectiveIsa", Napi::Function::New(env, EffectiveIsa));
   exports.Set("bf16Executions", Napi::Function::New(env, Bf16Executions));
   exports.Set("convExecutions", Napi::Function::New(env, ConvExecutions));
+  exports.Set("bf16FilterGradientRuns", Napi::Function::New(env, Bf16FilterGradientRuns));
   exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));

@@ -5,6 +5,8 @@
 #include "onednn_ops.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <sstream>
@@ -16,6 +18,7 @@
 #include <omp.h>
 
 #include "bf16.h"
+#include "filter_grad_bf16.h"
 
 namespace ect {
 namespace {
@@ -63,7 +66,7 @@ memory::desc filterDesc(const ConvGeometry& g, tag layout, dt type = dt::f32) {
 // Scratch for the bf16 copies of a primitive's data inputs (see Bf16Scratch): first and second operand, and the
 // third for convBackward's dy when its two primitives would read dy in different layouts.
 Bf16Scratch firstInput, secondInput, thirdInput;
-int64_t bf16Runs = 0, convRuns = 0;
+int64_t bf16Runs = 0, convRuns = 0, ownFilterGradients = 0;
 memory::dims strides(const ConvGeometry& g) { return {g.strideHeight, g.strideWidth}; }
 // oneDNN counts dilation as the number of skipped taps: TensorFlow's d is oneDNN's d - 1.
 memory::dims dilations(const ConvGeometry& g) { return {g.dilationHeight - 1, g.dilationWidth - 1}; }
@@ -176,6 +179,8 @@ struct ConvBackwardFilterEntry {
   std::unique_ptr<FilterSlot> filter;
   std::unique_ptr<Bf16Input> src, diffDst;
   std::unique_ptr<SplitFilterGradient> split;  // null: the primitive above runs on the whole batch
+  ConvGeometry geometry;
+  bool ownBf16 = false;  // bf16 inputs and a geometry bf16FilterGradient computes: it runs instead of the primitive
 };
 
 struct MatMulEntry {
@@ -298,7 +303,8 @@ ConvBackwardFilterEntry& backwardFilterEntry(const ConvGeometry& g, Precision pr
         pd, dnnl::convolution_backward_weights(pd), std::make_unique<FilterSlot>(g, pd.diff_weights_desc(), false),
         bf16Input(activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth), pd.src_desc()),
         bf16Input(activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth), pd.diff_dst_desc()),
-        splitFilterGradient(g, precision, withBias, pd)});
+        splitFilterGradient(g, precision, withBias, pd), g,
+        precision == Precision::Bf16 && bf16FilterGradientCompiled() && bf16FilterGradientApplies(g)});
   }
   return *slot;
 }
@@ -429,7 +435,23 @@ void runSplitFilterGradient(SplitFilterGradient& s, const memory& src, const mem
   if (bias) sumSlices(bias, s.diffBias);
 }
 
+// ECT_BF16_FILTER_GRADIENT=onednn runs oneDNN's bf16 filter gradient where ours would run (to compare the two).
+bool onednnBf16FilterGradientAsked() {
+  const char* choice = std::getenv("ECT_BF16_FILTER_GRADIENT");
+  return choice && std::strcmp(choice, "onednn") == 0;
+}
+
 void runBackwardFilter(ConvBackwardFilterEntry& e, const memory& src, const memory& dy, float* dfilter, float* dbias) {
+  const ConvGeometry& g = e.geometry;
+  if (e.ownBf16 && !onednnBf16FilterGradientAsked() &&
+      src.get_desc() == activationDesc(g.batch, g.inChannels, g.inHeight, g.inWidth, dt::bf16) &&
+      dy.get_desc() == activationDesc(g.batch, g.outChannels, g.outHeight, g.outWidth, dt::bf16)) {
+    // both inputs plain NHWC bf16 (the conversions and the forward pass's kept copy are): our kernel, in HWIO at once
+    bf16FilterGradient(g, static_cast<const uint16_t*>(src.get_data_handle()), static_cast<const uint16_t*>(dy.get_data_handle()),
+                       dfilter, dbias);
+    ownFilterGradients++;
+    return;
+  }
   memory user = wrap(e.filter->user, dfilter);
   memory target = e.filter->needsReorder ? e.filter->buffer : user;
   memory bias = dbias ? wrap(e.pd.diff_bias_desc(), dbias) : memory();
@@ -561,6 +583,8 @@ std::string effectiveIsa() {
 int64_t bf16Executions() { return bf16Runs; }
 
 int64_t convExecutions() { return convRuns; }
+
+int64_t bf16FilterGradientRuns() { return ownFilterGradients; }
 
 void setVerbose(int level) {
   if (dnnl::set_verbose(level) != dnnl::status::success) throw std::invalid_argument("oneDNN verbose level must be 0, 1 or 2");

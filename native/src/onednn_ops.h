@@ -67,6 +67,8 @@ std::string effectiveIsa();
 int64_t bf16Executions();
 // Convolution primitives run so far, in either precision.
 int64_t convExecutions();
+// Filter gradients computed by bf16FilterGradient (filter_grad_bf16.h) in place of oneDNN's primitive so far.
+int64_t bf16FilterGradientRuns();
 // oneDNN's verbose level from now on (0 off, 1 one stdout line per primitive execution, 2 creation too), as
 // ONEDNN_VERBOSE sets it at start; lets a profile log one step and not the warm-up.
 void setVerbose(int level);

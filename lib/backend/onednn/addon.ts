@@ -57,6 +57,8 @@ export interface OnednnAddon {
   bf16Executions(): number;
   /** Convolution primitives run since the addon loaded, in either precision. */
   convExecutions(): number;
+  /** bf16 filter gradients computed by the addon's own kernel (native/src/filter_grad_bf16.h) instead of oneDNN's. */
+  bf16FilterGradientRuns(): number;
   /** oneDNN's verbose level from now on: 0 off, 1 a stdout line per primitive execution (ONEDNN_VERBOSE's format). */
   setVerbose(level: number): void;
   binary(op: BinaryCode, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): void;
@@ -121,7 +123,7 @@ export function addonPath(): string {
 /** Every function of OnednnAddon: a build that lacks one is older than this code (checked by loadAddon). */
 export const ADDON_FUNCTIONS: ReadonlyArray<keyof OnednnAddon> = [
   'convForward', 'convBackward', 'convBackwardData', 'convBackwardFilter', 'releaseFilter', 'cachedFilters', 'matMul',
-  'convImplementation', 'matMulImplementation', 'effectiveIsa', 'bf16Executions', 'convExecutions', 'setVerbose',
+  'convImplementation', 'matMulImplementation', 'effectiveIsa', 'bf16Executions', 'convExecutions', 'bf16FilterGradientRuns', 'setVerbose',
   'binary', 'compare', 'select', 'unary', 'scaledSum', 'dropoutMask', 'reduce', 'transpose', 'slice', 'insert', 'softmax',
   'groupNormForward', 'groupNormBackward', 'momentUpdate', 'emaUpdate', 'downsample2x', 'upsample2x', 'version',
   'cachedPrimitives', 'threads', 'addressOffset', 'measureFmaRate', 'sumOfSquares', 'firstNonFinite',

@@ -19,6 +19,11 @@ describe('measured peak', () => {
     const peak = peakForFractions(computed, measured);
     assert.equal(peak.gflops, 448);
     assert.match(peak.explanation, /448 measured.*Computed: fixture/);
+    assert.doesNotMatch(peak.explanation, /WARNING/);
+    // half the computed rate (a core taken by something else while the probe ran): said so, and still used
+    const halved = peakForFractions(computed, { ...measured, gflops: 160, explanation: '160 measured' });
+    assert.equal(halved.gflops, 160);
+    assert.match(halved.explanation, /160 measured\. WARNING: the measured rate is below 0\.8x the computed one.*disturbed.* Computed: fixture/);
     const none = peakForFractions(computed, { ...measured, gflops: null, explanation: 'not measured: no addon' });
     assert.equal(none.gflops, 320);
     assert.match(none.explanation, /computed; measured peak not measured: no addon/);

@@ -62,5 +62,13 @@ export function measurePeak(precision: 'fp32' | 'bf16', facts: CpuFacts, threads
  */
 export function peakForFractions(computed: PeakEstimate, measured: MeasuredPeak): PeakEstimate {
   if (measured.gflops === null) return { ...computed, explanation: `${computed.explanation} (computed; measured peak ${measured.explanation})` };
-  return { ...computed, gflops: measured.gflops, explanation: `${measured.explanation}. Computed: ${computed.explanation}` };
+  // a VM's cores run at or above the clock cpuinfo reports, so a probe far below the computed rate was disturbed
+  const disturbed = computed.gflops !== null && measured.gflops < DISTURBED_BELOW * computed.gflops
+    ? ` WARNING: the measured rate is below ${DISTURBED_BELOW}x the computed one, so the probe was most likely disturbed (another ` +
+      'process or a busy host took a core while it ran); fractions of peak against it overstate how close the work came to the hardware'
+    : '';
+  return { ...computed, gflops: measured.gflops, explanation: `${measured.explanation}.${disturbed} Computed: ${computed.explanation}` };
 }
+
+/** A measured peak below this fraction of the computed one is reported as a disturbed probe. */
+export const DISTURBED_BELOW = 0.8;

@@ -71,11 +71,11 @@ void tapTile(const Plane& p, int kh, int kw, const uint16_t* xPairs, const uint1
   for (int i = 0; i < CIB; i++)
     for (int j = 0; j < COZ; j++) acc[i][j] = _mm512_loadu_ps(tile + i * p.outChannels + 16 * j);
   const int64_t xStep = 2 * p.inChannels, dyStep = 2 * p.outChannels;
-  const int64_t pad = (p.taps - 1) / 2, dy0 = kh - pad, dx0 = kw - pad;  // input pixel = output pixel + (dy0, dx0)
-  const int64_t y0 = std::max<int64_t>(0, -dy0), y1 = std::min(p.height, p.height - dy0);
-  const int64_t x0 = std::max<int64_t>(0, -dx0), x1 = std::min(p.width, p.width - dx0);
+  const int64_t pad = (p.taps - 1) / 2, shiftY = kh - pad, shiftX = kw - pad;  // input pixel = output pixel + shift
+  const int64_t y0 = std::max<int64_t>(0, -shiftY), y1 = std::min(p.height, p.height - shiftY);
+  const int64_t x0 = std::max<int64_t>(0, -shiftX), x1 = std::min(p.width, p.width - shiftX);
   for (int64_t y = y0; y < y1; y++) {
-    const uint16_t* xs = xPairs + ((y + dy0) * p.width + x0 + dx0) * xStep;
+    const uint16_t* xs = xPairs + ((y + shiftY) * p.width + x0 + shiftX) * xStep;
     const uint16_t* ds = dyPairs + (y * p.width + x0) * dyStep;
     for (int64_t x = x0; x < x1; x++, xs += xStep, ds += dyStep) {
       __m512bh d[COZ];

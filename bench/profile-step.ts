@@ -31,6 +31,7 @@ import { accountWaits, formatWaits, scheduleDelta, threadSchedule, type TimedSte
 import { readCpuFacts } from '../lib/machine/peak';
 import { measurePeak } from '../lib/machine/measured-peak';
 import { importsTorch, pythonsOnPath } from './train-step';
+import { withoutChosenWait } from '../lib/backend/onednn/thread-wait';
 
 /** Milliseconds and calls per kernel name over one profiled step, largest first. */
 export interface KernelTime { kernel: string; ms: number; calls: number; share: number }
@@ -407,7 +408,7 @@ function peerVerbose(flags: ProfileFlags, shape: BenchShape): string {
   const args = JSON.stringify({ ...shape, steps: 1, threads: os.availableParallelism(), mode: 'train', precision: flags.precision, verbose: true });
   const python = flags.python ?? pythonsOnPath().find(importsTorch);
   if (!python) return "the peer's oneDNN log: not taken (no python3 on PATH imports torch; pass --python <path>)";
-  const child = spawnSync(python, [script, args], { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 30 * 60_000 });
+  const child = spawnSync(python, [script, args], { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 30 * 60_000, env: withoutChosenWait(process.env) });
   if (child.status !== 0) return `the peer's oneDNN log: not taken (${(child.stderr ?? '').trim().split('\n').slice(-2).join(' | ') || child.error?.message})`;
   const log = parseVerbose(child.stdout);
   const note = log.execs.length ? '' : '\n  (no oneDNN executions: this PyTorch runs its convolutions elsewhere, e.g. its own kernels)';

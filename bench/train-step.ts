@@ -27,6 +27,7 @@ import { forwardFlopsPerImage } from '../lib/nn/flops';
 import { bf16Peak, fp32Peak, readCpuFacts, vectorExtensions, type PeakEstimate } from '../lib/machine/peak';
 import { cpuArchitecture } from '../lib/machine/facts';
 import { measurePeak, peakForFractions } from '../lib/machine/measured-peak';
+import { withoutChosenWait } from '../lib/backend/onednn/thread-wait';
 import { PRECISIONS, type Precision } from '../lib/config/types';
 import { BENCH_SHAPES, SMOKE_SHAPES, benchShape, type BenchShape } from './ect-step';
 import { WORKLOADS, WORKLOAD_LABELS, workloadFlopsPerImage, workloadProblem, type Workload } from './workloads';
@@ -189,7 +190,10 @@ export interface BenchRow {
 }
 
 /** What a child process reports for one backend and configuration. */
-interface ChildResult { secPerStep: number; imgPerSec: number; steps: number; maxRssMB: number; rssMB: number[]; backend: string; error?: string }
+interface ChildResult {
+  secPerStep: number; imgPerSec: number; steps: number; maxRssMB: number; rssMB: number[]; backend: string; error?: string;
+  threadWait?: string;  // how the addon's OpenMP workers waited (lib/backend/onednn/thread-wait.ts), onednn only
+}
 
 /** What a child measures: one backend, configuration, workload and precision, `steps` timed units. */
 interface ChildJob { backend: string; config: string; steps: number; workload: Workload; precision: Precision }
@@ -238,6 +242,7 @@ async function childMain(job: ChildJob): Promise<void> {
     secPerStep, imgPerSec: work.images / secPerStep, steps, backend: info.name,
     maxRssMB: process.resourceUsage().maxRSS / KIB_PER_MIB, rssMB,
   };
+  if (info.details?.threadWait !== undefined) result.threadWait = String(info.details.threadWait);
   console.log(JSON.stringify(result));
 }
 
@@ -296,13 +301,31 @@ const PEER_WRAPPER = [
   "    print('maxrss_kib=%d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
 ].join('\n');
 
+/** The rounds' OpenMP wait choices in a few words: 'spin in 3 of 3 rounds' (or each mode's count). */
+export function threadWaitSummary(waits: string[]): string {
+  const counts = new Map<string, number>();
+  for (const wait of waits) {
+    const mode = wait.split(' ')[0];
+    counts.set(mode, (counts.get(mode) ?? 0) + 1);
+  }
+  return [...counts].map(([mode, n]) => `${mode} in ${n} of ${waits.length} rounds`).join(', ');
+}
+
+/** How each side's OpenMP threads wait between kernels, said under the table. */
+const WAIT_NOTE = "OpenMP workers: the addon's spin for a while before they sleep where no other process used the cores when it " +
+  'loaded, else sleep at once (lib/backend/onednn/thread-wait.ts; the notes say which, per round); the peer runs in the environment ' +
+  "the benchmark started in, so its OpenMP waits its own way (libgomp's default spins) unless that environment sets OMP_WAIT_POLICY " +
+  'or GOMP_SPINCOUNT, which both sides then follow.';
+
 /** What one peer run reports. */
 interface PeerResult { imgPerSec: number; gflops: number; maxRssMB: number; torch: string }
 
 /** Runs the PyTorch peer once on a configuration, workload and precision; a string with the reason when it fails. */
 function runPeer(setup: { python: string; script: string }, shape: BenchShape, steps: number, threads: number, mode: Workload, precision: Precision): PeerResult | string {
   const args = JSON.stringify({ ...shape, steps, threads, mode, precision });
-  const child = spawnSync(setup.python, ['-c', PEER_WRAPPER, setup.script, args], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MINUTES * 60_000 });
+  // the peer's OpenMP waits its own way (libgomp spins by default): the addon's choice for this process is not passed on
+  const child = spawnSync(setup.python, ['-c', PEER_WRAPPER, setup.script, args],
+    { encoding: 'utf8', timeout: CHILD_TIMEOUT_MINUTES * 60_000, env: withoutChosenWait(process.env) });
   const line = (child.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) {
     const stderr = (child.stderr ?? '').trim().split('\n').filter((l) => !/Warning|warn|maxrss_kib=/.test(l));
@@ -396,7 +419,7 @@ export function precisionRatioTable(ratios: PrecisionRatio[]): string {
 }
 
 /** One measured side of a round. */
-type Measured = { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string } | { error: string };
+type Measured = { imgPerSec: number; ratio: number | null; maxRssMB: number; backend: string; threadWait?: string } | { error: string };
 
 /** One round of one configuration: per workload, the order it ran in and what each run gave. */
 interface RoundRecord {
@@ -503,7 +526,7 @@ async function main(): Promise<void> {
           }
           const result = runChild({ backend: who, config, steps: who === 'cpu' ? 1 : steps, workload, precision });
           entry.backends[participantName(who, precision)] = result.error ? { error: result.error.slice(0, 200) }
-            : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend };
+            : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend, threadWait: result.threadWait };
           progress(participantName(who, precision), result.error ? `no result: ${result.error.slice(0, 200)}` : `${result.imgPerSec.toFixed(2)} img/s`);
         }
         for (const { who, precision } of order) {
@@ -558,12 +581,14 @@ async function main(): Promise<void> {
           const ratios = results.map((r) => ('imgPerSec' in r ? r.ratio : null));
           const rss = results.flatMap((r) => ('imgPerSec' in r ? [r.maxRssMB] : []));
           const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
+          const waits = results.flatMap((r) => ('threadWait' in r && r.threadWait ? [r.threadWait] : []));
           const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
           const stepsRun = backend === 'cpu' ? 1 : steps;
           const row = summarise({ backend: name, config, workload, precision, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, ...peakOf(precision));
           if (row.peakRssMB !== undefined && peerRssMB) row.rssToTorch = row.peakRssMB / peerRssMB;
           row.note = row.rounds
             ? `${countOf(stepsRun, unit)} after 1 warm-up per round; img/s ${row.imgPerSecRange![0].toFixed(2)}-${row.imgPerSecRange![1].toFixed(2)}` +
+              `${waits.length ? `; OpenMP workers: ${threadWaitSummary(waits)}` : ''}` +
               `${errors.length ? `; ${errors.length} round(s) failed: ${errors[0]}` : ''}`
             : `no result: ${errors[0] ?? 'not run'}`;
           rows.push(row);
@@ -595,7 +620,7 @@ async function main(): Promise<void> {
       `bf16 peak: ${peakBf16.explanation}.`, '',
       `Command: \`${command}\``, '',
       `Code: commit ${code} (its compiled dist/ and native addon ran the rounds).`, '',
-      markdownTable(rows), '', flopsNote, '',
+      markdownTable(rows), '', flopsNote, '', WAIT_NOTE, '',
       ...(ratios.length ? ['bf16 over fp32, the same backend in the same round (the peer: PyTorch\'s autocast over its fp32):', '',
         precisionRatioTable(ratios), ''] : []),
       memoryLine, '',

@@ -7,6 +7,7 @@ import '../tf-gradients';
 import * as tfjsCpu from '@tensorflow/tfjs-backend-cpu';
 import * as tfjsWasm from '@tensorflow/tfjs-backend-wasm';
 import { tryRegisterOnednn } from './onednn';
+import { describeThreadWait } from './onednn/thread-wait';
 import { registerWasmTrainingKernels } from './wasm-kernels';
 
 // Silences tfjs's console notices (tfjs-core's log.ts prints only when neither PROD nor IS_TEST is set), among them
@@ -147,6 +148,7 @@ const LOADERS: Record<Exclude<BackendChoice, 'auto'>, Loader> = {
     await activate('onednn');
     const details: Record<string, string | number> = {};
     if (status.threads !== undefined) details.threads = status.threads;
+    if (status.threadWait) details.threadWait = describeThreadWait(status.threadWait);
     return { name: tf.getBackend(), package: 'ect-workbench/native', version: status.version ?? 'unknown', details };
   },
   wasm: async () => {

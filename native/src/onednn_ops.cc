@@ -352,8 +352,8 @@ std::string matMulKey(const MatMulGeometry& g, bool withBias, Activation act, fl
   return key.str();
 }
 
-// Products of at most this many multiply-adds run on the calling thread alone: waking the sleeping OpenMP worker
-// (OMP_WAIT_POLICY=PASSIVE, lib/backend/onednn/addon.ts) costs more than the second thread saves on them.
+// Products of at most this many multiply-adds run on the calling thread alone: waking the OpenMP worker when it
+// sleeps (lib/backend/onednn/thread-wait.ts) costs more than the second thread saves on them.
 constexpr int64_t kOneThreadMacs = int64_t{1} << 20;
 
 bool runsOnOneThread(const MatMulGeometry& g) {

@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { repositoryPath } from '../../repository';
+import { applyThreadWait } from './thread-wait';
 
 /** Activation codes shared with native/src/onednn_ops.h. */
 export const ACTIVATION_CODES: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, sigmoid: 4, elu: 5 };
@@ -135,9 +136,8 @@ export function loadAddon(): { addon?: OnednnAddon; reason?: string } {
   if (!fs.existsSync(file)) {
     return { reason: `the oneDNN addon was not built (${file} is missing; needs libdnnl-dev and a C++ compiler, then \`npm run build:native\`)` };
   }
-  // OpenMP threads that spin between kernels steal the cores that the JavaScript thread and other
-  // processes need; sleeping at once measured ~2x faster steps on a busy 2-core machine. Read at load time.
-  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  // how the OpenMP workers wait between kernels: libgomp reads it from the environment when it loads (thread-wait.ts)
+  applyThreadWait();
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const addon = require(file) as OnednnAddon;

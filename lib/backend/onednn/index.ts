@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type OnednnAddon } from './addon';
+import { appliedThreadWait, type ThreadWait } from './thread-wait';
 import { filterIdentities, fusedKernels, nativeKernels, outputPool, poolOwning, withCpuFallback } from './kernels';
 
 export { filterIdentities, forgetPool, kernelCounters, outputPool, poolOwning, resetKernelCounters, withOutputPool } from './kernels';
@@ -11,7 +12,7 @@ export {
 } from './precision';
 
 /** Outcome of trying to register the backend: ok, or why not; the oneDNN version when loaded. */
-export interface OnednnStatus { ok: boolean; reason?: string; version?: string; threads?: number }
+export interface OnednnStatus { ok: boolean; reason?: string; version?: string; threads?: number; threadWait?: ThreadWait }
 
 /** Name under which the backend registers. */
 export const ONEDNN_BACKEND = 'onednn';
@@ -64,7 +65,7 @@ export async function tryRegisterOnednn(): Promise<OnednnStatus> {
   try {
     registerBackendWith(addon);
     loadedAddon = addon;
-    registered = { ok: true, version: `oneDNN ${addon.version()}`, threads: addon.threads() };
+    registered = { ok: true, version: `oneDNN ${addon.version()}`, threads: addon.threads(), threadWait: appliedThreadWait() };
   } catch (error) {
     registered = { ok: false, reason: `registering the onednn backend failed: ${(error as Error).message}` };
   }

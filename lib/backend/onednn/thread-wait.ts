@@ -1,0 +1,150 @@
+/**
+ * How the addon's OpenMP worker threads wait between parallel regions, chosen before the addon (and with it libgomp,
+ * which reads its environment once, when it loads) is loaded.
+ *
+ * A sleeping worker is woken for every region: on the 2-vCPU virtual machines this project is measured on, a wake-up
+ * of an idle vCPU takes 50-85 us, and a training step runs a region or more in each of its ~800 native calls. A worker
+ * that spins a little before sleeping catches the next region at once: on an otherwise idle machine, steps measured
+ * 7-10% (fp32) and 10-15% (bf16) faster (docs/benchmarks.md). But on a machine whose cores another process needs, a
+ * spinning worker takes the core from it and from its own team: steps measured about twice as slow. So the addon spins
+ * only when, at load, no other process was using the cores its team will run on; the environment's own
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+
+/** Spins before a worker sleeps when it spins at all: libgomp counts about 100000 spins to a millisecond. */
+export const SPIN_COUNT = 30000;
+/** How long the cores are watched at load. */
+export const SAMPLE_MS = 100;
+/** Other processes' use of the cores (in cores) above which the team sleeps, beyond the cores it leaves free. */
+export const BUSY_CORES = 0.5;
+/** Marks the setting this module made, so that a child process (which inherits it) decides afresh. */
+export const CHOSEN_MARK = 'ECT_THREAD_WAIT_CHOSEN';
+
+/** The choice: spin or sleep, the variable set and why (shown in the backend's details and run records). */
+export interface ThreadWait {
+  mode: 'spin' | 'sleep' | 'environment';
+  /** The assignment in effect, e.g. 'GOMP_SPINCOUNT=30000'. */
+  setting: string;
+  why: string;
+}
+
+/** What chooseThreadWait looks at. */
+export interface ThreadWaitFacts {
+  env: NodeJS.ProcessEnv;
+  cpus: number;       // logical CPUs this process may run on
+  threads: number;    // the OpenMP team's size
+  otherBusyCores: number | null;  // other processes' CPU use at load, in cores; null where it cannot be read
+}
+
+/** The user's own setting, if the environment has one this module did not make. */
+function userSetting(env: NodeJS.ProcessEnv): string | null {
+  const inherited = env[CHOSEN_MARK];
+  for (const name of ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    if (inherited === `${name}=${value}`) continue;  // a parent process's choice, passed down
+    return `${name}=${value}`;
+  }
+  return null;
+}
+
+/** The wait to use, from the environment and the machine's load (pure; see applyThreadWait). */
+export function chooseThreadWait(facts: ThreadWaitFacts): ThreadWait {
+  const own = userSetting(facts.env);
+  if (own) return { mode: 'environment', setting: own, why: 'set by the environment' };
+  if (facts.otherBusyCores === null) {
+    return { mode: 'sleep', setting: 'OMP_WAIT_POLICY=PASSIVE', why: 'the load of the cores could not be read' };
+  }
+  const free = Math.max(0, facts.cpus - facts.threads);
+  const used = `other processes used ${facts.otherBusyCores.toFixed(2)} of ${facts.cpus} CPUs at load`;
+  if (facts.otherBusyCores > free + BUSY_CORES) return { mode: 'sleep', setting: 'OMP_WAIT_POLICY=PASSIVE', why: used };
+  return { mode: 'spin', setting: `GOMP_SPINCOUNT=${SPIN_COUNT}`, why: used };
+}
+
+/** The cpu line of /proc/stat: [busy, all] jiffies over every CPU, and the number of CPUs listed. */
+export function parseProcStat(text: string): { busy: number; all: number; cpus: number } {
+  const lines = text.split('\n');
+  const total = lines.find((line) => /^cpu\s/.test(line));
+  if (!total) throw new Error('/proc/stat has no cpu line');
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user already)
+  const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = total.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq;
+  return { busy, all: busy + idle + iowait + steal, cpus: lines.filter((line) => /^cpu\d+\s/.test(line)).length };
+}
+
+/** This process's own CPU time in jiffies (utime + stime of /proc/self/stat). */
+export function parseOwnJiffies(text: string): number {
+  // the command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Other processes' CPU use over `ms` milliseconds, in cores (this process sleeps meanwhile); null off Linux. */
+export function sampleOtherBusyCores(ms = SAMPLE_MS): number | null {
+  try {
+    const read = () => ({ stat: parseProcStat(fs.readFileSync('/proc/stat', 'utf8')), own: parseOwnJiffies(fs.readFileSync('/proc/self/stat', 'utf8')) });
+    const before = read();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    const after = read();
+    const perCpu = (after.stat.all - before.stat.all) / Math.max(1, after.stat.cpus);
+    if (!(perCpu > 0)) return null;
+    const others = after.stat.busy - before.stat.busy - (after.own - before.own);
+    return Math.max(0, others) / perCpu;
+  } catch {
+    return null;
+  }
+}
+
+/** The OpenMP team's size as libgomp will make it: OMP_NUM_THREADS's first number, else every CPU. */
+export function teamSize(env: NodeJS.ProcessEnv, cpus: number): number {
+  const asked = Number.parseInt((env.OMP_NUM_THREADS ?? '').split(',')[0], 10);
+  return Number.isInteger(asked) && asked > 0 ? asked : cpus;
+}
+
+let applied: ThreadWait | undefined;
+
+/** Chooses the wait and sets it in `env` (process.env: libgomp reads it when the addon loads). Once per process. */
+export function applyThreadWait(env: NodeJS.ProcessEnv = process.env): ThreadWait {
+  if (applied) return applied;
+  const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  const own = userSetting(env);
+  const wait = chooseThreadWait({ env, cpus, threads: teamSize(env, cpus), otherBusyCores: own ? 0 : sampleOtherBusyCores() });
+  if (wait.mode !== 'environment') {
+    // drop what a parent process chose, then set this process's choice and mark it as ours
+    for (const name of ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']) {
+      if (env[CHOSEN_MARK] === `${name}=${env[name]}`) delete env[name];
+    }
+    const [name, value] = wait.setting.split('=');
+    env[name] = value;
+    env[CHOSEN_MARK] = wait.setting;
+  }
+  applied = wait;
+  return wait;
+}
+
+/** The choice applyThreadWait made in this process, if it ran. */
+export function appliedThreadWait(): ThreadWait | undefined {
+  return applied;
+}
+
+/** One short line: 'spin (GOMP_SPINCOUNT=30000; other processes used 0.02 of 2 CPUs at load)'. */
+export function describeThreadWait(wait: ThreadWait): string {
+  return `${wait.mode} (${wait.setting}; ${wait.why})`;
+}
+
+/**
+ * `env` without the wait applyThreadWait set in it (and its mark): the environment the process started with, for a
+ * program that should wait its own way (the PyTorch peer's OpenMP spins by default). The user's own settings stay.
+ */
+export function withoutChosenWait(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  const chosen = out[CHOSEN_MARK];
+  if (chosen) {
+    const [name, value] = chosen.split('=');
+    if (out[name] === value) delete out[name];
+    delete out[CHOSEN_MARK];
+  }
+  return out;
+}

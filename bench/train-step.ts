@@ -37,8 +37,12 @@ const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** Where the peer lives by default: bench/peer/ in the repository (its README says what it measures). */
 const DEFAULT_PEER = path.join(REPO_ROOT, 'bench', 'peer', 'ect_step_torch.py');
 const BACKENDS = ['tensorflow', 'onednn', 'wasm', 'cpu'] as const;
-// Timed steps per configuration (after one warm-up step); small, because wasm takes minutes per big step.
-const DEFAULT_STEPS: Record<string, number> = { 'res32-ch64': 2, 'res28-ch32': 3, 'res28-ch16': 4 };
+// Timed steps per configuration (after one warm-up step), for the peer and the native backends: a round's figure is
+// the mean over a window of several seconds, since the shared hosts' speed moves within seconds (3 steps of res28-ch32
+// in bf16, 1.3 s, gave rounds from 95 to 151 img/s; 10 steps 136-153).
+const DEFAULT_STEPS: Record<string, number> = { 'res32-ch64': 4, 'res28-ch32': 10, 'res28-ch16': 12 };
+// The same for wasm, which takes minutes per big step.
+const WASM_STEPS: Record<string, number> = { 'res32-ch64': 2, 'res28-ch32': 3, 'res28-ch16': 4 };
 // Timed units of the other workloads (one batch each; Heun is 35 network evaluations per unit).
 const DEFAULT_UNITS: Record<Exclude<Workload, 'train'>, number> = { '1step': 5, '2step': 3, heun: 1, features: 5 };
 const DEFAULT_ROUNDS = 3;
@@ -63,7 +67,7 @@ results/bench/train-step-<time>.{md,json} and train-step-latest.md.
   --precisions a,b      ${PRECISIONS.join(', ')} (default: fp32); bf16 runs on onednn where the CPU has bf16
                         instructions (others report the refusal) and on the peer under torch.autocast
   --steps N             timed units per measurement, after a warm-up (default per configuration for
-                        train: ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')}; batches for the others:
+                        train: ${Object.entries(DEFAULT_STEPS).map(([c, n]) => `${c} ${n}`).join(', ')} (wasm ${Object.values(WASM_STEPS).join(', ')}); batches for the others:
                         ${Object.entries(DEFAULT_UNITS).map(([c, n]) => `${c} ${n}`).join(', ')})
   --quick               a smoke run of a few minutes: configuration ${Object.keys(SMOKE_SHAPES).join(',')}, every workload, 1 round,
                         1 unit, no memory check (flags given explicitly still apply); not a measurement
@@ -456,9 +460,16 @@ function countOf(n: number, unit: 'step' | 'batch'): string {
 }
 
 /** Timed units of a workload on a configuration: --steps, else the defaults above. */
-function unitsOf(flags: BenchFlags, workload: Workload, config: string): number {
+export function unitsOf(flags: BenchFlags, workload: Workload, config: string): number {
   if (flags.steps) return flags.steps;
   return workload === 'train' ? DEFAULT_STEPS[config] ?? 3 : DEFAULT_UNITS[workload];
+}
+
+/** The units a backend times: 1 on cpu, at most WASM_STEPS on wasm unless --steps says otherwise. */
+export function unitsFor(backend: string, flags: BenchFlags, workload: Workload, config: string, steps: number): number {
+  if (backend === 'cpu') return 1;
+  if (backend === 'wasm' && !flags.steps && workload === 'train') return Math.min(steps, WASM_STEPS[config] ?? 2);
+  return steps;
 }
 
 async function main(): Promise<void> {
@@ -524,7 +535,7 @@ async function main(): Promise<void> {
             progress(participantName('peer', precision), typeof result === 'string' ? `failed: ${result}` : `${result.imgPerSec.toFixed(2)} img/s`);
             continue;
           }
-          const result = runChild({ backend: who, config, steps: who === 'cpu' ? 1 : steps, workload, precision });
+          const result = runChild({ backend: who, config, steps: unitsFor(who, flags, workload, config, steps), workload, precision });
           entry.backends[participantName(who, precision)] = result.error ? { error: result.error.slice(0, 200) }
             : { imgPerSec: result.imgPerSec, ratio: null, maxRssMB: result.maxRssMB, backend: result.backend, threadWait: result.threadWait };
           progress(participantName(who, precision), result.error ? `no result: ${result.error.slice(0, 200)}` : `${result.imgPerSec.toFixed(2)} img/s`);
@@ -583,7 +594,7 @@ async function main(): Promise<void> {
           const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
           const waits = results.flatMap((r) => ('threadWait' in r && r.threadWait ? [r.threadWait] : []));
           const name = results.map((r) => ('backend' in r ? r.backend : undefined)).find(Boolean) ?? backend;
-          const stepsRun = backend === 'cpu' ? 1 : steps;
+          const stepsRun = unitsFor(backend, flags, workload, config, steps);
           const row = summarise({ backend: name, config, workload, precision, steps: stepsRun }, imgs, ratios, rss, flopsPerImage, ...peakOf(precision));
           if (row.peakRssMB !== undefined && peerRssMB) row.rssToTorch = row.peakRssMB / peerRssMB;
           row.note = row.rounds

@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { markdownTable, parseFlags, precisionRatioTable, precisionRatios } from '../bench/train-step';
+import { markdownTable, parseFlags, precisionRatioTable, precisionRatios, threadWaitSummary, unitsFor, unitsOf } from '../bench/train-step';
 import { SMOKE_SHAPES } from '../bench/ect-step';
 import { classifierFlopsPerImage, workloadFlopsPerImage, workloadProblem, WORKLOADS } from '../bench/workloads';
 import { BENCH_SHAPES } from '../bench/ect-step';
@@ -41,6 +41,21 @@ describe('benchmark flags and workloads', () => {
     assert.deepEqual(parseFlags([]).workloads, ['train'], 'the default stays the training step alone');
     assert.throws(() => parseFlags(['--workloads', 'sample']), /unknown workload 'sample'/);
     assert.throws(() => parseFlags(['--precisions', 'fp16']), /unknown precision 'fp16'/);
+  });
+
+  it('times 10 res28-ch32 steps on the peer and onednn, 3 on wasm, 1 on cpu; --steps sets every side but cpu', () => {
+    const flags = parseFlags([]);
+    const steps = unitsOf(flags, 'train', 'res28-ch32');
+    assert.equal(steps, 10);
+    assert.deepEqual(['onednn', 'wasm', 'cpu'].map((b) => unitsFor(b, flags, 'train', 'res28-ch32', steps)), [10, 3, 1]);
+    assert.equal(unitsFor('wasm', flags, '1step', 'res28-ch32', unitsOf(flags, '1step', 'res28-ch32')), 5);
+    const given = parseFlags(['--steps', '6']);
+    assert.deepEqual(['onednn', 'wasm', 'cpu'].map((b) => unitsFor(b, given, 'train', 'res28-ch32', unitsOf(given, 'train', 'res28-ch32'))), [6, 6, 1]);
+  });
+
+  it("sums up the rounds' OpenMP waits", () => {
+    assert.equal(threadWaitSummary(['spin (GOMP_SPINCOUNT=30000; x)', 'spin (GOMP_SPINCOUNT=30000; y)', 'sleep (OMP_WAIT_POLICY=PASSIVE; z)']),
+      'spin in 2 of 3 rounds, sleep in 1 of 3 rounds');
   });
 
   it('counts FLOPs per image: 4 passes per training step, 1, 2 and 35 per sampler, the classifier for features', () => {

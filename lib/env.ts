@@ -79,12 +79,14 @@ function simdExtensions(): string {
   }
 }
 
-/** The workbench's git commit (short hash), with '+ local changes' when tracked files differ from it. */
-export function workbenchCommit(): string {
-  const root = REPOSITORY_ROOT;
+/**
+ * The workbench's git commit (short hash), with '+ local changes' when tracked files outside results/ differ from it
+ * (what a run or benchmark writes into results/, such as the benchmark's train-step-latest.md, is not code).
+ */
+export function workbenchCommit(root = REPOSITORY_ROOT): string {
   const head = tryCommand('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD']);
   if (!head) return 'not a git checkout';
-  const changed = tryCommand('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no']);
+  const changed = tryCommand('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results']);
   return changed ? `${head} + local changes` : head;
 }
 

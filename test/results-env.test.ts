@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { collectEnvironment, environmentMarkdown, notebookMode, notebookPaths, writeEnvironment } from '../lib/env';
+import { collectEnvironment, environmentMarkdown, notebookMode, notebookPaths, workbenchCommit, writeEnvironment } from '../lib/env';
 import { REPOSITORY_ROOT } from '../lib/repository';
 
 describe('environment record', () => {
@@ -23,6 +23,34 @@ describe('environment record', () => {
     if (facts.cpuArch) assert.ok(markdown.includes(`| CPU microarchitecture | ${facts.cpuArch} |`), markdown);
     for (const fact of ['| CPU |', '| logical cores |', '| memory |', '| OS |', '| Node |', '| oneDNN |', '| GPU |', '| CUDA |', '| workbench commit |']) {
       assert.ok(markdown.includes(fact), `missing ${fact}`);
+    }
+  });
+
+  it('names the commit, and local changes only where code (not results/) differs from it', () => {
+    const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'ect-commit-'));
+    const git = (...args: string[]) => {
+      const run = spawnSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      return run.stdout.trim();
+    };
+    try {
+      git('init', '-q');
+      fs.mkdirSync(path.join(repo, 'results'));
+      fs.mkdirSync(path.join(repo, 'lib'));
+      fs.writeFileSync(path.join(repo, 'results', 'latest.md'), 'a');
+      fs.writeFileSync(path.join(repo, 'lib', 'code.ts'), 'a');
+      git('add', '-A');
+      git('commit', '-q', '-m', 'x');
+      const head = git('rev-parse', '--short=12', 'HEAD');
+      assert.equal(workbenchCommit(repo), head);
+      fs.writeFileSync(path.join(repo, 'results', 'latest.md'), 'b');  // a benchmark's report rewritten
+      fs.writeFileSync(path.join(repo, 'results', 'new.md'), 'b');     // and a new one
+      assert.equal(workbenchCommit(repo), head);
+      fs.writeFileSync(path.join(repo, 'lib', 'code.ts'), 'b');
+      assert.equal(workbenchCommit(repo), `${head} + local changes`);
+      assert.equal(workbenchCommit(path.join(repo, 'missing')), 'not a git checkout');
+    } finally {
+      fs.rmSync(repo, { recursive: true, force: true });
     }
   });
 

@@ -82,7 +82,10 @@ describe('OpenMP thread wait', () => {
         const { addon, reason } = loadAddon(); if (!addon) throw new Error(reason);
         console.log(JSON.stringify({ wait: describeThreadWait(appliedThreadWait()),
           env: { OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY, GOMP_SPINCOUNT: process.env.GOMP_SPINCOUNT } }));`;
-      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...withoutChosenWait(process.env), ...env } });
+      // a team of every CPU (a smaller OMP_NUM_THREADS here would leave cores free for the busy loops)
+      const childEnv = { ...withoutChosenWait(process.env), ...env };
+      delete childEnv.OMP_NUM_THREADS;
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: childEnv });
       assert.equal(child.status, 0, child.stderr);
       return JSON.parse(child.stdout.trim().split('\n').pop()!);
     }

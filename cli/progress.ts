@@ -1,5 +1,7 @@
 /** Progress display of a training run: a cli-progress bar on a terminal, periodic log lines elsewhere. */
+import * as os from 'os';
 import { SingleBar } from 'cli-progress';
+import { appliedThreadWait, contentionWarning, CoreLoadWatch, teamSize } from '../lib/backend/onednn/thread-wait';
 import type { RunConfig } from '../lib/config/types';
 import type { RunHooks } from '../lib/train/launch';
 import type { StepStats } from '../lib/train/trainer';
@@ -13,12 +15,17 @@ function formatSeconds(seconds: number): string {
   return h ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
 }
 
+/** How often a run looks at the other processes' use of the cores (TrainingProgress.watchLoad). */
+const LOAD_CHECK_MS = 60_000;
+
 /** Shows iteration, kimg, loss, stage, images/s and ETA. */
 export class TrainingProgress {
   private readonly bar: SingleBar | null;
   private started = false;
   private readonly startIteration: number;
   private readonly startTime = Date.now();
+  private loadWatch: CoreLoadWatch | null = null;
+  private lastLoadCheck = 0;
 
   constructor(private readonly cfg: RunConfig, startIteration: number, interactive: boolean, private readonly log: (line: string) => void) {
     this.startIteration = startIteration;
@@ -39,6 +46,26 @@ export class TrainingProgress {
       this.bar.update(s.iteration, fields);
     } else if (s.iteration % this.cfg.logEvery === 0 || s.iteration === s.totalIters) {
       this.log(`iter ${s.iteration}/${s.totalIters} | ${fields.kimg} kimg | loss ${fields.loss} | stage ${fields.stage} | ${fields.ips} img/s | ETA ${fields.etaText}`);
+    }
+    this.watchLoad();
+  }
+
+  /**
+   * Once a minute while the addon's OpenMP workers spin (lib/backend/onednn/thread-wait.ts): warns, once, when other
+   * processes have come onto the cores since.
+   */
+  private watchLoad(now = Date.now()): void {
+    if (appliedThreadWait()?.mode !== 'spin' || now - this.lastLoadCheck < LOAD_CHECK_MS) return;
+    this.lastLoadCheck = now;
+    if (!this.loadWatch) {
+      this.loadWatch = new CoreLoadWatch();
+      return;
+    }
+    const cpus = os.availableParallelism();
+    const warning = contentionWarning(appliedThreadWait(), this.loadWatch.sample(), cpus, teamSize(process.env, cpus));
+    if (warning) {
+      this.note(`warning: ${warning}`);
+      this.lastLoadCheck = Infinity;  // said once
     }
   }
 

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CHOSEN_MARK, SPIN_COUNT, chooseThreadWait, describeThreadWait, parseOwnJiffies, parseProcStat, sampleOtherBusyCores, teamSize,
-  withoutChosenWait,
+  CHOSEN_MARK, SPIN_COUNT, chooseThreadWait, contentionWarning, CoreLoadWatch, describeThreadWait, parseOwnJiffies, parseProcStat,
+  sampleOtherBusyCores, teamSize, withoutChosenWait,
 } from '../lib/backend/onednn/thread-wait';
 import { loadAddon } from '../lib/backend/onednn/addon';
 
@@ -58,6 +58,30 @@ describe('OpenMP thread wait', () => {
     // a command name with spaces and a parenthesis; utime and stime are the 14th and 15th fields
     const self = '4242 (node (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 37 5 0 0 20 0 11 0 123 456 789';
     assert.equal(parseOwnJiffies(self), 42);
+  });
+
+  it("a run's later look at the cores: other processes' jiffies since the last look, less its own", () => {
+    // two CPUs; between the looks 200 jiffies passed in all (100 a CPU), 130 busy of which this process took 40
+    const files = [
+      { stat: 'cpu  100 0 0 900 0 0 0 0 0 0\ncpu0 1\ncpu1 1\n', self: '1 (node) S 1 1 1 0 -1 0 0 0 0 0 10 0' },
+      { stat: 'cpu  200 0 30 970 0 0 0 0 0 0\ncpu0 1\ncpu1 1\n', self: '1 (node) S 1 1 1 0 -1 0 0 0 0 0 40 10' },
+    ];
+    let i = 0;
+    const watch = new CoreLoadWatch(() => files[Math.min(i++, files.length - 1)]);
+    assert.equal(watch.sample(), 0.9);
+    assert.equal(watch.sample(), null);  // no time passed since
+    assert.equal(new CoreLoadWatch(() => null).sample(), null);
+  });
+
+  it('warns a spinning run once other processes use its cores, and only a spinning run it chose', () => {
+    const spin = chooseThreadWait(idle);
+    assert.match(contentionWarning(spin, 1.0, 2, 2) ?? '', /other processes are using 1\.0 of 2 CPUs.*OMP_WAIT_POLICY=PASSIVE/);
+    assert.equal(contentionWarning(spin, 0.2, 2, 2), null);
+    assert.equal(contentionWarning(spin, null, 2, 2), null);
+    assert.equal(contentionWarning(spin, 3, 8, 2), null);  // cores the team leaves free
+    assert.equal(contentionWarning(chooseThreadWait({ ...idle, otherBusyCores: 1 }), 1.5, 2, 2), null);  // sleeping already
+    assert.equal(contentionWarning(chooseThreadWait({ ...idle, env: { OMP_WAIT_POLICY: 'ACTIVE' } }), 1.5, 2, 2), null);
+    assert.equal(contentionWarning(undefined, 1.5, 2, 2), null);
   });
 
   const linux = fs.existsSync('/proc/stat');

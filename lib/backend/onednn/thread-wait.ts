@@ -83,18 +83,9 @@ export function parseOwnJiffies(text: string): number {
 
 /** Other processes' CPU use over `ms` milliseconds, in cores (this process sleeps meanwhile); null off Linux. */
 export function sampleOtherBusyCores(ms = SAMPLE_MS): number | null {
-  try {
-    const read = () => ({ stat: parseProcStat(fs.readFileSync('/proc/stat', 'utf8')), own: parseOwnJiffies(fs.readFileSync('/proc/self/stat', 'utf8')) });
-    const before = read();
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    const after = read();
-    const perCpu = (after.stat.all - before.stat.all) / Math.max(1, after.stat.cpus);
-    if (!(perCpu > 0)) return null;
-    const others = after.stat.busy - before.stat.busy - (after.own - before.own);
-    return Math.max(0, others) / perCpu;
-  } catch {
-    return null;
-  }
+  const watch = new CoreLoadWatch();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  return watch.sample();
 }
 
 /** The OpenMP team's size as libgomp will make it: OMP_NUM_THREADS's first number, else every CPU. */
@@ -147,4 +138,54 @@ export function withoutChosenWait(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     delete out[CHOSEN_MARK];
   }
   return out;
+}
+
+/**
+ * Other processes' CPU use between one call of `sample()` and the next, for a long run to notice a job that started
+ * after it chose to spin (the one case the choice at load cannot see).
+ */
+export class CoreLoadWatch {
+  private last: { busy: number; all: number; cpus: number; own: number } | null;
+
+  constructor(private readonly read: () => { stat: string; self: string } | null = readProcFiles) {
+    this.last = this.snapshot();
+  }
+
+  private snapshot(): { busy: number; all: number; cpus: number; own: number } | null {
+    try {
+      const files = this.read();
+      return files ? { ...parseProcStat(files.stat), own: parseOwnJiffies(files.self) } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Other processes' use since the last sample, in cores; null where it cannot be read or no time passed. */
+  sample(): number | null {
+    const now = this.snapshot();
+    const before = this.last;
+    this.last = now;
+    if (!now || !before) return null;
+    const perCpu = (now.all - before.all) / Math.max(1, now.cpus);
+    if (!(perCpu > 0)) return null;
+    return Math.max(0, now.busy - before.busy - (now.own - before.own)) / perCpu;
+  }
+}
+
+function readProcFiles(): { stat: string; self: string } | null {
+  if (!fs.existsSync('/proc/stat')) return null;
+  return { stat: fs.readFileSync('/proc/stat', 'utf8'), self: fs.readFileSync('/proc/self/stat', 'utf8') };
+}
+
+/**
+ * What to tell the user when a spinning team finds other processes on its cores (`otherBusyCores` over a stretch of
+ * the run), or null: only a choice this module made to spin is warned about (the environment's own setting is the
+ * user's).
+ */
+export function contentionWarning(wait: ThreadWait | undefined, otherBusyCores: number | null, cpus: number, threads: number): string | null {
+  if (!wait || wait.mode !== 'spin' || otherBusyCores === null) return null;
+  if (otherBusyCores <= Math.max(0, cpus - threads) + BUSY_CORES) return null;
+  return `other processes are using ${otherBusyCores.toFixed(1)} of ${cpus} CPUs; this run's OpenMP workers spin between kernels ` +
+    `(chosen when the cores were idle at its start), which slows this run and theirs, up to twice. On a machine that runs ` +
+    'jobs side by side, start runs with OMP_WAIT_POLICY=PASSIVE (a run resumes from its last checkpoint).';
 }

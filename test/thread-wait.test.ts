@@ -126,12 +126,17 @@ describe('OpenMP thread wait', () => {
       assert.equal(choice.env.GOMP_SPINCOUNT, undefined);
     });
 
-    it("takes the environment's setting as it is", function () {
+    it("takes the environment's setting as it is, without a parent's choice beside it", function () {
       if (!loadAddon().addon) this.skip();
       this.timeout(60_000);
       const choice = childChoice({ OMP_WAIT_POLICY: 'ACTIVE' });
       assert.equal(choice.wait, 'environment (OMP_WAIT_POLICY=ACTIVE; set by the environment)');
       assert.equal(choice.env.OMP_WAIT_POLICY, 'ACTIVE');
+      assert.equal(choice.env.GOMP_SPINCOUNT, undefined);
+      // a parent's spin count passed down would outrank ACTIVE in libgomp: it goes
+      const inherited = childChoice({ OMP_WAIT_POLICY: 'ACTIVE', GOMP_SPINCOUNT: '30000', [CHOSEN_MARK]: 'GOMP_SPINCOUNT=30000' });
+      assert.equal(inherited.wait, 'environment (OMP_WAIT_POLICY=ACTIVE; set by the environment)');
+      assert.equal(inherited.env.GOMP_SPINCOUNT, undefined);
     });
   });
 });

@@ -102,11 +102,13 @@ export function applyThreadWait(env: NodeJS.ProcessEnv = process.env): ThreadWai
   const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   const own = userSetting(env);
   const wait = chooseThreadWait({ env, cpus, threads: teamSize(env, cpus), otherBusyCores: own ? 0 : sampleOtherBusyCores() });
+  // drop what a parent process chose (it would otherwise bend the user's own setting: GOMP_SPINCOUNT outranks
+  // OMP_WAIT_POLICY in libgomp), then set this process's choice and mark it as ours
+  for (const name of ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']) {
+    if (env[CHOSEN_MARK] === `${name}=${env[name]}`) delete env[name];
+  }
+  delete env[CHOSEN_MARK];
   if (wait.mode !== 'environment') {
-    // drop what a parent process chose, then set this process's choice and mark it as ours
-    for (const name of ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']) {
-      if (env[CHOSEN_MARK] === `${name}=${env[name]}`) delete env[name];
-    }
     const [name, value] = wait.setting.split('=');
     env[name] = value;
     env[CHOSEN_MARK] = wait.setting;

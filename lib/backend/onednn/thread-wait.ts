@@ -50,6 +50,11 @@ function userSetting(env: NodeJS.ProcessEnv): string | null {
   return null;
 }
 
+/** Whether other processes' use of the cores crowds a team of `threads` on `cpus`: more than BUSY_CORES beyond those it leaves free. */
+function crowded(otherBusyCores: number, cpus: number, threads: number): boolean {
+  return otherBusyCores > Math.max(0, cpus - threads) + BUSY_CORES;
+}
+
 /** The wait to use, from the environment and the machine's load (pure; see applyThreadWait). */
 export function chooseThreadWait(facts: ThreadWaitFacts): ThreadWait {
   const own = userSetting(facts.env);
@@ -57,9 +62,8 @@ export function chooseThreadWait(facts: ThreadWaitFacts): ThreadWait {
   if (facts.otherBusyCores === null) {
     return { mode: 'sleep', setting: 'OMP_WAIT_POLICY=PASSIVE', why: 'the load of the cores could not be read' };
   }
-  const free = Math.max(0, facts.cpus - facts.threads);
   const used = `other processes used ${facts.otherBusyCores.toFixed(2)} of ${facts.cpus} CPUs at load`;
-  if (facts.otherBusyCores > free + BUSY_CORES) return { mode: 'sleep', setting: 'OMP_WAIT_POLICY=PASSIVE', why: used };
+  if (crowded(facts.otherBusyCores, facts.cpus, facts.threads)) return { mode: 'sleep', setting: 'OMP_WAIT_POLICY=PASSIVE', why: used };
   return { mode: 'spin', setting: `GOMP_SPINCOUNT=${SPIN_COUNT}`, why: used };
 }
 
@@ -99,7 +103,7 @@ let applied: ThreadWait | undefined;
 /** Chooses the wait and sets it in `env` (process.env: libgomp reads it when the addon loads). Once per process. */
 export function applyThreadWait(env: NodeJS.ProcessEnv = process.env): ThreadWait {
   if (applied) return applied;
-  const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  const cpus = os.availableParallelism();
   const own = userSetting(env);
   const wait = chooseThreadWait({ env, cpus, threads: teamSize(env, cpus), otherBusyCores: own ? 0 : sampleOtherBusyCores() });
   // drop what a parent process chose (it would otherwise bend the user's own setting: GOMP_SPINCOUNT outranks
@@ -185,8 +189,7 @@ function readProcFiles(): { stat: string; self: string } | null {
  * user's).
  */
 export function contentionWarning(wait: ThreadWait | undefined, otherBusyCores: number | null, cpus: number, threads: number): string | null {
-  if (!wait || wait.mode !== 'spin' || otherBusyCores === null) return null;
-  if (otherBusyCores <= Math.max(0, cpus - threads) + BUSY_CORES) return null;
+  if (!wait || wait.mode !== 'spin' || otherBusyCores === null || !crowded(otherBusyCores, cpus, threads)) return null;
   return `other processes are using ${otherBusyCores.toFixed(1)} of ${cpus} CPUs; this run's OpenMP workers spin between kernels ` +
     `(chosen when the cores were idle at its start), which slows this run and theirs, up to twice. On a machine that runs ` +
     'jobs side by side, start runs with OMP_WAIT_POLICY=PASSIVE (a run resumes from its last checkpoint).';
